@@ -1,0 +1,38 @@
+"""symgen: symbolic gradients from SymPy losses, emitted as standalone source code."""
+
+__version__ = "0.1.0"
+
+from .api import compile, generate, gradients  # noqa: E402
+from .errors import SpecError  # noqa: E402
+from .functions import (  # noqa: E402
+    abs,
+    elementwise,
+    exp,
+    log,
+    relu,
+    sigmoid,
+    softplus,
+    sqrt,
+    square,
+    tanh,
+)
+from .problem import Problem  # noqa: E402
+
+__all__ = [
+    "Problem",
+    "SpecError",
+    "__version__",
+    "abs",
+    "compile",
+    "elementwise",
+    "exp",
+    "generate",
+    "gradients",
+    "log",
+    "relu",
+    "sigmoid",
+    "softplus",
+    "sqrt",
+    "square",
+    "tanh",
+]

@@ -1,0 +1,108 @@
+"""How one scalar expression is spelled in generated Python.
+
+``ScalarPrinter`` prints statements over Python floats (``math``);
+``ArrayPrinter`` prints statements over NumPy arrays (``np``), with the
+sample-independent factors of a product multiplied first so that they cost
+one scalar operation instead of one array pass each. These two classes are
+the only place that knows how a function is spelled.
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+from sympy.printing.numpy import NumPyPrinter
+from sympy.printing.precedence import precedence
+from sympy.printing.pycode import PythonCodePrinter
+
+
+class ScalarPrinter(PythonCodePrinter):
+    """Python floats and the ``math`` module."""
+
+    def __init__(self) -> None:
+        super().__init__({"fully_qualified_modules": True, "standard": "python3"})
+
+    def _print_relu(self, expr):
+        return f"max({self._print(expr.args[0])}, 0.0)"
+
+    def _print_sigmoid(self, expr):
+        return f"(0.5*math.tanh(0.5*{self.parenthesize(expr.args[0], 50)}) + 0.5)"
+
+    def _print_softplus(self, expr):
+        z = self._print(expr.args[0])
+        return f"(max({z}, 0.0) + math.log1p(math.exp(-abs({z}))))"
+
+    def _print_Heaviside(self, expr):
+        z = self._print(expr.args[0])
+        h0 = self._print(expr.args[1]) if len(expr.args) > 1 else "0.5"
+        return f"(1.0 if {z} > 0 else ({h0} if {z} == 0 else 0.0))"
+
+    def _print_Pow(self, expr, rational=False):
+        base, exp = expr.args
+        if exp == 2 and base.is_Symbol:
+            return f"{self._print(base)}*{self._print(base)}"
+        return super()._print_Pow(expr, rational=rational)
+
+
+class ArrayPrinter(NumPyPrinter):
+    """NumPy arrays as ``np``; ``arrays`` names the symbols that hold arrays."""
+
+    def __init__(self, arrays: frozenset[str] = frozenset()) -> None:
+        super().__init__({"fully_qualified_modules": True})
+        self.arrays = arrays
+
+    def _module_format(self, fqn, register=True):
+        if fqn.startswith("numpy."):
+            fqn = "np." + fqn[len("numpy.") :]
+        return super()._module_format(fqn, register)
+
+    def _is_array(self, expr: sp.Expr) -> bool:
+        return any(s.name in self.arrays for s in expr.free_symbols)
+
+    def _print_Mul(self, expr):
+        scalars = [f for f in expr.args if not self._is_array(f)]
+        arrays = [f for f in expr.args if self._is_array(f)]
+        if len(scalars) < 2 or not arrays or (len(scalars) == 2 and scalars[0] == -1):
+            return super()._print_Mul(expr)
+        head = sp.Mul(*scalars)
+        tail = sp.Mul(*arrays)
+        return f"({self._print(head)})*{self.parenthesize(tail, precedence(expr))}"
+
+    def _print_relu(self, expr):
+        return f"{self._module_format('numpy.maximum')}({self._print(expr.args[0])}, 0.0)"
+
+    def _print_sigmoid(self, expr):
+        z = self.parenthesize(expr.args[0], 50)
+        return f"(0.5*{self._module_format('numpy.tanh')}(0.5*{z}) + 0.5)"
+
+    def _print_softplus(self, expr):
+        return f"{self._module_format('numpy.logaddexp')}(0.0, {self._print(expr.args[0])})"
+
+    def _print_Heaviside(self, expr):
+        h0 = self._print(expr.args[1]) if len(expr.args) > 1 else "0.5"
+        return f"{self._module_format('numpy.heaviside')}({self._print(expr.args[0])}, {h0})"
+
+    def _print_Max(self, expr):
+        return self._fold("numpy.maximum", expr.args)
+
+    def _print_Min(self, expr):
+        return self._fold("numpy.minimum", expr.args)
+
+    def _fold(self, fn: str, args) -> str:
+        out = self._print(args[0])
+        for a in args[1:]:
+            out = f"{self._module_format(fn)}({out}, {self._print(a)})"
+        return out
+
+    def _print_Pow(self, expr, rational=False):
+        base, exp = expr.args
+        if exp.is_Integer and self._is_array(base):
+            n = int(exp)
+            b = self.parenthesize(base, precedence(expr))
+            if n == -1:
+                return f"1/{b}"
+            if n in (3, 4):
+                sq = f"{b}**2"
+                return f"{sq}*{b}" if n == 3 else f"({sq})**2"
+            if n < 0:
+                return f"1/{self.parenthesize(base**-n, precedence(sp.Mul(2, base)) + 1)}"
+        return super()._print_Pow(expr, rational=rational)

@@ -1,0 +1,214 @@
+"""``Problem``: a loss, its parameters, its data, and how it is reduced.
+
+A ``Problem`` is validated when it is built, so that a mistake in a spec is
+reported where it was made, with a ``SpecError`` naming the offending piece.
+"""
+
+from __future__ import annotations
+
+import builtins
+import hashlib
+import keyword
+from collections.abc import Iterable, Sequence
+from typing import Literal
+
+import sympy as sp
+from sympy.matrices.expressions import MatrixExpr
+
+from .errors import SpecError
+from .functions import relu, sigmoid, softplus
+
+#: SymPy function classes a loss may apply (besides + - * / and powers).
+SUPPORTED_FUNCTIONS: dict[str, type] = {
+    cls.__name__: cls
+    for cls in (
+        sp.exp,
+        sp.log,
+        sp.sin,
+        sp.cos,
+        sp.tan,
+        sp.asin,
+        sp.acos,
+        sp.atan,
+        sp.atan2,
+        sp.sinh,
+        sp.cosh,
+        sp.tanh,
+        sp.asinh,
+        sp.acosh,
+        sp.atanh,
+        sp.Abs,
+        sp.sign,
+        sp.Heaviside,
+        sp.Max,
+        sp.Min,
+        relu,
+        sigmoid,
+        softplus,
+    )
+}
+
+#: Names a parameter or data symbol may not take: generated code uses them.
+RESERVED_NAMES = frozenset({"np", "math", "lr"})
+
+_ATOMS = (sp.Symbol, sp.Number, sp.NumberSymbol)
+_OPERATIONS = (sp.Add, sp.Mul, sp.Pow)
+
+
+def _fail_unsupported(node: sp.Basic) -> None:
+    supported = ", ".join(sorted(SUPPORTED_FUNCTIONS))
+    if isinstance(node, sp.Function):
+        name = type(node).__name__
+        raise SpecError(
+            f"unsupported function '{name}' in the loss ({node}); supported: {supported}"
+        )
+    raise SpecError(
+        f"unsupported SymPy node '{type(node).__name__}' in the loss ({node}); a loss is built "
+        f"from symbols, numbers, + - * / **, and the functions {supported}"
+    )
+
+
+def check_scalar_expression(expr: sp.Basic) -> None:
+    """Raise ``SpecError`` unless ``expr`` uses only what symgen can differentiate and print."""
+    for node in sp.preorder_traversal(expr):
+        if node in (sp.zoo, sp.oo, -sp.oo, sp.nan):
+            raise SpecError(f"the loss contains the non-finite constant {node}")
+        if node is sp.I or (isinstance(node, sp.Number) and not node.is_real):
+            raise SpecError("the loss contains an imaginary number; symgen works over the reals")
+        if isinstance(node, _ATOMS) or isinstance(node, _OPERATIONS):
+            continue
+        if isinstance(node, sp.Function) and type(node).__name__ in SUPPORTED_FUNCTIONS:
+            if SUPPORTED_FUNCTIONS[type(node).__name__] is type(node):
+                continue
+        _fail_unsupported(node)
+
+
+def _check_name(sym: sp.Basic, role: str) -> str:
+    if isinstance(sym, MatrixExpr):
+        raise SpecError(
+            f"{role} '{sym}' is a matrix; matrix problems are not supported in this version "
+            "of symgen (scalar and per-sample losses are)"
+        )
+    if not isinstance(sym, sp.Symbol):
+        raise SpecError(f"{role} {sym!r} must be a sympy.Symbol, got {type(sym).__name__}")
+    name = sym.name
+    if not name.isidentifier() or keyword.iskeyword(name):
+        raise SpecError(f"{role} name '{name}' is not a valid Python identifier; rename it")
+    if name.startswith("_") or name in RESERVED_NAMES or hasattr(builtins, name):
+        raise SpecError(
+            f"{role} name '{name}' is reserved in generated code (a leading underscore, a "
+            f"Python builtin, or one of {', '.join(sorted(RESERVED_NAMES))}); rename it"
+        )
+    return name
+
+
+class Problem:
+    """A loss to differentiate.
+
+    ``loss`` is a scalar SymPy expression over ``params`` (the symbols to
+    differentiate with respect to) and ``data`` (symbols bound to 1-D arrays of
+    samples at call time). With data, the loss is reduced over samples by
+    ``reduce`` ("sum" or "mean"). ``dtype`` is the floating type of the
+    generated code, ``name`` names the generated module and its functions.
+    """
+
+    def __init__(
+        self,
+        loss: sp.Basic,
+        params: Sequence[sp.Symbol],
+        data: Iterable[sp.Symbol] = (),
+        reduce: Literal["sum", "mean"] = "sum",
+        dtype: Literal["float64", "float32"] = "float64",
+        name: str = "problem",
+    ) -> None:
+        if isinstance(params, sp.Basic) or isinstance(params, str):
+            raise SpecError("params must be a list of symbols, e.g. params=[x, y]")
+        params = tuple(params)
+        data = tuple(data)
+        if not params:
+            raise SpecError("a problem needs at least one parameter")
+        if reduce not in ("sum", "mean"):
+            raise SpecError(f"reduce must be 'sum' or 'mean', got {reduce!r}")
+        if dtype not in ("float64", "float32"):
+            raise SpecError(f"dtype must be 'float64' or 'float32', got {dtype!r}")
+        if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
+            raise SpecError(f"problem name {name!r} must be a Python identifier")
+        try:
+            loss = sp.sympify(loss, strict=True)
+        except (sp.SympifyError, TypeError) as exc:
+            raise SpecError(
+                f"the loss must be a SymPy expression, got {type(loss).__name__}"
+            ) from exc
+        if isinstance(loss, (MatrixExpr, sp.MatrixBase)):
+            shape = getattr(loss, "shape", None)
+            raise SpecError(
+                f"the loss must be a scalar, got a matrix of shape {shape}; reduce it to a "
+                "scalar (a sum or a norm)"
+            )
+        if not isinstance(loss, sp.Expr):
+            raise SpecError(
+                f"the loss must be a scalar expression, got {type(loss).__name__}: {loss}"
+            )
+
+        names = [_check_name(s, "param") for s in params] + [_check_name(s, "data") for s in data]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise SpecError(f"symbol name(s) used more than once: {', '.join(duplicates)}")
+        free = {s.name for s in loss.free_symbols}
+        for role, syms in (("param", params), ("data", data)):
+            for s in syms:
+                if s.name not in free:
+                    raise SpecError(f"{role} '{s.name}' does not appear in the loss {loss}")
+        stray = sorted(free - set(names))
+        if stray:
+            raise SpecError(
+                f"the loss uses {', '.join(repr(s) for s in stray)}, which is neither a param nor "
+                "data; add it to params or data, or substitute a number"
+            )
+        check_scalar_expression(loss)
+
+        self.loss = loss
+        self.params = params
+        self.data = data
+        self.reduce = reduce
+        self.dtype = dtype
+        self.name = name
+
+    @property
+    def kind(self) -> Literal["scalar", "per_sample"]:
+        return "per_sample" if self.data else "scalar"
+
+    def real_symbols(self) -> dict[sp.Symbol, sp.Symbol]:
+        """The user's symbols mapped to real symbols of the same name.
+
+        Differentiation happens over real symbols, so that ``Abs``, ``sqrt``
+        and ``sign`` differentiate the way a person expects.
+        """
+        return {s: sp.Symbol(s.name, real=True) for s in (*self.params, *self.data)}
+
+    def real_loss(self) -> sp.Expr:
+        by_name = {s.name: r for s, r in self.real_symbols().items()}
+        return self.loss.xreplace({s: by_name[s.name] for s in self.loss.free_symbols})
+
+    def describe(self) -> str:
+        """A canonical, hash-seed independent text of the whole specification."""
+        return "\n".join(
+            [
+                f"name={self.name}",
+                f"params={','.join(s.name for s in self.params)}",
+                f"data={','.join(s.name for s in self.data)}",
+                f"reduce={self.reduce}",
+                f"dtype={self.dtype}",
+                f"loss={sp.srepr(self.loss)}",
+            ]
+        )
+
+    def spec_hash(self) -> str:
+        return hashlib.sha256(self.describe().encode()).hexdigest()[:16]
+
+    def __repr__(self) -> str:
+        data = f", data=[{', '.join(s.name for s in self.data)}], reduce={self.reduce!r}"
+        return (
+            f"Problem({self.loss}, params=[{', '.join(s.name for s in self.params)}]"
+            f"{data if self.data else ''}, dtype={self.dtype!r}, name={self.name!r})"
+        )

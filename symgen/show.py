@@ -1,0 +1,77 @@
+"""What ``symgen show`` prints: a problem's loss and derivative formulas.
+
+Formats: ``text`` (SymPy's plain notation, the one you would type back),
+``latex``, and ``markdown`` (a table with LaTeX math). ``program`` lists the
+CSE'd statements that the generated ``loss_and_grad`` runs.
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+
+from .backends.numpy import plan
+from .formulas import gradients
+from .pipeline import run
+from .problem import Problem
+
+FORMATS = ("text", "latex", "markdown")
+
+
+def _loss_name(problem: Problem) -> str:
+    return "ℓ" if problem.data else "L"
+
+
+def _intro(problem: Problem) -> str:
+    if not problem.data:
+        return ""
+    data = ", ".join(d.name for d in problem.data)
+    how = "sum" if problem.reduce == "sum" else "mean"
+    return f"L is the {how} over samples of ℓ; data {data} are 1-D arrays of N samples."
+
+
+def text(problem: Problem) -> str:
+    name = _loss_name(problem)
+    lines = [f"# {problem.name}"]
+    if problem.data:
+        lines.append(f"# {_intro(problem)}")
+    lines.append(f"{name} = {sp.sstr(problem.loss)}")
+    for p, d in gradients(problem).items():
+        lines.append(f"∂{name}/∂{p.name} = {sp.sstr(d)}")
+    return "\n".join(lines)
+
+
+def latex(problem: Problem) -> str:
+    name = r"\ell" if problem.data else "L"
+    lines = [f"% {problem.name}" + (f": {_intro(problem)}" if problem.data else "")]
+    lines.append(f"{name} = {sp.latex(problem.loss)}")
+    for p, d in gradients(problem).items():
+        lines.append(rf"\frac{{\partial {name}}}{{\partial {sp.latex(p)}}} = {sp.latex(d)}")
+    return "\n".join(lines)
+
+
+def markdown(problem: Problem) -> str:
+    name = r"\ell" if problem.data else "L"
+    lines = [f"### {problem.name}", ""]
+    if problem.data:
+        lines += [_intro(problem), ""]
+    lines += [f"${name} = {sp.latex(problem.loss)}$", ""]
+    lines += ["| parameter | derivative |", "| --- | --- |"]
+    for p, d in gradients(problem).items():
+        partial = rf"\frac{{\partial {name}}}{{\partial {sp.latex(p)}}}"
+        lines.append(f"| `{p.name}` | ${partial} = {sp.latex(d)}$ |")
+    return "\n".join(lines)
+
+
+def program(problem: Problem) -> str:
+    """The statements of ``loss_and_grad``, kernel by kernel."""
+    body = plan(run(problem), None).grad_body
+    lines = [f"# {problem.name}: loss_and_grad"]
+    for comment, stmts in body.groups:
+        lines.append(f"# {comment}")
+        lines.extend(stmts)
+    lines.append(f"return {body.results[0]}, ({', '.join(body.results[1:])})")
+    return "\n".join(lines)
+
+
+def render(problem: Problem, fmt: str = "text") -> str:
+    return {"text": text, "latex": latex, "markdown": markdown}[fmt](problem)

@@ -1,0 +1,167 @@
+"""The command line: generate, check, show, diff, and every error path."""
+
+import subprocess
+import sys
+
+import pytest
+
+from symgen.cli import main
+
+SPEC = "examples/rosenbrock.py"
+
+
+def run(*args, cwd=None):
+    return subprocess.run(
+        [sys.executable, "-m", "symgen", *args], capture_output=True, text=True, cwd=cwd
+    )
+
+
+@pytest.fixture(autouse=True)
+def _in_root(root, monkeypatch):
+    monkeypatch.chdir(root)
+
+
+def test_generate_then_check(tmp_path, capsys):
+    assert main(["generate", SPEC, "-o", str(tmp_path)]) == 0
+    written = tmp_path / "rosenbrock_numpy.py"
+    assert f"wrote {written}" in capsys.readouterr().out
+    assert "from examples/rosenbrock.py, problem 'rosenbrock'" in written.read_text()
+    assert main(["check", SPEC, "-o", str(tmp_path)]) == 0
+    written.write_text(written.read_text() + "# edited\n")
+    assert main(["check", SPEC, "-o", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "stale" in err and f"{written} (differs)" in err
+
+
+def test_check_lists_missing_files(tmp_path, capsys):
+    assert main(["check", "examples/derivatives.py:TABLE", "-o", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("(missing)") == 7 and "d_cubic_numpy.py" in err
+
+
+def test_committed_generated_files_are_fresh(capsys):
+    for spec in (
+        "examples/rosenbrock.py",
+        "examples/curve_fit.py",
+        "examples/derivatives.py:TABLE",
+    ):
+        assert main(["check", spec, "-o", "generated"]) == 0, capsys.readouterr().err
+
+
+def test_console_entry_point_and_module():
+    proc = run("diff", "(x-4)*(x**2+6)", "--wrt", "x")
+    assert proc.returncode == 0
+    assert proc.stdout == "3*x**2 - 8*x + 6\n"
+
+
+@pytest.mark.parametrize(
+    ("expr", "wrt", "at", "expected"),
+    [
+        ("(x-4)*(x**2+6)", ["x"], [], ["3*x**2 - 8*x + 6"]),
+        ("(x-4)*(x**2+6)", ["x"], ["x=2"], ["2"]),
+        ("x^2", ["x"], ["x=3"], ["6"]),
+        ("exp(x)", ["x"], ["x=2"], ["7.38905609893065"]),
+        ("sin(x)", ["x"], ["x=pi"], ["-1"]),
+        ("(sqrt(x)+1)**3", ["x"], [], ["3*(sqrt(x) + 1)**2/(2*sqrt(x))"]),
+        ("(x+2*y)**2", ["x", "y"], [], ["d/dx: 2*x + 4*y", "d/dy: 4*x + 8*y"]),
+        ("(x+2*y)**2", ["x", "y"], ["x=1", "y=2"], ["d/dx: 10", "d/dy: 20"]),
+    ],
+)
+def test_diff(capsys, expr, wrt, at, expected):
+    argv = (
+        ["diff", expr]
+        + [a for w in wrt for a in ("--wrt", w)]
+        + [a for p in at for a in ("--at", p)]
+    )
+    assert main(argv) == 0
+    assert capsys.readouterr().out.splitlines() == expected
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["diff", "__import__('os').system('echo pwned')", "--wrt", "x"], "unsupported"),
+        (["diff", "x.real", "--wrt", "x"], "x.real"),
+        (["diff", "gamma(x)", "--wrt", "x"], "gamma"),
+        (["diff", "x +", "--wrt", "x"], "cannot parse"),
+        (["diff", "x**2", "--wrt", "y"], "'y' does not appear"),
+        (["diff", "x*y", "--wrt", "x", "--at", "x=1"], "no value for y"),
+        (["diff", "x**2", "--wrt", "x", "--at", "x=y"], "must be a number"),
+        (["diff", "log(x)", "--wrt", "x", "--at", "x=0"], "not finite"),
+        (["diff", "x**2"], "--wrt"),
+        (["generate", "examples/nope.py"], "not found"),
+        (["generate", "examples/derivatives.py"], "examples/derivatives.py:TABLE"),
+        (["generate", "examples/derivatives.py:NOPE"], "no attribute 'NOPE'"),
+        (["generate", "examples/derivatives.py:POINTS"], "not a symgen.Problem"),
+        (["generate", "no_such_module:thing"], "cannot import"),
+        (["show", SPEC, "--format", "html"], "invalid choice"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
+def test_errors_are_one_line_exit_2(capsys, argv, fragment):
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("symgen: error: ")
+    assert fragment in lines[0]
+
+
+def test_errors_from_subprocess_have_no_traceback(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text(
+        "import sympy as sp\nimport symgen\nx = sp.Symbol('x')\n"
+        "P = symgen.Problem(sp.gamma(x), params=[x])\n"
+    )
+    proc = run("generate", str(bad), "-o", str(tmp_path))
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.count("\n") == 1
+    assert "unsupported function 'gamma'" in proc.stderr and "supported: " in proc.stderr
+
+
+def test_spec_with_several_problems(tmp_path, capsys):
+    two = tmp_path / "two.py"
+    two.write_text(
+        "import sympy as sp\nimport symgen\nx = sp.Symbol('x')\n"
+        "A = symgen.Problem(x**2, [x], name='a')\nB = symgen.Problem(x**3, [x], name='b')\n"
+    )
+    assert main(["show", str(two)]) == 2
+    assert "several Problems (A, B)" in capsys.readouterr().err
+    assert main(["show", f"{two}:B"]) == 0
+    assert "∂L/∂x = 3*x**2" in capsys.readouterr().out
+
+
+def test_spec_without_problem_and_broken_spec(tmp_path, capsys):
+    empty = tmp_path / "empty.py"
+    empty.write_text("x = 1\n")
+    assert main(["show", str(empty)]) == 2
+    assert "defines no symgen.Problem" in capsys.readouterr().err
+    broken = tmp_path / "broken.py"
+    broken.write_text("x = 1\ny = undefined_name\n")
+    assert main(["show", str(broken)]) == 2
+    assert "broken.py:2: NameError" in capsys.readouterr().err
+
+
+def test_show_formats(capsys):
+    assert main(["show", "examples/derivatives.py:TABLE"]) == 0
+    out = capsys.readouterr().out
+    assert "∂L/∂x = 3*x**2 - 8*x + 6" in out and "∂L/∂y = 4*x + 8*y" in out
+    assert main(["show", "examples/derivatives.py:TABLE", "--format", "latex"]) == 0
+    assert r"\frac{\partial L}{\partial x} = 3 x^{2} - 8 x + 6" in capsys.readouterr().out
+    assert main(["show", "examples/derivatives.py:TABLE", "--format", "markdown"]) == 0
+    out = capsys.readouterr().out
+    assert "| parameter | derivative |" in out and r"$\frac{\partial L}{\partial x} = 2 x$" in out
+
+
+def test_show_program_is_the_generated_code(capsys):
+    assert main(["show", "examples/curve_fit.py", "--program"]) == 0
+    out = capsys.readouterr().out
+    assert "∂ℓ/∂g = 2*(d*t**2 + e*t + g - y + exp(-a*t)*sin(b*t + c))" in out
+    program = out.split("loss_and_grad\n", 1)[1]
+    generated = open("generated/curve_fit_numpy.py").read()
+    statements = [line for line in program.splitlines() if not line.startswith(("#", "return"))]
+    assert len(statements) > 10
+    for line in statements:
+        assert f"    {line}\n" in generated
+    assert program.count("np.exp(") == 1  # the shared exponential is computed once
