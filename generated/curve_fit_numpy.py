@@ -22,7 +22,7 @@ DTYPE = np.float64
 
 def _as_scalar(name, value):
     try:
-        if np.ndim(value) == 0:
+        if np.ndim(value) == 0 and not isinstance(value, (str, bytes)):
             return float(value)
     except (TypeError, ValueError):
         pass

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from typing import Literal
 
 import sympy as sp
+from sympy.core.function import Application
 from sympy.matrices.expressions import MatrixExpr
 
 from .errors import SpecError
@@ -57,7 +58,7 @@ _OPERATIONS = (sp.Add, sp.Mul, sp.Pow)
 
 def _fail_unsupported(node: sp.Basic) -> None:
     supported = ", ".join(sorted(SUPPORTED_FUNCTIONS))
-    if isinstance(node, sp.Function):
+    if isinstance(node, Application):
         name = type(node).__name__
         raise SpecError(
             f"unsupported function '{name}' in the loss ({node}); supported: {supported}"
@@ -77,9 +78,8 @@ def check_scalar_expression(expr: sp.Basic) -> None:
             raise SpecError("the loss contains an imaginary number; symgen works over the reals")
         if isinstance(node, _ATOMS) or isinstance(node, _OPERATIONS):
             continue
-        if isinstance(node, sp.Function) and type(node).__name__ in SUPPORTED_FUNCTIONS:
-            if SUPPORTED_FUNCTIONS[type(node).__name__] is type(node):
-                continue
+        if SUPPORTED_FUNCTIONS.get(type(node).__name__) is type(node):
+            continue
         _fail_unsupported(node)
 
 
