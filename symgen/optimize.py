@@ -83,6 +83,28 @@ class Namer:
                 self.taken.add(name)
                 yield sp.Symbol(name, real=True)
 
+    def renumber(self, kernels: list[Kernel]) -> tuple[dict, list[Kernel]]:
+        """Rename temporaries x0, x1, ... in the order the program defines them."""
+        temps = {s for s in self.taken if s.startswith("x") and s[1:].isdigit()}
+        order = [s.target for k in kernels for s in k.stmts if s.target.name in temps]
+        fresh = Namer(self.taken - temps).temporaries()
+        mapping = {old: next(fresh) for old in order}
+        return mapping, [
+            Kernel(
+                k.domain,
+                tuple(
+                    Stmt(
+                        mapping.get(s.target, s.target),
+                        s.kind,
+                        tuple(e.xreplace(mapping) for e in s.exprs),
+                        s.axes,
+                    )
+                    for s in k.stmts
+                ),
+            )
+            for k in kernels
+        ]
+
 
 @dataclass
 class _Target:
@@ -168,23 +190,38 @@ class _Builder:
         def is_array(e: sp.Expr) -> bool:
             return bool(e.free_symbols & arrays)
 
-        # Split every sum into (scalar coefficient) * sum(array factors).
-        plans = []
+        # Split every sum into scalar work and one sum (or dot) over array factors:
+        # sum(c*(k + f*g)) = c*(k*size + dot(f, g)), with c and k sample-independent.
         factor_use: dict[sp.Expr, int] = defaultdict(int)
+        split = {}
         for t in targets:
-            if t.reduce_axes is None or not is_array(t.expr):
+            if t.reduce_axes is not None and is_array(t.expr):
+                coeff, rest = sp.factor_terms(t.expr).as_independent(*arrays, as_Add=False)
+                split[t.symbol] = (coeff, rest)
+                for f in set(_expand_factors(rest)):
+                    factor_use[f] += 1
+        plans = []
+        for t in targets:
+            if t.symbol not in split:
                 plans.append((t, None, None))
                 continue
-            summand = sp.factor_terms(t.expr)
-            coeff, rest = summand.as_independent(*sorted(arrays, key=str), as_Add=False)
+            coeff, rest = split[t.symbol]
+            const, inner = sp.S.Zero, sp.S.One
+            if rest.is_Add and factor_use[rest] == 1:  # not shared: sum the constant on scalars
+                const, rest = rest.as_independent(*arrays, as_Add=True)
+                inner, rest = sp.factor_terms(rest).as_independent(*arrays, as_Add=False)
             factors = _expand_factors(rest) if len(domain) == 1 else [rest]
-            for f in set(factors):
-                factor_use[f] += 1
-            plans.append((t, coeff, factors))
+            if const == 0 and coeff * inner == 1:
+                final = None  # the sum lands in the target directly
+            else:
+                partial = next(self.temps)
+                extent = sp.Mul(*[domain[a] for a in t.reduce_axes])
+                final = (partial, coeff * (const * extent + inner * partial))
+            plans.append((t, final, factors))
 
         exprs: list[sp.Expr] = []
-        slots = []  # (target, kind, coeff, [indices into exprs])
-        for t, coeff, factors in plans:
+        slots = []  # (target, kind, final, [indices into exprs])
+        for t, final, factors in plans:
             if factors is None:
                 expr = sp.factor_terms(t.expr)  # 2*a + 2*b -> 2*(a + b): fewer operations
                 if t.reduce_axes is not None:  # a sum of a sample-independent value
@@ -193,7 +230,7 @@ class _Builder:
                 exprs.append(expr)
                 continue
             if len(factors) == 1:
-                slots.append((t, "sum", coeff, [len(exprs)]))
+                slots.append((t, "sum", final, [len(exprs)]))
                 exprs.append(factors[0])
                 continue
             shared = max(
@@ -201,38 +238,51 @@ class _Builder:
             )
             rest_factors = list(factors)
             rest_factors.remove(shared)
-            slots.append((t, "dot", coeff, [len(exprs), len(exprs) + 1]))
+            slots.append((t, "dot", final, [len(exprs), len(exprs) + 1]))
             exprs.extend([sp.Mul(*rest_factors), shared])
-        coeff_start = len(exprs)
-        exprs.extend(c for _, _, c, _ in slots if c is not None)
+        final_start = len(exprs)
+        exprs.extend(f[1] for _, _, f, _ in slots if f is not None)
 
         replacements, reduced = sp.cse(exprs, symbols=self.temps, order="canonical")
         prologue, body = [], []
+        hoisted: dict[sp.Expr, sp.Symbol] = {}
+
+        def hoist(e: sp.Expr) -> sp.Expr:
+            """Move sample-independent subexpressions of an array expression to the prologue."""
+            if not is_array(e):
+                if e.is_Atom or (e.is_Mul and len(e.args) == 2 and e.args[0] == -1):
+                    return e
+                if e not in hoisted:
+                    hoisted[e] = next(self.temps)
+                    prologue.append(Stmt(hoisted[e], "scalar", (e,)))
+                return hoisted[e]
+            if e.is_Add or e.is_Mul:  # the printer puts their scalar terms first
+                return e.func(*[hoist(a) for a in e.args])
+            return e.func(*[hoist(a) for a in e.args]) if e.args else e
+
         for sym, e in replacements:
             if is_array(e):
                 arrays.add(sym)
-                body.append(Stmt(sym, "array", (e,)))
+                body.append(Stmt(sym, "array", (hoist(e),)))
             else:
                 prologue.append(Stmt(sym, "scalar", (e,)))
 
         reductions, epilogue = [], []
-        coeffs = iter(reduced[coeff_start:])
-        for t, kind, _, idx in slots:
-            parts = tuple(reduced[i] for i in idx)
+        finals = iter(reduced[final_start:])
+        for t, kind, final, idx in slots:
+            parts = tuple(hoist(reduced[i]) if is_array(reduced[i]) else reduced[i] for i in idx)
             if kind == "value":
                 stmt_kind = "array" if is_array(parts[0]) else "scalar"
                 (body if stmt_kind == "array" else epilogue).append(
                     Stmt(t.symbol, stmt_kind, parts)
                 )
                 continue
-            c = next(coeffs)
             axes = t.reduce_axes or ()
-            if c == 1:
+            if final is None:
                 reductions.append(Stmt(t.symbol, kind, parts, axes))
                 continue
-            partial = next(self.temps)
-            reductions.append(Stmt(partial, kind, parts, axes))
-            epilogue.append(Stmt(t.symbol, "scalar", (c * partial,)))
+            reductions.append(Stmt(final[0], kind, parts, axes))
+            epilogue.append(Stmt(t.symbol, "scalar", (next(finals),)))
         return Kernel(domain, tuple(prologue + body + reductions + epilogue))
 
 
@@ -244,5 +294,6 @@ def build_program(lowered: Lowered, outputs: list[Node], names: list[str], namer
         sym = namer.fresh(name)
         builder.output(node, sym)
         symbols.append(sym)
-    kernels = builder.kernels()
-    return Program(tuple(kernels), tuple(symbols), frozenset(s.name for s in builder.arrays))
+    mapping, kernels = namer.renumber(builder.kernels())
+    arrays = {mapping.get(s, s).name for s in builder.arrays}
+    return Program(tuple(kernels), tuple(symbols), frozenset(arrays))
