@@ -50,7 +50,7 @@ def loss_and_grad(x, y):
         y = _as_scalar("y", y)
     # scalar arithmetic
     x0 = x + 2*y
-    loss = x0*x0
+    loss = x0**2
     grad_x = 2*x0
     grad_y = 4*x0
     return loss, (grad_x, grad_y)
@@ -69,7 +69,7 @@ def sgd_step(x, y, *, lr):
         y = _as_scalar("y", y)
     # scalar arithmetic
     x0 = x + 2*y
-    loss = x0*x0
+    loss = x0**2
     grad_x = 2*x0
     grad_y = 4*x0
     return loss, (x - lr*grad_x, y - lr*grad_y)

@@ -36,7 +36,7 @@ def loss(x):
     if type(x) is not float:
         x = _as_scalar("x", x)
     # scalar arithmetic
-    loss = 2*(x - 4)*(x*x + 3)
+    loss = 2*(x - 4)*(x**2 + 3)
     return loss
 
 
@@ -45,7 +45,7 @@ def loss_and_grad(x):
     if type(x) is not float:
         x = _as_scalar("x", x)
     # scalar arithmetic
-    x0 = x*x + 3
+    x0 = x**2 + 3
     x1 = 2*x - 8
     loss = x0*x1
     grad_x = 2*x*x1 + 2*x0
@@ -62,7 +62,7 @@ def sgd_step(x, *, lr):
     if type(x) is not float:
         x = _as_scalar("x", x)
     # scalar arithmetic
-    x0 = x*x + 3
+    x0 = x**2 + 3
     x1 = 2*x - 8
     loss = x0*x1
     grad_x = 2*x*x1 + 2*x0

@@ -36,7 +36,7 @@ def loss(x):
     if type(x) is not float:
         x = _as_scalar("x", x)
     # scalar arithmetic
-    loss = (x - 4)*(x*x + 6)
+    loss = (x - 4)*(x**2 + 6)
     return loss
 
 
@@ -46,7 +46,7 @@ def loss_and_grad(x):
         x = _as_scalar("x", x)
     # scalar arithmetic
     x0 = x - 4
-    x1 = x*x + 6
+    x1 = x**2 + 6
     loss = x0*x1
     grad_x = 2*x*x0 + x1
     return loss, (grad_x, )
@@ -63,7 +63,7 @@ def sgd_step(x, *, lr):
         x = _as_scalar("x", x)
     # scalar arithmetic
     x0 = x - 4
-    x1 = x*x + 6
+    x1 = x**2 + 6
     loss = x0*x1
     grad_x = 2*x*x0 + x1
     return loss, (x - lr*grad_x, )

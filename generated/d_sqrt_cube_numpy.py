@@ -48,7 +48,7 @@ def loss_and_grad(x):
     x0 = math.sqrt(x)
     x1 = x0 + 1
     loss = x1**3
-    grad_x = (3/2)*x1*x1/x0
+    grad_x = (3/2)*x1**2/x0
     return loss, (grad_x, )
 
 
@@ -65,5 +65,5 @@ def sgd_step(x, *, lr):
     x0 = math.sqrt(x)
     x1 = x0 + 1
     loss = x1**3
-    grad_x = (3/2)*x1*x1/x0
+    grad_x = (3/2)*x1**2/x0
     return loss, (x - lr*grad_x, )

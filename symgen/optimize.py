@@ -269,6 +269,7 @@ class _Builder:
 
         reductions, epilogue = [], []
         finals = iter(reduced[final_start:])
+        computed: dict[tuple, sp.Symbol] = {}  # the same sum is computed once
         for t, kind, final, idx in slots:
             parts = tuple(hoist(reduced[i]) if is_array(reduced[i]) else reduced[i] for i in idx)
             if kind == "value":
@@ -278,11 +279,18 @@ class _Builder:
                 )
                 continue
             axes = t.reduce_axes or ()
-            if final is None:
-                reductions.append(Stmt(t.symbol, kind, parts, axes))
-                continue
-            reductions.append(Stmt(final[0], kind, parts, axes))
-            epilogue.append(Stmt(t.symbol, "scalar", (next(finals),)))
+            key = (kind, tuple(sorted(parts, key=sp.default_sort_key)), axes)
+            target = t.symbol if final is None else final[0]
+            alias = {}
+            if key not in computed:
+                computed[key] = target
+                reductions.append(Stmt(target, kind, parts, axes))
+            elif final is None:
+                epilogue.append(Stmt(target, "scalar", (computed[key],)))
+            else:
+                alias = {target: computed[key]}
+            if final is not None:
+                epilogue.append(Stmt(t.symbol, "scalar", (next(finals).xreplace(alias),)))
         return Kernel(domain, tuple(prologue + body + reductions + epilogue))
 
 

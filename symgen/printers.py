@@ -36,12 +36,6 @@ class ScalarPrinter(PythonCodePrinter):
         h0 = self._print(expr.args[1]) if len(expr.args) > 1 else "0.5"
         return f"(1.0 if {z} > 0 else ({h0} if {z} == 0 else 0.0))"
 
-    def _print_Pow(self, expr, rational=False):
-        base, exp = expr.args
-        if exp == 2 and base.is_Symbol:
-            return f"{self._print(base)}*{self._print(base)}"
-        return super()._print_Pow(expr, rational=rational)
-
 
 class ArrayPrinter(NumPyPrinter):
     """NumPy arrays as ``np``; ``arrays`` names the symbols that hold arrays."""
@@ -98,11 +92,13 @@ class ArrayPrinter(NumPyPrinter):
         if exp.is_Integer and self._is_array(base):
             n = int(exp)
             b = self.parenthesize(base, precedence(expr))
+            # Composite spellings are parenthesized: they may stand in a denominator.
             if n == -1:
-                return f"1/{b}"
-            if n in (3, 4):
-                sq = f"{b}**2"
-                return f"{sq}*{b}" if n == 3 else f"({sq})**2"
+                return f"(1/{b})"
+            if n == 3:
+                return f"({b}**2*{b})"
+            if n == 4:
+                return f"({b}**2)**2"
             if n < 0:
-                return f"1/{self.parenthesize(base**-n, precedence(sp.Mul(2, base)) + 1)}"
+                return f"(1/{self.parenthesize(base**-n, precedence(expr))})"
         return super()._print_Pow(expr, rational=rational)

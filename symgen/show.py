@@ -69,7 +69,8 @@ def program(problem: Problem) -> str:
     for comment, stmts in body.groups:
         lines.append(f"# {comment}")
         lines.extend(stmts)
-    lines.append(f"return {body.results[0]}, ({', '.join(body.results[1:])})")
+    grads = ", ".join(body.results[1:]) + ("," if len(body.results) == 2 else "")
+    lines.append(f"return {body.results[0]}, ({grads})")
     return "\n".join(lines)
 
 
