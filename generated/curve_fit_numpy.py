@@ -73,7 +73,7 @@ def loss(a, b, c, d, e, g, t, y):
         _mismatch("y", y, "t", N)
     if N == 0:
         raise ValueError("curve_fit: the mean over samples needs at least one sample")
-    # one pass over the samples (shape (N,)), 1 sums
+    # one pass over the samples (N,), 1 reduction
     x0 = d*t**2 + e*t + g - y + np.exp(-a*t)*np.sin(b*t + c)
     x1 = float(np.dot(x0, x0))
     # scalar arithmetic
@@ -102,7 +102,7 @@ def loss_and_grad(a, b, c, d, e, g, t, y):
         _mismatch("y", y, "t", N)
     if N == 0:
         raise ValueError("curve_fit: the mean over samples needs at least one sample")
-    # one pass over the samples (shape (N,)), 7 sums
+    # one pass over the samples (N,), 7 reductions
     x0 = 2/N
     x1 = t**2
     x2 = np.exp(-a*t)
@@ -154,7 +154,7 @@ def sgd_step(a, b, c, d, e, g, t, y, *, lr):
         _mismatch("y", y, "t", N)
     if N == 0:
         raise ValueError("curve_fit: the mean over samples needs at least one sample")
-    # one pass over the samples (shape (N,)), 7 sums
+    # one pass over the samples (N,), 7 reductions
     x0 = 2/N
     x1 = t**2
     x2 = np.exp(-a*t)

@@ -9,11 +9,14 @@ from .functions import (  # noqa: E402
     elementwise,
     exp,
     log,
+    logsumexp,
+    mean,
     relu,
     sigmoid,
     softplus,
     sqrt,
     square,
+    sum,
     tanh,
 )
 from .problem import Problem  # noqa: E402
@@ -29,10 +32,13 @@ __all__ = [
     "generate",
     "gradients",
     "log",
+    "logsumexp",
+    "mean",
     "relu",
     "sigmoid",
     "softplus",
     "sqrt",
     "square",
+    "sum",
     "tanh",
 ]

@@ -78,9 +78,13 @@ class Map(Node):
 
 @dataclass(frozen=True, eq=False)
 class Reduce(Node):
+    """A sum over ``axes`` (``op="sum"``); ``op="max"`` is a maximum used only as a
+    stabilizing shift (``logsumexp``): no gradient flows through it."""
+
     arg: Node
     axes: tuple[int, ...]
     shape: Shape
+    op: str = "sum"
 
     @property
     def operands(self) -> tuple[Node, ...]:

@@ -1,17 +1,19 @@
 """IR graph → fused, CSE'd straight-line program.
 
 Fusion: every ``Map`` is inlined into its consumers by substitution, so a
-chain of elementwise maps is one scalar expression. The computations that
-must happen (the outputs, and the sums over samples) are grouped into
-*kernels*: one kernel per iteration domain and dependency level. A ``Map``
-followed by a ``Reduce`` is one pass: the reduction is an output of the kernel
-that computes the map.
+chain of elementwise maps is one scalar expression; a transposed map is the
+map of transposed operands (views), so transposes are never materialized.
+The computations that must happen (the outputs, the operands of matrix
+products, and sums) are grouped into *kernels*: one per iteration domain and
+dependency level. A ``Map`` followed by a ``Reduce`` is one pass: the
+reduction is an output of the kernel that computes the map. Matrix products
+are steps of their own (BLAS), taking transposed views as they are.
 
 Inside a kernel, ``sympy.cse`` runs once over all its outputs together (the
 loss and every gradient), so each shared subexpression is computed once.
-Subexpressions that do not depend on the per-sample arrays are hoisted out of
-the array part and computed once on scalars (loop-invariant code motion), and
-factors that do not depend on the samples are pulled out of sums:
+Subexpressions that do not depend on the arrays are hoisted out of the array
+part and computed once on scalars (loop-invariant code motion), and factors
+that do not depend on the samples are pulled out of sums:
 ``sum(c*f*g) = c * dot(f, g)``.
 """
 
@@ -26,14 +28,29 @@ from typing import Literal
 import sympy as sp
 
 from .frontend import Lowered
-from .ir import Const, Map, Node, Reduce, Shape
+from .ir import Const, Input, Map, MatMul, Node, Reduce, Shape, Transpose, broadcast_shapes
 
-StmtKind = Literal["scalar", "array", "sum", "dot"]
+StmtKind = Literal["scalar", "array", "fill", "sum", "dot", "max", "matmul"]
+
+
+class transposed(sp.Function):  # noqa: N801 - printed as ``x.T``
+    """The transpose of an array symbol: a view, never a copy."""
+
+    nargs = 1
+
+    @classmethod
+    def eval(cls, x):
+        if isinstance(x, transposed):
+            return x.args[0]
+        return None
 
 
 @dataclass(frozen=True)
 class Stmt:
-    """``target = expr`` (scalar or array), ``target = sum(expr)`` or ``target = dot(a, b)``."""
+    """One statement. ``scalar``/``array``: ``target = expr``; ``fill``: an array of the
+    kernel's domain filled with a scalar; ``sum``/``max``: a reduction of ``exprs[0]``
+    over ``axes`` (all axes when empty, keeping dimensions otherwise); ``dot``:
+    ``sum(exprs[0] * exprs[1])``; ``matmul``: ``exprs[0] @ exprs[1]``."""
 
     target: sp.Symbol
     kind: StmtKind
@@ -43,10 +60,15 @@ class Stmt:
 
 @dataclass(frozen=True)
 class Kernel:
-    """One fused pass over ``domain``: scalar prologue, array body, reductions, epilogue."""
+    """One fused pass over ``domain`` (scalar prologue, array body, reductions, epilogue),
+    or one matrix product."""
 
     domain: Shape
     stmts: tuple[Stmt, ...]
+
+    @property
+    def is_matmul(self) -> bool:
+        return any(s.kind == "matmul" for s in self.stmts)
 
 
 @dataclass(frozen=True)
@@ -54,7 +76,7 @@ class Program:
     kernels: tuple[Kernel, ...]
     #: The symbol holding each requested output, in the order requested.
     outputs: tuple[sp.Symbol, ...]
-    #: Names of the array symbols (data inputs and array temporaries).
+    #: Names of the array symbols (array inputs and array temporaries).
     arrays: frozenset[str]
 
     @property
@@ -68,6 +90,7 @@ class Namer:
     def __init__(self, taken: set[str]) -> None:
         self.taken = set(taken)
         self._counter = itertools.count()
+        self._temps: set[str] = set()
 
     def fresh(self, base: str) -> sp.Symbol:
         name, i = base, 1
@@ -81,39 +104,33 @@ class Namer:
             name = f"x{next(self._counter)}"
             if name not in self.taken:
                 self.taken.add(name)
+                self._temps.add(name)
                 yield sp.Symbol(name, real=True)
 
     def renumber(self, kernels: list[Kernel]) -> tuple[dict, list[Kernel]]:
         """Rename temporaries x0, x1, ... in the order the program defines them."""
-        temps = {s for s in self.taken if s.startswith("x") and s[1:].isdigit()}
-        order = [s.target for k in kernels for s in k.stmts if s.target.name in temps]
-        fresh = Namer(self.taken - temps).temporaries()
+        order = [s.target for k in kernels for s in k.stmts if s.target.name in self._temps]
+        fresh = Namer(self.taken - self._temps).temporaries()
         mapping = {old: next(fresh) for old in order}
-        return mapping, [
-            Kernel(
-                k.domain,
-                tuple(
-                    Stmt(
-                        mapping.get(s.target, s.target),
-                        s.kind,
-                        tuple(e.xreplace(mapping) for e in s.exprs),
-                        s.axes,
-                    )
-                    for s in k.stmts
-                ),
-            )
-            for k in kernels
-        ]
+
+        def rename(s: Stmt) -> Stmt:
+            exprs = tuple(e.xreplace(mapping) for e in s.exprs)
+            return Stmt(mapping.get(s.target, s.target), s.kind, exprs, s.axes)
+
+        return mapping, [Kernel(k.domain, tuple(rename(s) for s in k.stmts)) for k in kernels]
 
 
 @dataclass
 class _Target:
-    """Something a kernel must produce: an elementwise value, or a sum of one."""
+    """Something the program must produce: an elementwise value, a reduction of one, or a
+    matrix product."""
 
     symbol: sp.Symbol
     expr: sp.Expr
     domain: Shape
-    reduce_axes: tuple[int, ...] | None  # None: no reduction
+    reduce_axes: tuple[int, ...] | None = None  # None: no reduction
+    op: str = "sum"  # or "max"; "matmul" for a product of exprs
+    operands: tuple[sp.Expr, ...] = ()
 
 
 def _expand_factors(expr: sp.Expr) -> list[sp.Expr]:
@@ -135,14 +152,30 @@ class _Builder:
         self.leaf: dict[Node, sp.Expr] = {}
         self.inline: dict[Node, sp.Expr] = {}
         self.level: dict[sp.Symbol, int] = {}
-        self.arrays: set[sp.Symbol] = set()
+        self.shapes: dict[sp.Symbol, Shape] = {}
         self.targets: list[_Target] = []
         for node in (*lowered.params, *lowered.data):
             self.leaf[node] = node.symbol
             self.level[node.symbol] = 0
             if node.shape:
-                self.arrays.add(node.symbol)
+                self.shapes[node.symbol] = node.shape
 
+    # -- shapes of element expressions ---------------------------------------
+    @property
+    def arrays(self) -> set[sp.Symbol]:
+        return set(self.shapes)
+
+    def is_array(self, e: sp.Expr) -> bool:
+        return any(s in self.shapes for s in e.free_symbols)
+
+    def shape_of(self, e: sp.Expr) -> Shape:
+        views = e.atoms(transposed)  # a transposed view has the reversed shape
+        plain = e.xreplace({v: sp.Dummy() for v in views}).free_symbols
+        shapes = [self.shapes[s] for s in plain if s in self.shapes]
+        shapes += [tuple(reversed(self.shapes[v.args[0]])) for v in views]
+        return broadcast_shapes(*shapes) if shapes else ()
+
+    # -- element expressions of nodes ----------------------------------------
     def value(self, node: Node) -> sp.Expr:
         """The scalar expression of ``node``'s elements, in terms of leaf symbols."""
         if node in self.leaf:
@@ -155,91 +188,137 @@ class _Builder:
             args = {v: self.value(a) for v, a in zip(node.fn.variables, node.args, strict=True)}
             expr = self.inline[node] = node.fn.expr.xreplace(args)
             return expr
-        if isinstance(node, Reduce):
-            sym = self.leaf[node] = next(self.temps)
-            self._add_target(sym, self.value(node.arg), node.arg.shape, node.axes)
-            if node.shape:
-                self.arrays.add(sym)
-            return sym
-        raise NotImplementedError(f"{type(node).__name__} nodes are not supported yet")
+        if isinstance(node, Transpose):
+            inner = self.value(node.arg)
+            expr = self.inline[node] = inner.xreplace(
+                {s: transposed(s) for s in inner.free_symbols if s in self.shapes}
+            )
+            return expr
+        sym = self.leaf[node] = next(self.temps)
+        self._add(sym, node)
+        return sym
 
-    def _add_target(self, sym: sp.Symbol, expr: sp.Expr, domain: Shape, axes) -> None:
-        deps = [self.level.get(s, 0) for s in expr.free_symbols]
-        self.level[sym] = 1 + max(deps, default=0)
-        self.targets.append(_Target(sym, expr, domain, axes))
+    def _add(self, sym: sp.Symbol, node: Node) -> None:
+        if isinstance(node, Reduce):
+            self._add_target(_Target(sym, self.value(node.arg), node.arg.shape, node.axes, node.op))
+        elif isinstance(node, MatMul):
+            operands = (self.materialized(node.a), self.materialized(node.b))
+            self._add_target(_Target(sym, sp.S.Zero, node.shape, op="matmul", operands=operands))
+        else:
+            raise NotImplementedError(f"{type(node).__name__} nodes are not supported")
+        if node.shape:
+            self.shapes[sym] = node.shape
+
+    def materialized(self, node: Node) -> sp.Expr:
+        """An array symbol (or a transposed view of one) holding ``node``."""
+        expr = self.value(node)
+        if expr.is_Symbol or (isinstance(expr, transposed) and expr.args[0].is_Symbol):
+            return expr
+        if isinstance(node, Transpose):
+            return transposed(self.materialized(node.arg))
+        sym = self.leaf[node] = next(self.temps)
+        self._add_target(_Target(sym, expr, node.shape))
+        self.shapes[sym] = node.shape
+        return sym
+
+    def _add_target(self, target: _Target) -> None:
+        used = target.expr.free_symbols.union(*(o.free_symbols for o in target.operands))
+        self.level[target.symbol] = 1 + max((self.level.get(s, 0) for s in used), default=0)
+        self.targets.append(target)
 
     def output(self, node: Node, sym: sp.Symbol) -> None:
-        if isinstance(node, Reduce) and node not in self.leaf:
-            self.leaf[node] = sym  # the sum lands in the output variable directly
-            self._add_target(sym, self.value(node.arg), node.arg.shape, node.axes)
-        else:
-            self._add_target(sym, self.value(node), node.shape, None)
+        if isinstance(node, (Reduce, MatMul)) and node not in self.leaf:
+            self.leaf[node] = sym  # the result lands in the output variable directly
+            self._add(sym, node)
+            return
+        self._add_target(_Target(sym, self.value(node), node.shape))
         if node.shape:
-            self.arrays.add(sym)
+            self.shapes[sym] = node.shape
 
+    # -- kernels --------------------------------------------------------------
     def kernels(self) -> list[Kernel]:
-        groups: dict[tuple[int, Shape], list[_Target]] = defaultdict(list)
+        groups: dict[tuple, list[_Target]] = defaultdict(list)
         for t in self.targets:
-            groups[(self.level[t.symbol], t.domain)].append(t)
-        ordered = sorted(groups.items(), key=lambda kv: (kv[0][0], len(kv[0][1]), str(kv[0][1])))
-        return [self._kernel(domain, targets) for (_, domain), targets in ordered]
+            groups[(self.level[t.symbol], t.op == "matmul", t.domain)].append(t)
+        ordered = sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], str(kv[0][2])))
+        out = []
+        for (_, is_matmul, domain), targets in ordered:
+            if is_matmul:
+                out.extend(Kernel(domain, (Stmt(t.symbol, "matmul", t.operands),)) for t in targets)
+            else:
+                out.append(self._kernel(domain, targets))
+        return out
+
+    def _unbroadcast(self, t: _Target, domain: Shape) -> _Target:
+        """A sum over axes along which the summand is broadcast is a multiplication."""
+        if t.reduce_axes is None or t.op != "sum" or not self.is_array(t.expr):
+            return t
+        shape = self.shape_of(t.expr)
+        shape = (sp.S.One,) * (len(domain) - len(shape)) + tuple(shape)
+        spread = [a for a in t.reduce_axes if shape[a] == 1 and domain[a] != 1]
+        if not spread:
+            return t
+        extent = sp.Mul(*[domain[a] for a in spread])
+        if len(t.reduce_axes) == len(domain):  # a whole sum stays whole
+            return _Target(t.symbol, t.expr * extent, t.domain, t.reduce_axes, t.op)
+        axes = tuple(a for a in t.reduce_axes if a not in spread)
+        return _Target(t.symbol, t.expr * extent, t.domain, axes or None, t.op)
 
     def _kernel(self, domain: Shape, targets: list[_Target]) -> Kernel:
-        arrays = self.arrays
-
-        def is_array(e: sp.Expr) -> bool:
-            return bool(e.free_symbols & arrays)
+        is_array = self.is_array
+        arrays = sorted(self.arrays, key=str)
+        full = len(domain)
 
         # Split every sum into scalar work and one sum (or dot) over array factors:
         # sum(c*(k + f*g)) = c*(k*size + dot(f, g)), with c and k sample-independent.
         factor_use: dict[sp.Expr, int] = defaultdict(int)
         split = {}
+        targets = [self._unbroadcast(t, domain) for t in targets]
         for t in targets:
-            if t.reduce_axes is not None and is_array(t.expr):
+            if t.reduce_axes is not None and t.op == "sum" and is_array(t.expr):
                 coeff, rest = sp.factor_terms(t.expr).as_independent(*arrays, as_Add=False)
                 split[t.symbol] = (coeff, rest)
                 for f in set(_expand_factors(rest)):
                     factor_use[f] += 1
-        plans = []
+
+        exprs: list[sp.Expr] = []
+        slots = []  # (target, kind, final, [indices into exprs])
         for t in targets:
+            if t.op == "max":
+                slots.append((t, "max", None, [len(exprs)]))
+                exprs.append(t.expr)
+                continue
             if t.symbol not in split:
-                plans.append((t, None, None))
+                expr = sp.factor_terms(t.expr)  # 2*a + 2*b -> 2*(a + b): fewer operations
+                if t.reduce_axes is not None:  # a sum of an array-independent value
+                    expr = expr * sp.Mul(*[domain[a] for a in t.reduce_axes])
+                slots.append((t, "value", None, [len(exprs)]))
+                exprs.append(expr)
                 continue
             coeff, rest = split[t.symbol]
             const, inner = sp.S.Zero, sp.S.One
             if rest.is_Add and factor_use[rest] == 1:  # not shared: sum the constant on scalars
                 const, rest = rest.as_independent(*arrays, as_Add=True)
                 inner, rest = sp.factor_terms(rest).as_independent(*arrays, as_Add=False)
-            factors = _expand_factors(rest) if len(domain) == 1 else [rest]
-            if const == 0 and coeff * inner == 1:
-                final = None  # the sum lands in the target directly
-            else:
+            factors = _expand_factors(rest)
+            final = None  # None: the sum lands in the target directly
+            if const != 0 or coeff * inner != 1:
                 partial = next(self.temps)
                 extent = sp.Mul(*[domain[a] for a in t.reduce_axes])
                 final = (partial, coeff * (const * extent + inner * partial))
-            plans.append((t, final, factors))
-
-        exprs: list[sp.Expr] = []
-        slots = []  # (target, kind, final, [indices into exprs])
-        for t, final, factors in plans:
-            if factors is None:
-                expr = sp.factor_terms(t.expr)  # 2*a + 2*b -> 2*(a + b): fewer operations
-                if t.reduce_axes is not None:  # a sum of a sample-independent value
-                    expr = expr * sp.Mul(*[domain[a] for a in t.reduce_axes])
-                slots.append((t, "value", None, [len(exprs)]))
-                exprs.append(expr)
-                continue
-            if len(factors) == 1:
+            whole = len(t.reduce_axes) == full
+            if len(factors) >= 2 and whole and all(self.shape_of(f) == domain for f in factors):
+                shared = max(
+                    factors,
+                    key=lambda f: (factor_use[f], sp.count_ops(f), sp.default_sort_key(f)),
+                )
+                rest_factors = list(factors)
+                rest_factors.remove(shared)
+                slots.append((t, "dot", final, [len(exprs), len(exprs) + 1]))
+                exprs.extend([sp.Mul(*rest_factors), shared])
+            else:
                 slots.append((t, "sum", final, [len(exprs)]))
-                exprs.append(factors[0])
-                continue
-            shared = max(
-                factors, key=lambda f: (factor_use[f], sp.count_ops(f), sp.default_sort_key(f))
-            )
-            rest_factors = list(factors)
-            rest_factors.remove(shared)
-            slots.append((t, "dot", final, [len(exprs), len(exprs) + 1]))
-            exprs.extend([sp.Mul(*rest_factors), shared])
+                exprs.append(sp.Mul(*factors))
         final_start = len(exprs)
         exprs.extend(f[1] for _, _, f, _ in slots if f is not None)
 
@@ -248,7 +327,7 @@ class _Builder:
         hoisted: dict[sp.Expr, sp.Symbol] = {}
 
         def hoist(e: sp.Expr) -> sp.Expr:
-            """Move sample-independent subexpressions of an array expression to the prologue."""
+            """Move array-independent subexpressions of an array expression to the prologue."""
             if not is_array(e):
                 if e.is_Atom or (e.is_Mul and len(e.args) == 2 and e.args[0] == -1):
                     return e
@@ -256,29 +335,32 @@ class _Builder:
                     hoisted[e] = next(self.temps)
                     prologue.append(Stmt(hoisted[e], "scalar", (e,)))
                 return hoisted[e]
-            if e.is_Add or e.is_Mul:  # the printer puts their scalar terms first
-                return e.func(*[hoist(a) for a in e.args])
+            if isinstance(e, transposed):
+                return e
             return e.func(*[hoist(a) for a in e.args]) if e.args else e
 
         for sym, e in replacements:
             if is_array(e):
-                arrays.add(sym)
+                self.shapes[sym] = self.shape_of(e)
                 body.append(Stmt(sym, "array", (hoist(e),)))
             else:
                 prologue.append(Stmt(sym, "scalar", (e,)))
 
         reductions, epilogue = [], []
         finals = iter(reduced[final_start:])
-        computed: dict[tuple, sp.Symbol] = {}  # the same sum is computed once
+        computed: dict[tuple, sp.Symbol] = {}  # the same reduction is computed once
         for t, kind, final, idx in slots:
             parts = tuple(hoist(reduced[i]) if is_array(reduced[i]) else reduced[i] for i in idx)
             if kind == "value":
-                stmt_kind = "array" if is_array(parts[0]) else "scalar"
-                (body if stmt_kind == "array" else epilogue).append(
-                    Stmt(t.symbol, stmt_kind, parts)
-                )
+                shape = self.shapes.get(t.symbol, ())
+                if is_array(parts[0]):
+                    body.append(Stmt(t.symbol, "array", parts))
+                elif shape:
+                    epilogue.append(Stmt(t.symbol, "fill", (parts[0], *shape)))
+                else:
+                    epilogue.append(Stmt(t.symbol, "scalar", parts))
                 continue
-            axes = t.reduce_axes or ()
+            axes = () if len(t.reduce_axes) == full else t.reduce_axes
             key = (kind, tuple(sorted(parts, key=sp.default_sort_key)), axes)
             target = t.symbol if final is None else final[0]
             alias = {}
@@ -305,3 +387,6 @@ def build_program(lowered: Lowered, outputs: list[Node], names: list[str], namer
     mapping, kernels = namer.renumber(builder.kernels())
     arrays = {mapping.get(s, s).name for s in builder.arrays}
     return Program(tuple(kernels), tuple(symbols), frozenset(arrays))
+
+
+__all__ = ["Input", "Kernel", "Namer", "Program", "Stmt", "build_program", "transposed"]

@@ -61,6 +61,9 @@ class ArrayPrinter(NumPyPrinter):
         tail = sp.Mul(*arrays)
         return f"({self._print(head)})*{self.parenthesize(tail, precedence(expr))}"
 
+    def _print_transposed(self, expr):
+        return f"{self._print(expr.args[0])}.T"
+
     def _print_relu(self, expr):
         return f"{self._module_format('numpy.maximum')}({self._print(expr.args[0])}, 0.0)"
 

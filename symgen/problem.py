@@ -84,11 +84,14 @@ def check_scalar_expression(expr: sp.Basic) -> None:
 
 
 def _check_name(sym: sp.Basic, role: str) -> str:
-    if isinstance(sym, MatrixExpr):
-        raise SpecError(
-            f"{role} '{sym}' is a matrix; matrix problems are not supported in this version "
-            "of symgen (scalar and per-sample losses are)"
-        )
+    if isinstance(sym, sp.MatrixSymbol):
+        for d in sym.shape:
+            if not (isinstance(d, sp.Symbol) or (d.is_Integer and d > 0)):
+                raise SpecError(
+                    f"{role} '{sym.name}' has dimension {d}; dimensions must be symbols "
+                    "(integer=True, positive=True) or positive integers"
+                )
+        sym = sp.Symbol(sym.name)
     if not isinstance(sym, sp.Symbol):
         raise SpecError(f"{role} {sym!r} must be a sympy.Symbol, got {type(sym).__name__}")
     name = sym.name
@@ -106,10 +109,13 @@ class Problem:
     """A loss to differentiate.
 
     ``loss`` is a scalar SymPy expression over ``params`` (the symbols to
-    differentiate with respect to) and ``data`` (symbols bound to 1-D arrays of
-    samples at call time). With data, the loss is reduced over samples by
-    ``reduce`` ("sum" or "mean"). ``dtype`` is the floating type of the
-    generated code, ``name`` names the generated module and its functions.
+    differentiate with respect to) and ``data``. Per-sample problems: ``data``
+    are symbols bound to 1-D arrays of samples at call time, and the loss is
+    reduced over samples by ``reduce`` ("sum" or "mean"). Matrix problems:
+    params and data are ``MatrixSymbol``s with symbolic dimensions and the loss
+    is an explicit scalar (``symgen.sum``, a trace, a 1 x 1 product).
+    ``dtype`` is the floating type of the generated code, ``name`` names the
+    generated module and its functions.
     """
 
     def __init__(
@@ -139,17 +145,18 @@ class Problem:
             raise SpecError(
                 f"the loss must be a SymPy expression, got {type(loss).__name__}"
             ) from exc
-        if isinstance(loss, (MatrixExpr, sp.MatrixBase)):
-            shape = getattr(loss, "shape", None)
+        matrix = any(isinstance(s, MatrixExpr) for s in (*params, *data))
+        if isinstance(loss, sp.MatrixBase) or (
+            isinstance(loss, MatrixExpr) and tuple(loss.shape) != (1, 1)
+        ):
             raise SpecError(
-                f"the loss must be a scalar, got a matrix of shape {shape}; reduce it to a "
-                "scalar (a sum or a norm)"
+                f"the loss must be a scalar, got a matrix of shape {tuple(loss.shape)}; reduce "
+                "it to a scalar (symgen.sum, symgen.mean, a trace)"
             )
-        if not isinstance(loss, sp.Expr):
+        if not isinstance(loss, (sp.Expr, MatrixExpr)):
             raise SpecError(
                 f"the loss must be a scalar expression, got {type(loss).__name__}: {loss}"
             )
-
         names = [_check_name(s, "param") for s in params] + [_check_name(s, "data") for s in data]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
@@ -159,13 +166,26 @@ class Problem:
             for s in syms:
                 if s.name not in free:
                     raise SpecError(f"{role} '{s.name}' does not appear in the loss {loss}")
-        stray = sorted(free - set(names))
+        dims = {
+            d.name
+            for s in (*params, *data)
+            if isinstance(s, MatrixExpr)
+            for d in s.shape
+            if isinstance(d, sp.Symbol)
+        }
+        clash = sorted(dims & set(names))
+        if clash:
+            raise SpecError(f"dimension name(s) {', '.join(clash)} also name a param or data")
+        stray = sorted(free - set(names) - dims)
         if stray:
             raise SpecError(
                 f"the loss uses {', '.join(repr(s) for s in stray)}, which is neither a param nor "
                 "data; add it to params or data, or substitute a number"
             )
-        check_scalar_expression(loss)
+        if not matrix:
+            if isinstance(loss, MatrixExpr) or loss.has(MatrixExpr):
+                raise SpecError("a loss over matrix expressions needs MatrixSymbol params or data")
+            check_scalar_expression(loss)
 
         self.loss = loss
         self.params = params
@@ -173,10 +193,13 @@ class Problem:
         self.reduce = reduce
         self.dtype = dtype
         self.name = name
+        self.kind: Literal["scalar", "per_sample", "matrix"] = (
+            "matrix" if matrix else "per_sample" if data else "scalar"
+        )
+        if matrix:
+            from .frontend import lower  # lowering checks every node and every shape
 
-    @property
-    def kind(self) -> Literal["scalar", "per_sample"]:
-        return "per_sample" if self.data else "scalar"
+            lower(self)
 
     def real_symbols(self) -> dict[sp.Symbol, sp.Symbol]:
         """The user's symbols mapped to real symbols of the same name.

@@ -58,12 +58,6 @@ def test_names_that_would_break_generated_code(name):
         symgen.Problem(s**2, params=[s])
 
 
-def test_matrix_params_are_refused_clearly():
-    W = sp.MatrixSymbol("W", 3, 3)
-    with pytest.raises(SpecError, match="matrix problems are not supported"):
-        symgen.Problem(x, params=[W])
-
-
 def test_supported_functions_differentiate_and_run():
     """Every supported function goes through diff, CSE and both printers."""
     import autograd

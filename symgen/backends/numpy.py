@@ -3,7 +3,8 @@
 Scalar problems compute on Python floats with ``math`` (a Rosenbrock step is a
 few microseconds); per-sample problems compute on NumPy arrays, one pass over
 the samples for the loss and all partials, with sums written as ``np.dot``
-where a product is summed.
+where a product is summed; matrix problems call ``@`` (BLAS) for products,
+with transposes passed as views, and fused NumPy expressions around them.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from ..optimize import Program, Stmt
+from ..optimize import Kernel, Program, Stmt
 from ..pipeline import Compiled
 from ..printers import ArrayPrinter, ScalarPrinter
 from ..templating import render
@@ -21,8 +22,19 @@ from ..templating import render
 @dataclass(frozen=True)
 class Arg:
     name: str
-    kind: str  # "scalar" | "vector"
-    shape: str  # for documentation: "()" or "(N,)"
+    kind: str  # "scalar" | "vector" (per-sample data) | "matrix"
+    shape: str  # for documentation and errors: "()", "(N,)", "(M, N_I)"
+
+
+@dataclass(frozen=True)
+class DimCheck:
+    """``arg.shape[axis]`` must equal ``dim`` (a dimension variable or a literal)."""
+
+    arg: str
+    axis: int
+    dim: str
+    source: str  # the argument that defined the dimension ("" for a literal)
+    source_axis: int
 
 
 @dataclass(frozen=True)
@@ -38,6 +50,7 @@ class ModulePlan:
     name: str
     header: tuple[str, ...]
     loss_text: str
+    kind: str
     reduce: str
     dtype: str
     params: tuple[Arg, ...]
@@ -45,70 +58,124 @@ class ModulePlan:
     #: ``PARAMS`` and ``DATA`` as Python literals.
     params_literal: str
     data_literal: str
-    #: (dimension name, first data argument, axis) for each dimension symbol.
+    #: (dimension name, argument, axis) for each dimension symbol.
     dims: tuple[tuple[str, str, int], ...]
+    checks: tuple[DimCheck, ...]
     loss_body: Body
     grad_body: Body
+    #: (parameter, its gradient variable, its kind), in PARAMS order.
+    updates: tuple[tuple[str, str, str], ...]
 
 
-def _stmt_line(stmt: Stmt, arrays: frozenset[str]) -> str:
-    scalar, array = ScalarPrinter(), ArrayPrinter(arrays)
-    target = stmt.target.name
-    if stmt.kind == "scalar" and stmt.exprs[0].is_Number:
-        return f"{target} = {float(stmt.exprs[0])!r}"
-    if stmt.kind == "scalar":
-        return f"{target} = {scalar.doprint(stmt.exprs[0])}"
-    if stmt.kind == "array":
-        return f"{target} = {array.doprint(stmt.exprs[0])}"
-    if stmt.kind == "dot":
-        a, b = (array.doprint(e) for e in stmt.exprs)
-        return f"{target} = float(np.dot({a}, {b}))"
-    (a,) = (array.doprint(e) for e in stmt.exprs)
-    return f"{target} = float(np.sum({a}))"
+def _shape_text(shape: tuple) -> str:
+    inner = ", ".join(str(d) for d in shape)
+    return f"({inner},)" if len(shape) == 1 else f"({inner})"
 
 
-def _describe_kernel(domain: tuple, stmts: tuple[Stmt, ...]) -> str:
-    reductions = sum(s.kind in ("dot", "sum") for s in stmts)
-    if not domain:
+class _StatementPrinter:
+    def __init__(self, arrays: frozenset[str], dtype: str) -> None:
+        self.scalar = ScalarPrinter()
+        self.array = ArrayPrinter(arrays)
+        self.dtype = dtype
+
+    def line(self, stmt: Stmt, kernel: Kernel) -> str:
+        target = stmt.target.name
+        kind = stmt.kind
+        if kind == "scalar":
+            e = stmt.exprs[0]
+            return (
+                f"{target} = {float(e)!r}"
+                if e.is_Number
+                else f"{target} = {self.scalar.doprint(e)}"
+            )
+        a = [self.array.doprint(e) for e in stmt.exprs]
+        if kind == "array":
+            copy = stmt.exprs[0].is_Symbol  # never hand out an argument as a result
+            return f"{target} = np.array({a[0]})" if copy else f"{target} = {a[0]}"
+        if kind == "fill":
+            shape = _shape_text(tuple(stmt.exprs[1:]))
+            return f"{target} = np.full({shape}, {a[0]}, dtype=DTYPE)"
+        if kind == "matmul":
+            return f"{target} = {a[0]} @ {a[1]}"
+        if kind == "dot":
+            fn = "np.dot" if len(kernel.domain) == 1 else "np.vdot"
+            return f"{target} = float({fn}({a[0]}, {a[1]}))"
+        fn = "np.sum" if kind == "sum" else "np.max"
+        if not stmt.axes:
+            return f"{target} = float({fn}({a[0]}))"
+        axes = ", ".join(str(x) for x in stmt.axes)
+        return f"{target} = {fn}({a[0]}, axis=({axes},), keepdims=True)"
+
+
+def _describe(kernel: Kernel) -> str:
+    if kernel.is_matmul:
+        return "matrix product (BLAS)"
+    if not kernel.domain:
         return "scalar arithmetic"
-    dims = ", ".join(str(d) for d in domain)
-    return f"one pass over the samples (shape ({dims},)), {reductions} sums"
+    reductions = sum(s.kind in ("dot", "sum", "max") for s in kernel.stmts)
+    what = "the samples" if len(kernel.domain) == 1 else "the elements"
+    sums = f", {reductions} reduction{'s' if reductions != 1 else ''}" if reductions else ""
+    return f"one pass over {what} {_shape_text(kernel.domain)}{sums}"
 
 
-def _body(program: Program) -> Body:
-    groups = []
-    for kernel in program.kernels:
-        lines = tuple(_stmt_line(s, program.arrays) for s in kernel.stmts)
-        groups.append((_describe_kernel(kernel.domain, kernel.stmts), lines))
-    return Body(tuple(groups), tuple(s.name for s in program.outputs))
+def _body(program: Program, dtype: str) -> Body:
+    printer = _StatementPrinter(program.arrays, dtype)
+    groups = tuple(
+        (_describe(k), tuple(printer.line(s, k) for s in k.stmts)) for k in program.kernels
+    )
+    return Body(groups, tuple(s.name for s in program.outputs))
+
+
+def _checks(compiled: Compiled) -> tuple[DimCheck, ...]:
+    lowered = compiled.lowered
+    defined = {sym: (inp.name, axis) for sym, inp, axis in lowered.dims}
+    checks = []
+    for inp in (*lowered.params, *lowered.data):
+        for axis, d in enumerate(inp.shape):
+            if isinstance(d, sp.Symbol):
+                source, source_axis = defined[d]
+                if (source, source_axis) != (inp.name, axis):
+                    checks.append(DimCheck(inp.name, axis, str(d), source, source_axis))
+            else:
+                checks.append(DimCheck(inp.name, axis, str(d), "", 0))
+    return tuple(checks)
 
 
 def plan(compiled: Compiled, source: str | None) -> ModulePlan:
     problem = compiled.problem
     lowered = compiled.lowered
-    params = tuple(Arg(p.name, "scalar", "()") for p in lowered.params)
-    data = tuple(
-        Arg(d.name, "vector", f"({', '.join(str(s) for s in d.shape)},)") for d in lowered.data
-    )
-    dims = tuple((str(sym), inp.name, axis) for sym, inp, axis in lowered.dims)
+
+    def arg(inp) -> Arg:
+        if not inp.shape:
+            return Arg(inp.name, "scalar", "()")
+        kind = "vector" if problem.kind == "per_sample" else "matrix"
+        return Arg(inp.name, kind, _shape_text(inp.shape))
+
+    params = tuple(arg(p) for p in lowered.params)
+    data = tuple(arg(d) for d in lowered.data)
     origin = f"{source}, problem '{problem.name}'" if source else f"problem '{problem.name}'"
     header = (
         f"Generated by symgen {compiled.version} from {origin}.",
         f"Spec hash: sha256:{problem.spec_hash()}. Do not edit: regenerate with `symgen generate`.",
     )
+    grad_body = _body(compiled.grad_program, problem.dtype)
+    updates = tuple((p.name, g, p.kind) for p, g in zip(params, grad_body.results[1:], strict=True))
     return ModulePlan(
         name=problem.name,
         header=header,
         loss_text=sp.sstr(problem.loss),
+        kind=problem.kind,
         reduce=problem.reduce,
         dtype=problem.dtype,
         params=params,
         data=data,
         params_literal=repr(tuple(p.name for p in params)),
         data_literal=repr(tuple(d.name for d in data)),
-        dims=dims,
-        loss_body=_body(compiled.loss_program),
-        grad_body=_body(compiled.grad_program),
+        dims=tuple((str(sym), inp.name, axis) for sym, inp, axis in lowered.dims),
+        checks=_checks(compiled),
+        loss_body=_body(compiled.loss_program, problem.dtype),
+        grad_body=grad_body,
+        updates=updates,
     )
 
 
