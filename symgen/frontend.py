@@ -209,8 +209,13 @@ class _MatrixLowering:
         """A ``Map`` of ``fn`` over ``nodes``; scalar symbols free in its body become operands."""
         from .problem import check_scalar_expression
 
+        try:
+            shape = broadcast_shapes(*(n.shape for n in nodes))
+        except ValueError as exc:
+            raise SpecError(f"elementwise operands do not broadcast: {exc}") from None
+        check_scalar_expression(fn.expr.xreplace({v: sp.Dummy() for v in fn.variables}))
+        fn, nodes = _compose(fn, nodes)
         body = stabilize(fn.expr)
-        check_scalar_expression(body.xreplace({v: sp.Dummy() for v in fn.variables}))
         variables, nodes = list(fn.variables), list(nodes)
         for sym in sorted(body.free_symbols - set(variables), key=lambda s: s.name):
             if sym.name in self.inputs and self.inputs[sym.name].shape == ():
@@ -223,10 +228,6 @@ class _MatrixLowering:
                     f"the loss uses {sym.name!r}, which is neither a param nor data nor a "
                     "dimension; add it to params or data, or substitute a number"
                 )
-        try:
-            shape = broadcast_shapes(*(n.shape for n in nodes))
-        except ValueError as exc:
-            raise SpecError(f"elementwise operands do not broadcast: {exc}") from None
         return map_(sp.Lambda(tuple(variables), body), tuple(nodes), shape)
 
     def _dimension_symbols(self) -> set[sp.Symbol]:
@@ -293,6 +294,30 @@ class _MatrixLowering:
             f"unsupported Trace({arg}); traces of products (trace(A*B)) and their sums are "
             "supported"
         )
+
+
+def _compose(fn: sp.Lambda, nodes: list[Node]) -> tuple[sp.Lambda, list[Node]]:
+    """Inline operands that are maps themselves: ``f(g(x), y)`` becomes one map over ``x, y``.
+
+    The whole elementwise formula then reaches ``stabilize`` and ``sympy.diff`` at once
+    (``log(sigmoid(z))`` can only be rewritten when both are in one body).
+    """
+    variables: dict[Node, sp.Symbol] = {}
+    subs: dict[sp.Symbol, sp.Expr] = {}
+
+    def var_for(node: Node) -> sp.Symbol:
+        if node not in variables:
+            variables[node] = sp.Dummy(f"v{len(variables)}")
+        return variables[node]
+
+    for var, node in zip(fn.variables, nodes, strict=True):
+        if isinstance(node, Map):
+            inner = {v: var_for(a) for v, a in zip(node.fn.variables, node.args, strict=True)}
+            subs[var] = node.fn.expr.xreplace(inner)
+        else:
+            subs[var] = var_for(node)
+    body = fn.expr.xreplace(subs)
+    return sp.Lambda(tuple(variables.values()), body), list(variables)
 
 
 def _transpose(node: Node) -> Node:

@@ -90,6 +90,25 @@ class softplus(_ElementwiseFunction):  # noqa: N801
         return sp.log(1 + sp.exp(z))
 
 
+class logaddexp(sp.Function):  # noqa: N801
+    """log(exp(a) + exp(b)), evaluated stably; its partials are sigmoid(a - b), sigmoid(b - a)."""
+
+    nargs = 2
+
+    def fdiff(self, argindex=1):
+        a, b = self.args
+        return sigmoid(a - b) if argindex == 1 else sigmoid(b - a)
+
+
+class safelog(sp.Function):  # noqa: N801
+    """log(u) for u >= 0, with log(0) = -inf and no warning (used by the stable forms)."""
+
+    nargs = 1
+
+    def fdiff(self, argindex=1):
+        return 1 / self.args[0]
+
+
 def _broadcast(shapes: list[tuple]) -> tuple:
     rows = {r for r, _ in shapes if r != 1}
     cols = {c for _, c in shapes if c != 1}

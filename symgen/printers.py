@@ -31,6 +31,13 @@ class ScalarPrinter(PythonCodePrinter):
         z = self._print(expr.args[0])
         return f"(max({z}, 0.0) + math.log1p(math.exp(-abs({z}))))"
 
+    def _print_logaddexp(self, expr):
+        a, b = (self._print(x) for x in expr.args)
+        return f"_logaddexp({a}, {b})"
+
+    def _print_safelog(self, expr):
+        return f"_safelog({self._print(expr.args[0])})"
+
     def _print_Heaviside(self, expr):
         z = self._print(expr.args[0])
         h0 = self._print(expr.args[1]) if len(expr.args) > 1 else "0.5"
@@ -73,6 +80,13 @@ class ArrayPrinter(NumPyPrinter):
 
     def _print_softplus(self, expr):
         return f"{self._module_format('numpy.logaddexp')}(0.0, {self._print(expr.args[0])})"
+
+    def _print_logaddexp(self, expr):
+        a, b = (self._print(x) for x in expr.args)
+        return f"{self._module_format('numpy.logaddexp')}({a}, {b})"
+
+    def _print_safelog(self, expr):
+        return f"_safelog({self._print(expr.args[0])})"
 
     def _print_Heaviside(self, expr):
         h0 = self._print(expr.args[1]) if len(expr.args) > 1 else "0.5"
