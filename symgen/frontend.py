@@ -124,6 +124,7 @@ class _MatrixLowering:
         self.rules: dict[type, Callable[[sp.Basic], Node]] = {
             sp.MatrixSymbol: lambda e: self.inputs[e.name],
             sp.MatMul: self._matmul,
+            sp.MatPow: self._matpow,
             sp.MatAdd: self._matadd,
             sp.Transpose: lambda e: _transpose(self.matrix(e.arg)),
             sp.HadamardProduct: self._hadamard,
@@ -172,6 +173,16 @@ class _MatrixLowering:
         if acc is None:  # a product of identities
             raise SpecError(f"a product of identity matrices ({expr}) is not supported")
         return acc if coeff == 1 else self._scale(coeff, acc)
+
+    def _matpow(self, expr: sp.MatPow) -> Node:
+        base, exp = expr.args
+        if not (exp.is_Integer and exp > 0):
+            raise SpecError(f"unsupported matrix power {expr}; only positive integer powers")
+        node = self.matrix(base)
+        out = node
+        for _ in range(int(exp) - 1):
+            out = _product(out, node)
+        return out
 
     def _scale(self, coeff: sp.Expr, node: Node) -> Node:
         c, u = sp.Dummy("c"), sp.Dummy("u")
@@ -252,6 +263,11 @@ class _MatrixLowering:
             node = self._trace(expr.arg)
         elif isinstance(expr, (sp.Sum, MatrixElement)):
             node = self._element(expr)
+        elif any(isinstance(a, MatrixExpr) for a in expr.args):
+            raise SpecError(
+                f"unsupported matrix operation {type(expr).__name__} ({expr}); scalars come from "
+                "matrices through symgen.sum/mean/logsumexp, Trace or [0, 0] of a 1 x 1 product"
+            )
         if node is not None:
             u = sp.Dummy("r")
             bindings[u] = node
@@ -280,16 +296,23 @@ class _MatrixLowering:
             parts = [self._trace(a) for a in arg.args]
             us = [sp.Dummy(f"t{i}") for i in range(len(parts))]
             return map_(sp.Lambda(tuple(us), sp.Add(*us)), tuple(parts), ())
-        if isinstance(arg, sp.MatMul):
-            coeff = sp.Mul(*[a for a in arg.args if not isinstance(a, MatrixExpr)])
-            mats = [a for a in arg.args if isinstance(a, MatrixExpr)]
-            if len(mats) >= 2:
-                left = self.matrix(mats[0])
-                right = self.matrix(sp.MatMul(*mats[1:]).doit() if len(mats) > 2 else mats[1])
-                u, v = sp.Dummy("u"), sp.Dummy("v")
-                prod = map_(sp.Lambda((u, v), u * v), (left, _transpose(right)))
-                total = reduce_sum(prod, (0, 1), keepdims=False)
-                return total if coeff == 1 else self._scale(coeff, total)
+        factors = arg.args if isinstance(arg, sp.MatMul) else (arg,)
+        coeff = sp.Mul(*[f for f in factors if not isinstance(f, MatrixExpr)])
+        mats: list[sp.Basic] = []
+        for f in (f for f in factors if isinstance(f, MatrixExpr)):
+            if isinstance(f, sp.MatPow) and f.args[1].is_Integer and f.args[1] > 0:
+                mats.extend([f.args[0]] * int(f.args[1]))
+            else:
+                mats.append(f)
+        if len(mats) >= 2:
+            left = self.matrix(mats[0])
+            right = self.matrix(mats[1])
+            for m in mats[2:]:
+                right = _product(right, self.matrix(m))
+            u, v = sp.Dummy("u"), sp.Dummy("v")
+            prod = map_(sp.Lambda((u, v), u * v), (left, _transpose(right)))
+            total = reduce_sum(prod, (0, 1), keepdims=False)
+            return total if coeff == 1 else self._scale(coeff, total)
         raise SpecError(
             f"unsupported Trace({arg}); traces of products (trace(A*B)) and their sums are "
             "supported"
@@ -307,7 +330,7 @@ def _compose(fn: sp.Lambda, nodes: list[Node]) -> tuple[sp.Lambda, list[Node]]:
 
     def var_for(node: Node) -> sp.Symbol:
         if node not in variables:
-            variables[node] = sp.Dummy(f"v{len(variables)}")
+            variables[node] = sp.Dummy(f"v{len(variables)}", real=True)
         return variables[node]
 
     for var, node in zip(fn.variables, nodes, strict=True):

@@ -47,10 +47,11 @@ class transposed(sp.Function):  # noqa: N801 - printed as ``x.T``
 
 @dataclass(frozen=True)
 class Stmt:
-    """One statement. ``scalar``/``array``: ``target = expr``; ``fill``: an array of the
-    kernel's domain filled with a scalar; ``sum``/``max``: a reduction of ``exprs[0]``
-    over ``axes`` (all axes when empty, keeping dimensions otherwise); ``dot``:
-    ``sum(exprs[0] * exprs[1])``; ``matmul``: ``exprs[0] @ exprs[1]``."""
+    """One statement. ``scalar``/``array``: ``target = expr``; ``fill``: an array of
+    shape ``exprs[1:]`` filled with ``exprs[0]`` (a scalar, or an array broadcast);
+    ``sum``/``max``: a reduction of ``exprs[0]`` over ``axes`` (all axes when empty,
+    keeping dimensions otherwise); ``dot``: ``sum(exprs[0] * exprs[1])``; ``matmul``:
+    ``exprs[0] @ exprs[1]``."""
 
     target: sp.Symbol
     kind: StmtKind
@@ -353,10 +354,12 @@ class _Builder:
             parts = tuple(hoist(reduced[i]) if is_array(reduced[i]) else reduced[i] for i in idx)
             if kind == "value":
                 shape = self.shapes.get(t.symbol, ())
-                if is_array(parts[0]):
+                if is_array(parts[0]) and self.shape_of(parts[0]) != shape:  # broadcast it
+                    body.append(Stmt(t.symbol, "fill", (parts[0], *map(sp.sympify, shape))))
+                elif is_array(parts[0]):
                     body.append(Stmt(t.symbol, "array", parts))
                 elif shape:
-                    epilogue.append(Stmt(t.symbol, "fill", (parts[0], *shape)))
+                    epilogue.append(Stmt(t.symbol, "fill", (parts[0], *map(sp.sympify, shape))))
                 else:
                     epilogue.append(Stmt(t.symbol, "scalar", parts))
                 continue

@@ -105,6 +105,16 @@ def _check_name(sym: sp.Basic, role: str) -> str:
     return name
 
 
+def _canonical_dummies(expr: sp.Basic) -> sp.Basic:
+    """``expr`` with its ``Dummy`` symbols (lambda variables) renamed by position, so that
+    its text does not depend on how many dummies the process created before."""
+    dummies = []
+    for node in sp.preorder_traversal(expr):
+        if isinstance(node, sp.Dummy) and node not in dummies:
+            dummies.append(node)
+    return expr.xreplace({d: sp.Symbol(f"_lambda{i}") for i, d in enumerate(dummies)})
+
+
 class Problem:
     """A loss to differentiate.
 
@@ -222,7 +232,7 @@ class Problem:
                 f"data={','.join(s.name for s in self.data)}",
                 f"reduce={self.reduce}",
                 f"dtype={self.dtype}",
-                f"loss={sp.srepr(self.loss)}",
+                f"loss={sp.srepr(_canonical_dummies(self.loss))}",
             ]
         )
 

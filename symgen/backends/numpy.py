@@ -96,6 +96,8 @@ class _StatementPrinter:
             return f"{target} = np.array({a[0]})" if copy else f"{target} = {a[0]}"
         if kind == "fill":
             shape = _shape_text(tuple(stmt.exprs[1:]))
+            if self.array._is_array(stmt.exprs[0]):
+                return f"{target} = np.broadcast_to({a[0]}, {shape}).copy()"
             return f"{target} = np.full({shape}, {a[0]}, dtype=DTYPE)"
         if kind == "matmul":
             return f"{target} = {a[0]} @ {a[1]}"

@@ -1,0 +1,90 @@
+"""Fix this process's thread, OpenBLAS and CPU-affinity settings before NumPy is imported.
+
+Threads and OpenBLAS's core choice are read by OpenBLAS once, when NumPy loads it, so
+when the environment needs changing the runner re-executes itself with the corrected
+environment (its own process only; the caller's shell is untouched). What was changed is
+passed to the new process in ``_SYMGEN_BENCH_SETUP`` so the report can say so.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+
+#: Pinned so that timings measure one core's work, not a thread pool's scheduling.
+THREAD_VARIABLES = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+#: Overrides of OpenBLAS's own hardware detection; removed so it picks kernels for this CPU.
+OPENBLAS_OVERRIDES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+_HANDOFF = "_SYMGEN_BENCH_SETUP"
+
+
+@dataclass
+class Settings:
+    """What the runner did to its own process, in words for the report."""
+
+    reexecuted: bool = False
+    threads: dict[str, str] = field(default_factory=dict)  # variable -> "was X, set to 1"
+    unset: dict[str, str] = field(default_factory=dict)  # variable -> its former value
+    affinity: str = ""
+
+    def lines(self) -> list[str]:
+        out = []
+        for name, value in THREAD_VARIABLES.items():
+            how = self.threads.get(name, "already set in the environment")
+            out.append(f"`{name}={value}` ({how})")
+        if self.unset:
+            removed = ", ".join(f"`{k}={v}`" for k, v in self.unset.items())
+            out.append(
+                f"OpenBLAS overrides found and unset for this process only: {removed} "
+                "(OpenBLAS detects the core itself)"
+            )
+        else:
+            names = " / ".join(f"`{k}`" for k in OPENBLAS_OVERRIDES)
+            out.append(f"{names}: not set in the environment (nothing to unset)")
+        if self.reexecuted:
+            out.append("the runner re-executed itself once to apply the above before NumPy loaded")
+        out.append(self.affinity)
+        return out
+
+
+def prepare() -> Settings:
+    """Return the settings in force, re-executing this process first if they need changing.
+
+    Must run before anything imports NumPy.
+    """
+    handoff = os.environ.pop(_HANDOFF, None)
+    if handoff is not None:
+        settings = Settings(**json.loads(handoff))
+    else:
+        settings = Settings()
+        env = dict(os.environ)
+        for name in OPENBLAS_OVERRIDES:
+            if name in env:
+                settings.unset[name] = env.pop(name)
+        for name, value in THREAD_VARIABLES.items():
+            if env.get(name) != value:
+                was = f"was {env[name]!r}" if name in env else "was unset"
+                settings.threads[name] = f"{was}; set by the runner for its own process"
+                env[name] = value
+        if settings.unset or settings.threads or "numpy" in sys.modules:
+            settings.reexecuted = True
+            env[_HANDOFF] = json.dumps(settings.__dict__)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.execve(sys.executable, sys.orig_argv, env)
+    settings.affinity = _pin_one_core()
+    return settings
+
+
+def _pin_one_core() -> str:
+    if not hasattr(os, "sched_setaffinity"):
+        return "not pinned: `os.sched_setaffinity` is not available on this platform"
+    allowed = sorted(os.sched_getaffinity(0))
+    cpu = allowed[-1]  # the last one: core 0 tends to take more interrupts
+    try:
+        os.sched_setaffinity(0, {cpu})
+    except OSError as exc:
+        return f"not pinned: `os.sched_setaffinity` failed ({exc})"
+    return f"pinned to CPU {cpu} with `os.sched_setaffinity` (allowed before: {allowed})"

@@ -1,0 +1,369 @@
+"""Matrix losses: every operation against HIPS autograd and central differences."""
+
+import warnings
+
+import autograd
+import autograd.numpy as anp
+import numpy as np
+import pytest
+import sympy as sp
+
+import symgen
+from examples import logistic, mlp, softmax
+from symgen import SpecError
+from tests.gradcheck import central_differences
+
+M, N, K = sp.symbols("M N K", integer=True, positive=True)
+A, B = sp.MatrixSymbol("A", M, N), sp.MatrixSymbol("B", N, K)
+C, S = sp.MatrixSymbol("C", M, K), sp.MatrixSymbol("S", N, N)
+r, c = sp.MatrixSymbol("r", 1, N), sp.MatrixSymbol("c", M, 1)
+a = sp.Symbol("a")
+SIZES = {"M": 4, "N": 3, "K": 2}
+
+
+def alse(z, axis=None):
+    mx = anp.max(z) if axis is None else anp.max(z, axis=axis, keepdims=True)
+    total = (
+        anp.sum(anp.exp(z - mx))
+        if axis is None
+        else anp.sum(anp.exp(z - mx), axis=axis, keepdims=True)
+    )
+    return mx + anp.log(total)
+
+
+def sig(z):
+    return 0.5 * (anp.tanh(0.5 * z) + 1)
+
+
+# name: (loss, params, data, autograd reference over a dict of arrays)
+CASES = {
+    "matmul_chain": (
+        symgen.sum(A * B * B.T),
+        [A, B],
+        [],
+        lambda v: anp.sum(v["A"] @ v["B"] @ v["B"].T),
+    ),
+    "matadd_scalar_times": (
+        symgen.sum(symgen.square(3 * A - 2 * a * (A * S))),
+        [A, S, a],
+        [],
+        lambda v: anp.sum((3 * v["A"] - 2 * v["a"] * (v["A"] @ v["S"])) ** 2),
+    ),
+    "transpose_and_reuse": (
+        symgen.sum(symgen.tanh(S * S.T + S.T)),
+        [S],
+        [],
+        lambda v: anp.sum(anp.tanh(v["S"] @ v["S"].T + v["S"].T)),
+    ),
+    "hadamard_product_power": (
+        symgen.sum(sp.HadamardProduct(A * B, C) + sp.HadamardPower(A * B, 3)),
+        [A, B],
+        [C],
+        lambda v: anp.sum((v["A"] @ v["B"]) * v["C"] + (v["A"] @ v["B"]) ** 3),
+    ),
+    "applyfunc_lambda": (
+        symgen.sum((A * B).applyfunc(lambda z: sp.sin(a * z) + z**2)),
+        [A, a],
+        [B],
+        lambda v: anp.sum(anp.sin(v["a"] * (v["A"] @ v["B"])) + (v["A"] @ v["B"]) ** 2),
+    ),
+    "helpers": (
+        symgen.sum(
+            symgen.relu(A)
+            + symgen.sigmoid(A)
+            + symgen.softplus(A)
+            + symgen.exp(A)
+            + symgen.log(symgen.elementwise(lambda z: z**2 + 1, A))
+            + symgen.sqrt(symgen.elementwise(lambda z: z**2 + 1, A))
+            + symgen.abs(A)
+        ),
+        [A],
+        [],
+        lambda v: anp.sum(
+            anp.maximum(v["A"], 0)
+            + sig(v["A"])
+            + anp.logaddexp(0, v["A"])
+            + anp.exp(v["A"])
+            + anp.log(v["A"] ** 2 + 1)
+            + anp.sqrt(v["A"] ** 2 + 1)
+            + anp.abs(v["A"])
+        ),
+    ),
+    "elementwise_broadcast_row_column": (
+        symgen.sum(symgen.elementwise(lambda x, y, z: x * y - z**2, A, r, c)),
+        [A, r, c],
+        [],
+        lambda v: anp.sum(v["A"] * v["r"] - v["c"] ** 2),
+    ),
+    "sum_mean_axes_broadcast": (
+        symgen.sum(symgen.square(A - symgen.mean(A, axis=0)))
+        + symgen.sum(symgen.square(A - symgen.sum(A, axis=1)))
+        + symgen.mean(A),
+        [A],
+        [],
+        lambda v: (
+            anp.sum((v["A"] - anp.mean(v["A"], axis=0, keepdims=True)) ** 2)
+            + anp.sum((v["A"] - anp.sum(v["A"], axis=1, keepdims=True)) ** 2)
+            + anp.mean(v["A"])
+        ),
+    ),
+    "logsumexp_axes": (
+        symgen.logsumexp(A)
+        + symgen.sum(symgen.logsumexp(A, axis=0))
+        + symgen.sum(sp.HadamardProduct(C, (A * B) - symgen.logsumexp(A * B, axis=1))),
+        [A, B],
+        [C],
+        lambda v: (
+            alse(v["A"])
+            + anp.sum(alse(v["A"], 0))
+            + anp.sum(v["C"] * (v["A"] @ v["B"] - alse(v["A"] @ v["B"], 1)))
+        ),
+    ),
+    "trace": (
+        sp.Trace(A.T * A) + 2 * sp.Trace(S * S + S * S.T),
+        [A, S],
+        [],
+        lambda v: anp.trace(v["A"].T @ v["A"]) + 2 * anp.trace(v["S"] @ v["S"] + v["S"] @ v["S"].T),
+    ),
+    "element_00_of_1x1": (
+        (r * S * r.T)[0, 0] * 3,
+        [r, S],
+        [],
+        lambda v: 3 * (v["r"] @ v["S"] @ v["r"].T)[0, 0],
+    ),
+    "ones_identity_zero": (
+        symgen.sum(sp.OneMatrix(M, M) * A * sp.Identity(N) + sp.ZeroMatrix(M, N) + A * 2),
+        [A],
+        [],
+        lambda v: anp.sum(anp.ones((4, 4)) @ v["A"] + 2 * v["A"]),
+    ),
+    "scalar_param_and_1x1_loss": (
+        a**2 * (r * r.T),
+        [a, r],
+        [],
+        lambda v: v["a"] ** 2 * anp.sum(v["r"] ** 2),
+    ),
+}
+
+
+def _shape(sym):
+    if isinstance(sym, sp.MatrixSymbol):
+        return tuple(SIZES[d.name] if d.is_Symbol else int(d) for d in sym.shape)
+    return ()
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_operation_against_autograd_and_differences(name):
+    loss, params, data, reference = CASES[name]
+    module = symgen.compile(symgen.Problem(loss, params=params, data=data, name=name))
+    rng = np.random.default_rng()
+    values = {s.name: rng.uniform(-1, 1, _shape(s)) for s in (*params, *data)}
+    if "S" in values:
+        values["S"] = values["S"] + 0.0
+    args = [values[s.name] for s in (*params, *data)]
+    value, grads = module.loss_and_grad(*[np.copy(x) for x in args])
+    assert value == pytest.approx(float(reference(values)), rel=1e-12, abs=1e-12)
+    for p, g in zip(params, grads, strict=True):
+
+        def f(x, p=p):
+            return reference({**values, p.name: x})
+
+        expected = autograd.grad(f)(values[p.name])
+        assert np.shape(g) == np.shape(values[p.name])
+        np.testing.assert_allclose(g, expected, rtol=1e-7, atol=1e-12)
+        flat = np.ravel(values[p.name]).copy()
+
+        def loss_of(*entries, p=p):
+            vals = {**values, p.name: np.reshape(np.array(entries), np.shape(values[p.name]))}
+            return module.loss(*[vals[s.name] for s in (*params, *data)])
+
+        fd = central_differences(loss_of, flat)
+        np.testing.assert_allclose(np.ravel(g), fd, rtol=1e-7, atol=1e-8)
+
+
+def test_w2_tiny_numbers():
+    module = symgen.compile(logistic.logistic)
+    first, last, weights = logistic.train_tiny(module)
+    assert first == pytest.approx(2.77258872224, abs=1e-11)
+    assert last == pytest.approx(1.06727067579, abs=1e-11)
+    np.testing.assert_allclose(weights, [0.48307, -0.37057, 1.06937], atol=1e-5)
+
+
+def naive_logistic(w, x, t):
+    p = 1 / (1 + anp.exp(-(x @ w)))
+    return -anp.sum(anp.log(p * t + (1 - p) * (1 - t)))
+
+
+def test_w2_gradient_against_autograd():
+    module = symgen.compile(logistic.logistic)
+    rng = np.random.default_rng()
+    x = rng.standard_normal((200, 5))
+    t = rng.integers(0, 2, (200, 1)).astype(float)
+    w = rng.standard_normal((5, 1))
+    value, (g,) = module.loss_and_grad(w, x, t)
+    assert value == pytest.approx(naive_logistic(w, x, t), rel=1e-12)
+    np.testing.assert_allclose(g, autograd.grad(naive_logistic)(w, x, t), rtol=1e-9)
+    soft = rng.uniform(0, 1, (200, 1))  # the same formula for soft targets
+    np.testing.assert_allclose(
+        module.grad(w, x, soft)[0], autograd.grad(naive_logistic)(w, x, soft), rtol=1e-9
+    )
+
+
+def test_w3_seed_trajectory():
+    history = mlp.train(symgen.compile(mlp.mlp))
+    np.testing.assert_allclose(
+        [history[0], history[99], history[299]], [53178.40, 749.07, 18.676], rtol=1e-3
+    )
+
+
+def test_w3_float32_stays_float32():
+    module = symgen.compile(mlp.mlp)
+    x, y, w1, w2 = mlp.seed_data(m=8, n_i=5, n_h=4, n_o=3)
+    value, (g1, g2) = module.loss_and_grad(w1, w2, x, y)
+    assert type(value) is float
+    assert g1.dtype == np.float32 and g2.dtype == np.float32
+    ref = mlp.mlp
+    p64 = symgen.Problem(ref.loss, params=ref.params, data=ref.data, name="mlp64")
+    v64, (h1, h2) = symgen.compile(p64).loss_and_grad(
+        *(a.astype(np.float64) for a in (w1, w2, x, y))
+    )
+    assert value == pytest.approx(v64, rel=1e-5)
+    np.testing.assert_allclose(g1, h1, rtol=1e-4, atol=1e-4 * np.abs(h1).max())
+
+
+def test_w3_sgd_updates_in_place():
+    module = symgen.compile(mlp.mlp)
+    x, y, w1, w2 = mlp.seed_data(m=8, n_i=5, n_h=4, n_o=3)
+    before = w1.copy()
+    _, g2 = module.grad(w1, w2, x, y)
+    loss, (n1, n2) = module.sgd_step(w1, w2, x, y, lr=1e-3)
+    assert n1 is w1 and n2 is w2
+    assert not np.array_equal(w1, before)
+
+
+def test_softmax_against_autograd_and_training():
+    module = symgen.compile(softmax.softmax)
+    x, y, labels = softmax.blobs(n=300)
+    rng = np.random.default_rng()
+    w, b = rng.standard_normal((2, 3)), rng.standard_normal((1, 3))
+
+    def ref(w, b):
+        z = x @ w + b
+        return -anp.sum(y * (z - alse(z, 1))) / 300
+
+    value, (gw, gb) = module.loss_and_grad(w, b, x, y)
+    assert value == pytest.approx(ref(w, b), rel=1e-12)
+    np.testing.assert_allclose(gw, autograd.grad(ref, 0)(w, b), rtol=1e-9)
+    np.testing.assert_allclose(gb, autograd.grad(ref, 1)(w, b), rtol=1e-9)
+    _, _, history = softmax.train(module, x, y, steps=100)
+    assert history[-1] < 0.6 * history[0]
+
+
+Z = sp.MatrixSymbol("Z", M, 1)
+STABLE = {
+    "log_sigmoid": (symgen.sum(symgen.log(symgen.sigmoid(Z))), lambda z: -np.logaddexp(0, -z)),
+    "log_one_minus_sigmoid": (
+        symgen.sum(symgen.elementwise(lambda s: sp.log(1 - s), symgen.sigmoid(Z))),
+        lambda z: -np.logaddexp(0, z),
+    ),
+    "log_one_plus_exp": (
+        symgen.sum(symgen.elementwise(lambda z: sp.log(1 + sp.exp(z)), Z)),
+        lambda z: np.logaddexp(0, z),
+    ),
+    "logsumexp": (symgen.logsumexp(Z), None),
+}
+
+
+@pytest.mark.parametrize("name", sorted(STABLE))
+def test_stable_forms_at_extremes(name):
+    loss, per_element = STABLE[name]
+    module = symgen.compile(symgen.Problem(loss, params=[Z], name=name))
+    z = np.array([[1000.0], [-1000.0], [0.0], [3.0]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow or divide-by-zero warnings either
+        value, (g,) = module.loss_and_grad(z)
+    assert np.isfinite(value) and np.all(np.isfinite(g))
+    if per_element is not None:
+        assert value == pytest.approx(per_element(z).sum(), rel=1e-12)
+    else:
+        assert value == pytest.approx(1000.0, rel=1e-12)
+        np.testing.assert_allclose(g.ravel(), [1.0, 0.0, 0.0, 0.0], atol=1e-300)
+
+
+def test_naive_logistic_loss_is_stable_at_extremes():
+    module = symgen.compile(logistic.logistic)
+    x = np.array([[1000.0], [-1000.0], [1000.0], [-1000.0]])
+    t = np.array([[1.0], [1.0], [0.0], [0.0]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        value, (g,) = module.loss_and_grad(np.array([[1.0]]), x, t)
+    assert value == pytest.approx(2000.0, rel=1e-12)  # two samples wrong by a margin of 1000
+    # d/dw of the loss: the sum over samples of (sigmoid(x w) - t) * x
+    assert g[0, 0] == pytest.approx(0 + (0 - 1) * -1000 + (1 - 0) * 1000 + 0, abs=1e-9)
+
+
+def test_relu_derivative_at_zero_in_matrices():
+    module = symgen.compile(symgen.Problem(symgen.sum(symgen.relu(A)), params=[A], name="r"))
+    (g,) = module.grad(np.array([[0.0, 1.0, -1.0]]))
+    np.testing.assert_array_equal(g, [[0.0, 1.0, 0.0]])
+
+
+@pytest.mark.parametrize(
+    ("build", "fragment"),
+    [
+        (lambda: symgen.Problem(sp.Determinant(S), params=[S]), "Determinant"),
+        (lambda: symgen.Problem(symgen.sum(sp.Inverse(S)), params=[S]), "Inverse"),
+        (lambda: symgen.Problem(A * B, params=[A, B]), "must be a scalar"),
+        (lambda: symgen.Problem(symgen.sum(A) * A, params=[A]), "must be a scalar"),
+        (
+            lambda: symgen.Problem(
+                symgen.sum(symgen.elementwise(lambda x, y: x * y, A, B)), params=[A, B]
+            ),
+            "do not broadcast",
+        ),
+        (
+            lambda: symgen.Problem(symgen.sum(A), params=[sp.MatrixSymbol("A", M, 2 * N)]),
+            "dimensions must be symbols",
+        ),
+        (lambda: symgen.Problem(sp.Trace(S), params=[S]), "Trace"),
+    ],
+)
+def test_matrix_spec_errors(build, fragment):
+    with pytest.raises(SpecError) as info:
+        build()
+    assert fragment in str(info.value)
+
+
+def test_generated_code_checks_dimensions():
+    module = symgen.compile(mlp.mlp)
+    x, y, w1, w2 = mlp.seed_data(m=8, n_i=5, n_h=4, n_o=3)
+    with pytest.raises(ValueError, match=r"'X' has 6 columns but 'W1' has 5 rows; both are .*N_I"):
+        module.loss(w1, w2, np.ones((8, 6), np.float32), y)
+    with pytest.raises(ValueError, match=r"'W2' must be a 2-D array of shape \(N_H, N_O\)"):
+        module.loss(w1, np.ones(4), x, y)
+    with pytest.raises(TypeError, match="missing 1 required positional argument: 'Y'"):
+        module.loss(w1, w2, x)
+
+
+def test_deep_chain_is_linear_and_quick():
+    import time
+
+    n = sp.Symbol("n", integer=True, positive=True)
+    X = sp.MatrixSymbol("X", n, n)
+    weights = [sp.MatrixSymbol(f"W{i}", n, n) for i in range(30)]
+
+    def problem(depth):
+        h = X
+        for w in weights[:depth]:
+            h = symgen.tanh(h * w)
+        return symgen.Problem(symgen.sum(h), params=weights[:depth], data=[X], name=f"d{depth}")
+
+    def op_count(depth):
+        src = symgen.generate(problem(depth))
+        body = src[src.index("def loss_and_grad") : src.index("def grad(")]
+        return body.count(" @ ") + body.count("np.tanh")
+
+    start = time.perf_counter()
+    counts = [op_count(d) for d in (10, 20, 30)]
+    assert time.perf_counter() - start < 30
+    assert counts[2] - counts[1] == counts[1] - counts[0] > 0
