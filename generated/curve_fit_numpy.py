@@ -103,28 +103,30 @@ def loss_and_grad(a, b, c, d, e, g, t, y):
     if N == 0:
         raise ValueError("curve_fit: the mean over samples needs at least one sample")
     # one pass over the samples (N,), 7 reductions
-    x0 = 2/N
+    x0 = 2.0/N
     x1 = t**2
     x2 = np.exp(-a*t)
     x3 = b*t + c
-    x4 = x2*np.sin(x3)
-    x5 = d*x1 + e*t + g + x4 - y
-    x6 = x2*np.cos(x3)
-    x7 = float(np.dot(x5, x5))
-    x8 = float(np.dot(t*x4, x5))
-    x9 = float(np.dot(t*x6, x5))
-    x10 = float(np.dot(x6, x5))
-    x11 = float(np.dot(x1, x5))
-    x12 = float(np.dot(t, x5))
-    x13 = float(np.sum(x5))
-    grad_a = -x0*x8
-    grad_b = x0*x9
-    grad_c = x0*x10
-    grad_d = x0*x11
-    grad_e = x0*x12
-    grad_g = x0*x13
+    x4 = np.sin(x3)
+    x5 = d*x1 + e*t + g + x2*x4 - y
+    x6 = x2*x5
+    x7 = t*x6
+    x8 = np.cos(x3)
+    x9 = float(np.dot(x5, x5))
+    x10 = float(np.dot(x4, x7))
+    x11 = float(np.dot(x8, x7))
+    x12 = float(np.dot(x6, x8))
+    x13 = float(np.dot(x1, x5))
+    x14 = float(np.dot(t, x5))
+    x15 = float(np.sum(x5))
+    grad_a = -x0*x10
+    grad_b = x0*x11
+    grad_c = x0*x12
+    grad_d = x0*x13
+    grad_e = x0*x14
+    grad_g = x0*x15
     # scalar arithmetic
-    loss = x7/N
+    loss = x9/N
     return loss, (grad_a, grad_b, grad_c, grad_d, grad_e, grad_g)
 
 
@@ -155,26 +157,28 @@ def sgd_step(a, b, c, d, e, g, t, y, *, lr):
     if N == 0:
         raise ValueError("curve_fit: the mean over samples needs at least one sample")
     # one pass over the samples (N,), 7 reductions
-    x0 = 2/N
+    x0 = 2.0/N
     x1 = t**2
     x2 = np.exp(-a*t)
     x3 = b*t + c
-    x4 = x2*np.sin(x3)
-    x5 = d*x1 + e*t + g + x4 - y
-    x6 = x2*np.cos(x3)
-    x7 = float(np.dot(x5, x5))
-    x8 = float(np.dot(t*x4, x5))
-    x9 = float(np.dot(t*x6, x5))
-    x10 = float(np.dot(x6, x5))
-    x11 = float(np.dot(x1, x5))
-    x12 = float(np.dot(t, x5))
-    x13 = float(np.sum(x5))
-    grad_a = -x0*x8
-    grad_b = x0*x9
-    grad_c = x0*x10
-    grad_d = x0*x11
-    grad_e = x0*x12
-    grad_g = x0*x13
+    x4 = np.sin(x3)
+    x5 = d*x1 + e*t + g + x2*x4 - y
+    x6 = x2*x5
+    x7 = t*x6
+    x8 = np.cos(x3)
+    x9 = float(np.dot(x5, x5))
+    x10 = float(np.dot(x4, x7))
+    x11 = float(np.dot(x8, x7))
+    x12 = float(np.dot(x6, x8))
+    x13 = float(np.dot(x1, x5))
+    x14 = float(np.dot(t, x5))
+    x15 = float(np.sum(x5))
+    grad_a = -x0*x10
+    grad_b = x0*x11
+    grad_c = x0*x12
+    grad_d = x0*x13
+    grad_e = x0*x14
+    grad_g = x0*x15
     # scalar arithmetic
-    loss = x7/N
+    loss = x9/N
     return loss, (a - lr*grad_a, b - lr*grad_b, c - lr*grad_c, d - lr*grad_d, e - lr*grad_e, g - lr*grad_g)

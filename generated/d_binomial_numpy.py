@@ -38,7 +38,7 @@ def loss(x, y):
     if type(y) is not float:
         y = _as_scalar("y", y)
     # scalar arithmetic
-    loss = (x + 2*y)**2
+    loss = (x + 2.0*y)**2.0
     return loss
 
 
@@ -49,10 +49,10 @@ def loss_and_grad(x, y):
     if type(y) is not float:
         y = _as_scalar("y", y)
     # scalar arithmetic
-    x0 = x + 2*y
-    loss = x0**2
-    grad_x = 2*x0
-    grad_y = 4*x0
+    x0 = x + 2.0*y
+    loss = (x0*x0)
+    grad_x = 2.0*x0
+    grad_y = 4.0*x0
     return loss, (grad_x, grad_y)
 
 
@@ -68,8 +68,8 @@ def sgd_step(x, y, *, lr):
     if type(y) is not float:
         y = _as_scalar("y", y)
     # scalar arithmetic
-    x0 = x + 2*y
-    loss = x0**2
-    grad_x = 2*x0
-    grad_y = 4*x0
+    x0 = x + 2.0*y
+    loss = (x0*x0)
+    grad_x = 2.0*x0
+    grad_y = 4.0*x0
     return loss, (x - lr*grad_x, y - lr*grad_y)

@@ -36,7 +36,7 @@ def loss(x):
     if type(x) is not float:
         x = _as_scalar("x", x)
     # scalar arithmetic
-    loss = 2*(x - 4)*(x**2 + 3)
+    loss = 2.0*(x - 4.0)*((x*x) + 3.0)
     return loss
 
 
@@ -45,10 +45,10 @@ def loss_and_grad(x):
     if type(x) is not float:
         x = _as_scalar("x", x)
     # scalar arithmetic
-    x0 = x**2 + 3
-    x1 = 2*x - 8
+    x0 = (x*x) + 3.0
+    x1 = 2.0*x - 8.0
     loss = x0*x1
-    grad_x = 2*x*x1 + 2*x0
+    grad_x = 2.0*x*x1 + 2.0*x0
     return loss, (grad_x, )
 
 
@@ -62,8 +62,8 @@ def sgd_step(x, *, lr):
     if type(x) is not float:
         x = _as_scalar("x", x)
     # scalar arithmetic
-    x0 = x**2 + 3
-    x1 = 2*x - 8
+    x0 = (x*x) + 3.0
+    x1 = 2.0*x - 8.0
     loss = x0*x1
-    grad_x = 2*x*x1 + 2*x0
+    grad_x = 2.0*x*x1 + 2.0*x0
     return loss, (x - lr*grad_x, )

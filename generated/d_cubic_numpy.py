@@ -36,7 +36,7 @@ def loss(x):
     if type(x) is not float:
         x = _as_scalar("x", x)
     # scalar arithmetic
-    loss = (x - 4)*(x**2 + 6)
+    loss = (x - 4.0)*((x*x) + 6.0)
     return loss
 
 
@@ -45,10 +45,10 @@ def loss_and_grad(x):
     if type(x) is not float:
         x = _as_scalar("x", x)
     # scalar arithmetic
-    x0 = x - 4
-    x1 = x**2 + 6
+    x0 = x - 4.0
+    x1 = (x*x) + 6.0
     loss = x0*x1
-    grad_x = 2*x*x0 + x1
+    grad_x = 2.0*x*x0 + x1
     return loss, (grad_x, )
 
 
@@ -62,8 +62,8 @@ def sgd_step(x, *, lr):
     if type(x) is not float:
         x = _as_scalar("x", x)
     # scalar arithmetic
-    x0 = x - 4
-    x1 = x**2 + 6
+    x0 = x - 4.0
+    x1 = (x*x) + 6.0
     loss = x0*x1
-    grad_x = 2*x*x0 + x1
+    grad_x = 2.0*x*x0 + x1
     return loss, (x - lr*grad_x, )

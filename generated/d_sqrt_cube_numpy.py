@@ -36,7 +36,7 @@ def loss(x):
     if type(x) is not float:
         x = _as_scalar("x", x)
     # scalar arithmetic
-    loss = (math.sqrt(x) + 1)**3
+    loss = (math.sqrt(x) + 1.0)**3.0
     return loss
 
 
@@ -46,9 +46,9 @@ def loss_and_grad(x):
         x = _as_scalar("x", x)
     # scalar arithmetic
     x0 = math.sqrt(x)
-    x1 = x0 + 1
-    loss = x1**3
-    grad_x = (3/2)*x1**2/x0
+    x1 = x0 + 1.0
+    loss = x1**3.0
+    grad_x = (3/2)*(x1*x1)/x0
     return loss, (grad_x, )
 
 
@@ -63,7 +63,7 @@ def sgd_step(x, *, lr):
         x = _as_scalar("x", x)
     # scalar arithmetic
     x0 = math.sqrt(x)
-    x1 = x0 + 1
-    loss = x1**3
-    grad_x = (3/2)*x1**2/x0
+    x1 = x0 + 1.0
+    loss = x1**3.0
+    grad_x = (3/2)*(x1*x1)/x0
     return loss, (x - lr*grad_x, )

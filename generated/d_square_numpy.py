@@ -36,7 +36,7 @@ def loss(x):
     if type(x) is not float:
         x = _as_scalar("x", x)
     # scalar arithmetic
-    loss = x**2
+    loss = (x*x)
     return loss
 
 
@@ -45,8 +45,8 @@ def loss_and_grad(x):
     if type(x) is not float:
         x = _as_scalar("x", x)
     # scalar arithmetic
-    loss = x**2
-    grad_x = 2*x
+    loss = (x*x)
+    grad_x = 2.0*x
     return loss, (grad_x, )
 
 
@@ -60,6 +60,6 @@ def sgd_step(x, *, lr):
     if type(x) is not float:
         x = _as_scalar("x", x)
     # scalar arithmetic
-    loss = x**2
-    grad_x = 2*x
+    loss = (x*x)
+    grad_x = 2.0*x
     return loss, (x - lr*grad_x, )

@@ -105,13 +105,13 @@ def loss_and_grad(w, X, t):
     # matrix product (BLAS)
     x0 = X @ w
     # one pass over the elements (N, 1), 1 reduction
-    x1 = -x0
-    x2 = _safelog(t) - np.logaddexp(0.0, x1)
-    x3 = np.logaddexp(0.0, x0)
-    x4 = _safelog(1 - t)
-    x5 = x2 + x3 - x4
-    x6 = (0.5*np.tanh(0.5*x0) + 0.5)*(0.5*np.tanh(0.5*(-x5)) + 0.5) - (0.5*np.tanh(0.5*x1) + 0.5)*(0.5*np.tanh(0.5*x5) + 0.5)
-    x7 = float(np.sum(np.logaddexp(x2, -x3 + x4)))
+    x1 = _safelog(1 - t)
+    x2 = np.logaddexp(0.0, x0)
+    x3 = -x0
+    x4 = _safelog(t) - np.logaddexp(0.0, x3)
+    x5 = -x1 + x2 + x4
+    x6 = (0.5*np.tanh(0.5*x0) + 0.5)*(0.5*np.tanh(0.5*(-x5)) + 0.5) - (0.5*np.tanh(0.5*x3) + 0.5)*(0.5*np.tanh(0.5*x5) + 0.5)
+    x7 = float(np.sum(np.logaddexp(x4, x1 - x2)))
     # scalar arithmetic
     loss = -x7
     # matrix product (BLAS)
@@ -142,13 +142,13 @@ def sgd_step(w, X, t, *, lr):
     # matrix product (BLAS)
     x0 = X @ w
     # one pass over the elements (N, 1), 1 reduction
-    x1 = -x0
-    x2 = _safelog(t) - np.logaddexp(0.0, x1)
-    x3 = np.logaddexp(0.0, x0)
-    x4 = _safelog(1 - t)
-    x5 = x2 + x3 - x4
-    x6 = (0.5*np.tanh(0.5*x0) + 0.5)*(0.5*np.tanh(0.5*(-x5)) + 0.5) - (0.5*np.tanh(0.5*x1) + 0.5)*(0.5*np.tanh(0.5*x5) + 0.5)
-    x7 = float(np.sum(np.logaddexp(x2, -x3 + x4)))
+    x1 = _safelog(1 - t)
+    x2 = np.logaddexp(0.0, x0)
+    x3 = -x0
+    x4 = _safelog(t) - np.logaddexp(0.0, x3)
+    x5 = -x1 + x2 + x4
+    x6 = (0.5*np.tanh(0.5*x0) + 0.5)*(0.5*np.tanh(0.5*(-x5)) + 0.5) - (0.5*np.tanh(0.5*x3) + 0.5)*(0.5*np.tanh(0.5*x5) + 0.5)
+    x7 = float(np.sum(np.logaddexp(x4, x1 - x2)))
     # scalar arithmetic
     loss = -x7
     # matrix product (BLAS)

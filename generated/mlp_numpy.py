@@ -113,8 +113,8 @@ def loss_and_grad(W1, W2, X, Y):
     # matrix product (BLAS)
     x2 = x1 @ W2
     # one pass over the elements (M, N_O), 1 reduction
-    x3 = 1/M
-    x4 = 1/N_O
+    x3 = 1.0/M
+    x4 = 1.0/N_O
     x5 = -Y + x2
     x6 = (2*x3*x4)*x5
     x7 = float(np.vdot(x5, x5))
@@ -161,8 +161,8 @@ def sgd_step(W1, W2, X, Y, *, lr):
     # matrix product (BLAS)
     x2 = x1 @ W2
     # one pass over the elements (M, N_O), 1 reduction
-    x3 = 1/M
-    x4 = 1/N_O
+    x3 = 1.0/M
+    x4 = 1.0/N_O
     x5 = -Y + x2
     x6 = (2*x3*x4)*x5
     x7 = float(np.vdot(x5, x5))

@@ -38,7 +38,7 @@ def loss(x, y):
     if type(y) is not float:
         y = _as_scalar("y", y)
     # scalar arithmetic
-    loss = (1 - x)**2 + 100*(-x**2 + y)**2
+    loss = (1.0 - x)**2.0 + 100.0*(-(x*x) + y)**2.0
     return loss
 
 
@@ -49,10 +49,10 @@ def loss_and_grad(x, y):
     if type(y) is not float:
         y = _as_scalar("y", y)
     # scalar arithmetic
-    x0 = -x**2 + y
-    loss = 100*x0**2 + (1 - x)**2
-    grad_x = -400*x*x0 + 2*x - 2
-    grad_y = 200*x0
+    x0 = -(x*x) + y
+    loss = 100.0*(x0*x0) + (1.0 - x)**2.0
+    grad_x = -400.0*x*x0 + 2.0*x - 2.0
+    grad_y = 200.0*x0
     return loss, (grad_x, grad_y)
 
 
@@ -68,8 +68,8 @@ def sgd_step(x, y, *, lr):
     if type(y) is not float:
         y = _as_scalar("y", y)
     # scalar arithmetic
-    x0 = -x**2 + y
-    loss = 100*x0**2 + (1 - x)**2
-    grad_x = -400*x*x0 + 2*x - 2
-    grad_y = 200*x0
+    x0 = -(x*x) + y
+    loss = 100.0*(x0*x0) + (1.0 - x)**2.0
+    grad_x = -400.0*x*x0 + 2.0*x - 2.0
+    grad_y = 200.0*x0
     return loss, (x - lr*grad_x, y - lr*grad_y)

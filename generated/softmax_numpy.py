@@ -108,7 +108,7 @@ def loss_and_grad(W, b, X, Y):
     if Y.shape[1] != K:
         _wrong_dim("Y", Y, 1, "K", K, "W", 1)
     # one pass over the elements (N, K), 2 reductions
-    x0 = 1/N
+    x0 = 1.0/N
     x1 = np.sum(Y, axis=(1,), keepdims=True)
     x2 = np.sum(Y, axis=(0,), keepdims=True)
     x3 = x0*x1
@@ -120,7 +120,7 @@ def loss_and_grad(W, b, X, Y):
     # one pass over the elements (N, K), 1 reduction
     x7 = np.sum(np.exp(b + x5 - x6), axis=(1,), keepdims=True)
     # one pass over the elements (N, K), 2 reductions
-    x8 = 1/N
+    x8 = 1.0/N
     x9 = b + x5 - x6
     x10 = x3*np.exp(x9)/x7
     x11 = -Y*x8 + x10
@@ -160,7 +160,7 @@ def sgd_step(W, b, X, Y, *, lr):
     if Y.shape[1] != K:
         _wrong_dim("Y", Y, 1, "K", K, "W", 1)
     # one pass over the elements (N, K), 2 reductions
-    x0 = 1/N
+    x0 = 1.0/N
     x1 = np.sum(Y, axis=(1,), keepdims=True)
     x2 = np.sum(Y, axis=(0,), keepdims=True)
     x3 = x0*x1
@@ -172,7 +172,7 @@ def sgd_step(W, b, X, Y, *, lr):
     # one pass over the elements (N, K), 1 reduction
     x7 = np.sum(np.exp(b + x5 - x6), axis=(1,), keepdims=True)
     # one pass over the elements (N, K), 2 reductions
-    x8 = 1/N
+    x8 = 1.0/N
     x9 = b + x5 - x6
     x10 = x3*np.exp(x9)/x7
     x11 = -Y*x8 + x10

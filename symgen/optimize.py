@@ -284,6 +284,7 @@ class _Builder:
 
         exprs: list[sp.Expr] = []
         slots = []  # (target, kind, final, [indices into exprs])
+        sums = []  # (target, final, factors, whole-domain dot possible)
         for t in targets:
             if t.op == "max":
                 slots.append((t, "max", None, [len(exprs)]))
@@ -308,10 +309,40 @@ class _Builder:
                 extent = sp.Mul(*[domain[a] for a in t.reduce_axes])
                 final = (partial, coeff * (const * extent + inner * partial))
             whole = len(t.reduce_axes) == full
-            if len(factors) >= 2 and whole and all(self.shape_of(f) == domain for f in factors):
+            dot = whole and len(factors) >= 2 and all(self.shape_of(f) == domain for f in factors)
+            sums.append((t, final, factors, dot))
+
+        # A pair of factors that several dot products share is multiplied once:
+        # dot(t*r, e) and dot(t*r, c) instead of dot(t*e, r) and dot(t*c, r).
+        lists = [factors for _, _, factors, dot in sums if dot]
+        while True:
+            pairs: dict[tuple, int] = defaultdict(int)
+            for factors in lists:
+                if len(factors) >= 3:
+                    for pair in {
+                        tuple(sorted(p, key=sp.default_sort_key))
+                        for p in itertools.combinations(factors, 2)
+                    }:
+                        pairs[pair] += 1
+            best = max(
+                pairs.items(), key=lambda kv: (kv[1], sp.default_sort_key(kv[0])), default=None
+            )
+            if best is None or best[1] < 2:
+                break
+            (f1, f2), _ = best
+            for factors in lists:
+                if len(factors) >= 3 and f1 in factors and f2 in factors:
+                    factors.remove(f1)
+                    factors.remove(f2)
+                    factors.append(sp.Mul(f1, f2, evaluate=False))
+        use: dict[sp.Expr, int] = defaultdict(int)
+        for factors in lists:
+            for f in set(factors):
+                use[f] += 1
+        for t, final, factors, dot in sums:
+            if dot:
                 shared = max(
-                    factors,
-                    key=lambda f: (factor_use[f], sp.count_ops(f), sp.default_sort_key(f)),
+                    factors, key=lambda f: (use[f], sp.count_ops(f), sp.default_sort_key(f))
                 )
                 rest_factors = list(factors)
                 rest_factors.remove(shared)

@@ -21,6 +21,17 @@ class ScalarPrinter(PythonCodePrinter):
     def __init__(self) -> None:
         super().__init__({"fully_qualified_modules": True, "standard": "python3"})
 
+    def _print_Integer(self, expr):
+        # float literals: int * float takes a slower path than float * float in CPython
+        return f"{int(expr)}.0"
+
+    def _print_Pow(self, expr, rational=False):
+        base, exp = expr.args
+        if exp == 2 and base.is_Symbol:  # a multiply is cheaper than pow()
+            b = self._print(base)
+            return f"({b}*{b})"
+        return super()._print_Pow(expr, rational=rational)
+
     def _print_relu(self, expr):
         return f"max({self._print(expr.args[0])}, 0.0)"
 
