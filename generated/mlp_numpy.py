@@ -125,7 +125,7 @@ def loss_and_grad(W1, W2, X, Y):
     # matrix product (BLAS)
     grad_W2 = x1.T @ x6
     # one pass over the elements (M, N_H)
-    x9 = x8*np.heaviside(x0, 0)
+    x9 = x8*(x0 > 0)
     # matrix product (BLAS)
     grad_W1 = X.T @ x9
     return loss, (grad_W1, grad_W2)
@@ -173,7 +173,7 @@ def sgd_step(W1, W2, X, Y, *, lr):
     # matrix product (BLAS)
     grad_W2 = x1.T @ x6
     # one pass over the elements (M, N_H)
-    x9 = x8*np.heaviside(x0, 0)
+    x9 = x8*(x0 > 0)
     # matrix product (BLAS)
     grad_W1 = X.T @ x9
     W1 -= lr*grad_W1

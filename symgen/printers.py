@@ -71,6 +71,17 @@ class ArrayPrinter(NumPyPrinter):
         return any(s.name in self.arrays for s in expr.free_symbols)
 
     def _print_Mul(self, expr):
+        # A step function times an array is a mask: ``g*(z > 0)`` costs a comparison,
+        # np.heaviside costs several times more. (A float array factor keeps the dtype.)
+        steps = [
+            f
+            for f in expr.args
+            if isinstance(f, sp.Heaviside) and len(f.args) == 2 and f.args[1] == 0
+        ]
+        others = [f for f in expr.args if f not in steps]
+        if steps and any(self._is_array(f) for f in others):
+            masks = "*".join(f"({self._print(f.args[0])} > 0)" for f in steps)
+            return f"{self.parenthesize(sp.Mul(*others), precedence(expr))}*{masks}"
         scalars = [f for f in expr.args if not self._is_array(f)]
         arrays = [f for f in expr.args if self._is_array(f)]
         if len(scalars) < 2 or not arrays or (len(scalars) == 2 and scalars[0] == -1):

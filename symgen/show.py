@@ -10,7 +10,7 @@ from __future__ import annotations
 import sympy as sp
 
 from .backends.numpy import plan
-from .formulas import gradients
+from .formulas import gradients, latex_matrix, show_matrix
 from .pipeline import run
 from .problem import Problem
 
@@ -18,10 +18,13 @@ FORMATS = ("text", "latex", "markdown")
 
 
 def _loss_name(problem: Problem) -> str:
-    return "ℓ" if problem.data else "L"
+    return "ℓ" if problem.kind == "per_sample" else "L"
 
 
 def _intro(problem: Problem) -> str:
+    if problem.kind == "matrix":
+        shapes = ", ".join(f"{s.name} {tuple(s.shape)}" for s in (*problem.params, *problem.data))
+        return f"matrices: {shapes}; ⊙ is the elementwise product."
     if not problem.data:
         return ""
     data = ", ".join(d.name for d in problem.data)
@@ -29,36 +32,45 @@ def _intro(problem: Problem) -> str:
     return f"L is the {how} over samples of ℓ; data {data} are 1-D arrays of N samples."
 
 
+def _text(problem: Problem, expr: sp.Basic) -> str:
+    return show_matrix(expr) if problem.kind == "matrix" else sp.sstr(expr)
+
+
+def _latex(problem: Problem, expr: sp.Basic) -> str:
+    return latex_matrix(expr) if problem.kind == "matrix" else sp.latex(expr)
+
+
 def text(problem: Problem) -> str:
     name = _loss_name(problem)
     lines = [f"# {problem.name}"]
     if problem.data:
         lines.append(f"# {_intro(problem)}")
-    lines.append(f"{name} = {sp.sstr(problem.loss)}")
+    lines.append(f"{name} = {_text(problem, problem.loss)}")
     for p, d in gradients(problem).items():
-        lines.append(f"∂{name}/∂{p.name} = {sp.sstr(d)}")
+        lines.append(f"∂{name}/∂{p.name} = {_text(problem, d)}")
     return "\n".join(lines)
 
 
 def latex(problem: Problem) -> str:
-    name = r"\ell" if problem.data else "L"
-    lines = [f"% {problem.name}" + (f": {_intro(problem)}" if problem.data else "")]
-    lines.append(f"{name} = {sp.latex(problem.loss)}")
+    name = r"\ell" if problem.kind == "per_sample" else "L"
+    intro = _intro(problem)
+    lines = [f"% {problem.name}" + (f": {intro}" if intro else "")]
+    lines.append(f"{name} = {_latex(problem, problem.loss)}")
     for p, d in gradients(problem).items():
-        lines.append(rf"\frac{{\partial {name}}}{{\partial {sp.latex(p)}}} = {sp.latex(d)}")
+        lines.append(rf"\frac{{\partial {name}}}{{\partial {sp.latex(p)}}} = {_latex(problem, d)}")
     return "\n".join(lines)
 
 
 def markdown(problem: Problem) -> str:
-    name = r"\ell" if problem.data else "L"
+    name = r"\ell" if problem.kind == "per_sample" else "L"
     lines = [f"### {problem.name}", ""]
     if problem.data:
         lines += [_intro(problem), ""]
-    lines += [f"${name} = {sp.latex(problem.loss)}$", ""]
+    lines += [f"${name} = {_latex(problem, problem.loss)}$", ""]
     lines += ["| parameter | derivative |", "| --- | --- |"]
     for p, d in gradients(problem).items():
         partial = rf"\frac{{\partial {name}}}{{\partial {sp.latex(p)}}}"
-        lines.append(f"| `{p.name}` | ${partial} = {sp.latex(d)}$ |")
+        lines.append(f"| `{p.name}` | ${partial} = {_latex(problem, d)}$ |")
     return "\n".join(lines)
 
 

@@ -367,3 +367,26 @@ def test_deep_chain_is_linear_and_quick():
     counts = [op_count(d) for d in (10, 20, 30)]
     assert time.perf_counter() - start < 30
     assert counts[2] - counts[1] == counts[1] - counts[0] > 0
+
+
+def test_show_prints_matrix_notation(root, monkeypatch, capsys):
+    from symgen.cli import main
+
+    monkeypatch.chdir(root)
+    assert main(["show", "examples/mlp.py"]) == 0
+    out = capsys.readouterr().out
+    assert "∂L/∂W2 = 2/(M*N_O) * relu(X*W1).T*(relu(X*W1)*W2 - Y)" in out
+    assert "∂L/∂W1 = X.T*((2/(M*N_O) * (relu(X*W1)*W2 - Y)*W2.T) ⊙ heaviside(X*W1))" in out
+    assert main(["show", "examples/mlp.py", "--format", "latex"]) == 0
+    assert r"\odot \operatorname{heaviside}\left(X W_{1}\right)" in capsys.readouterr().out
+    assert main(["show", "examples/mlp.py", "--program"]) == 0
+    program = capsys.readouterr().out
+    assert "x9 = x8*(x0 > 0)" in program  # the ReLU mask, fused into one pass
+    assert program.count(" @ ") == 5 and ".T @" in program and "np.transpose" not in program
+
+
+def test_gradients_are_sympy_matrix_expressions():
+    grads = symgen.gradients(mlp.mlp)
+    assert list(grads) == [mlp.W1, mlp.W2]
+    g2 = grads[mlp.W2]
+    assert isinstance(g2, sp.MatrixExpr) and g2.has(mlp.X, mlp.Y, mlp.W1)
