@@ -167,6 +167,8 @@ class MatrixFormulaPrinter(StrPrinter):
 
     def _print_MatMul(self, expr):
         coeff, matrices = expr.as_coeff_matrices()
+        kept = [m for m in matrices if not isinstance(m, sp.OneMatrix)]  # a broadcast
+        matrices = kept or matrices
         product = "*".join(self.parenthesize(m, PRECEDENCE["Mul"]) for m in matrices)
         if coeff == 1:
             return product
@@ -191,8 +193,11 @@ class MatrixFormulaPrinter(StrPrinter):
         return self._print(body.xreplace({var: sp.Symbol(f"({arg})")}))
 
     def _print_ElementwiseMap(self, expr):
-        operands = ", ".join(map(self._print, expr.operands))
-        return f"elementwise({self._print(expr.function)}, {operands})"
+        names = {}
+        for var, op in zip(expr.function.variables, expr.operands, strict=True):
+            text = self._print(op)
+            names[var] = sp.Symbol(text if op.is_Symbol else f"({text})")
+        return f"elementwise({self._print(expr.function.expr.xreplace(names))})"
 
     def _print_AxisReduce(self, expr):
         return f"{expr.kind}({self._print(expr.arg)}, axis={expr.axis})"
