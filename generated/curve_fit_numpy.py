@@ -73,9 +73,13 @@ def loss(a, b, c, d, e, g, t, y):
         _mismatch("y", y, "t", N)
     if N == 0:
         raise ValueError("curve_fit: the mean over samples needs at least one sample")
-    # one pass over the samples (N,), 1 reduction
-    x0 = d*t**2 + e*t + g - y + np.exp(-a*t)*np.sin(b*t + c)
-    x1 = float(np.dot(x0, x0))
+    # one pass over the samples (N,), 1 reduction, in blocks of 8192
+    x1 = 0.0
+    for _start in range(0, N, 8192):
+        _t = t[_start:_start + 8192]
+        _y = y[_start:_start + 8192]
+        x0 = d*_t**2 + e*_t - _y + g + np.exp((-a)*_t)*np.sin(b*_t + c)
+        x1 += float(np.dot(x0, x0))
     # scalar arithmetic
     loss = x1/N
     return loss
@@ -102,23 +106,27 @@ def loss_and_grad(a, b, c, d, e, g, t, y):
         _mismatch("y", y, "t", N)
     if N == 0:
         raise ValueError("curve_fit: the mean over samples needs at least one sample")
-    # one pass over the samples (N,), 7 reductions
+    # one pass over the samples (N,), 7 reductions, in blocks of 8192
     x0 = 2.0/N
-    x1 = t**2
-    x2 = np.exp(-a*t)
-    x3 = b*t + c
-    x4 = np.sin(x3)
-    x5 = d*x1 + e*t + g + x2*x4 - y
-    x6 = x2*x5
-    x7 = t*x6
-    x8 = np.cos(x3)
-    x9 = float(np.dot(x5, x5))
-    x10 = float(np.dot(x4, x7))
-    x11 = float(np.dot(x8, x7))
-    x12 = float(np.dot(x6, x8))
-    x13 = float(np.dot(x1, x5))
-    x14 = float(np.dot(t, x5))
-    x15 = float(np.sum(x5))
+    x9 = x10 = x11 = x12 = x13 = x14 = x15 = 0.0
+    for _start in range(0, N, 8192):
+        _t = t[_start:_start + 8192]
+        _y = y[_start:_start + 8192]
+        x1 = _t**2
+        x2 = np.exp((-a)*_t)
+        x3 = b*_t + c
+        x4 = np.sin(x3)
+        x5 = e*_t - _y + d*x1 + g + x2*x4
+        x6 = x2*x5
+        x7 = _t*x6
+        x8 = np.cos(x3)
+        x9 += float(np.dot(x5, x5))
+        x10 += float(np.dot(x4, x7))
+        x11 += float(np.dot(x8, x7))
+        x12 += float(np.dot(x6, x8))
+        x13 += float(np.dot(x1, x5))
+        x14 += float(np.dot(_t, x5))
+        x15 += float(np.sum(x5))
     grad_a = -x0*x10
     grad_b = x0*x11
     grad_c = x0*x12
@@ -156,23 +164,27 @@ def sgd_step(a, b, c, d, e, g, t, y, *, lr):
         _mismatch("y", y, "t", N)
     if N == 0:
         raise ValueError("curve_fit: the mean over samples needs at least one sample")
-    # one pass over the samples (N,), 7 reductions
+    # one pass over the samples (N,), 7 reductions, in blocks of 8192
     x0 = 2.0/N
-    x1 = t**2
-    x2 = np.exp(-a*t)
-    x3 = b*t + c
-    x4 = np.sin(x3)
-    x5 = d*x1 + e*t + g + x2*x4 - y
-    x6 = x2*x5
-    x7 = t*x6
-    x8 = np.cos(x3)
-    x9 = float(np.dot(x5, x5))
-    x10 = float(np.dot(x4, x7))
-    x11 = float(np.dot(x8, x7))
-    x12 = float(np.dot(x6, x8))
-    x13 = float(np.dot(x1, x5))
-    x14 = float(np.dot(t, x5))
-    x15 = float(np.sum(x5))
+    x9 = x10 = x11 = x12 = x13 = x14 = x15 = 0.0
+    for _start in range(0, N, 8192):
+        _t = t[_start:_start + 8192]
+        _y = y[_start:_start + 8192]
+        x1 = _t**2
+        x2 = np.exp((-a)*_t)
+        x3 = b*_t + c
+        x4 = np.sin(x3)
+        x5 = e*_t - _y + d*x1 + g + x2*x4
+        x6 = x2*x5
+        x7 = _t*x6
+        x8 = np.cos(x3)
+        x9 += float(np.dot(x5, x5))
+        x10 += float(np.dot(x4, x7))
+        x11 += float(np.dot(x8, x7))
+        x12 += float(np.dot(x6, x8))
+        x13 += float(np.dot(x1, x5))
+        x14 += float(np.dot(_t, x5))
+        x15 += float(np.sum(x5))
     grad_a = -x0*x10
     grad_b = x0*x11
     grad_c = x0*x12

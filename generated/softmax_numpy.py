@@ -123,7 +123,7 @@ def loss_and_grad(W, b, X, Y):
     x8 = 1.0/N
     x9 = b + x5 - x6
     x10 = x3*np.exp(x9)/x7
-    x11 = -Y*x8 + x10
+    x11 = (-x8)*Y + x10
     x12 = float(np.vdot(Y, x9 - np.log(x7)))
     x13 = np.sum(x10, axis=(0,), keepdims=True)
     # scalar arithmetic
@@ -175,7 +175,7 @@ def sgd_step(W, b, X, Y, *, lr):
     x8 = 1.0/N
     x9 = b + x5 - x6
     x10 = x3*np.exp(x9)/x7
-    x11 = -Y*x8 + x10
+    x11 = (-x8)*Y + x10
     x12 = float(np.vdot(Y, x9 - np.log(x7)))
     x13 = np.sum(x10, axis=(0,), keepdims=True)
     # scalar arithmetic

@@ -84,11 +84,12 @@ class ArrayPrinter(NumPyPrinter):
             return f"{self.parenthesize(sp.Mul(*others), precedence(expr))}*{masks}"
         scalars = [f for f in expr.args if not self._is_array(f)]
         arrays = [f for f in expr.args if self._is_array(f)]
-        if len(scalars) < 2 or not arrays or (len(scalars) == 2 and scalars[0] == -1):
-            return super()._print_Mul(expr)
+        if not arrays or not scalars or all(f.is_Number for f in scalars):
+            return super()._print_Mul(expr)  # a number coefficient is printed first anyway
         head = sp.Mul(*scalars)
         tail = sp.Mul(*arrays)
-        return f"({self._print(head)})*{self.parenthesize(tail, precedence(expr))}"
+        level = precedence(expr)
+        return f"{self.parenthesize(head, level)}*{self.parenthesize(tail, level)}"
 
     def _print_transposed(self, expr):
         return f"{self._print(expr.args[0])}.T"

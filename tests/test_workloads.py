@@ -156,3 +156,16 @@ def test_sgd_step_returns_loss_before_step(w4_module):
     before, new = w4_module.sgd_step(*params, t, y, lr=0.1)
     assert before == loss
     np.testing.assert_allclose(new, np.array(params) - 0.1 * np.array(grads), rtol=1e-15)
+
+
+@pytest.mark.parametrize("n", [8191, 8192, 8193, 3 * 8192 + 17])
+def test_w4_block_boundaries(w4_module, n):
+    """The per-sample pass runs in blocks of 8192 samples; every size gives the same sums."""
+    from symgen.backends.numpy import BLOCK
+
+    assert BLOCK == 8192
+    t, y = curve_fit.synthetic(n=n, seed=n)
+    params = np.array([0.8, 2.9, 0.3, 0.02, -0.2, 0.6])
+    loss, grads = w4_module.loss_and_grad(*params, t, y)
+    assert loss == pytest.approx(curve_autograd(params, t, y), rel=1e-12)
+    np.testing.assert_allclose(grads, autograd.grad(curve_autograd)(params, t, y), rtol=1e-10)
