@@ -58,7 +58,10 @@ def grad(x):
 
 
 def sgd_step(x, *, lr):
-    """One gradient-descent step: returns (loss before the step, new parameters)."""
+    """One gradient-descent step: p -= lr*grad.
+
+    Returns (loss before the step, new parameters).
+    """
     if type(x) is not float:
         x = _as_scalar("x", x)
     # scalar arithmetic
@@ -66,4 +69,58 @@ def sgd_step(x, *, lr):
     x1 = (x*x) + 6.0
     loss = x0*x1
     grad_x = 2.0*x*x0 + x1
-    return loss, (x - lr*grad_x, )
+    x = x - lr*grad_x
+    return loss, (x,)
+
+
+def momentum_state(x):
+    """Velocities (zeros), one per parameter, for momentum_step."""
+    return (0.0,)
+
+
+def momentum_step(x, *, state, lr, momentum=0.9, nesterov=False):
+    """Gradient descent with momentum, classical or Nesterov's:
+    v = momentum*v - lr*grad;  p += v   (Nesterov: p += momentum*v - lr*grad).
+
+    Returns (loss before the step, new parameters, new state).
+    """
+    if type(x) is not float:
+        x = _as_scalar("x", x)
+    # scalar arithmetic
+    x0 = x - 4.0
+    x1 = (x*x) + 6.0
+    loss = x0*x1
+    grad_x = 2.0*x*x0 + x1
+    (_v_x,) = state
+    _v_x = momentum*_v_x - lr*grad_x
+    x = x + (momentum*_v_x - lr*grad_x if nesterov else _v_x)
+    return loss, (x,), (_v_x,)
+
+
+def adam_state(x):
+    """(step count, first moments, second moments), all zero, for adam_step."""
+    return (0, (0.0,), (0.0,))
+
+
+def adam_step(x, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8):
+    """One Adam step (Kingma & Ba), with bias correction; k counts the steps:
+    m = beta1*m + (1-beta1)*g;  s = beta2*s + (1-beta2)*g**2;
+    p -= lr/(1-beta1**k) * m / (sqrt(s/(1-beta2**k)) + eps).
+
+    Returns (loss before the step, new parameters, new state).
+    """
+    if type(x) is not float:
+        x = _as_scalar("x", x)
+    # scalar arithmetic
+    x0 = x - 4.0
+    x1 = (x*x) + 6.0
+    loss = x0*x1
+    grad_x = 2.0*x*x0 + x1
+    _step, (_m_x,), (_s_x,) = state
+    _step += 1
+    _c1 = lr/(1.0 - beta1**_step)
+    _c2 = 1.0/(1.0 - beta2**_step)
+    _m_x = beta1*_m_x + (1.0 - beta1)*grad_x
+    _s_x = beta2*_s_x + (1.0 - beta2)*grad_x*grad_x
+    x = x - _c1*_m_x/(math.sqrt(_c2*_s_x) + eps)
+    return loss, (x,), (_step, (_m_x,), (_s_x,))

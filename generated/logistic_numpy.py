@@ -125,7 +125,11 @@ def grad(w, X, t):
 
 
 def sgd_step(w, X, t, *, lr):
-    """One gradient-descent step: returns (loss before the step, new parameters); array parameters are updated in place."""
+    """One gradient-descent step: p -= lr*grad.
+
+    Returns (loss before the step, new parameters);
+    array parameters are updated in place.
+    """
     w = _as_matrix("w", w, "(D, 1)")
     X = _as_matrix("X", X, "(N, D)")
     t = _as_matrix("t", t, "(N, 1)")
@@ -154,4 +158,113 @@ def sgd_step(w, X, t, *, lr):
     # matrix product (BLAS)
     grad_w = X.T @ x6
     w -= lr*grad_w
-    return loss, (w, )
+    return loss, (w,)
+
+
+def momentum_state(w):
+    """Velocities (zeros), one per parameter, for momentum_step."""
+    return (np.zeros_like(w),)
+
+
+def momentum_step(w, X, t, *, state, lr, momentum=0.9, nesterov=False):
+    """Gradient descent with momentum, classical or Nesterov's:
+    v = momentum*v - lr*grad;  p += v   (Nesterov: p += momentum*v - lr*grad).
+
+    Returns (loss before the step, new parameters, new state);
+    array parameters and the state are updated in place.
+    """
+    w = _as_matrix("w", w, "(D, 1)")
+    X = _as_matrix("X", X, "(N, D)")
+    t = _as_matrix("t", t, "(N, 1)")
+    D = w.shape[0]
+    N = X.shape[0]
+    if w.shape[1] != 1:
+        _wrong_dim("w", w, 1, "1", 1, "", 0)
+    if X.shape[1] != D:
+        _wrong_dim("X", X, 1, "D", D, "w", 0)
+    if t.shape[0] != N:
+        _wrong_dim("t", t, 0, "N", N, "X", 0)
+    if t.shape[1] != 1:
+        _wrong_dim("t", t, 1, "1", 1, "", 0)
+    # matrix product (BLAS)
+    x0 = X @ w
+    # one pass over the elements (N, 1), 1 reduction
+    x1 = _safelog(1 - t)
+    x2 = np.logaddexp(0.0, x0)
+    x3 = -x0
+    x4 = _safelog(t) - np.logaddexp(0.0, x3)
+    x5 = -x1 + x2 + x4
+    x6 = (0.5*np.tanh(0.5*x0) + 0.5)*(0.5*np.tanh(0.5*(-x5)) + 0.5) - (0.5*np.tanh(0.5*x3) + 0.5)*(0.5*np.tanh(0.5*x5) + 0.5)
+    x7 = float(np.sum(np.logaddexp(x4, x1 - x2)))
+    # scalar arithmetic
+    loss = -x7
+    # matrix product (BLAS)
+    grad_w = X.T @ x6
+    (_v_w,) = state
+    _v_w *= momentum
+    _v_w -= lr*grad_w
+    if nesterov:
+        grad_w *= -lr
+        grad_w += momentum*_v_w
+        w += grad_w
+    else:
+        w += _v_w
+    return loss, (w,), (_v_w,)
+
+
+def adam_state(w):
+    """(step count, first moments, second moments), all zero, for adam_step."""
+    return (0, (np.zeros_like(w),), (np.zeros_like(w),))
+
+
+def adam_step(w, X, t, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8):
+    """One Adam step (Kingma & Ba), with bias correction; k counts the steps:
+    m = beta1*m + (1-beta1)*g;  s = beta2*s + (1-beta2)*g**2;
+    p -= lr/(1-beta1**k) * m / (sqrt(s/(1-beta2**k)) + eps).
+
+    Returns (loss before the step, new parameters, new state);
+    array parameters and the state are updated in place.
+    """
+    w = _as_matrix("w", w, "(D, 1)")
+    X = _as_matrix("X", X, "(N, D)")
+    t = _as_matrix("t", t, "(N, 1)")
+    D = w.shape[0]
+    N = X.shape[0]
+    if w.shape[1] != 1:
+        _wrong_dim("w", w, 1, "1", 1, "", 0)
+    if X.shape[1] != D:
+        _wrong_dim("X", X, 1, "D", D, "w", 0)
+    if t.shape[0] != N:
+        _wrong_dim("t", t, 0, "N", N, "X", 0)
+    if t.shape[1] != 1:
+        _wrong_dim("t", t, 1, "1", 1, "", 0)
+    # matrix product (BLAS)
+    x0 = X @ w
+    # one pass over the elements (N, 1), 1 reduction
+    x1 = _safelog(1 - t)
+    x2 = np.logaddexp(0.0, x0)
+    x3 = -x0
+    x4 = _safelog(t) - np.logaddexp(0.0, x3)
+    x5 = -x1 + x2 + x4
+    x6 = (0.5*np.tanh(0.5*x0) + 0.5)*(0.5*np.tanh(0.5*(-x5)) + 0.5) - (0.5*np.tanh(0.5*x3) + 0.5)*(0.5*np.tanh(0.5*x5) + 0.5)
+    x7 = float(np.sum(np.logaddexp(x4, x1 - x2)))
+    # scalar arithmetic
+    loss = -x7
+    # matrix product (BLAS)
+    grad_w = X.T @ x6
+    _step, (_m_w,), (_s_w,) = state
+    _step += 1
+    _c1 = lr/(1.0 - beta1**_step)
+    _c2 = 1.0/(1.0 - beta2**_step)
+    _m_w *= beta1
+    _m_w += (1.0 - beta1)*grad_w
+    np.multiply(grad_w, grad_w, out=grad_w)
+    _s_w *= beta2
+    _s_w += (1.0 - beta2)*grad_w
+    np.multiply(_s_w, _c2, out=grad_w)
+    np.sqrt(grad_w, out=grad_w)
+    grad_w += eps
+    np.divide(_m_w, grad_w, out=grad_w)
+    grad_w *= _c1
+    w -= grad_w
+    return loss, (w,), (_step, (_m_w,), (_s_w,))

@@ -137,7 +137,11 @@ def grad(W1, W2, X, Y):
 
 
 def sgd_step(W1, W2, X, Y, *, lr):
-    """One gradient-descent step: returns (loss before the step, new parameters); array parameters are updated in place."""
+    """One gradient-descent step: p -= lr*grad.
+
+    Returns (loss before the step, new parameters);
+    array parameters are updated in place.
+    """
     W1 = _as_matrix("W1", W1, "(N_I, N_H)")
     W2 = _as_matrix("W2", W2, "(N_H, N_O)")
     X = _as_matrix("X", X, "(M, N_I)")
@@ -179,3 +183,153 @@ def sgd_step(W1, W2, X, Y, *, lr):
     W1 -= lr*grad_W1
     W2 -= lr*grad_W2
     return loss, (W1, W2)
+
+
+def momentum_state(W1, W2):
+    """Velocities (zeros), one per parameter, for momentum_step."""
+    return (np.zeros_like(W1), np.zeros_like(W2))
+
+
+def momentum_step(W1, W2, X, Y, *, state, lr, momentum=0.9, nesterov=False):
+    """Gradient descent with momentum, classical or Nesterov's:
+    v = momentum*v - lr*grad;  p += v   (Nesterov: p += momentum*v - lr*grad).
+
+    Returns (loss before the step, new parameters, new state);
+    array parameters and the state are updated in place.
+    """
+    W1 = _as_matrix("W1", W1, "(N_I, N_H)")
+    W2 = _as_matrix("W2", W2, "(N_H, N_O)")
+    X = _as_matrix("X", X, "(M, N_I)")
+    Y = _as_matrix("Y", Y, "(M, N_O)")
+    N_I = W1.shape[0]
+    N_H = W1.shape[1]
+    N_O = W2.shape[1]
+    M = X.shape[0]
+    if W2.shape[0] != N_H:
+        _wrong_dim("W2", W2, 0, "N_H", N_H, "W1", 1)
+    if X.shape[1] != N_I:
+        _wrong_dim("X", X, 1, "N_I", N_I, "W1", 0)
+    if Y.shape[0] != M:
+        _wrong_dim("Y", Y, 0, "M", M, "X", 0)
+    if Y.shape[1] != N_O:
+        _wrong_dim("Y", Y, 1, "N_O", N_O, "W2", 1)
+    # matrix product (BLAS)
+    x0 = X @ W1
+    # one pass over the elements (M, N_H)
+    x1 = np.maximum(x0, 0.0)
+    # matrix product (BLAS)
+    x2 = x1 @ W2
+    # one pass over the elements (M, N_O), 1 reduction
+    x3 = 1.0/M
+    x4 = 1.0/N_O
+    x5 = -Y + x2
+    x6 = (2*x3*x4)*x5
+    x7 = float(np.vdot(x5, x5))
+    # scalar arithmetic
+    loss = x7/(M*N_O)
+    # matrix product (BLAS)
+    x8 = x6 @ W2.T
+    # matrix product (BLAS)
+    grad_W2 = x1.T @ x6
+    # one pass over the elements (M, N_H)
+    x9 = x8*(x0 > 0)
+    # matrix product (BLAS)
+    grad_W1 = X.T @ x9
+    (_v_W1, _v_W2) = state
+    _v_W1 *= momentum
+    _v_W1 -= lr*grad_W1
+    if nesterov:
+        grad_W1 *= -lr
+        grad_W1 += momentum*_v_W1
+        W1 += grad_W1
+    else:
+        W1 += _v_W1
+    _v_W2 *= momentum
+    _v_W2 -= lr*grad_W2
+    if nesterov:
+        grad_W2 *= -lr
+        grad_W2 += momentum*_v_W2
+        W2 += grad_W2
+    else:
+        W2 += _v_W2
+    return loss, (W1, W2), (_v_W1, _v_W2)
+
+
+def adam_state(W1, W2):
+    """(step count, first moments, second moments), all zero, for adam_step."""
+    return (0, (np.zeros_like(W1), np.zeros_like(W2)), (np.zeros_like(W1), np.zeros_like(W2)))
+
+
+def adam_step(W1, W2, X, Y, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8):
+    """One Adam step (Kingma & Ba), with bias correction; k counts the steps:
+    m = beta1*m + (1-beta1)*g;  s = beta2*s + (1-beta2)*g**2;
+    p -= lr/(1-beta1**k) * m / (sqrt(s/(1-beta2**k)) + eps).
+
+    Returns (loss before the step, new parameters, new state);
+    array parameters and the state are updated in place.
+    """
+    W1 = _as_matrix("W1", W1, "(N_I, N_H)")
+    W2 = _as_matrix("W2", W2, "(N_H, N_O)")
+    X = _as_matrix("X", X, "(M, N_I)")
+    Y = _as_matrix("Y", Y, "(M, N_O)")
+    N_I = W1.shape[0]
+    N_H = W1.shape[1]
+    N_O = W2.shape[1]
+    M = X.shape[0]
+    if W2.shape[0] != N_H:
+        _wrong_dim("W2", W2, 0, "N_H", N_H, "W1", 1)
+    if X.shape[1] != N_I:
+        _wrong_dim("X", X, 1, "N_I", N_I, "W1", 0)
+    if Y.shape[0] != M:
+        _wrong_dim("Y", Y, 0, "M", M, "X", 0)
+    if Y.shape[1] != N_O:
+        _wrong_dim("Y", Y, 1, "N_O", N_O, "W2", 1)
+    # matrix product (BLAS)
+    x0 = X @ W1
+    # one pass over the elements (M, N_H)
+    x1 = np.maximum(x0, 0.0)
+    # matrix product (BLAS)
+    x2 = x1 @ W2
+    # one pass over the elements (M, N_O), 1 reduction
+    x3 = 1.0/M
+    x4 = 1.0/N_O
+    x5 = -Y + x2
+    x6 = (2*x3*x4)*x5
+    x7 = float(np.vdot(x5, x5))
+    # scalar arithmetic
+    loss = x7/(M*N_O)
+    # matrix product (BLAS)
+    x8 = x6 @ W2.T
+    # matrix product (BLAS)
+    grad_W2 = x1.T @ x6
+    # one pass over the elements (M, N_H)
+    x9 = x8*(x0 > 0)
+    # matrix product (BLAS)
+    grad_W1 = X.T @ x9
+    _step, (_m_W1, _m_W2), (_s_W1, _s_W2) = state
+    _step += 1
+    _c1 = lr/(1.0 - beta1**_step)
+    _c2 = 1.0/(1.0 - beta2**_step)
+    _m_W1 *= beta1
+    _m_W1 += (1.0 - beta1)*grad_W1
+    np.multiply(grad_W1, grad_W1, out=grad_W1)
+    _s_W1 *= beta2
+    _s_W1 += (1.0 - beta2)*grad_W1
+    np.multiply(_s_W1, _c2, out=grad_W1)
+    np.sqrt(grad_W1, out=grad_W1)
+    grad_W1 += eps
+    np.divide(_m_W1, grad_W1, out=grad_W1)
+    grad_W1 *= _c1
+    W1 -= grad_W1
+    _m_W2 *= beta1
+    _m_W2 += (1.0 - beta1)*grad_W2
+    np.multiply(grad_W2, grad_W2, out=grad_W2)
+    _s_W2 *= beta2
+    _s_W2 += (1.0 - beta2)*grad_W2
+    np.multiply(_s_W2, _c2, out=grad_W2)
+    np.sqrt(grad_W2, out=grad_W2)
+    grad_W2 += eps
+    np.divide(_m_W2, grad_W2, out=grad_W2)
+    grad_W2 *= _c1
+    W2 -= grad_W2
+    return loss, (W1, W2), (_step, (_m_W1, _m_W2), (_s_W1, _s_W2))

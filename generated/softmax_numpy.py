@@ -141,7 +141,11 @@ def grad(W, b, X, Y):
 
 
 def sgd_step(W, b, X, Y, *, lr):
-    """One gradient-descent step: returns (loss before the step, new parameters); array parameters are updated in place."""
+    """One gradient-descent step: p -= lr*grad.
+
+    Returns (loss before the step, new parameters);
+    array parameters are updated in place.
+    """
     W = _as_matrix("W", W, "(D, K)")
     b = _as_matrix("b", b, "(1, K)")
     X = _as_matrix("X", X, "(N, D)")
@@ -187,3 +191,161 @@ def sgd_step(W, b, X, Y, *, lr):
     W -= lr*grad_W
     b -= lr*grad_b
     return loss, (W, b)
+
+
+def momentum_state(W, b):
+    """Velocities (zeros), one per parameter, for momentum_step."""
+    return (np.zeros_like(W), np.zeros_like(b))
+
+
+def momentum_step(W, b, X, Y, *, state, lr, momentum=0.9, nesterov=False):
+    """Gradient descent with momentum, classical or Nesterov's:
+    v = momentum*v - lr*grad;  p += v   (Nesterov: p += momentum*v - lr*grad).
+
+    Returns (loss before the step, new parameters, new state);
+    array parameters and the state are updated in place.
+    """
+    W = _as_matrix("W", W, "(D, K)")
+    b = _as_matrix("b", b, "(1, K)")
+    X = _as_matrix("X", X, "(N, D)")
+    Y = _as_matrix("Y", Y, "(N, K)")
+    D = W.shape[0]
+    K = W.shape[1]
+    N = X.shape[0]
+    if b.shape[0] != 1:
+        _wrong_dim("b", b, 0, "1", 1, "", 0)
+    if b.shape[1] != K:
+        _wrong_dim("b", b, 1, "K", K, "W", 1)
+    if X.shape[1] != D:
+        _wrong_dim("X", X, 1, "D", D, "W", 0)
+    if Y.shape[0] != N:
+        _wrong_dim("Y", Y, 0, "N", N, "X", 0)
+    if Y.shape[1] != K:
+        _wrong_dim("Y", Y, 1, "K", K, "W", 1)
+    # one pass over the elements (N, K), 2 reductions
+    x0 = 1.0/N
+    x1 = np.sum(Y, axis=(1,), keepdims=True)
+    x2 = np.sum(Y, axis=(0,), keepdims=True)
+    x3 = x0*x1
+    x4 = -x0*x2
+    # matrix product (BLAS)
+    x5 = X @ W
+    # one pass over the elements (N, K), 1 reduction
+    x6 = np.max(b + x5, axis=(1,), keepdims=True)
+    # one pass over the elements (N, K), 1 reduction
+    x7 = np.sum(np.exp(b + x5 - x6), axis=(1,), keepdims=True)
+    # one pass over the elements (N, K), 2 reductions
+    x8 = 1.0/N
+    x9 = b + x5 - x6
+    x10 = x3*np.exp(x9)/x7
+    x11 = (-x8)*Y + x10
+    x12 = float(np.vdot(Y, x9 - np.log(x7)))
+    x13 = np.sum(x10, axis=(0,), keepdims=True)
+    # scalar arithmetic
+    loss = -x12/N
+    # one pass over the elements (1, K)
+    grad_b = x13 + x4
+    # matrix product (BLAS)
+    grad_W = X.T @ x11
+    (_v_W, _v_b) = state
+    _v_W *= momentum
+    _v_W -= lr*grad_W
+    if nesterov:
+        grad_W *= -lr
+        grad_W += momentum*_v_W
+        W += grad_W
+    else:
+        W += _v_W
+    _v_b *= momentum
+    _v_b -= lr*grad_b
+    if nesterov:
+        grad_b *= -lr
+        grad_b += momentum*_v_b
+        b += grad_b
+    else:
+        b += _v_b
+    return loss, (W, b), (_v_W, _v_b)
+
+
+def adam_state(W, b):
+    """(step count, first moments, second moments), all zero, for adam_step."""
+    return (0, (np.zeros_like(W), np.zeros_like(b)), (np.zeros_like(W), np.zeros_like(b)))
+
+
+def adam_step(W, b, X, Y, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8):
+    """One Adam step (Kingma & Ba), with bias correction; k counts the steps:
+    m = beta1*m + (1-beta1)*g;  s = beta2*s + (1-beta2)*g**2;
+    p -= lr/(1-beta1**k) * m / (sqrt(s/(1-beta2**k)) + eps).
+
+    Returns (loss before the step, new parameters, new state);
+    array parameters and the state are updated in place.
+    """
+    W = _as_matrix("W", W, "(D, K)")
+    b = _as_matrix("b", b, "(1, K)")
+    X = _as_matrix("X", X, "(N, D)")
+    Y = _as_matrix("Y", Y, "(N, K)")
+    D = W.shape[0]
+    K = W.shape[1]
+    N = X.shape[0]
+    if b.shape[0] != 1:
+        _wrong_dim("b", b, 0, "1", 1, "", 0)
+    if b.shape[1] != K:
+        _wrong_dim("b", b, 1, "K", K, "W", 1)
+    if X.shape[1] != D:
+        _wrong_dim("X", X, 1, "D", D, "W", 0)
+    if Y.shape[0] != N:
+        _wrong_dim("Y", Y, 0, "N", N, "X", 0)
+    if Y.shape[1] != K:
+        _wrong_dim("Y", Y, 1, "K", K, "W", 1)
+    # one pass over the elements (N, K), 2 reductions
+    x0 = 1.0/N
+    x1 = np.sum(Y, axis=(1,), keepdims=True)
+    x2 = np.sum(Y, axis=(0,), keepdims=True)
+    x3 = x0*x1
+    x4 = -x0*x2
+    # matrix product (BLAS)
+    x5 = X @ W
+    # one pass over the elements (N, K), 1 reduction
+    x6 = np.max(b + x5, axis=(1,), keepdims=True)
+    # one pass over the elements (N, K), 1 reduction
+    x7 = np.sum(np.exp(b + x5 - x6), axis=(1,), keepdims=True)
+    # one pass over the elements (N, K), 2 reductions
+    x8 = 1.0/N
+    x9 = b + x5 - x6
+    x10 = x3*np.exp(x9)/x7
+    x11 = (-x8)*Y + x10
+    x12 = float(np.vdot(Y, x9 - np.log(x7)))
+    x13 = np.sum(x10, axis=(0,), keepdims=True)
+    # scalar arithmetic
+    loss = -x12/N
+    # one pass over the elements (1, K)
+    grad_b = x13 + x4
+    # matrix product (BLAS)
+    grad_W = X.T @ x11
+    _step, (_m_W, _m_b), (_s_W, _s_b) = state
+    _step += 1
+    _c1 = lr/(1.0 - beta1**_step)
+    _c2 = 1.0/(1.0 - beta2**_step)
+    _m_W *= beta1
+    _m_W += (1.0 - beta1)*grad_W
+    np.multiply(grad_W, grad_W, out=grad_W)
+    _s_W *= beta2
+    _s_W += (1.0 - beta2)*grad_W
+    np.multiply(_s_W, _c2, out=grad_W)
+    np.sqrt(grad_W, out=grad_W)
+    grad_W += eps
+    np.divide(_m_W, grad_W, out=grad_W)
+    grad_W *= _c1
+    W -= grad_W
+    _m_b *= beta1
+    _m_b += (1.0 - beta1)*grad_b
+    np.multiply(grad_b, grad_b, out=grad_b)
+    _s_b *= beta2
+    _s_b += (1.0 - beta2)*grad_b
+    np.multiply(_s_b, _c2, out=grad_b)
+    np.sqrt(grad_b, out=grad_b)
+    grad_b += eps
+    np.divide(_m_b, grad_b, out=grad_b)
+    grad_b *= _c1
+    b -= grad_b
+    return loss, (W, b), (_step, (_m_W, _m_b), (_s_W, _s_b))

@@ -50,7 +50,9 @@ SUPPORTED_FUNCTIONS: dict[str, type] = {
 }
 
 #: Names a parameter or data symbol may not take: generated code uses them.
-RESERVED_NAMES = frozenset({"np", "math", "lr"})
+RESERVED_NAMES = frozenset(
+    {"np", "math", "lr", "state", "momentum", "nesterov", "beta1", "beta2", "eps"}
+)
 
 _ATOMS = (sp.Symbol, sp.Number, sp.NumberSymbol)
 _OPERATIONS = (sp.Add, sp.Mul, sp.Pow)

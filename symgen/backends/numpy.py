@@ -63,8 +63,8 @@ class ModulePlan:
     checks: tuple[DimCheck, ...]
     loss_body: Body
     grad_body: Body
-    #: (parameter, its gradient variable, its kind), in PARAMS order.
-    updates: tuple[tuple[str, str, str], ...]
+    #: The optimizer steps (sgd_step, momentum_step, adam_step) and their states.
+    updates: tuple[Update, ...]
     #: Module-level helper functions the statements call (``_safelog``, ``_logaddexp``).
     helpers: frozenset[str]
 
@@ -109,6 +109,123 @@ class _StatementPrinter:
             return f"{target} = float({fn}({a[0]}))"
         axes = ", ".join(str(x) for x in stmt.axes)
         return f"{target} = {fn}({a[0]}, axis=({axes},), keepdims=True)"
+
+
+@dataclass(frozen=True)
+class Update:
+    """An optimizer step: extra keyword arguments, the lines after the gradient, what it returns."""
+
+    name: str
+    doc: str
+    kwargs: str
+    lines: tuple[str, ...]
+    returns: str
+    #: The function creating its state: (name, doc, lines, returned expression), or None.
+    state: tuple[str, str, tuple[str, ...], str] | None
+
+
+def _tuple(items: list[str]) -> str:
+    return f"({', '.join(items)}{',' if len(items) == 1 else ''})"
+
+
+def _updates(params: tuple[Arg, ...], grads: tuple[str, ...], loss: str) -> tuple[Update, ...]:
+    """sgd_step, momentum_step, adam_step: array parameters and their state are updated in
+    place (augmented assignment and ``out=``, the gradient buffer reused as scratch);
+    scalar parameters and their state are returned as new floats."""
+    names = [p.name for p in params]
+    pairs = [(p.name, g, p.kind != "scalar") for p, g in zip(params, grads, strict=True)]
+    zeros = [f"np.zeros_like({n})" if a else "0.0" for n, _, a in pairs]
+
+    sgd = [f"{n} -= lr*{g}" if a else f"{n} = {n} - lr*{g}" for n, g, a in pairs]
+
+    momentum = [f"{_tuple([f'_v_{n}' for n in names])} = state"]
+    for n, g, a in pairs:
+        if a:
+            momentum += [
+                f"_v_{n} *= momentum",
+                f"_v_{n} -= lr*{g}",
+                "if nesterov:",
+                f"    {g} *= -lr",
+                f"    {g} += momentum*_v_{n}",
+                f"    {n} += {g}",
+                "else:",
+                f"    {n} += _v_{n}",
+            ]
+        else:
+            momentum += [
+                f"_v_{n} = momentum*_v_{n} - lr*{g}",
+                f"{n} = {n} + (momentum*_v_{n} - lr*{g} if nesterov else _v_{n})",
+            ]
+
+    firsts = _tuple([f"_m_{n}" for n in names])
+    seconds = _tuple([f"_s_{n}" for n in names])
+    adam = [
+        f"_step, {firsts}, {seconds} = state",
+        "_step += 1",
+        "_c1 = lr/(1.0 - beta1**_step)",
+        "_c2 = 1.0/(1.0 - beta2**_step)",
+    ]
+    for n, g, a in pairs:
+        if a:
+            adam += [
+                f"_m_{n} *= beta1",
+                f"_m_{n} += (1.0 - beta1)*{g}",
+                f"np.multiply({g}, {g}, out={g})",
+                f"_s_{n} *= beta2",
+                f"_s_{n} += (1.0 - beta2)*{g}",
+                f"np.multiply(_s_{n}, _c2, out={g})",
+                f"np.sqrt({g}, out={g})",
+                f"{g} += eps",
+                f"np.divide(_m_{n}, {g}, out={g})",
+                f"{g} *= _c1",
+                f"{n} -= {g}",
+            ]
+        else:
+            adam += [
+                f"_m_{n} = beta1*_m_{n} + (1.0 - beta1)*{g}",
+                f"_s_{n} = beta2*_s_{n} + (1.0 - beta2)*{g}*{g}",
+                f"{n} = {n} - _c1*_m_{n}/(math.sqrt(_c2*_s_{n}) + eps)",
+            ]
+    new_params = _tuple(names)
+    return (
+        Update(
+            "sgd_step",
+            "One gradient-descent step: p -= lr*grad.",
+            "lr",
+            tuple(sgd),
+            f"{loss}, {new_params}",
+            None,
+        ),
+        Update(
+            "momentum_step",
+            "Gradient descent with momentum, classical or Nesterov's:\n"
+            "    v = momentum*v - lr*grad;  p += v   (Nesterov: p += momentum*v - lr*grad).",
+            "state, lr, momentum=0.9, nesterov=False",
+            tuple(momentum),
+            f"{loss}, {new_params}, {_tuple([f'_v_{n}' for n in names])}",
+            (
+                "momentum_state",
+                "Velocities (zeros), one per parameter, for momentum_step.",
+                (),
+                _tuple(zeros),
+            ),
+        ),
+        Update(
+            "adam_step",
+            "One Adam step (Kingma & Ba), with bias correction; k counts the steps:\n"
+            "    m = beta1*m + (1-beta1)*g;  s = beta2*s + (1-beta2)*g**2;\n"
+            "    p -= lr/(1-beta1**k) * m / (sqrt(s/(1-beta2**k)) + eps).",
+            "state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8",
+            tuple(adam),
+            f"{loss}, {new_params}, (_step, {firsts}, {seconds})",
+            (
+                "adam_state",
+                "(step count, first moments, second moments), all zero, for adam_step.",
+                (),
+                f"(0, {_tuple(zeros)}, {_tuple(zeros)})",
+            ),
+        ),
+    )
 
 
 def _describe(kernel: Kernel) -> str:
@@ -208,7 +325,7 @@ def plan(compiled: Compiled, source: str | None) -> ModulePlan:
     per_sample = problem.kind == "per_sample"
     loss_body = _body(compiled.loss_program, problem.dtype, names, per_sample)
     grad_body = _body(compiled.grad_program, problem.dtype, names, per_sample)
-    updates = tuple((p.name, g, p.kind) for p, g in zip(params, grad_body.results[1:], strict=True))
+    updates = _updates(params, grad_body.results[1:], grad_body.results[0])
     return ModulePlan(
         name=problem.name,
         header=header,
