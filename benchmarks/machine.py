@@ -81,8 +81,10 @@ def software_lines() -> list[str]:
     return [
         f"Python {platform.python_version()} ({platform.python_implementation()}), "
         f"C library {libc or '?'} {libc_version}; malloc tunables: {allocator}",
-        f"NumPy {np.__version__}, SymPy {sympy.__version__}, autograd {version('autograd')}, "
-        f"symgen {symgen.__version__}",
+        f"NumPy {np.__version__}, SymPy {sympy.__version__}, symgen {symgen.__version__}",
+        f"contenders' frameworks (optional; see `benchmarks/frameworks.py`): autograd "
+        f"{version('autograd')}, jax {version('jax')}, jaxlib {version('jaxlib')}, "
+        f"torch {version('torch')}",
     ]
 
 

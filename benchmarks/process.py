@@ -17,6 +17,9 @@ from dataclasses import dataclass, field
 THREAD_VARIABLES = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
 #: Overrides of OpenBLAS's own hardware detection; removed so it picks kernels for this CPU.
 OPENBLAS_OVERRIDES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+#: JAX's XLA CPU backend runs Eigen's own thread pool unless told not to; it reads
+#: ``XLA_FLAGS`` when the backend starts, so setting it before JAX is imported is enough.
+XLA_ONE_THREAD = "--xla_cpu_multi_thread_eigen=false"
 _HANDOFF = "_SYMGEN_BENCH_SETUP"
 
 
@@ -28,6 +31,7 @@ class Settings:
     threads: dict[str, str] = field(default_factory=dict)  # variable -> "was X, set to 1"
     unset: dict[str, str] = field(default_factory=dict)  # variable -> its former value
     affinity: str = ""
+    xla: str = ""
 
     def lines(self) -> list[str]:
         out = []
@@ -45,6 +49,8 @@ class Settings:
             out.append(f"{names}: not set in the environment (nothing to unset)")
         if self.reexecuted:
             out.append("the runner re-executed itself once to apply the above before NumPy loaded")
+        if self.xla:
+            out.append(self.xla)
         out.append(self.affinity)
         return out
 
@@ -74,8 +80,23 @@ def prepare() -> Settings:
             sys.stdout.flush()
             sys.stderr.flush()
             os.execve(sys.executable, sys.orig_argv, env)
+    settings.xla = _xla_one_thread()
     settings.affinity = _pin_one_core()
     return settings
+
+
+def _xla_one_thread() -> str:
+    """Ask JAX's XLA CPU backend for one thread and the CPU platform (JAX is optional)."""
+    flags = os.environ.get("XLA_FLAGS", "")
+    if XLA_ONE_THREAD in flags.split():
+        return f"`XLA_FLAGS={flags}` (already set in the environment; JAX contenders)"
+    os.environ["XLA_FLAGS"] = f"{flags} {XLA_ONE_THREAD}".strip()
+    os.environ.setdefault("JAX_PLATFORMS", "cpu")
+    was = f"was {flags!r}" if flags else "was unset"
+    return (
+        f"`XLA_FLAGS={os.environ['XLA_FLAGS']}` ({was}; set by the runner for the JAX "
+        "contenders: XLA's CPU backend otherwise runs its own thread pool)"
+    )
 
 
 def _pin_one_core() -> str:

@@ -1,11 +1,15 @@
-"""The workloads by key ("w1", "w4-100000", ...): contenders, correctness check, labels."""
+"""The workloads by key, with their contenders, correctness check and labels.
+
+Keys: "w1", "w2-large", "w3-seed", "w3-seed-step", "w3-large", "w3-large-step", "w4-N".
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import curve_fit_grad, rosenbrock_step
+from . import curve_fit_grad, logistic_grad, mlp_grad, rosenbrock_step
+from .correctness import RTOL, RTOL_FLOAT32, tolerance
 from .timing import Contender
 
 
@@ -18,6 +22,7 @@ class Workload:
     symgen: str  # contender name
     contenders: list[Contender]
     check: Callable[[], None]  # raises CheckFailed
+    tolerance: str = tolerance(RTOL, "element")  # how close the check wants, in words
 
 
 def build(key: str) -> Workload:
@@ -44,5 +49,35 @@ def build(key: str) -> Workload:
             curve_fit_grad.SYMGEN,
             contenders,
             lambda: curve_fit_grad.check(contenders, t, y),
+        )
+    if key == "w2-large":
+        X, t = logistic_grad.data()
+        contenders = logistic_grad.contenders(X, t)
+        return Workload(
+            key,
+            logistic_grad.title(),
+            logistic_grad.description(),
+            logistic_grad.REFERENCE,
+            logistic_grad.SYMGEN,
+            contenders,
+            lambda: logistic_grad.check(contenders, X, t),
+        )
+    if key.startswith("w3-"):
+        size, _, step = key.removeprefix("w3-").partition("-")
+        arrays = mlp_grad.data(size)
+        if step:
+            contenders = mlp_grad.step_contenders(arrays)
+            names = (mlp_grad.STEP_REFERENCE, mlp_grad.STEP_SYMGEN)
+        else:
+            contenders = mlp_grad.contenders(arrays)
+            names = (mlp_grad.REFERENCE, mlp_grad.SYMGEN)
+        return Workload(
+            key,
+            mlp_grad.title(size, bool(step)),
+            mlp_grad.description(size, bool(step)),
+            *names,
+            contenders,
+            lambda: mlp_grad.check(contenders, arrays, step=bool(step)),
+            tolerance(RTOL_FLOAT32, "max"),
         )
     raise ValueError(f"unknown workload {key!r}")
