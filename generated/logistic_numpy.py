@@ -105,17 +105,15 @@ def loss_and_grad(w, X, t):
     # matrix product (BLAS)
     x0 = X @ w
     # one pass over the elements (N, 1), 1 reduction
-    x1 = _safelog(1 - t)
-    x2 = np.logaddexp(0.0, x0)
-    x3 = -x0
-    x4 = _safelog(t) - np.logaddexp(0.0, x3)
-    x5 = -x1 + x2 + x4
-    x6 = (0.5*np.tanh(0.5*x0) + 0.5)*(0.5*np.tanh(0.5*(-x5)) + 0.5) - (0.5*np.tanh(0.5*x3) + 0.5)*(0.5*np.tanh(0.5*x5) + 0.5)
-    x7 = float(np.sum(np.logaddexp(x4, x1 - x2)))
+    x1 = -x0
+    x2 = _safelog(t)
+    x3 = _safelog(1 - t)
+    x4 = -(0.5*np.tanh(0.5*x1) + 0.5) + (0.5*np.tanh(0.5*(-x0 - x2 + x3)) + 0.5)
+    x5 = float(np.sum(np.logaddexp(x2 - np.logaddexp(0.0, x1), x3 - np.logaddexp(0.0, x0))))
     # scalar arithmetic
-    loss = -x7
+    loss = -x5
     # matrix product (BLAS)
-    grad_w = X.T @ x6
+    grad_w = X.T @ x4
     return loss, (grad_w, )
 
 
@@ -146,17 +144,15 @@ def sgd_step(w, X, t, *, lr):
     # matrix product (BLAS)
     x0 = X @ w
     # one pass over the elements (N, 1), 1 reduction
-    x1 = _safelog(1 - t)
-    x2 = np.logaddexp(0.0, x0)
-    x3 = -x0
-    x4 = _safelog(t) - np.logaddexp(0.0, x3)
-    x5 = -x1 + x2 + x4
-    x6 = (0.5*np.tanh(0.5*x0) + 0.5)*(0.5*np.tanh(0.5*(-x5)) + 0.5) - (0.5*np.tanh(0.5*x3) + 0.5)*(0.5*np.tanh(0.5*x5) + 0.5)
-    x7 = float(np.sum(np.logaddexp(x4, x1 - x2)))
+    x1 = -x0
+    x2 = _safelog(t)
+    x3 = _safelog(1 - t)
+    x4 = -(0.5*np.tanh(0.5*x1) + 0.5) + (0.5*np.tanh(0.5*(-x0 - x2 + x3)) + 0.5)
+    x5 = float(np.sum(np.logaddexp(x2 - np.logaddexp(0.0, x1), x3 - np.logaddexp(0.0, x0))))
     # scalar arithmetic
-    loss = -x7
+    loss = -x5
     # matrix product (BLAS)
-    grad_w = X.T @ x6
+    grad_w = X.T @ x4
     w -= lr*grad_w
     return loss, (w,)
 
@@ -189,17 +185,15 @@ def momentum_step(w, X, t, *, state, lr, momentum=0.9, nesterov=False):
     # matrix product (BLAS)
     x0 = X @ w
     # one pass over the elements (N, 1), 1 reduction
-    x1 = _safelog(1 - t)
-    x2 = np.logaddexp(0.0, x0)
-    x3 = -x0
-    x4 = _safelog(t) - np.logaddexp(0.0, x3)
-    x5 = -x1 + x2 + x4
-    x6 = (0.5*np.tanh(0.5*x0) + 0.5)*(0.5*np.tanh(0.5*(-x5)) + 0.5) - (0.5*np.tanh(0.5*x3) + 0.5)*(0.5*np.tanh(0.5*x5) + 0.5)
-    x7 = float(np.sum(np.logaddexp(x4, x1 - x2)))
+    x1 = -x0
+    x2 = _safelog(t)
+    x3 = _safelog(1 - t)
+    x4 = -(0.5*np.tanh(0.5*x1) + 0.5) + (0.5*np.tanh(0.5*(-x0 - x2 + x3)) + 0.5)
+    x5 = float(np.sum(np.logaddexp(x2 - np.logaddexp(0.0, x1), x3 - np.logaddexp(0.0, x0))))
     # scalar arithmetic
-    loss = -x7
+    loss = -x5
     # matrix product (BLAS)
-    grad_w = X.T @ x6
+    grad_w = X.T @ x4
     (_v_w,) = state
     _v_w *= momentum
     _v_w -= lr*grad_w
@@ -241,17 +235,15 @@ def adam_step(w, X, t, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8):
     # matrix product (BLAS)
     x0 = X @ w
     # one pass over the elements (N, 1), 1 reduction
-    x1 = _safelog(1 - t)
-    x2 = np.logaddexp(0.0, x0)
-    x3 = -x0
-    x4 = _safelog(t) - np.logaddexp(0.0, x3)
-    x5 = -x1 + x2 + x4
-    x6 = (0.5*np.tanh(0.5*x0) + 0.5)*(0.5*np.tanh(0.5*(-x5)) + 0.5) - (0.5*np.tanh(0.5*x3) + 0.5)*(0.5*np.tanh(0.5*x5) + 0.5)
-    x7 = float(np.sum(np.logaddexp(x4, x1 - x2)))
+    x1 = -x0
+    x2 = _safelog(t)
+    x3 = _safelog(1 - t)
+    x4 = -(0.5*np.tanh(0.5*x1) + 0.5) + (0.5*np.tanh(0.5*(-x0 - x2 + x3)) + 0.5)
+    x5 = float(np.sum(np.logaddexp(x2 - np.logaddexp(0.0, x1), x3 - np.logaddexp(0.0, x0))))
     # scalar arithmetic
-    loss = -x7
+    loss = -x5
     # matrix product (BLAS)
-    grad_w = X.T @ x6
+    grad_w = X.T @ x4
     _step, (_m_w,), (_s_w,) = state
     _step += 1
     _c1 = lr/(1.0 - beta1**_step)

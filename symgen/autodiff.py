@@ -19,12 +19,13 @@ from collections.abc import Callable, Iterator
 import sympy as sp
 
 from .ir import Const, Input, Map, MatMul, Node, Reduce, Shape, Transpose, map_, topological
+from .stable import simplify_derivative
 
 Contribution = Iterator[tuple[Node, Node]]
 
 
 def _diff(body: sp.Expr, var: sp.Symbol) -> sp.Expr:
-    d = sp.diff(body, var)
+    d = simplify_derivative(sp.diff(body, var))
     # Step functions are differentiated almost everywhere: their delta is 0.
     return d.replace(sp.DiracDelta, lambda *args: sp.S.Zero) if d.has(sp.DiracDelta) else d
 

@@ -83,3 +83,79 @@ def stabilize(expr: sp.Expr) -> sp.Expr:
     if e.is_Pow and e.exp == -1:
         return _reciprocal(e.base) or e
     return e
+
+
+def _softplus_pairs(expr: sp.Expr) -> sp.Expr:
+    """``c*softplus(x) - c*softplus(-x)`` → ``c*x`` in a sum (softplus(x) - softplus(-x) = x)."""
+    terms = list(sp.Add.make_args(expr))
+    for i, term in enumerate(terms):
+        coeff, rest = term.as_coeff_Mul()
+        if not isinstance(rest, softplus):
+            continue
+        x = rest.args[0]
+        partner = -coeff * softplus(-x)
+        if partner in terms[i + 1 :] or partner in terms[:i]:
+            j = terms.index(partner)
+            remaining = [t for k, t in enumerate(terms) if k not in (i, j)]
+            return _softplus_pairs(sp.Add(*remaining, coeff * x))
+    return expr
+
+
+def _sigmoid_pairs(expr: sp.Expr) -> sp.Expr:
+    """``c*sigmoid(a)*sigmoid(-b) - c*sigmoid(-a)*sigmoid(b)`` → ``c*(sigmoid(a) - sigmoid(b))``.
+
+    (Expand sigmoid(-x) = 1 - sigmoid(x): the products cancel.) This is the derivative
+    of the stable logistic forms; it halves their cost."""
+    terms = list(sp.Add.make_args(expr))
+    for i, term in enumerate(terms):
+        coeff, rest = term.as_coeff_Mul()
+        factors = sp.Mul.make_args(rest)
+        sigmoids = [f for f in factors if isinstance(f, sigmoid)]
+        if len(sigmoids) != 2:
+            continue
+        others = sp.Mul(*[f for f in factors if not isinstance(f, sigmoid)])
+        for first, second in (sigmoids, sigmoids[::-1]):
+            a, minus_b = first.args[0], second.args[0]
+            partner = -coeff * others * sigmoid(-a) * sigmoid(-minus_b)
+            rest_terms = terms[:i] + terms[i + 1 :]
+            if partner in rest_terms:
+                rest_terms.remove(partner)
+                simpler = coeff * others * (sigmoid(a) - sigmoid(-minus_b))
+                return _sigmoid_pairs(sp.Add(*rest_terms, simpler))
+    return expr
+
+
+def _complementary_sigmoids(expr: sp.Expr) -> sp.Expr:
+    """``c*sigmoid(x) + c*sigmoid(-x)`` → ``c`` (after expanding products that hold both);
+    kept only when shorter: ``t*sigmoid(-z) - (1 - t)*sigmoid(z)`` → ``t - sigmoid(z)``."""
+    args = {s.args[0] for s in expr.atoms(sigmoid)}
+    if not any(-x in args for x in args):
+        return expr
+    terms = list(sp.Add.make_args(sp.expand_mul(expr)))
+    changed = True
+    while changed:
+        changed = False
+        for i, term in enumerate(terms):
+            for s in (f for f in sp.Mul.make_args(term) if isinstance(f, sigmoid)):
+                coeff = term / s
+                partner = coeff * sigmoid(-s.args[0])
+                rest = terms[:i] + terms[i + 1 :]
+                if partner in rest:
+                    rest.remove(partner)
+                    terms, changed = [*rest, coeff], True
+                    break
+            if changed:
+                break
+    simpler = sp.Add(*terms)
+    return simpler if sp.count_ops(simpler) < sp.count_ops(expr) else expr
+
+
+def simplify_derivative(expr: sp.Expr) -> sp.Expr:
+    """Identities of the stable forms, applied to a derivative, bottom up."""
+    if not expr.args:
+        return expr
+    args = [simplify_derivative(a) for a in expr.args]
+    e = expr.func(*args) if args != list(expr.args) else expr
+    if e.is_Add:
+        e = _complementary_sigmoids(_sigmoid_pairs(_softplus_pairs(e)))
+    return e

@@ -390,3 +390,33 @@ def test_gradients_are_sympy_matrix_expressions():
     assert list(grads) == [mlp.W1, mlp.W2]
     g2 = grads[mlp.W2]
     assert isinstance(g2, sp.MatrixExpr) and g2.has(mlp.X, mlp.Y, mlp.W1)
+
+
+def test_cross_entropy_spelling_simplifies_to_sigmoid_minus_t():
+    p = symgen.sigmoid(logistic.X * logistic.w)
+    ce = symgen.Problem(
+        -symgen.sum(
+            symgen.elementwise(lambda p, t: t * sp.log(p) + (1 - t) * sp.log(1 - p), p, logistic.t)
+        ),
+        params=[logistic.w],
+        data=[logistic.X, logistic.t],
+        name="ce",
+    )
+    from symgen.show import program
+
+    code = program(ce)
+    assert code.count("np.tanh") == 1 and code.count("np.logaddexp") == 2  # sigmoid(z) - t
+    module = symgen.compile(ce)
+    rng = np.random.default_rng()
+    x = rng.standard_normal((100, 4)) * 3
+    t = rng.integers(0, 2, (100, 1)).astype(float)
+    w = rng.standard_normal((4, 1))
+    value, (g,) = module.loss_and_grad(w, x, t)
+    assert value == pytest.approx(naive_logistic(w, x, t), rel=1e-10)
+    np.testing.assert_allclose(g, autograd.grad(naive_logistic)(w, x, t), rtol=1e-9)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        big, (gb,) = module.loss_and_grad(
+            np.array([[1.0]]), np.array([[1000.0], [-1000.0]]), np.array([[0.0], [0.0]])
+        )
+    assert big == pytest.approx(1000.0) and gb[0, 0] == pytest.approx(1000.0)
