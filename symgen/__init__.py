@@ -20,8 +20,11 @@ from .functions import (  # noqa: E402
     tanh,
 )
 from .problem import Problem  # noqa: E402
+from .training import FitResult, NonFiniteError, fit  # noqa: E402
 
 __all__ = [
+    "FitResult",
+    "NonFiniteError",
     "Problem",
     "SpecError",
     "__version__",
@@ -29,6 +32,7 @@ __all__ = [
     "compile",
     "elementwise",
     "exp",
+    "fit",
     "generate",
     "gradients",
     "log",

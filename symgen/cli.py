@@ -1,4 +1,4 @@
-"""The ``symgen`` command line: generate, check, show, diff.
+"""The ``symgen`` command line: generate, check, show, diff, train.
 
 Errors are one line on stderr and exit status 2; ``check`` exits 1 when a
 generated file is stale.
@@ -13,6 +13,7 @@ from pathlib import Path
 import sympy as sp
 
 from . import show as show_module
+from . import training_data
 from .api import BACKENDS, generate
 from .errors import SpecError
 from .exprparse import parse_assignment, parse_expression
@@ -103,6 +104,76 @@ def cmd_diff(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from . import lossplot
+    from .api import compile as compile_problem
+    from .training import DEFAULT_LR, NonFiniteError, fit
+
+    loaded = load(args.spec)
+    if len(loaded.problems) != 1:
+        names = ", ".join(p.name for p in loaded.problems)
+        raise SpecError(
+            f"{args.spec} holds {len(loaded.problems)} problems ({names}); "
+            "train needs exactly one: name it with FILE.py:NAME"
+        )
+    problem = loaded.problems[0]
+    if args.plot:
+        lossplot.require_matplotlib()
+    for flag, path in (("--out", args.out), ("--plot", args.plot)):
+        if path and not Path(path).resolve().parent.is_dir():
+            raise SpecError(f"{flag} {path}: the folder {Path(path).parent} does not exist")
+    hyper = {}
+    for item in args.hyper or []:
+        name, value = parse_assignment(item)
+        hyper[name] = float(value)
+    values = training_data.read_init(problem, args.init or [])
+    data = training_data.read_data(problem, args.data)
+    training_data.check_shapes(problem, {**values, **data})
+    module = compile_problem(problem)
+    lr = DEFAULT_LR[args.optimizer] if args.lr is None else args.lr
+    try:
+        result = fit(
+            module,
+            tuple(values[name].array for name in module.PARAMS),
+            {name: value.array for name, value in data.items()},
+            optimizer=args.optimizer,
+            steps=args.steps,
+            lr=lr,
+            batch_size=args.batch_size,
+            tol=args.tol,
+            seed=args.seed,
+            progress=False if args.quiet else None,
+            report_every=args.report_every,
+            **hyper,
+        )
+    except NonFiniteError as exc:
+        raise ValueError(
+            f"{problem.name}: training stopped at step {exc.step}: {exc.reason}; "
+            f"nothing written; try a smaller --lr than {lr:g}"
+        ) from None
+    with open(args.out, "wb") as handle:
+        np.savez(
+            handle, **{n: np.asarray(v) for n, v in zip(module.PARAMS, result.params, strict=True)}
+        )
+    print(f"wrote {args.out}")
+    if args.plot:
+        batches = None
+        if args.batch_size and result.epochs:
+            batches = max(1, round(result.steps / result.epochs))
+        title = f"{problem.name}: {args.optimizer}, lr {lr:g}"
+        if args.batch_size:
+            title += f", batches of {args.batch_size}"
+        lossplot.save_loss_plot(result.history, args.plot, title, smooth=batches)
+        print(f"wrote {args.plot}")
+    first = f"{result.history[0]:.6g} -> " if result.history else ""
+    why = "" if result.stopped == "steps" else f", stopped by {result.stopped}"
+    epochs = f", {result.epochs:.4g} epochs" if args.batch_size else ""
+    print(f"loss {first}{result.loss:.6g} after {result.steps} {args.optimizer} steps{epochs}{why}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="symgen", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -122,10 +193,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("expr", help='e.g. "(x-4)*(x**2+6)"')
     p.add_argument("--wrt", action="append", required=True, metavar="NAME")
     p.add_argument("--at", action="append", metavar="NAME=VALUE")
+    p = sub.add_parser("train", help="fit the parameters of SPEC's problem to data")
+    p.add_argument("spec", help="path.py, path.py:attr or package.module:attr (one Problem)")
+    p.add_argument("--data", metavar="FILE", help="data arrays by name: .npz (or .csv columns)")
+    p.add_argument(
+        "--init",
+        action="append",
+        metavar="FILE.npz|NAME=VALUE",
+        help="initial parameters: an .npz by name, or NAME=VALUE for a scalar (repeatable)",
+    )
+    p.add_argument("--out", required=True, metavar="PARAMS.npz", help="trained parameters")
+    p.add_argument("--steps", type=int, default=1000, help="steps to run (default: 1000)")
+    p.add_argument("--optimizer", choices=["sgd", "momentum", "nesterov", "adam"], default="adam")
+    p.add_argument("--lr", type=float, help="learning rate (default: 0.001 adam, else 0.01)")
+    p.add_argument("--batch-size", type=int, metavar="B", help="rows per step (default: all)")
+    p.add_argument(
+        "--hyper",
+        action="append",
+        metavar="NAME=VALUE",
+        help="optimizer setting: momentum, beta1, beta2, eps (repeatable)",
+    )
+    p.add_argument(
+        "--tol", type=float, help="stop when the loss changes by less than this, relatively"
+    )
+    p.add_argument("--seed", type=int, default=0, help="shuffling seed for --batch-size")
+    p.add_argument("--plot", metavar="LOSS.png", help="save the loss curve (needs matplotlib)")
+    p.add_argument("--report-every", type=int, metavar="K", help="report every K steps")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or report")
     return parser
 
 
-COMMANDS = {"generate": cmd_generate, "check": cmd_check, "show": cmd_show, "diff": cmd_diff}
+COMMANDS = {
+    "generate": cmd_generate,
+    "check": cmd_check,
+    "show": cmd_show,
+    "diff": cmd_diff,
+    "train": cmd_train,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
