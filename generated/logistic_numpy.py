@@ -81,7 +81,7 @@ def loss(w, X, t):
     # matrix product (BLAS)
     x0 = X @ w
     # one pass over the elements (N, 1), 1 reduction
-    x1 = float(np.sum(np.logaddexp(_safelog(t) - np.logaddexp(0.0, -x0), _safelog(1 - t) - np.logaddexp(0.0, x0))))
+    x1 = float(np.sum(np.logaddexp(x0 + _safelog(t), _safelog(1 - t)) - np.logaddexp(0.0, x0)))
     # scalar arithmetic
     loss = -x1
     return loss
@@ -105,15 +105,14 @@ def loss_and_grad(w, X, t):
     # matrix product (BLAS)
     x0 = X @ w
     # one pass over the elements (N, 1), 1 reduction
-    x1 = -x0
-    x2 = _safelog(t)
-    x3 = _safelog(1 - t)
-    x4 = -(0.5*np.tanh(0.5*x1) + 0.5) + (0.5*np.tanh(0.5*(-x0 - x2 + x3)) + 0.5)
-    x5 = float(np.sum(np.logaddexp(x2 - np.logaddexp(0.0, x1), x3 - np.logaddexp(0.0, x0))))
+    x1 = _safelog(1 - t)
+    x2 = x0 + _safelog(t)
+    x3 = 0.5*(np.tanh(0.5*x0) - np.tanh(0.5*(-x1 + x2)))
+    x4 = float(np.sum(np.logaddexp(x2, x1) - np.logaddexp(0.0, x0)))
     # scalar arithmetic
-    loss = -x5
+    loss = -x4
     # matrix product (BLAS)
-    grad_w = X.T @ x4
+    grad_w = X.T @ x3
     return loss, (grad_w, )
 
 
@@ -144,15 +143,14 @@ def sgd_step(w, X, t, *, lr):
     # matrix product (BLAS)
     x0 = X @ w
     # one pass over the elements (N, 1), 1 reduction
-    x1 = -x0
-    x2 = _safelog(t)
-    x3 = _safelog(1 - t)
-    x4 = -(0.5*np.tanh(0.5*x1) + 0.5) + (0.5*np.tanh(0.5*(-x0 - x2 + x3)) + 0.5)
-    x5 = float(np.sum(np.logaddexp(x2 - np.logaddexp(0.0, x1), x3 - np.logaddexp(0.0, x0))))
+    x1 = _safelog(1 - t)
+    x2 = x0 + _safelog(t)
+    x3 = 0.5*(np.tanh(0.5*x0) - np.tanh(0.5*(-x1 + x2)))
+    x4 = float(np.sum(np.logaddexp(x2, x1) - np.logaddexp(0.0, x0)))
     # scalar arithmetic
-    loss = -x5
+    loss = -x4
     # matrix product (BLAS)
-    grad_w = X.T @ x4
+    grad_w = X.T @ x3
     w -= lr*grad_w
     return loss, (w,)
 
@@ -185,15 +183,14 @@ def momentum_step(w, X, t, *, state, lr, momentum=0.9, nesterov=False):
     # matrix product (BLAS)
     x0 = X @ w
     # one pass over the elements (N, 1), 1 reduction
-    x1 = -x0
-    x2 = _safelog(t)
-    x3 = _safelog(1 - t)
-    x4 = -(0.5*np.tanh(0.5*x1) + 0.5) + (0.5*np.tanh(0.5*(-x0 - x2 + x3)) + 0.5)
-    x5 = float(np.sum(np.logaddexp(x2 - np.logaddexp(0.0, x1), x3 - np.logaddexp(0.0, x0))))
+    x1 = _safelog(1 - t)
+    x2 = x0 + _safelog(t)
+    x3 = 0.5*(np.tanh(0.5*x0) - np.tanh(0.5*(-x1 + x2)))
+    x4 = float(np.sum(np.logaddexp(x2, x1) - np.logaddexp(0.0, x0)))
     # scalar arithmetic
-    loss = -x5
+    loss = -x4
     # matrix product (BLAS)
-    grad_w = X.T @ x4
+    grad_w = X.T @ x3
     (_v_w,) = state
     _v_w *= momentum
     _v_w -= lr*grad_w
@@ -235,15 +232,14 @@ def adam_step(w, X, t, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8):
     # matrix product (BLAS)
     x0 = X @ w
     # one pass over the elements (N, 1), 1 reduction
-    x1 = -x0
-    x2 = _safelog(t)
-    x3 = _safelog(1 - t)
-    x4 = -(0.5*np.tanh(0.5*x1) + 0.5) + (0.5*np.tanh(0.5*(-x0 - x2 + x3)) + 0.5)
-    x5 = float(np.sum(np.logaddexp(x2 - np.logaddexp(0.0, x1), x3 - np.logaddexp(0.0, x0))))
+    x1 = _safelog(1 - t)
+    x2 = x0 + _safelog(t)
+    x3 = 0.5*(np.tanh(0.5*x0) - np.tanh(0.5*(-x1 + x2)))
+    x4 = float(np.sum(np.logaddexp(x2, x1) - np.logaddexp(0.0, x0)))
     # scalar arithmetic
-    loss = -x5
+    loss = -x4
     # matrix product (BLAS)
-    grad_w = X.T @ x4
+    grad_w = X.T @ x3
     _step, (_m_w,), (_s_w,) = state
     _step += 1
     _c1 = lr/(1.0 - beta1**_step)

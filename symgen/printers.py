@@ -14,6 +14,8 @@ from sympy.printing.numpy import NumPyPrinter
 from sympy.printing.precedence import precedence
 from sympy.printing.pycode import PythonCodePrinter
 
+from .functions import sigmoid
+
 
 class ScalarPrinter(PythonCodePrinter):
     """Python floats and the ``math`` module."""
@@ -90,6 +92,21 @@ class ArrayPrinter(NumPyPrinter):
         tail = sp.Mul(*arrays)
         level = precedence(expr)
         return f"{self.parenthesize(head, level)}*{self.parenthesize(tail, level)}"
+
+    def _print_Add(self, expr, order=None):
+        # sigmoid(a) - sigmoid(b) = (tanh(a/2) - tanh(b/2))/2: the two +0.5 cancel
+        plus = [t for t in expr.args if isinstance(t, sigmoid)]
+        minus = [t for t in expr.args if isinstance(-t, sigmoid)]
+        if not plus or not minus:
+            return super()._print_Add(expr, order=order)
+        tanh = self._module_format("numpy.tanh")
+        pairs = []
+        for a, b in zip(plus, minus, strict=False):
+            x, y = self.parenthesize(a.args[0], 50), self.parenthesize((-b).args[0], 50)
+            pairs.append(f"0.5*({tanh}(0.5*{x}) - {tanh}(0.5*{y}))")
+        used = set(plus[: len(pairs)]) | set(minus[: len(pairs)])
+        rest = [t for t in expr.args if t not in used]
+        return " + ".join(([self._print(sp.Add(*rest))] if rest else []) + pairs)
 
     def _print_transposed(self, expr):
         return f"{self._print(expr.args[0])}.T"

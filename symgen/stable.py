@@ -7,7 +7,7 @@ arguments by an equal one that does not:
   (such as the naive logistic loss ``log(p*t + (1-p)*(1-t))`` with
   ``p = sigmoid(z)``), is ``log(u*sigmoid(z) + v*sigmoid(-z))`` with
   ``u = alpha + beta``, ``v = alpha``, evaluated as
-  ``logaddexp(log(u) - softplus(-z), log(v) - softplus(z))``; in particular
+  ``logaddexp(log(u) + z, log(v)) - softplus(z)``; in particular
   ``log(sigmoid(z))`` → ``-softplus(-z)`` and ``log(1 - sigmoid(z))`` → ``-softplus(z)``
 - ``log(1 + exp(z))`` → ``softplus(z)``
 - ``log(exp(z))`` → ``z``
@@ -42,7 +42,8 @@ def _log_linear_in_sigmoid(arg: sp.Expr) -> sp.Expr | None:
         return _log(u) - softplus(-z)
     if u == 0:
         return _log(v) - softplus(z)
-    return logaddexp(_log(u) - softplus(-z), _log(v) - softplus(z))
+    # u*sigmoid(z) + v*sigmoid(-z) = (u*exp(z) + v) / (1 + exp(z)): one logaddexp, one softplus
+    return logaddexp(_log(u) + z, _log(v)) - softplus(z)
 
 
 def _log(u: sp.Expr) -> sp.Expr:
