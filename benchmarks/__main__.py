@@ -2,10 +2,11 @@
 
 The process first fixes its own environment (one BLAS/OpenMP thread, OpenBLAS core
 overrides removed, pinned to one CPU), re-executing itself if needed, before NumPy loads.
-Then every contender of every workload is checked against symgen's generated module, and
-only then timed: each workload in a fresh child process (same settings), so that no
-workload's timings depend on what an earlier one left in the memory allocator. Last,
-``symgen.generate`` is timed for each workload's problem, in a fresh child process too.
+Everything is then measured in fresh child processes with the same settings, one after
+the other: the machine's rates (floors), each workload (its contenders are built, checked
+against symgen's generated module, and only then timed; a disagreement stops the run and
+nothing is written), W4's peak memory at N = 10⁷ (one process per contender), and
+``symgen.generate`` (the examples, then a family of growing size, one process per size).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import shlex
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from benchmarks.process import Settings, prepare
@@ -26,37 +28,42 @@ ROOT = Path(__file__).resolve().parents[1]
 #: Per workload: seconds of timing, and the least and most rounds.
 PLANS = {
     "quick": {
-        "w1": (20, 15, 400),
-        "w2-large": (20, 5, 100),
-        "w3-seed": (15, 10, 300),
-        "w3-large": (20, 5, 100),
-        "w4-100000": (30, 10, 300),
+        "w1": (2, 5, 100),
+        "w2-large": (2, 3, 20),
+        "w3-seed": (2, 5, 100),
+        "w3-large": (2, 3, 20),
+        "w4-100000": (2, 5, 100),
+        "w4-1000000": (2, 3, 20),
     },
     "full": {
-        "w1": (45, 30, 1000),
-        "w2-large": (90, 20, 300),
-        "w3-seed": (45, 30, 1000),
-        "w3-seed-step": (20, 30, 1000),
-        "w3-large": (90, 20, 300),
-        "w3-large-step": (45, 15, 300),
-        "w4-100000": (60, 30, 600),
-        "w4-1000000": (90, 15, 300),
+        "w1": (20, 30, 1000),
+        "w2-large": (40, 15, 300),
+        "w3-seed": (20, 30, 1000),
+        "w3-seed-step": (15, 20, 1000),
+        "w3-large": (45, 10, 300),
+        "w3-large-step": (30, 8, 300),
+        "w4-100000": (25, 30, 600),
+        "w4-1000000": (20, 10, 300),
+        "w4-10000000": (60, 4, 300),
     },
 }
-#: ``symgen.generate`` is timed this many times per problem (the median is reported).
-GENERATIONS = 5
+#: W4's peak memory is measured at this N (the issue's target is stated at 10⁷).
+MEMORY_N = {"quick": 1_000_000, "full": 10_000_000}
 TARGET = 0.02  # seconds: the shortest sample; fast calls are repeated inside it
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="a shorter run (about a minute)")
+    parser.add_argument("--quick", action="store_true", help="a shorter run (fewer rounds)")
     parser.add_argument(
         "--output", type=Path, default=ROOT / "BENCHMARKS.md", help="default: BENCHMARKS.md"
     )
-    # Internal: time one workload in this (child) process and write the samples as JSON.
+    # Internal: what a child process measures, and the JSON file it writes its results to.
     parser.add_argument("--measure", metavar="KEY", help=argparse.SUPPRESS)
+    parser.add_argument("--floors", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--memory", type=int, metavar="INDEX", help=argparse.SUPPRESS)
     parser.add_argument("--generation", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--family", type=int, metavar="K", help=argparse.SUPPRESS)
     parser.add_argument("--into", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     settings = prepare()  # may re-execute this process; NumPy is not imported before it
@@ -64,18 +71,71 @@ def main(argv: list[str] | None = None) -> int:
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     mode = "quick" if args.quick else "full"
-    if args.measure:
-        return measure_one(args.measure, PLANS[mode][args.measure], args.into)
-    if args.generation:
-        return time_generation(args.into)
+    child = _child_result(args, mode)
+    if child is not None:
+        if child is _FAILED:
+            return 3
+        args.into.write_text(json.dumps(child), encoding="utf-8")
+        return 0
     return run_all(args, mode, settings)
 
 
-def measure_one(key: str, plan: tuple[int, int, int], into: Path) -> int:
+_FAILED = object()
+
+
+def _child_result(args: argparse.Namespace, mode: str):
+    """The JSON-able result of the child's one measurement, None in the parent."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message=".*contiguous arrays.*")  # Numba's, on W2's X.T
+    if args.measure:
+        results = []
+        for key in args.measure.split(","):
+            result = measure_one(key, PLANS[mode][key])
+            if result is _FAILED:
+                return _FAILED
+            results.append(result)
+        return results
+    if args.floors:
+        from benchmarks import floors
+
+        return floors.measure(quick=mode == "quick")
+    if args.memory is not None:
+        from benchmarks import memory
+
+        return memory.measure(args.memory, MEMORY_N[mode])
+    if args.generation:
+        from benchmarks import generation
+
+        return generation.examples()
+    if args.family is not None:
+        from benchmarks import generation
+
+        return generation.family(args.family)
+    return None
+
+
+def measure_one(key: str, plan: tuple[int, int, int]):
+    """Build workload ``key``, check every contender against symgen's module, then time them."""
     from benchmarks import workloads
+    from benchmarks.correctness import CheckFailed
     from benchmarks.timing import measure
 
+    start = time.perf_counter()
     workload = workloads.build(key)
+    for c in workload.contenders:
+        if c.missing is not None:
+            print(f"  {workload.title}: {c.name}: {c.missing}", flush=True)
+    try:
+        workload.check()
+    except CheckFailed as exc:
+        print(f"ABORTED, nothing written: {workload.title}: {exc}", file=sys.stderr)
+        return _FAILED
+    print(
+        f"  {workload.title}: all contenders agree ({workload.tolerance}); built and checked "
+        f"in {time.perf_counter() - start:.0f} s",
+        flush=True,
+    )
     budget, low, high = plan
     measurements = measure(
         workload.contenders,
@@ -85,41 +145,30 @@ def measure_one(key: str, plan: tuple[int, int, int], into: Path) -> int:
         target=TARGET,
         label=workload.title,
     )
-    rows = [
-        {"name": m.contender.name, "number": m.number, "samples": m.samples, "faults": m.faults}
-        for m in measurements
-        if m.contender.missing is None
-    ]
-    into.write_text(json.dumps(rows), encoding="utf-8")
-    return 0
-
-
-def time_generation(into: Path) -> int:
-    """Wall time of ``symgen.generate(problem)``, GENERATIONS times per problem, after imports."""
-    import time
-
-    import symgen
-    from examples.curve_fit import curve_fit
-    from examples.logistic import logistic
-    from examples.mlp import mlp
-    from examples.rosenbrock import rosenbrock
-
-    times = {}
-    for key, problem in (("W1", rosenbrock), ("W2", logistic), ("W3", mlp), ("W4", curve_fit)):
-        samples = []
-        for _ in range(GENERATIONS):
-            start = time.perf_counter()
-            symgen.generate(problem)
-            samples.append(time.perf_counter() - start)
-        times[key] = {"problem": problem.name, "samples": samples}
-    into.write_text(json.dumps(times), encoding="utf-8")
-    return 0
+    return {
+        "key": key,
+        "title": workload.title,
+        "description": workload.description,
+        "reference": workload.reference,
+        "symgen": workload.symgen,
+        "other_symgen": [list(pair) for pair in workload.other_symgen],
+        "symgen_label": workload.symgen_label,
+        "contenders": [
+            {
+                "name": m.contender.name,
+                "note": m.contender.note,
+                "missing": m.contender.missing,
+                "number": m.number,
+                "samples": m.samples,
+                "faults": m.faults,
+            }
+            for m in measurements
+        ],
+    }
 
 
 def run_all(args: argparse.Namespace, mode: str, settings: Settings) -> int:
-    from benchmarks import machine, report, workloads
-    from benchmarks.correctness import CheckFailed
-    from benchmarks.timing import Measurement
+    from benchmarks import curve_fit_grad, floors, generation, machine, memory, report
 
     started = datetime.datetime.now(datetime.UTC)
     header = [
@@ -137,62 +186,58 @@ def run_all(args: argparse.Namespace, mode: str, settings: Settings) -> int:
     for heading, items in header:
         print(f"{heading}:\n" + "\n".join(f"  {item}" for item in items), flush=True)
 
-    print("building every workload and checking it against symgen's module ...", flush=True)
-    built = []
-    for key in PLANS[mode]:
-        workload = workloads.build(key)
-        try:
-            workload.check()
-        except CheckFailed as exc:
-            print(f"ABORTED, nothing timed: {workload.title}: {exc}", file=sys.stderr)
-            return 1
-        for c in workload.contenders:
-            if c.missing is not None:
-                print(f"  {workload.title}: {c.name}: {c.missing}", flush=True)
-        print(f"  {workload.title}: all contenders agree ({workload.tolerance})", flush=True)
-        for c in workload.contenders:  # only names and notes are needed from here on
-            c.namespace = {}
-        workload.check = _checked
-        built.append(workload)
-
+    print("measuring memory bandwidth, BLAS and elementwise rates ...", flush=True)
+    rates_at_start = _in_child(["--floors"], mode)
+    # Full: one fresh process per workload. Quick: one for all (imports and compilers'
+    # start-up paid once), so the allocator's state carries over from one to the next.
+    groups = [[key] for key in PLANS[mode]] if mode == "full" else [list(PLANS[mode])]
     results = []
-    for workload in built:
-        rows = {row["name"]: row for row in _in_child(["--measure", workload.key], mode)}
-        measurements = []
-        for c in workload.contenders:
-            m = Measurement(c)
-            if c.name in rows:
-                m.number = rows[c.name]["number"]
-                m.samples = rows[c.name]["samples"]
-                m.faults = rows[c.name]["faults"]
-            measurements.append(m)
-        results.append(
-            report.WorkloadResult(
-                workload.title,
-                workload.description,
-                measurements,
-                workload.reference,
-                workload.symgen,
-            )
-        )
+    for keys in groups:
+        print(f"{', '.join(keys)}: built, checked and timed in a fresh process ...", flush=True)
+        for data in _in_child(["--measure", ",".join(keys)], mode):
+            results.append(report.WorkloadResult.from_json(data))
 
-    print("timing symgen.generate in a fresh process ...", flush=True)
-    generation = report.generation_section(_in_child(["--generation"], mode))
+    n = MEMORY_N[mode]
+    print(f"W4 peak memory at N = {n:,}, one fresh process per contender ...", flush=True)
+    memory_rows = []
+    for index in range(len(curve_fit_grad.BUILDERS)):
+        row = _in_child(["--memory", str(index)], mode)
+        print(f"  {row['name']}: {memory.summary(row)}", flush=True)
+        memory_rows.append(row)
+
+    print("timing symgen.generate, one fresh process per problem family size ...", flush=True)
+    examples_times = _in_child(["--generation"], mode)
+    sizes = generation.FAMILY_SIZES if mode == "full" else generation.FAMILY_SIZES[::3]
+    family_times = []
+    for k in sizes:
+        family_times.append(_in_child(["--family", str(k)], mode))
+        print(f"  K = {k}: first call {family_times[-1]['samples'][0]:.2f} s", flush=True)
+
+    print("measuring the rates again ...", flush=True)
+    rates = floors.best(rates_at_start, _in_child(["--floors"], mode))
 
     minutes = (datetime.datetime.now(datetime.UTC) - started).total_seconds() / 60
-    header.append(("Method", _method(minutes, machine.load_average())))
-    report.write(args.output, report.render(header, results, [generation]))
+    header.append(("Method", _method(mode, minutes, machine.load_average())))
+    generated = generation.headline(examples_times, family_times)
+    memory_ratio = memory.symgen_ratio(memory_rows, curve_fit_grad.SYMGEN)
+    sections = [
+        report.targets_section(results, generated, memory_ratio, memory.TARGET, n),
+        report.peers_section(results),
+    ]
+    tail = [
+        floors.section(
+            rates,
+            [(r.key, label, r.median_of(name)) for r in results for name, label in r.symgen_rows()],
+        ),
+        memory.section(memory_rows, curve_fit_grad.SYMGEN),
+        generation.section(examples_times, family_times),
+    ]
+    report.write(args.output, report.render(header, sections, results, tail))
     print()
-    for result in results:
-        print(f"{result.title}\n" + "\n".join(report.table(result)))
-        print(report.summary(result) + "\n")
-    print("\n".join(generation[1]))
+    for heading, lines in sections:
+        print(f"{heading}\n" + "\n".join(lines) + "\n")
     print(f"wrote {args.output}")
     return 0
-
-
-def _checked() -> None:
-    """Stands in for a workload's check once it has passed (its data are let go)."""
 
 
 def _in_child(what: list[str], mode: str):
@@ -202,30 +247,46 @@ def _in_child(what: list[str], mode: str):
         command = [sys.executable, "-m", "benchmarks", *what, "--into", str(into)]
         if mode == "quick":
             command.append("--quick")
+        start = time.perf_counter()
         done = subprocess.run(command, cwd=ROOT, check=False)
+        print(f"  ({what[0]} child: {time.perf_counter() - start:.0f} s)", flush=True)
         if done.returncode != 0 or not into.exists():
             raise SystemExit(
-                f"{' '.join(what)} failed in its child process (exit {done.returncode})"
+                f"{' '.join(what)} failed in its child process (exit {done.returncode}); "
+                "nothing written"
             )
         return json.loads(into.read_text(encoding="utf-8"))
 
 
-def _method(minutes: float, load: str) -> list[str]:
+def _method(mode: str, minutes: float, load: str) -> list[str]:
     from benchmarks.correctness import RTOL, RTOL_FLOAT32, tolerance
 
+    where = (
+        "each workload is built, checked and timed in its own fresh child process with the "
+        "settings above, so that none inherits the memory allocator's state from another "
+        "(glibc adapts its mmap and trim thresholds to the largest block freed so far, which "
+        "changes how many page faults temporaries cost)"
+    )
+    if mode == "quick":
+        where = (
+            "quick run: all workloads are built, checked and timed one after the other in one "
+            "child process with the settings above (imports and compilers start once), so "
+            "the later ones inherit the memory allocator's state, and few rounds are timed: "
+            "a smoke test, not numbers to quote; W4 is timed at N = 10⁵ and 10⁶ and its peak "
+            "memory measured at 10⁶ (the full run: 10⁵, 10⁶, 10⁷)"
+        )
     return [
-        "before anything was timed, every contender was checked against symgen's module "
-        "(loss, and gradient or new parameters) at several points: "
+        where,
+        "before anything of a workload was timed, every contender was checked against "
+        "symgen's module (loss, and gradient or new parameters) at several points: "
         f"{tolerance(RTOL, 'element')} for the float64 workloads (W1, W2, W4), "
-        f"{tolerance(RTOL_FLOAT32, 'max')} for the float32 W3",
-        "each workload is timed in a fresh child process with the settings above, so that "
-        "none inherits the memory allocator's state from another (glibc adapts its mmap and "
-        "trim thresholds to the largest block freed so far, which changes how many page "
-        "faults the W4 temporaries cost); the JAX contenders are compiled before timing and "
-        "their results waited for with `block_until_ready`",
+        f"{tolerance(RTOL_FLOAT32, 'max')} for the float32 W3; a disagreement stops the run",
+        "compiled contenders (JAX `jit`, `torch.compile`, PyTensor) are compiled and called "
+        "before timing; JAX results are waited for with `block_until_ready`; every framework "
+        "runs on one thread (and the process is pinned to one CPU)",
         "every round times every contender once (round-robin, the starting contender "
         f"rotating); a sample is a `timeit` loop of enough calls to last ≥ {TARGET * 1000:.0f} "
-        "ms (one call for slower contenders), garbage collection off; the table gives the "
+        "ms (one call for slower contenders), garbage collection off; the tables give the "
         "median over rounds of the time per call, and half the interquartile range relative "
         "to it",
         "ratios are of medians measured in the same run; page faults per call are minor "

@@ -12,6 +12,7 @@ as JAX arrays ``jw``, ``jX``, ``jt``.
 from __future__ import annotations
 
 import numpy as np
+import sympy as sp
 
 import symgen
 from examples.logistic import large, logistic
@@ -23,6 +24,7 @@ from .timing import Contender
 
 REFERENCE = "hand-written NumPy (expert)"
 SYMGEN = "symgen `loss_and_grad` (generated)"
+SYMGEN_CE = "symgen `loss_and_grad`, cross-entropy spelling"
 N, D = 1_000_000, 16
 
 
@@ -77,6 +79,19 @@ def loss_and_grad_numpy_literal(w, X, t):
     return loss, (X.T @ r,)
 
 
+def cross_entropy_problem() -> symgen.Problem:
+    """The same loss spelled as the cross-entropy, t log p + (1 - t) log(1 - p)."""
+    from examples.logistic import X as Xs
+    from examples.logistic import t as ts
+    from examples.logistic import w as ws
+
+    p = symgen.sigmoid(Xs * ws)
+    per_sample = symgen.elementwise(lambda p, t: t * sp.log(p) + (1 - t) * sp.log(1 - p), p, ts)
+    return symgen.Problem(
+        -symgen.sum(per_sample), params=[ws], data=[Xs, ts], name="logistic_cross_entropy"
+    )
+
+
 def contenders(X: np.ndarray, t: np.ndarray) -> list[Contender]:
     generated = symgen.compile(logistic)
     out = [
@@ -84,7 +99,15 @@ def contenders(X: np.ndarray, t: np.ndarray) -> list[Contender]:
             SYMGEN,
             "loss_and_grad(w, X, t)",
             {"loss_and_grad": generated.loss_and_grad},
-            note="`symgen.compile(examples.logistic.logistic)`",
+            note="`symgen.compile(examples.logistic.logistic)`: the example's mixture spelling "
+            "log(p t + (1 - p)(1 - t))",
+        ),
+        Contender(
+            SYMGEN_CE,
+            "loss_and_grad(w, X, t)",
+            {"loss_and_grad": symgen.compile(cross_entropy_problem()).loss_and_grad},
+            note="`symgen.Problem` of -Σ t log p + (1 - t) log(1 - p), same data; equal to "
+            "the mixture for 0/1 targets",
         ),
         Contender(
             REFERENCE,
@@ -101,6 +124,11 @@ def contenders(X: np.ndarray, t: np.ndarray) -> list[Contender]:
         ),
         _autograd(),
         _jax(X, t),
+        _torch(),
+        _torch_compile(X, t),
+        _pytensor(None),
+        _pytensor("CVM"),
+        *frameworks.lambdify_not_applicable(logistic, logistic.params[0]),
     ]
     for c in out:
         c.namespace.update(bindings(weights(*CHECKS[0]), X, t))
@@ -108,11 +136,14 @@ def contenders(X: np.ndarray, t: np.ndarray) -> list[Contender]:
 
 
 def bindings(w: np.ndarray, X: np.ndarray, t: np.ndarray) -> dict:
-    out = {"w": w, "X": X, "t": t}
-    jax = frameworks.load_jax()
-    if not isinstance(jax, str):  # the data live on JAX's side between calls, as in JAX code
-        out.update(jw=jax.device_put(w), jX=jax.device_put(X), jt=jax.device_put(t))
-    return out
+    """NumPy names, and the JAX (``jw`` ...) and PyTorch (``tw`` ...) ones."""
+    return {
+        "w": w,
+        "X": X,
+        "t": t,
+        **frameworks.shared_arrays({"w": w}, cache=False),
+        **frameworks.shared_arrays({"X": X, "t": t}),
+    }
 
 
 def _stable_loss(np_, w, X, t):
@@ -157,6 +188,86 @@ def _jax(X: np.ndarray, t: np.ndarray) -> Contender:
         {"value_and_grad": value_and_grad, "block": frameworks.block},
         note=f"jax {version('jax')}, float64, same formula; data as JAX arrays, "
         "compiled before timing, `block_until_ready`",
+    )
+
+
+def _torch_loss(w, X, t):
+    import torch
+
+    z = X @ w
+    zero = z.new_zeros(())
+    return torch.sum(torch.logaddexp(zero, -z) * t + torch.logaddexp(zero, z) * (1.0 - t))
+
+
+def _torch_loss_and_grad(loss):
+    import torch
+
+    def loss_and_grad(w, X, t):
+        w = w.detach().requires_grad_()
+        value = loss(w, X, t)
+        return value.detach(), torch.autograd.grad(value, (w,))
+
+    return loss_and_grad
+
+
+def _torch() -> Contender:
+    name = "PyTorch eager, `autograd.grad`"
+    torch = frameworks.load_torch()
+    if isinstance(torch, str):
+        return Contender(name, missing=torch)
+    return Contender(
+        name,
+        "loss_and_grad(tw, tX, tt)",
+        {"loss_and_grad": _torch_loss_and_grad(_torch_loss)},
+        note=f"torch {version('torch')}, 1 thread, same formula (`torch.logaddexp`); tensors "
+        "sharing the NumPy arrays' memory",
+    )
+
+
+def _torch_compile(X: np.ndarray, t: np.ndarray) -> Contender:
+    name = "PyTorch `torch.compile`, `autograd.grad`"
+    torch = frameworks.load_torch()
+    if isinstance(torch, str):
+        return Contender(name, missing=torch)
+    b = bindings(weights(*CHECKS[0]), X, t)
+    built = frameworks.torch_compile(
+        _torch_loss, lambda fn: _torch_loss_and_grad(fn)(b["tw"], b["tX"], b["tt"])
+    )
+    if isinstance(built, str):
+        return Contender(name, missing=built)
+    compiled, note = built
+    return Contender(
+        name,
+        "loss_and_grad(tw, tX, tt)",
+        {"loss_and_grad": _torch_loss_and_grad(compiled)},
+        note=f"{note}; the loss compiled, its backward by AOTAutograd",
+    )
+
+
+def _pytensor(mode) -> Contender:
+    name = frameworks.PYTENSOR_MODES[mode]
+    pytensor = frameworks.load_pytensor()
+    if isinstance(pytensor, str):
+        return Contender(name, missing=pytensor)
+    import pytensor.tensor as pt
+
+    w, X, t = pt.dmatrix("w"), pt.dmatrix("X"), pt.dmatrix("t")
+    z = X @ w
+    loss = pt.sum(pt.softplus(-z) * t + pt.softplus(z) * (1.0 - t))
+    built = frameworks.pytensor_function([w, X, t], [loss, pytensor.grad(loss, w)], mode)
+    if isinstance(built, str):
+        return Contender(name, missing=built)
+    fn, note = built
+
+    def loss_and_grad(w, X, t):
+        loss, grad = fn(w, X, t)
+        return loss, (grad,)
+
+    return Contender(
+        name,
+        "loss_and_grad(w, X, t)",
+        {"loss_and_grad": loss_and_grad},
+        note=f"{note}; Σ softplus(-z) t + softplus(z)(1 - t), `function(..., [loss, grad])`",
     )
 
 

@@ -84,8 +84,25 @@ def software_lines() -> list[str]:
         f"NumPy {np.__version__}, SymPy {sympy.__version__}, symgen {symgen.__version__}",
         f"contenders' frameworks (optional; see `benchmarks/frameworks.py`): autograd "
         f"{version('autograd')}, jax {version('jax')}, jaxlib {version('jaxlib')}, "
-        f"torch {version('torch')}",
+        f"torch {version('torch')}, pytensor {version('pytensor')} (numba "
+        f"{version('numba')}); C/C++ compiler for `torch.compile` and PyTensor's C linker: "
+        f"{_compiler()}",
     ]
+
+
+def _compiler() -> str:
+    """The C++ compiler on PATH (both ``torch.compile``'s inductor and PyTensor use it)."""
+    for name in ("g++", "c++", "clang++"):
+        path = shutil.which(name)
+        if path:
+            try:
+                first = subprocess.run(
+                    [path, "--version"], capture_output=True, text=True, timeout=10
+                ).stdout.splitlines()
+            except (OSError, subprocess.SubprocessError):
+                first = []
+            return f"`{path}`" + (f" ({first[0]})" if first else "")
+    return "none found on PATH"
 
 
 def blas_lines() -> list[str]:

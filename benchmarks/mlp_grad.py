@@ -113,18 +113,15 @@ def bindings(W1, W2, X, Y, lr=TIMED_LR, *, copy=False) -> dict:
     """The names the timed statements see. ``copy``: fresh weights (the steps update them)."""
     if copy:
         W1, W2 = W1.copy(), W2.copy()
-    out = {"W1": W1, "W2": W2, "X": X, "Y": Y, "lr": lr}
-    jax = frameworks.load_jax()
-    if not isinstance(jax, str):  # the data live on JAX's side between calls, as in JAX code
-        out.update(
-            {f"j{k}": jax.device_put(v) for k, v in (("W1", W1), ("W2", W2), ("X", X), ("Y", Y))}
-        )
-    torch = frameworks.load_torch()
-    if not isinstance(torch, str):  # shares memory with the NumPy arrays
-        out.update(
-            {f"t{k}": torch.from_numpy(v) for k, v in (("W1", W1), ("W2", W2), ("X", X), ("Y", Y))}
-        )
-    return out
+    return {
+        "W1": W1,
+        "W2": W2,
+        "X": X,
+        "Y": Y,
+        "lr": lr,
+        **frameworks.shared_arrays({"W1": W1, "W2": W2}, cache=not copy),
+        **frameworks.shared_arrays({"X": X, "Y": Y}),
+    }
 
 
 def contenders(arrays) -> list[Contender]:
@@ -151,6 +148,10 @@ def contenders(arrays) -> list[Contender]:
         _autograd(),
         _jax(arrays),
         _torch(),
+        _torch_compile(arrays),
+        _pytensor(None),
+        _pytensor("CVM"),
+        *frameworks.lambdify_not_applicable(mlp, mlp.params[0]),
     ]
     for c in out:
         c.namespace.update(bindings(*arrays))
@@ -178,10 +179,69 @@ def step_contenders(arrays) -> list[Contender]:
             {"sgd_step": sgd_step_numpy_multiply},
             note="extra: the same with the in-place ReLU mask",
         ),
+        _autograd_step(),
+        _jax_step(arrays),
+        _torch_step(),
+        _torch_compile_step(arrays),
+        _pytensor_step(None),
+        _pytensor_step("CVM"),
+        *frameworks.lambdify_not_applicable(mlp, mlp.params[0]),
     ]
     for c in out:  # each contender updates its own copy of the weights
         c.namespace.update(bindings(*arrays, copy=True))
     return out
+
+
+def _autograd_step() -> Contender:
+    name = "autograd `value_and_grad`, `-=`"
+    loaded = frameworks.load_autograd()
+    if isinstance(loaded, str):
+        return Contender(name, missing=loaded)
+    autograd, anp = loaded
+
+    def loss(W1, W2, X, Y):
+        return _loss(W1, W2, X, Y, lambda h: anp.maximum(h, 0.0))
+
+    value_and_grad = autograd.value_and_grad(loss, argnum=(0, 1))
+
+    def sgd_step(W1, W2, X, Y, lr):
+        value, (g1, g2) = value_and_grad(W1, W2, X, Y)
+        W1 -= lr * g1
+        W2 -= lr * g2
+        return value, (W1, W2)
+
+    return Contender(
+        name,
+        "sgd_step(W1, W2, X, Y, lr)",
+        {"sgd_step": sgd_step},
+        note="`autograd.numpy`, then `W -= lr * g` in place",
+    )
+
+
+def _jax_step(arrays) -> Contender:
+    name = "JAX `jit` of the step, CPU"
+    jax = frameworks.load_jax()
+    if isinstance(jax, str):
+        return Contender(name, missing=jax)
+
+    value_and_grad = jax.value_and_grad(
+        lambda W1, W2, X, Y: _loss(W1, W2, X, Y, jax.nn.relu), argnums=(0, 1)
+    )
+
+    @jax.jit
+    def sgd_step(W1, W2, X, Y, lr):
+        value, (g1, g2) = value_and_grad(W1, W2, X, Y)
+        return value, (W1 - lr * g1, W2 - lr * g2)
+
+    b = bindings(*arrays)
+    frameworks.block(sgd_step(b["jW1"], b["jW2"], b["jX"], b["jY"], TIMED_LR))  # compile now
+    return Contender(
+        name,
+        "block(sgd_step(jW1, jW2, jX, jY, lr))",
+        {"sgd_step": sgd_step, "block": frameworks.block},
+        note=f"jax {version('jax')}, float32; returns new weights (JAX arrays are immutable), "
+        "compiled before timing, `block_until_ready`",
+    )
 
 
 def _autograd() -> Contender:
@@ -223,23 +283,171 @@ def _jax(arrays) -> Contender:
     )
 
 
+def _torch_loss(W1, W2, X, Y):
+    import torch
+
+    return _loss(W1, W2, X, Y, torch.relu)
+
+
+def _torch_loss_and_grad(loss):
+    import torch
+
+    def loss_and_grad(W1, W2, X, Y):
+        W1 = W1.detach().requires_grad_()
+        W2 = W2.detach().requires_grad_()
+        value = loss(W1, W2, X, Y)
+        return value.detach(), torch.autograd.grad(value, (W1, W2))
+
+    return loss_and_grad
+
+
+def _torch_sgd_step(loss):
+    """Loss and gradients as above, then ``W -= lr * g`` in place (the NumPy arrays too)."""
+    import torch
+
+    loss_and_grad = _torch_loss_and_grad(loss)
+
+    def sgd_step(W1, W2, X, Y, lr):
+        value, (g1, g2) = loss_and_grad(W1, W2, X, Y)
+        with torch.no_grad():
+            W1.sub_(g1, alpha=lr)
+            W2.sub_(g2, alpha=lr)
+        return value, (W1, W2)
+
+    return sgd_step
+
+
 def _torch() -> Contender:
     name = "PyTorch eager, `autograd.grad`"
     torch = frameworks.load_torch()
     if isinstance(torch, str):
         return Contender(name, missing=torch)
-
-    def loss_and_grad(W1, W2, X, Y):
-        W1 = W1.detach().requires_grad_()
-        W2 = W2.detach().requires_grad_()
-        loss = _loss(W1, W2, X, Y, torch.relu)
-        return loss.detach(), torch.autograd.grad(loss, (W1, W2))
-
     return Contender(
         name,
         "loss_and_grad(tW1, tW2, tX, tY)",
-        {"loss_and_grad": loss_and_grad},
+        {"loss_and_grad": _torch_loss_and_grad(_torch_loss)},
         note=f"torch {version('torch')}, 1 thread, tensors sharing the NumPy arrays' memory",
+    )
+
+
+def _torch_step() -> Contender:
+    name = "PyTorch eager, `autograd.grad`, `sub_`"
+    torch = frameworks.load_torch()
+    if isinstance(torch, str):
+        return Contender(name, missing=torch)
+    return Contender(
+        name,
+        "sgd_step(tW1, tW2, tX, tY, lr)",
+        {"sgd_step": _torch_sgd_step(_torch_loss)},
+        note=f"torch {version('torch')}, 1 thread; weights updated in place with `sub_(g, "
+        "alpha=lr)` (tensors sharing the NumPy arrays' memory)",
+    )
+
+
+def _torch_compiled(arrays):
+    """``(compiled loss, note)`` or a reason it is missing."""
+    torch = frameworks.load_torch()
+    if isinstance(torch, str):
+        return torch
+    b = bindings(*arrays)
+    return frameworks.torch_compile(
+        _torch_loss, lambda fn: _torch_loss_and_grad(fn)(b["tW1"], b["tW2"], b["tX"], b["tY"])
+    )
+
+
+def _torch_compile(arrays) -> Contender:
+    name = "PyTorch `torch.compile`, `autograd.grad`"
+    built = _torch_compiled(arrays)
+    if isinstance(built, str):
+        return Contender(name, missing=built)
+    compiled, note = built
+    return Contender(
+        name,
+        "loss_and_grad(tW1, tW2, tX, tY)",
+        {"loss_and_grad": _torch_loss_and_grad(compiled)},
+        note=f"{note}; the loss compiled, its backward by AOTAutograd",
+    )
+
+
+def _torch_compile_step(arrays) -> Contender:
+    name = "PyTorch `torch.compile`, `autograd.grad`, `sub_`"
+    built = _torch_compiled(arrays)
+    if isinstance(built, str):
+        return Contender(name, missing=built)
+    compiled, note = built
+    return Contender(
+        name,
+        "sgd_step(tW1, tW2, tX, tY, lr)",
+        {"sgd_step": _torch_sgd_step(compiled)},
+        note=f"{note}; the loss compiled, its backward by AOTAutograd; `sub_` updates as eager",
+    )
+
+
+def _pytensor_graph(W1=None, W2=None):
+    """``((W1, W2, X, Y), loss)``; W1 and W2 new float32 matrices unless given."""
+    import pytensor.tensor as pt
+
+    W1 = pt.fmatrix("W1") if W1 is None else W1
+    W2 = pt.fmatrix("W2") if W2 is None else W2
+    X, Y = pt.fmatrix("X"), pt.fmatrix("Y")
+    return (W1, W2, X, Y), _loss(W1, W2, X, Y, lambda h: pt.maximum(h, 0.0))
+
+
+def _pytensor(mode) -> Contender:
+    name = frameworks.PYTENSOR_MODES[mode]
+    pytensor = frameworks.load_pytensor()
+    if isinstance(pytensor, str):
+        return Contender(name, missing=pytensor)
+    (W1, W2, X, Y), loss = _pytensor_graph()
+    built = frameworks.pytensor_function(
+        [W1, W2, X, Y], [loss, *pytensor.grad(loss, [W1, W2])], mode
+    )
+    if isinstance(built, str):
+        return Contender(name, missing=built)
+    fn, note = built
+
+    def loss_and_grad(W1, W2, X, Y):
+        loss, g1, g2 = fn(W1, W2, X, Y)
+        return loss, (g1, g2)
+
+    return Contender(
+        name,
+        "loss_and_grad(W1, W2, X, Y)",
+        {"loss_and_grad": loss_and_grad},
+        note=f"{note}; float32, relu as `maximum(h, 0)`, `function(..., [loss, *grads])`",
+    )
+
+
+def _pytensor_step(mode) -> Contender:
+    """W1 and W2 as shared variables holding the caller's arrays, updated by ``updates=``."""
+    name = frameworks.PYTENSOR_MODES[mode] + ", `updates=`"
+    pytensor = frameworks.load_pytensor()
+    if isinstance(pytensor, str):
+        return Contender(name, missing=pytensor)
+    import pytensor.tensor as pt
+
+    shared = [pytensor.shared(np.zeros((1, 1), np.float32), name=n) for n in ("W1", "W2")]
+    (_, _, X, Y), loss = _pytensor_graph(*shared)
+    lr = pt.fscalar("lr")
+    updates = [(s, s - lr * g) for s, g in zip(shared, pytensor.grad(loss, shared), strict=True)]
+    built = frameworks.pytensor_function([X, Y, lr], loss, mode, updates=updates)
+    if isinstance(built, str):
+        return Contender(name, missing=built)
+    fn, note = built
+
+    def sgd_step(W1, W2, X, Y, lr):
+        for s, w in zip(shared, (W1, W2), strict=True):
+            if s.get_value(borrow=True, return_internal_type=True) is not w:
+                s.set_value(w, borrow=True)  # the caller's arrays (once: see below)
+        loss = fn(X, Y, np.float32(lr))
+        return loss, tuple(s.get_value(borrow=True, return_internal_type=True) for s in shared)
+
+    return Contender(
+        name,
+        "sgd_step(W1, W2, X, Y, lr)",
+        {"sgd_step": sgd_step},
+        note=f"{note}; `function([X, Y, lr], loss, updates=...)` on shared W1, W2 (set with "
+        "`borrow=True` whenever they are not the arrays passed in)",
     )
 
 

@@ -14,7 +14,9 @@ import sympy as sp
 import symgen
 from examples.rosenbrock import rosenbrock
 
+from . import frameworks
 from .correctness import check_against
+from .machine import version
 from .timing import Contender
 
 TITLE = "W1 — Rosenbrock step"
@@ -71,6 +73,11 @@ def contenders() -> list[Contender]:
             note="scalars indexed out of a 2-array, gradient built with `np.array`",
         ),
         _autograd(),
+        _jax(),
+        _torch(),
+        _torch_compile(),
+        _pytensor(None),
+        _pytensor("CVM"),
     ]
     out += _lambdify()
     for c in out:
@@ -99,6 +106,106 @@ def _autograd() -> Contender:
         "step(p, lr)",
         {"step": step},
         note="on a float64 array of 2; loss and gradient from one trace",
+    )
+
+
+def _rosen(x, y):
+    return (1.0 - x) ** 2 + 100.0 * (y - x**2) ** 2
+
+
+def _jax() -> Contender:
+    name = "JAX `jit` of the step, CPU"
+    jax = frameworks.load_jax()
+    if isinstance(jax, str):
+        return Contender(name, missing=jax)
+
+    value_and_grad = jax.value_and_grad(_rosen, argnums=(0, 1))
+
+    @jax.jit
+    def step(x, y, lr):
+        loss, (gx, gy) = value_and_grad(x, y)
+        return loss, (x - lr * gx, y - lr * gy)
+
+    frameworks.block(step(*START, LR))  # compile now, not when timed
+    return Contender(
+        name,
+        "block(step(x, y, lr))",
+        {"step": step, "block": frameworks.block},
+        note=f"jax {version('jax')}; `jit` of value_and_grad and the update, Python floats "
+        "in, 0-d float64 arrays out, `block_until_ready`",
+    )
+
+
+def _torch_step(loss):
+    import torch
+
+    def step(x, y, lr):
+        x = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+        y = torch.tensor(y, dtype=torch.float64, requires_grad=True)
+        value = loss(x, y)
+        gx, gy = torch.autograd.grad(value, (x, y))
+        with torch.no_grad():
+            return value.detach(), (x - lr * gx, y - lr * gy)
+
+    return step
+
+
+def _torch() -> Contender:
+    name = "PyTorch eager, `autograd.grad`"
+    torch = frameworks.load_torch()
+    if isinstance(torch, str):
+        return Contender(name, missing=torch)
+    return Contender(
+        name,
+        "step(x, y, lr)",
+        {"step": _torch_step(_rosen)},
+        note=f"torch {version('torch')}; floats to 0-d float64 tensors, loss, `autograd.grad`, "
+        "the update under `no_grad`",
+    )
+
+
+def _torch_compile() -> Contender:
+    name = "PyTorch `torch.compile`, `autograd.grad`"
+    torch = frameworks.load_torch()
+    if isinstance(torch, str):
+        return Contender(name, missing=torch)
+    built = frameworks.torch_compile(_rosen, lambda fn: _torch_step(fn)(*START, LR))
+    if isinstance(built, str):
+        return Contender(name, missing=built)
+    compiled, note = built
+    return Contender(
+        name,
+        "step(x, y, lr)",
+        {"step": _torch_step(compiled)},
+        note=f"{note}; the loss compiled, its backward by AOTAutograd; the rest as eager",
+    )
+
+
+def _pytensor(mode) -> Contender:
+    name = frameworks.PYTENSOR_MODES[mode]
+    pytensor = frameworks.load_pytensor()
+    if isinstance(pytensor, str):
+        return Contender(name, missing=pytensor)
+    import pytensor.tensor as pt
+
+    x, y, lr = pt.dscalars("x", "y", "lr")
+    loss = _rosen(x, y)
+    gx, gy = pytensor.grad(loss, [x, y])
+    built = frameworks.pytensor_function([x, y, lr], [loss, x - lr * gx, y - lr * gy], mode)
+    if isinstance(built, str):
+        return Contender(name, missing=built)
+    fn, note = built
+
+    def step(x, y, lr):
+        loss, x, y = fn(x, y, lr)
+        return loss, (x, y)
+
+    return Contender(
+        name,
+        "step(x, y, lr)",
+        {"step": step},
+        note=f"{note}; `function([x, y, lr], [loss, x - lr*gx, y - lr*gy])`, floats in, "
+        "0-d arrays out",
     )
 
 

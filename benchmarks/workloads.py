@@ -1,6 +1,7 @@
 """The workloads by key, with their contenders, correctness check and labels.
 
-Keys: "w1", "w2-large", "w3-seed", "w3-seed-step", "w3-large", "w3-large-step", "w4-N".
+Keys: "w1", "w2-large", "w3-seed", "w3-seed-step", "w3-large", "w3-large-step", "w4-N"
+(N samples, e.g. "w4-100000", "w4-10000000").
 """
 
 from __future__ import annotations
@@ -23,6 +24,10 @@ class Workload:
     contenders: list[Contender]
     check: Callable[[], None]  # raises CheckFailed
     tolerance: str = tolerance(RTOL, "element")  # how close the check wants, in words
+    #: Other symgen contenders (another spelling of the same loss) and a short label for
+    #: each, for the targets, peers and floors tables.
+    other_symgen: tuple[tuple[str, str], ...] = ()
+    symgen_label: str = ""  # the same for the main symgen contender, when there are others
 
 
 def build(key: str) -> Workload:
@@ -61,6 +66,8 @@ def build(key: str) -> Workload:
             logistic_grad.SYMGEN,
             contenders,
             lambda: logistic_grad.check(contenders, X, t),
+            other_symgen=((logistic_grad.SYMGEN_CE, "cross-entropy spelling"),),
+            symgen_label="the example's mixture spelling",
         )
     if key.startswith("w3-"):
         size, _, step = key.removeprefix("w3-").partition("-")
