@@ -131,11 +131,20 @@ def cmd_train(args: argparse.Namespace) -> int:
     values = training_data.read_init(problem, args.init or [])
     data = training_data.read_data(problem, args.data)
     training_data.check_shapes(problem, {**values, **data})
-    module = compile_problem(problem)
+    lazy = training_data.is_lazy(data)
+    if lazy:
+        # Read chunk by chunk with symgen.distributed: on the cluster that
+        # DASK_SCHEDULER_ADDRESS names, else on local threads.
+        from .distributed import connect, problem_module
+
+        connect()
+        module = problem_module(problem)
+    else:
+        module = compile_problem(problem)
     lr = DEFAULT_LR[args.optimizer] if args.lr is None else args.lr
     try:
         result = fit(
-            module,
+            problem if lazy else module,
             tuple(values[name].array for name in module.PARAMS),
             {name: value.array for name, value in data.items()},
             optimizer=args.optimizer,
@@ -195,7 +204,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--at", action="append", metavar="NAME=VALUE")
     p = sub.add_parser("train", help="fit the parameters of SPEC's problem to data")
     p.add_argument("spec", help="path.py, path.py:attr or package.module:attr (one Problem)")
-    p.add_argument("--data", metavar="FILE", help="data arrays by name: .npz (or .csv columns)")
+    p.add_argument(
+        "--data",
+        metavar="FILE",
+        help="data arrays by name: .npz (or .csv columns), or read lazily with dask: "
+        "a Zarr store (*.zarr) or a folder of NAME.npy files",
+    )
     p.add_argument(
         "--init",
         action="append",

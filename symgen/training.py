@@ -110,6 +110,15 @@ def fit(
     they are copied, the caller's arrays are not modified. ``data``: a dict
     of the ``module.DATA`` arrays by name.
 
+    ``data`` may hold ``dask.array`` arrays chunked along their rows (axis 0),
+    for data larger than memory or spread over a ``dask.distributed`` cluster
+    (``symgen.distributed``; the loss must split over rows). Full-batch steps
+    then add the gradient up over the chunks where they live and apply the
+    optimizer's update on this machine (the same arithmetic as the module's
+    step function); with ``batch_size``, chunks are read into memory one at a
+    time, in a fresh random order each epoch, and cut into shuffled batches
+    for the module's step function (a batch never spans two chunks).
+
     ``optimizer``: ``"sgd"``, ``"momentum"``, ``"nesterov"`` or ``"adam"``,
     run by the module's generated ``sgd_step``/``momentum_step``/``adam_step``;
     their hyperparameters (``momentum``, ``beta1``, ``beta2``, ``eps``) go in
@@ -136,10 +145,18 @@ def fit(
     ``FloatingPointError``) is raised, naming the step and the parameter, with
     the ``FitResult`` so far as ``.result``.
     """
+    lazy = _has_dask_arrays(data)
+    problem = None
     if _is_problem(module):
-        from .api import compile as compile_problem
+        problem = module
+        if lazy:
+            from .distributed import problem_module
 
-        module = compile_problem(module)
+            module = problem_module(problem)
+        else:
+            from .api import compile as compile_problem
+
+            module = compile_problem(problem)
     names, data_names = _module_names(module)
     name = _module_name(module)
     if optimizer not in OPTIMIZERS:
@@ -158,9 +175,15 @@ def fit(
         raise TypeError(f"progress must be None, True or False, got {progress!r}")
 
     current = _initial_params(name, names, params, module.DTYPE)
-    arrays = _data_arrays(name, data_names, data, module.DTYPE)
-    advance = _stepper(module, name, optimizer, lr, hyper, current)
-    batches, rows = _batches(name, arrays, batch_size, seed)
+    arrays = _data_arrays(name, data_names, data, module.DTYPE, lazy=lazy)
+    if lazy:
+        advance, batches, rows, full_loss = _distributed(
+            problem or module, module, name, optimizer, lr, hyper, current, arrays, batch_size, seed
+        )
+    else:
+        advance = _stepper(module, name, optimizer, lr, hyper, current)
+        batches, rows = _batches(name, arrays, batch_size, seed)
+        full_loss = lambda p: module.loss(*p, **arrays)
     backups = [np.empty_like(p) if isinstance(p, np.ndarray) else None for p in current]
 
     result = FitResult(params=current)
@@ -220,7 +243,7 @@ def fit(
     result.steps = len(history)
     result.stopped = stopped
     result.epochs = rows.epochs
-    result.loss = _full_loss(module, result.params, arrays)
+    result.loss = _full_loss(full_loss, result.params)
     if failure is not None:
         raise NonFiniteError(
             f"{name}: fit stopped at step {result.steps + 1} of {steps}: {failure}; "
@@ -337,9 +360,24 @@ def _initial_params(name: str, names: tuple[str, ...], params: Any, dtype: Any) 
     return out
 
 
+def _has_dask_arrays(data: Any) -> bool:
+    """Whether ``data`` holds a Dask array (without importing Dask when it is not in use)."""
+    array = sys.modules.get("dask.array")
+    if array is None or not isinstance(data, Mapping):
+        return False
+    return any(isinstance(value, array.Array) for value in data.values())
+
+
 def _data_arrays(
-    name: str, names: tuple[str, ...], data: Mapping[str, Any] | None, dtype: Any
+    name: str,
+    names: tuple[str, ...],
+    data: Mapping[str, Any] | None,
+    dtype: Any,
+    *,
+    lazy: bool = False,
 ) -> dict[str, Any]:
+    """The data by name, checked against the module's names; NumPy arrays of ``dtype``
+    (Dask arrays, when ``lazy``, are left as they are: they are read chunk by chunk)."""
     if data is None:
         data = {}
     if not isinstance(data, Mapping):
@@ -360,7 +398,9 @@ def _data_arrays(
     arrays: dict[str, Any] = {}
     for dname in names:
         value = data[dname]
-        if np.ndim(value) == 0:
+        if lazy and hasattr(value, "dask"):
+            arrays[dname] = value
+        elif np.ndim(value) == 0:
             arrays[dname] = float(value)
         else:
             try:
@@ -381,6 +421,28 @@ def _stepper(
     params: list[Any],
 ) -> Callable[[list[Any], dict[str, Any]], tuple[float, tuple[Any, ...]]]:
     """``advance(params, batch) -> (loss before, new params)``, keeping the optimizer state."""
+    function_name, function, options = _step_function(module, name, optimizer, lr, hyper)
+    if optimizer == "sgd":
+
+        def advance(p: list[Any], batch: dict[str, Any]) -> tuple[float, tuple[Any, ...]]:
+            return function(*p, **batch, **options)
+
+        return advance
+
+    state = getattr(module, f"{function_name.removesuffix('_step')}_state")(*params)
+
+    def advance_with_state(p: list[Any], batch: dict[str, Any]) -> tuple[float, tuple[Any, ...]]:
+        nonlocal state
+        loss, new, state = function(*p, **batch, state=state, **options)
+        return loss, new
+
+    return advance_with_state
+
+
+def _step_function(
+    module: Any, name: str, optimizer: str, lr: float, hyper: dict[str, Any]
+) -> tuple[str, Callable[..., Any], dict[str, Any]]:
+    """The module's step function for ``optimizer``, and its keyword arguments (checked)."""
     function_name = OPTIMIZERS[optimizer]
     function = getattr(module, function_name, None)
     if function is None:
@@ -403,21 +465,48 @@ def _stepper(
     options = dict(hyper, lr=lr)
     if optimizer == "nesterov":
         options["nesterov"] = True
-    if optimizer == "sgd":
+    return function_name, function, options
 
-        def advance(p: list[Any], batch: dict[str, Any]) -> tuple[float, tuple[Any, ...]]:
-            return function(*p, **batch, **options)
 
-        return advance
+def _distributed(
+    source: Any,
+    module: Any,
+    name: str,
+    optimizer: str,
+    lr: float,
+    hyper: dict[str, Any],
+    params: list[Any],
+    arrays: dict[str, Any],
+    batch_size: int | None,
+    seed: int,
+) -> tuple[Callable[..., Any], Iterator[tuple[Any, int]], _Rows, Callable[..., float]]:
+    """The stepper, batches, row count and full loss of a fit on Dask arrays.
 
-    state = getattr(module, f"{function_name.removesuffix('_step')}_state")(*params)
+    Full batches: each step adds the gradient up over the chunks of rows on the
+    cluster (``symgen.distributed``), then applies the optimizer's update here, as
+    the module's step function would (``symgen.updates``). Mini-batches: chunks
+    are read into memory one at a time and cut into batches for the module's
+    own step function."""
+    from .distributed import RowPlan
+    from .updates import updater
 
-    def advance_with_state(p: list[Any], batch: dict[str, Any]) -> tuple[float, tuple[Any, ...]]:
-        nonlocal state
-        loss, new, state = function(*p, **batch, state=state, **options)
-        return loss, new
+    plan = RowPlan(source, params, arrays, quiet=True)
+    rows = _Rows(plan.total)
+    if batch_size is not None and batch_size < plan.total:
+        advance = _stepper(module, name, optimizer, lr, hyper, params)
+        return advance, plan.batches(batch_size, seed), rows, plan.loss
+    _, _, options = _step_function(module, name, optimizer, lr, hyper)
+    update = updater(module, "momentum" if optimizer == "nesterov" else optimizer, options, params)
 
-    return advance_with_state
+    def advance(p: list[Any], batch: Any) -> tuple[float, tuple[Any, ...]]:
+        loss, grads = plan.loss_and_grad(p)
+        return loss, update(p, grads)
+
+    def whole() -> Iterator[tuple[Any, int]]:
+        while True:
+            yield None, plan.total
+
+    return advance, whole(), rows, plan.loss
 
 
 # --- mini-batches ------------------------------------------------------------
@@ -496,10 +585,10 @@ def _non_finite_param(names: tuple[str, ...], values: Sequence[Any]) -> str | No
     return None
 
 
-def _full_loss(module: Any, params: tuple[Any, ...], arrays: dict[str, Any]) -> float:
+def _full_loss(loss: Callable[[tuple[Any, ...]], float], params: tuple[Any, ...]) -> float:
     try:
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            return float(module.loss(*params, **arrays))
+            return float(loss(params))
     except (OverflowError, ZeroDivisionError, FloatingPointError):
         return math.inf
 

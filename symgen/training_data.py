@@ -1,7 +1,10 @@
 """Reading what ``symgen train`` trains on: data arrays and initial parameters.
 
 Data come from an ``.npz`` file (arrays by name) or, for per-sample problems,
-a ``.csv`` file with a header row naming its columns. Initial parameters come
+a ``.csv`` file with a header row naming its columns; data larger than memory
+from a Zarr store (a ``*.zarr`` folder, one array per data name) or a folder
+of ``NAME.npy`` files, read lazily as Dask arrays (chunk by chunk, never whole:
+``symgen[dask]``) and trained on with ``symgen.distributed``. Initial parameters come
 from ``--init FILE.npz`` and/or ``--init NAME=VALUE`` for scalar parameters
 (parsed without ``eval``: ``0.5``, ``pi/2``, ``exp(-1)``).
 
@@ -14,10 +17,12 @@ should have, with the dimensions already fixed by other arrays, e.g.
 from __future__ import annotations
 
 import math
+import os
 import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import sympy as sp
@@ -52,8 +57,13 @@ class Slot:
 class Value:
     """An array read for a slot, and where it came from (for messages)."""
 
-    array: np.ndarray
+    #: A NumPy array, or a Dask array for data read lazily from a folder.
+    array: Any
     source: str  # e.g. "in data.npz", "from --init a=0.5"
+
+
+#: Rows per chunk of a ``.npy`` file read lazily: about this many bytes per chunk.
+NPY_CHUNK_BYTES = 64 * 2**20
 
 
 def slots(problem: Problem) -> tuple[Slot, ...]:
@@ -120,8 +130,85 @@ def read_csv(path: str) -> dict[str, np.ndarray]:
     return {name: np.ascontiguousarray(table[name]) for name in table.dtype.names}
 
 
+def _dask_array() -> Any:
+    try:
+        import dask.array as da
+    except ImportError:
+        raise SpecError(
+            "reading data from a folder needs dask (and zarr for a Zarr store): "
+            "pip install 'symgen[dask]'"
+        ) from None
+    return da
+
+
+def is_zarr(path: Path) -> bool:
+    """Whether ``path`` is a Zarr store: a ``*.zarr`` folder, or one with Zarr metadata."""
+    return path.is_dir() and (
+        path.suffix.lower() == ".zarr"
+        or any((path / meta).is_file() for meta in ("zarr.json", ".zgroup", ".zarray"))
+    )
+
+
+def read_zarr(path: str) -> dict[str, Any]:
+    """The arrays of a Zarr store (a group of arrays by name), as lazy Dask arrays."""
+    da = _dask_array()
+    try:
+        import zarr
+    except ImportError:
+        raise SpecError(
+            f"reading the Zarr store {path} needs zarr: pip install 'symgen[dask]'"
+        ) from None
+    try:
+        group = zarr.open_group(path, mode="r")
+        names = sorted(group.array_keys())
+    except Exception as exc:  # noqa: BLE001 - zarr raises many kinds
+        raise SpecError(f"cannot read {path} as a Zarr store of arrays by name: {exc}") from None
+    return {name: da.from_zarr(path, component=name) for name in names}
+
+
+class NpyFile:
+    """A ``.npy`` file as an array-like that Dask reads slice by slice (memory-mapped).
+
+    It pickles as its path, so that each Dask worker opens the file itself: the
+    file must be at the same path on every worker (a shared file system)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = os.path.abspath(path)
+        header = np.load(self.path, mmap_mode="r", allow_pickle=False)
+        self.shape = tuple(header.shape)
+        self.dtype = header.dtype
+        self.ndim = header.ndim
+        self.stamp = os.stat(self.path).st_mtime_ns
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        return np.array(np.load(self.path, mmap_mode="r", allow_pickle=False)[key])
+
+    def __dask_tokenize__(self) -> tuple:
+        return ("symgen-npy", self.path, self.stamp, self.shape, str(self.dtype))
+
+
+def read_npy_folder(path: str) -> dict[str, Any]:
+    """The ``NAME.npy`` files of a folder by ``NAME``, as lazy Dask arrays in row chunks."""
+    da = _dask_array()
+    arrays = {}
+    for file in sorted(Path(path).glob("*.npy")):
+        try:
+            source = NpyFile(str(file))
+        except (ValueError, OSError) as exc:
+            raise SpecError(f"cannot read {file} as a .npy file: {exc}") from None
+        if source.ndim == 0:
+            arrays[file.stem] = source[()]
+            continue
+        row_bytes = max(1, source.dtype.itemsize * math.prod(source.shape[1:]))
+        rows = max(1, min(source.shape[0], NPY_CHUNK_BYTES // row_bytes))
+        chunks = (rows, *source.shape[1:])
+        arrays[file.stem] = da.from_array(source, chunks=chunks)
+    return arrays
+
+
 def read_data(problem: Problem, path: str | None) -> dict[str, Value]:
-    """The problem's data arrays from ``path`` (.npz, or .csv for per-sample problems)."""
+    """The problem's data arrays from ``path``: .npz, .csv for per-sample problems, or a
+    folder (a Zarr store or ``NAME.npy`` files) read lazily with Dask."""
     data_slots = [s for s in slots(problem) if s.role == "data"]
     if not data_slots:
         if path is not None:
@@ -131,7 +218,18 @@ def read_data(problem: Problem, path: str | None) -> dict[str, Value]:
     if path is None:
         raise SpecError(f"{problem.name} needs data {needs}: give --data FILE.npz")
     suffix = Path(path).suffix.lower()
-    if suffix == ".csv":
+    if is_zarr(Path(path)):
+        arrays = read_zarr(path)
+        holds = "arrays"
+    elif Path(path).is_dir():
+        if not any(Path(path).glob("*.npy")):
+            raise SpecError(
+                f"--data {path}: a folder must be a Zarr store (*.zarr) or hold one NAME.npy "
+                f"file per data array ({needs})"
+            )
+        arrays = read_npy_folder(path)
+        holds = ".npy files"
+    elif suffix == ".csv":
         if problem.kind != "per_sample":
             raise SpecError(
                 f"--data {path}: a .csv holds 1-D columns, but {problem.name} needs "
@@ -142,10 +240,13 @@ def read_data(problem: Problem, path: str | None) -> dict[str, Value]:
     elif suffix == ".npz":
         arrays = read_npz(path)
         holds = "arrays"
+    elif suffix == ".zarr" or not Path(path).exists():
+        raise SpecError(f"file not found: {path}")
     else:
         raise SpecError(
             f"--data {path}: give an .npz file of arrays by name"
-            + (" or a .csv file with a header row" if problem.kind == "per_sample" else "")
+            + (", a .csv file with a header row" if problem.kind == "per_sample" else "")
+            + ", a Zarr store (*.zarr) or a folder of NAME.npy files"
         )
     values = {}
     for slot in data_slots:
@@ -211,13 +312,24 @@ def _is_assignment(item: str) -> bool:
     return "=" in item and not item.lower().endswith(".npz") and not Path(item).exists()
 
 
+def is_lazy(values: dict[str, Value]) -> bool:
+    """Whether some of ``values`` are Dask arrays (read lazily from a folder)."""
+    return any(hasattr(v.array, "dask") for v in values.values())
+
+
 def _numeric(slot: Slot, value: Value) -> Value:
     array = value.array
     label = f"{slot.role} {slot.name!r} {value.source}"
+    if not isinstance(array, np.ndarray) and not hasattr(array, "dask"):
+        array = np.asarray(array)
     if array.dtype == bool or np.issubdtype(array.dtype, np.integer):
         array = array.astype(float)
     if not np.issubdtype(array.dtype, np.floating):
         raise SpecError(f"{label} is not an array of real numbers (dtype {array.dtype})")
+    if hasattr(array, "dask"):
+        # Read lazily: scanning for non-finite values would read it all; a NaN shows up
+        # as a non-finite loss instead.
+        return Value(array, value.source)
     bad = ~np.isfinite(array)
     if bad.any():
         first = tuple(int(i) for i in np.argwhere(bad)[0])

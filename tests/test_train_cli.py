@@ -166,13 +166,14 @@ def test_matrix_errors_exit_2_naming_the_array(matrix_files, capsys, change, fra
         (["--init", "INIT", "--init", "a=x+1"], ["must be a number"]),
         (["--init", "INIT", "--data", "nope.npz"], ["file not found: nope.npz"]),
         (["--init", "INIT", "--data", "DIR/init.npz"], ["data 't' (N,) is missing from"]),
-        (["--init", "INIT", "--data", "data.txt"], [".npz file of arrays", ".csv file"]),
+        (["--init", "INIT", "--data", "DIR/data.txt"], [".npz file of arrays", ".csv file"]),
         (["--init", "INIT", "--optimizer", "sgd", "--lr", "1e6"], ["stopped at step", "--lr"]),
         (["--init", "INIT", "--hyper", "beta3=1"], ["'beta3'", "beta1, beta2, eps"]),
         (["--init", "INIT", "--plot", "no/such/dir/loss.png"], ["--plot", "does not exist"]),
     ],
 )
 def test_per_sample_errors_exit_2(curve_files, capsys, args, fragments):
+    (curve_files / "data.txt").write_text("not a data file\n")
     args = [
         a.replace("INIT", str(curve_files / "init.npz")).replace("DIR", str(curve_files))
         for a in args
