@@ -36,7 +36,9 @@ class relu(_ElementwiseFunction):  # noqa: N801 - reads like the math
 
     @classmethod
     def eval(cls, z):
-        if z.is_Number:
+        if z is sp.S.NaN:
+            return sp.S.NaN
+        if z.is_Number and z.is_extended_real:
             return z if z > 0 else sp.S.Zero
         if z.is_nonnegative:
             return z

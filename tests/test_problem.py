@@ -145,3 +145,9 @@ def test_constant_gradient_is_a_float():
     m = symgen.compile(symgen.Problem(3 * x + y**2, params=[x, y], name="lin"))
     gx, gy = m.grad(1, 2)
     assert (gx, gy) == (3.0, 4.0) and type(gx) is float and type(gy) is float
+
+
+def test_relu_of_special_numbers():
+    assert symgen.relu(sp.nan) is sp.nan  # found by the parser's property test
+    assert symgen.relu(sp.oo) is sp.oo and symgen.relu(-sp.oo) == 0
+    assert symgen.relu(sp.Integer(3)) == 3 and symgen.relu(sp.Rational(-1, 2)) == 0
