@@ -167,35 +167,7 @@ def sgd_step(a, b, c, d, e, g, t, y, *, lr):
         _mismatch("y", y, "t", N)
     if N == 0:
         raise ValueError("curve_fit: the mean over samples needs at least one sample")
-    # one pass over the samples (N,), 7 reductions, in blocks of 8192
-    x0 = 2.0/N
-    x9 = x10 = x11 = x12 = x13 = x14 = x15 = 0.0
-    for _start in range(0, N, 8192):
-        _t = t[_start:_start + 8192]
-        _y = y[_start:_start + 8192]
-        x1 = _t**2
-        x2 = np.exp((-a)*_t)
-        x3 = b*_t + c
-        x4 = np.sin(x3)
-        x5 = e*_t - _y + d*x1 + g + x2*x4
-        x6 = x2*x5
-        x7 = _t*x6
-        x8 = np.cos(x3)
-        x9 += float(np.dot(x5, x5))
-        x10 += float(np.dot(x4, x7))
-        x11 += float(np.dot(x8, x7))
-        x12 += float(np.dot(x6, x8))
-        x13 += float(np.dot(x1, x5))
-        x14 += float(np.dot(_t, x5))
-        x15 += float(np.sum(x5))
-    grad_a = -x0*x10
-    grad_b = x0*x11
-    grad_c = x0*x12
-    grad_d = x0*x13
-    grad_e = x0*x14
-    grad_g = x0*x15
-    # scalar arithmetic
-    loss = x9/N
+    loss, (grad_a, grad_b, grad_c, grad_d, grad_e, grad_g) = loss_and_grad(a, b, c, d, e, g, t, y)
     a = a - lr*grad_a
     b = b - lr*grad_b
     c = c - lr*grad_c
@@ -235,35 +207,7 @@ def momentum_step(a, b, c, d, e, g, t, y, *, state, lr, momentum=0.9, nesterov=F
         _mismatch("y", y, "t", N)
     if N == 0:
         raise ValueError("curve_fit: the mean over samples needs at least one sample")
-    # one pass over the samples (N,), 7 reductions, in blocks of 8192
-    x0 = 2.0/N
-    x9 = x10 = x11 = x12 = x13 = x14 = x15 = 0.0
-    for _start in range(0, N, 8192):
-        _t = t[_start:_start + 8192]
-        _y = y[_start:_start + 8192]
-        x1 = _t**2
-        x2 = np.exp((-a)*_t)
-        x3 = b*_t + c
-        x4 = np.sin(x3)
-        x5 = e*_t - _y + d*x1 + g + x2*x4
-        x6 = x2*x5
-        x7 = _t*x6
-        x8 = np.cos(x3)
-        x9 += float(np.dot(x5, x5))
-        x10 += float(np.dot(x4, x7))
-        x11 += float(np.dot(x8, x7))
-        x12 += float(np.dot(x6, x8))
-        x13 += float(np.dot(x1, x5))
-        x14 += float(np.dot(_t, x5))
-        x15 += float(np.sum(x5))
-    grad_a = -x0*x10
-    grad_b = x0*x11
-    grad_c = x0*x12
-    grad_d = x0*x13
-    grad_e = x0*x14
-    grad_g = x0*x15
-    # scalar arithmetic
-    loss = x9/N
+    loss, (grad_a, grad_b, grad_c, grad_d, grad_e, grad_g) = loss_and_grad(a, b, c, d, e, g, t, y)
     (_v_a, _v_b, _v_c, _v_d, _v_e, _v_g) = state
     _v_a = momentum*_v_a - lr*grad_a
     a = a + (momentum*_v_a - lr*grad_a if nesterov else _v_a)
@@ -311,35 +255,7 @@ def adam_step(a, b, c, d, e, g, t, y, *, state, lr=0.001, beta1=0.9, beta2=0.999
         _mismatch("y", y, "t", N)
     if N == 0:
         raise ValueError("curve_fit: the mean over samples needs at least one sample")
-    # one pass over the samples (N,), 7 reductions, in blocks of 8192
-    x0 = 2.0/N
-    x9 = x10 = x11 = x12 = x13 = x14 = x15 = 0.0
-    for _start in range(0, N, 8192):
-        _t = t[_start:_start + 8192]
-        _y = y[_start:_start + 8192]
-        x1 = _t**2
-        x2 = np.exp((-a)*_t)
-        x3 = b*_t + c
-        x4 = np.sin(x3)
-        x5 = e*_t - _y + d*x1 + g + x2*x4
-        x6 = x2*x5
-        x7 = _t*x6
-        x8 = np.cos(x3)
-        x9 += float(np.dot(x5, x5))
-        x10 += float(np.dot(x4, x7))
-        x11 += float(np.dot(x8, x7))
-        x12 += float(np.dot(x6, x8))
-        x13 += float(np.dot(x1, x5))
-        x14 += float(np.dot(_t, x5))
-        x15 += float(np.sum(x5))
-    grad_a = -x0*x10
-    grad_b = x0*x11
-    grad_c = x0*x12
-    grad_d = x0*x13
-    grad_e = x0*x14
-    grad_g = x0*x15
-    # scalar arithmetic
-    loss = x9/N
+    loss, (grad_a, grad_b, grad_c, grad_d, grad_e, grad_g) = loss_and_grad(a, b, c, d, e, g, t, y)
     _step, (_m_a, _m_b, _m_c, _m_d, _m_e, _m_g), (_s_a, _s_b, _s_c, _s_d, _s_e, _s_g) = state
     _step += 1
     _c1 = lr/(1.0 - beta1**_step)

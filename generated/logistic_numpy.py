@@ -140,17 +140,7 @@ def sgd_step(w, X, t, *, lr):
         _wrong_dim("t", t, 0, "N", N, "X", 0)
     if t.shape[1] != 1:
         _wrong_dim("t", t, 1, "1", 1, "", 0)
-    # matrix product (BLAS)
-    x0 = X @ w
-    # one pass over the elements (N, 1), 1 reduction
-    x1 = _safelog(1 - t)
-    x2 = x0 + _safelog(t)
-    x3 = 0.5*(np.tanh(0.5*x0) - np.tanh(0.5*(-x1 + x2)))
-    x4 = float(np.sum(np.logaddexp(x2, x1) - np.logaddexp(0.0, x0)))
-    # scalar arithmetic
-    loss = -x4
-    # matrix product (BLAS)
-    grad_w = X.T @ x3
+    loss, (grad_w, ) = loss_and_grad(w, X, t)
     w -= lr*grad_w
     return loss, (w,)
 
@@ -180,17 +170,7 @@ def momentum_step(w, X, t, *, state, lr, momentum=0.9, nesterov=False):
         _wrong_dim("t", t, 0, "N", N, "X", 0)
     if t.shape[1] != 1:
         _wrong_dim("t", t, 1, "1", 1, "", 0)
-    # matrix product (BLAS)
-    x0 = X @ w
-    # one pass over the elements (N, 1), 1 reduction
-    x1 = _safelog(1 - t)
-    x2 = x0 + _safelog(t)
-    x3 = 0.5*(np.tanh(0.5*x0) - np.tanh(0.5*(-x1 + x2)))
-    x4 = float(np.sum(np.logaddexp(x2, x1) - np.logaddexp(0.0, x0)))
-    # scalar arithmetic
-    loss = -x4
-    # matrix product (BLAS)
-    grad_w = X.T @ x3
+    loss, (grad_w, ) = loss_and_grad(w, X, t)
     (_v_w,) = state
     _v_w *= momentum
     _v_w -= lr*grad_w
@@ -229,17 +209,7 @@ def adam_step(w, X, t, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8):
         _wrong_dim("t", t, 0, "N", N, "X", 0)
     if t.shape[1] != 1:
         _wrong_dim("t", t, 1, "1", 1, "", 0)
-    # matrix product (BLAS)
-    x0 = X @ w
-    # one pass over the elements (N, 1), 1 reduction
-    x1 = _safelog(1 - t)
-    x2 = x0 + _safelog(t)
-    x3 = 0.5*(np.tanh(0.5*x0) - np.tanh(0.5*(-x1 + x2)))
-    x4 = float(np.sum(np.logaddexp(x2, x1) - np.logaddexp(0.0, x0)))
-    # scalar arithmetic
-    loss = -x4
-    # matrix product (BLAS)
-    grad_w = X.T @ x3
+    loss, (grad_w, ) = loss_and_grad(w, X, t)
     _step, (_m_w,), (_s_w,) = state
     _step += 1
     _c1 = lr/(1.0 - beta1**_step)

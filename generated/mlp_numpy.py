@@ -158,28 +158,7 @@ def sgd_step(W1, W2, X, Y, *, lr):
         _wrong_dim("Y", Y, 0, "M", M, "X", 0)
     if Y.shape[1] != N_O:
         _wrong_dim("Y", Y, 1, "N_O", N_O, "W2", 1)
-    # matrix product (BLAS)
-    x0 = X @ W1
-    # one pass over the elements (M, N_H)
-    x1 = np.maximum(x0, 0.0)
-    # matrix product (BLAS)
-    x2 = x1 @ W2
-    # one pass over the elements (M, N_O), 1 reduction
-    x3 = 1.0/M
-    x4 = 1.0/N_O
-    x5 = -Y + x2
-    x6 = (2*x3*x4)*x5
-    x7 = float(np.vdot(x5, x5))
-    # scalar arithmetic
-    loss = x7/(M*N_O)
-    # matrix product (BLAS)
-    x8 = x6 @ W2.T
-    # matrix product (BLAS)
-    grad_W2 = x1.T @ x6
-    # one pass over the elements (M, N_H)
-    x9 = x8*(x0 > 0)
-    # matrix product (BLAS)
-    grad_W1 = X.T @ x9
+    loss, (grad_W1, grad_W2) = loss_and_grad(W1, W2, X, Y)
     W1 -= lr*grad_W1
     W2 -= lr*grad_W2
     return loss, (W1, W2)
@@ -213,28 +192,7 @@ def momentum_step(W1, W2, X, Y, *, state, lr, momentum=0.9, nesterov=False):
         _wrong_dim("Y", Y, 0, "M", M, "X", 0)
     if Y.shape[1] != N_O:
         _wrong_dim("Y", Y, 1, "N_O", N_O, "W2", 1)
-    # matrix product (BLAS)
-    x0 = X @ W1
-    # one pass over the elements (M, N_H)
-    x1 = np.maximum(x0, 0.0)
-    # matrix product (BLAS)
-    x2 = x1 @ W2
-    # one pass over the elements (M, N_O), 1 reduction
-    x3 = 1.0/M
-    x4 = 1.0/N_O
-    x5 = -Y + x2
-    x6 = (2*x3*x4)*x5
-    x7 = float(np.vdot(x5, x5))
-    # scalar arithmetic
-    loss = x7/(M*N_O)
-    # matrix product (BLAS)
-    x8 = x6 @ W2.T
-    # matrix product (BLAS)
-    grad_W2 = x1.T @ x6
-    # one pass over the elements (M, N_H)
-    x9 = x8*(x0 > 0)
-    # matrix product (BLAS)
-    grad_W1 = X.T @ x9
+    loss, (grad_W1, grad_W2) = loss_and_grad(W1, W2, X, Y)
     (_v_W1, _v_W2) = state
     _v_W1 *= momentum
     _v_W1 -= lr*grad_W1
@@ -284,28 +242,7 @@ def adam_step(W1, W2, X, Y, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8
         _wrong_dim("Y", Y, 0, "M", M, "X", 0)
     if Y.shape[1] != N_O:
         _wrong_dim("Y", Y, 1, "N_O", N_O, "W2", 1)
-    # matrix product (BLAS)
-    x0 = X @ W1
-    # one pass over the elements (M, N_H)
-    x1 = np.maximum(x0, 0.0)
-    # matrix product (BLAS)
-    x2 = x1 @ W2
-    # one pass over the elements (M, N_O), 1 reduction
-    x3 = 1.0/M
-    x4 = 1.0/N_O
-    x5 = -Y + x2
-    x6 = (2*x3*x4)*x5
-    x7 = float(np.vdot(x5, x5))
-    # scalar arithmetic
-    loss = x7/(M*N_O)
-    # matrix product (BLAS)
-    x8 = x6 @ W2.T
-    # matrix product (BLAS)
-    grad_W2 = x1.T @ x6
-    # one pass over the elements (M, N_H)
-    x9 = x8*(x0 > 0)
-    # matrix product (BLAS)
-    grad_W1 = X.T @ x9
+    loss, (grad_W1, grad_W2) = loss_and_grad(W1, W2, X, Y)
     _step, (_m_W1, _m_W2), (_s_W1, _s_W2) = state
     _step += 1
     _c1 = lr/(1.0 - beta1**_step)

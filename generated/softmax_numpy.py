@@ -163,31 +163,7 @@ def sgd_step(W, b, X, Y, *, lr):
         _wrong_dim("Y", Y, 0, "N", N, "X", 0)
     if Y.shape[1] != K:
         _wrong_dim("Y", Y, 1, "K", K, "W", 1)
-    # one pass over the elements (N, K), 2 reductions
-    x0 = 1.0/N
-    x1 = np.sum(Y, axis=(1,), keepdims=True)
-    x2 = np.sum(Y, axis=(0,), keepdims=True)
-    x3 = x0*x1
-    x4 = -x0*x2
-    # matrix product (BLAS)
-    x5 = X @ W
-    # one pass over the elements (N, K), 1 reduction
-    x6 = np.max(b + x5, axis=(1,), keepdims=True)
-    # one pass over the elements (N, K), 1 reduction
-    x7 = np.sum(np.exp(b + x5 - x6), axis=(1,), keepdims=True)
-    # one pass over the elements (N, K), 2 reductions
-    x8 = 1.0/N
-    x9 = b + x5 - x6
-    x10 = x3*np.exp(x9)/x7
-    x11 = (-x8)*Y + x10
-    x12 = float(np.vdot(Y, x9 - np.log(x7)))
-    x13 = np.sum(x10, axis=(0,), keepdims=True)
-    # scalar arithmetic
-    loss = -x12/N
-    # one pass over the elements (1, K)
-    grad_b = x13 + x4
-    # matrix product (BLAS)
-    grad_W = X.T @ x11
+    loss, (grad_W, grad_b) = loss_and_grad(W, b, X, Y)
     W -= lr*grad_W
     b -= lr*grad_b
     return loss, (W, b)
@@ -222,31 +198,7 @@ def momentum_step(W, b, X, Y, *, state, lr, momentum=0.9, nesterov=False):
         _wrong_dim("Y", Y, 0, "N", N, "X", 0)
     if Y.shape[1] != K:
         _wrong_dim("Y", Y, 1, "K", K, "W", 1)
-    # one pass over the elements (N, K), 2 reductions
-    x0 = 1.0/N
-    x1 = np.sum(Y, axis=(1,), keepdims=True)
-    x2 = np.sum(Y, axis=(0,), keepdims=True)
-    x3 = x0*x1
-    x4 = -x0*x2
-    # matrix product (BLAS)
-    x5 = X @ W
-    # one pass over the elements (N, K), 1 reduction
-    x6 = np.max(b + x5, axis=(1,), keepdims=True)
-    # one pass over the elements (N, K), 1 reduction
-    x7 = np.sum(np.exp(b + x5 - x6), axis=(1,), keepdims=True)
-    # one pass over the elements (N, K), 2 reductions
-    x8 = 1.0/N
-    x9 = b + x5 - x6
-    x10 = x3*np.exp(x9)/x7
-    x11 = (-x8)*Y + x10
-    x12 = float(np.vdot(Y, x9 - np.log(x7)))
-    x13 = np.sum(x10, axis=(0,), keepdims=True)
-    # scalar arithmetic
-    loss = -x12/N
-    # one pass over the elements (1, K)
-    grad_b = x13 + x4
-    # matrix product (BLAS)
-    grad_W = X.T @ x11
+    loss, (grad_W, grad_b) = loss_and_grad(W, b, X, Y)
     (_v_W, _v_b) = state
     _v_W *= momentum
     _v_W -= lr*grad_W
@@ -297,31 +249,7 @@ def adam_step(W, b, X, Y, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8):
         _wrong_dim("Y", Y, 0, "N", N, "X", 0)
     if Y.shape[1] != K:
         _wrong_dim("Y", Y, 1, "K", K, "W", 1)
-    # one pass over the elements (N, K), 2 reductions
-    x0 = 1.0/N
-    x1 = np.sum(Y, axis=(1,), keepdims=True)
-    x2 = np.sum(Y, axis=(0,), keepdims=True)
-    x3 = x0*x1
-    x4 = -x0*x2
-    # matrix product (BLAS)
-    x5 = X @ W
-    # one pass over the elements (N, K), 1 reduction
-    x6 = np.max(b + x5, axis=(1,), keepdims=True)
-    # one pass over the elements (N, K), 1 reduction
-    x7 = np.sum(np.exp(b + x5 - x6), axis=(1,), keepdims=True)
-    # one pass over the elements (N, K), 2 reductions
-    x8 = 1.0/N
-    x9 = b + x5 - x6
-    x10 = x3*np.exp(x9)/x7
-    x11 = (-x8)*Y + x10
-    x12 = float(np.vdot(Y, x9 - np.log(x7)))
-    x13 = np.sum(x10, axis=(0,), keepdims=True)
-    # scalar arithmetic
-    loss = -x12/N
-    # one pass over the elements (1, K)
-    grad_b = x13 + x4
-    # matrix product (BLAS)
-    grad_W = X.T @ x11
+    loss, (grad_W, grad_b) = loss_and_grad(W, b, X, Y)
     _step, (_m_W, _m_b), (_s_W, _s_b) = state
     _step += 1
     _c1 = lr/(1.0 - beta1**_step)

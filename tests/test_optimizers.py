@@ -96,3 +96,21 @@ def test_w3_adam_beats_sgd_after_300_steps():
         loss, _, state = module.adam_step(w1, w2, x, y, state=state, lr=0.01)
     assert module.loss(w1, w2, x, y) < sgd_history[-1]
     assert w1.dtype == np.float32 and state[1][0].dtype == np.float32
+
+
+def test_steps_never_write_into_the_callers_data():
+    import sympy as sp
+
+    m = sp.Symbol("M", integer=True, positive=True)
+    w, x = sp.MatrixSymbol("W", 3, m), sp.MatrixSymbol("X", m, 3)
+    # the gradient is X.T itself: it must be copied before the step uses it as scratch
+    module = symgen.compile(
+        symgen.Problem(symgen.sum(sp.HadamardProduct(w, x.T)), params=[w], data=[x], name="al")
+    )
+    data = np.arange(6.0).reshape(2, 3)
+    before = data.copy()
+    weights = np.ones((3, 2))
+    module.adam_step(weights, data, state=module.adam_state(weights))
+    module.momentum_step(weights, data, state=module.momentum_state(weights), lr=0.1, nesterov=True)
+    np.testing.assert_array_equal(data, before)
+    assert module.grad(weights, data)[0] is not data

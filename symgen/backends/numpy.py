@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from ..optimize import Kernel, Program, Stmt
+from ..optimize import Kernel, Program, Stmt, transposed
 from ..pipeline import Compiled
 from ..printers import ArrayPrinter, ScalarPrinter
 from ..templating import render
@@ -92,7 +92,8 @@ class _StatementPrinter:
             )
         a = [self.array.doprint(e) for e in stmt.exprs]
         if kind == "array":
-            copy = stmt.exprs[0].is_Symbol  # never hand out an argument as a result
+            e = stmt.exprs[0]  # never hand out an argument (or a view of one) as a result
+            copy = e.is_Symbol or (isinstance(e, transposed) and e.args[0].is_Symbol)
             return f"{target} = np.array({a[0]})" if copy else f"{target} = {a[0]}"
         if kind == "fill":
             shape = _shape_text(tuple(stmt.exprs[1:]))
