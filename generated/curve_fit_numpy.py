@@ -52,8 +52,9 @@ def _mismatch(name, array, first, n):
     )
 
 
-def loss(a, b, c, d, e, g, t, y):
-    """The loss, mean over the N samples, as a float."""
+
+def _arguments(a, b, c, d, e, g, t, y):
+    """The arguments as arrays of DTYPE, and the dimensions, checked against each other."""
     if type(a) is not float:
         a = _as_scalar("a", a)
     if type(b) is not float:
@@ -73,6 +74,12 @@ def loss(a, b, c, d, e, g, t, y):
         _mismatch("y", y, "t", N)
     if N == 0:
         raise ValueError("curve_fit: the mean over samples needs at least one sample")
+    return a, b, c, d, e, g, t, y, N
+
+
+def loss(a, b, c, d, e, g, t, y):
+    """The loss, mean over the N samples, as a float."""
+    a, b, c, d, e, g, t, y, N = _arguments(a, b, c, d, e, g, t, y)
     # one pass over the samples (N,), 1 reduction, in blocks of 8192
     x1 = 0.0
     for _start in range(0, N, 8192):
@@ -87,25 +94,7 @@ def loss(a, b, c, d, e, g, t, y):
 
 def loss_and_grad(a, b, c, d, e, g, t, y):
     """(loss, gradients): one pass computes both; gradients in PARAMS order."""
-    if type(a) is not float:
-        a = _as_scalar("a", a)
-    if type(b) is not float:
-        b = _as_scalar("b", b)
-    if type(c) is not float:
-        c = _as_scalar("c", c)
-    if type(d) is not float:
-        d = _as_scalar("d", d)
-    if type(e) is not float:
-        e = _as_scalar("e", e)
-    if type(g) is not float:
-        g = _as_scalar("g", g)
-    t = _as_samples("t", t)
-    y = _as_samples("y", y)
-    N = t.shape[0]
-    if y.shape[0] != N:
-        _mismatch("y", y, "t", N)
-    if N == 0:
-        raise ValueError("curve_fit: the mean over samples needs at least one sample")
+    a, b, c, d, e, g, t, y, N = _arguments(a, b, c, d, e, g, t, y)
     # one pass over the samples (N,), 7 reductions, in blocks of 8192
     x0 = 2.0/N
     x9 = x10 = x11 = x12 = x13 = x14 = x15 = 0.0
@@ -148,25 +137,7 @@ def sgd_step(a, b, c, d, e, g, t, y, *, lr):
 
     Returns (loss before the step, new parameters).
     """
-    if type(a) is not float:
-        a = _as_scalar("a", a)
-    if type(b) is not float:
-        b = _as_scalar("b", b)
-    if type(c) is not float:
-        c = _as_scalar("c", c)
-    if type(d) is not float:
-        d = _as_scalar("d", d)
-    if type(e) is not float:
-        e = _as_scalar("e", e)
-    if type(g) is not float:
-        g = _as_scalar("g", g)
-    t = _as_samples("t", t)
-    y = _as_samples("y", y)
-    N = t.shape[0]
-    if y.shape[0] != N:
-        _mismatch("y", y, "t", N)
-    if N == 0:
-        raise ValueError("curve_fit: the mean over samples needs at least one sample")
+    a, b, c, d, e, g, t, y, N = _arguments(a, b, c, d, e, g, t, y)
     loss, (grad_a, grad_b, grad_c, grad_d, grad_e, grad_g) = loss_and_grad(a, b, c, d, e, g, t, y)
     a = a - lr*grad_a
     b = b - lr*grad_b
@@ -188,25 +159,7 @@ def momentum_step(a, b, c, d, e, g, t, y, *, state, lr, momentum=0.9, nesterov=F
 
     Returns (loss before the step, new parameters, new state).
     """
-    if type(a) is not float:
-        a = _as_scalar("a", a)
-    if type(b) is not float:
-        b = _as_scalar("b", b)
-    if type(c) is not float:
-        c = _as_scalar("c", c)
-    if type(d) is not float:
-        d = _as_scalar("d", d)
-    if type(e) is not float:
-        e = _as_scalar("e", e)
-    if type(g) is not float:
-        g = _as_scalar("g", g)
-    t = _as_samples("t", t)
-    y = _as_samples("y", y)
-    N = t.shape[0]
-    if y.shape[0] != N:
-        _mismatch("y", y, "t", N)
-    if N == 0:
-        raise ValueError("curve_fit: the mean over samples needs at least one sample")
+    a, b, c, d, e, g, t, y, N = _arguments(a, b, c, d, e, g, t, y)
     loss, (grad_a, grad_b, grad_c, grad_d, grad_e, grad_g) = loss_and_grad(a, b, c, d, e, g, t, y)
     (_v_a, _v_b, _v_c, _v_d, _v_e, _v_g) = state
     _v_a = momentum*_v_a - lr*grad_a
@@ -236,25 +189,7 @@ def adam_step(a, b, c, d, e, g, t, y, *, state, lr=0.001, beta1=0.9, beta2=0.999
 
     Returns (loss before the step, new parameters, new state).
     """
-    if type(a) is not float:
-        a = _as_scalar("a", a)
-    if type(b) is not float:
-        b = _as_scalar("b", b)
-    if type(c) is not float:
-        c = _as_scalar("c", c)
-    if type(d) is not float:
-        d = _as_scalar("d", d)
-    if type(e) is not float:
-        e = _as_scalar("e", e)
-    if type(g) is not float:
-        g = _as_scalar("g", g)
-    t = _as_samples("t", t)
-    y = _as_samples("y", y)
-    N = t.shape[0]
-    if y.shape[0] != N:
-        _mismatch("y", y, "t", N)
-    if N == 0:
-        raise ValueError("curve_fit: the mean over samples needs at least one sample")
+    a, b, c, d, e, g, t, y, N = _arguments(a, b, c, d, e, g, t, y)
     loss, (grad_a, grad_b, grad_c, grad_d, grad_e, grad_g) = loss_and_grad(a, b, c, d, e, g, t, y)
     _step, (_m_a, _m_b, _m_c, _m_d, _m_e, _m_g), (_s_a, _s_b, _s_c, _s_d, _s_e, _s_g) = state
     _step += 1

@@ -63,8 +63,9 @@ def _wrong_dim(name, array, axis, dim, expected, source, source_axis):
     )
 
 
-def loss(w, X, t):
-    """The loss, as a float."""
+
+def _arguments(w, X, t):
+    """The arguments as arrays of DTYPE, and the dimensions, checked against each other."""
     w = _as_matrix("w", w, "(D, 1)")
     X = _as_matrix("X", X, "(N, D)")
     t = _as_matrix("t", t, "(N, 1)")
@@ -78,6 +79,12 @@ def loss(w, X, t):
         _wrong_dim("t", t, 0, "N", N, "X", 0)
     if t.shape[1] != 1:
         _wrong_dim("t", t, 1, "1", 1, "", 0)
+    return w, X, t, D, N
+
+
+def loss(w, X, t):
+    """The loss, as a float."""
+    w, X, t, D, N = _arguments(w, X, t)
     # matrix product (BLAS)
     x0 = X @ w
     # one pass over the elements (N, 1), 1 reduction
@@ -89,19 +96,7 @@ def loss(w, X, t):
 
 def loss_and_grad(w, X, t):
     """(loss, gradients): one pass computes both; gradients in PARAMS order."""
-    w = _as_matrix("w", w, "(D, 1)")
-    X = _as_matrix("X", X, "(N, D)")
-    t = _as_matrix("t", t, "(N, 1)")
-    D = w.shape[0]
-    N = X.shape[0]
-    if w.shape[1] != 1:
-        _wrong_dim("w", w, 1, "1", 1, "", 0)
-    if X.shape[1] != D:
-        _wrong_dim("X", X, 1, "D", D, "w", 0)
-    if t.shape[0] != N:
-        _wrong_dim("t", t, 0, "N", N, "X", 0)
-    if t.shape[1] != 1:
-        _wrong_dim("t", t, 1, "1", 1, "", 0)
+    w, X, t, D, N = _arguments(w, X, t)
     # matrix product (BLAS)
     x0 = X @ w
     # one pass over the elements (N, 1), 1 reduction
@@ -127,19 +122,7 @@ def sgd_step(w, X, t, *, lr):
     Returns (loss before the step, new parameters);
     array parameters are updated in place.
     """
-    w = _as_matrix("w", w, "(D, 1)")
-    X = _as_matrix("X", X, "(N, D)")
-    t = _as_matrix("t", t, "(N, 1)")
-    D = w.shape[0]
-    N = X.shape[0]
-    if w.shape[1] != 1:
-        _wrong_dim("w", w, 1, "1", 1, "", 0)
-    if X.shape[1] != D:
-        _wrong_dim("X", X, 1, "D", D, "w", 0)
-    if t.shape[0] != N:
-        _wrong_dim("t", t, 0, "N", N, "X", 0)
-    if t.shape[1] != 1:
-        _wrong_dim("t", t, 1, "1", 1, "", 0)
+    w, X, t, D, N = _arguments(w, X, t)
     loss, (grad_w, ) = loss_and_grad(w, X, t)
     w -= lr*grad_w
     return loss, (w,)
@@ -157,19 +140,7 @@ def momentum_step(w, X, t, *, state, lr, momentum=0.9, nesterov=False):
     Returns (loss before the step, new parameters, new state);
     array parameters and the state are updated in place.
     """
-    w = _as_matrix("w", w, "(D, 1)")
-    X = _as_matrix("X", X, "(N, D)")
-    t = _as_matrix("t", t, "(N, 1)")
-    D = w.shape[0]
-    N = X.shape[0]
-    if w.shape[1] != 1:
-        _wrong_dim("w", w, 1, "1", 1, "", 0)
-    if X.shape[1] != D:
-        _wrong_dim("X", X, 1, "D", D, "w", 0)
-    if t.shape[0] != N:
-        _wrong_dim("t", t, 0, "N", N, "X", 0)
-    if t.shape[1] != 1:
-        _wrong_dim("t", t, 1, "1", 1, "", 0)
+    w, X, t, D, N = _arguments(w, X, t)
     loss, (grad_w, ) = loss_and_grad(w, X, t)
     (_v_w,) = state
     _v_w *= momentum
@@ -196,19 +167,7 @@ def adam_step(w, X, t, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8):
     Returns (loss before the step, new parameters, new state);
     array parameters and the state are updated in place.
     """
-    w = _as_matrix("w", w, "(D, 1)")
-    X = _as_matrix("X", X, "(N, D)")
-    t = _as_matrix("t", t, "(N, 1)")
-    D = w.shape[0]
-    N = X.shape[0]
-    if w.shape[1] != 1:
-        _wrong_dim("w", w, 1, "1", 1, "", 0)
-    if X.shape[1] != D:
-        _wrong_dim("X", X, 1, "D", D, "w", 0)
-    if t.shape[0] != N:
-        _wrong_dim("t", t, 0, "N", N, "X", 0)
-    if t.shape[1] != 1:
-        _wrong_dim("t", t, 1, "1", 1, "", 0)
+    w, X, t, D, N = _arguments(w, X, t)
     loss, (grad_w, ) = loss_and_grad(w, X, t)
     _step, (_m_w,), (_s_w,) = state
     _step += 1

@@ -56,8 +56,9 @@ def _wrong_dim(name, array, axis, dim, expected, source, source_axis):
     )
 
 
-def loss(W1, W2, X, Y):
-    """The loss, as a float."""
+
+def _arguments(W1, W2, X, Y):
+    """The arguments as arrays of DTYPE, and the dimensions, checked against each other."""
     W1 = _as_matrix("W1", W1, "(N_I, N_H)")
     W2 = _as_matrix("W2", W2, "(N_H, N_O)")
     X = _as_matrix("X", X, "(M, N_I)")
@@ -74,6 +75,12 @@ def loss(W1, W2, X, Y):
         _wrong_dim("Y", Y, 0, "M", M, "X", 0)
     if Y.shape[1] != N_O:
         _wrong_dim("Y", Y, 1, "N_O", N_O, "W2", 1)
+    return W1, W2, X, Y, N_I, N_H, N_O, M
+
+
+def loss(W1, W2, X, Y):
+    """The loss, as a float."""
+    W1, W2, X, Y, N_I, N_H, N_O, M = _arguments(W1, W2, X, Y)
     # matrix product (BLAS)
     x0 = X @ W1
     # one pass over the elements (M, N_H)
@@ -90,22 +97,7 @@ def loss(W1, W2, X, Y):
 
 def loss_and_grad(W1, W2, X, Y):
     """(loss, gradients): one pass computes both; gradients in PARAMS order."""
-    W1 = _as_matrix("W1", W1, "(N_I, N_H)")
-    W2 = _as_matrix("W2", W2, "(N_H, N_O)")
-    X = _as_matrix("X", X, "(M, N_I)")
-    Y = _as_matrix("Y", Y, "(M, N_O)")
-    N_I = W1.shape[0]
-    N_H = W1.shape[1]
-    N_O = W2.shape[1]
-    M = X.shape[0]
-    if W2.shape[0] != N_H:
-        _wrong_dim("W2", W2, 0, "N_H", N_H, "W1", 1)
-    if X.shape[1] != N_I:
-        _wrong_dim("X", X, 1, "N_I", N_I, "W1", 0)
-    if Y.shape[0] != M:
-        _wrong_dim("Y", Y, 0, "M", M, "X", 0)
-    if Y.shape[1] != N_O:
-        _wrong_dim("Y", Y, 1, "N_O", N_O, "W2", 1)
+    W1, W2, X, Y, N_I, N_H, N_O, M = _arguments(W1, W2, X, Y)
     # matrix product (BLAS)
     x0 = X @ W1
     # one pass over the elements (M, N_H)
@@ -142,22 +134,7 @@ def sgd_step(W1, W2, X, Y, *, lr):
     Returns (loss before the step, new parameters);
     array parameters are updated in place.
     """
-    W1 = _as_matrix("W1", W1, "(N_I, N_H)")
-    W2 = _as_matrix("W2", W2, "(N_H, N_O)")
-    X = _as_matrix("X", X, "(M, N_I)")
-    Y = _as_matrix("Y", Y, "(M, N_O)")
-    N_I = W1.shape[0]
-    N_H = W1.shape[1]
-    N_O = W2.shape[1]
-    M = X.shape[0]
-    if W2.shape[0] != N_H:
-        _wrong_dim("W2", W2, 0, "N_H", N_H, "W1", 1)
-    if X.shape[1] != N_I:
-        _wrong_dim("X", X, 1, "N_I", N_I, "W1", 0)
-    if Y.shape[0] != M:
-        _wrong_dim("Y", Y, 0, "M", M, "X", 0)
-    if Y.shape[1] != N_O:
-        _wrong_dim("Y", Y, 1, "N_O", N_O, "W2", 1)
+    W1, W2, X, Y, N_I, N_H, N_O, M = _arguments(W1, W2, X, Y)
     loss, (grad_W1, grad_W2) = loss_and_grad(W1, W2, X, Y)
     W1 -= lr*grad_W1
     W2 -= lr*grad_W2
@@ -176,22 +153,7 @@ def momentum_step(W1, W2, X, Y, *, state, lr, momentum=0.9, nesterov=False):
     Returns (loss before the step, new parameters, new state);
     array parameters and the state are updated in place.
     """
-    W1 = _as_matrix("W1", W1, "(N_I, N_H)")
-    W2 = _as_matrix("W2", W2, "(N_H, N_O)")
-    X = _as_matrix("X", X, "(M, N_I)")
-    Y = _as_matrix("Y", Y, "(M, N_O)")
-    N_I = W1.shape[0]
-    N_H = W1.shape[1]
-    N_O = W2.shape[1]
-    M = X.shape[0]
-    if W2.shape[0] != N_H:
-        _wrong_dim("W2", W2, 0, "N_H", N_H, "W1", 1)
-    if X.shape[1] != N_I:
-        _wrong_dim("X", X, 1, "N_I", N_I, "W1", 0)
-    if Y.shape[0] != M:
-        _wrong_dim("Y", Y, 0, "M", M, "X", 0)
-    if Y.shape[1] != N_O:
-        _wrong_dim("Y", Y, 1, "N_O", N_O, "W2", 1)
+    W1, W2, X, Y, N_I, N_H, N_O, M = _arguments(W1, W2, X, Y)
     loss, (grad_W1, grad_W2) = loss_and_grad(W1, W2, X, Y)
     (_v_W1, _v_W2) = state
     _v_W1 *= momentum
@@ -226,22 +188,7 @@ def adam_step(W1, W2, X, Y, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8
     Returns (loss before the step, new parameters, new state);
     array parameters and the state are updated in place.
     """
-    W1 = _as_matrix("W1", W1, "(N_I, N_H)")
-    W2 = _as_matrix("W2", W2, "(N_H, N_O)")
-    X = _as_matrix("X", X, "(M, N_I)")
-    Y = _as_matrix("Y", Y, "(M, N_O)")
-    N_I = W1.shape[0]
-    N_H = W1.shape[1]
-    N_O = W2.shape[1]
-    M = X.shape[0]
-    if W2.shape[0] != N_H:
-        _wrong_dim("W2", W2, 0, "N_H", N_H, "W1", 1)
-    if X.shape[1] != N_I:
-        _wrong_dim("X", X, 1, "N_I", N_I, "W1", 0)
-    if Y.shape[0] != M:
-        _wrong_dim("Y", Y, 0, "M", M, "X", 0)
-    if Y.shape[1] != N_O:
-        _wrong_dim("Y", Y, 1, "N_O", N_O, "W2", 1)
+    W1, W2, X, Y, N_I, N_H, N_O, M = _arguments(W1, W2, X, Y)
     loss, (grad_W1, grad_W2) = loss_and_grad(W1, W2, X, Y)
     _step, (_m_W1, _m_W2), (_s_W1, _s_W2) = state
     _step += 1

@@ -31,6 +31,7 @@ def _as_scalar(name, value):
     )
 
 
+
 def loss(x, y):
     """The loss, as a float."""
     if type(x) is not float:

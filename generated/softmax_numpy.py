@@ -56,8 +56,9 @@ def _wrong_dim(name, array, axis, dim, expected, source, source_axis):
     )
 
 
-def loss(W, b, X, Y):
-    """The loss, as a float."""
+
+def _arguments(W, b, X, Y):
+    """The arguments as arrays of DTYPE, and the dimensions, checked against each other."""
     W = _as_matrix("W", W, "(D, K)")
     b = _as_matrix("b", b, "(1, K)")
     X = _as_matrix("X", X, "(N, D)")
@@ -75,6 +76,12 @@ def loss(W, b, X, Y):
         _wrong_dim("Y", Y, 0, "N", N, "X", 0)
     if Y.shape[1] != K:
         _wrong_dim("Y", Y, 1, "K", K, "W", 1)
+    return W, b, X, Y, D, K, N
+
+
+def loss(W, b, X, Y):
+    """The loss, as a float."""
+    W, b, X, Y, D, K, N = _arguments(W, b, X, Y)
     # matrix product (BLAS)
     x0 = X @ W
     # one pass over the elements (N, K), 1 reduction
@@ -90,23 +97,7 @@ def loss(W, b, X, Y):
 
 def loss_and_grad(W, b, X, Y):
     """(loss, gradients): one pass computes both; gradients in PARAMS order."""
-    W = _as_matrix("W", W, "(D, K)")
-    b = _as_matrix("b", b, "(1, K)")
-    X = _as_matrix("X", X, "(N, D)")
-    Y = _as_matrix("Y", Y, "(N, K)")
-    D = W.shape[0]
-    K = W.shape[1]
-    N = X.shape[0]
-    if b.shape[0] != 1:
-        _wrong_dim("b", b, 0, "1", 1, "", 0)
-    if b.shape[1] != K:
-        _wrong_dim("b", b, 1, "K", K, "W", 1)
-    if X.shape[1] != D:
-        _wrong_dim("X", X, 1, "D", D, "W", 0)
-    if Y.shape[0] != N:
-        _wrong_dim("Y", Y, 0, "N", N, "X", 0)
-    if Y.shape[1] != K:
-        _wrong_dim("Y", Y, 1, "K", K, "W", 1)
+    W, b, X, Y, D, K, N = _arguments(W, b, X, Y)
     # one pass over the elements (N, K), 2 reductions
     x0 = 1.0/N
     x1 = np.sum(Y, axis=(1,), keepdims=True)
@@ -146,23 +137,7 @@ def sgd_step(W, b, X, Y, *, lr):
     Returns (loss before the step, new parameters);
     array parameters are updated in place.
     """
-    W = _as_matrix("W", W, "(D, K)")
-    b = _as_matrix("b", b, "(1, K)")
-    X = _as_matrix("X", X, "(N, D)")
-    Y = _as_matrix("Y", Y, "(N, K)")
-    D = W.shape[0]
-    K = W.shape[1]
-    N = X.shape[0]
-    if b.shape[0] != 1:
-        _wrong_dim("b", b, 0, "1", 1, "", 0)
-    if b.shape[1] != K:
-        _wrong_dim("b", b, 1, "K", K, "W", 1)
-    if X.shape[1] != D:
-        _wrong_dim("X", X, 1, "D", D, "W", 0)
-    if Y.shape[0] != N:
-        _wrong_dim("Y", Y, 0, "N", N, "X", 0)
-    if Y.shape[1] != K:
-        _wrong_dim("Y", Y, 1, "K", K, "W", 1)
+    W, b, X, Y, D, K, N = _arguments(W, b, X, Y)
     loss, (grad_W, grad_b) = loss_and_grad(W, b, X, Y)
     W -= lr*grad_W
     b -= lr*grad_b
@@ -181,23 +156,7 @@ def momentum_step(W, b, X, Y, *, state, lr, momentum=0.9, nesterov=False):
     Returns (loss before the step, new parameters, new state);
     array parameters and the state are updated in place.
     """
-    W = _as_matrix("W", W, "(D, K)")
-    b = _as_matrix("b", b, "(1, K)")
-    X = _as_matrix("X", X, "(N, D)")
-    Y = _as_matrix("Y", Y, "(N, K)")
-    D = W.shape[0]
-    K = W.shape[1]
-    N = X.shape[0]
-    if b.shape[0] != 1:
-        _wrong_dim("b", b, 0, "1", 1, "", 0)
-    if b.shape[1] != K:
-        _wrong_dim("b", b, 1, "K", K, "W", 1)
-    if X.shape[1] != D:
-        _wrong_dim("X", X, 1, "D", D, "W", 0)
-    if Y.shape[0] != N:
-        _wrong_dim("Y", Y, 0, "N", N, "X", 0)
-    if Y.shape[1] != K:
-        _wrong_dim("Y", Y, 1, "K", K, "W", 1)
+    W, b, X, Y, D, K, N = _arguments(W, b, X, Y)
     loss, (grad_W, grad_b) = loss_and_grad(W, b, X, Y)
     (_v_W, _v_b) = state
     _v_W *= momentum
@@ -232,23 +191,7 @@ def adam_step(W, b, X, Y, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8):
     Returns (loss before the step, new parameters, new state);
     array parameters and the state are updated in place.
     """
-    W = _as_matrix("W", W, "(D, K)")
-    b = _as_matrix("b", b, "(1, K)")
-    X = _as_matrix("X", X, "(N, D)")
-    Y = _as_matrix("Y", Y, "(N, K)")
-    D = W.shape[0]
-    K = W.shape[1]
-    N = X.shape[0]
-    if b.shape[0] != 1:
-        _wrong_dim("b", b, 0, "1", 1, "", 0)
-    if b.shape[1] != K:
-        _wrong_dim("b", b, 1, "K", K, "W", 1)
-    if X.shape[1] != D:
-        _wrong_dim("X", X, 1, "D", D, "W", 0)
-    if Y.shape[0] != N:
-        _wrong_dim("Y", Y, 0, "N", N, "X", 0)
-    if Y.shape[1] != K:
-        _wrong_dim("Y", Y, 1, "K", K, "W", 1)
+    W, b, X, Y, D, K, N = _arguments(W, b, X, Y)
     loss, (grad_W, grad_b) = loss_and_grad(W, b, X, Y)
     _step, (_m_W, _m_b), (_s_W, _s_b) = state
     _step += 1
