@@ -2,11 +2,28 @@
 
 Data come from an ``.npz`` file (arrays by name) or, for per-sample problems,
 a ``.csv`` file with a header row naming its columns; data larger than memory
-from a Zarr store (a ``*.zarr`` folder, one array per data name) or a folder
-of ``NAME.npy`` files, read lazily as Dask arrays (chunk by chunk, never whole:
-``symgen[dask]``) and trained on with ``symgen.distributed``. Initial parameters come
-from ``--init FILE.npz`` and/or ``--init NAME=VALUE`` for scalar parameters
-(parsed without ``eval``: ``0.5``, ``pi/2``, ``exp(-1)``).
+from a Zarr store (a ``*.zarr`` folder, one array per data name), a folder
+of ``NAME.npy`` files, or Parquet (a ``.parquet`` file, or a folder whose
+``*.parquet`` files form one dataset), read lazily as Dask arrays (chunk by chunk,
+never whole: ``symgen[dask]``) and trained on with ``symgen.distributed``. Initial
+parameters come from ``--init FILE.npz`` and/or ``--init NAME=VALUE`` for scalar
+parameters (parsed without ``eval``: ``0.5``, ``pi/2``, ``exp(-1)``).
+
+Parquet rows are samples. The files of a folder are taken in name order, numbers
+in names compared as numbers (``part.2.parquet`` before ``part.10.parquet``, as
+Dask's ``to_parquet`` names them; names starting with ``.`` or ``_`` are
+skipped), and read one row group at a time (consecutive row groups of a file
+merged up to about 64 MB), with row counts from the Parquet metadata, so that
+chunk boundaries lie at file and row-group boundaries. Data names map to columns:
+
+- a per-sample data symbol ``t`` is the column ``t``;
+- a matrix data symbol ``X`` of shape (N, D) is the columns ``X_0``, ..., ``X_{D-1}``
+  (as ``pandas.DataFrame(x).add_prefix("X_")`` names them), or a fixed-size list
+  column ``X`` (``pyarrow.list_(pyarrow.float64(), D)``); a plain column ``t``
+  gives a matrix of shape (N, 1).
+
+Integer and boolean columns are read as numbers; every array is read in the
+problem's dtype (float64 or float32), nulls as NaN.
 
 Every array is checked against the problem's symbolic shapes before training,
 and a mismatch is a ``SpecError`` naming the array, its shape and the shape it
@@ -18,6 +35,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import warnings
 import zipfile
 from dataclasses import dataclass
@@ -206,9 +224,301 @@ def read_npy_folder(path: str) -> dict[str, Any]:
     return arrays
 
 
+#: Rows per chunk of Parquet data: consecutive row groups of a file merged up to about
+#: this many bytes (of all the data columns read); a larger row group is one chunk.
+PARQUET_CHUNK_BYTES = NPY_CHUNK_BYTES
+
+
+def _pyarrow(path: str) -> tuple[Any, Any]:
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise SpecError(
+            f"reading the Parquet data {path} needs pyarrow: pip install 'symgen[dask]'"
+        ) from None
+    return pa, pq
+
+
+def _natural(name: str) -> list[Any]:
+    """A sort key comparing the numbers in a name as numbers: part.2 before part.10."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+def parquet_files(path: Path) -> list[Path]:
+    """The Parquet files of ``path``: itself, or a folder's ``*.parquet`` files in order."""
+    if not path.is_dir():
+        return [path]
+    files = [
+        file
+        for file in path.glob("*.parquet")
+        if file.is_file() and not file.name.startswith((".", "_"))
+    ]
+    return sorted(files, key=lambda file: _natural(file.name))
+
+
+def _read_row_groups(path: str, groups: list[int], columns: list[str]) -> Any:
+    """Some row groups of one Parquet file, only ``columns``: a ``pyarrow.Table``."""
+    _, pq = _pyarrow(path)
+    return pq.ParquetFile(path).read_row_groups(groups, columns=columns, use_threads=False)
+
+
+class ParquetColumns:
+    """Some columns of a Parquet dataset as an array-like of shape (rows,) or (rows, width)
+    that Dask reads slice by slice, each slice from the row groups that hold its rows.
+
+    ``columns`` are numeric columns (one per matrix column), or one fixed-size list
+    column (``listed``). It pickles as its file paths, so that each Dask worker
+    opens the files itself: they must be at the same paths on every worker."""
+
+    def __init__(
+        self,
+        pieces: tuple[tuple[str, int, int], ...],
+        columns: tuple[str, ...],
+        listed: bool,
+        width: int | None,
+        dtype: Any,
+        stamps: tuple[tuple[str, int], ...],
+    ) -> None:
+        #: (file, row group, rows) in order.
+        self.pieces = pieces
+        self.starts = np.cumsum([0, *(rows for _, _, rows in pieces)]).tolist()
+        self.columns = columns
+        self.listed = listed
+        self.width = width  # None: a 1-D array of one column
+        self.dtype = np.dtype(dtype)
+        self.shape = (self.starts[-1],) if width is None else (self.starts[-1], width)
+        self.ndim = len(self.shape)
+        self.stamps = stamps
+
+    def __dask_tokenize__(self) -> tuple:
+        return ("symgen-parquet", self.stamps, self.pieces, self.columns, self.listed,
+                self.width, str(self.dtype))  # fmt: skip
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        key = key if isinstance(key, tuple) else (key,)
+        if any(k is Ellipsis for k in key):
+            at = next(i for i, k in enumerate(key) if k is Ellipsis)
+            fill = (slice(None),) * (self.ndim - len(key) + 1)
+            key = key[:at] + fill + key[at + 1 :]
+        rows, rest = (key[0], key[1:]) if key else (slice(None), ())
+        total = self.shape[0]
+        if isinstance(rows, slice):
+            span = range(*rows.indices(total))
+            if not span:
+                start, stop, local = 0, 0, slice(0, 0)
+            else:
+                start = min(span[0], span[-1])
+                stop = max(span[0], span[-1]) + 1
+                first, last = span[0] - start, span[-1] - start
+                local = (
+                    slice(first, last + 1, span.step)
+                    if span.step > 0
+                    else np.arange(first, last - 1, span.step)
+                )
+        elif isinstance(rows, int | np.integer):
+            index = int(rows) + total if rows < 0 else int(rows)
+            if not 0 <= index < total:
+                raise IndexError(f"row {rows} out of range for {total} rows")
+            start, stop, local = index, index + 1, 0
+        else:
+            picked = np.arange(total)[rows]
+            start = int(picked.min()) if picked.size else 0
+            stop = int(picked.max()) + 1 if picked.size else 0
+            local = picked - start
+        block = self._rows(start, stop)
+        return block[(local, *rest)]
+
+    def _rows(self, start: int, stop: int) -> np.ndarray:
+        """Rows ``start:stop``, read from the row groups that hold them."""
+        shape = (max(0, stop - start), *self.shape[1:])
+        if stop <= start:
+            return np.empty(shape, dtype=self.dtype)
+        first = int(np.searchsorted(self.starts, start, side="right")) - 1
+        last = int(np.searchsorted(self.starts, stop, side="left"))
+        blocks, run = [], []
+        for k in range(first, last):
+            if run and self.pieces[run[0]][0] != self.pieces[k][0]:
+                blocks.append(self._read(run))
+                run = []
+            run.append(k)
+        blocks.append(self._read(run))
+        out = blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
+        offset = start - self.starts[first]
+        return out[offset : offset + (stop - start)]
+
+    def _read(self, run: list[int]) -> np.ndarray:
+        """Consecutive pieces of one file as an array of ``self.dtype``."""
+        path = self.pieces[run[0]][0]
+        table = _read_row_groups(path, [self.pieces[k][1] for k in run], list(self.columns))
+        pa, _ = _pyarrow(path)
+        target = pa.float32() if self.dtype == np.float32 else pa.float64()
+        rows = table.num_rows
+        if self.width is None:
+            return table.column(0).cast(target, safe=False).to_numpy()
+        if self.listed:
+            column = table.column(0).combine_chunks()
+            values = column.values.slice(column.offset * self.width, rows * self.width)
+            out = values.cast(target, safe=False).to_numpy(zero_copy_only=False)
+            out = out.reshape(rows, self.width)
+            if column.null_count:
+                out = out.copy()
+                out[column.is_null().to_numpy(zero_copy_only=False)] = np.nan
+            return out
+        out = np.empty((rows, self.width), dtype=self.dtype)
+        for j in range(self.width):
+            out[:, j] = table.column(j).cast(target, safe=False).to_numpy()
+        return out
+
+
+def _numeric_type(pa: Any, type_: Any) -> bool:
+    return bool(pa.types.is_integer(type_) or pa.types.is_floating(type_)
+                or pa.types.is_boolean(type_))  # fmt: skip
+
+
+def read_parquet(problem: Problem, path: str) -> dict[str, Any]:
+    """The problem's data from a ``.parquet`` file or a folder of them, as lazy Dask arrays
+    in row chunks at row-group boundaries (see the module docstring for the columns)."""
+    da = _dask_array()
+    pa, pq = _pyarrow(path)
+    files = parquet_files(Path(path))
+    data_slots = [s for s in slots(problem) if s.role == "data"]
+    needs = ", ".join(f"{s.name} {s.shape_text}" for s in data_slots)
+    pieces: list[tuple[str, int, int]] = []
+    stamps, schemas = [], []
+    for file in files:
+        try:
+            handle = pq.ParquetFile(str(file))
+            meta = handle.metadata
+            schemas.append(handle.schema_arrow)
+        except Exception as exc:  # noqa: BLE001 - pyarrow raises many kinds
+            raise SpecError(f"cannot read {file} as a Parquet file: {exc}") from None
+        name = os.path.abspath(file)
+        stamps.append((name, os.stat(file).st_mtime_ns))
+        for group in range(meta.num_row_groups):
+            rows = meta.row_group(group).num_rows
+            if rows:
+                pieces.append((name, group, rows))
+    schema = schemas[0]
+    names = set(schema.names)
+
+    # Which columns each data array is read from, and its width.
+    plans: dict[str, tuple[tuple[str, ...], bool, int | None]] = {}
+    missing = []
+    for slot in data_slots:
+        where = f"{slot.name!r} in {path}"
+        if not slot.shape or (problem.kind != "per_sample" and len(slot.shape) != 2):
+            raise SpecError(
+                f"data {slot.name!r} is {slot.shape_text}, but Parquet columns hold one value "
+                f"per row; give {slot.name} in an .npz file"
+            )
+        field = schema.field(slot.name) if slot.name in names else None
+        if len(slot.shape) == 1:
+            if field is None:
+                missing.append((slot, f"column {slot.name}"))
+                continue
+            if not _numeric_type(pa, field.type):
+                raise SpecError(f"column {where} is {field.type}, not numbers")
+            plans[slot.name] = ((slot.name,), False, None)
+            continue
+        if field is not None:
+            if _numeric_type(pa, field.type):
+                plans[slot.name] = ((slot.name,), False, 1)
+            elif pa.types.is_fixed_size_list(field.type) and _numeric_type(
+                pa, field.type.value_type
+            ):
+                plans[slot.name] = ((slot.name,), True, field.type.list_size)
+            else:
+                raise SpecError(
+                    f"column {where} is {field.type}; a matrix {slot.name} {slot.shape_text} "
+                    f"is read from columns {slot.name}_0, {slot.name}_1, ... or a fixed-size "
+                    f"list column {slot.name} of numbers"
+                )
+            continue
+        pattern = re.compile(re.escape(slot.name) + r"_(0|[1-9][0-9]*)")
+        found = {int(m.group(1)): n for n in schema.names if (m := pattern.fullmatch(n))}
+        if not found:
+            width = slot.shape[1]
+            last = int(width) - 1 if width.is_Integer else f"{{{width}-1}}"
+            missing.append(
+                (slot, f"column {slot.name} (or {slot.name}_0)")
+                if width == 1
+                else (
+                    slot,
+                    f"columns {slot.name}_0, ..., {slot.name}_{last} "
+                    f"(or a fixed-size list column {slot.name})",
+                )
+            )
+            continue
+        gaps = [f"{slot.name}_{j}" for j in range(max(found) + 1) if j not in found]
+        if gaps:
+            raise SpecError(
+                f"data {slot.name!r} {slot.shape_text} in {path}: columns "
+                f"{slot.name}_0..{slot.name}_{max(found)} lack {', '.join(gaps)}"
+            )
+        for j in sorted(found):
+            column = schema.field(found[j])
+            if not _numeric_type(pa, column.type):
+                raise SpecError(f"column {found[j]!r} in {path} is {column.type}, not numbers")
+        plans[slot.name] = (tuple(found[j] for j in sorted(found)), False, len(found))
+    if missing:
+        shown = sorted(names, key=_natural)
+        held = ", ".join(shown[:12]) + (f", ... ({len(shown)} in all)" if len(shown) > 12 else "")
+        what = "; ".join(f"data {s.name!r} {s.shape_text} needs {cols}" for s, cols in missing)
+        raise SpecError(
+            f"{what}: missing from {path} (Parquet columns: {held or 'none'}); "
+            f"{problem.name} needs {needs}"
+        )
+
+    # The other files must hold the same columns, of numbers (or lists of as many).
+    for file, other in zip(files[1:], schemas[1:], strict=True):
+        for columns, listed, width in plans.values():
+            for column in columns:
+                if other.get_field_index(column) < 0:
+                    raise SpecError(
+                        f"column {column!r} is in {files[0]} but missing from {file}; "
+                        f"the files of {path} must hold the same columns"
+                    )
+                kind = other.field(column).type
+                fits = (
+                    pa.types.is_fixed_size_list(kind)
+                    and kind.list_size == width
+                    and _numeric_type(pa, kind.value_type)
+                    if listed
+                    else _numeric_type(pa, kind)
+                )
+                if not fits:
+                    first = schema.field(column).type
+                    raise SpecError(
+                        f"column {column!r} is {kind} in {file} but {first} in {files[0]}"
+                    )
+
+    # Row chunks: consecutive row groups of a file, up to PARQUET_CHUNK_BYTES of all columns.
+    dtype = np.dtype(problem.dtype)
+    row_bytes = dtype.itemsize * sum(1 if w is None else w for _, _, w in plans.values())
+    chunks: list[int] = []
+    chunk_file, chunk_bytes = None, 0
+    for file, _, rows in pieces:
+        size = rows * row_bytes
+        if chunks and file == chunk_file and chunk_bytes + size <= PARQUET_CHUNK_BYTES:
+            chunks[-1] += rows
+            chunk_bytes += size
+        else:
+            chunks.append(rows)
+            chunk_file, chunk_bytes = file, size
+    row_chunks = tuple(chunks) or (0,)
+    arrays = {}
+    for name, (columns, listed, width) in plans.items():
+        source = ParquetColumns(tuple(pieces), columns, listed, width, dtype, tuple(stamps))
+        shape_chunks = (row_chunks,) if width is None else (row_chunks, (width,))
+        meta = np.empty((0,) * source.ndim, dtype=dtype)
+        arrays[name] = da.from_array(source, chunks=shape_chunks, meta=meta)
+    return arrays
+
+
 def read_data(problem: Problem, path: str | None) -> dict[str, Value]:
-    """The problem's data arrays from ``path``: .npz, .csv for per-sample problems, or a
-    folder (a Zarr store or ``NAME.npy`` files) read lazily with Dask."""
+    """The problem's data arrays from ``path``: .npz, .csv for per-sample problems, or read
+    lazily with Dask: a Zarr store, a folder of ``NAME.npy`` files, or Parquet."""
     data_slots = [s for s in slots(problem) if s.role == "data"]
     if not data_slots:
         if path is not None:
@@ -222,13 +532,26 @@ def read_data(problem: Problem, path: str | None) -> dict[str, Value]:
         arrays = read_zarr(path)
         holds = "arrays"
     elif Path(path).is_dir():
-        if not any(Path(path).glob("*.npy")):
+        npy, parquet = any(Path(path).glob("*.npy")), parquet_files(Path(path))
+        if npy and parquet:
+            raise SpecError(
+                f"--data {path}: the folder holds both .npy and .parquet files; "
+                "keep one kind of data in it"
+            )
+        if parquet:
+            arrays = read_parquet(problem, path)
+            holds = "Parquet columns"
+        elif npy:
+            arrays = read_npy_folder(path)
+            holds = ".npy files"
+        else:
             raise SpecError(
                 f"--data {path}: a folder must be a Zarr store (*.zarr) or hold one NAME.npy "
-                f"file per data array ({needs})"
+                f"file per data array ({needs}) or *.parquet files with a column per data name"
             )
-        arrays = read_npy_folder(path)
-        holds = ".npy files"
+    elif suffix == ".parquet" and Path(path).is_file():
+        arrays = read_parquet(problem, path)
+        holds = "Parquet columns"
     elif suffix == ".csv":
         if problem.kind != "per_sample":
             raise SpecError(
@@ -240,13 +563,14 @@ def read_data(problem: Problem, path: str | None) -> dict[str, Value]:
     elif suffix == ".npz":
         arrays = read_npz(path)
         holds = "arrays"
-    elif suffix == ".zarr" or not Path(path).exists():
+    elif suffix in (".zarr", ".parquet") or not Path(path).exists():
         raise SpecError(f"file not found: {path}")
     else:
         raise SpecError(
             f"--data {path}: give an .npz file of arrays by name"
             + (", a .csv file with a header row" if problem.kind == "per_sample" else "")
-            + ", a Zarr store (*.zarr) or a folder of NAME.npy files"
+            + ", a Zarr store (*.zarr), a folder of NAME.npy files, or a .parquet file or "
+            "folder of them"
         )
     values = {}
     for slot in data_slots:
