@@ -19,7 +19,17 @@ from .errors import SpecError
 from .exprparse import parse_assignment, parse_expression
 from .files import write_atomic
 from .formulas import derivative
+from .hyperparams import OPTIMIZERS, bake
 from .specfile import load
+
+#: The hyperparameters ``generate --optimizer NAME`` bakes, with their help.
+HYPERPARAMETERS = {
+    "lr": "learning rate (default: 0.001 adam, else 0.01)",
+    "momentum": "momentum, nesterov: velocity decay (default: 0.9)",
+    "beta1": "adam: first-moment decay (default: 0.9)",
+    "beta2": "adam: second-moment decay (default: 0.999)",
+    "eps": "adam: added to the root of the second moment (default: 1e-08)",
+}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -27,19 +37,28 @@ class _Parser(argparse.ArgumentParser):
         raise SpecError(f"{self.prog}: {message}")
 
 
-def _outputs(spec: str, backends: list[str], out: Path) -> dict[Path, str]:
-    loaded = load(spec)
+def _baking(args: argparse.Namespace) -> dict[str, object]:
+    """``optimizer=`` and the hyperparameters given on the command line, checked."""
+    given = {n: getattr(args, n) for n in HYPERPARAMETERS if getattr(args, n) is not None}
+    bake(args.optimizer, **given)  # fails early, before the spec is loaded
+    return {"optimizer": args.optimizer, **given} if args.optimizer else {}
+
+
+def _outputs(args: argparse.Namespace) -> dict[Path, str]:
+    baking = _baking(args)
+    loaded = load(args.spec)
+    out = Path(args.output)
     files: dict[Path, str] = {}
     for problem in loaded.problems:
-        for backend in backends:
+        for backend in args.backend or ["numpy"]:
             files[out / f"{problem.name}_{backend}.py"] = generate(
-                problem, backend, source=loaded.source
+                problem, backend, source=loaded.source, **baking
             )
     return files
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    for path, text in _outputs(args.spec, args.backend or ["numpy"], Path(args.output)).items():
+    for path, text in _outputs(args).items():
         write_atomic(path, text)
         print(f"wrote {path}")
     return 0
@@ -47,7 +66,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     stale = []
-    for path, text in _outputs(args.spec, args.backend or ["numpy"], Path(args.output)).items():
+    for path, text in _outputs(args).items():
         if not path.is_file():
             stale.append(f"{path} (missing)")
         elif path.read_text(encoding="utf-8") != text:
@@ -194,6 +213,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("spec", help="path.py, path.py:attr or package.module:attr")
         p.add_argument("--backend", action="append", choices=sorted(BACKENDS))
         p.add_argument("-o", "--output", default="generated", help="folder (default: generated)")
+        p.add_argument(
+            "--optimizer",
+            choices=list(OPTIMIZERS),
+            help="bake this optimizer's hyperparameters into its step function",
+        )
+        for hyper, text in HYPERPARAMETERS.items():
+            p.add_argument(f"--{hyper}", type=float, metavar="X", help=text)
     p = sub.add_parser("show", help="print the loss and its simplified derivatives")
     p.add_argument("spec")
     p.add_argument("--format", choices=show_module.FORMATS, default="text")

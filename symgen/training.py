@@ -24,15 +24,13 @@ from typing import Any
 
 import numpy as np
 
+from . import hyperparams
+from .hyperparams import STEP_FUNCTIONS
+
 #: The optimizers ``fit`` knows, each with the generated function it calls.
-OPTIMIZERS: dict[str, str] = {
-    "sgd": "sgd_step",
-    "momentum": "momentum_step",
-    "nesterov": "momentum_step",
-    "adam": "adam_step",
-}
+OPTIMIZERS: dict[str, str] = dict(STEP_FUNCTIONS)
 #: Learning rates used when ``lr`` is not given.
-DEFAULT_LR: dict[str, float] = {"sgd": 0.01, "momentum": 0.01, "nesterov": 0.01, "adam": 0.001}
+DEFAULT_LR: dict[str, float] = dict(hyperparams.DEFAULT_LR)
 #: Roughly how many report lines a fit prints when ``report_every`` is not given.
 REPORT_LINES = 10
 
@@ -91,7 +89,7 @@ def fit(
     params: Sequence[Any] | Mapping[str, Any],
     data: Mapping[str, Any] | None = None,
     *,
-    optimizer: str = "adam",
+    optimizer: str | None = None,
     steps: int = 1000,
     lr: float | None = None,
     batch_size: int | None = None,
@@ -122,7 +120,17 @@ def fit(
     ``optimizer``: ``"sgd"``, ``"momentum"``, ``"nesterov"`` or ``"adam"``,
     run by the module's generated ``sgd_step``/``momentum_step``/``adam_step``;
     their hyperparameters (``momentum``, ``beta1``, ``beta2``, ``eps``) go in
-    ``**hyper``. ``lr`` defaults to ``DEFAULT_LR[optimizer]``.
+    ``**hyper``. ``lr`` defaults to ``DEFAULT_LR[optimizer]``. ``optimizer``
+    defaults to the module's baked optimizer (``module.OPTIMIZER``), else ``"adam"``.
+
+    A module generated with ``--optimizer`` (``symgen.generate(...,
+    optimizer=...)``) has that optimizer's hyperparameters built into its step
+    function (``module.HYPERPARAMETERS``): fitting with that optimizer uses
+    them; ``lr`` and ``**hyper`` may repeat them but not differ from them
+    (``ValueError``: regenerate the module, or use an unbaked one, to change
+    them). The module's other step functions take them as usual. A module
+    baked for ``"momentum"`` cannot fit with ``"nesterov"`` nor the reverse
+    (both run ``momentum_step``).
 
     ``batch_size``: when given, each step sees ``batch_size`` rows of every
     data array (the samples of per-sample problems, the first axis of matrix
@@ -159,10 +167,16 @@ def fit(
             module = compile_problem(problem)
     names, data_names = _module_names(module)
     name = _module_name(module)
+    if optimizer is None:
+        optimizer = _baked_optimizer(module) or "adam"
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
     steps = _count("steps", steps, minimum=0)
-    lr = DEFAULT_LR[optimizer] if lr is None else _positive("lr", lr)
+    baked = _baked_settings(module, name, optimizer, lr, hyper)
+    if baked is not None:
+        lr, hyper = baked["lr"], {}
+    else:
+        lr = DEFAULT_LR[optimizer] if lr is None else _positive("lr", lr)
     if batch_size is not None:
         batch_size = _count("batch_size", batch_size, minimum=1)
     if tol is not None:
@@ -178,10 +192,20 @@ def fit(
     arrays = _data_arrays(name, data_names, data, module.DTYPE, lazy=lazy)
     if lazy:
         advance, batches, rows, full_loss = _distributed(
-            problem or module, module, name, optimizer, lr, hyper, current, arrays, batch_size, seed
+            problem or module,
+            module,
+            name,
+            optimizer,
+            lr,
+            hyper,
+            current,
+            arrays,
+            batch_size,
+            seed,
+            baked,
         )
     else:
-        advance = _stepper(module, name, optimizer, lr, hyper, current)
+        advance = _stepper(module, name, optimizer, lr, hyper, current, baked)
         batches, rows = _batches(name, arrays, batch_size, seed)
         full_loss = lambda p: module.loss(*p, **arrays)
     backups = [np.empty_like(p) if isinstance(p, np.ndarray) else None for p in current]
@@ -419,9 +443,10 @@ def _stepper(
     lr: float,
     hyper: dict[str, Any],
     params: list[Any],
+    baked: dict[str, float] | None = None,
 ) -> Callable[[list[Any], dict[str, Any]], tuple[float, tuple[Any, ...]]]:
     """``advance(params, batch) -> (loss before, new params)``, keeping the optimizer state."""
-    function_name, function, options = _step_function(module, name, optimizer, lr, hyper)
+    function_name, function, options, _ = _step_function(module, name, optimizer, lr, hyper, baked)
     if optimizer == "sgd":
 
         def advance(p: list[Any], batch: dict[str, Any]) -> tuple[float, tuple[Any, ...]]:
@@ -439,16 +464,76 @@ def _stepper(
     return advance_with_state
 
 
+def _baked_optimizer(module: Any) -> str | None:
+    """The optimizer whose hyperparameters ``module`` has built in (``OPTIMIZER``), or None."""
+    optimizer = getattr(module, "OPTIMIZER", None)
+    return optimizer if isinstance(optimizer, str) and optimizer in OPTIMIZERS else None
+
+
+def _baked_settings(
+    module: Any, name: str, optimizer: str, lr: Any, hyper: dict[str, Any]
+) -> dict[str, float] | None:
+    """The hyperparameters built into the step function that ``optimizer`` runs, or None
+    when it takes them as keywords. ``lr`` and ``hyper`` may repeat them, not differ."""
+    baked_for = _baked_optimizer(module)
+    function_name = OPTIMIZERS[optimizer]
+    if baked_for is None or OPTIMIZERS[baked_for] != function_name:
+        return None
+    values = {k: float(v) for k, v in dict(getattr(module, "HYPERPARAMETERS", {})).items()}
+    built_in = ", ".join(f"{k}={v!r}" for k, v in values.items())
+    where = f"{name}: the module's {function_name}() has {baked_for}, {built_in} built in"
+    if baked_for != optimizer:
+        raise ValueError(
+            f"{where}, so it cannot run {optimizer!r}; fit it with optimizer={baked_for!r}, or "
+            f"use a module generated without --optimizer"
+        )
+    given = dict(hyper)
+    if lr is not None:
+        given["lr"] = lr
+    unknown = sorted(set(given) - set(values))
+    if unknown:
+        raise TypeError(
+            f"fit() got unexpected hyperparameter(s) {', '.join(map(repr, unknown))} for "
+            f"optimizer {optimizer!r}; it takes {', '.join(values)}"
+        )
+    conflicts = []
+    for key, value in given.items():
+        try:
+            same = float(value) == values[key]
+        except (TypeError, ValueError):
+            raise TypeError(f"{key} must be a number, got {value!r}") from None
+        if not same:
+            conflicts.append(f"{key}={value!r}")
+    if conflicts:
+        raise ValueError(
+            f"{where}; fit() got {', '.join(conflicts)}: leave it out, or regenerate the module "
+            f"with the values you want (symgen generate --optimizer {baked_for} ...)"
+        )
+    return values
+
+
 def _step_function(
-    module: Any, name: str, optimizer: str, lr: float, hyper: dict[str, Any]
-) -> tuple[str, Callable[..., Any], dict[str, Any]]:
-    """The module's step function for ``optimizer``, and its keyword arguments (checked)."""
+    module: Any,
+    name: str,
+    optimizer: str,
+    lr: float,
+    hyper: dict[str, Any],
+    baked: dict[str, float] | None = None,
+) -> tuple[str, Callable[..., Any], dict[str, Any], dict[str, Any]]:
+    """The module's step function for ``optimizer``, its keyword arguments (checked), and
+    all the settings of its update (for ``symgen.updates``: the keywords, or the baked
+    values when ``baked``)."""
     function_name = OPTIMIZERS[optimizer]
     function = getattr(module, function_name, None)
     if function is None:
         raise TypeError(
             f"{name}: the module has no {function_name}(); regenerate it with this symgen"
         )
+    if baked is not None:
+        settings: dict[str, Any] = dict(baked)
+        if function_name == "momentum_step":
+            settings["nesterov"] = optimizer == "nesterov"
+        return function_name, function, {}, settings
     accepted = {
         p.name
         for p in inspect.signature(function).parameters.values()
@@ -465,7 +550,7 @@ def _step_function(
     options = dict(hyper, lr=lr)
     if optimizer == "nesterov":
         options["nesterov"] = True
-    return function_name, function, options
+    return function_name, function, options, options
 
 
 def _distributed(
@@ -479,6 +564,7 @@ def _distributed(
     arrays: dict[str, Any],
     batch_size: int | None,
     seed: int,
+    baked: dict[str, float] | None = None,
 ) -> tuple[Callable[..., Any], Iterator[tuple[Any, int]], _Rows, Callable[..., float]]:
     """The stepper, batches, row count and full loss of a fit on Dask arrays.
 
@@ -493,10 +579,10 @@ def _distributed(
     plan = RowPlan(source, params, arrays, quiet=True)
     rows = _Rows(plan.total)
     if batch_size is not None and batch_size < plan.total:
-        advance = _stepper(module, name, optimizer, lr, hyper, params)
+        advance = _stepper(module, name, optimizer, lr, hyper, params, baked)
         return advance, plan.batches(batch_size, seed), rows, plan.loss
-    _, _, options = _step_function(module, name, optimizer, lr, hyper)
-    update = updater(module, "momentum" if optimizer == "nesterov" else optimizer, options, params)
+    _, _, _, settings = _step_function(module, name, optimizer, lr, hyper, baked)
+    update = updater(module, "momentum" if optimizer == "nesterov" else optimizer, settings, params)
 
     def advance(p: list[Any], batch: Any) -> tuple[float, tuple[Any, ...]]:
         loss, grads = plan.loss_and_grad(p)

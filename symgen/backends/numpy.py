@@ -9,10 +9,11 @@ with transposes passed as views, and fused NumPy expressions around them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import sympy as sp
 
+from ..hyperparams import Baked
 from ..optimize import Kernel, Program, Stmt, transposed
 from ..pipeline import Compiled
 from ..printers import ArrayPrinter, ScalarPrinter
@@ -67,6 +68,13 @@ class ModulePlan:
     updates: tuple[Update, ...]
     #: Module-level helper functions the statements call (``_safelog``, ``_logaddexp``).
     helpers: frozenset[str]
+    #: The optimizer whose step has its hyperparameters baked in, or None: then the
+    #: docstring's paragraph on it, ``OPTIMIZER``/``HYPERPARAMETERS`` as Python
+    #: literals, and the generic names (``step = adam_step``).
+    baked: Baked | None = None
+    baked_doc: tuple[str, ...] = ()
+    baked_constants: tuple[tuple[str, str], ...] = ()
+    aliases: tuple[tuple[str, str], ...] = ()
 
 
 def _shape_text(shape: tuple) -> str:
@@ -129,66 +137,111 @@ def _tuple(items: list[str]) -> str:
     return f"({', '.join(items)}{',' if len(items) == 1 else ''})"
 
 
-def _updates(params: tuple[Arg, ...], grads: tuple[str, ...], loss: str) -> tuple[Update, ...]:
+#: How the update rules spell each number when it is a keyword argument.
+_KEYWORDS = {
+    "lr": "lr",
+    "neg_lr": "-lr",
+    "momentum": "momentum",
+    "beta1": "beta1",
+    "beta2": "beta2",
+    "eps": "eps",
+    "one_minus_beta1": "(1.0 - beta1)",
+    "one_minus_beta2": "(1.0 - beta2)",
+}
+
+
+def _terms(baked: Baked | None, optimizer: str) -> tuple[dict[str, str], bool | None]:
+    """The spelling of each number in ``optimizer``'s update rule, and Nesterov's flag:
+    the keyword arguments, or (when ``baked`` is that optimizer) the baked values as
+    float literals (``repr``) and the flag fixed."""
+    if baked is None or baked.step_function != optimizer:
+        return dict(_KEYWORDS), None
+    constants = baked.constants()
+    terms = dict(_KEYWORDS)
+    terms.update({k: repr(v) for k, v in constants.items() if k != "nesterov"})
+    nesterov = constants.get("nesterov")
+    return terms, None if nesterov is None else bool(nesterov)
+
+
+def _baked_doc(baked: Baked) -> str:
+    rule = {"momentum": "classical momentum, ", "nesterov": "Nesterov's momentum, "}
+    return (
+        f"\n\n    Baked in at generation time: {rule.get(baked.optimizer, '')}{baked.describe()}"
+        "\n    (no keyword arguments for them)."
+    )
+
+
+def _updates(
+    params: tuple[Arg, ...], grads: tuple[str, ...], loss: str, baked: Baked | None = None
+) -> tuple[Update, ...]:
     """sgd_step, momentum_step, adam_step: array parameters and their state are updated in
     place (augmented assignment and ``out=``, the gradient buffer reused as scratch);
-    scalar parameters and their state are returned as new floats."""
+    scalar parameters and their state are returned as new floats.
+
+    The step function of ``baked``'s optimizer has its hyperparameters as literals
+    (the same operations on the same numbers, so the same results bit for bit)
+    and no keyword arguments for them; the others take them as keywords."""
     names = [p.name for p in params]
     pairs = [(p.name, g, p.kind != "scalar") for p, g in zip(params, grads, strict=True)]
     zeros = [f"np.zeros_like({n})" if a else "0.0" for n, _, a in pairs]
 
-    sgd = [f"{n} -= lr*{g}" if a else f"{n} = {n} - lr*{g}" for n, g, a in pairs]
+    k, _ = _terms(baked, "sgd_step")
+    sgd = [f"{n} -= {k['lr']}*{g}" if a else f"{n} = {n} - {k['lr']}*{g}" for n, g, a in pairs]
 
+    k, nesterov = _terms(baked, "momentum_step")
     momentum = [f"{_tuple([f'_v_{n}' for n in names])} = state"]
     for n, g, a in pairs:
         if a:
-            momentum += [
-                f"_v_{n} *= momentum",
-                f"_v_{n} -= lr*{g}",
-                "if nesterov:",
-                f"    {g} *= -lr",
-                f"    {g} += momentum*_v_{n}",
-                f"    {n} += {g}",
-                "else:",
-                f"    {n} += _v_{n}",
-            ]
+            ahead = [f"{g} *= {k['neg_lr']}", f"{g} += {k['momentum']}*_v_{n}", f"{n} += {g}"]
+            plain = [f"{n} += _v_{n}"]
+            momentum += [f"_v_{n} *= {k['momentum']}", f"_v_{n} -= {k['lr']}*{g}"]
+            if nesterov is None:
+                momentum += ["if nesterov:", *(f"    {line}" for line in ahead)]
+                momentum += ["else:", *(f"    {line}" for line in plain)]
+            else:
+                momentum += ahead if nesterov else plain
         else:
-            momentum += [
-                f"_v_{n} = momentum*_v_{n} - lr*{g}",
-                f"{n} = {n} + (momentum*_v_{n} - lr*{g} if nesterov else _v_{n})",
-            ]
+            ahead_step = f"{k['momentum']}*_v_{n} - {k['lr']}*{g}"
+            momentum.append(f"_v_{n} = {ahead_step}")
+            if nesterov is None:
+                momentum.append(f"{n} = {n} + ({ahead_step} if nesterov else _v_{n})")
+            else:
+                momentum.append(
+                    f"{n} = {n} + ({ahead_step})" if nesterov else f"{n} = {n} + _v_{n}"
+                )
 
+    k, _ = _terms(baked, "adam_step")
     firsts = _tuple([f"_m_{n}" for n in names])
     seconds = _tuple([f"_s_{n}" for n in names])
     adam = [
         f"_step, {firsts}, {seconds} = state",
         "_step += 1",
-        "_c1 = lr/(1.0 - beta1**_step)",
-        "_c2 = 1.0/(1.0 - beta2**_step)",
+        f"_c1 = {k['lr']}/(1.0 - {k['beta1']}**_step)",
+        f"_c2 = 1.0/(1.0 - {k['beta2']}**_step)",
     ]
     for n, g, a in pairs:
         if a:
             adam += [
-                f"_m_{n} *= beta1",
-                f"_m_{n} += (1.0 - beta1)*{g}",
+                f"_m_{n} *= {k['beta1']}",
+                f"_m_{n} += {k['one_minus_beta1']}*{g}",
                 f"np.multiply({g}, {g}, out={g})",
-                f"_s_{n} *= beta2",
-                f"_s_{n} += (1.0 - beta2)*{g}",
+                f"_s_{n} *= {k['beta2']}",
+                f"_s_{n} += {k['one_minus_beta2']}*{g}",
                 f"np.multiply(_s_{n}, _c2, out={g})",
                 f"np.sqrt({g}, out={g})",
-                f"{g} += eps",
+                f"{g} += {k['eps']}",
                 f"np.divide(_m_{n}, {g}, out={g})",
                 f"{g} *= _c1",
                 f"{n} -= {g}",
             ]
         else:
             adam += [
-                f"_m_{n} = beta1*_m_{n} + (1.0 - beta1)*{g}",
-                f"_s_{n} = beta2*_s_{n} + (1.0 - beta2)*{g}*{g}",
-                f"{n} = {n} - _c1*_m_{n}/(math.sqrt(_c2*_s_{n}) + eps)",
+                f"_m_{n} = {k['beta1']}*_m_{n} + {k['one_minus_beta1']}*{g}",
+                f"_s_{n} = {k['beta2']}*_s_{n} + {k['one_minus_beta2']}*{g}*{g}",
+                f"{n} = {n} - _c1*_m_{n}/(math.sqrt(_c2*_s_{n}) + {k['eps']})",
             ]
     new_params = _tuple(names)
-    return (
+    steps = [
         Update(
             "sgd_step",
             "One gradient-descent step: p -= lr*grad.",
@@ -226,7 +279,19 @@ def _updates(params: tuple[Arg, ...], grads: tuple[str, ...], loss: str) -> tupl
                 f"(0, {_tuple(zeros)}, {_tuple(zeros)})",
             ),
         ),
-    )
+    ]
+    if baked is not None:
+        steps = [
+            replace(
+                u,
+                doc=u.doc + _baked_doc(baked),
+                kwargs="state" if u.state else "",
+            )
+            if u.name == baked.step_function
+            else u
+            for u in steps
+        ]
+    return tuple(steps)
 
 
 def _describe(kernel: Kernel) -> str:
@@ -305,7 +370,31 @@ def _checks(compiled: Compiled) -> tuple[DimCheck, ...]:
     return tuple(checks)
 
 
-def plan(compiled: Compiled, source: str | None) -> ModulePlan:
+def _baked_plan(baked: Baked | None) -> dict:
+    """The ModulePlan fields describing ``baked``: header line, docstring, constants, aliases."""
+    if baked is None:
+        return {}
+    aliases = [("step", baked.step_function)]
+    if baked.state_function:
+        aliases.append(("step_state", baked.state_function))
+    removed = ", ".join(baked.removed_keywords)
+    return {
+        "baked": baked,
+        "baked_doc": (
+            f"Optimizer baked in at generation time: {baked.optimizer} ({baked.describe()}).",
+            f"{baked.step_function} has these values built in and takes no {removed} keywords;",
+            " and ".join(f"{alias} is {target}" for alias, target in aliases) + ".",
+            "The other step functions take their hyperparameters as keyword arguments.",
+        ),
+        "baked_constants": (
+            ("OPTIMIZER", repr(baked.optimizer)),
+            ("HYPERPARAMETERS", repr(baked.as_dict())),
+        ),
+        "aliases": tuple(aliases),
+    }
+
+
+def plan(compiled: Compiled, source: str | None, baked: Baked | None = None) -> ModulePlan:
     problem = compiled.problem
     lowered = compiled.lowered
 
@@ -322,11 +411,13 @@ def plan(compiled: Compiled, source: str | None) -> ModulePlan:
         f"Generated by symgen {compiled.version} from {origin}.",
         f"Spec hash: sha256:{problem.spec_hash()}. Do not edit: regenerate with `symgen generate`.",
     )
+    if baked is not None:
+        header += (f"Baked in: {baked.step_function}, {baked.describe()} ({baked.flags()}).",)
     names = tuple(d.name for d in lowered.data)
     per_sample = problem.kind == "per_sample"
     loss_body = _body(compiled.loss_program, problem.dtype, names, per_sample)
     grad_body = _body(compiled.grad_program, problem.dtype, names, per_sample)
-    updates = _updates(params, grad_body.results[1:], grad_body.results[0])
+    updates = _updates(params, grad_body.results[1:], grad_body.results[0], baked)
     return ModulePlan(
         name=problem.name,
         header=header,
@@ -351,8 +442,10 @@ def plan(compiled: Compiled, source: str | None) -> ModulePlan:
             for line in lines
             if f"{h}(" in line
         ),
+        **_baked_plan(baked),
     )
 
 
-def generate(compiled: Compiled, source: str | None = None) -> str:
-    return render("numpy_module.py.j2", plan=plan(compiled, source))
+def generate(compiled: Compiled, source: str | None = None, baked: Baked | None = None) -> str:
+    """The module's source; ``baked``: the optimizer whose hyperparameters are built in."""
+    return render("numpy_module.py.j2", plan=plan(compiled, source, baked))
