@@ -6,33 +6,57 @@ import linecache
 import types
 from typing import Literal
 
+from .backends import cuda as cuda_backend
 from .backends import numpy as numpy_backend
 from .errors import SpecError
 from .formulas import gradients
+from .hyperparams import bake
 from .pipeline import run
 from .problem import Problem
 
-BACKENDS = {"numpy": numpy_backend.generate}
+BACKENDS = {"numpy": numpy_backend.generate, "cuda": cuda_backend.generate}
 
 
 def generate(
-    problem: Problem, backend: Literal["numpy"] = "numpy", *, source: str | None = None
+    problem: Problem,
+    backend: Literal["numpy"] = "numpy",
+    *,
+    source: str | None = None,
+    optimizer: str | None = None,
+    **hyperparameters: float,
 ) -> str:
     """The source of a standalone module for ``problem``.
 
     ``source`` names where the spec came from, for the header (a path).
+
+    ``optimizer`` (``"sgd"``, ``"momentum"``, ``"nesterov"``, ``"adam"``) with
+    ``hyperparameters`` (``lr``, ``momentum``, ``beta1``, ``beta2``, ``eps``; the
+    ones not given at their defaults) bakes them into that optimizer's step
+    function: literal constants instead of keyword arguments (``symgen.hyperparams``).
+    Without ``optimizer`` every step function takes them as keywords.
     """
     if not isinstance(problem, Problem):
         raise TypeError(f"generate() needs a symgen.Problem, got {type(problem).__name__}")
     if backend not in BACKENDS:
         raise SpecError(f"unknown backend {backend!r}; available: {', '.join(sorted(BACKENDS))}")
-    return BACKENDS[backend](run(problem), source)
+    baked = bake(optimizer, **hyperparameters)
+    if baked is None:  # backends that predate baking keep working
+        return BACKENDS[backend](run(problem), source)
+    return BACKENDS[backend](run(problem), source, baked=baked)
 
 
-def compile(problem: Problem, backend: Literal["numpy"] = "numpy") -> types.ModuleType:  # noqa: A001
-    """The generated module, imported in memory (no file is written)."""
-    source = generate(problem, backend)
-    filename = f"<symgen {problem.name}_{backend}>"
+def compile(  # noqa: A001
+    problem: Problem,
+    backend: Literal["numpy"] = "numpy",
+    *,
+    optimizer: str | None = None,
+    **hyperparameters: float,
+) -> types.ModuleType:
+    """The generated module, imported in memory (no file is written); ``optimizer`` and
+    ``hyperparameters`` as for ``generate``."""
+    source = generate(problem, backend, optimizer=optimizer, **hyperparameters)
+    baked = bake(optimizer, **hyperparameters)  # a baked module gets a name of its own
+    filename = f"<symgen {problem.name}_{backend}{f' {baked.flags()}' if baked else ''}>"
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     module = types.ModuleType(f"{problem.name}_{backend}")
     module.__file__ = filename

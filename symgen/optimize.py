@@ -79,6 +79,8 @@ class Program:
     outputs: tuple[sp.Symbol, ...]
     #: Names of the array symbols (array inputs and array temporaries).
     arrays: frozenset[str]
+    #: The shape of each array symbol, by name (what a kernel needs to index it).
+    shapes: tuple[tuple[str, Shape], ...] = ()
 
     @property
     def stmts(self) -> tuple[Stmt, ...]:
@@ -419,8 +421,8 @@ def build_program(lowered: Lowered, outputs: list[Node], names: list[str], namer
         builder.output(node, sym)
         symbols.append(sym)
     mapping, kernels = namer.renumber(builder.kernels())
-    arrays = {mapping.get(s, s).name for s in builder.arrays}
-    return Program(tuple(kernels), tuple(symbols), frozenset(arrays))
+    shapes = {mapping.get(s, s).name: shape for s, shape in builder.shapes.items()}
+    return Program(tuple(kernels), tuple(symbols), frozenset(shapes), tuple(sorted(shapes.items())))
 
 
 __all__ = ["Input", "Kernel", "Namer", "Program", "Stmt", "build_program", "transposed"]

@@ -3,13 +3,16 @@
 ``ScalarPrinter`` prints statements over Python floats (``math``);
 ``ArrayPrinter`` prints statements over NumPy arrays (``np``), with the
 sample-independent factors of a product multiplied first so that they cost
-one scalar operation instead of one array pass each. These two classes are
+one scalar operation instead of one array pass each; ``CudaPrinter`` prints
+one element of a CUDA kernel in ``float`` or ``double``. These classes are
 the only place that knows how a function is spelled.
 """
 
 from __future__ import annotations
 
 import sympy as sp
+from sympy.codegen.ast import float32, float64, real
+from sympy.printing.c import C99CodePrinter
 from sympy.printing.numpy import NumPyPrinter
 from sympy.printing.precedence import precedence
 from sympy.printing.pycode import PythonCodePrinter
@@ -159,3 +162,100 @@ class ArrayPrinter(NumPyPrinter):
             if n < 0:
                 return f"(1/{self.parenthesize(base**-n, precedence(expr))})"
         return super()._print_Pow(expr, rational=rational)
+
+
+#: Names a kernel must not use for a variable: C++ keywords, CUDA built-ins and the
+#: device helpers of ``templates/cuda_kernels.cu.j2``.
+C_RESERVED = frozenset(
+    """auto bool break case char const continue default do double else enum extern float for
+    goto if inline int long register restrict return short signed sizeof static struct switch
+    typedef union unsigned void volatile while asm catch class delete friend new operator
+    private protected public template this throw try typename virtual namespace using true
+    false nullptr bool explicit mutable export constexpr decltype noexcept static_assert
+    threadIdx blockIdx blockDim gridDim warpSize dim3 uint3 min max abs exp log sin cos tan
+    sqrt pow fabs fmax fmin tanh log1p expm1 INFINITY NAN""".split()
+) | {f"sg_{h}" for h in ("relu", "sigmoid", "softplus", "logaddexp", "safelog", "heaviside")}
+
+
+class CudaPrinter(C99CodePrinter):
+    """CUDA C for one scalar element, in ``float`` or ``double``.
+
+    Literals carry the type (``2.0F`` in float kernels, so no expression is silently
+    promoted to double), math functions take their typed names (``expf``), small integer
+    powers are products, and symgen's functions call the ``sg_`` device helpers that
+    the kernel template defines. ``names`` renames symbols (an array element loaded into
+    a register, or a name C reserves).
+    """
+
+    def __init__(self, dtype: str, names: dict[str, str] | None = None) -> None:
+        self.ctype = "float" if dtype == "float32" else "double"
+        alias = float32 if dtype == "float32" else float64
+        super().__init__({"type_aliases": {real: alias}})
+        self.names = names or {}
+
+    def _literal(self, value: str) -> str:
+        return f"{value}F" if self.ctype == "float" else value
+
+    def _print_Symbol(self, expr):
+        return self.names.get(expr.name, expr.name)
+
+    def _print_Integer(self, expr):
+        return self._literal(f"{int(expr)}.0")
+
+    def _print_Float(self, expr):
+        return self._literal(repr(float(expr)))
+
+    def _print_Rational(self, expr):
+        return f"({self._literal(f'{expr.p}.0')}/{self._literal(f'{expr.q}.0')})"
+
+    def _print_NumberSymbol(self, expr):
+        return self._literal(repr(float(expr)))
+
+    _print_Pi = _print_Exp1 = _print_NumberSymbol
+
+    def _print_Infinity(self, expr):
+        return "INFINITY"
+
+    def _print_NegativeInfinity(self, expr):
+        return "(-INFINITY)"
+
+    def _print_Pow(self, expr):
+        base, exp = expr.args
+        b = self.parenthesize(base, precedence(expr))
+        if exp.is_Integer and 1 < exp <= 4:
+            return "(" + "*".join([b] * int(exp)) + ")"
+        if exp == -1:
+            return f"({self._literal('1.0')}/{b})"
+        if exp.is_Integer and -4 <= exp < -1:
+            return f"({self._literal('1.0')}/(" + "*".join([b] * int(-exp)) + "))"
+        if exp == -sp.S.Half:
+            return f"({self._literal('1.0')}/{self._print(sp.sqrt(base))})"
+        return super()._print_Pow(expr)
+
+    def _helper(self, name: str, expr) -> str:
+        return f"sg_{name}({', '.join(self._print(a) for a in expr.args)})"
+
+    def _print_relu(self, expr):
+        return self._helper("relu", expr)
+
+    def _print_sigmoid(self, expr):
+        return self._helper("sigmoid", expr)
+
+    def _print_softplus(self, expr):
+        return self._helper("softplus", expr)
+
+    def _print_logaddexp(self, expr):
+        return self._helper("logaddexp", expr)
+
+    def _print_safelog(self, expr):
+        return self._helper("safelog", expr)
+
+    def _print_Heaviside(self, expr):
+        z = self._print(expr.args[0])
+        h0 = self._print(expr.args[1] if len(expr.args) > 1 else sp.S.Half)
+        return f"sg_heaviside({z}, {h0})"
+
+    def _print_sign(self, expr):
+        z = self._print(expr.args[0])
+        one = self._literal("1.0")
+        return f"(({z} > 0) ? {one} : (({z} < 0) ? -{one} : {z}))"
