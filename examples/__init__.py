@@ -9,3 +9,12 @@ SPECS = [
     "examples/mlp.py",
     "examples/softmax.py",
 ]
+
+#: Specs whose CUDA module is committed too (generated/NAME_cuda.py; CI checks them with
+#: ``--backend cuda``). Scalar losses are left out: their CUDA module computes on the host.
+CUDA_SPECS = [
+    "examples/curve_fit.py",
+    "examples/logistic.py",
+    "examples/mlp.py",
+    "examples/softmax.py",
+]

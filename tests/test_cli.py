@@ -40,10 +40,12 @@ def test_check_lists_missing_files(tmp_path, capsys):
 
 
 def test_committed_generated_files_are_fresh(capsys):
-    from examples import SPECS
+    from examples import CUDA_SPECS, SPECS
 
     for spec in SPECS:
         assert main(["check", spec, "-o", "generated"]) == 0, capsys.readouterr().err
+    for spec in CUDA_SPECS:
+        assert main(["check", spec, "--backend", "cuda", "-o", "generated"]) == 0
 
 
 def test_console_entry_point_and_module():

@@ -6,14 +6,25 @@ import sys
 
 import pytest
 
-from examples import SPECS
+from examples import CUDA_SPECS, SPECS
 
 
 def generate_all(root, out, seed):
     env = {**os.environ, "PYTHONHASHSEED": str(seed)}
-    for spec in SPECS:
+    jobs = [(spec, "numpy") for spec in SPECS] + [(spec, "cuda") for spec in CUDA_SPECS]
+    for spec, backend in jobs:
         subprocess.run(
-            [sys.executable, "-m", "symgen", "generate", spec, "-o", str(out)],
+            [
+                sys.executable,
+                "-m",
+                "symgen",
+                "generate",
+                spec,
+                "--backend",
+                backend,
+                "-o",
+                str(out),
+            ],
             cwd=root,
             env=env,
             check=True,
@@ -25,7 +36,7 @@ def generate_all(root, out, seed):
 @pytest.mark.slow
 def test_same_bytes_whatever_the_hash_seed(root, tmp_path):
     runs = [generate_all(root, tmp_path / f"seed{seed}", seed) for seed in (0, 1, 4242)]
-    assert len(runs[0]) == 12
+    assert len(runs[0]) == 12 + len(CUDA_SPECS)
     assert runs[0] == runs[1] == runs[2]
     committed = {name: (root / "generated" / name).read_bytes() for name in runs[0]}
     assert runs[0] == committed

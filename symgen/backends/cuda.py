@@ -34,17 +34,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import sympy as sp
 
 from ..errors import SpecError
+from ..hyperparams import Baked
 from ..ir import Shape
 from ..optimize import Kernel, Program, Stmt, transposed
 from ..pipeline import Compiled
 from ..printers import C_RESERVED, CudaPrinter, ScalarPrinter
 from ..templating import render
-from .numpy import Arg, _checks, _shape_text, _tuple
+from .numpy import Arg, _baked_doc, _baked_plan, _checks, _shape_text, _terms, _tuple
 
 #: Threads per block of every kernel (a power of two: the block reductions halve it).
 THREADS = 256
@@ -125,6 +126,11 @@ class CudaPlan:
     max_blocks: int
     #: Host helpers the scalar lines call (``_safelog``, ``_logaddexp``).
     helpers: frozenset[str]
+    #: The baked optimizer (see the NumPy backend's ModulePlan), or None.
+    baked: Baked | None = None
+    baked_doc: tuple[str, ...] = ()
+    baked_constants: tuple[tuple[str, str], ...] = ()
+    aliases: tuple[tuple[str, str], ...] = field(default=())
 
 
 # -- shapes and element indices ---------------------------------------------------------
@@ -614,10 +620,11 @@ def _lower(program: Program, prefix: str, dtype: str, names: _Names) -> _Program
 
 
 def _updates(
-    params: tuple[Arg, ...], grads: tuple[str, ...], loss: str
+    params: tuple[Arg, ...], grads: tuple[str, ...], loss: str, baked: Baked | None
 ) -> tuple[tuple[CudaUpdate, list[_HostLine]], ...]:
     """sgd_step, momentum_step, adam_step: one kernel launch per array parameter updates it
-    and its state in place; scalar parameters and their state are new floats."""
+    and its state in place; scalar parameters and their state are new floats. The step of
+    ``baked``'s optimizer passes its hyperparameters as literals (see the NumPy backend)."""
     names = [p.name for p in params]
     pairs = [(p.name, g, p.kind != "scalar") for p, g in zip(params, grads, strict=True)]
     zeros = [f"cp.zeros_like({n})" if a else "0.0" for n, _, a in pairs]
@@ -625,36 +632,36 @@ def _updates(
     def line(code: str, uses: Iterable[str], defines: Iterable[str] = ()) -> _HostLine:
         return _HostLine(code, frozenset(defines), frozenset(uses))
 
+    k, _ = _terms(baked, "sgd_step")
     sgd = []
     for n, g, a in pairs:
         if a:
-            sgd.append(
-                line(
-                    f"_launch('sg_sgd', {n}.size, ({n}, {g}, DTYPE(lr), np.int64({n}.size)))",
-                    [n, g],
-                )
-            )
+            args = f"({n}, {g}, DTYPE({k['lr']}), np.int64({n}.size))"
+            sgd.append(line(f"_launch('sg_sgd', {n}.size, {args})", [n, g]))
         else:
-            sgd.append(line(f"{n} = {n} - lr*{g}", [n, g], [n]))
+            sgd.append(line(f"{n} = {n} - {k['lr']}*{g}", [n, g], [n]))
 
+    k, fixed = _terms(baked, "momentum_step")
+    flag = "nesterov" if fixed is None else repr(fixed)
     velocities = [f"_v_{n}" for n in names]
     momentum = [line(f"{_tuple(velocities)} = state", [], velocities)]
     for n, g, a in pairs:
         v = f"_v_{n}"
         if a:
-            momentum.append(
-                line(
-                    f"_launch('sg_momentum', {n}.size, ({n}, {v}, {g}, DTYPE(lr), DTYPE(momentum),"
-                    f" np.bool_(nesterov), np.int64({n}.size)))",
-                    [n, v, g],
-                )
+            args = (
+                f"({n}, {v}, {g}, DTYPE({k['lr']}), DTYPE({k['momentum']}), np.bool_({flag}),"
+                f" np.int64({n}.size))"
             )
+            momentum.append(line(f"_launch('sg_momentum', {n}.size, {args})", [n, v, g]))
         else:
+            ahead = f"{k['momentum']}*{v} - {k['lr']}*{g}"
+            step = {None: f"({ahead} if nesterov else {v})", True: f"({ahead})", False: v}[fixed]
             momentum += [
-                line(f"{v} = momentum*{v} - lr*{g}", [v, g], [v]),
-                line(f"{n} = {n} + (momentum*{v} - lr*{g} if nesterov else {v})", [n, v, g], [n]),
+                line(f"{v} = {ahead}", [v, g], [v]),
+                line(f"{n} = {n} + {step}", [n, v, g], [n]),
             ]
 
+    k, _ = _terms(baked, "adam_step")
     firsts = [f"_m_{n}" for n in names]
     seconds = [f"_s_{n}" for n in names]
     adam = [
@@ -662,31 +669,30 @@ def _updates(
             f"_step, {_tuple(firsts)}, {_tuple(seconds)} = state", [], ["_step", *firsts, *seconds]
         ),
         line("_step += 1", ["_step"], ["_step"]),
-        line("_c1 = lr/(1.0 - beta1**_step)", ["_step"], ["_c1"]),
-        line("_c2 = 1.0/(1.0 - beta2**_step)", ["_step"], ["_c2"]),
+        line(f"_c1 = {k['lr']}/(1.0 - {k['beta1']}**_step)", ["_step"], ["_c1"]),
+        line(f"_c2 = 1.0/(1.0 - {k['beta2']}**_step)", ["_step"], ["_c2"]),
     ]
     for n, g, a in pairs:
         m, s = f"_m_{n}", f"_s_{n}"
         if a:
-            adam.append(
-                line(
-                    f"_launch('sg_adam', {n}.size, ({n}, {m}, {s}, {g}, DTYPE(beta1),"
-                    f" DTYPE(1.0 - beta1), DTYPE(beta2), DTYPE(1.0 - beta2),"
-                    f" DTYPE(_c1), DTYPE(_c2), DTYPE(eps),"
-                    f" np.int64({n}.size)))",
-                    [n, m, s, g, "_c1", "_c2"],
-                )
+            args = (
+                f"({n}, {m}, {s}, {g}, DTYPE({k['beta1']}), DTYPE({k['one_minus_beta1']}),"
+                f" DTYPE({k['beta2']}), DTYPE({k['one_minus_beta2']}), DTYPE(_c1), DTYPE(_c2),"
+                f" DTYPE({k['eps']}), np.int64({n}.size))"
             )
+            adam.append(line(f"_launch('sg_adam', {n}.size, {args})", [n, m, s, g, "_c1", "_c2"]))
         else:
             adam += [
-                line(f"{m} = beta1*{m} + (1.0 - beta1)*{g}", [m, g], [m]),
-                line(f"{s} = beta2*{s} + (1.0 - beta2)*{g}*{g}", [s, g], [s]),
+                line(f"{m} = {k['beta1']}*{m} + {k['one_minus_beta1']}*{g}", [m, g], [m]),
+                line(f"{s} = {k['beta2']}*{s} + {k['one_minus_beta2']}*{g}*{g}", [s, g], [s]),
                 line(
-                    f"{n} = {n} - _c1*{m}/(math.sqrt(_c2*{s}) + eps)", [n, m, s, "_c1", "_c2"], [n]
+                    f"{n} = {n} - _c1*{m}/(math.sqrt(_c2*{s}) + {k['eps']})",
+                    [n, m, s, "_c1", "_c2"],
+                    [n],
                 ),
             ]
     new_params = _tuple(names)
-    return (
+    steps = (
         (
             CudaUpdate(
                 "sgd_step",
@@ -732,6 +738,17 @@ def _updates(
             adam,
         ),
     )
+    if baked is None:
+        return steps
+    return tuple(
+        (
+            replace(u, doc=u.doc + _baked_doc(baked), kwargs="state" if u.state else "")
+            if u.name == baked.step_function
+            else u,
+            lines,
+        )
+        for u, lines in steps
+    )
 
 
 def _schedule(lines: list[_HostLine]) -> tuple[str, ...]:
@@ -750,7 +767,7 @@ def _schedule(lines: list[_HostLine]) -> tuple[str, ...]:
     return tuple(out + late)
 
 
-def plan(compiled: Compiled, source: str | None) -> CudaPlan:
+def plan(compiled: Compiled, source: str | None, baked: Baked | None = None) -> CudaPlan:
     problem = compiled.problem
     lowered = compiled.lowered
 
@@ -767,6 +784,8 @@ def plan(compiled: Compiled, source: str | None) -> CudaPlan:
         f"Generated by symgen {compiled.version} from {origin}.",
         f"Spec hash: sha256:{problem.spec_hash()}. Do not edit: regenerate with `symgen generate`.",
     )
+    if baked is not None:
+        header += (f"Baked in: {baked.step_function}, {baked.describe()} ({baked.flags()}).",)
     taken = {a.name for a in (*params, *data)} | {str(d) for d, _, _ in lowered.dims}
     clash = sorted(n for n in taken if n.startswith(("_v_", "_w_", "_acc", "_line", "sg_")))
     if clash:
@@ -779,7 +798,7 @@ def plan(compiled: Compiled, source: str | None) -> CudaPlan:
     grad_body = CudaBody(_schedule(grad.host), results)
     updates = tuple(
         CudaUpdate(u.name, u.doc, u.kwargs, _schedule([*grad.host, *lines]), u.returns, u.state)
-        for u, lines in _updates(params, results[1:], results[0])
+        for u, lines in _updates(params, results[1:], results[0], baked)
     )
     scalar_lines = [*loss_body.lines, *grad_body.lines]
     return CudaPlan(
@@ -805,6 +824,7 @@ def plan(compiled: Compiled, source: str | None) -> CudaPlan:
         helpers=frozenset(
             h for h in ("_safelog", "_logaddexp") for line in scalar_lines if f"{h}(" in line
         ),
+        **_baked_plan(baked),
     )
 
 
@@ -813,11 +833,12 @@ def kernel_source(cplan: CudaPlan) -> str:
     return render("cuda_kernels.cu.j2", plan=cplan)
 
 
-def generate(compiled: Compiled, source: str | None = None, baked=None) -> str:
+def generate(compiled: Compiled, source: str | None = None, baked: Baked | None = None) -> str:
+    """The module's source; ``baked``: the optimizer whose hyperparameters are built in."""
     if compiled.problem.kind == "scalar":
         from . import numpy as numpy_backend
 
-        text = numpy_backend.generate(compiled, source)
+        text = numpy_backend.generate(compiled, source, baked)
         name = compiled.problem.name
         note = (
             f'"""{name}: loss and gradients, generated by symgen (CUDA backend).\n\n'
@@ -827,5 +848,5 @@ def generate(compiled: Compiled, source: str | None = None, baked=None) -> str:
         )
         first = f'"""{compiled.problem.name}: loss and gradients, generated by symgen.\n'
         return text.replace(first, note, 1)
-    cplan = plan(compiled, source)
+    cplan = plan(compiled, source, baked)
     return render("cuda_module.py.j2", plan=cplan, source=kernel_source(cplan))
