@@ -234,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--data",
         metavar="FILE",
         help="data arrays by name: .npz (or .csv columns), or read lazily with dask: "
-        "a Zarr store (*.zarr) or a folder of NAME.npy files",
+        "a Zarr store (*.zarr), a folder of NAME.npy files, or Parquet (a file or a folder)",
     )
     p.add_argument(
         "--init",

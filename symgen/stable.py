@@ -12,6 +12,8 @@ arguments by an equal one that does not:
 - ``log(1 + exp(z))`` → ``softplus(z)``
 - ``log(exp(z))`` → ``z``
 - ``1/(1 + exp(-z))`` → ``sigmoid(z)``
+- ``a*softplus(-z) + b*softplus(z)`` → ``(a + b)*softplus(z) - a*z`` when shorter
+  (the cross-entropy ``t*softplus(-z) + (1 - t)*softplus(z)`` → ``softplus(z) - t*z``)
 
 ``softplus`` and ``sigmoid`` are printed in stable forms (``logaddexp``,
 ``tanh``), and their derivatives (``sigmoid``, ``sigmoid*(1-sigmoid)``) stay
@@ -73,12 +75,30 @@ def _reciprocal(base: sp.Expr) -> sp.Expr | None:
     return None
 
 
+def _complementary_softplus(expr: sp.Expr) -> sp.Expr:
+    """``a*softplus(-x) + b*softplus(x)`` → ``(a + b)*softplus(x) - a*x`` (softplus(-x) =
+    softplus(x) - x), kept only when shorter: the cross-entropy
+    ``t*softplus(-z) + (1 - t)*softplus(z)`` becomes ``softplus(z) - t*z``."""
+    xs = {s.args[0] for s in expr.atoms(softplus)}
+    pairs = sorted(
+        (x for x in xs if -x in xs and not x.could_extract_minus_sign()),
+        key=sp.default_sort_key,
+    )
+    if not pairs:
+        return expr
+    simpler = sp.expand_mul(expr.xreplace({softplus(-x): softplus(x) - x for x in pairs}))
+    simpler = sp.collect(simpler, [softplus(x) for x in pairs])
+    return simpler if sp.count_ops(simpler) < sp.count_ops(expr) else expr
+
+
 def stabilize(expr: sp.Expr) -> sp.Expr:
     """``expr`` with the unstable forms above rewritten, bottom up."""
     if not expr.args:
         return expr
     args = [stabilize(a) for a in expr.args]
     e = expr.func(*args) if args != list(expr.args) else expr
+    if e.is_Add and len(e.atoms(softplus)) > 1:
+        return _complementary_softplus(e)
     if isinstance(e, sp.log):
         return _log_of(e.args[0]) or e
     if e.is_Pow and e.exp == -1:
