@@ -7,6 +7,11 @@ mini-batches when asked, records the loss and wall time of every step, shows
 progress, and stops on a step budget, a tolerance, a callback or a non-finite
 loss or parameter (keeping the last finite parameters).
 
+It runs generated NumPy modules and generated CUDA (CuPy) modules alike: the
+array library is the module's own (``cp`` for a CUDA module, else NumPy), so the
+parameters, the data, the mini-batches and the checks of a CUDA module's fit stay
+on the device. CuPy is never imported here.
+
 ``symgen.fit``, ``symgen.FitResult`` and ``symgen.NonFiniteError`` are this
 module's ``fit``, ``FitResult`` and ``NonFiniteError``.
 """
@@ -59,12 +64,13 @@ class FitResult:
     """What ``fit`` returns.
 
     ``params``: trained parameters in ``PARAMS`` order (arrays, or floats for
-    scalar parameters). ``history[i]``: the loss (on that step's batch) before
-    step ``i + 1``, i.e. at the parameters after step ``i``. ``times[i]``:
-    seconds since the fit started, at the end of step ``i + 1``. ``steps``:
-    steps run (``len(history)``). ``stopped``: why it stopped, ``"steps"``,
-    ``"tolerance"``, ``"callback"`` or ``"non-finite"``. ``epochs``: passes over
-    the data. ``loss``: the loss at ``params`` over all the data.
+    scalar parameters; for a CUDA module the arrays are CuPy device arrays,
+    ``cupy.asnumpy`` or ``.get()`` copies them to the host). ``history[i]``: the
+    loss (on that step's batch) before step ``i + 1``, i.e. at the parameters
+    after step ``i``. ``times[i]``: seconds since the fit started, at the end of
+    step ``i + 1``. ``steps``: steps run (``len(history)``). ``stopped``: why it
+    stopped, ``"steps"``, ``"tolerance"``, ``"callback"`` or ``"non-finite"``.
+    ``epochs``: passes over the data. ``loss``: the loss at ``params`` over all the data.
     """
 
     params: tuple[Any, ...]
@@ -107,6 +113,14 @@ def fit(
     ``params``: initial values in ``module.PARAMS`` order (or a dict by name);
     they are copied, the caller's arrays are not modified. ``data``: a dict
     of the ``module.DATA`` arrays by name.
+
+    A generated CUDA module (``generated/NAME_cuda.py``, ``symgen.compile(problem,
+    "cuda")``) is fitted on the device: its array parameters and data may be
+    given as NumPy or CuPy arrays (or lists), and are copied (parameters) or
+    converted (data) to C-contiguous CuPy arrays of the module's ``DTYPE``; the
+    mini-batches are cut on the device, and the returned ``FitResult.params``
+    holds CuPy arrays (and floats for scalar parameters). Dask data cannot be
+    used with a CUDA module.
 
     ``data`` may hold ``dask.array`` arrays chunked along their rows (axis 0),
     for data larger than memory or spread over a ``dask.distributed`` cluster
@@ -167,6 +181,12 @@ def fit(
             module = compile_problem(problem)
     names, data_names = _module_names(module)
     name = _module_name(module)
+    xp = _array_library(module)
+    if lazy and xp is not np:
+        raise TypeError(
+            f"{name}: fit() cannot run a CUDA module on Dask arrays; pass the data as "
+            f"CuPy or NumPy arrays, or fit the NumPy module (or the symgen.Problem) on them"
+        )
     if optimizer is None:
         optimizer = _baked_optimizer(module) or "adam"
     if optimizer not in OPTIMIZERS:
@@ -188,8 +208,8 @@ def fit(
     if progress not in (None, True, False):
         raise TypeError(f"progress must be None, True or False, got {progress!r}")
 
-    current = _initial_params(name, names, params, module.DTYPE)
-    arrays = _data_arrays(name, data_names, data, module.DTYPE, lazy=lazy)
+    current = _initial_params(name, names, params, module.DTYPE, xp)
+    arrays = _data_arrays(name, data_names, data, module.DTYPE, lazy=lazy, xp=xp)
     if lazy:
         advance, batches, rows, full_loss = _distributed(
             problem or module,
@@ -206,9 +226,9 @@ def fit(
         )
     else:
         advance = _stepper(module, name, optimizer, lr, hyper, current, baked)
-        batches, rows = _batches(name, arrays, batch_size, seed)
+        batches, rows = _batches(name, arrays, batch_size, seed, xp)
         full_loss = lambda p: module.loss(*p, **arrays)
-    backups = [np.empty_like(p) if isinstance(p, np.ndarray) else None for p in current]
+    backups = [xp.empty_like(p) if isinstance(p, xp.ndarray) else None for p in current]
 
     result = FitResult(params=current)
     history, times = result.history, result.times
@@ -222,7 +242,7 @@ def fit(
                 batch, seen = next(batches)
                 for backup, p in zip(backups, current, strict=True):
                     if backup is not None:
-                        np.copyto(backup, p)
+                        _copy_into(xp, backup, p)
                 try:
                     loss, new = advance(current, batch)
                 except (OverflowError, ZeroDivisionError, FloatingPointError) as exc:
@@ -239,11 +259,11 @@ def fit(
                     if not math.isfinite(loss):
                         failure = f"the loss is {loss} at the {_after(step - 1)}"
                     else:
-                        failure = _non_finite_param(names, new)
+                        failure = _non_finite_param(names, new, xp)
                 if failure is not None:
                     for backup, p in zip(backups, current, strict=True):
                         if backup is not None:
-                            np.copyto(p, backup)
+                            _copy_into(xp, p, backup)
                     stopped = "non-finite"
                     break
                 current = new
@@ -299,6 +319,38 @@ def _module_names(module: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return tuple(module.PARAMS), tuple(module.DATA)
 
 
+def _array_library(module: Any) -> Any:
+    """The array module ``module`` computes with: the ``cp`` (CuPy, or a stand-in such
+    as ``symgen.testing.fakecupy``) of a generated CUDA module, else NumPy."""
+    xp = getattr(module, "cp", None)
+    if (
+        isinstance(xp, types.ModuleType)
+        and xp is not np
+        and all(hasattr(xp, attr) for attr in ("ndarray", "asarray", "ascontiguousarray"))
+    ):
+        return xp
+    return np
+
+
+def _copy_into(xp: Any, target: Any, source: Any) -> None:
+    """``target[...] = source`` (arrays of one shape and dtype, both of ``xp``)."""
+    if xp is np:
+        np.copyto(target, source)
+    else:
+        target[...] = source
+
+
+def _all_finite(xp: Any, array: Any) -> bool:
+    """Whether every entry of ``array`` (an array of ``xp``) is finite, checked where the
+    array lives; only a bool comes back from the device."""
+    if xp is np:
+        return bool(np.isfinite(array).all())
+    # ``symgen.testing.fakecupy`` has no ``isfinite``: ``x - x`` is 0 exactly for every
+    # finite x and NaN for an infinite or NaN x, with the same ops in CuPy and the fake.
+    with np.errstate(invalid="ignore"):
+        return bool(((array - array) == 0).all())
+
+
 def _module_name(module: Any) -> str:
     if isinstance(module, types.ModuleType):
         return module.__name__.rsplit(".", 1)[-1].removesuffix("_numpy")
@@ -330,7 +382,11 @@ def _non_negative(what: str, value: Any) -> float:
     return number
 
 
-def _initial_params(name: str, names: tuple[str, ...], params: Any, dtype: Any) -> list[Any]:
+def _initial_params(
+    name: str, names: tuple[str, ...], params: Any, dtype: Any, xp: Any = np
+) -> list[Any]:
+    """The initial values checked: floats for scalars, copies of the arrays as arrays of
+    ``xp`` (C-contiguous device arrays for a CUDA module) of ``dtype``."""
     if isinstance(params, Mapping):
         missing = [n for n in names if n not in params]
         extra = [str(n) for n in params if n not in names]
@@ -348,7 +404,7 @@ def _initial_params(name: str, names: tuple[str, ...], params: Any, dtype: Any) 
                 + f"; the parameters are {', '.join(names)}"
             )
         params = [params[n] for n in names]
-    elif isinstance(params, np.ndarray) and params.ndim == 1:
+    elif isinstance(params, (np.ndarray, xp.ndarray)) and params.ndim == 1:
         params = list(params)
     elif isinstance(params, (str, bytes)) or not isinstance(params, Sequence):
         raise TypeError(
@@ -373,7 +429,7 @@ def _initial_params(name: str, names: tuple[str, ...], params: Any, dtype: Any) 
             if not math.isfinite(number):
                 raise ValueError(f"{name}: initial parameter {pname!r} is {number}")
             out.append(number)
-        else:
+        elif xp is np:
             try:
                 array = np.array(value, dtype=dtype, copy=True)
             except (TypeError, ValueError) as exc:
@@ -381,7 +437,27 @@ def _initial_params(name: str, names: tuple[str, ...], params: Any, dtype: Any) 
             if not np.isfinite(array).all():
                 raise ValueError(f"{name}: initial parameter {pname!r} has non-finite entries")
             out.append(array)
+        else:
+            out.append(_device_param(name, pname, value, dtype, xp))
     return out
+
+
+def _device_param(name: str, pname: str, value: Any, dtype: Any, xp: Any) -> Any:
+    """A C-contiguous device copy (of ``xp``, CuPy) of an initial array parameter given as
+    a device array, a NumPy array or a nested list, checked to be finite."""
+    try:
+        if isinstance(value, xp.ndarray):  # already on the device: copy it there
+            array = value.astype(dtype, order="C", copy=True)
+            finite = _all_finite(xp, array)
+        else:  # on the host: check it there, then copy it to the device
+            host = np.asarray(value, dtype=dtype)
+            finite = bool(np.isfinite(host).all())
+            array = xp.ascontiguousarray(xp.asarray(host))
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name}: parameter {pname!r}: {exc}") from None
+    if not finite:
+        raise ValueError(f"{name}: initial parameter {pname!r} has non-finite entries")
+    return array
 
 
 def _has_dask_arrays(data: Any) -> bool:
@@ -399,9 +475,11 @@ def _data_arrays(
     dtype: Any,
     *,
     lazy: bool = False,
+    xp: Any = np,
 ) -> dict[str, Any]:
-    """The data by name, checked against the module's names; NumPy arrays of ``dtype``
-    (Dask arrays, when ``lazy``, are left as they are: they are read chunk by chunk)."""
+    """The data by name, checked against the module's names; arrays of ``xp`` (NumPy, or
+    C-contiguous CuPy arrays for a CUDA module) of ``dtype`` (Dask arrays, when ``lazy``,
+    are left as they are: they are read chunk by chunk)."""
     if data is None:
         data = {}
     if not isinstance(data, Mapping):
@@ -428,7 +506,10 @@ def _data_arrays(
             arrays[dname] = float(value)
         else:
             try:
-                arrays[dname] = np.asarray(value, dtype=dtype)
+                if xp is np:
+                    arrays[dname] = np.asarray(value, dtype=dtype)
+                else:
+                    arrays[dname] = xp.ascontiguousarray(xp.asarray(value, dtype=dtype))
             except (TypeError, ValueError) as exc:
                 raise TypeError(
                     f"{name}: data {dname!r} must be an array of numbers: {exc}"
@@ -615,9 +696,14 @@ class _Rows:
 
 
 def _batches(
-    name: str, arrays: dict[str, Any], batch_size: int | None, seed: int
+    name: str, arrays: dict[str, Any], batch_size: int | None, seed: int, xp: Any = np
 ) -> tuple[Iterator[tuple[dict[str, Any], int]], _Rows]:
-    sliced = {k: v for k, v in arrays.items() if isinstance(v, np.ndarray)}
+    """The batches (all the data, or shuffled rows of every array) and the row count.
+
+    The shuffle is drawn on the host (``numpy.random.default_rng(seed)``) for every array
+    library, so a CUDA module sees the rows a NumPy module would; the rows are taken on
+    the device there (an index array of ``xp``)."""
+    sliced = {k: v for k, v in arrays.items() if isinstance(v, xp.ndarray)}
     lengths = {k: v.shape[0] for k, v in sliced.items()}
     total = max(lengths.values(), default=1)
     if batch_size is None or batch_size >= total:
@@ -643,9 +729,10 @@ def _batches(
             order = rng.permutation(total)
             for begin in range(0, total, batch_size):
                 rows = np.sort(order[begin : begin + batch_size])
+                index = rows if xp is np else xp.asarray(rows)
                 batch = dict(arrays)
                 for key, array in sliced.items():
-                    batch[key] = array[rows]
+                    batch[key] = array[index]
                 yield batch, len(rows)
 
     return shuffled(), _Rows(total)
@@ -654,8 +741,12 @@ def _batches(
 # --- checks ------------------------------------------------------------------
 
 
-def _non_finite_param(names: tuple[str, ...], values: Sequence[Any]) -> str | None:
+def _non_finite_param(names: tuple[str, ...], values: Sequence[Any], xp: Any = np) -> str | None:
     for pname, value in zip(names, values, strict=True):
+        if xp is not np and isinstance(value, xp.ndarray):
+            if _all_finite(xp, value):
+                continue
+            value = value.get()  # a bad entry: find it on the host
         if isinstance(value, np.ndarray):
             finite = np.isfinite(value)
             if finite.all():
