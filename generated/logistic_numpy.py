@@ -87,8 +87,13 @@ def loss(w, X, t):
     w, X, t, D, N = _arguments(w, X, t)
     # matrix product (BLAS)
     x0 = X @ w
-    # one pass over the elements (N, 1), 1 reduction
-    x1 = float(np.sum(np.logaddexp(x0 + _safelog(t), _safelog(1 - t)) - np.logaddexp(0.0, x0)))
+    # one pass over the elements (N, 1), 1 reduction, in blocks of rows (8192 elements)
+    _rows = max(1, 8192//max(1, 1))
+    x1 = 0.0
+    for _start in range(0, N, _rows):
+        _t = t[_start:_start + _rows]
+        _x0 = x0[_start:_start + _rows]
+        x1 += float(np.sum(np.logaddexp(_x0 + _safelog(_t), _safelog(1 - _t)) - np.logaddexp(0.0, _x0)))
     # scalar arithmetic
     loss = -x1
     return loss
@@ -99,11 +104,18 @@ def loss_and_grad(w, X, t):
     w, X, t, D, N = _arguments(w, X, t)
     # matrix product (BLAS)
     x0 = X @ w
-    # one pass over the elements (N, 1), 1 reduction
-    x1 = _safelog(1 - t)
-    x2 = x0 + _safelog(t)
-    x3 = 0.5*(np.tanh(0.5*x0) - np.tanh(0.5*(-x1 + x2)))
-    x4 = float(np.sum(np.logaddexp(x2, x1) - np.logaddexp(0.0, x0)))
+    # one pass over the elements (N, 1), 1 reduction, in blocks of rows (8192 elements)
+    _rows = max(1, 8192//max(1, 1))
+    x3 = np.empty((N, 1), dtype=DTYPE)
+    x4 = 0.0
+    for _start in range(0, N, _rows):
+        _t = t[_start:_start + _rows]
+        _x0 = x0[_start:_start + _rows]
+        x1 = _safelog(1 - _t)
+        x2 = _x0 + _safelog(_t)
+        _x3 = 0.5*(np.tanh(0.5*_x0) - np.tanh(0.5*(-x1 + x2)))
+        x3[_start:_start + _rows] = _x3
+        x4 += float(np.sum(np.logaddexp(x2, x1) - np.logaddexp(0.0, _x0)))
     # scalar arithmetic
     loss = -x4
     # matrix product (BLAS)

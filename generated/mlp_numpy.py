@@ -87,9 +87,14 @@ def loss(W1, W2, X, Y):
     x1 = np.maximum(x0, 0.0)
     # matrix product (BLAS)
     x2 = x1 @ W2
-    # one pass over the elements (M, N_O), 1 reduction
-    x3 = -Y + x2
-    x4 = float(np.vdot(x3, x3))
+    # one pass over the elements (M, N_O), 1 reduction, in blocks of rows (8192 elements)
+    _rows = max(1, 8192//max(N_O, 1))
+    x4 = 0.0
+    for _start in range(0, M, _rows):
+        _Y = Y[_start:_start + _rows]
+        _x2 = x2[_start:_start + _rows]
+        x3 = -_Y + _x2
+        x4 += float(np.vdot(x3, x3))
     # scalar arithmetic
     loss = x4/(M*N_O)
     return loss
@@ -104,12 +109,19 @@ def loss_and_grad(W1, W2, X, Y):
     x1 = np.maximum(x0, 0.0)
     # matrix product (BLAS)
     x2 = x1 @ W2
-    # one pass over the elements (M, N_O), 1 reduction
+    # one pass over the elements (M, N_O), 1 reduction, in blocks of rows (8192 elements)
     x3 = 1.0/M
     x4 = 1.0/N_O
-    x5 = -Y + x2
-    x6 = (2*x3*x4)*x5
-    x7 = float(np.vdot(x5, x5))
+    _rows = max(1, 8192//max(N_O, 1))
+    x6 = np.empty((M, N_O), dtype=DTYPE)
+    x7 = 0.0
+    for _start in range(0, M, _rows):
+        _Y = Y[_start:_start + _rows]
+        _x2 = x2[_start:_start + _rows]
+        x5 = -_Y + _x2
+        _x6 = (2*x3*x4)*x5
+        x6[_start:_start + _rows] = _x6
+        x7 += float(np.vdot(x5, x5))
     # scalar arithmetic
     loss = x7/(M*N_O)
     # matrix product (BLAS)

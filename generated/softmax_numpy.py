@@ -84,12 +84,30 @@ def loss(W, b, X, Y):
     W, b, X, Y, D, K, N = _arguments(W, b, X, Y)
     # matrix product (BLAS)
     x0 = X @ W
-    # one pass over the elements (N, K), 1 reduction
-    x1 = np.max(b + x0, axis=(1,), keepdims=True)
-    # one pass over the elements (N, K), 1 reduction
-    x2 = np.sum(np.exp(b + x0 - x1), axis=(1,), keepdims=True)
-    # one pass over the elements (N, K), 1 reduction
-    x3 = float(np.vdot(Y, b + x0 - x1 - np.log(x2)))
+    # one pass over the elements (N, K), 1 reduction, in blocks of rows (8192 elements)
+    _rows = max(1, 8192//max(K, 1))
+    x1 = np.empty((N, 1), dtype=DTYPE)
+    for _start in range(0, N, _rows):
+        _x0 = x0[_start:_start + _rows]
+        _x1 = np.max(_x0 + b, axis=(1,), keepdims=True)
+        x1[_start:_start + _rows] = _x1
+    # one pass over the elements (N, K), 1 reduction, in blocks of rows (8192 elements)
+    _rows = max(1, 8192//max(K, 1))
+    x2 = np.empty((N, 1), dtype=DTYPE)
+    for _start in range(0, N, _rows):
+        _x0 = x0[_start:_start + _rows]
+        _x1 = x1[_start:_start + _rows]
+        _x2 = np.sum(np.exp(_x0 - _x1 + b), axis=(1,), keepdims=True)
+        x2[_start:_start + _rows] = _x2
+    # one pass over the elements (N, K), 1 reduction, in blocks of rows (8192 elements)
+    _rows = max(1, 8192//max(K, 1))
+    x3 = 0.0
+    for _start in range(0, N, _rows):
+        _Y = Y[_start:_start + _rows]
+        _x0 = x0[_start:_start + _rows]
+        _x1 = x1[_start:_start + _rows]
+        _x2 = x2[_start:_start + _rows]
+        x3 += float(np.vdot(_Y, _x0 - _x1 + b - np.log(_x2)))
     # scalar arithmetic
     loss = -x3/N
     return loss
@@ -98,25 +116,53 @@ def loss(W, b, X, Y):
 def loss_and_grad(W, b, X, Y):
     """(loss, gradients): one pass computes both; gradients in PARAMS order."""
     W, b, X, Y, D, K, N = _arguments(W, b, X, Y)
-    # one pass over the elements (N, K), 2 reductions
+    # one pass over the elements (N, K), 2 reductions, in blocks of rows (8192 elements)
     x0 = 1.0/N
-    x1 = np.sum(Y, axis=(1,), keepdims=True)
-    x2 = np.sum(Y, axis=(0,), keepdims=True)
+    _rows = max(1, 8192//max(K, 1))
+    x1 = np.empty((N, 1), dtype=DTYPE)
+    x2 = np.zeros((1, K), dtype=DTYPE)
+    for _start in range(0, N, _rows):
+        _Y = Y[_start:_start + _rows]
+        _x1 = np.sum(_Y, axis=(1,), keepdims=True)
+        x1[_start:_start + _rows] = _x1
+        x2 += np.sum(_Y, axis=(0,), keepdims=True)
     x3 = x0*x1
     x4 = -x0*x2
     # matrix product (BLAS)
     x5 = X @ W
-    # one pass over the elements (N, K), 1 reduction
-    x6 = np.max(b + x5, axis=(1,), keepdims=True)
-    # one pass over the elements (N, K), 1 reduction
-    x7 = np.sum(np.exp(b + x5 - x6), axis=(1,), keepdims=True)
-    # one pass over the elements (N, K), 2 reductions
+    # one pass over the elements (N, K), 1 reduction, in blocks of rows (8192 elements)
+    _rows = max(1, 8192//max(K, 1))
+    x6 = np.empty((N, 1), dtype=DTYPE)
+    for _start in range(0, N, _rows):
+        _x5 = x5[_start:_start + _rows]
+        _x6 = np.max(_x5 + b, axis=(1,), keepdims=True)
+        x6[_start:_start + _rows] = _x6
+    # one pass over the elements (N, K), 1 reduction, in blocks of rows (8192 elements)
+    _rows = max(1, 8192//max(K, 1))
+    x7 = np.empty((N, 1), dtype=DTYPE)
+    for _start in range(0, N, _rows):
+        _x5 = x5[_start:_start + _rows]
+        _x6 = x6[_start:_start + _rows]
+        _x7 = np.sum(np.exp(_x5 - _x6 + b), axis=(1,), keepdims=True)
+        x7[_start:_start + _rows] = _x7
+    # one pass over the elements (N, K), 2 reductions, in blocks of rows (8192 elements)
     x8 = 1.0/N
-    x9 = b + x5 - x6
-    x10 = x3*np.exp(x9)/x7
-    x11 = (-x8)*Y + x10
-    x12 = float(np.vdot(Y, x9 - np.log(x7)))
-    x13 = np.sum(x10, axis=(0,), keepdims=True)
+    _rows = max(1, 8192//max(K, 1))
+    x11 = np.empty((N, K), dtype=DTYPE)
+    x12 = 0.0
+    x13 = np.zeros((1, K), dtype=DTYPE)
+    for _start in range(0, N, _rows):
+        _x5 = x5[_start:_start + _rows]
+        _x6 = x6[_start:_start + _rows]
+        _x3 = x3[_start:_start + _rows]
+        _x7 = x7[_start:_start + _rows]
+        _Y = Y[_start:_start + _rows]
+        x9 = _x5 - _x6 + b
+        x10 = _x3*np.exp(x9)/_x7
+        _x11 = (-x8)*_Y + x10
+        x11[_start:_start + _rows] = _x11
+        x12 += float(np.vdot(_Y, x9 - np.log(_x7)))
+        x13 += np.sum(x10, axis=(0,), keepdims=True)
     # scalar arithmetic
     loss = -x12/N
     # one pass over the elements (1, K)

@@ -310,6 +310,10 @@ class _Builder:
                 partial = next(self.temps)
                 extent = sp.Mul(*[domain[a] for a in t.reduce_axes])
                 final = (partial, coeff * (const * extent + inner * partial))
+                if len(t.reduce_axes) < full:  # a sum along an axis keeps its dimensions
+                    self.shapes[partial] = tuple(
+                        sp.S.One if a in t.reduce_axes else d for a, d in enumerate(domain)
+                    )
             whole = len(t.reduce_axes) == full
             dot = whole and len(factors) >= 2 and all(self.shape_of(f) == domain for f in factors)
             sums.append((t, final, factors, dot))
