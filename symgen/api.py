@@ -19,7 +19,7 @@ BACKENDS = {"numpy": numpy_backend.generate, "cuda": cuda_backend.generate}
 
 def generate(
     problem: Problem,
-    backend: Literal["numpy"] = "numpy",
+    backend: Literal["numpy", "cuda"] = "numpy",
     *,
     source: str | None = None,
     optimizer: str | None = None,
@@ -47,7 +47,7 @@ def generate(
 
 def compile(  # noqa: A001
     problem: Problem,
-    backend: Literal["numpy"] = "numpy",
+    backend: Literal["numpy", "cuda"] = "numpy",
     *,
     optimizer: str | None = None,
     **hyperparameters: float,
@@ -60,7 +60,16 @@ def compile(  # noqa: A001
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     module = types.ModuleType(f"{problem.name}_{backend}")
     module.__file__ = filename
-    exec(builtins_compile(source, filename, "exec"), module.__dict__)
+    try:
+        exec(builtins_compile(source, filename, "exec"), module.__dict__)
+    except ModuleNotFoundError as exc:
+        if exc.name != "cupy":
+            raise
+        raise ImportError(
+            f"the CUDA module of {problem.name!r} needs CuPy and a GPU: pip install "
+            "'symgen[cuda]'; to run it on the CPU (slowly, for checking), compile it inside "
+            "symgen.testing.fake_cupy_installed()"
+        ) from None
     return module
 
 

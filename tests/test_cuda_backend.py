@@ -366,3 +366,19 @@ def test_generated_cuda_source_is_deterministic():
     b = symgen.generate(softmax.softmax, "cuda")
     assert a == b
     assert sp.srepr(softmax.softmax.loss)  # the spec is untouched
+
+
+def test_compile_without_cupy_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "cupy", None)  # import cupy fails
+    with pytest.raises(ImportError, match=r"needs CuPy.*symgen\[cuda\].*fake_cupy_installed"):
+        symgen.compile(curve_fit.curve_fit, "cuda")
+
+
+def test_compile_inside_fake_cupy():
+    from symgen.testing import fake_cupy_installed
+
+    with fake_cupy_installed() as cp:
+        module = symgen.compile(curve_fit.curve_fit, "cuda")
+    t, y = curve_fit.synthetic(300)
+    want = symgen.compile(curve_fit.curve_fit).loss(*curve_fit.START, t, y)
+    assert module.loss(*curve_fit.START, cp.asarray(t), cp.asarray(y)) == pytest.approx(want)
