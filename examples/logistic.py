@@ -5,8 +5,8 @@
 
 ``log(p*t + (1-p)*(1-t))`` with ``p = sigmoid(X w)`` overflows for large
 ``|X w|`` when evaluated literally; symgen rewrites it to a stable form
-(``logaddexp`` of softplus terms), so the loss and its gradient stay finite
-for |X w| up to 1e3 and beyond.
+(``softplus(X w) - t*(X w)`` for 0/1 labels), so the loss and its gradient
+stay finite for |X w| up to 1e3 and beyond.
 """
 
 import sympy as sp
@@ -23,6 +23,10 @@ logistic = symgen.Problem(
     params=[w],
     data=[X, t],
     name="logistic",
+    # The targets are labels, 0 or 1: the likelihood is then the cross-entropy, whose stable
+    # form needs one softplus (without this the same formula holds for soft targets, at about
+    # twice the cost: a log-sum-exp of log t and log(1 - t)). The module checks the labels.
+    binary=[t],
 )
 
 TINY_X = [[0.52, 1.12, 0.77], [0.88, -1.08, 0.15], [0.52, 0.06, -1.30], [0.74, -2.49, 1.39]]

@@ -60,7 +60,7 @@ def lower(problem) -> Lowered:
     if problem.kind == "matrix":
         return _MatrixLowering(problem).lower()
     real = problem.real_symbols()
-    loss = stabilize(problem.real_loss())
+    loss = stabilize(problem.real_loss(), frozenset(real[b] for b in problem.binary))
     params = tuple(Input(p.name, (), "param", real[p]) for p in problem.params)
     if not problem.data:
         body = Map(sp.Lambda(tuple(real[p] for p in problem.params), loss), params, ())
@@ -226,7 +226,15 @@ class _MatrixLowering:
             raise SpecError(f"elementwise operands do not broadcast: {exc}") from None
         check_scalar_expression(fn.expr.xreplace({v: sp.Dummy() for v in fn.variables}))
         fn, nodes = _compose(fn, nodes)
-        body = stabilize(fn.expr)
+        binary = {b.name for b in self.problem.binary}
+        body = stabilize(
+            fn.expr,
+            frozenset(
+                v
+                for v, n in zip(fn.variables, nodes, strict=True)
+                if isinstance(n, Input) and n.name in binary
+            ),
+        )
         variables, nodes = list(fn.variables), list(nodes)
         for sym in sorted(body.free_symbols - set(variables), key=lambda s: s.name):
             if sym.name in self.inputs and self.inputs[sym.name].shape == ():

@@ -127,7 +127,10 @@ class Problem:
     params and data are ``MatrixSymbol``s with symbolic dimensions and the loss
     is an explicit scalar (``symgen.sum``, a trace, a 1 x 1 product).
     ``dtype`` is the floating type of the generated code, ``name`` names the
-    generated module and its functions.
+    generated module and its functions. ``binary`` lists data whose entries are
+    0 or 1 (labels): then ``log(f(t))`` is ``t*log(f(1)) + (1 - t)*log(f(0))``,
+    which turns a naive likelihood into the cross-entropy (one ``softplus``
+    instead of a log-sum-exp of two logs); the generated code checks the values.
     """
 
     def __init__(
@@ -138,6 +141,7 @@ class Problem:
         reduce: Literal["sum", "mean"] = "sum",
         dtype: Literal["float64", "float32"] = "float64",
         name: str = "problem",
+        binary: Iterable[sp.Symbol] = (),
     ) -> None:
         if isinstance(params, sp.Basic) or isinstance(params, str):
             raise SpecError("params must be a list of symbols, e.g. params=[x, y]")
@@ -199,9 +203,20 @@ class Problem:
                 raise SpecError("a loss over matrix expressions needs MatrixSymbol params or data")
             check_scalar_expression(loss)
 
+        binary = tuple(binary)
+        data_names = {d.name for d in data}
+        for b in binary:
+            if getattr(b, "name", None) not in data_names:
+                raise SpecError(
+                    f"binary={b!r}: only data can be declared binary (0 or 1 entries); "
+                    f"the data are {', '.join(sorted(data_names)) or 'none'}"
+                )
         self.loss = loss
         self.params = params
         self.data = data
+        #: Data whose entries are 0 or 1 (labels): ``log`` of an expression in them is
+        #: split into its two cases, and generated code checks the values.
+        self.binary = tuple(d for d in data if d.name in {b.name for b in binary})
         self.reduce = reduce
         self.dtype = dtype
         self.name = name
@@ -236,6 +251,7 @@ class Problem:
                 f"dtype={self.dtype}",
                 f"loss={sp.srepr(_canonical_dummies(self.loss))}",
             ]
+            + ([f"binary={','.join(s.name for s in self.binary)}"] if self.binary else [])
         )
 
     def spec_hash(self) -> str:

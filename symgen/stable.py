@@ -91,12 +91,25 @@ def _complementary_softplus(expr: sp.Expr) -> sp.Expr:
     return simpler if sp.count_ops(simpler) < sp.count_ops(expr) else expr
 
 
-def stabilize(expr: sp.Expr) -> sp.Expr:
-    """``expr`` with the unstable forms above rewritten, bottom up."""
+def _split_binary(arg: sp.Expr, binary: frozenset) -> sp.Expr | None:
+    """``log(f(t))`` for ``t`` in {0, 1}: ``t*log(f(1)) + (1 - t)*log(f(0))``."""
+    for t in sorted(arg.free_symbols & binary, key=lambda s: s.name):
+        one, zero = arg.xreplace({t: sp.S.One}), arg.xreplace({t: sp.S.Zero})
+        return t * stabilize(sp.log(one), binary) + (1 - t) * stabilize(sp.log(zero), binary)
+    return None
+
+
+def stabilize(expr: sp.Expr, binary: frozenset = frozenset()) -> sp.Expr:
+    """``expr`` with the unstable forms above rewritten, bottom up; ``binary``: symbols
+    known to be 0 or 1, on which a ``log`` is split into its two cases."""
     if not expr.args:
         return expr
-    args = [stabilize(a) for a in expr.args]
+    args = [stabilize(a, binary) for a in expr.args]
     e = expr.func(*args) if args != list(expr.args) else expr
+    if isinstance(e, sp.log) and binary:
+        split = _split_binary(e.args[0], binary)
+        if split is not None:
+            return _complementary_softplus(sp.expand_mul(split))
     if e.is_Add and len(e.atoms(softplus)) > 1:
         return _complementary_softplus(e)
     if isinstance(e, sp.log):

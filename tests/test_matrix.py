@@ -207,10 +207,46 @@ def test_w2_gradient_against_autograd():
     value, (g,) = module.loss_and_grad(w, x, t)
     assert value == pytest.approx(naive_logistic(w, x, t), rel=1e-12)
     np.testing.assert_allclose(g, autograd.grad(naive_logistic)(w, x, t), rtol=1e-9)
-    soft = rng.uniform(0, 1, (200, 1))  # the same formula for soft targets
+    soft = rng.uniform(0, 1, (200, 1))  # the same formula for soft targets, undeclared
+    with pytest.raises(ValueError, match="'t' is declared binary, but not all its entries"):
+        module.grad(w, x, soft)
+    general = symgen.compile(undeclared(logistic.logistic))
     np.testing.assert_allclose(
-        module.grad(w, x, soft)[0], autograd.grad(naive_logistic)(w, x, soft), rtol=1e-9
+        general.grad(w, x, soft)[0], autograd.grad(naive_logistic)(w, x, soft), rtol=1e-9
     )
+    assert general.loss(w, x, t) == pytest.approx(value, rel=1e-12)
+
+
+def undeclared(problem):
+    return symgen.Problem(problem.loss, problem.params, problem.data, name=problem.name + "_soft")
+
+
+def test_binary_data_turn_the_likelihood_into_the_cross_entropy():
+    from symgen.show import program
+
+    declared = program(logistic.logistic)
+    general = program(undeclared(logistic.logistic))
+    assert declared.count("np.logaddexp") == 1 and declared.count("np.tanh") == 1
+    assert "_safelog" not in declared and "_safelog" in general
+    f = symgen.gradients(logistic.logistic)[logistic.w]
+    assert "sigmoid" in str(f) and "log" not in str(f)
+    # per-sample problems too: the Bernoulli likelihood of 0/1 labels y
+    a, x, y = sp.symbols("a x y")
+    q = symgen.sigmoid(a * x)
+    bern = symgen.Problem(
+        -sp.log(q * y + (1 - q) * (1 - y)), [a], [x, y], reduce="mean", binary=[y], name="b"
+    )
+    module = symgen.compile(bern)
+    xs = np.random.default_rng(3).standard_normal(1000) * 30
+    ys = (xs > 0).astype(float)
+    loss, (g,) = module.loss_and_grad(0.7, xs, ys)
+    z = 0.7 * xs
+    assert loss == pytest.approx(np.mean(np.logaddexp(0, z) - ys * z), rel=1e-12)
+    assert g == pytest.approx(np.mean((0.5 * np.tanh(0.5 * z) + 0.5 - ys) * xs), rel=1e-10)
+    with pytest.raises(ValueError, match="'y' is declared binary"):
+        module.loss(0.7, xs, ys * 0.5)
+    with pytest.raises(symgen.SpecError, match="only data can be declared binary"):
+        symgen.Problem(-sp.log(q), [a], [x], binary=[a])
 
 
 def test_w3_seed_trajectory():

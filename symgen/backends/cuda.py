@@ -775,7 +775,8 @@ def plan(compiled: Compiled, source: str | None, baked: Baked | None = None) -> 
         if not inp.shape:
             return Arg(inp.name, "scalar", "()")
         kind = "vector" if problem.kind == "per_sample" else "matrix"
-        return Arg(inp.name, kind, _shape_text(inp.shape))
+        binary = inp.name in {b.name for b in problem.binary}
+        return Arg(inp.name, kind, _shape_text(inp.shape), binary)
 
     params = tuple(arg(p) for p in lowered.params)
     data = tuple(arg(d) for d in lowered.data)

@@ -25,6 +25,8 @@ class Arg:
     name: str
     kind: str  # "scalar" | "vector" (per-sample data) | "matrix"
     shape: str  # for documentation and errors: "()", "(N,)", "(M, N_I)"
+    #: Data declared binary (``Problem(binary=...)``): its entries are checked to be 0 or 1.
+    binary: bool = False
 
 
 @dataclass(frozen=True)
@@ -508,7 +510,8 @@ def plan(compiled: Compiled, source: str | None, baked: Baked | None = None) -> 
         if not inp.shape:
             return Arg(inp.name, "scalar", "()")
         kind = "vector" if problem.kind == "per_sample" else "matrix"
-        return Arg(inp.name, kind, _shape_text(inp.shape))
+        binary = inp.name in {b.name for b in problem.binary}
+        return Arg(inp.name, kind, _shape_text(inp.shape), binary)
 
     params = tuple(arg(p) for p in lowered.params)
     data = tuple(arg(d) for d in lowered.data)
