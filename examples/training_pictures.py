@@ -1,6 +1,7 @@
 """Pictures of ``symgen.fit`` at work: optimizers compared on W1, W2 and W3.
 
-    python examples/training_pictures.py      # needs matplotlib; writes examples/out/*.png
+    python examples/training_pictures.py          # needs matplotlib; writes examples/out/*.png
+    python examples/training_pictures.py docs     # the copies the README shows
 
 - ``rosenbrock_optimizers.png``: SGD, momentum and Adam paths from (2, 2) over
   the Rosenbrock contours (the picture in the README's Training section,
@@ -151,7 +152,7 @@ def plot_curves(curves, filename, title, ylabel, log=True, dpi=100):
     plt.close(fig)
 
 
-def main():
+def main(folder: str | None = None):
     try:
         import matplotlib  # noqa: F401
     except ImportError:
@@ -159,8 +160,8 @@ def main():
         return
     from generated import logistic_numpy, mlp_numpy, rosenbrock_numpy
 
-    out = ROOT / "examples" / "out"
-    out.mkdir(exist_ok=True)
+    out = Path(folder) if folder else ROOT / "examples" / "out"
+    out.mkdir(parents=True, exist_ok=True)
 
     paths = rosenbrock_paths(rosenbrock_numpy)
     for label, (_, path, result) in paths.items():
@@ -193,4 +194,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1] if len(sys.argv) > 1 else None)

@@ -85,7 +85,7 @@ def loss(a, b, c, d, e, g, t, y):
     for _start in range(0, N, 8192):
         _t = t[_start:_start + 8192]
         _y = y[_start:_start + 8192]
-        x0 = d*_t**2 + e*_t - _y + g + np.exp((-a)*_t)*np.sin(b*_t + c)
+        x0 = d*_t**2 + e*_t + g + np.exp((-a)*_t)*np.sin(b*_t + c) - _y
         x1 += float(np.dot(x0, x0))
     # scalar arithmetic
     loss = x1/N
@@ -105,7 +105,7 @@ def loss_and_grad(a, b, c, d, e, g, t, y):
         x2 = np.exp((-a)*_t)
         x3 = b*_t + c
         x4 = np.sin(x3)
-        x5 = e*_t - _y + d*x1 + g + x2*x4
+        x5 = e*_t + d*x1 + g + x2*x4 - _y
         x6 = x2*x5
         x7 = _t*x6
         x8 = np.cos(x3)

@@ -39,7 +39,8 @@ def loss(x, y):
     if type(y) is not float:
         y = _as_scalar("y", y)
     # scalar arithmetic
-    loss = (x + 2.0*y)**2.0
+    x0 = x + 2.0*y
+    loss = (x0*x0)
     return loss
 
 

@@ -43,6 +43,7 @@ __device__ __forceinline__ double sg_heaviside(double z, double h0)
     return z > 0 ? (double)1 : (z < 0 ? (double)0 : (z == 0 ? h0 : z));
 }
 __device__ __forceinline__ double sg_sigmoid(double z) { return 0.5*tanh(0.5*z) + 0.5; }
+__device__ __forceinline__ double sg_sigmoid_e(double z, double e) { return (z >= 0.0 ? 1.0 : e)/(1.0 + e); }
 __device__ __forceinline__ double sg_softplus(double z) { return fmax(z, 0.0) + log1p(exp(-fabs(z))); }
 __device__ __forceinline__ double sg_logaddexp(double a, double b)
 {
@@ -144,16 +145,17 @@ extern "C" __global__ void loss_1(const double* __restrict__ t, const double* __
 }
 
 // loss_and_grad_1: every element of (N, 1), 1 reduction
-extern "C" __global__ void loss_and_grad_1(const double* __restrict__ t, const double* __restrict__ x0, double* __restrict__ _w_x1, long long N, double* __restrict__ _partials)
+extern "C" __global__ void loss_and_grad_1(const double* __restrict__ t, const double* __restrict__ x0, double* __restrict__ _w_x2, long long N, double* __restrict__ _partials)
 {
     double _acc0 = 0.0;
     const long long _n = N*1LL;
     for (long long _e = (long long)blockIdx.x*blockDim.x + threadIdx.x; _e < _n; _e += (long long)gridDim.x*blockDim.x) {
-        const double _v_t = t[_e];
         const double _v_x0 = x0[_e];
-        const double x1 = -_v_t + sg_sigmoid(_v_x0);
-        _w_x1[_e] = x1;
-        _acc0 += (double)(_v_t*_v_x0 - sg_softplus(_v_x0));
+        const double _v_t = t[_e];
+        const double x1 = exp(-fabs(_v_x0));
+        const double x2 = -_v_t + sg_sigmoid_e(_v_x0, x1);
+        _w_x2[_e] = x2;
+        _acc0 += (double)(_v_t*_v_x0 - log1p(x1) - fmax(0.0, _v_x0));
     }
     __shared__ double _shared[256];
     {
@@ -291,11 +293,11 @@ def loss_and_grad(w, X, t):
     """(loss, gradients): one pass computes both; gradients in PARAMS order."""
     w, X, t, D, N = _arguments(w, X, t)
     x0 = X @ w
-    x1 = cp.empty((N, 1), dtype=DTYPE)
-    _red_loss_and_grad_1 = _reduce('loss_and_grad_1', N*1, (t, x0, x1, np.int64(N)), 1, 0)
-    grad_w = X.T @ x1
-    x2, = _red_loss_and_grad_1.get().tolist()
-    loss = -x2
+    x2 = cp.empty((N, 1), dtype=DTYPE)
+    _red_loss_and_grad_1 = _reduce('loss_and_grad_1', N*1, (t, x0, x2, np.int64(N)), 1, 0)
+    grad_w = X.T @ x2
+    x3, = _red_loss_and_grad_1.get().tolist()
+    loss = -x3
     return loss, (grad_w, )
 
 
@@ -312,12 +314,12 @@ def sgd_step(w, X, t, *, lr):
     """
     w, X, t, D, N = _arguments(w, X, t)
     x0 = X @ w
-    x1 = cp.empty((N, 1), dtype=DTYPE)
-    _red_loss_and_grad_1 = _reduce('loss_and_grad_1', N*1, (t, x0, x1, np.int64(N)), 1, 0)
-    grad_w = X.T @ x1
+    x2 = cp.empty((N, 1), dtype=DTYPE)
+    _red_loss_and_grad_1 = _reduce('loss_and_grad_1', N*1, (t, x0, x2, np.int64(N)), 1, 0)
+    grad_w = X.T @ x2
     _launch('sg_sgd', w.size, (w, grad_w, DTYPE(lr), np.int64(w.size)))
-    x2, = _red_loss_and_grad_1.get().tolist()
-    loss = -x2
+    x3, = _red_loss_and_grad_1.get().tolist()
+    loss = -x3
     return loss, (w,)
 
 
@@ -335,13 +337,13 @@ def momentum_step(w, X, t, *, state, lr, momentum=0.9, nesterov=False):
     """
     w, X, t, D, N = _arguments(w, X, t)
     x0 = X @ w
-    x1 = cp.empty((N, 1), dtype=DTYPE)
-    _red_loss_and_grad_1 = _reduce('loss_and_grad_1', N*1, (t, x0, x1, np.int64(N)), 1, 0)
-    grad_w = X.T @ x1
+    x2 = cp.empty((N, 1), dtype=DTYPE)
+    _red_loss_and_grad_1 = _reduce('loss_and_grad_1', N*1, (t, x0, x2, np.int64(N)), 1, 0)
+    grad_w = X.T @ x2
     (_v_w,) = state
     _launch('sg_momentum', w.size, (w, _v_w, grad_w, DTYPE(lr), DTYPE(momentum), np.bool_(nesterov), np.int64(w.size)))
-    x2, = _red_loss_and_grad_1.get().tolist()
-    loss = -x2
+    x3, = _red_loss_and_grad_1.get().tolist()
+    loss = -x3
     return loss, (w,), (_v_w,)
 
 
@@ -360,14 +362,14 @@ def adam_step(w, X, t, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8):
     """
     w, X, t, D, N = _arguments(w, X, t)
     x0 = X @ w
-    x1 = cp.empty((N, 1), dtype=DTYPE)
-    _red_loss_and_grad_1 = _reduce('loss_and_grad_1', N*1, (t, x0, x1, np.int64(N)), 1, 0)
-    grad_w = X.T @ x1
+    x2 = cp.empty((N, 1), dtype=DTYPE)
+    _red_loss_and_grad_1 = _reduce('loss_and_grad_1', N*1, (t, x0, x2, np.int64(N)), 1, 0)
+    grad_w = X.T @ x2
     _step, (_m_w,), (_s_w,) = state
     _step += 1
     _c1 = lr/(1.0 - beta1**_step)
     _c2 = 1.0/(1.0 - beta2**_step)
     _launch('sg_adam', w.size, (w, _m_w, _s_w, grad_w, DTYPE(beta1), DTYPE((1.0 - beta1)), DTYPE(beta2), DTYPE((1.0 - beta2)), DTYPE(_c1), DTYPE(_c2), DTYPE(eps), np.int64(w.size)))
-    x2, = _red_loss_and_grad_1.get().tolist()
-    loss = -x2
+    x3, = _red_loss_and_grad_1.get().tolist()
+    loss = -x3
     return loss, (w,), (_step, (_m_w,), (_s_w,))

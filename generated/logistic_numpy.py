@@ -101,18 +101,19 @@ def loss_and_grad(w, X, t):
     x0 = X @ w
     # one pass over the elements (N, 1), 1 reduction, in blocks of rows (8192 elements)
     _rows = max(1, 8192//max(1, 1))
-    x1 = np.empty((N, 1), dtype=DTYPE)
-    x2 = 0.0
+    x2 = np.empty((N, 1), dtype=DTYPE)
+    x3 = 0.0
     for _start in range(0, N, _rows):
-        _t = t[_start:_start + _rows]
         _x0 = x0[_start:_start + _rows]
-        _x1 = -_t + (0.5*np.tanh(0.5*_x0) + 0.5)
-        x1[_start:_start + _rows] = _x1
-        x2 += float(np.sum(_t*_x0 - np.logaddexp(0.0, _x0)))
+        _t = t[_start:_start + _rows]
+        x1 = np.exp(-abs(_x0))
+        _x2 = (np.where(_x0 >= 0, 1.0, x1)/(1.0 + x1)) - _t
+        x2[_start:_start + _rows] = _x2
+        x3 += float(np.sum(_t*_x0 - np.log1p(x1) - np.maximum(0, _x0)))
     # scalar arithmetic
-    loss = -x2
+    loss = -x3
     # matrix product (BLAS)
-    grad_w = X.T @ x1
+    grad_w = X.T @ x2
     return loss, (grad_w, )
 
 

@@ -93,7 +93,7 @@ def loss(W1, W2, X, Y):
     for _start in range(0, M, _rows):
         _Y = Y[_start:_start + _rows]
         _x2 = x2[_start:_start + _rows]
-        x3 = -_Y + _x2
+        x3 = _x2 - _Y
         x4 += float(np.vdot(x3, x3))
     # scalar arithmetic
     loss = x4/(M*N_O)
@@ -118,7 +118,7 @@ def loss_and_grad(W1, W2, X, Y):
     for _start in range(0, M, _rows):
         _Y = Y[_start:_start + _rows]
         _x2 = x2[_start:_start + _rows]
-        x5 = -_Y + _x2
+        x5 = _x2 - _Y
         _x6 = (2*x3*x4)*x5
         x6[_start:_start + _rows] = _x6
         x7 += float(np.vdot(x5, x5))

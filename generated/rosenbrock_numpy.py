@@ -39,7 +39,9 @@ def loss(x, y):
     if type(y) is not float:
         y = _as_scalar("y", y)
     # scalar arithmetic
-    loss = (1.0 - x)**2.0 + 100.0*(-(x*x) + y)**2.0
+    x0 = 1.0 - x
+    x1 = y - (x*x)
+    loss = (x0*x0) + 100.0*(x1*x1)
     return loss
 
 
@@ -50,9 +52,10 @@ def loss_and_grad(x, y):
     if type(y) is not float:
         y = _as_scalar("y", y)
     # scalar arithmetic
-    x0 = -(x*x) + y
-    loss = 100.0*(x0*x0) + (1.0 - x)**2.0
-    grad_x = -400.0*x*x0 + 2.0*x - 2.0
+    x0 = y - (x*x)
+    x1 = 1.0 - x
+    loss = 100.0*(x0*x0) + (x1*x1)
+    grad_x = 2.0*x - 400.0*x*x0 - 2.0
     grad_y = 200.0*x0
     return loss, (grad_x, grad_y)
 
@@ -72,9 +75,10 @@ def sgd_step(x, y, *, lr):
     if type(y) is not float:
         y = _as_scalar("y", y)
     # scalar arithmetic
-    x0 = -(x*x) + y
-    loss = 100.0*(x0*x0) + (1.0 - x)**2.0
-    grad_x = -400.0*x*x0 + 2.0*x - 2.0
+    x0 = y - (x*x)
+    x1 = 1.0 - x
+    loss = 100.0*(x0*x0) + (x1*x1)
+    grad_x = 2.0*x - 400.0*x*x0 - 2.0
     grad_y = 200.0*x0
     x = x - lr*grad_x
     y = y - lr*grad_y
@@ -97,9 +101,10 @@ def momentum_step(x, y, *, state, lr, momentum=0.9, nesterov=False):
     if type(y) is not float:
         y = _as_scalar("y", y)
     # scalar arithmetic
-    x0 = -(x*x) + y
-    loss = 100.0*(x0*x0) + (1.0 - x)**2.0
-    grad_x = -400.0*x*x0 + 2.0*x - 2.0
+    x0 = y - (x*x)
+    x1 = 1.0 - x
+    loss = 100.0*(x0*x0) + (x1*x1)
+    grad_x = 2.0*x - 400.0*x*x0 - 2.0
     grad_y = 200.0*x0
     (_v_x, _v_y) = state
     _v_x = momentum*_v_x - lr*grad_x
@@ -126,9 +131,10 @@ def adam_step(x, y, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8):
     if type(y) is not float:
         y = _as_scalar("y", y)
     # scalar arithmetic
-    x0 = -(x*x) + y
-    loss = 100.0*(x0*x0) + (1.0 - x)**2.0
-    grad_x = -400.0*x*x0 + 2.0*x - 2.0
+    x0 = y - (x*x)
+    x1 = 1.0 - x
+    loss = 100.0*(x0*x0) + (x1*x1)
+    grad_x = 2.0*x - 400.0*x*x0 - 2.0
     grad_y = 200.0*x0
     _step, (_m_x, _m_y), (_s_x, _s_y) = state
     _step += 1

@@ -97,7 +97,7 @@ def loss(W, b, X, Y):
     for _start in range(0, N, _rows):
         _x0 = x0[_start:_start + _rows]
         _x1 = x1[_start:_start + _rows]
-        _x2 = np.sum(np.exp(_x0 - _x1 + b), axis=(1,), keepdims=True)
+        _x2 = np.sum(np.exp(_x0 + b - _x1), axis=(1,), keepdims=True)
         x2[_start:_start + _rows] = _x2
     # one pass over the elements (N, K), 1 reduction, in blocks of rows (8192 elements)
     _rows = max(1, 8192//max(K, 1))
@@ -107,7 +107,7 @@ def loss(W, b, X, Y):
         _x0 = x0[_start:_start + _rows]
         _x1 = x1[_start:_start + _rows]
         _x2 = x2[_start:_start + _rows]
-        x3 += float(np.vdot(_Y, _x0 - _x1 + b - np.log(_x2)))
+        x3 += float(np.vdot(_Y, _x0 + b - _x1 - np.log(_x2)))
     # scalar arithmetic
     loss = -x3/N
     return loss
@@ -143,7 +143,7 @@ def loss_and_grad(W, b, X, Y):
     for _start in range(0, N, _rows):
         _x5 = x5[_start:_start + _rows]
         _x6 = x6[_start:_start + _rows]
-        _x7 = np.sum(np.exp(_x5 - _x6 + b), axis=(1,), keepdims=True)
+        _x7 = np.sum(np.exp(_x5 + b - _x6), axis=(1,), keepdims=True)
         x7[_start:_start + _rows] = _x7
     # one pass over the elements (N, K), 2 reductions, in blocks of rows (8192 elements)
     x8 = 1.0/N
@@ -157,9 +157,9 @@ def loss_and_grad(W, b, X, Y):
         _x3 = x3[_start:_start + _rows]
         _x7 = x7[_start:_start + _rows]
         _Y = Y[_start:_start + _rows]
-        x9 = _x5 - _x6 + b
+        x9 = _x5 + b - _x6
         x10 = _x3*np.exp(x9)/_x7
-        _x11 = (-x8)*_Y + x10
+        _x11 = x10 - x8*_Y
         x11[_start:_start + _rows] = _x11
         x12 += float(np.vdot(_Y, x9 - np.log(_x7)))
         x13 += np.sum(x10, axis=(0,), keepdims=True)

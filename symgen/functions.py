@@ -71,6 +71,15 @@ class sigmoid(_ElementwiseFunction):  # noqa: N801
         return 1 / (1 + sp.exp(-z))
 
 
+class sigmoid_from_exp(sp.Function):  # noqa: N801
+    """sigmoid(z) given e = exp(-|z|): (1 if z >= 0 else e) / (1 + e), exact for every z.
+
+    Made by the optimizer (never by users) when sigmoid and softplus of the same z meet
+    in one kernel: they share the exponential. It is never differentiated."""
+
+    nargs = 2
+
+
 class softplus(_ElementwiseFunction):  # noqa: N801
     """log(1 + exp(z)), evaluated stably; derivative sigmoid(z)."""
 

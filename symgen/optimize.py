@@ -26,8 +26,10 @@ from dataclasses import dataclass
 from typing import Literal
 
 import sympy as sp
+from sympy.codegen.cfunctions import log1p
 
 from .frontend import Lowered
+from .functions import sigmoid, sigmoid_from_exp, softplus
 from .ir import Const, Input, Map, MatMul, Node, Reduce, Shape, Transpose, broadcast_shapes
 
 StmtKind = Literal["scalar", "array", "fill", "sum", "dot", "max", "matmul"]
@@ -277,6 +279,8 @@ class _Builder:
         factor_use: dict[sp.Expr, int] = defaultdict(int)
         split = {}
         targets = [self._unbroadcast(t, domain) for t in targets]
+        shared = _share_logistic_exp([t.expr for t in targets])
+        targets = [_Target(**{**vars(t), "expr": e}) for t, e in zip(targets, shared, strict=True)]
         for t in targets:
             if t.reduce_axes is not None and t.op == "sum" and is_array(t.expr):
                 coeff, rest = sp.factor_terms(t.expr).as_independent(*arrays, as_Add=False)
@@ -361,6 +365,8 @@ class _Builder:
         exprs.extend(f[1] for _, _, f, _ in slots if f is not None)
 
         replacements, reduced = sp.cse(exprs, symbols=self.temps, order="canonical")
+        if not domain:  # Python floats: a square is a multiply, so its base gets a name
+            replacements, reduced = _name_squared_bases(replacements, reduced, self.temps)
         prologue, body = [], []
         hoisted: dict[sp.Expr, sp.Symbol] = {}
 
@@ -414,6 +420,61 @@ class _Builder:
             if final is not None:
                 epilogue.append(Stmt(t.symbol, "scalar", (next(finals).xreplace(alias),)))
         return Kernel(domain, tuple(prologue + body + reductions + epilogue))
+
+
+def _share_logistic_exp(exprs: list[sp.Expr]) -> list[sp.Expr]:
+    """sigmoid and softplus of the same z (or -z) in one kernel share e = exp(-|z|):
+    ``sigmoid(z) = (1 if z >= 0 else e)/(1 + e)``, ``softplus(z) = max(z, 0) + log1p(e)``.
+
+    One exp and one log1p replace a tanh and a logaddexp (a third less time per element
+    in NumPy, measured on the logistic loss); both forms are exact for every z. A lone
+    sigmoid or softplus keeps its own spelling."""
+    calls: dict[sp.Expr, set[sp.Expr]] = defaultdict(set)
+    for expr in exprs:
+        for f in expr.atoms(sigmoid, softplus):
+            calls[sp.Abs(f.args[0])].add(f)
+    rewrite = {}
+    for magnitude, fs in calls.items():
+        if len(fs) < 2:
+            continue
+        e = sp.exp(-magnitude)
+        for f in fs:
+            z = f.args[0]
+            rewrite[f] = (
+                sigmoid_from_exp(z, e) if isinstance(f, sigmoid) else sp.Max(z, 0) + log1p(e)
+            )
+    return [expr.xreplace(rewrite) for expr in exprs] if rewrite else exprs
+
+
+def _name_squared_bases(replacements, reduced, temps):
+    """``(1 - x)**2`` costs a pow() on floats; ``u = 1 - x`` then ``u*u`` two cheap operations.
+
+    Compound bases of squares become temporaries (inner ones first), defined just before
+    the first statement that uses them."""
+    named: dict[sp.Expr, sp.Symbol] = {}
+    pending: list[tuple[sp.Symbol, sp.Expr]] = []
+
+    def name(base: sp.Expr) -> sp.Symbol:
+        if base not in named:
+            named[base] = next(temps)
+            pending.append((named[base], base))
+        return named[base]
+
+    def rewrite(e: sp.Expr) -> sp.Expr:
+        return e.replace(
+            lambda x: x.is_Pow and x.exp == 2 and not x.base.is_Atom,
+            lambda x: sp.Pow(name(x.base), 2),
+        )
+
+    out = []
+    for sym, e in replacements:
+        e = rewrite(e)
+        out.extend(pending)
+        pending.clear()
+        out.append((sym, e))
+    reduced = [rewrite(e) for e in reduced]
+    out.extend(pending)
+    return out, reduced
 
 
 def build_program(lowered: Lowered, outputs: list[Node], names: list[str], namer: Namer) -> Program:

@@ -20,6 +20,20 @@ from sympy.printing.pycode import PythonCodePrinter
 from .functions import sigmoid
 
 
+def _print_add_subtracting(printer, expr, order=None) -> str | None:
+    """``y - x*x`` rather than ``-(x*x) + y``: a negated term costs a negation (one more
+    pass over an array, or one more float operation), a subtraction does not. ``None``
+    when every term has the same sign."""
+    terms = printer._as_ordered_terms(expr, order=order)
+    negative = [t for t in terms if t.could_extract_minus_sign()]
+    positive = [t for t in terms if not t.could_extract_minus_sign()]
+    if not negative or not positive:
+        return None
+    level = precedence(expr)
+    text = " + ".join(printer.parenthesize(t, level) for t in positive)
+    return text + "".join(f" - {printer.parenthesize(-t, level)}" for t in negative)
+
+
 class ScalarPrinter(PythonCodePrinter):
     """Python floats and the ``math`` module."""
 
@@ -37,6 +51,10 @@ class ScalarPrinter(PythonCodePrinter):
             return f"({b}*{b})"
         return super()._print_Pow(expr, rational=rational)
 
+    def _print_Add(self, expr, order=None):
+        text = _print_add_subtracting(self, expr, order)
+        return super()._print_Add(expr, order=order) if text is None else text
+
     def _print_relu(self, expr):
         return f"max({self._print(expr.args[0])}, 0.0)"
 
@@ -46,6 +64,10 @@ class ScalarPrinter(PythonCodePrinter):
     def _print_softplus(self, expr):
         z = self._print(expr.args[0])
         return f"(max({z}, 0.0) + math.log1p(math.exp(-abs({z}))))"
+
+    def _print_sigmoid_from_exp(self, expr):
+        z, e = (self._print(a) for a in expr.args)
+        return f"((1.0 if {z} >= 0 else {e})/(1.0 + {e}))"
 
     def _print_logaddexp(self, expr):
         a, b = (self._print(x) for x in expr.args)
@@ -101,7 +123,8 @@ class ArrayPrinter(NumPyPrinter):
         plus = [t for t in expr.args if isinstance(t, sigmoid)]
         minus = [t for t in expr.args if isinstance(-t, sigmoid)]
         if not plus or not minus:
-            return super()._print_Add(expr, order=order)
+            text = _print_add_subtracting(self, expr, order)
+            return super()._print_Add(expr, order=order) if text is None else text
         tanh = self._module_format("numpy.tanh")
         pairs = []
         for a, b in zip(plus, minus, strict=False):
@@ -123,6 +146,10 @@ class ArrayPrinter(NumPyPrinter):
 
     def _print_softplus(self, expr):
         return f"{self._module_format('numpy.logaddexp')}(0.0, {self._print(expr.args[0])})"
+
+    def _print_sigmoid_from_exp(self, expr):
+        z, e = (self._print(a) for a in expr.args)
+        return f"({self._module_format('numpy.where')}({z} >= 0, 1.0, {e})/(1.0 + {e}))"
 
     def _print_logaddexp(self, expr):
         a, b = (self._print(x) for x in expr.args)
@@ -174,7 +201,10 @@ C_RESERVED = frozenset(
     false nullptr bool explicit mutable export constexpr decltype noexcept static_assert
     threadIdx blockIdx blockDim gridDim warpSize dim3 uint3 min max abs exp log sin cos tan
     sqrt pow fabs fmax fmin tanh log1p expm1 INFINITY NAN""".split()
-) | {f"sg_{h}" for h in ("relu", "sigmoid", "softplus", "logaddexp", "safelog", "heaviside")}
+) | {
+    f"sg_{h}"
+    for h in ("relu", "sigmoid", "sigmoid_e", "softplus", "logaddexp", "safelog", "heaviside")
+}
 
 
 class CudaPrinter(C99CodePrinter):
@@ -243,6 +273,9 @@ class CudaPrinter(C99CodePrinter):
 
     def _print_softplus(self, expr):
         return self._helper("softplus", expr)
+
+    def _print_sigmoid_from_exp(self, expr):
+        return self._helper("sigmoid_e", expr)
 
     def _print_logaddexp(self, expr):
         return self._helper("logaddexp", expr)

@@ -46,3 +46,33 @@ def test_derivatives_script(root):
         "2",
     ]
     assert lines[5].endswith("-> 6.18198051534, 6.46410161514")
+
+
+def test_training_pictures_draw_the_loss_curves(tmp_path):
+    """examples/training_pictures.py: every optimizer lowers the W2 and W3 losses, and the
+    curves are drawn (the README shows docs/*_optimizers.png, made by the same code)."""
+    pytest.importorskip("matplotlib")
+    from examples import logistic, mlp, training_pictures
+
+    curves = training_pictures.logistic_curves(symgen.compile(logistic.logistic), n=2000, steps=30)
+    assert len(curves) == 4
+    for label, losses in curves.items():
+        assert len(losses) == 30 and losses[-1] < losses[0], label
+    out = tmp_path / "logistic.png"
+    training_pictures.plot_curves(curves, out, "W2", "loss per sample", log=False)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    curves = training_pictures.mlp_curves(symgen.compile(mlp.mlp), steps=20)
+    sgd, adam = curves["SGD, lr 1e-4"], curves["Adam, lr 1e-3"]
+    assert sgd[0] == pytest.approx(53178.40, rel=1e-3)  # WORKLOADS.md W3, epoch 1
+    assert sgd[-1] < sgd[0] and adam[-1] < adam[0]
+    out = tmp_path / "mlp.png"
+    training_pictures.plot_curves(curves, out, "W3", "loss")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_readme_shows_the_committed_pictures(root):
+    readme = (root / "README.md").read_text()
+    for name in ("rosenbrock_optimizers", "logistic_optimizers", "mlp_optimizers"):
+        assert f"](docs/{name}.png)" in readme
+        assert (root / "docs" / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
