@@ -55,7 +55,7 @@ def loss_and_grad(x, y):
     x0 = y - (x*x)
     x1 = 1.0 - x
     loss = 100.0*(x0*x0) + (x1*x1)
-    grad_x = 2.0*x - 400.0*x*x0 - 2.0
+    grad_x = x*(2.0 - 400.0*x0) - 2.0
     grad_y = 200.0*x0
     return loss, (grad_x, grad_y)
 
@@ -78,7 +78,7 @@ def sgd_step(x, y, *, lr):
     x0 = y - (x*x)
     x1 = 1.0 - x
     loss = 100.0*(x0*x0) + (x1*x1)
-    grad_x = 2.0*x - 400.0*x*x0 - 2.0
+    grad_x = x*(2.0 - 400.0*x0) - 2.0
     grad_y = 200.0*x0
     x = x - lr*grad_x
     y = y - lr*grad_y
@@ -104,7 +104,7 @@ def momentum_step(x, y, *, state, lr, momentum=0.9, nesterov=False):
     x0 = y - (x*x)
     x1 = 1.0 - x
     loss = 100.0*(x0*x0) + (x1*x1)
-    grad_x = 2.0*x - 400.0*x*x0 - 2.0
+    grad_x = x*(2.0 - 400.0*x0) - 2.0
     grad_y = 200.0*x0
     (_v_x, _v_y) = state
     _v_x = momentum*_v_x - lr*grad_x
@@ -134,7 +134,7 @@ def adam_step(x, y, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8):
     x0 = y - (x*x)
     x1 = 1.0 - x
     loss = 100.0*(x0*x0) + (x1*x1)
-    grad_x = 2.0*x - 400.0*x*x0 - 2.0
+    grad_x = x*(2.0 - 400.0*x0) - 2.0
     grad_y = 200.0*x0
     _step, (_m_x, _m_y), (_s_x, _s_y) = state
     _step += 1

@@ -382,3 +382,33 @@ def test_compile_inside_fake_cupy():
     t, y = curve_fit.synthetic(300)
     want = symgen.compile(curve_fit.curve_fit).loss(*curve_fit.START, t, y)
     assert module.loss(*curve_fit.START, cp.asarray(t), cp.asarray(y)) == pytest.approx(want)
+
+
+def test_update_kernels_one_launch_per_parameter(cp):
+    """sgd/momentum/adam update each array parameter (and its state) in one fused launch,
+    not a chain of array operations; the gradient's own kernels are the same for all three."""
+    problem = with_dtype(mlp.mlp, "float64")
+    gpu = load(problem, cp)
+    w1, w2, x, y = (cp.asarray(a) for a in mlp_data(np.random.default_rng(0)))
+    calls = []
+    real = gpu._launch
+
+    def spy(name, n, args):
+        calls.append(name)
+        return real(name, n, args)
+
+    gpu._launch = spy
+    runs = {
+        "sg_sgd": lambda: gpu.sgd_step(w1, w2, x, y, lr=0.01),
+        "sg_momentum": lambda: gpu.momentum_step(
+            w1, w2, x, y, state=gpu.momentum_state(w1, w2), lr=0.01
+        ),
+        "sg_adam": lambda: gpu.adam_step(w1, w2, x, y, state=gpu.adam_state(w1, w2), lr=0.01),
+    }
+    launches = {}
+    for kernel, step in runs.items():
+        calls.clear()
+        step()
+        assert calls.count(kernel) == 2, calls  # W1 and W2
+        launches[kernel] = [c for c in calls if not c.startswith("sg_")]
+    assert launches["sg_sgd"] == launches["sg_momentum"] == launches["sg_adam"]
