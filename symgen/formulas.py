@@ -78,7 +78,7 @@ class _MatrixFormula:
         self.memo: dict = {}
 
     def __call__(self, node) -> sp.Basic:
-        from .ir import Const, Input, Map, MatMul, Reduce, Transpose
+        from .ir import Const, Eye, Input, Map, MatMul, Reduce, Transpose
 
         if node in self.memo:
             return self.memo[node]
@@ -86,6 +86,8 @@ class _MatrixFormula:
             out = self.symbols[node.name]
         elif isinstance(node, Const):
             out = node.value
+        elif isinstance(node, Eye):
+            out = sp.Identity(node.shape[0])
         elif isinstance(node, MatMul):
             out = sp.MatMul(self(node.a), self(node.b)).doit(deep=False)
             coeff, matrices = out.as_coeff_matrices() if isinstance(out, sp.MatMul) else (1, [])

@@ -25,7 +25,7 @@ from sympy.matrices.expressions.matexpr import MatrixElement
 
 from .errors import SpecError
 from .functions import AxisReduce, ElementwiseMap, FullReduce
-from .ir import Input, Map, Node, Reduce, Shape, broadcast_shapes, map_
+from .ir import Eye, Input, Map, Node, Reduce, Shape, broadcast_shapes, map_
 from .stable import stabilize
 
 
@@ -134,6 +134,7 @@ class _MatrixLowering:
             AxisReduce: self._axis_reduce,
             sp.OneMatrix: lambda e: _ones(tuple(e.shape)),
             sp.ZeroMatrix: lambda e: Map(sp.Lambda((), sp.S.Zero), (), tuple(e.shape)),
+            sp.Identity: lambda e: Eye(tuple(e.shape)),
         }
 
     def lower(self) -> Lowered:
@@ -157,7 +158,7 @@ class _MatrixLowering:
                 f"unsupported matrix expression {type(expr).__name__} ({expr}); supported: "
                 "MatrixSymbol, products, sums, scalar multiples, .T, HadamardProduct, "
                 "HadamardPower, applyfunc and symgen's elementwise helpers, symgen.sum/mean/"
-                "logsumexp, Trace, OneMatrix, ZeroMatrix, Identity (as a factor)"
+                "logsumexp, Trace, OneMatrix, ZeroMatrix, Identity"
             )
         node = self.memo[expr] = rule(expr)
         return node
@@ -170,8 +171,8 @@ class _MatrixLowering:
                 continue
             node = self.matrix(factor)
             acc = node if acc is None else _product(acc, node)
-        if acc is None:  # a product of identities
-            raise SpecError(f"a product of identity matrices ({expr}) is not supported")
+        if acc is None:  # a product of identities, perhaps scaled: -I, 2*I
+            acc = Eye(tuple(expr.shape))
         return acc if coeff == 1 else self._scale(coeff, acc)
 
     def _matpow(self, expr: sp.MatPow) -> Node:
@@ -297,7 +298,8 @@ class _MatrixLowering:
         )
 
     def _trace(self, arg: sp.Basic) -> Node:
-        """trace(A B) = sum(A ⊙ Bᵀ); linear over sums and scalar multiples."""
+        """trace(A B) = sum(A ⊙ Bᵀ), trace(A) = sum(A ⊙ I); linear over sums and scalar
+        multiples. A product is never formed: a trace costs one elementwise pass."""
         if isinstance(arg, sp.Transpose):
             return self._trace(arg.arg)
         if isinstance(arg, sp.MatAdd):
@@ -321,10 +323,12 @@ class _MatrixLowering:
             prod = map_(sp.Lambda((u, v), u * v), (left, _transpose(right)))
             total = reduce_sum(prod, (0, 1), keepdims=False)
             return total if coeff == 1 else self._scale(coeff, total)
-        raise SpecError(
-            f"unsupported Trace({arg}); traces of products (trace(A*B)) and their sums are "
-            "supported"
-        )
+        if len(mats) == 1 and mats[0].shape[0] == mats[0].shape[1]:
+            u, v = sp.Dummy("u"), sp.Dummy("v")
+            diagonal = map_(sp.Lambda((u, v), u * v), (self.matrix(mats[0]), Eye(mats[0].shape)))
+            total = reduce_sum(diagonal, (0, 1), keepdims=False)
+            return total if coeff == 1 else self._scale(coeff, total)
+        raise SpecError(f"unsupported Trace({arg}): the trace of a matrix that is not square")
 
 
 def _compose(fn: sp.Lambda, nodes: list[Node]) -> tuple[sp.Lambda, list[Node]]:

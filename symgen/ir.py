@@ -8,6 +8,7 @@ are keys (structural hashing); the hash is computed once per node.
 Kinds:
 - ``Input``: a parameter or a data array, by name.
 - ``Const``: a SymPy number (scalar).
+- ``Eye``: the n x n identity matrix (``Trace`` of a lone matrix, ``A + Identity(n)``).
 - ``Map``: an elementwise ``sympy.Lambda`` over k operands, broadcast against
   each other to ``shape`` (a ``Map`` may also broadcast to a larger ``shape``
   than its operands: that is how a ``Reduce`` adjoint spreads a gradient).
@@ -63,6 +64,13 @@ class Input(Node):
 class Const(Node):
     value: sp.Expr
     shape: Shape = ()
+
+
+@dataclass(frozen=True, eq=False)
+class Eye(Node):
+    """The identity matrix of ``shape`` (n, n): a leaf with no adjoint, like ``Const``."""
+
+    shape: Shape
 
 
 @dataclass(frozen=True, eq=False)

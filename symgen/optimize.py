@@ -30,9 +30,20 @@ from sympy.codegen.cfunctions import log1p
 
 from .frontend import Lowered
 from .functions import sigmoid, sigmoid_from_exp, softplus
-from .ir import Const, Input, Map, MatMul, Node, Reduce, Shape, Transpose, broadcast_shapes
+from .ir import (
+    Const,
+    Eye,
+    Input,
+    Map,
+    MatMul,
+    Node,
+    Reduce,
+    Shape,
+    Transpose,
+    broadcast_shapes,
+)
 
-StmtKind = Literal["scalar", "array", "fill", "sum", "dot", "max", "matmul"]
+StmtKind = Literal["scalar", "array", "fill", "sum", "dot", "max", "matmul", "eye"]
 
 
 class transposed(sp.Function):  # noqa: N801 - printed as ``x.T``
@@ -53,7 +64,7 @@ class Stmt:
     shape ``exprs[1:]`` filled with ``exprs[0]`` (a scalar, or an array broadcast);
     ``sum``/``max``: a reduction of ``exprs[0]`` over ``axes`` (all axes when empty,
     keeping dimensions otherwise); ``dot``: ``sum(exprs[0] * exprs[1])``; ``matmul``:
-    ``exprs[0] @ exprs[1]``."""
+    ``exprs[0] @ exprs[1]``; ``eye``: the identity matrix of size ``exprs[0]``."""
 
     target: sp.Symbol
     kind: StmtKind
@@ -72,6 +83,11 @@ class Kernel:
     @property
     def is_matmul(self) -> bool:
         return any(s.kind == "matmul" for s in self.stmts)
+
+    @property
+    def is_step(self) -> bool:
+        """A matrix product or an identity matrix: one library call, not a fused pass."""
+        return any(s.kind in ("matmul", "eye") for s in self.stmts)
 
 
 @dataclass(frozen=True)
@@ -209,6 +225,9 @@ class _Builder:
         elif isinstance(node, MatMul):
             operands = (self.materialized(node.a), self.materialized(node.b))
             self._add_target(_Target(sym, sp.S.Zero, node.shape, op="matmul", operands=operands))
+        elif isinstance(node, Eye):
+            size = sp.sympify(node.shape[0])
+            self._add_target(_Target(sym, sp.S.Zero, node.shape, op="eye", operands=(size,)))
         else:
             raise NotImplementedError(f"{type(node).__name__} nodes are not supported")
         if node.shape:
@@ -244,12 +263,12 @@ class _Builder:
     def kernels(self) -> list[Kernel]:
         groups: dict[tuple, list[_Target]] = defaultdict(list)
         for t in self.targets:
-            groups[(self.level[t.symbol], t.op == "matmul", t.domain)].append(t)
+            groups[(self.level[t.symbol], t.op in ("matmul", "eye"), t.domain)].append(t)
         ordered = sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], str(kv[0][2])))
         out = []
-        for (_, is_matmul, domain), targets in ordered:
-            if is_matmul:
-                out.extend(Kernel(domain, (Stmt(t.symbol, "matmul", t.operands),)) for t in targets)
+        for (_, is_step, domain), targets in ordered:
+            if is_step:
+                out.extend(Kernel(domain, (Stmt(t.symbol, t.op, t.operands),)) for t in targets)
             else:
                 out.append(self._kernel(domain, targets))
         return out

@@ -27,7 +27,7 @@ import sympy as sp
 
 from .errors import SpecError
 from .frontend import lower, sample_dim
-from .ir import Const, Input, Map, MatMul, Node, Reduce, Transpose, topological
+from .ir import Const, Eye, Input, Map, MatMul, Node, Reduce, Transpose, topological
 
 CONST, ROWS, ROWS_T, SUM = "const", "rows", "rows_t", "sum"
 
@@ -130,6 +130,10 @@ def _kind(node: Node, ops: list[_Kind], dim: sp.Symbol) -> _Kind:
     if isinstance(node, Input):
         return _input(node, dim)
     if isinstance(node, Const):
+        return _Kind(CONST)
+    if isinstance(node, Eye):
+        if _has_dim(node.shape, dim):
+            raise _NotSplit(f"it uses an identity matrix of size {dim}, the number of rows")
         return _Kind(CONST)
     if isinstance(node, Map):
         return _map(node, ops, dim)

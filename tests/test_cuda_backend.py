@@ -174,7 +174,23 @@ def softmax_data(rng, n=203, d=3, k=4):
     return rng.standard_normal((d, k)), rng.standard_normal((1, k)), rng.standard_normal((n, d)), y
 
 
+_n, _m = sp.symbols("n m", integer=True, positive=True)
+_S, _X = sp.MatrixSymbol("S", _n, _n), sp.MatrixSymbol("X", _m, _n)
+#: Trace of a lone matrix and an identity in a sum: the identity is made on the device.
+TRACE = symgen.Problem(
+    sp.Trace(_S) + symgen.sum(symgen.square(_X * (_S + sp.Identity(_n)))) / _m,
+    params=[_S],
+    data=[_X],
+    name="trace_identity",
+)
+
+
+def trace_data(rng, n=7, m=23):
+    return rng.standard_normal((n, n)) * 0.3, rng.standard_normal((m, n))
+
+
 MATRIX = {
+    "trace_identity": (TRACE, trace_data),
     "mlp": (mlp.mlp, mlp_data),
     "logistic": (logistic.logistic, logistic_data),
     "softmax": (softmax.softmax, softmax_data),

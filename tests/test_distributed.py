@@ -108,6 +108,12 @@ def test_examples_split_over_rows():
     assert row_split(symgen.Problem(sp.Trace(W.T * X.T * X * W) / M, [W], [X])).power == 1
     mixed = 3 * SQUARES / M - 2 * symgen.sum(Y) * symgen.sum(W) / M
     assert row_split(symgen.Problem(mixed, [W], [X, Y])).power == 1
+    # an identity sized by the parameters is a constant; one sized by the rows is not
+    V = sp.MatrixSymbol("V", D, D)
+    shifted = symgen.sum(symgen.square(X * (V - sp.Identity(D)) * W - Y))
+    assert row_split(symgen.Problem(shifted, [W, V], [X, Y])).power == 0
+    with pytest.raises(symgen.SpecError, match="identity matrix of size M"):
+        row_split(symgen.Problem(SQUARES + symgen.sum(sp.Identity(M)), [W], [X, Y]))
 
 
 @pytest.mark.parametrize(

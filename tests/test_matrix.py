@@ -126,6 +126,24 @@ CASES = {
         [],
         lambda v: anp.trace(v["A"].T @ v["A"]) + 2 * anp.trace(v["S"] @ v["S"] + v["S"] @ v["S"].T),
     ),
+    "trace_of_lone_matrices": (
+        sp.Trace(S) + 3 * sp.Trace(S.T * S + S),
+        [S],
+        [],
+        lambda v: anp.trace(v["S"]) + 3 * anp.trace(v["S"].T @ v["S"] + v["S"]),
+    ),
+    "identity_in_sums_and_hadamard": (
+        symgen.sum(symgen.square(S * S + sp.Identity(N)))
+        + symgen.sum(sp.HadamardProduct(sp.Identity(N), S * S.T))
+        + sp.Trace(S - 2 * sp.Identity(N)),
+        [S],
+        [],
+        lambda v: (
+            anp.sum((v["S"] @ v["S"] + anp.eye(3)) ** 2)
+            + anp.sum(anp.eye(3) * (v["S"] @ v["S"].T))
+            + anp.trace(v["S"] - 2 * anp.eye(3))
+        ),
+    ),
     "element_00_of_1x1": (
         (r * S * r.T)[0, 0] * 3,
         [r, S],
@@ -368,7 +386,7 @@ def test_relu_derivative_at_zero_in_matrices():
             lambda: symgen.Problem(symgen.sum(A), params=[sp.MatrixSymbol("A", M, 2 * N)]),
             "dimensions must be symbols",
         ),
-        (lambda: symgen.Problem(sp.Trace(S), params=[S]), "Trace"),
+        (lambda: symgen.Problem(sp.Trace(A), params=[A]), "not square"),
     ],
 )
 def test_matrix_spec_errors(build, fragment):

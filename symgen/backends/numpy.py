@@ -112,6 +112,8 @@ class _StatementPrinter:
             return f"{target} = np.full({shape}, {a[0]}, dtype=DTYPE)"
         if kind == "matmul":
             return f"{target} = {a[0]} @ {a[1]}"
+        if kind == "eye":
+            return f"{target} = np.eye({self.scalar.doprint(stmt.exprs[0])}, dtype=DTYPE)"
         if kind == "dot":
             fn = "np.dot" if len(kernel.domain) == 1 else "np.vdot"
             return f"{target} = float({fn}({a[0]}, {a[1]}))"
@@ -299,6 +301,8 @@ def _updates(
 def _describe(kernel: Kernel) -> str:
     if kernel.is_matmul:
         return "matrix product (BLAS)"
+    if kernel.is_step:
+        return "identity matrix"
     if not kernel.domain:
         return "scalar arithmetic"
     reductions = sum(s.kind in ("dot", "sum", "max") for s in kernel.stmts)
@@ -453,7 +457,7 @@ def _body(program: Program, dtype: str, data: tuple[str, ...], kind: str) -> Bod
         if per_sample and len(k.domain) == 1 and any(s.kind != "scalar" for s in k.stmts):
             lines = _blocked(k, printer, views)
             comment = f"{_describe(k)}, in blocks of {BLOCK}"
-        elif kind == "matrix" and len(k.domain) == 2 and not k.is_matmul:
+        elif kind == "matrix" and len(k.domain) == 2 and not k.is_step:
             lines = _row_blocked(k, printer, shapes, stored[n])
             comment = f"{_describe(k)}, in blocks of rows ({BLOCK} elements)"
         if lines is None:

@@ -67,6 +67,7 @@ __all__ = [
     "dtype",
     "empty",
     "empty_like",
+    "eye",
     "exp",
     "float32",
     "float64",
@@ -225,6 +226,10 @@ def full(
     shape: int | Sequence[int], fill_value: Any, dtype: DTypeLike | None = None, order: str = "C"
 ) -> ndarray:
     return np.full(shape, fill_value, dtype=dtype, order=order).view(ndarray)
+
+
+def eye(n: int, dtype: DTypeLike = float) -> ndarray:
+    return asarray(np.eye(n, dtype=dtype))
 
 
 def empty_like(a: ArrayLike, dtype: DTypeLike | None = None) -> ndarray:
