@@ -94,7 +94,11 @@ def loss(a, b, c, d, e, g, t, y):
 
 def loss_and_grad(a, b, c, d, e, g, t, y):
     """(loss, gradients): one pass computes both; gradients in PARAMS order."""
-    a, b, c, d, e, g, t, y, N = _arguments(a, b, c, d, e, g, t, y)
+    return _loss_and_grad(*_arguments(a, b, c, d, e, g, t, y))
+
+
+def _loss_and_grad(a, b, c, d, e, g, t, y, N):
+    """loss_and_grad on arguments that _arguments has checked (the steps call it too)."""
     # one pass over the samples (N,), 7 reductions, in blocks of 8192
     x0 = 2.0/N
     x9 = x10 = x11 = x12 = x13 = x14 = x15 = 0.0
@@ -138,7 +142,7 @@ def sgd_step(a, b, c, d, e, g, t, y, *, lr):
     Returns (loss before the step, new parameters).
     """
     a, b, c, d, e, g, t, y, N = _arguments(a, b, c, d, e, g, t, y)
-    loss, (grad_a, grad_b, grad_c, grad_d, grad_e, grad_g) = loss_and_grad(a, b, c, d, e, g, t, y)
+    loss, (grad_a, grad_b, grad_c, grad_d, grad_e, grad_g) = _loss_and_grad(a, b, c, d, e, g, t, y, N)
     a = a - lr*grad_a
     b = b - lr*grad_b
     c = c - lr*grad_c
@@ -160,7 +164,7 @@ def momentum_step(a, b, c, d, e, g, t, y, *, state, lr, momentum=0.9, nesterov=F
     Returns (loss before the step, new parameters, new state).
     """
     a, b, c, d, e, g, t, y, N = _arguments(a, b, c, d, e, g, t, y)
-    loss, (grad_a, grad_b, grad_c, grad_d, grad_e, grad_g) = loss_and_grad(a, b, c, d, e, g, t, y)
+    loss, (grad_a, grad_b, grad_c, grad_d, grad_e, grad_g) = _loss_and_grad(a, b, c, d, e, g, t, y, N)
     (_v_a, _v_b, _v_c, _v_d, _v_e, _v_g) = state
     _v_a = momentum*_v_a - lr*grad_a
     a = a + (momentum*_v_a - lr*grad_a if nesterov else _v_a)
@@ -190,7 +194,7 @@ def adam_step(a, b, c, d, e, g, t, y, *, state, lr=0.001, beta1=0.9, beta2=0.999
     Returns (loss before the step, new parameters, new state).
     """
     a, b, c, d, e, g, t, y, N = _arguments(a, b, c, d, e, g, t, y)
-    loss, (grad_a, grad_b, grad_c, grad_d, grad_e, grad_g) = loss_and_grad(a, b, c, d, e, g, t, y)
+    loss, (grad_a, grad_b, grad_c, grad_d, grad_e, grad_g) = _loss_and_grad(a, b, c, d, e, g, t, y, N)
     _step, (_m_a, _m_b, _m_c, _m_d, _m_e, _m_g), (_s_a, _s_b, _s_c, _s_d, _s_e, _s_g) = state
     _step += 1
     _c1 = lr/(1.0 - beta1**_step)

@@ -96,7 +96,11 @@ def loss(w, X, t):
 
 def loss_and_grad(w, X, t):
     """(loss, gradients): one pass computes both; gradients in PARAMS order."""
-    w, X, t, D, N = _arguments(w, X, t)
+    return _loss_and_grad(*_arguments(w, X, t))
+
+
+def _loss_and_grad(w, X, t, D, N):
+    """loss_and_grad on arguments that _arguments has checked (the steps call it too)."""
     # matrix product (BLAS)
     x0 = X @ w
     # one pass over the elements (N, 1), 1 reduction, in blocks of rows (8192 elements)
@@ -129,7 +133,7 @@ def sgd_step(w, X, t, *, lr):
     array parameters are updated in place.
     """
     w, X, t, D, N = _arguments(w, X, t)
-    loss, (grad_w, ) = loss_and_grad(w, X, t)
+    loss, (grad_w, ) = _loss_and_grad(w, X, t, D, N)
     w -= lr*grad_w
     return loss, (w,)
 
@@ -147,7 +151,7 @@ def momentum_step(w, X, t, *, state, lr, momentum=0.9, nesterov=False):
     array parameters and the state are updated in place.
     """
     w, X, t, D, N = _arguments(w, X, t)
-    loss, (grad_w, ) = loss_and_grad(w, X, t)
+    loss, (grad_w, ) = _loss_and_grad(w, X, t, D, N)
     (_v_w,) = state
     _v_w *= momentum
     _v_w -= lr*grad_w
@@ -174,7 +178,7 @@ def adam_step(w, X, t, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8):
     array parameters and the state are updated in place.
     """
     w, X, t, D, N = _arguments(w, X, t)
-    loss, (grad_w, ) = loss_and_grad(w, X, t)
+    loss, (grad_w, ) = _loss_and_grad(w, X, t, D, N)
     _step, (_m_w,), (_s_w,) = state
     _step += 1
     _c1 = lr/(1.0 - beta1**_step)

@@ -102,7 +102,11 @@ def loss(W1, W2, X, Y):
 
 def loss_and_grad(W1, W2, X, Y):
     """(loss, gradients): one pass computes both; gradients in PARAMS order."""
-    W1, W2, X, Y, N_I, N_H, N_O, M = _arguments(W1, W2, X, Y)
+    return _loss_and_grad(*_arguments(W1, W2, X, Y))
+
+
+def _loss_and_grad(W1, W2, X, Y, N_I, N_H, N_O, M):
+    """loss_and_grad on arguments that _arguments has checked (the steps call it too)."""
     # matrix product (BLAS)
     x0 = X @ W1
     # one pass over the elements (M, N_H)
@@ -147,7 +151,7 @@ def sgd_step(W1, W2, X, Y, *, lr):
     array parameters are updated in place.
     """
     W1, W2, X, Y, N_I, N_H, N_O, M = _arguments(W1, W2, X, Y)
-    loss, (grad_W1, grad_W2) = loss_and_grad(W1, W2, X, Y)
+    loss, (grad_W1, grad_W2) = _loss_and_grad(W1, W2, X, Y, N_I, N_H, N_O, M)
     W1 -= lr*grad_W1
     W2 -= lr*grad_W2
     return loss, (W1, W2)
@@ -166,7 +170,7 @@ def momentum_step(W1, W2, X, Y, *, state, lr, momentum=0.9, nesterov=False):
     array parameters and the state are updated in place.
     """
     W1, W2, X, Y, N_I, N_H, N_O, M = _arguments(W1, W2, X, Y)
-    loss, (grad_W1, grad_W2) = loss_and_grad(W1, W2, X, Y)
+    loss, (grad_W1, grad_W2) = _loss_and_grad(W1, W2, X, Y, N_I, N_H, N_O, M)
     (_v_W1, _v_W2) = state
     _v_W1 *= momentum
     _v_W1 -= lr*grad_W1
@@ -201,7 +205,7 @@ def adam_step(W1, W2, X, Y, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8
     array parameters and the state are updated in place.
     """
     W1, W2, X, Y, N_I, N_H, N_O, M = _arguments(W1, W2, X, Y)
-    loss, (grad_W1, grad_W2) = loss_and_grad(W1, W2, X, Y)
+    loss, (grad_W1, grad_W2) = _loss_and_grad(W1, W2, X, Y, N_I, N_H, N_O, M)
     _step, (_m_W1, _m_W2), (_s_W1, _s_W2) = state
     _step += 1
     _c1 = lr/(1.0 - beta1**_step)

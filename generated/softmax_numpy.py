@@ -115,7 +115,11 @@ def loss(W, b, X, Y):
 
 def loss_and_grad(W, b, X, Y):
     """(loss, gradients): one pass computes both; gradients in PARAMS order."""
-    W, b, X, Y, D, K, N = _arguments(W, b, X, Y)
+    return _loss_and_grad(*_arguments(W, b, X, Y))
+
+
+def _loss_and_grad(W, b, X, Y, D, K, N):
+    """loss_and_grad on arguments that _arguments has checked (the steps call it too)."""
     # one pass over the elements (N, K), 2 reductions, in blocks of rows (8192 elements)
     x0 = 1.0/N
     _rows = max(1, 8192//max(K, 1))
@@ -184,7 +188,7 @@ def sgd_step(W, b, X, Y, *, lr):
     array parameters are updated in place.
     """
     W, b, X, Y, D, K, N = _arguments(W, b, X, Y)
-    loss, (grad_W, grad_b) = loss_and_grad(W, b, X, Y)
+    loss, (grad_W, grad_b) = _loss_and_grad(W, b, X, Y, D, K, N)
     W -= lr*grad_W
     b -= lr*grad_b
     return loss, (W, b)
@@ -203,7 +207,7 @@ def momentum_step(W, b, X, Y, *, state, lr, momentum=0.9, nesterov=False):
     array parameters and the state are updated in place.
     """
     W, b, X, Y, D, K, N = _arguments(W, b, X, Y)
-    loss, (grad_W, grad_b) = loss_and_grad(W, b, X, Y)
+    loss, (grad_W, grad_b) = _loss_and_grad(W, b, X, Y, D, K, N)
     (_v_W, _v_b) = state
     _v_W *= momentum
     _v_W -= lr*grad_W
@@ -238,7 +242,7 @@ def adam_step(W, b, X, Y, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8):
     array parameters and the state are updated in place.
     """
     W, b, X, Y, D, K, N = _arguments(W, b, X, Y)
-    loss, (grad_W, grad_b) = loss_and_grad(W, b, X, Y)
+    loss, (grad_W, grad_b) = _loss_and_grad(W, b, X, Y, D, K, N)
     _step, (_m_W, _m_b), (_s_W, _s_b) = state
     _step += 1
     _c1 = lr/(1.0 - beta1**_step)

@@ -104,7 +104,10 @@ def test_w4_gradient_against_autograd_and_differences(w4_module):
         reference = autograd.grad(curve_autograd)(params, t, y)
         np.testing.assert_allclose(grads, reference, rtol=1e-7)
         fd = central_differences(lambda *p: w4_module.loss(*p, t, y), params)
-        np.testing.assert_allclose(grads, fd, rtol=1e-7, atol=1e-10)
+        # The stencil's truncation error grows with t**5 in the b direction: a partial that
+        # happens to be near 0 is compared against the gradient's scale, not its own
+        # (the autograd comparison above is exact and stays per component).
+        np.testing.assert_allclose(grads, fd, rtol=1e-7, atol=1e-10 + 1e-9 * np.abs(fd).max())
         assert w4_module.grad(*params, t, y) == grads
 
 
