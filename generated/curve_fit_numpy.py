@@ -82,10 +82,25 @@ def loss(a, b, c, d, e, g, t, y):
     a, b, c, d, e, g, t, y, N = _arguments(a, b, c, d, e, g, t, y)
     # one pass over the samples (N,), 1 reduction, in blocks of 8192
     x1 = 0.0
+    _work = np.empty((4, min(N, 8192)), dtype=DTYPE)
     for _start in range(0, N, 8192):
         _t = t[_start:_start + 8192]
         _y = y[_start:_start + 8192]
-        x0 = d*_t**2 + e*_t + g + np.exp((-a)*_t)*np.sin(b*_t + c) - _y
+        _w0, _w1, _w2, _w3 = _work[:, :N - _start]
+        np.multiply(_t, e, out=_w0)
+        np.multiply(_t, _t, out=_w1)
+        _w1 *= d
+        _w0 += _w1
+        np.multiply(_t, -a, out=_w2)
+        np.exp(_w2, out=_w2)
+        np.multiply(_t, b, out=_w3)
+        _w3 += c
+        np.sin(_w3, out=_w3)
+        _w2 *= _w3
+        _w0 += _w2
+        _w0 -= _y
+        _w0 += g
+        x0 = _w0
         x1 += float(np.dot(x0, x0))
     # scalar arithmetic
     loss = x1/N
@@ -102,17 +117,29 @@ def _loss_and_grad(a, b, c, d, e, g, t, y, N):
     # one pass over the samples (N,), 7 reductions, in blocks of 8192
     x0 = 2.0/N
     x9 = x10 = x11 = x12 = x13 = x14 = x15 = 0.0
+    _work = np.empty((7, min(N, 8192)), dtype=DTYPE)
     for _start in range(0, N, 8192):
         _t = t[_start:_start + 8192]
         _y = y[_start:_start + 8192]
-        x1 = _t**2
-        x2 = np.exp((-a)*_t)
-        x3 = b*_t + c
-        x4 = np.sin(x3)
-        x5 = e*_t + d*x1 + g + x2*x4 - _y
-        x6 = x2*x5
-        x7 = _t*x6
-        x8 = np.cos(x3)
+        _w0, _w1, _w2, _w3, _w4, _w5, _w6 = _work[:, :N - _start]
+        x1 = np.multiply(_t, _t, out=_w0)
+        np.multiply(_t, -a, out=_w1)
+        x2 = np.exp(_w1, out=_w1)
+        np.multiply(_t, b, out=_w2)
+        _w2 += c
+        x3 = _w2
+        x4 = np.sin(x3, out=_w3)
+        np.multiply(_t, e, out=_w4)
+        np.multiply(x1, d, out=_w5)
+        _w4 += _w5
+        np.multiply(x2, x4, out=_w6)
+        _w4 += _w6
+        _w4 -= _y
+        _w4 += g
+        x5 = _w4
+        x6 = np.multiply(x2, x5, out=_w5)
+        x7 = np.multiply(_t, x6, out=_w1)
+        x8 = np.cos(x3, out=_w6)
         x9 += float(np.dot(x5, x5))
         x10 += float(np.dot(x4, x7))
         x11 += float(np.dot(x8, x7))

@@ -18,6 +18,7 @@ from ..optimize import Kernel, Program, Stmt, transposed
 from ..pipeline import Compiled
 from ..printers import ArrayPrinter, ScalarPrinter
 from ..templating import render
+from .inplace import InPlace
 
 
 @dataclass(frozen=True)
@@ -332,16 +333,31 @@ def _blocked(kernel: Kernel, printer: _StatementPrinter, data: dict[str, str]) -
     n = str(kernel.domain[0])
     views = {sp.Symbol(name, real=True): sp.Symbol(view, real=True) for name, view in data.items()}
     sums = [s.target.name for s in middle if s.kind in ("sum", "dot")]
+    renamed = [
+        Stmt(s.target, s.kind, tuple(e.xreplace(views) for e in s.exprs), s.axes) for s in middle
+    ]
+    inplace = InPlace(printer.array.arrays, renamed)
+    body = []
+    for position, s in enumerate(renamed):
+        written = inplace.lines(s, position) if len(kernel.domain) == 1 else None
+        if written is None:
+            line = printer.line(s, kernel)
+            if s.kind in ("sum", "dot"):
+                line = line.replace(" = ", " += ", 1)
+            written = [line]
+        body += [f"    {line}" for line in written]
+        inplace.release_after(position)
     lines = [printer.line(s, kernel) for s in stmts[:first]]
     lines.append(" = ".join([*sums, "0.0"]))
+    if inplace.count:  # the buffers every block writes into (the last block: a prefix)
+        lines.append(f"_work = np.empty(({inplace.count}, min({n}, {BLOCK})), dtype=DTYPE)")
     lines.append(f"for _start in range(0, {n}, {BLOCK}):")
     lines += [f"    {view} = {name}[_start:_start + {BLOCK}]" for name, view in data.items()]
-    for s in middle:
-        renamed = Stmt(s.target, s.kind, tuple(e.xreplace(views) for e in s.exprs), s.axes)
-        line = printer.line(renamed, kernel)
-        if s.kind in ("sum", "dot"):
-            line = line.replace(" = ", " += ", 1)
-        lines.append(f"    {line}")
+    if inplace.count:
+        names = ", ".join(InPlace.buffer(i) for i in range(inplace.count))
+        comma = "," if inplace.count == 1 else ""
+        lines.append(f"    {names}{comma} = _work[:, :{n} - _start]")
+    lines += body
     lines += [printer.line(s, kernel) for s in stmts[last + 1 :]]
     return lines
 
