@@ -22,7 +22,7 @@ from __future__ import annotations
 import itertools
 from collections import defaultdict
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import sympy as sp
@@ -299,7 +299,7 @@ class _Builder:
         split = {}
         targets = [self._unbroadcast(t, domain) for t in targets]
         shared = _share_logistic_exp([t.expr for t in targets])
-        targets = [_Target(**{**vars(t), "expr": e}) for t, e in zip(targets, shared, strict=True)]
+        targets = [replace(t, expr=e) for t, e in zip(targets, shared, strict=True)]
         for t in targets:
             if t.reduce_axes is not None and t.op == "sum" and is_array(t.expr):
                 coeff, rest = sp.factor_terms(t.expr).as_independent(*arrays, as_Add=False)
