@@ -306,29 +306,28 @@ class _MatrixLowering:
             parts = [self._trace(a) for a in arg.args]
             us = [sp.Dummy(f"t{i}") for i in range(len(parts))]
             return map_(sp.Lambda(tuple(us), sp.Add(*us)), tuple(parts), ())
+        if arg.shape[0] != arg.shape[1]:
+            raise SpecError(f"unsupported Trace({arg}): the trace of a matrix that is not square")
         factors = arg.args if isinstance(arg, sp.MatMul) else (arg,)
         coeff = sp.Mul(*[f for f in factors if not isinstance(f, MatrixExpr)])
         mats: list[sp.Basic] = []
         for f in (f for f in factors if isinstance(f, MatrixExpr)):
             if isinstance(f, sp.MatPow) and f.args[1].is_Integer and f.args[1] > 0:
                 mats.extend([f.args[0]] * int(f.args[1]))
-            else:
+            elif not isinstance(f, sp.Identity):  # a factor I changes nothing
                 mats.append(f)
+        eye = Eye(tuple(arg.shape))
+        left = self.matrix(mats[0]) if mats else eye
         if len(mats) >= 2:
-            left = self.matrix(mats[0])
             right = self.matrix(mats[1])
             for m in mats[2:]:
                 right = _product(right, self.matrix(m))
-            u, v = sp.Dummy("u"), sp.Dummy("v")
-            prod = map_(sp.Lambda((u, v), u * v), (left, _transpose(right)))
-            total = reduce_sum(prod, (0, 1), keepdims=False)
-            return total if coeff == 1 else self._scale(coeff, total)
-        if len(mats) == 1 and mats[0].shape[0] == mats[0].shape[1]:
-            u, v = sp.Dummy("u"), sp.Dummy("v")
-            diagonal = map_(sp.Lambda((u, v), u * v), (self.matrix(mats[0]), Eye(mats[0].shape)))
-            total = reduce_sum(diagonal, (0, 1), keepdims=False)
-            return total if coeff == 1 else self._scale(coeff, total)
-        raise SpecError(f"unsupported Trace({arg}): the trace of a matrix that is not square")
+            right = _transpose(right)
+        else:  # trace(A) = trace(A I)
+            right = eye
+        u, v = sp.Dummy("u"), sp.Dummy("v")
+        total = reduce_sum(map_(sp.Lambda((u, v), u * v), (left, right)), (0, 1), keepdims=False)
+        return total if coeff == 1 else self._scale(coeff, total)
 
 
 def _compose(fn: sp.Lambda, nodes: list[Node]) -> tuple[sp.Lambda, list[Node]]:

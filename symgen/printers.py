@@ -5,7 +5,8 @@
 sample-independent factors of a product multiplied first so that they cost
 one scalar operation instead of one array pass each; ``CudaPrinter`` prints
 one element of a CUDA kernel in ``float`` or ``double``. These classes are
-the only place that knows how a function is spelled.
+the only place that knows how a function is spelled as an expression
+(``backends/inplace.py`` writes the one-ufunc functions as ``out=`` calls).
 """
 
 from __future__ import annotations

@@ -254,16 +254,16 @@ class _ProgramLowering:
 
     def lower(self) -> None:
         for n, k in enumerate(self.program.kernels):
-            if k.is_step and not k.is_matmul:
-                (s,) = k.stmts  # the identity matrix
-                size = self.scalar.doprint(s.exprs[0])
-                uses = {x.name for x in s.exprs[0].free_symbols}
-                self.emit(f"{s.target.name} = cp.eye({size}, dtype=DTYPE)", [s.target.name], uses)
-            elif k.is_matmul:
+            if k.is_matmul:
                 (s,) = k.stmts
                 a, b = (self._view(e) for e in s.exprs)
                 uses = {sym.name for e in s.exprs for sym in e.free_symbols}
                 self.emit(f"{s.target.name} = {a} @ {b}", [s.target.name], uses)
+            elif k.is_step:
+                (s,) = k.stmts  # the identity matrix
+                size = self.scalar.doprint(s.exprs[0])
+                uses = {x.name for x in s.exprs[0].free_symbols}
+                self.emit(f"{s.target.name} = cp.eye({size}, dtype=DTYPE)", [s.target.name], uses)
             elif not k.domain:
                 for s in k.stmts:
                     self.scalar_line(s)

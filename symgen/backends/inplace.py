@@ -9,9 +9,10 @@ loop: no allocation per block, and the same few cache-resident buffers reused.
 A buffer is taken when a statement defines its value and given back after the
 last statement that reads it; a subexpression of a statement (a product inside
 a sum) takes a scratch buffer for as long as the statement needs it. Statements
-with functions that have no single ufunc (``sigmoid``, ``Max``, ...) keep their
-plain spelling and allocate as before. Arithmetic is the same as the plain
-spelling, operation for operation, up to the order of a sum's terms.
+with functions that have no single ufunc (``sigmoid``, ``logaddexp``, ...) keep
+their plain spelling (``printers.ArrayPrinter``) and allocate as before.
+Arithmetic is the same as the plain spelling, operation for operation, up to the
+order of a sum's terms.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from __future__ import annotations
 import sympy as sp
 from sympy.codegen.cfunctions import expm1, log1p
 
-from ..functions import relu, sigmoid, softplus
+from ..functions import relu, softplus
 from ..optimize import Stmt
 from ..printers import ScalarPrinter
 
@@ -96,46 +97,55 @@ class InPlace:
         """In-place lines for an ``array`` statement or a whole sum (``sum``, ``dot``) of a
         1-D pass, or None to keep its plain spelling."""
         if stmt.kind in ("sum", "dot") and not stmt.axes:
-            return self._reduction(stmt)
+            written = self._attempt(
+                lambda out, scratch: [self._operand(e, out, scratch) for e in stmt.exprs]
+            )
+            if written is None:
+                return None
+            out, values = written
+            call = (
+                f"np.dot({values[0]}, {values[1]})"
+                if stmt.kind == "dot"
+                else f"np.sum({values[0]})"
+            )
+            return [*out, f"{stmt.target.name} += float({call})"]
         expr = stmt.exprs[0]
         if stmt.kind != "array" or not self._is_array(expr) or expr.is_Symbol:
             return None
-        taken_before = (list(self.free), self.count)
-        index = self._take()
-        out: list[str] = []
-        scratch: list[int] = []
-        try:
+
+        def write(out: list[str], scratch: list[int]) -> int:
+            index = self._take()
             self._into(expr, self.buffer(index), out, scratch)
-        except _Unsupported:
-            self.free, self.count = taken_before
+            return index
+
+        written = self._attempt(write)
+        if written is None:
             return None
-        for s in scratch:
-            self._give(s)
-        name = stmt.target.name
-        self.held[name] = index
-        if self.last_use.get(name, -1) <= position:  # never read: give it back at once
-            del self.held[name]
-            self._give(index)
+        out, index = written
         dest = self.buffer(index)
+        name = stmt.target.name
+        if self.last_use.get(name, -1) > position:
+            self.held[name] = index
+        else:  # never read: give it back at once
+            self._give(index)
         if out[-1].startswith("np.") and out[-1].endswith(f", out={dest})"):
             return [*out[:-1], f"{name} = {out[-1]}"]  # a ufunc returns its out array
         return [*out, f"{name} = {dest}"]
 
-    def _reduction(self, stmt: Stmt) -> list[str] | None:
-        """``target += float(np.dot(u, v))`` (or ``np.sum(u)``), with ``u`` and ``v``
-        computed into scratch buffers when they are expressions."""
+    def _attempt(self, write):
+        """``(lines, result)`` of ``write(lines, scratch)``, its scratch buffers given back;
+        None, with the buffers as they were, when the statement has an unsupported form."""
         before = (list(self.free), self.count)
         out: list[str] = []
         scratch: list[int] = []
         try:
-            values = [self._operand(e, out, scratch) for e in stmt.exprs]
+            result = write(out, scratch)
         except _Unsupported:
             self.free, self.count = before
             return None
-        for s in scratch:
-            self._give(s)
-        call = f"np.dot({values[0]}, {values[1]})" if stmt.kind == "dot" else f"np.sum({values[0]})"
-        return [*out, f"{stmt.target.name} += float({call})"]
+        for index in scratch:
+            self._give(index)
+        return out, result
 
     # -- expressions ----------------------------------------------------------------
     def _is_array(self, e: sp.Expr) -> bool:
@@ -174,10 +184,6 @@ class InPlace:
         elif type(e) in UFUNCS and len(e.args) == 1:
             arg = self._first(e.args[0], dest, out, scratch)
             out.append(f"{UFUNCS[type(e)]}({arg}, out={dest})")
-        elif isinstance(e, sigmoid):  # the printer's 0.5*tanh(0.5*z) + 0.5, step by step
-            arg = self._first(e.args[0], dest, out, scratch)
-            out += [f"np.multiply({arg}, 0.5, out={dest})", f"np.tanh({dest}, out={dest})"]
-            out += [f"{dest} *= 0.5", f"{dest} += 0.5"]
         elif isinstance(e, softplus):
             arg = self._first(e.args[0], dest, out, scratch)
             out.append(f"np.logaddexp(0.0, {arg}, out={dest})")

@@ -339,7 +339,7 @@ def _blocked(kernel: Kernel, printer: _StatementPrinter, data: dict[str, str]) -
     inplace = InPlace(printer.array.arrays, renamed)
     body = []
     for position, s in enumerate(renamed):
-        written = inplace.lines(s, position) if len(kernel.domain) == 1 else None
+        written = inplace.lines(s, position)
         if written is None:
             line = printer.line(s, kernel)
             if s.kind in ("sum", "dot"):
