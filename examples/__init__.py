@@ -18,3 +18,9 @@ CUDA_SPECS = [
     "examples/mlp.py",
     "examples/softmax.py",
 ]
+
+#: Specs whose C-backend module is committed too (generated/NAME_c.py; CI checks them with
+#: ``--backend c``): the per-sample losses, whose passes the C backend compiles.
+C_SPECS = [
+    "examples/curve_fit.py",
+]

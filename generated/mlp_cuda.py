@@ -44,10 +44,10 @@ __device__ __forceinline__ float sg_heaviside(float z, float h0)
 }
 __device__ __forceinline__ float sg_sigmoid(float z) { return 0.5F*tanhf(0.5F*z) + 0.5F; }
 __device__ __forceinline__ float sg_sigmoid_e(float z, float e) { return (z >= 0.0F ? 1.0F : e)/(1.0F + e); }
-__device__ __forceinline__ float sg_softplus(float z) { return fmaxf(z, 0.0F) + log1pf(expf(-fabsf(z))); }
+__device__ __forceinline__ float sg_softplus(float z) { return (z > 0.0F ? z : 0.0F) + log1pf(expf(-fabsf(z))); }
 __device__ __forceinline__ float sg_logaddexp(float a, float b)
 {
-    const float m = fmaxf(a, b);
+    const float m = a > b ? a : b;
     return m == -INFINITY ? m : m + log1pf(expf(-fabsf(a - b)));
 }
 __device__ __forceinline__ float sg_safelog(float u) { return u > 0 ? logf(u) : -INFINITY; }

@@ -7,6 +7,7 @@ import types
 from typing import Literal
 
 from .backends import cuda as cuda_backend
+from .backends import native as c_backend
 from .backends import numpy as numpy_backend
 from .errors import SpecError
 from .formulas import gradients
@@ -14,12 +15,16 @@ from .hyperparams import bake
 from .pipeline import run
 from .problem import Problem
 
-BACKENDS = {"numpy": numpy_backend.generate, "cuda": cuda_backend.generate}
+BACKENDS = {
+    "numpy": numpy_backend.generate,
+    "cuda": cuda_backend.generate,
+    "c": c_backend.generate,
+}
 
 
 def generate(
     problem: Problem,
-    backend: Literal["numpy", "cuda"] = "numpy",
+    backend: Literal["numpy", "cuda", "c"] = "numpy",
     *,
     source: str | None = None,
     optimizer: str | None = None,
@@ -47,7 +52,7 @@ def generate(
 
 def compile(  # noqa: A001
     problem: Problem,
-    backend: Literal["numpy", "cuda"] = "numpy",
+    backend: Literal["numpy", "cuda", "c"] = "numpy",
     *,
     optimizer: str | None = None,
     **hyperparameters: float,

@@ -40,12 +40,14 @@ def test_check_lists_missing_files(tmp_path, capsys):
 
 
 def test_committed_generated_files_are_fresh(capsys):
-    from examples import CUDA_SPECS, SPECS
+    from examples import C_SPECS, CUDA_SPECS, SPECS
 
     for spec in SPECS:
         assert main(["check", spec, "-o", "generated"]) == 0, capsys.readouterr().err
     for spec in CUDA_SPECS:
         assert main(["check", spec, "--backend", "cuda", "-o", "generated"]) == 0
+    for spec in C_SPECS:
+        assert main(["check", spec, "--backend", "c", "-o", "generated"]) == 0
 
 
 def test_console_entry_point_and_module():

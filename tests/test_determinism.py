@@ -6,12 +6,13 @@ import sys
 
 import pytest
 
-from examples import CUDA_SPECS, SPECS
+from examples import C_SPECS, CUDA_SPECS, SPECS
 
 
 def generate_all(root, out, seed):
     env = {**os.environ, "PYTHONHASHSEED": str(seed)}
     jobs = [(spec, "numpy") for spec in SPECS] + [(spec, "cuda") for spec in CUDA_SPECS]
+    jobs += [(spec, "c") for spec in C_SPECS]
     for spec, backend in jobs:
         subprocess.run(
             [
@@ -36,7 +37,7 @@ def generate_all(root, out, seed):
 @pytest.mark.slow
 def test_same_bytes_whatever_the_hash_seed(root, tmp_path):
     runs = [generate_all(root, tmp_path / f"seed{seed}", seed) for seed in (0, 1, 4242)]
-    assert len(runs[0]) == 12 + len(CUDA_SPECS)
+    assert len(runs[0]) == 12 + len(CUDA_SPECS) + len(C_SPECS)
     assert runs[0] == runs[1] == runs[2]
     committed = {name: (root / "generated" / name).read_bytes() for name in runs[0]}
     assert runs[0] == committed

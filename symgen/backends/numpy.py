@@ -10,6 +10,7 @@ with transposes passed as views, and fused NumPy expressions around them.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import partial
 
 import sympy as sp
 
@@ -19,6 +20,8 @@ from ..pipeline import Compiled
 from ..printers import ArrayPrinter, ScalarPrinter
 from ..templating import render
 from .inplace import InPlace
+from .native import CKernel, NativeKernels
+from .native import source as native_source
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,16 @@ class ModulePlan:
     baked_doc: tuple[str, ...] = ()
     baked_constants: tuple[tuple[str, str], ...] = ()
     aliases: tuple[tuple[str, str], ...] = ()
+    #: The C backend's compiled passes (their C source and signatures), or None.
+    native: NativeModule | None = None
+
+
+@dataclass(frozen=True)
+class NativeModule:
+    source: str
+    kernels: tuple[CKernel, ...]
+    #: Sizes of the accumulator arrays the calls pass (``_ACCUMULATORS``).
+    accumulators: tuple[int, ...]
 
 
 def _shape_text(shape: tuple) -> str:
@@ -460,7 +473,15 @@ def _row_blocked(
     return lines
 
 
-def _body(program: Program, dtype: str, data: tuple[str, ...], kind: str) -> Body:
+def _body(
+    program: Program,
+    dtype: str,
+    data: tuple[str, ...],
+    kind: str,
+    native: NativeKernels | None = None,
+    prefix: str = "",
+) -> Body:
+    """The lines of one function; ``native`` (the C backend) takes the per-sample passes."""
     per_sample = kind == "per_sample"
     views = {name: f"_{name}" for name in data}
     shapes = dict(program.shapes)
@@ -471,8 +492,13 @@ def _body(program: Program, dtype: str, data: tuple[str, ...], kind: str) -> Bod
     for n, k in enumerate(program.kernels):
         lines = None
         if per_sample and len(k.domain) == 1 and any(s.kind != "scalar" for s in k.stmts):
-            lines = _blocked(k, printer, views)
-            comment = f"{_describe(k)}, in blocks of {BLOCK}"
+            if native is not None:
+                scalar_line = partial(printer.line, kernel=k)
+                lines = native.pass_lines(k, prefix, printer.array.arrays, stored[n], scalar_line)
+                comment = f"{_describe(k)}, compiled C (_SOURCE)"
+            if lines is None:
+                lines = _blocked(k, printer, views)
+                comment = f"{_describe(k)}, in blocks of {BLOCK}"
         elif kind == "matrix" and len(k.domain) == 2 and not k.is_step:
             lines = _row_blocked(k, printer, shapes, stored[n])
             comment = f"{_describe(k)}, in blocks of rows ({BLOCK} elements)"
@@ -522,7 +548,12 @@ def _baked_plan(baked: Baked | None) -> dict:
     }
 
 
-def plan(compiled: Compiled, source: str | None, baked: Baked | None = None) -> ModulePlan:
+def plan(
+    compiled: Compiled,
+    source: str | None,
+    baked: Baked | None = None,
+    native: NativeKernels | None = None,
+) -> ModulePlan:
     problem = compiled.problem
     lowered = compiled.lowered
 
@@ -543,8 +574,10 @@ def plan(compiled: Compiled, source: str | None, baked: Baked | None = None) -> 
     if baked is not None:
         header += (f"Baked in: {baked.step_function}, {baked.describe()} ({baked.flags()}).",)
     names = tuple(d.name for d in lowered.data)
-    loss_body = _body(compiled.loss_program, problem.dtype, names, problem.kind)
-    grad_body = _body(compiled.grad_program, problem.dtype, names, problem.kind)
+    loss_body = _body(compiled.loss_program, problem.dtype, names, problem.kind, native, "loss")
+    grad_body = _body(
+        compiled.grad_program, problem.dtype, names, problem.kind, native, "loss_and_grad"
+    )
     updates = _updates(params, grad_body.results[1:], grad_body.results[0], baked)
     return ModulePlan(
         name=problem.name,
@@ -570,10 +603,25 @@ def plan(compiled: Compiled, source: str | None, baked: Baked | None = None) -> 
             for line in lines
             if f"{h}(" in line
         ),
+        native=_native_module(problem.name, problem.dtype, native),
         **_baked_plan(baked),
     )
 
 
-def generate(compiled: Compiled, source: str | None = None, baked: Baked | None = None) -> str:
-    """The module's source; ``baked``: the optimizer whose hyperparameters are built in."""
-    return render("numpy_module.py.j2", plan=plan(compiled, source, baked))
+def _native_module(name: str, dtype: str, native: NativeKernels | None) -> NativeModule | None:
+    if native is None or not native.kernels:
+        return None
+    kernels = tuple(native.kernels)
+    sizes = sorted({len(k.accs) for k in kernels if k.accs})
+    return NativeModule(native_source(name, dtype, kernels), kernels, tuple(sizes))
+
+
+def generate(
+    compiled: Compiled,
+    source: str | None = None,
+    baked: Baked | None = None,
+    native: NativeKernels | None = None,
+) -> str:
+    """The module's source; ``baked``: the optimizer whose hyperparameters are built in;
+    ``native``: compile the per-sample passes to C (the C backend, ``native.py``)."""
+    return render("numpy_module.py.j2", plan=plan(compiled, source, baked, native))

@@ -1,0 +1,297 @@
+"""The C backend: per-sample passes compiled to C, checked against the NumPy module,
+HIPS autograd and central differences; its build (cache, compiler fallback, errors)."""
+
+import shutil
+import stat
+import subprocess
+import sys
+
+import autograd.numpy as anp
+import numpy as np
+import pytest
+import sympy as sp
+from autograd import grad as agrad
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import symgen
+from examples import curve_fit, rosenbrock
+from symgen.errors import SpecError
+from tests.gradcheck import central_differences
+from tests.test_random_losses import DATA, PARAMS, reference, trees
+
+pytestmark = pytest.mark.skipif(
+    not any(shutil.which(c) for c in ("cc", "gcc", "clang")), reason="no C compiler"
+)
+
+a, b, c, t, y, w = sp.symbols("a b c t y w")
+
+#: Per-sample losses that exercise every kind of statement a pass can hold.
+CASES = {
+    "curve_fit": curve_fit.curve_fit,
+    "logistic_pieces": symgen.Problem(
+        symgen.softplus(a * t + b) - y * (a * t + b) + c**2 * symgen.sigmoid(b * y),
+        params=[a, b, c],
+        data=[t, y],
+        reduce="mean",
+        name="logistic_pieces",
+    ),
+    "weighted_robust": symgen.Problem(
+        w * sp.log(1 + (a * t + b - y) ** 2) + sp.sqrt(1 + c**2 * t**2) + sp.atan(a * y),
+        params=[a, b, c],
+        data=[t, y, w],
+        name="weighted_robust",
+    ),
+    "relu_and_powers": symgen.Problem(
+        symgen.relu(a * t - b) ** 3 + sp.exp(-(c**2) * t) * sp.cos(a * y) + (t - y) / (2 + b**2),
+        params=[a, b, c],
+        data=[t, y],
+        name="relu_and_powers",
+    ),
+}
+
+
+def data_for(problem, n, rng, dtype="float64"):
+    names = [d.name for d in problem.data]
+    out = {}
+    for name in names:
+        if name == "w":
+            out[name] = rng.uniform(0.1, 2.0, n)
+        elif name == "y" and problem.name in ("logistic_pieces",):
+            out[name] = (rng.uniform(size=n) < 0.5).astype(float)
+        else:
+            out[name] = rng.uniform(-2.0, 2.0, n)
+    return {k: v.astype(dtype) for k, v in out.items()}
+
+
+def point_for(problem, rng):
+    return [float(v) for v in rng.uniform(-1.0, 1.0, len(problem.params))]
+
+
+def with_dtype(problem, dtype):
+    return symgen.Problem(
+        problem.loss,
+        params=problem.params,
+        data=problem.data,
+        reduce=problem.reduce,
+        dtype=dtype,
+        name=problem.name,
+    )
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize("n", [1, 7, 8193, 20011])
+def test_c_module_matches_numpy_module(name, n):
+    problem = CASES[name]
+    rng = np.random.default_rng(n)
+    c_module = symgen.compile(problem, "c")
+    np_module = symgen.compile(problem)
+    point, data = point_for(problem, rng), data_for(problem, n, rng)
+    loss, grads = c_module.loss_and_grad(*point, **data)
+    ref_loss, ref_grads = np_module.loss_and_grad(*point, **data)
+    assert loss == pytest.approx(ref_loss, rel=1e-12)
+    np.testing.assert_allclose(grads, ref_grads, rtol=1e-11, atol=1e-13)
+    assert c_module.loss(*point, **data) == pytest.approx(ref_loss, rel=1e-12)
+    np.testing.assert_allclose(c_module.grad(*point, **data), ref_grads, rtol=1e-11, atol=1e-13)
+
+
+def test_curve_fit_gradient_against_autograd_and_central_differences():
+    module = symgen.compile(curve_fit.curve_fit, "c")
+    rng = np.random.default_rng(11)
+    ts, ys = curve_fit.synthetic(5000, seed=3)
+    point = list(rng.uniform(-0.5, 0.5, 6) + np.array(curve_fit.TRUE))
+
+    def f(p):
+        model = anp.exp(-p[0] * ts) * anp.sin(p[1] * ts + p[2]) + p[3] * ts**2 + p[4] * ts + p[5]
+        return anp.mean((model - ys) ** 2)
+
+    loss, grads = module.loss_and_grad(*point, t=ts, y=ys)
+    assert loss == pytest.approx(float(f(np.array(point))), rel=1e-12)
+    np.testing.assert_allclose(grads, agrad(f)(np.array(point)), rtol=1e-10, atol=1e-13)
+    fd = central_differences(lambda *p: module.loss(*p, t=ts, y=ys), point)
+    np.testing.assert_allclose(grads, fd, rtol=1e-6, atol=1e-9 * max(1.0, np.abs(fd).max()))
+
+
+@pytest.mark.parametrize("name", ["curve_fit", "logistic_pieces"])
+def test_float32_against_a_float64_reference(name):
+    problem = CASES[name]
+    rng = np.random.default_rng(5)
+    point = point_for(problem, rng)
+    data = data_for(problem, 30011, rng)
+    ref_loss, ref_grads = symgen.compile(problem).loss_and_grad(*point, **data)
+    module = symgen.compile(with_dtype(problem, "float32"), "c")
+    assert "expf(" in module._SOURCE or "log1pf(" in module._SOURCE
+    data32 = {k: v.astype(np.float32) for k, v in data.items()}
+    loss, grads = module.loss_and_grad(*point, **data32)
+    assert loss == pytest.approx(ref_loss, rel=1e-5)
+    scale = max(1.0, np.abs(ref_grads).max())
+    np.testing.assert_allclose(grads, ref_grads, rtol=1e-4, atol=1e-5 * scale)
+
+
+def test_optimizer_steps_match_numpy_module():
+    problem = curve_fit.curve_fit
+    ts, ys = curve_fit.synthetic(3001)
+    c_module, np_module = symgen.compile(problem, "c"), symgen.compile(problem)
+    for m in (c_module, np_module):
+        m.p = curve_fit.START
+        m.mstate = m.momentum_state(*curve_fit.START)
+        m.astate = m.adam_state(*curve_fit.START)
+    for _ in range(5):
+        results = []
+        for m in (c_module, np_module):
+            loss, m.p = m.sgd_step(*m.p, t=ts, y=ys, lr=0.01)
+            _, _, m.mstate = m.momentum_step(*m.p, t=ts, y=ys, state=m.mstate, lr=0.01)
+            _, _, m.astate = m.adam_step(*m.p, t=ts, y=ys, state=m.astate, lr=0.01)
+            results.append((loss, m.p, m.mstate, m.astate[1]))
+        for left, right in zip(*results, strict=True):
+            np.testing.assert_allclose(left, right, rtol=1e-10)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    expr=trees([*PARAMS, *DATA, PARAMS[0] * DATA[0], PARAMS[1] * DATA[1]]),
+    point=st.lists(st.floats(-1.5, 1.5), min_size=3, max_size=3),
+    n=st.integers(1, 300),
+    seed=st.integers(0, 2**31),
+)
+def test_random_per_sample_losses(expr, point, n, seed):
+    params = [p for p in PARAMS if p in expr.free_symbols]
+    data = [d for d in DATA if d in expr.free_symbols]
+    if not params or not data:
+        return
+    module = symgen.compile(symgen.Problem(expr, params=params, data=data, name="rand_c"), "c")
+    rng = np.random.default_rng(seed)
+    samples = [rng.uniform(-1.5, 1.5, n) for _ in data]
+    values = [float(v) for v in point[: len(params)]]
+    loss, grads = module.loss_and_grad(*values, *samples)
+    ref_loss, ref_grads = reference(expr, params, data, values, samples)
+    assert loss == pytest.approx(ref_loss, rel=1e-9, abs=1e-11)
+    np.testing.assert_allclose(grads, ref_grads, rtol=1e-8, atol=1e-10)
+
+
+def test_nan_and_infinity_behave_as_in_numpy():
+    module = symgen.compile(CASES["logistic_pieces"], "c")
+    reference_module = symgen.compile(CASES["logistic_pieces"])
+    t_ = np.array([0.5, np.nan, 1.0])
+    y_ = np.array([1.0, 0.0, 1.0])
+    assert np.isnan(module.loss(0.3, 0.2, 0.1, t=t_, y=y_))
+    big = np.array([1e300, -1e300, 3.0])  # softplus of ±huge: no overflow to inf or nan
+    loss = module.loss(1.0, 0.0, 0.0, t=big, y=y_)
+    assert loss == pytest.approx(reference_module.loss(1.0, 0.0, 0.0, t=big, y=y_), rel=1e-14)
+
+
+def test_strided_and_integer_data_are_accepted():
+    module = symgen.compile(curve_fit.curve_fit, "c")
+    ts, ys = curve_fit.synthetic(4001)
+    wide = np.stack([ts, ys], axis=1)  # columns are strided views
+    p = curve_fit.START
+    expected = module.loss_and_grad(*p, t=ts, y=ys)
+    got = module.loss_and_grad(*p, t=wide[:, 0], y=wide[:, 1])
+    assert got == expected
+    ints = np.arange(10)
+    assert module.loss(*p, t=ints, y=ints) == pytest.approx(
+        symgen.compile(curve_fit.curve_fit).loss(*p, t=ints, y=ints), rel=1e-13
+    )
+
+
+def test_argument_errors_are_the_numpy_modules():
+    module = symgen.compile(curve_fit.curve_fit, "c")
+    with pytest.raises(ValueError, match="1-D array of samples"):
+        module.loss(*curve_fit.START, t=np.ones((2, 2)), y=np.ones(2))
+    with pytest.raises(ValueError, match="has 3 samples but 't' has 2"):
+        module.loss(*curve_fit.START, t=np.ones(2), y=np.ones(3))
+    with pytest.raises(TypeError, match="parameter 'a' must be a real number"):
+        module.loss("x", *curve_fit.START[1:], t=np.ones(2), y=np.ones(2))
+
+
+def test_scalar_losses_compute_on_python_floats():
+    source = symgen.generate(rosenbrock.rosenbrock, "c")
+    assert "(C backend)" in source and "_SOURCE" not in source and "ctypes" not in source
+    module = symgen.compile(rosenbrock.rosenbrock, "c")
+    reference_module = symgen.compile(rosenbrock.rosenbrock)
+    assert module.sgd_step(2.0, 2.0, lr=1e-3) == reference_module.sgd_step(2.0, 2.0, lr=1e-3)
+
+
+def test_matrix_losses_are_refused_with_a_reason():
+    from examples import mlp
+
+    with pytest.raises(SpecError, match="C backend compiles per-sample and scalar losses"):
+        symgen.generate(mlp.mlp, "c")
+
+
+def fresh_module(tmp_path, monkeypatch, name="fresh"):
+    """A C module whose build starts from an empty cache in tmp_path."""
+    monkeypatch.setenv("SYMGEN_CACHE_DIR", str(tmp_path / "cache"))
+    problem = symgen.Problem(
+        (a * t - y) ** 2 + sp.sin(b * t), params=[a, b], data=[t, y], name=name
+    )
+    return symgen.compile(problem, "c")
+
+
+def test_the_library_is_built_once_and_then_found_in_the_cache(tmp_path, monkeypatch):
+    module = fresh_module(tmp_path, monkeypatch)
+    assert module.loss(1.0, 2.0, t=np.ones(3), y=np.zeros(3)) == pytest.approx(
+        3 * (1 + np.sin(2.0))
+    )
+    (built,) = (tmp_path / "cache").glob("fresh_*.so")
+    # Another process (a new import) finds it without a compiler.
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.delenv("CC", raising=False)
+    again = fresh_module(tmp_path, monkeypatch)
+    assert again.loss(1.0, 2.0, t=np.ones(3), y=np.zeros(3)) == pytest.approx(3 * (1 + np.sin(2.0)))
+    assert list((tmp_path / "cache").glob("fresh_*.so")) == [built]
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [built.name]  # no leftovers
+
+
+def test_no_compiler_is_a_clear_error(tmp_path, monkeypatch):
+    module = fresh_module(tmp_path, monkeypatch, name="nocc")
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.delenv("CC", raising=False)
+    with pytest.raises(RuntimeError, match="found no C compiler.*set CC, or use the NumPy"):
+        module.loss(1.0, 2.0, t=np.ones(3), y=np.zeros(3))
+
+
+def test_a_compiler_rejecting_the_fast_flags_gets_the_portable_ones(tmp_path, monkeypatch):
+    compiler = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    wrapper = tmp_path / "oldcc"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        'for arg in "$@"; do [ "$arg" = "-march=native" ] && exit 1; done\n'
+        f'exec {compiler} "$@"\n'
+    )
+    wrapper.chmod(wrapper.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("CC", str(wrapper))
+    module = fresh_module(tmp_path, monkeypatch, name="portable")
+    assert module.loss(1.0, 0.0, t=np.arange(4.0), y=np.arange(4.0)) == pytest.approx(0.0)
+
+
+def test_compile_errors_show_the_compiler_output(tmp_path, monkeypatch):
+    wrapper = tmp_path / "badcc"
+    wrapper.write_text("#!/bin/sh\necho 'passes.c:1: error: broken compiler' >&2\nexit 1\n")
+    wrapper.chmod(wrapper.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("CC", str(wrapper))
+    module = fresh_module(tmp_path, monkeypatch, name="broken")
+    with pytest.raises(RuntimeError, match="compiling the C passes failed(.|\n)*broken compiler"):
+        module.loss(1.0, 0.0, t=np.ones(2), y=np.ones(2))
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux") or shutil.which("nm") is None, reason="needs nm"
+)
+def test_math_functions_are_vectorised_with_gcc_and_glibc(tmp_path, monkeypatch):
+    """The pass calls libmvec's vector exp, sin and cos (``_ZGV...``), not one value at a time."""
+    gcc = shutil.which("gcc")
+    version = subprocess.run([gcc, "--version"], capture_output=True).stdout if gcc else b""
+    if b"Free Software" not in version:
+        pytest.skip("needs GCC")
+    monkeypatch.setenv("CC", gcc)
+    monkeypatch.setenv("SYMGEN_CACHE_DIR", str(tmp_path))
+    module = symgen.compile(curve_fit.curve_fit, "c")
+    library = module._lib()
+    symbols = subprocess.run(
+        ["nm", "-D", "--undefined-only", library._name], capture_output=True, text=True
+    ).stdout
+    vector = {line.split()[-1].split("@")[0] for line in symbols.splitlines() if "_ZGV" in line}
+    if not vector:
+        pytest.skip("this CPU/compiler pair has no vector math variants")
+    assert {name.rsplit("_", 1)[-1] for name in vector} >= {"exp", "sin", "cos"}
