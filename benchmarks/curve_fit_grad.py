@@ -22,6 +22,7 @@ from .timing import Contender
 
 REFERENCE = "hand-written NumPy (expert)"
 SYMGEN = "symgen `loss_and_grad` (generated)"
+SYMGEN_C = "symgen `loss_and_grad`, C backend (generated)"
 #: Parameter vectors where all contenders must agree before timing (START is timed).
 CHECKS = [START, TRUE, (0.2, 1.0, -1.0, 0.3, 0.1, -0.5)]
 
@@ -111,6 +112,19 @@ def _symgen(t, y) -> Contender:
         "loss_and_grad(*p, t=t, y=y)",
         {"loss_and_grad": symgen.compile(curve_fit).loss_and_grad},
         note="`symgen.compile(examples.curve_fit.curve_fit)`",
+    )
+
+
+def _symgen_c(t, y) -> Contender:
+    module = frameworks.symgen_c(curve_fit)
+    if isinstance(module, str):
+        return Contender(SYMGEN_C, missing=module)
+    return Contender(
+        SYMGEN_C,
+        "loss_and_grad(*p, t=t, y=y)",
+        {"loss_and_grad": module.loss_and_grad},
+        note=frameworks.symgen_c_note(module, "examples.curve_fit.curve_fit")
+        + "; one vectorised loop over the samples",
     )
 
 
@@ -303,6 +317,7 @@ def _lambdify_cse(t, y) -> Contender:
 #: How to build each contender from (t, y); the memory benchmark builds one per process.
 BUILDERS = [
     _symgen,
+    _symgen_c,
     _reference,
     _workspace,
     _autograd,

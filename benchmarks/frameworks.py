@@ -212,3 +212,22 @@ def lambdify_not_applicable(problem: Any, param: Any) -> list[Any]:
         Contender("SymPy `lambdify` of `sympy.diff`", missing=why),
         Contender("SymPy `lambdify(cse=True)` of `sympy.diff`", missing=why),
     ]
+
+
+def symgen_c(problem: Any) -> Any | str:
+    """``symgen.compile(problem, "c")`` with its C passes built now (not in the first timed
+    call), or why it cannot run (no C compiler, a failed build)."""
+    import symgen
+
+    try:
+        module = symgen.compile(problem, "c")
+        if hasattr(module, "_lib"):
+            module._lib()
+    except RuntimeError as exc:
+        return f"not available: {str(exc).splitlines()[0]}"
+    return module
+
+
+def symgen_c_note(module: Any, what: str) -> str:
+    """How the C backend's module was built, for the contender's note."""
+    return f'`symgen.compile({what}, "c")`: its passes are C ({", ".join(module._FLAGS)})'

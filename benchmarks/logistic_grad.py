@@ -25,6 +25,7 @@ from .timing import Contender
 REFERENCE = "hand-written NumPy (expert)"
 SYMGEN = "symgen `loss_and_grad` (generated)"
 SYMGEN_CE = "symgen `loss_and_grad`, cross-entropy spelling"
+SYMGEN_C = "symgen `loss_and_grad`, C backend (generated)"
 N, D = 1_000_000, 16
 
 
@@ -92,6 +93,19 @@ def cross_entropy_problem() -> symgen.Problem:
     )
 
 
+def _symgen_c() -> Contender:
+    module = frameworks.symgen_c(logistic)
+    if isinstance(module, str):
+        return Contender(SYMGEN_C, missing=module)
+    return Contender(
+        SYMGEN_C,
+        "loss_and_grad(w, X, t)",
+        {"loss_and_grad": module.loss_and_grad},
+        note=frameworks.symgen_c_note(module, "examples.logistic.logistic")
+        + "; the example's spelling; products by NumPy's `@`",
+    )
+
+
 def contenders(X: np.ndarray, t: np.ndarray) -> list[Contender]:
     generated = symgen.compile(logistic)
     out = [
@@ -109,6 +123,7 @@ def contenders(X: np.ndarray, t: np.ndarray) -> list[Contender]:
             note="`symgen.Problem` of -Σ t log p + (1 - t) log(1 - p), same data; equal to "
             "the mixture for 0/1 targets",
         ),
+        _symgen_c(),
         Contender(
             REFERENCE,
             "loss_and_grad(w, X, t)",

@@ -25,6 +25,8 @@ REFERENCE = "hand-written NumPy backprop (tutorial)"
 SYMGEN = "symgen `loss_and_grad` (generated)"
 STEP_REFERENCE = "hand-written NumPy SGD step (tutorial backprop)"
 STEP_SYMGEN = "symgen `sgd_step` (generated)"
+SYMGEN_C = "symgen `loss_and_grad`, C backend (generated)"
+STEP_SYMGEN_C = "symgen `sgd_step`, C backend (generated)"
 SIZES = {
     "seed": (64, 1000, 100, 10),
     "large": (4096, 1024, 1024, 10),
@@ -124,6 +126,18 @@ def bindings(W1, W2, X, Y, lr=TIMED_LR, *, copy=False) -> dict:
     }
 
 
+def _symgen_c(name: str, stmt: str, function: str) -> Contender:
+    module = frameworks.symgen_c(mlp)
+    if isinstance(module, str):
+        return Contender(name, missing=module)
+    return Contender(
+        name,
+        stmt,
+        {function: getattr(module, function)},
+        note=frameworks.symgen_c_note(module, "examples.mlp.mlp") + "; products by NumPy's `@`",
+    )
+
+
 def contenders(arrays) -> list[Contender]:
     generated = symgen.compile(mlp)
     out = [
@@ -133,6 +147,7 @@ def contenders(arrays) -> list[Contender]:
             {"loss_and_grad": generated.loss_and_grad},
             note="`symgen.compile(examples.mlp.mlp)`",
         ),
+        _symgen_c(SYMGEN_C, "loss_and_grad(W1, W2, X, Y)", "loss_and_grad"),
         Contender(
             REFERENCE,
             "loss_and_grad(W1, W2, X, Y)",
@@ -167,6 +182,7 @@ def step_contenders(arrays) -> list[Contender]:
             {"sgd_step": generated.sgd_step},
             note="`symgen.compile(examples.mlp.mlp)`; updates W1, W2 in place",
         ),
+        _symgen_c(STEP_SYMGEN_C, "sgd_step(W1, W2, X, Y, lr=lr)", "sgd_step"),
         Contender(
             STEP_REFERENCE,
             "sgd_step(W1, W2, X, Y, lr)",

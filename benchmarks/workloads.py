@@ -54,6 +54,7 @@ def build(key: str) -> Workload:
             curve_fit_grad.SYMGEN,
             contenders,
             lambda: curve_fit_grad.check(contenders, t, y),
+            other_symgen=((curve_fit_grad.SYMGEN_C, "C backend"),),
         )
     if key == "w2-large":
         X, t = logistic_grad.data()
@@ -66,7 +67,10 @@ def build(key: str) -> Workload:
             logistic_grad.SYMGEN,
             contenders,
             lambda: logistic_grad.check(contenders, X, t),
-            other_symgen=((logistic_grad.SYMGEN_CE, "cross-entropy spelling"),),
+            other_symgen=(
+                (logistic_grad.SYMGEN_CE, "cross-entropy spelling"),
+                (logistic_grad.SYMGEN_C, "C backend"),
+            ),
             symgen_label="the example's mixture spelling",
         )
     if key.startswith("w3-"):
@@ -75,9 +79,11 @@ def build(key: str) -> Workload:
         if step:
             contenders = mlp_grad.step_contenders(arrays)
             names = (mlp_grad.STEP_REFERENCE, mlp_grad.STEP_SYMGEN)
+            c_backend = mlp_grad.STEP_SYMGEN_C
         else:
             contenders = mlp_grad.contenders(arrays)
             names = (mlp_grad.REFERENCE, mlp_grad.SYMGEN)
+            c_backend = mlp_grad.SYMGEN_C
         return Workload(
             key,
             mlp_grad.title(size, bool(step)),
@@ -86,5 +92,6 @@ def build(key: str) -> Workload:
             contenders,
             lambda: mlp_grad.check(contenders, arrays, step=bool(step)),
             tolerance(RTOL_FLOAT32, "max"),
+            other_symgen=((c_backend, "C backend"),),
         )
     raise ValueError(f"unknown workload {key!r}")

@@ -42,12 +42,14 @@ __device__ __forceinline__ double sg_heaviside(double z, double h0)
 {
     return z > 0 ? (double)1 : (z < 0 ? (double)0 : (z == 0 ? h0 : z));
 }
+__device__ __forceinline__ double sg_maximum(double a, double b) { return (a > b || a != a) ? a : b; }
+__device__ __forceinline__ double sg_minimum(double a, double b) { return (a < b || a != a) ? a : b; }
 __device__ __forceinline__ double sg_sigmoid(double z) { return 0.5*tanh(0.5*z) + 0.5; }
 __device__ __forceinline__ double sg_sigmoid_e(double z, double e) { return (z >= 0.0 ? 1.0 : e)/(1.0 + e); }
-__device__ __forceinline__ double sg_softplus(double z) { return (z > 0.0 ? z : 0.0) + log1p(exp(-fabs(z))); }
+__device__ __forceinline__ double sg_softplus(double z) { return sg_maximum(z, 0.0) + log1p(exp(-fabs(z))); }
 __device__ __forceinline__ double sg_logaddexp(double a, double b)
 {
-    const double m = a > b ? a : b;
+    const double m = sg_maximum(a, b);
     return m == -INFINITY ? m : m + log1p(exp(-fabs(a - b)));
 }
 __device__ __forceinline__ double sg_safelog(double u) { return u > 0 ? log(u) : -INFINITY; }
@@ -155,7 +157,7 @@ extern "C" __global__ void loss_and_grad_1(const double* __restrict__ t, const d
         const double x1 = exp(-fabs(_v_x0));
         const double x2 = -_v_t + sg_sigmoid_e(_v_x0, x1);
         _w_x2[_e] = x2;
-        _acc0 += (double)(_v_t*_v_x0 - log1p(x1) - fmax(0.0, _v_x0));
+        _acc0 += (double)(_v_t*_v_x0 - log1p(x1) - sg_maximum(0.0, _v_x0));
     }
     __shared__ double _shared[256];
     {

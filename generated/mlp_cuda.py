@@ -42,12 +42,14 @@ __device__ __forceinline__ float sg_heaviside(float z, float h0)
 {
     return z > 0 ? (float)1 : (z < 0 ? (float)0 : (z == 0 ? h0 : z));
 }
+__device__ __forceinline__ float sg_maximum(float a, float b) { return (a > b || a != a) ? a : b; }
+__device__ __forceinline__ float sg_minimum(float a, float b) { return (a < b || a != a) ? a : b; }
 __device__ __forceinline__ float sg_sigmoid(float z) { return 0.5F*tanhf(0.5F*z) + 0.5F; }
 __device__ __forceinline__ float sg_sigmoid_e(float z, float e) { return (z >= 0.0F ? 1.0F : e)/(1.0F + e); }
-__device__ __forceinline__ float sg_softplus(float z) { return (z > 0.0F ? z : 0.0F) + log1pf(expf(-fabsf(z))); }
+__device__ __forceinline__ float sg_softplus(float z) { return sg_maximum(z, 0.0F) + log1pf(expf(-fabsf(z))); }
 __device__ __forceinline__ float sg_logaddexp(float a, float b)
 {
-    const float m = a > b ? a : b;
+    const float m = sg_maximum(a, b);
     return m == -INFINITY ? m : m + log1pf(expf(-fabsf(a - b)));
 }
 __device__ __forceinline__ float sg_safelog(float u) { return u > 0 ? logf(u) : -INFINITY; }

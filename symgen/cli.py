@@ -152,6 +152,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     training_data.check_shapes(problem, {**values, **data})
     lazy = training_data.is_lazy(data)
     if lazy:
+        if args.backend != "numpy":
+            raise SpecError(
+                f"--backend {args.backend}: data read lazily (dask) is trained with the NumPy "
+                "module on each chunk; drop --backend or load the data into memory (.npz)"
+            )
         # Read chunk by chunk with symgen.distributed: on the cluster that
         # DASK_SCHEDULER_ADDRESS names, else on local threads.
         from .distributed import connect, problem_module
@@ -159,7 +164,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         connect()
         module = problem_module(problem)
     else:
-        module = compile_problem(problem)
+        module = compile_problem(problem, args.backend)
     lr = DEFAULT_LR[args.optimizer] if args.lr is None else args.lr
     try:
         result = fit(
@@ -243,6 +248,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="initial parameters: an .npz by name, or NAME=VALUE for a scalar (repeatable)",
     )
     p.add_argument("--out", required=True, metavar="PARAMS.npz", help="trained parameters")
+    p.add_argument(
+        "--backend",
+        choices=["numpy", "c"],
+        default="numpy",
+        help="the module that computes the steps: NumPy (default) or its compiled C passes",
+    )
     p.add_argument("--steps", type=int, default=1000, help="steps to run (default: 1000)")
     p.add_argument("--optimizer", choices=["sgd", "momentum", "nesterov", "adam"], default="adam")
     p.add_argument("--lr", type=float, help="learning rate (default: 0.001 adam, else 0.01)")

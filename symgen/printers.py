@@ -284,6 +284,20 @@ class CudaPrinter(C99CodePrinter):
     def _print_safelog(self, expr):
         return self._helper("safelog", expr)
 
+    def _nested(self, name: str, args) -> str:
+        first, *rest = args
+        if not rest:
+            return self._print(first)
+        return f"sg_{name}({self._print(first)}, {self._nested(name, rest)})"
+
+    def _print_Max(self, expr):
+        # NaN-propagating, as NumPy's maximum (fmax would drop a NaN); a comparison,
+        # which a C compiler vectorises, rather than a call
+        return self._nested("maximum", sorted(expr.args, key=sp.default_sort_key))
+
+    def _print_Min(self, expr):
+        return self._nested("minimum", sorted(expr.args, key=sp.default_sort_key))
+
     def _print_Heaviside(self, expr):
         z = self._print(expr.args[0])
         h0 = self._print(expr.args[1] if len(expr.args) > 1 else sp.S.Half)

@@ -15,9 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import symgen
-from examples import curve_fit, rosenbrock
-from symgen.errors import SpecError
+from examples import curve_fit, logistic, mlp, rosenbrock, softmax
 from tests.gradcheck import central_differences
+from tests.test_cuda_backend import TRACE, logistic_data, mlp_data, softmax_data, trace_data
 from tests.test_random_losses import DATA, PARAMS, reference, trees
 
 pytestmark = pytest.mark.skipif(
@@ -212,13 +212,6 @@ def test_scalar_losses_compute_on_python_floats():
     assert module.sgd_step(2.0, 2.0, lr=1e-3) == reference_module.sgd_step(2.0, 2.0, lr=1e-3)
 
 
-def test_matrix_losses_are_refused_with_a_reason():
-    from examples import mlp
-
-    with pytest.raises(SpecError, match="C backend compiles per-sample and scalar losses"):
-        symgen.generate(mlp.mlp, "c")
-
-
 def fresh_module(tmp_path, monkeypatch, name="fresh"):
     """A C module whose build starts from an empty cache in tmp_path."""
     monkeypatch.setenv("SYMGEN_CACHE_DIR", str(tmp_path / "cache"))
@@ -295,3 +288,126 @@ def test_math_functions_are_vectorised_with_gcc_and_glibc(tmp_path, monkeypatch)
     if not vector:
         pytest.skip("this CPU/compiler pair has no vector math variants")
     assert {name.rsplit("_", 1)[-1] for name in vector} >= {"exp", "sin", "cos"}
+
+
+# -- matrix losses: BLAS products, compiled passes between them ---------------------------
+
+MATRIX = {
+    "trace_identity": (TRACE, trace_data),
+    "mlp": (mlp.mlp, mlp_data),
+    "logistic": (logistic.logistic, logistic_data),
+    "softmax": (softmax.softmax, softmax_data),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MATRIX))
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_matrix_losses_match_numpy_module(name, dtype):
+    problem, data = MATRIX[name]
+    problem = with_dtype(problem, dtype)
+    c_module = symgen.compile(problem, "c")
+    assert c_module._SIGNATURES  # its passes are compiled
+    reference_module = symgen.compile(with_dtype(problem, "float64"))
+    args = data(np.random.default_rng(len(name)))
+    loss, grads = c_module.loss_and_grad(*[a.astype(dtype) for a in args])
+    want_loss, want_grads = reference_module.loss_and_grad(*args)
+    rtol = 1e-12 if dtype == "float64" else 2e-5
+    assert loss == pytest.approx(want_loss, rel=rtol)
+    for g, w in zip(grads, want_grads, strict=True):
+        assert g.dtype == np.dtype(dtype) and g.shape == w.shape
+        np.testing.assert_allclose(g, w, rtol=rtol * 10, atol=rtol * np.abs(w).max())
+
+
+@pytest.mark.parametrize("name", sorted(MATRIX))
+def test_matrix_gradients_against_central_differences(name):
+    problem, data = MATRIX[name]
+    module = symgen.compile(with_dtype(problem, "float64"), "c")
+    args = data(np.random.default_rng(3))
+    n = len(problem.params)
+    _, grads = module.loss_and_grad(*args)
+    for k in range(n):
+        flat = args[k].ravel()
+        for e in np.random.default_rng(k).choice(flat.size, size=min(4, flat.size), replace=False):
+
+            def f(v, k=k, e=e):
+                moved = [a.copy() for a in args]
+                moved[k].ravel()[e] = v
+                return module.loss(*moved)
+
+            (fd,) = central_differences(f, [flat[e]])
+            assert grads[k].ravel()[e] == pytest.approx(fd, rel=1e-6, abs=1e-8)
+
+
+@pytest.mark.parametrize("name", sorted(MATRIX))
+def test_matrix_optimizer_steps_match_numpy_module(name):
+    problem, data = MATRIX[name]
+    problem = with_dtype(problem, "float64")
+    c_module, reference_module = symgen.compile(problem, "c"), symgen.compile(problem)
+    args = data(np.random.default_rng(7))
+    n = len(problem.params)
+    ours, theirs = [a.copy() for a in args], [a.copy() for a in args]
+    s, r = c_module.adam_state(*ours[:n]), reference_module.adam_state(*theirs[:n])
+    for _ in range(3):
+        loss, _ = c_module.sgd_step(*ours, lr=0.01)
+        want, _ = reference_module.sgd_step(*theirs, lr=0.01)
+        assert loss == pytest.approx(want, rel=1e-12)
+        loss, _, s = c_module.adam_step(*ours, state=s, lr=0.01)
+        want, _, r = reference_module.adam_step(*theirs, state=r, lr=0.01)
+    for a, b in zip(ours[:n], theirs[:n], strict=True):  # updated in place, both
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-13)
+
+
+def test_fortran_ordered_and_strided_matrices_are_read_correctly():
+    problem, data = MATRIX["softmax"]
+    c_module, reference_module = symgen.compile(problem, "c"), symgen.compile(problem)
+    args = data(np.random.default_rng(1))
+    odd = [np.asfortranarray(args[0]), args[1], args[2][::1].copy(order="F"), args[3]]
+    loss, grads = c_module.loss_and_grad(*odd)
+    want_loss, want_grads = reference_module.loss_and_grad(*args)
+    assert loss == pytest.approx(want_loss, rel=1e-12)
+    for g, w in zip(grads, want_grads, strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-11, atol=1e-13)
+
+
+def test_names_the_c_code_reserves_are_refused():
+    from symgen.errors import SpecError
+
+    clash = sp.Symbol("sg_scale")  # the prefix of the C helper functions
+    problem = symgen.Problem((clash * t - y) ** 2, params=[clash], data=[t, y], name="clash")
+    with pytest.raises(SpecError, match="reserves the name prefix of 'sg_scale'"):
+        symgen.generate(problem, "c")
+
+
+def test_fit_and_symgen_train_run_on_the_c_module(tmp_path, root, monkeypatch, capsys):
+    from symgen.cli import main
+
+    ts, ys = curve_fit.synthetic(2000)
+    result = symgen.fit(
+        symgen.compile(curve_fit.curve_fit, "c"),
+        curve_fit.START,
+        {"t": ts, "y": ys},
+        steps=300,
+        lr=0.02,
+        progress=False,
+    )
+    reference = symgen.fit(
+        symgen.compile(curve_fit.curve_fit),
+        curve_fit.START,
+        {"t": ts, "y": ys},
+        steps=300,
+        lr=0.02,
+        progress=False,
+    )
+    np.testing.assert_allclose(result.history, reference.history, rtol=1e-9)
+    monkeypatch.chdir(root)
+    np.savez(tmp_path / "data.npz", t=ts, y=ys)
+    np.savez(tmp_path / "init.npz", **dict(zip("abcdeg", curve_fit.START, strict=True)))
+    out = tmp_path / "params.npz"
+    argv = (
+        f"train examples/curve_fit.py --data {tmp_path}/data.npz --init {tmp_path}/init.npz"
+        " --steps 50 --lr 0.02"
+    )
+    assert main([*argv.split(), "--backend", "c", "--out", str(out), "-q"]) == 0
+    assert "after 50 adam steps" in capsys.readouterr().out
+    with np.load(out) as params:
+        assert sorted(params.files) == ["a", "b", "c", "d", "e", "g"]

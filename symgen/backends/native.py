@@ -1,16 +1,18 @@
-"""The C backend (``--backend c``): the NumPy module, with its passes over the samples
-compiled to C.
+"""The C backend (``--backend c``): the NumPy module, with its fused passes compiled to C.
 
 A per-sample loss is a sum over samples of one scalar formula; its loss and all
-partials come from one pass over the data. The NumPy module runs that pass as a
-sequence of array operations (each a trip through memory, and float64 ``exp`` or
-``sin`` one element at a time). Here the pass is one C loop instead: every sample
-is read once, its statements run in registers, the sums accumulate in ``double``,
-and ``#pragma omp simd`` lets the compiler vectorise the loop, math functions
-included (glibc's libmvec has AVX2/AVX-512 ``exp``, ``sin``, ``log``, ...).
+partials come from one pass over the data. A matrix loss has passes over the
+elements of matrices between its products (the logistic loss and its residual
+around ``X @ w``, the ReLU mask of an MLP, softmax's row maxima and sums). The
+NumPy module runs each pass as a sequence of array operations: each a trip through
+memory, and float64 ``exp`` or ``sin`` one element at a time. Here each pass is one
+C function instead: every element is read once, its statements run in registers,
+sums accumulate in ``double``, and ``#pragma omp simd`` lets the compiler vectorise
+the loop, math functions included (glibc's libmvec has AVX2/AVX-512 ``exp``,
+``sin``, ``log``, ``log1p``, ...). Matrix products stay NumPy's ``@`` (BLAS).
 
 Everything else is the NumPy module's (argument checks, scalar arithmetic, the
-optimizer steps): ``numpy.plan`` builds the plan and hands each per-sample pass to
+optimizer steps): ``numpy.plan`` builds the plan and hands each pass to
 ``NativeKernels.pass_lines``, which records a C function and returns the Python
 lines that call it. The generated module embeds the C source and compiles it on
 first use with the system's C compiler (``$CC``, ``cc``, ``gcc`` or ``clang``)
@@ -21,9 +23,7 @@ first launch. Flags: ``-O3 -march=native`` and no math ``errno``; no
 by the vectorised reduction: results match the NumPy module to about 1e-14).
 
 Scalar losses compute on Python floats exactly like the NumPy module (a call into
-C costs more than a Rosenbrock step). Matrix losses are refused with a message:
-their products already run in BLAS, and their elementwise passes are not compiled
-by this backend yet.
+C costs more than a Rosenbrock step).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ import sympy as sp
 
 from ..errors import SpecError
 from ..hyperparams import Baked
-from ..optimize import Kernel, Stmt
+from ..optimize import Kernel, Stmt, transposed
 from ..pipeline import Compiled
 from ..printers import C_RESERVED, CudaPrinter
 from ..templating import render
@@ -43,24 +43,22 @@ from ..templating import render
 
 @dataclass(frozen=True)
 class CKernel:
-    """One compiled pass over the samples: ``for (_e = 0; _e < n; _e++) {body}``."""
+    """One compiled pass: a C function over the elements of a domain."""
 
     name: str
     comment: str
-    #: C parameters, in order (pointers, then scalars, then the sample count).
+    #: C parameters, in order: arrays read, arrays written, scalars, dimensions, sums.
     params: tuple[str, ...]
-    #: ctypes argument types, as Python source (``ctypes.c_void_p`` ...), same order,
-    #: followed by the accumulator array when the pass reduces.
+    #: ctypes argument types, as Python source, in the same order.
     argtypes: tuple[str, ...]
-    #: Loads of the sample's values, then its statements, then its stores.
-    body: tuple[str, ...]
-    #: Accumulators: (C name, initial value, "sum" | "max").
-    accs: tuple[tuple[str, str, str], ...]
-    #: The C name of the sample count.
-    count: str
-    #: ``#pragma omp simd`` on the loop (not when a maximum is taken: OpenMP's
-    #: ``max`` reduction would not keep a NaN).
-    simd: bool
+    #: The function's body: declarations, the loop(s), the results.
+    lines: tuple[str, ...]
+    #: How many whole sums it writes to ``_out`` (the caller's accumulator array).
+    sums: int
+
+
+def _is_one(d) -> bool:
+    return sp.sympify(d) == 1
 
 
 @dataclass
@@ -68,6 +66,8 @@ class NativeKernels:
     """Collects the C passes of one module while the NumPy backend plans it."""
 
     dtype: str
+    #: The dimension variables (``N``, ``M``, ...): passed as ``long long``.
+    dims: frozenset[str] = frozenset()
     kernels: list[CKernel] = field(default_factory=list)
 
     @property
@@ -78,103 +78,274 @@ class NativeKernels:
         self,
         kernel: Kernel,
         prefix: str,
-        arrays: frozenset[str],
+        shapes: dict[str, tuple],
         stored: set[str],
         scalar_line: Callable[[Stmt], str],
     ) -> list[str] | None:
-        """The Python lines running the array part of a per-sample ``kernel`` as one C
-        loop (scalar set-up before it and scalar results after it stay in Python), or
-        None when the pass has statements a C loop does not run (then NumPy does)."""
+        """The Python lines running the array part of ``kernel`` (a pass over samples or
+        over the elements of a matrix) as one C function; the scalar set-up before it
+        and the scalar results after it stay in Python. None when the pass holds a
+        statement the C function does not run (then NumPy runs the pass)."""
         stmts = list(kernel.stmts)
         inner = [i for i, s in enumerate(stmts) if s.kind != "scalar"]
-        if not inner:
+        if not inner or len(kernel.domain) not in (1, 2):
             return None
         first, last = inner[0], inner[-1]
         middle = stmts[first : last + 1]
-        if any(s.kind not in ("array", "sum", "dot", "max") or s.axes for s in middle):
+        if any(s.kind not in ("array", "fill", "sum", "dot", "max") for s in middle):
             return None
         name = f"{prefix}_{sum(k.name.startswith(prefix + '_') for k in self.kernels)}"
-        n = kernel.domain[0]
-        if not isinstance(n, sp.Symbol):
-            return None
+        lowered = _Pass(self, kernel, middle, shapes, stored)
+        self.kernels.append(lowered.c_kernel(name))
+        lines = [scalar_line(s) for s in stmts[:first]]
+        lines += lowered.python_call(name)
+        lines += [scalar_line(s) for s in stmts[last + 1 :]]
+        return lines
+
+
+class _Pass:
+    """One pass over ``domain`` as C: loads, statements, reductions, stores.
+
+    A domain (M, K) runs as a loop over rows with an inner loop over columns, the
+    inner one vectorised (``#pragma omp simd``); a domain (M, 1) or (N,) (samples)
+    is one loop over rows, a domain (1, K) one loop over columns. Sums accumulate in
+    ``double``: whole sums in scalars (``_acc``), row sums in one scalar per row,
+    column sums in a ``double`` array indexed by the column.
+    """
+
+    def __init__(self, owner: NativeKernels, kernel: Kernel, middle, shapes, stored) -> None:
+        self.t = owner.ctype
+        self.dtype = owner.dtype
+        domain = tuple(kernel.domain)
+        self.domain = domain if len(domain) == 2 else (domain[0], sp.S.One)
+        self.flat = len(domain) == 1
+        self.shapes = {
+            n: (tuple(s) if len(s) == 2 else (s[0], sp.S.One)) for n, s in shapes.items()
+        }
+        m, k = self.domain
+        self.loop = "rows" if _is_one(k) else "cols" if _is_one(m) else "nested"
+        self.middle = middle
         defined = {s.target.name for s in middle}
-        loads: list[str] = []
-        scalars: list[str] = []
+        self.loads: dict[sp.Expr, str] = {}
+        scalars: set[str] = set()
+        dims: set[str] = {str(x) for d in self.domain for x in sp.sympify(d).free_symbols}
         for s in middle:
             for e in s.exprs:
-                for sym in sorted(e.free_symbols, key=lambda x: x.name):
-                    if sym.name in defined or sym.name == n.name:
+                views = e.atoms(transposed)
+                for v in sorted(views, key=str):
+                    self.loads.setdefault(v, f"_v_{v.args[0].name}_T")
+                plain = e.xreplace({v: sp.S.Zero for v in views}).free_symbols
+                for sym in sorted(plain, key=lambda x: x.name):
+                    if sym.name in defined:
                         continue
-                    bucket = loads if sym.name in arrays else scalars
-                    if sym.name not in bucket:
-                        bucket.append(sym.name)
-        stores = [s.target.name for s in middle if s.kind == "array" and s.target.name in stored]
-        reductions = [s for s in middle if s.kind != "array"]
-        c = _c_name
-        printer = CudaPrinter(
+                    if sym.name in self.shapes:
+                        self.loads.setdefault(sym, f"_v_{sym.name}")
+                    elif sym.name in owner.dims:
+                        dims.add(sym.name)
+                    else:
+                        scalars.add(sym.name)
+        for v in self.loads:
+            for d in self.shapes[_array_name(v)]:
+                dims |= {str(x) for x in sp.sympify(d).free_symbols}
+        self.arrays = sorted({_array_name(v) for v in self.loads})
+        self.scalars = sorted(scalars)
+        self.dims = sorted(dims)
+        self.stores = [s.target.name for s in middle if s.kind in ("array", "fill")]
+        self.stores = [x for x in self.stores if x in stored]
+        self.whole = [s for s in middle if s.kind in ("sum", "dot", "max") and not _axis(s)]
+        self.rowwise = [s for s in middle if s.kind in ("sum", "dot", "max") and _axis(s) == 1]
+        self.colwise = [s for s in middle if s.kind in ("sum", "dot", "max") and _axis(s) == 0]
+        # A row sum over a single column, or a column sum over a single row, is the
+        # value itself; a row sum of a single row, or a column sum of a single
+        # column, is a whole sum written to element 0.
+        self.printer = CudaPrinter(
             self.dtype,
             {
-                **{x: c(x) for x in (*scalars, *defined)},
-                **{x: f"_v_{x}" for x in loads},
-                n.name: c(n.name),
+                **{n: _c_name(n) for n in (*self.scalars, *self.dims, *defined)},
+                **{str(v): var for v, var in self.loads.items()},
             },
         )
-        t = self.ctype
-        body = [f"const {t} _v_{x} = {c(x)}[_e];" for x in loads]
-        accs = []
-        for s in middle:
-            if s.kind == "array":
-                body.append(f"const {t} {c(s.target.name)} = {printer.doprint(s.exprs[0])};")
-                continue
-            acc = f"_acc{len(accs)}"
-            value = printer.doprint(sp.Mul(*s.exprs) if s.kind == "dot" else s.exprs[0])
-            if s.kind == "max":
-                body.append(f"{acc} = sg_max({acc}, (double)({value}));")
-                accs.append((acc, "-INFINITY", "max"))
+
+    # -- C ------------------------------------------------------------------------------
+    def dim(self, d) -> str:
+        d = sp.sympify(d)
+        return f"{int(d)}LL" if d.is_Integer else self.printer.doprint(d)
+
+    def index(self, shape) -> str:
+        s0, s1 = shape
+        row, col = ("0" if _is_one(s0) else "_i"), ("0" if _is_one(s1) else "_j")
+        if _is_one(s1):
+            return row
+        if _is_one(s0):
+            return col
+        return f"{row}*{self.dim(s1)} + {col}"
+
+    def transposed_index(self, shape) -> str:
+        a0, a1 = shape  # of the array; element (_i, _j) of its transpose is (_j, _i)
+        row, col = ("0" if _is_one(a0) else "_j"), ("0" if _is_one(a1) else "_i")
+        if _is_one(a1):
+            return row
+        if _is_one(a0):
+            return col
+        return f"{row}*{self.dim(a1)} + {col}"
+
+    def cprint(self, e: sp.Expr) -> str:
+        views = {v: sp.Symbol(var) for v, var in self.loads.items() if isinstance(v, transposed)}
+        return self.printer.doprint(e.xreplace(views))
+
+    def value(self, s: Stmt) -> str:
+        return self.cprint(sp.Mul(*s.exprs) if s.kind == "dot" else s.exprs[0])
+
+    def c_kernel(self, name: str) -> CKernel:
+        t, c = self.t, _c_name
+        m, k = self.domain
+        element = []
+        for v, var in self.loads.items():
+            if isinstance(v, transposed):
+                at = self.transposed_index(self.shapes[v.args[0].name])
             else:
-                body.append(f"{acc} += (double)({value});")
-                accs.append((acc, "0.0", "sum"))
-        body += [f"_w_{c(x)}[_e] = {c(x)};" for x in stores]
+                at = self.index(self.shapes[v.name])
+            element.append(f"const {t} {var} = {c(_array_name(v))}[{at}];")
+        for s in self.middle:
+            if s.kind in ("array", "fill"):
+                element.append(f"const {t} {c(s.target.name)} = {self.cprint(s.exprs[0])};")
+        for x in self.stores:
+            store = f"_w_{c(x)}[{self.index(self.shapes[x])}] = {c(x)};"
+            guards = [
+                f"{var} == 0"
+                for var, size, extent in zip(("_i", "_j"), self.shapes[x], self.domain, strict=True)
+                if _is_one(size) and not _is_one(extent)
+            ]
+            element.append(f"if ({' && '.join(guards)}) {store}" if guards else store)
+        before, after, inner_accs, outer = [], [], [], []  # declarations, results, clauses
+        out = 0
+
+        def accumulate(acc: str, s: Stmt) -> str:
+            if s.kind == "max":
+                return f"{acc} = sg_max({acc}, (double)({self.value(s)}));"
+            return f"{acc} += (double)({self.value(s)});"
+
+        def init(s: Stmt) -> str:
+            return "-INFINITY" if s.kind == "max" else "0.0"
+
+        scalar_reductions = list(self.whole)
+        # a row sum when every row is one element, a column sum over one row: whole sums
+        scalar_reductions += self.rowwise if self.loop == "cols" else []
+        scalar_reductions += self.colwise if self.loop == "rows" else []
+        for r, s in enumerate(scalar_reductions):
+            acc = f"_acc{r}"
+            before.append(f"double {acc} = {init(s)};")
+            element.append(accumulate(acc, s))
+            inner_accs.append((acc, s.kind))
+            if s in self.whole:
+                after.append(f"_out[{out}] = {acc};")
+                out += 1
+            else:
+                after.append(f"_w_{c(s.target.name)}[0] = {acc};")
+        line_finals = []
+        for r, s in enumerate(self.rowwise if self.loop != "cols" else []):
+            if self.loop == "rows":  # one element per row: the value itself
+                element.append(f"_w_{c(s.target.name)}[_i] = (double)({self.value(s)});")
+                continue
+            acc = f"_line{r}"
+            outer.append(f"double {acc} = {init(s)};")
+            element.append(accumulate(acc, s))
+            inner_accs.append((acc, s.kind))
+            line_finals.append(f"_w_{c(s.target.name)}[_i] = {acc};")
+        for s in self.colwise if self.loop != "rows" else []:
+            w = f"_w_{c(s.target.name)}[_j]"
+            if self.loop == "cols":  # one element per column: the value itself
+                element.append(f"{w} = (double)({self.value(s)});")
+            elif s.kind == "max":
+                element.append(f"{w} = sg_max({w}, (double)({self.value(s)}));")
+            else:
+                element.append(f"{w} += (double)({self.value(s)});")
+        sums = [acc for acc, kind in inner_accs if kind != "max"]
+        simd = ["#pragma omp simd" + (f" reduction(+:{', '.join(sums)})" if sums else "")]
+        if any(kind == "max" for _, kind in inner_accs):
+            simd = []  # OpenMP's max reduction would not keep a NaN
+        loop_of = {
+            "rows": f"for (long long _i = 0; _i < {self.dim(m)}; ++_i) {{",
+            "cols": f"for (long long _j = 0; _j < {self.dim(k)}; ++_j) {{",
+        }
+        body = list(before)
+        if self.loop == "nested":
+            body += [loop_of["rows"], *(f"    {x}" for x in outer)]
+            body += [f"    {x}" for x in simd]
+            body += [f"    {loop_of['cols']}", *(f"        {x}" for x in element), "    }"]
+            body += [*(f"    {x}" for x in line_finals), "}"]
+        else:
+            body += [*simd, loop_of[self.loop], *(f"    {x}" for x in element), "}"]
+        body += after
+        what = f"the samples ({m},)" if self.flat else f"the elements ({m}, {k})"
+        reds = len(self.whole) + len(self.rowwise) + len(self.colwise)
+        comment = f"one pass over {what}" + (
+            f", {reds} reduction{'s' if reds != 1 else ''}" if reds else ""
+        )
+        written = [*self.stores, *(s.target.name for s in (*self.rowwise, *self.colwise))]
+        sums_out = ("double* restrict _out",) if self.whole else ()
         params = (
-            *(f"const {t}* restrict {c(x)}" for x in loads),
-            *(f"{t}* restrict _w_{c(x)}" for x in stores),
-            *(f"const {t} {c(x)}" for x in scalars),
-            f"const long long {c(n.name)}",
-            *(("double* restrict _out",) if accs else ()),
+            *(f"const {t}* restrict {c(x)}" for x in self.arrays),
+            *(f"{t}* restrict _w_{c(x)}" for x in self.stores),
+            *(f"double* restrict _w_{c(x)}" for x in written[len(self.stores) :]),
+            *(f"const {t} {c(x)}" for x in self.scalars),
+            *(f"const long long {c(x)}" for x in self.dims),
+            *sums_out,
         )
         scalar_type = "ctypes.c_float" if t == "float" else "ctypes.c_double"
         argtypes = (
-            *("ctypes.c_void_p" for _ in (*loads, *stores)),
-            *(scalar_type for _ in scalars),
-            "ctypes.c_longlong",
-            *(("ctypes.c_void_p",) if accs else ()),
+            *("ctypes.c_void_p" for _ in (*self.arrays, *written)),
+            *(scalar_type for _ in self.scalars),
+            *("ctypes.c_longlong" for _ in self.dims),
+            *(("ctypes.c_void_p",) if self.whole else ()),
         )
-        what = f"{len(accs)} reduction{'s' if len(accs) != 1 else ''}" if accs else "no reduction"
-        self.kernels.append(
-            CKernel(
-                name,
-                f"one pass over the samples ({n},), {what}",
-                params,
-                argtypes,
-                tuple(body),
-                tuple(accs),
-                c(n.name),
-                simd=all(op == "sum" for _, _, op in accs),
-            )
-        )
-        lines = [scalar_line(s) for s in stmts[:first]]
-        lines += [f"{x} = np.empty(({n},), dtype=DTYPE)" for x in stores]
-        args = [f"{x}.ctypes.data" for x in (*loads, *stores)] + [*scalars, str(n)]
-        if accs:
-            lines.append(f"_acc = _ACCUMULATORS[{len(accs)}]()")
+        return CKernel(name, comment, params, argtypes, tuple(body), len(self.whole))
+
+    # -- Python -------------------------------------------------------------------------
+    def python_call(self, name: str) -> list[str]:
+        lines = []
+        for x in self.stores:
+            lines.append(f"{x} = np.empty({_shape(self.shapes[x], self.flat)}, dtype=DTYPE)")
+        reduced = [*self.rowwise, *self.colwise]
+        for s in reduced:  # written in double, then given the module's dtype
+            shape = _shape(_kept(self.domain, _axis(s)), self.flat)
+            fill = "np.full" if s.kind == "max" else "np.zeros"
+            extra = ", -np.inf" if s.kind == "max" else ""
+            lines.append(f"_r_{s.target.name} = {fill}({shape}{extra})")
+        args = [f"{x}.ctypes.data" for x in self.arrays]
+        args += [f"{x}.ctypes.data" for x in self.stores]
+        args += [f"_r_{s.target.name}.ctypes.data" for s in reduced]
+        args += [*self.scalars, *self.dims]
+        if self.whole:
+            lines.append(f"_acc = _ACCUMULATORS[{len(self.whole)}]()")
             args.append("_acc")
         lines.append(f"_lib().{name}({', '.join(args)})")
-        if accs:
-            targets = ", ".join(s.target.name for s in reductions)
-            comma = "," if len(reductions) == 1 else ""
-            lines.append(f"{targets}{comma} = _acc")
-        lines += [scalar_line(s) for s in stmts[last + 1 :]]
+        if self.whole:
+            targets = ", ".join(s.target.name for s in self.whole)
+            lines.append(f"{targets}{',' if len(self.whole) == 1 else ''} = _acc")
+        for s in reduced:
+            convert = ".astype(DTYPE)" if self.dtype != "float64" else ""
+            lines.append(f"{s.target.name} = _r_{s.target.name}{convert}")
         return lines
+
+
+def _axis(s: Stmt) -> int | None:
+    """The axis a reduction keeps summing over (0: column sums, 1: row sums), None: all."""
+    return s.axes[0] if len(s.axes) == 1 else None
+
+
+def _kept(domain, axis) -> tuple:
+    return tuple(sp.S.One if a == axis else d for a, d in enumerate(domain))
+
+
+def _shape(shape, flat: bool) -> str:
+    if flat:
+        return f"({shape[0]},)"
+    return f"({shape[0]}, {shape[1]})"
+
+
+def _array_name(v: sp.Expr) -> str:
+    return v.args[0].name if isinstance(v, transposed) else v.name
 
 
 def _c_name(name: str) -> str:
@@ -192,14 +363,12 @@ def generate(compiled: Compiled, source_path: str | None = None, baked: Baked | 
     from . import numpy as numpy_backend
 
     problem = compiled.problem
-    if problem.kind == "matrix":
-        raise SpecError(
-            f"{problem.name}: the C backend compiles per-sample and scalar losses; a matrix "
-            "loss's products already run in BLAS: use --backend numpy (or cuda)"
-        )
-    if any(name.startswith(("_v_", "_w_", "_acc", "sg_")) for name in _names(compiled)):
-        raise SpecError("the C backend reserves the name prefixes _v_, _w_, _acc and sg_")
-    native = NativeKernels(problem.dtype)
+    reserved = ("sg_",)  # Problem refuses names with a leading underscore already
+    clash = sorted(n for n in _names(compiled) if n.startswith(reserved))
+    if clash:
+        raise SpecError(f"the C backend reserves the name prefix of {clash[0]!r}; rename it")
+    dims = frozenset(str(d) for d, _, _ in compiled.lowered.dims)
+    native = NativeKernels(problem.dtype, dims)
     text = numpy_backend.generate(compiled, source_path, baked, native=native)
     if native.kernels:
         return text

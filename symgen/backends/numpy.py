@@ -491,14 +491,16 @@ def _body(
     groups = []
     for n, k in enumerate(program.kernels):
         lines = None
-        if per_sample and len(k.domain) == 1 and any(s.kind != "scalar" for s in k.stmts):
-            if native is not None:
-                scalar_line = partial(printer.line, kernel=k)
-                lines = native.pass_lines(k, prefix, printer.array.arrays, stored[n], scalar_line)
-                comment = f"{_describe(k)}, compiled C (_SOURCE)"
-            if lines is None:
-                lines = _blocked(k, printer, views)
-                comment = f"{_describe(k)}, in blocks of {BLOCK}"
+        passes = k.domain and not k.is_matmul and not k.is_step
+        if native is not None and passes and any(s.kind != "scalar" for s in k.stmts):
+            scalar_line = partial(printer.line, kernel=k)
+            lines = native.pass_lines(k, prefix, _with_reductions(program), stored[n], scalar_line)
+            comment = f"{_describe(k)}, compiled C (_SOURCE)"
+        if lines is not None:
+            pass
+        elif per_sample and len(k.domain) == 1 and any(s.kind != "scalar" for s in k.stmts):
+            lines = _blocked(k, printer, views)
+            comment = f"{_describe(k)}, in blocks of {BLOCK}"
         elif kind == "matrix" and len(k.domain) == 2 and not k.is_step:
             lines = _row_blocked(k, printer, shapes, stored[n])
             comment = f"{_describe(k)}, in blocks of rows ({BLOCK} elements)"
@@ -507,6 +509,19 @@ def _body(
             comment = _describe(k)
         groups.append((comment, tuple(lines)))
     return Body(tuple(groups), tuple(s.name for s in program.outputs))
+
+
+def _with_reductions(program: Program) -> dict[str, tuple]:
+    """The shape of every array of ``program``, the results of reductions along an axis
+    (kept as a row or a column) included."""
+    shapes = dict(program.shapes)
+    for k in program.kernels:
+        for s in k.stmts:
+            if s.kind in ("sum", "dot", "max") and s.axes:
+                shapes[s.target.name] = tuple(
+                    sp.S.One if a in s.axes else d for a, d in enumerate(k.domain)
+                )
+    return shapes
 
 
 def _checks(compiled: Compiled) -> tuple[DimCheck, ...]:
@@ -612,7 +627,7 @@ def _native_module(name: str, dtype: str, native: NativeKernels | None) -> Nativ
     if native is None or not native.kernels:
         return None
     kernels = tuple(native.kernels)
-    sizes = sorted({len(k.accs) for k in kernels if k.accs})
+    sizes = sorted({k.sums for k in kernels if k.sums})
     return NativeModule(native_source(name, dtype, kernels), kernels, tuple(sizes))
 
 
