@@ -10,6 +10,9 @@ Measured in a fresh child process with the runner's settings (one thread, pinned
   nanoseconds per element: on 10⁷ float64 values (streaming from memory), and on one block
   of 8192 values called over and over (in cache, as in symgen's blocked loops); the floors
   use the smaller;
+- the same functions in the C backend's vectorised loops (glibc's libmvec under
+  ``#pragma omp simd``), nanoseconds per element: a generated C module summing ``f(a t)``
+  over one in-cache block, less the same module summing ``a t``;
 - a Python function call with W1's signature that does no arithmetic.
 
 The rates are measured twice, at the start of the run and at its end, and the best of the two
@@ -18,7 +21,8 @@ is kept for each (the machine is shared: a floor should not be raised by a neigh
 A workload's floor is max(bytes that must be moved / bandwidth, FLOPs / BLAS rate): what no
 implementation on this core can beat. The NumPy floor adds the transcendental functions the
 workload cannot avoid, each at NumPy's measured rate: what no NumPy implementation can beat
-(a compiler with vectorised exp/sin, such as ``torch.compile``'s, can).
+(a compiler with vectorised exp/sin, such as ``torch.compile``'s, can). For the C backend's
+rows the functions are priced at its own vectorised rate instead.
 """
 
 from __future__ import annotations
@@ -61,6 +65,8 @@ def measure(quick: bool = False) -> dict:
     block = rng.uniform(0.0, 4.0, BLOCK)
     out["elementwise_block"] = _elementwise(block, 3, number=max(1, m // BLOCK))
 
+    out["vectorised_block"] = _vectorised(block, 3, number=max(1, m // BLOCK))
+
     def call(x, y, *, lr):
         return x, (x, y)
 
@@ -93,19 +99,52 @@ def _elementwise(x, repeats: int, number: int = 1) -> dict[str, float]:
     return {k: _best(f, repeats, number) / x.size for k, f in functions.items()}
 
 
+def _vectorised(x, repeats: int, number: int = 1) -> dict[str, float] | str:
+    """Seconds per element of each function inside a C-backend loop over ``x``; or why not."""
+    import sympy as sp
+
+    import symgen
+
+    a, t = sp.symbols("a t")
+    functions = {
+        "exp": sp.exp,
+        "sin": sp.sin,
+        "cos": sp.cos,
+        "tanh": sp.tanh,
+        "log": sp.log,
+        "logaddexp(0, x)": symgen.softplus,
+        "multiply (x * x)": lambda z: z * z,
+    }
+    seconds = {}
+    for name, f in {"baseline": lambda z: z, **functions}.items():
+        problem = symgen.Problem(f(a * t), params=[a], data=[t], name="rate")
+        try:
+            module = symgen.compile(problem, "c")
+            module._lib()
+        except RuntimeError as exc:
+            return f"not measured: {str(exc).splitlines()[0]}"
+        seconds[name] = _best(lambda m=module: m.loss(1.0, x), repeats, number) / x.size
+    return {k: max(v - seconds["baseline"], 0.0) for k, v in seconds.items() if k != "baseline"}
+
+
 def best(first: dict, second: dict) -> dict:
     """The better of two measurements of the rates, for each rate."""
     out = dict(first)
     for key in ("bandwidth", "dgemm", "sgemm"):
         out[key] = max(first[key], second[key])
     out["python_call"] = min(first["python_call"], second["python_call"])
-    for key in ("elementwise", "elementwise_block"):
-        out[key] = {k: min(v, second[key][k]) for k, v in first[key].items()}
+    for key in ("elementwise", "elementwise_block", "vectorised_block"):
+        if isinstance(first[key], dict) and isinstance(second[key], dict):
+            out[key] = {k: min(v, second[key][k]) for k, v in first[key].items()}
     return out
 
 
-def transcendental_cost(rates: dict, name: str) -> float:
-    """Seconds per element for ``name``: the smaller of streaming and in-cache."""
+def transcendental_cost(rates: dict, name: str, c_backend: bool = False) -> float:
+    """Seconds per element for ``name``: the smaller of NumPy's streaming and in-cache rates,
+    or (``c_backend``) the C backend's vectorised rate (NaN when it was not measured)."""
+    if c_backend:
+        vectorised = rates.get("vectorised_block")
+        return vectorised[name] if isinstance(vectorised, dict) else float("nan")
     return min(rates["elementwise"][name], rates["elementwise_block"][name])
 
 
@@ -119,6 +158,13 @@ def rates_lines(rates: dict) -> list[str]:
         "NumPy elementwise, float64 values in [0, 4), `out=` given, ns per element on "
         f"{rates['elementwise_n']:,} values (streaming) / on one block of {BLOCK:,} (in cache): "
         + ", ".join(f"`{k}` {v * 1e9:.2f} / {block[k] * 1e9:.2f}" for k, v in stream.items()),
+        "the C backend's vectorised loop (a generated C module summing f(a t) over one "
+        f"block of {BLOCK:,}, less one summing a t), ns per element: "
+        + (
+            ", ".join(f"`{k}` {v * 1e9:.2f}" for k, v in rates["vectorised_block"].items())
+            if isinstance(rates.get("vectorised_block"), dict)
+            else str(rates.get("vectorised_block", "not measured"))
+        ),
         f"a Python call `f(x, y, lr=lr)` returning `(x, (x, y))`: "
         f"{format_seconds(rates['python_call'])}",
     ]
@@ -180,12 +226,13 @@ def section(rates: dict, rows: list[tuple[str, str, float]]) -> tuple[str, list[
         "",
         *[f"- {line}" for line in rates_lines(rates)],
         "",
-        "Floor = max(bytes / bandwidth, FLOPs / BLAS rate). NumPy floor = floor + the "
-        "transcendental functions the workload cannot avoid, each at the smaller of NumPy's two "
-        "rates above. Transcendental share = that cost / symgen's time.",
+        "Floor = max(bytes / bandwidth, FLOPs / BLAS rate). Library floor = floor + the "
+        "transcendental functions the workload cannot avoid: for symgen's NumPy module each at "
+        "the smaller of NumPy's two rates above (the NumPy floor), for its C backend at the C "
+        "backend's vectorised rate. Transcendental share = that cost / symgen's time.",
         "",
-        "| workload | what must be done | memory floor | FLOP floor | transcendentals (NumPy) "
-        "| floor | NumPy floor | symgen | symgen / floor | symgen / NumPy floor "
+        "| workload | what must be done | memory floor | FLOP floor | transcendentals "
+        "| floor | library floor | symgen | symgen / floor | symgen / library floor "
         "| transcendental share |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
@@ -203,8 +250,9 @@ def section(rates: dict, rows: list[tuple[str, str, float]]) -> tuple[str, list[
             continue
         memory = need["bytes"] / rates["bandwidth"]
         compute = need["flops"] / rates[need["blas"]]
+        c_backend = label.endswith("C backend")
         transcendental = sum(
-            count * transcendental_cost(rates, name)
+            count * transcendental_cost(rates, name, c_backend)
             for name, count in need["transcendentals"].items()
         )
         floor = max(memory, compute)
