@@ -55,17 +55,17 @@ def _mismatch(name, array, first, n):
 
 def _arguments(a, b, c, d, e, g, t, y):
     """The arguments as arrays of DTYPE, and the dimensions, checked against each other."""
-    if type(a) is not float:
+    if a.__class__ is not float:
         a = _as_scalar("a", a)
-    if type(b) is not float:
+    if b.__class__ is not float:
         b = _as_scalar("b", b)
-    if type(c) is not float:
+    if c.__class__ is not float:
         c = _as_scalar("c", c)
-    if type(d) is not float:
+    if d.__class__ is not float:
         d = _as_scalar("d", d)
-    if type(e) is not float:
+    if e.__class__ is not float:
         e = _as_scalar("e", e)
-    if type(g) is not float:
+    if g.__class__ is not float:
         g = _as_scalar("g", g)
     t = _as_samples("t", t)
     y = _as_samples("y", y)

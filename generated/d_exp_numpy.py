@@ -34,7 +34,7 @@ def _as_scalar(name, value):
 
 def loss(x):
     """The loss, as a float."""
-    if type(x) is not float:
+    if x.__class__ is not float:
         x = _as_scalar("x", x)
     # scalar arithmetic
     loss = math.exp(x)
@@ -43,7 +43,7 @@ def loss(x):
 
 def loss_and_grad(x):
     """(loss, gradients): one pass computes both; gradients in PARAMS order."""
-    if type(x) is not float:
+    if x.__class__ is not float:
         x = _as_scalar("x", x)
     # scalar arithmetic
     x0 = math.exp(x)
@@ -62,7 +62,7 @@ def sgd_step(x, *, lr):
 
     Returns (loss before the step, new parameters).
     """
-    if type(x) is not float:
+    if x.__class__ is not float:
         x = _as_scalar("x", x)
     # scalar arithmetic
     x0 = math.exp(x)
@@ -83,7 +83,7 @@ def momentum_step(x, *, state, lr, momentum=0.9, nesterov=False):
 
     Returns (loss before the step, new parameters, new state).
     """
-    if type(x) is not float:
+    if x.__class__ is not float:
         x = _as_scalar("x", x)
     # scalar arithmetic
     x0 = math.exp(x)
@@ -107,7 +107,7 @@ def adam_step(x, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8):
 
     Returns (loss before the step, new parameters, new state).
     """
-    if type(x) is not float:
+    if x.__class__ is not float:
         x = _as_scalar("x", x)
     # scalar arithmetic
     x0 = math.exp(x)

@@ -34,9 +34,9 @@ def _as_scalar(name, value):
 
 def loss(x, y):
     """The loss, as a float."""
-    if type(x) is not float:
+    if x.__class__ is not float:
         x = _as_scalar("x", x)
-    if type(y) is not float:
+    if y.__class__ is not float:
         y = _as_scalar("y", y)
     # scalar arithmetic
     x0 = 1.0 - x
@@ -47,9 +47,9 @@ def loss(x, y):
 
 def loss_and_grad(x, y):
     """(loss, gradients): one pass computes both; gradients in PARAMS order."""
-    if type(x) is not float:
+    if x.__class__ is not float:
         x = _as_scalar("x", x)
-    if type(y) is not float:
+    if y.__class__ is not float:
         y = _as_scalar("y", y)
     # scalar arithmetic
     x0 = y - (x*x)
@@ -70,9 +70,9 @@ def sgd_step(x, y, *, lr):
 
     Returns (loss before the step, new parameters).
     """
-    if type(x) is not float:
+    if x.__class__ is not float:
         x = _as_scalar("x", x)
-    if type(y) is not float:
+    if y.__class__ is not float:
         y = _as_scalar("y", y)
     # scalar arithmetic
     x0 = y - (x*x)
@@ -96,9 +96,9 @@ def momentum_step(x, y, *, state, lr, momentum=0.9, nesterov=False):
 
     Returns (loss before the step, new parameters, new state).
     """
-    if type(x) is not float:
+    if x.__class__ is not float:
         x = _as_scalar("x", x)
-    if type(y) is not float:
+    if y.__class__ is not float:
         y = _as_scalar("y", y)
     # scalar arithmetic
     x0 = y - (x*x)
@@ -126,9 +126,9 @@ def adam_step(x, y, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8):
 
     Returns (loss before the step, new parameters, new state).
     """
-    if type(x) is not float:
+    if x.__class__ is not float:
         x = _as_scalar("x", x)
-    if type(y) is not float:
+    if y.__class__ is not float:
         y = _as_scalar("y", y)
     # scalar arithmetic
     x0 = y - (x*x)

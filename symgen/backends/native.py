@@ -94,7 +94,8 @@ class NativeKernels:
         middle = stmts[first : last + 1]
         if any(s.kind not in ("array", "fill", "sum", "dot", "max") for s in middle):
             return None
-        name = f"{prefix}_{sum(k.name.startswith(prefix + '_') for k in self.kernels)}"
+        numbered = [k.name.removeprefix(f"{prefix}_") for k in self.kernels]
+        name = f"{prefix}_{sum(n.isdigit() for n in numbered)}"
         lowered = _Pass(self, kernel, middle, shapes, stored)
         self.kernels.append(lowered.c_kernel(name))
         lines = [scalar_line(s) for s in stmts[:first]]
