@@ -15,9 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import symgen
-from examples import curve_fit, logistic, mlp, rosenbrock, softmax
+from examples import curve_fit, rosenbrock
 from tests.gradcheck import central_differences
-from tests.test_cuda_backend import TRACE, logistic_data, mlp_data, softmax_data, trace_data
+from tests.test_cuda_backend import MATRIX
 from tests.test_random_losses import DATA, PARAMS, reference, trees
 
 pytestmark = pytest.mark.skipif(
@@ -291,13 +291,6 @@ def test_math_functions_are_vectorised_with_gcc_and_glibc(tmp_path, monkeypatch)
 
 
 # -- matrix losses: BLAS products, compiled passes between them ---------------------------
-
-MATRIX = {
-    "trace_identity": (TRACE, trace_data),
-    "mlp": (mlp.mlp, mlp_data),
-    "logistic": (logistic.logistic, logistic_data),
-    "softmax": (softmax.softmax, softmax_data),
-}
 
 
 @pytest.mark.parametrize("name", sorted(MATRIX))

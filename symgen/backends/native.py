@@ -172,9 +172,11 @@ class _Pass:
         d = sp.sympify(d)
         return f"{int(d)}LL" if d.is_Integer else self.printer.doprint(d)
 
-    def index(self, shape) -> str:
+    def index(self, shape, row_var: str = "_i", col_var: str = "_j") -> str:
+        """Where element (row_var, col_var) of the domain is in a C-ordered array of
+        ``shape``, which broadcasts along its axes of size 1."""
         s0, s1 = shape
-        row, col = ("0" if _is_one(s0) else "_i"), ("0" if _is_one(s1) else "_j")
+        row, col = ("0" if _is_one(s0) else row_var), ("0" if _is_one(s1) else col_var)
         if _is_one(s1):
             return row
         if _is_one(s0):
@@ -182,13 +184,8 @@ class _Pass:
         return f"{row}*{self.dim(s1)} + {col}"
 
     def transposed_index(self, shape) -> str:
-        a0, a1 = shape  # of the array; element (_i, _j) of its transpose is (_j, _i)
-        row, col = ("0" if _is_one(a0) else "_j"), ("0" if _is_one(a1) else "_i")
-        if _is_one(a1):
-            return row
-        if _is_one(a0):
-            return col
-        return f"{row}*{self.dim(a1)} + {col}"
+        """The same for the transpose of an array of ``shape``: its element (_j, _i)."""
+        return self.index(shape, "_j", "_i")
 
     def cprint(self, e: sp.Expr) -> str:
         views = {v: sp.Symbol(var) for v, var in self.loads.items() if isinstance(v, transposed)}
