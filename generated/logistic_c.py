@@ -63,31 +63,66 @@ static inline double sg_safelog(double u) { return u > 0 ? log(u) : -INFINITY; }
 // max that keeps a NaN (fmax would drop it)
 static inline double sg_max(double a, double b) { return (a > b || a != a) ? a : b; }
 
-// loss_0: one pass over the elements (N, 1), 1 reduction
-void loss_0(const double* restrict t, const double* restrict x0, const long long N, double* restrict _out)
+// loss_0: one pass over the rows of X with x0 = X @ w, 1 reduction
+void loss_0(const double* restrict X, const double* restrict t, const double* restrict w, const long long D, const long long N, double* restrict _out)
 {
     double _acc0 = 0.0;
-#pragma omp simd reduction(+:_acc0)
-    for (long long _i = 0; _i < N; ++_i) {
-        const double _v_t = t[_i];
-        const double _v_x0 = x0[_i];
-        _acc0 += (double)(_v_t*_v_x0 - sg_softplus(_v_x0));
+    double _a[256];
+    long long _rows = 2048 / (D > 0 ? D : 1);
+    if (_rows < 1) _rows = 1; else if (_rows > 256) _rows = 256;
+    for (long long _c = 0; _c < N; _c += _rows) {
+        const long long _m = N - _c < _rows ? N - _c : _rows;
+        for (long long _k = 0; _k < _m; ++_k) {
+            const double* restrict _row = X + (_c + _k)*D;
+            double _s = 0.0;
+#pragma omp simd reduction(+:_s)
+            for (long long _q = 0; _q < D; ++_q) _s += (double)_row[_q]*w[_q];
+            _a[_k] = (double)_s;
+        }
+        #pragma omp simd reduction(+:_acc0)
+        for (long long _k = 0; _k < _m; ++_k) {
+            const long long _i = _c + _k;
+            const double _v_t = t[_i];
+            const double _v_x0 = _a[_k];
+            _acc0 += (double)(_v_t*_v_x0 - sg_softplus(_v_x0));
+        }
     }
     _out[0] = _acc0;
 }
 
-// loss_and_grad_0: one pass over the elements (N, 1), 1 reduction
-void loss_and_grad_0(const double* restrict t, const double* restrict x0, double* restrict _w_x2, const long long N, double* restrict _out)
+// loss_and_grad_0: one pass over the rows of X with x0 = X @ w and grad_w = X.T @ x2, 1 reduction
+void loss_and_grad_0(const double* restrict X, const double* restrict t, const double* restrict w, double* restrict _w_grad_w, const long long D, const long long N, double* restrict _out)
 {
     double _acc0 = 0.0;
-#pragma omp simd reduction(+:_acc0)
-    for (long long _i = 0; _i < N; ++_i) {
-        const double _v_x0 = x0[_i];
-        const double _v_t = t[_i];
-        const double x1 = exp(-fabs(_v_x0));
-        const double x2 = -_v_t + sg_sigmoid_e(_v_x0, x1);
-        _w_x2[_i] = x2;
-        _acc0 += (double)(_v_t*_v_x0 - log1p(x1) - sg_maximum(0.0, _v_x0));
+    double _a[256];
+    double _r[256];
+    long long _rows = 2048 / (D > 0 ? D : 1);
+    if (_rows < 1) _rows = 1; else if (_rows > 256) _rows = 256;
+    for (long long _c = 0; _c < N; _c += _rows) {
+        const long long _m = N - _c < _rows ? N - _c : _rows;
+        for (long long _k = 0; _k < _m; ++_k) {
+            const double* restrict _row = X + (_c + _k)*D;
+            double _s = 0.0;
+#pragma omp simd reduction(+:_s)
+            for (long long _q = 0; _q < D; ++_q) _s += (double)_row[_q]*w[_q];
+            _a[_k] = (double)_s;
+        }
+        #pragma omp simd reduction(+:_acc0)
+        for (long long _k = 0; _k < _m; ++_k) {
+            const long long _i = _c + _k;
+            const double _v_x0 = _a[_k];
+            const double _v_t = t[_i];
+            const double x1 = exp(-fabs(_v_x0));
+            const double x2 = -_v_t + sg_sigmoid_e(_v_x0, x1);
+            _r[_k] = (double)x2;
+            _acc0 += (double)(_v_t*_v_x0 - log1p(x1) - sg_maximum(0.0, _v_x0));
+        }
+        for (long long _k = 0; _k < _m; ++_k) {
+            const double* restrict _row = X + (_c + _k)*D;
+            const double _rk = _r[_k];
+#pragma omp simd
+            for (long long _q = 0; _q < D; ++_q) _w_grad_w[_q] += _rk*_row[_q];
+        }
     }
     _out[0] = _acc0;
 }
@@ -95,8 +130,8 @@ void loss_and_grad_0(const double* restrict t, const double* restrict x0, double
 
 #: Argument types of the C functions.
 _SIGNATURES = {
-    "loss_0": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_longlong, ctypes.c_void_p),
-    "loss_and_grad_0": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_longlong, ctypes.c_void_p),
+    "loss_0": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_void_p),
+    "loss_and_grad_0": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_void_p),
 }
 #: The arrays the C functions write their sums into, by length.
 _ACCUMULATORS = {1: ctypes.c_double * 1}
@@ -228,11 +263,9 @@ def _arguments(w, X, t):
 def loss(w, X, t):
     """The loss, as a float."""
     w, X, t, D, N = _arguments(w, X, t)
-    # matrix product (BLAS)
-    x0 = X @ w
-    # one pass over the elements (N, 1), 1 reduction, compiled C (_SOURCE)
+    # one pass over the elements (N, 1), 1 reduction, compiled C (_SOURCE), with the products by X
     _acc = _ACCUMULATORS[1]()
-    _lib().loss_0(t.ctypes.data, x0.ctypes.data, N, _acc)
+    _lib().loss_0(X.ctypes.data, t.ctypes.data, w.ctypes.data, D, N, _acc)
     x1, = _acc
     # scalar arithmetic
     loss = -x1
@@ -246,17 +279,14 @@ def loss_and_grad(w, X, t):
 
 def _loss_and_grad(w, X, t, D, N):
     """loss_and_grad on arguments that _arguments has checked (the steps call it too)."""
-    # matrix product (BLAS)
-    x0 = X @ w
-    # one pass over the elements (N, 1), 1 reduction, compiled C (_SOURCE)
-    x2 = np.empty((N, 1), dtype=DTYPE)
+    # one pass over the elements (N, 1), 1 reduction, compiled C (_SOURCE), with the products by X
+    _r_grad_w = np.zeros((D,))
     _acc = _ACCUMULATORS[1]()
-    _lib().loss_and_grad_0(t.ctypes.data, x0.ctypes.data, x2.ctypes.data, N, _acc)
+    _lib().loss_and_grad_0(X.ctypes.data, t.ctypes.data, w.ctypes.data, _r_grad_w.ctypes.data, D, N, _acc)
     x3, = _acc
+    grad_w = _r_grad_w.reshape((D, 1))
     # scalar arithmetic
     loss = -x3
-    # matrix product (BLAS)
-    grad_w = X.T @ x2
     return loss, (grad_w, )
 
 

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import symgen
-from examples import curve_fit, rosenbrock
+from examples import curve_fit, logistic, rosenbrock
 from tests.gradcheck import central_differences
 from tests.test_cuda_backend import MATRIX
 from tests.test_random_losses import DATA, PARAMS, reference, trees
@@ -404,3 +404,78 @@ def test_fit_and_symgen_train_run_on_the_c_module(tmp_path, root, monkeypatch, c
     assert "after 50 adam steps" in capsys.readouterr().out
     with np.load(out) as params:
         assert sorted(params.files) == ["a", "b", "c", "d", "e", "g"]
+
+
+# -- matrix-vector products fused into the pass over the rows ----------------------------
+
+_N, _D = sp.symbols("N D", integer=True, positive=True)
+_Xm, _wv, _yv = (
+    sp.MatrixSymbol("X", _N, _D),
+    sp.MatrixSymbol("w", _D, 1),
+    sp.MatrixSymbol("y", _N, 1),
+)
+_bv = sp.MatrixSymbol("b", 1, 1)
+
+
+def _glm(loss, name, dtype="float64"):
+    return symgen.Problem(loss, params=[_wv], data=[_Xm, _yv], name=name, dtype=dtype)
+
+
+GLMS = {
+    "least_squares": lambda dtype: _glm(
+        symgen.sum(symgen.square(_Xm * _wv - _yv)) / _N, "least_squares", dtype
+    ),
+    "poisson": lambda dtype: _glm(
+        symgen.sum(symgen.elementwise(sp.exp, _Xm * _wv) - sp.HadamardProduct(_yv, _Xm * _wv)),
+        "poisson",
+        dtype,
+    ),
+    "logistic": lambda dtype: with_dtype(logistic.logistic, dtype),
+}
+
+
+@pytest.mark.parametrize("name", sorted(GLMS))
+@pytest.mark.parametrize("n, d", [(1, 3), (37, 5), (2000, 16), (300, 3000)])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_products_by_the_data_matrix_run_inside_the_pass(name, n, d, dtype):
+    """X @ w and X.T @ r read X once, a chunk of rows at a time, for every chunk size (more
+    rows than a chunk, fewer, one row per chunk when a row is wider than a chunk)."""
+    problem = GLMS[name](dtype)
+    source = symgen.generate(problem, "c")
+    assert "with the products by X" in source and " @ " not in source.split('_SOURCE = r"""')[0]
+    c_module = symgen.compile(problem, "c")
+    reference_module = symgen.compile(with_dtype(problem, "float64"))
+    rng = np.random.default_rng(n + d)
+    X_ = rng.standard_normal((n, d)) / np.sqrt(d)
+    w_ = rng.standard_normal((d, 1)) * 0.5
+    y_ = (rng.random((n, 1)) < 0.5).astype(float)
+    if name == "poisson":
+        y_ = rng.poisson(1.0, (n, 1)).astype(float)
+    args = [a.astype(dtype) for a in (w_, X_, y_)]
+    loss, (g,) = c_module.loss_and_grad(*args)
+    want_loss, (want,) = reference_module.loss_and_grad(w_, X_, y_)
+    rtol = 1e-12 if dtype == "float64" else 3e-5
+    assert loss == pytest.approx(want_loss, rel=rtol, abs=rtol)
+    assert g.shape == (d, 1) and g.dtype == np.dtype(dtype)
+    np.testing.assert_allclose(g, want, rtol=rtol * 10, atol=rtol * max(1.0, np.abs(want).max()))
+    assert c_module.loss(*args) == pytest.approx(want_loss, rel=rtol, abs=rtol)
+
+
+def test_a_second_product_by_the_same_matrix_stays_in_blas():
+    """One pass takes over one product by X (and its transposed partner); the products by
+    X of a second parameter run in BLAS, around the same pass."""
+    w2 = sp.MatrixSymbol("v", _D, 1)
+    loss = symgen.sum(symgen.square(_Xm * _wv - _yv)) + symgen.sum(symgen.softplus(_Xm * w2))
+    problem = symgen.Problem(loss, params=[_wv, w2], data=[_Xm, _yv], name="two_products")
+    source = symgen.generate(problem, "c")
+    python_part = source.split('_SOURCE = r"""')[0] + source.split('"""\n\n#: Argument')[-1]
+    assert "with the products by X" in source and "X @ " in python_part and "X.T @ " in python_part
+    c_module, reference_module = symgen.compile(problem, "c"), symgen.compile(problem)
+    rng = np.random.default_rng(2)
+    args = [rng.standard_normal((4, 1)), rng.standard_normal((4, 1))]
+    args += [rng.standard_normal((300, 4)), rng.standard_normal((300, 1))]
+    loss, grads = c_module.loss_and_grad(*args)
+    want_loss, want = reference_module.loss_and_grad(*args)
+    assert loss == pytest.approx(want_loss, rel=1e-12)
+    for g, w in zip(grads, want, strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-11)

@@ -35,7 +35,7 @@ import sympy as sp
 
 from ..errors import SpecError
 from ..hyperparams import Baked
-from ..optimize import Kernel, Stmt, transposed
+from ..optimize import Kernel, Program, Stmt, transposed
 from ..pipeline import Compiled
 from ..printers import C_RESERVED, CudaPrinter
 from ..templating import render
@@ -61,6 +61,80 @@ def _is_one(d) -> bool:
     return sp.sympify(d) == 1
 
 
+@dataclass(frozen=True)
+class Products:
+    """Matrix-vector products run inside a pass over the rows of their matrix, so that the
+    matrix is read once: ``into = matrix @ vector`` (which the pass reads), and optionally
+    ``out = matrix.T @ value`` (of a value the pass computes). A chunk of rows is multiplied,
+    then passed over, then added into ``out`` while it is still in cache."""
+
+    matrix: str
+    vector: str
+    into: str
+    #: The kernels (by index in the program) that the pass takes over.
+    absorbed: tuple[int, ...]
+    out: str | None = None
+    value: str | None = None
+
+
+def fused_products(program: Program, shapes: dict[str, tuple]) -> dict[int, Products]:
+    """For each pass over the rows (R, 1) of a matrix M (R, C) that reads ``a = M @ v``
+    (v a column, ``a`` read by nothing else): the products it can take over, the later
+    ``M.T @ r`` of a column ``r`` it computes (read by nothing else) included."""
+    kernels = program.kernels
+    outputs = {s.name for s in program.outputs}
+    reads = [{x.name for st in k.stmts for e in st.exprs for x in e.free_symbols} for k in kernels]
+
+    def read_only_by(name: str, allowed: set[int]) -> bool:
+        return name not in outputs and all(
+            name not in r for m, r in enumerate(reads) if m not in allowed
+        )
+
+    found: dict[int, Products] = {}
+    taken: set[int] = set()
+    for p, k in enumerate(kernels):
+        if k.is_matmul or k.is_step or len(k.domain) != 2 or not _is_one(k.domain[1]):
+            continue
+        for a_index in range(p):
+            ka = kernels[a_index]
+            if not ka.is_matmul or a_index in taken:
+                continue
+            (s,) = ka.stmts
+            matrix, vector = s.exprs
+            if not (matrix.is_Symbol and vector.is_Symbol):
+                continue
+            rows, cols = shapes.get(matrix.name, (None, None))
+            if _is_one(cols) or shapes.get(vector.name) != (cols, 1) or rows != k.domain[0]:
+                continue
+            into = s.target.name
+            if into not in reads[p] or not read_only_by(into, {a_index, p}):
+                continue
+            products = Products(matrix.name, vector.name, into, (a_index,))
+            defined = {st.target.name for st in k.stmts if st.kind == "array"}
+            for b_index in range(p + 1, len(kernels)):
+                kb = kernels[b_index]
+                if not kb.is_matmul or b_index in taken:
+                    continue
+                (sb,) = kb.stmts
+                left, value = sb.exprs
+                if (
+                    isinstance(left, transposed)
+                    and left.args[0].name == matrix.name
+                    and value.is_Symbol
+                    and value.name in defined
+                    and read_only_by(value.name, {p, b_index})
+                ):
+                    products = Products(
+                        matrix.name, vector.name, into, (a_index, b_index), sb.target.name,
+                        value.name,
+                    )  # fmt: skip
+                    break
+            found[p] = products
+            taken.update(products.absorbed)
+            break
+    return found
+
+
 @dataclass
 class NativeKernels:
     """Collects the C passes of one module while the NumPy backend plans it."""
@@ -81,6 +155,7 @@ class NativeKernels:
         shapes: dict[str, tuple],
         stored: set[str],
         scalar_line: Callable[[Stmt], str],
+        products: Products | None = None,
     ) -> list[str] | None:
         """The Python lines running the array part of ``kernel`` (a pass over samples or
         over the elements of a matrix) as one C function; the scalar set-up before it
@@ -96,7 +171,7 @@ class NativeKernels:
             return None
         numbered = [k.name.removeprefix(f"{prefix}_") for k in self.kernels]
         name = f"{prefix}_{sum(n.isdigit() for n in numbered)}"
-        lowered = _Pass(self, kernel, middle, shapes, stored)
+        lowered = _Pass(self, kernel, middle, shapes, stored, products)
         self.kernels.append(lowered.c_kernel(name))
         lines = [scalar_line(s) for s in stmts[:first]]
         lines += lowered.python_call(name)
@@ -114,7 +189,10 @@ class _Pass:
     column sums in a ``double`` array indexed by the column.
     """
 
-    def __init__(self, owner: NativeKernels, kernel: Kernel, middle, shapes, stored) -> None:
+    def __init__(
+        self, owner: NativeKernels, kernel: Kernel, middle, shapes, stored, products=None
+    ) -> None:
+        self.products: Products | None = products
         self.t = owner.ctype
         self.dtype = owner.dtype
         domain = tuple(kernel.domain)
@@ -145,10 +223,19 @@ class _Pass:
                         dims.add(sym.name)
                     else:
                         scalars.add(sym.name)
+        computed = set()  # arrays the fused products compute (no pointer to them)
+        if products is not None:
+            computed = {products.into}
+            extra = {products.matrix, products.vector}
+            for name in extra:
+                for d in self.shapes[name]:
+                    dims |= {str(x) for x in sp.sympify(d).free_symbols}
         for v in self.loads:
             for d in self.shapes[_array_name(v)]:
                 dims |= {str(x) for x in sp.sympify(d).free_symbols}
-        self.arrays = sorted({_array_name(v) for v in self.loads})
+        self.arrays = sorted({_array_name(v) for v in self.loads} - computed)
+        if products is not None:
+            self.arrays = sorted({*self.arrays, products.matrix, products.vector})
         self.scalars = sorted(scalars)
         self.dims = sorted(dims)
         self.stores = [s.target.name for s in middle if s.kind in ("array", "fill")]
@@ -198,7 +285,11 @@ class _Pass:
         t, c = self.t, _c_name
         m, k = self.domain
         element = []
+        fused = self.products
         for v, var in self.loads.items():
+            if fused is not None and _array_name(v) == fused.into:
+                element.append(f"const {t} {var} = _a[_k];")  # this chunk's products
+                continue
             if isinstance(v, transposed):
                 at = self.transposed_index(self.shapes[v.args[0].name])
             else:
@@ -207,6 +298,8 @@ class _Pass:
         for s in self.middle:
             if s.kind in ("array", "fill"):
                 element.append(f"const {t} {c(s.target.name)} = {self.cprint(s.exprs[0])};")
+        if fused is not None and fused.value is not None:
+            element.append(f"_r[_k] = (double){c(fused.value)};")
         for x in self.stores:
             store = f"_w_{c(x)}[{self.index(self.shapes[x])}] = {c(x)};"
             guards = [
@@ -267,7 +360,9 @@ class _Pass:
             "cols": f"for (long long _j = 0; _j < {self.dim(k)}; ++_j) {{",
         }
         body = list(before)
-        if self.loop == "nested":
+        if fused is not None:
+            body += self.chunked(element, simd)
+        elif self.loop == "nested":
             body += [loop_of["rows"], *(f"    {x}" for x in outer)]
             body += [f"    {x}" for x in simd]
             body += [f"    {loop_of['cols']}", *(f"        {x}" for x in element), "    }"]
@@ -276,11 +371,17 @@ class _Pass:
             body += [*simd, loop_of[self.loop], *(f"    {x}" for x in element), "}"]
         body += after
         what = f"the samples ({m},)" if self.flat else f"the elements ({m}, {k})"
+        if fused is not None:
+            what = f"the rows of {fused.matrix} with {fused.into} = {fused.matrix} @ {fused.vector}"
+            if fused.out is not None:
+                what += f" and {fused.out} = {fused.matrix}.T @ {fused.value}"
         reds = len(self.whole) + len(self.rowwise) + len(self.colwise)
         comment = f"one pass over {what}" + (
             f", {reds} reduction{'s' if reds != 1 else ''}" if reds else ""
         )
         written = [*self.stores, *(s.target.name for s in (*self.rowwise, *self.colwise))]
+        if fused is not None and fused.out is not None:
+            written.append(fused.out)
         sums_out = ("double* restrict _out",) if self.whole else ()
         params = (
             *(f"const {t}* restrict {c(x)}" for x in self.arrays),
@@ -299,6 +400,46 @@ class _Pass:
         )
         return CKernel(name, comment, params, argtypes, tuple(body), len(self.whole))
 
+    def chunked(self, element: list[str], simd: list[str]) -> list[str]:
+        """The loop over rows in chunks that stay in cache: a chunk's products with the
+        matrix, the pass over its rows, then its rows added into ``matrix.T @ value``."""
+        fused, t, c = self.products, self.t, _c_name
+        assert fused is not None
+        rows, cols = (self.dim(d) for d in self.shapes[fused.matrix])
+        matrix, vector = c(fused.matrix), c(fused.vector)
+        lines = [
+            f"{t} _a[{CHUNK}];",
+            *([f"double _r[{CHUNK}];"] if fused.out is not None else []),
+            f"long long _rows = {CHUNK_VALUES} / ({cols} > 0 ? {cols} : 1);",
+            f"if (_rows < 1) _rows = 1; else if (_rows > {CHUNK}) _rows = {CHUNK};",
+            f"for (long long _c = 0; _c < {rows}; _c += _rows) {{",
+            f"    const long long _m = {rows} - _c < _rows ? {rows} - _c : _rows;",
+            "    for (long long _k = 0; _k < _m; ++_k) {",
+            f"        const {t}* restrict _row = {matrix} + (_c + _k)*{cols};",
+            "        double _s = 0.0;",
+            "#pragma omp simd reduction(+:_s)",
+            f"        for (long long _q = 0; _q < {cols}; ++_q) "
+            f"_s += (double)_row[_q]*{vector}[_q];",
+            f"        _a[_k] = ({t})_s;",
+            "    }",
+            *(f"    {x}" for x in simd),
+            "    for (long long _k = 0; _k < _m; ++_k) {",
+            "        const long long _i = _c + _k;",
+            *(f"        {x}" for x in element),
+            "    }",
+        ]
+        if fused.out is not None:
+            lines += [
+                "    for (long long _k = 0; _k < _m; ++_k) {",
+                f"        const {t}* restrict _row = {matrix} + (_c + _k)*{cols};",
+                "        const double _rk = _r[_k];",
+                "#pragma omp simd",
+                f"        for (long long _q = 0; _q < {cols}; ++_q) "
+                f"_w_{c(fused.out)}[_q] += _rk*_row[_q];",
+                "    }",
+            ]
+        return [*lines, "}"]
+
     # -- Python -------------------------------------------------------------------------
     def python_call(self, name: str) -> list[str]:
         lines = []
@@ -310,9 +451,15 @@ class _Pass:
             fill = "np.full" if s.kind == "max" else "np.zeros"
             extra = ", -np.inf" if s.kind == "max" else ""
             lines.append(f"_r_{s.target.name} = {fill}({shape}{extra})")
+        fused = self.products
+        if fused is not None and fused.out is not None:
+            cols = self.shapes[fused.matrix][1]
+            lines.append(f"_r_{fused.out} = np.zeros(({cols},))")
         args = [f"{x}.ctypes.data" for x in self.arrays]
         args += [f"{x}.ctypes.data" for x in self.stores]
         args += [f"_r_{s.target.name}.ctypes.data" for s in reduced]
+        if fused is not None and fused.out is not None:
+            args.append(f"_r_{fused.out}.ctypes.data")
         args += [*self.scalars, *self.dims]
         if self.whole:
             lines.append(f"_acc = _ACCUMULATORS[{len(self.whole)}]()")
@@ -321,10 +468,20 @@ class _Pass:
         if self.whole:
             targets = ", ".join(s.target.name for s in self.whole)
             lines.append(f"{targets}{',' if len(self.whole) == 1 else ''} = _acc")
+        convert = ".astype(DTYPE)" if self.dtype != "float64" else ""
         for s in reduced:
-            convert = ".astype(DTYPE)" if self.dtype != "float64" else ""
             lines.append(f"{s.target.name} = _r_{s.target.name}{convert}")
+        if fused is not None and fused.out is not None:
+            cols = self.shapes[fused.matrix][1]
+            lines.append(f"{fused.out} = _r_{fused.out}.reshape(({cols}, 1)){convert}")
         return lines
+
+
+#: Rows per chunk of a pass with fused products at most, and values per chunk of the
+#: matrix (2048 float64 values are 16 KiB: a chunk stays in the L1 cache between the
+#: products, the pass and the transposed products).
+CHUNK = 256
+CHUNK_VALUES = 2048
 
 
 def _axis(s: Stmt) -> int | None:

@@ -21,6 +21,7 @@ from ..printers import ArrayPrinter, ScalarPrinter
 from ..templating import render
 from .inplace import InPlace
 from .native import CKernel, NativeKernels
+from .native import fused_products as native_products
 from .native import source as native_source
 
 
@@ -488,14 +489,23 @@ def _body(
     local = {f"_{n}" for n in shapes} | {f"_{n}_T" for n in shapes}
     printer = _StatementPrinter(program.arrays | frozenset(views.values()) | local, dtype)
     stored = _used_elsewhere(program)
+    all_shapes = _with_reductions(program)
+    fused = native_products(program, all_shapes) if native is not None else {}
+    absorbed = {i for products in fused.values() for i in products.absorbed}
     groups = []
     for n, k in enumerate(program.kernels):
+        if n in absorbed:  # a matrix product the C pass over its rows computes
+            continue
         lines = None
         passes = k.domain and not k.is_matmul and not k.is_step
         if native is not None and passes and any(s.kind != "scalar" for s in k.stmts):
             scalar_line = partial(printer.line, kernel=k)
-            lines = native.pass_lines(k, prefix, _with_reductions(program), stored[n], scalar_line)
+            products = fused.get(n)
+            keep = stored[n] - ({products.value} if products else set())
+            lines = native.pass_lines(k, prefix, all_shapes, keep, scalar_line, products)
             comment = f"{_describe(k)}, compiled C (_SOURCE)"
+            if products is not None:
+                comment += f", with the products by {products.matrix}"
         if lines is not None:
             pass
         elif per_sample and len(k.domain) == 1 and any(s.kind != "scalar" for s in k.stmts):
