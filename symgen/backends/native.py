@@ -9,7 +9,11 @@ memory, and float64 ``exp`` or ``sin`` one element at a time. Here each pass is 
 C function instead: every element is read once, its statements run in registers,
 sums accumulate in ``double``, and ``#pragma omp simd`` lets the compiler vectorise
 the loop, math functions included (glibc's libmvec has AVX2/AVX-512 ``exp``,
-``sin``, ``log``, ``log1p``, ...). Matrix products stay NumPy's ``@`` (BLAS).
+``sin``, ``log``, ``log1p``, ...). Matrix products stay NumPy's ``@`` (BLAS), except
+the matrix-vector products of a generalised linear model (``z = X @ w`` read only by
+the pass over the rows of ``X``, and ``X.T @ r`` of a value ``r`` of that pass): those
+run inside the pass, a chunk of rows at a time, so that ``X`` is read from memory once
+(``fused_products``).
 
 Everything else is the NumPy module's (argument checks, scalar arithmetic, the
 optimizer steps): ``numpy.plan`` builds the plan and hands each pass to
