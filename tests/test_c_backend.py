@@ -479,3 +479,22 @@ def test_a_second_product_by_the_same_matrix_stays_in_blas():
     assert loss == pytest.approx(want_loss, rel=1e-12)
     for g, w in zip(grads, want, strict=True):
         np.testing.assert_allclose(g, w, rtol=1e-11)
+
+
+@pytest.mark.parametrize("name", ["least_squares", "poisson"])
+def test_fused_products_against_autograd(name):
+    module = symgen.compile(GLMS[name]("float64"), "c")
+    rng = np.random.default_rng(9)
+    X_ = rng.standard_normal((700, 6)) / 3
+    y_ = rng.poisson(1.0, (700, 1)).astype(float)
+    w_ = rng.standard_normal((6, 1)) * 0.3
+
+    def f(w):
+        z = anp.dot(X_, w)
+        if name == "least_squares":
+            return anp.sum((z - y_) ** 2) / X_.shape[0]
+        return anp.sum(anp.exp(z) - y_ * z)
+
+    loss, (g,) = module.loss_and_grad(w_, X_, y_)
+    assert loss == pytest.approx(float(f(w_)), rel=1e-12)
+    np.testing.assert_allclose(g, agrad(f)(w_), rtol=1e-11, atol=1e-13)
