@@ -152,7 +152,12 @@ def _lib():
     """The compiled passes: built on the first call (or found in the cache), then kept."""
     global _LIBRARY
     if _LIBRARY is None:
-        library = ctypes.CDLL(str(_build()))
+        path = _build()
+        try:
+            library = ctypes.CDLL(str(path))
+        except OSError:  # a cached library this system cannot load: build it again
+            path.unlink(missing_ok=True)
+            library = ctypes.CDLL(str(_build()))
         for name, argtypes in _SIGNATURES.items():
             function = getattr(library, name)
             function.argtypes = argtypes
@@ -185,9 +190,16 @@ def _build():
     if path.exists():
         return path
     compiler = _compiler()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        scratch_dir = tempfile.TemporaryDirectory(dir=path.parent)
+    except OSError as exc:
+        raise RuntimeError(
+            f"logistic: cannot write the cache of compiled C passes {root!r} ({exc});"
+            " set SYMGEN_CACHE_DIR to a writable folder"
+        ) from None
     errors = []
-    with tempfile.TemporaryDirectory(dir=path.parent) as scratch:
+    with scratch_dir as scratch:
         source = Path(scratch) / "passes.c"
         source.write_text(_SOURCE)
         built = Path(scratch) / path.name

@@ -498,3 +498,22 @@ def test_fused_products_against_autograd(name):
     loss, (g,) = module.loss_and_grad(w_, X_, y_)
     assert loss == pytest.approx(float(f(w_)), rel=1e-12)
     np.testing.assert_allclose(g, agrad(f)(w_), rtol=1e-11, atol=1e-13)
+
+
+def test_an_unwritable_cache_is_a_clear_error(tmp_path, monkeypatch):
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    module = fresh_module(tmp_path, monkeypatch, name="nowrite")
+    monkeypatch.setenv("SYMGEN_CACHE_DIR", str(blocked / "cache"))
+    with pytest.raises(RuntimeError, match="cannot write the cache.*set SYMGEN_CACHE_DIR"):
+        module.loss(1.0, 2.0, t=np.ones(3), y=np.zeros(3))
+
+
+def test_a_cached_library_that_does_not_load_is_built_again(tmp_path, monkeypatch):
+    module = fresh_module(tmp_path, monkeypatch, name="stale")
+    built = module._build()  # compiled into the cache, not loaded yet
+    built.write_bytes(b"not a shared library")
+    assert module.loss(1.0, 2.0, t=np.ones(3), y=np.zeros(3)) == pytest.approx(
+        3 * (1 + np.sin(2.0))
+    )
+    assert built.read_bytes() != b"not a shared library"
