@@ -3,6 +3,9 @@
     symgen generate examples/curve_fit.py -o generated
     python examples/curve_fit.py
 
+    symgen generate examples/curve_fit.py --backend c -o generated
+    python examples/curve_fit.py c      # the same fit with the C backend's module
+
 The per-sample loss is summed (here: averaged) over N samples (t, y); the
 generated ``loss_and_grad`` computes the loss and all six partials in one pass.
 The example fits synthetic data with Adam written in a few lines on top of it.
@@ -51,11 +54,15 @@ def fit(module, ts, ys, params=START, steps=3000, lr=0.02):
 
 
 if __name__ == "__main__":
+    import importlib
     import sys
     from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from generated import curve_fit_numpy as module
+    backend = sys.argv[1] if len(sys.argv) > 1 else "numpy"
+    if backend not in ("numpy", "c"):
+        sys.exit(f"usage: python {sys.argv[0]} [numpy|c]")
+    module = importlib.import_module(f"generated.curve_fit_{backend}")
 
     ts, ys = synthetic()
     params, history = fit(module, ts, ys)

@@ -1,6 +1,7 @@
 """The C backend: per-sample passes compiled to C, checked against the NumPy module,
 HIPS autograd and central differences; its build (cache, compiler fallback, errors)."""
 
+import os
 import shutil
 import stat
 import subprocess
@@ -517,3 +518,27 @@ def test_a_cached_library_that_does_not_load_is_built_again(tmp_path, monkeypatc
         3 * (1 + np.sin(2.0))
     )
     assert built.read_bytes() != b"not a shared library"
+
+
+def test_baked_optimizer_in_a_c_module():
+    ts, ys = curve_fit.synthetic(1001)
+    baked = symgen.compile(curve_fit.curve_fit, "c", optimizer="adam", lr=0.02, beta1=0.8)
+    plain = symgen.compile(curve_fit.curve_fit, "c")
+    assert baked.OPTIMIZER == "adam" and "ctypes" in symgen.generate(
+        curve_fit.curve_fit, "c", optimizer="adam", lr=0.02
+    )
+    p, q = curve_fit.START, curve_fit.START
+    s, r = baked.step_state(*p), plain.adam_state(*q)
+    for _ in range(4):
+        loss, p, s = baked.step(*p, t=ts, y=ys, state=s)
+        want, q, r = plain.adam_step(*q, t=ts, y=ys, state=r, lr=0.02, beta1=0.8)
+        assert loss == want and p == q
+
+
+def test_the_curve_fit_example_runs_on_the_c_module(root):
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    done = subprocess.run(
+        [sys.executable, "examples/curve_fit.py", "c"],
+        cwd=root, env=env, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert "loss: 0.274620 -> 0.000100 after 3000 Adam steps" in done.stdout
