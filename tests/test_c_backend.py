@@ -542,3 +542,19 @@ def test_the_curve_fit_example_runs_on_the_c_module(root):
         cwd=root, env=env, capture_output=True, text=True, check=True,
     )  # fmt: skip
     assert "loss: 0.274620 -> 0.000100 after 3000 Adam steps" in done.stdout
+
+
+def test_train_with_the_c_backend_on_lazy_data_says_what_to_do(tmp_path, root, monkeypatch, capsys):
+    from symgen.cli import main
+
+    monkeypatch.chdir(root)
+    ts, ys = curve_fit.synthetic(100)
+    folder = tmp_path / "data"
+    folder.mkdir()
+    np.save(folder / "t.npy", ts)
+    np.save(folder / "y.npy", ys)
+    np.savez(tmp_path / "init.npz", **dict(zip("abcdeg", curve_fit.START, strict=True)))
+    argv = f"train examples/curve_fit.py --data {folder} --init {tmp_path}/init.npz --steps 5"
+    code = main([*argv.split(), "--backend", "c", "--out", str(tmp_path / "p.npz"), "-q"])
+    assert code == 2
+    assert "data read lazily (dask)" in capsys.readouterr().err
