@@ -65,6 +65,19 @@ def _is_one(d) -> bool:
     return sp.sympify(d) == 1
 
 
+def _array_span(kernel: Kernel) -> tuple[int, int] | None:
+    """The first and last statement of ``kernel``'s array part, which a C function runs
+    (scalar statements before and after it stay in Python); None when the pass has
+    statements a C function does not run (then NumPy runs it)."""
+    inner = [i for i, s in enumerate(kernel.stmts) if s.kind != "scalar"]
+    if not inner or len(kernel.domain) not in (1, 2):
+        return None
+    middle = kernel.stmts[inner[0] : inner[-1] + 1]
+    if any(s.kind not in ("array", "fill", "sum", "dot", "max") for s in middle):
+        return None
+    return inner[0], inner[-1]
+
+
 @dataclass(frozen=True)
 class Products:
     """Matrix-vector products run inside a pass over the rows of their matrix, so that the
@@ -98,6 +111,8 @@ def fused_products(program: Program, shapes: dict[str, tuple]) -> dict[int, Prod
     taken: set[int] = set()
     for p, k in enumerate(kernels):
         if k.is_matmul or k.is_step or len(k.domain) != 2 or not _is_one(k.domain[1]):
+            continue
+        if _array_span(k) is None:  # NumPy runs this pass: the products stay in BLAS
             continue
         for a_index in range(p):
             ka = kernels[a_index]
@@ -165,14 +180,12 @@ class NativeKernels:
         over the elements of a matrix) as one C function; the scalar set-up before it
         and the scalar results after it stay in Python. None when the pass holds a
         statement the C function does not run (then NumPy runs the pass)."""
+        span = _array_span(kernel)
+        if span is None:
+            return None
         stmts = list(kernel.stmts)
-        inner = [i for i, s in enumerate(stmts) if s.kind != "scalar"]
-        if not inner or len(kernel.domain) not in (1, 2):
-            return None
-        first, last = inner[0], inner[-1]
+        first, last = span
         middle = stmts[first : last + 1]
-        if any(s.kind not in ("array", "fill", "sum", "dot", "max") for s in middle):
-            return None
         numbered = [k.name.removeprefix(f"{prefix}_") for k in self.kernels]
         name = f"{prefix}_{sum(n.isdigit() for n in numbered)}"
         lowered = _Pass(self, kernel, middle, shapes, stored, products)
