@@ -116,15 +116,12 @@ def _symgen(t, y) -> Contender:
 
 
 def _symgen_c(t, y) -> Contender:
-    module = frameworks.symgen_c(curve_fit)
-    if isinstance(module, str):
-        return Contender(SYMGEN_C, missing=module)
-    return Contender(
+    return frameworks.symgen_c_contender(
         SYMGEN_C,
+        curve_fit,
+        "examples.curve_fit.curve_fit",
         "loss_and_grad(*p, t=t, y=y)",
-        {"loss_and_grad": module.loss_and_grad},
-        note=frameworks.symgen_c_note(module, "examples.curve_fit.curve_fit")
-        + "; one vectorised loop over the samples",
+        "one vectorised loop over the samples",
     )
 
 

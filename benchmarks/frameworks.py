@@ -214,20 +214,25 @@ def lambdify_not_applicable(problem: Any, param: Any) -> list[Any]:
     ]
 
 
-def symgen_c(problem: Any) -> Any | str:
-    """``symgen.compile(problem, "c")`` with its C passes built now (not in the first timed
-    call), or why it cannot run (no C compiler, a failed build)."""
+def symgen_c_contender(name: str, problem: Any, spec: str, stmt: str, detail: str) -> Any:
+    """The contender running ``stmt`` on ``symgen.compile(problem, "c")``, its C passes built
+    before timing (not in the first timed call); missing when they cannot be built (no C
+    compiler, a failed build). ``stmt`` calls the module's function by its own name."""
     import symgen
 
+    from .timing import Contender
+
+    function = stmt.partition("(")[0]
     try:
         module = symgen.compile(problem, "c")
         if hasattr(module, "_lib"):
             module._lib()
     except RuntimeError as exc:
-        return f"not available: {str(exc).splitlines()[0]}"
-    return module
-
-
-def symgen_c_note(module: Any, what: str) -> str:
-    """How the C backend's module was built, for the contender's note."""
-    return f'`symgen.compile({what}, "c")`: its passes are C ({", ".join(module._FLAGS)})'
+        return Contender(name, missing=f"not available: {str(exc).splitlines()[0]}")
+    return Contender(
+        name,
+        stmt,
+        {function: getattr(module, function)},
+        note=f'`symgen.compile({spec}, "c")`: its passes are C ({", ".join(module._FLAGS)}); '
+        + detail,
+    )

@@ -94,15 +94,12 @@ def cross_entropy_problem() -> symgen.Problem:
 
 
 def _symgen_c() -> Contender:
-    module = frameworks.symgen_c(logistic)
-    if isinstance(module, str):
-        return Contender(SYMGEN_C, missing=module)
-    return Contender(
+    return frameworks.symgen_c_contender(
         SYMGEN_C,
+        logistic,
+        "examples.logistic.logistic",
         "loss_and_grad(w, X, t)",
-        {"loss_and_grad": module.loss_and_grad},
-        note=frameworks.symgen_c_note(module, "examples.logistic.logistic")
-        + "; the example's spelling; products by NumPy's `@`",
+        "the example's spelling; X @ w and X.T @ r inside the pass over the rows of X",
     )
 
 

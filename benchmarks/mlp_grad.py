@@ -126,15 +126,9 @@ def bindings(W1, W2, X, Y, lr=TIMED_LR, *, copy=False) -> dict:
     }
 
 
-def _symgen_c(name: str, stmt: str, function: str) -> Contender:
-    module = frameworks.symgen_c(mlp)
-    if isinstance(module, str):
-        return Contender(name, missing=module)
-    return Contender(
-        name,
-        stmt,
-        {function: getattr(module, function)},
-        note=frameworks.symgen_c_note(module, "examples.mlp.mlp") + "; products by NumPy's `@`",
+def _symgen_c(name: str, stmt: str) -> Contender:
+    return frameworks.symgen_c_contender(
+        name, mlp, "examples.mlp.mlp", stmt, "products by NumPy's `@`"
     )
 
 
@@ -147,7 +141,7 @@ def contenders(arrays) -> list[Contender]:
             {"loss_and_grad": generated.loss_and_grad},
             note="`symgen.compile(examples.mlp.mlp)`",
         ),
-        _symgen_c(SYMGEN_C, "loss_and_grad(W1, W2, X, Y)", "loss_and_grad"),
+        _symgen_c(SYMGEN_C, "loss_and_grad(W1, W2, X, Y)"),
         Contender(
             REFERENCE,
             "loss_and_grad(W1, W2, X, Y)",
@@ -182,7 +176,7 @@ def step_contenders(arrays) -> list[Contender]:
             {"sgd_step": generated.sgd_step},
             note="`symgen.compile(examples.mlp.mlp)`; updates W1, W2 in place",
         ),
-        _symgen_c(STEP_SYMGEN_C, "sgd_step(W1, W2, X, Y, lr=lr)", "sgd_step"),
+        _symgen_c(STEP_SYMGEN_C, "sgd_step(W1, W2, X, Y, lr=lr)"),
         Contender(
             STEP_REFERENCE,
             "sgd_step(W1, W2, X, Y, lr)",

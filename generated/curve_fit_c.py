@@ -72,7 +72,7 @@ void loss_0(const double* restrict t, const double* restrict y, const double a, 
         const double _v_t = t[_i];
         const double _v_y = y[_i];
         const double x0 = d*(_v_t*_v_t) + e*_v_t + g - _v_y + exp(-a*_v_t)*sin(b*_v_t + c);
-        _acc0 += (double)((x0*x0));
+        _acc0 += (double)(x0*x0);
     }
     _out[0] = _acc0;
 }
@@ -99,7 +99,7 @@ void loss_and_grad_0(const double* restrict t, const double* restrict y, const d
         const double x6 = x2*x5;
         const double x7 = _v_t*x6;
         const double x8 = cos(x3);
-        _acc0 += (double)((x5*x5));
+        _acc0 += (double)(x5*x5);
         _acc1 += (double)(x4*x7);
         _acc2 += (double)(x7*x8);
         _acc3 += (double)(x6*x8);

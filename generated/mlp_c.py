@@ -86,7 +86,7 @@ void loss_1(const float* restrict Y, const float* restrict x2, const long long M
             const float _v_Y = Y[_i*N_O + _j];
             const float _v_x2 = x2[_i*N_O + _j];
             const float x3 = -_v_Y + _v_x2;
-            _acc0 += (double)((x3*x3));
+            _acc0 += (double)(x3*x3);
         }
     }
     _out[0] = _acc0;
@@ -117,7 +117,7 @@ void loss_and_grad_1(const float* restrict Y, const float* restrict x2, float* r
             const float x5 = -_v_Y + _v_x2;
             const float x6 = 2.0F*x3*x4*x5;
             _w_x6[_i*N_O + _j] = x6;
-            _acc0 += (double)((x5*x5));
+            _acc0 += (double)(x5*x5);
         }
     }
     _out[0] = _acc0;

@@ -104,6 +104,34 @@ class Program:
     def stmts(self) -> tuple[Stmt, ...]:
         return tuple(s for k in self.kernels for s in k.stmts)
 
+    def reads(self) -> list[set[str]]:
+        """For each kernel, the names its statements read."""
+        return [
+            {x.name for s in k.stmts for e in s.exprs for x in e.free_symbols} for k in self.kernels
+        ]
+
+    def used_elsewhere(self) -> list[set[str]]:
+        """For each kernel, the names it defines that another kernel or the outputs read."""
+        outputs = {s.name for s in self.outputs}
+        reads = self.reads()
+        out = []
+        for n, k in enumerate(self.kernels):
+            elsewhere = outputs.union(*(r for m, r in enumerate(reads) if m != n))
+            out.append({s.target.name for s in k.stmts} & elsewhere)
+        return out
+
+    def array_shapes(self) -> dict[str, Shape]:
+        """The shape of every array symbol, results of reductions along an axis (which keep
+        that axis, as a row or a column) included."""
+        shapes = dict(self.shapes)
+        for k in self.kernels:
+            for s in k.stmts:
+                if s.kind in ("sum", "dot", "max") and s.axes:
+                    shapes[s.target.name] = tuple(
+                        sp.S.One if a in s.axes else d for a, d in enumerate(k.domain)
+                    )
+        return shapes
+
 
 class Namer:
     """Fresh, readable names that never collide with the user's."""

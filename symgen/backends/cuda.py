@@ -43,8 +43,19 @@ from ..hyperparams import Baked
 from ..ir import Shape
 from ..optimize import Kernel, Program, Stmt, transposed
 from ..pipeline import Compiled
-from ..printers import C_RESERVED, CudaPrinter, ScalarPrinter
+from ..printers import CudaPrinter, ScalarPrinter
 from ..templating import render
+from .c_elements import (
+    CNames,
+    accumulate,
+    array_name,
+    element_index,
+    is_one,
+    operands,
+    refuse_reserved,
+    store_guards,
+    transposed_index,
+)
 from .numpy import Arg, _baked_doc, _baked_plan, _checks, _shape_text, _terms, _tuple
 
 #: Threads per block of every kernel (a power of two: the block reductions halve it).
@@ -136,56 +147,8 @@ class CudaPlan:
 # -- shapes and element indices ---------------------------------------------------------
 
 
-def _is_one(d: sp.Expr) -> bool:
-    return sp.sympify(d) == 1
-
-
-class _Names:
-    """C names: user names that C reserves get a trailing underscore."""
-
-    def __init__(self, taken: Iterable[str]) -> None:
-        self.taken = set(taken)
-
-    def c(self, name: str) -> str:
-        return f"{name}_" if name in C_RESERVED else name
-
-    def dim(self, d: sp.Expr) -> str:
-        d = sp.sympify(d)
-        if d.is_Integer:
-            return f"{int(d)}LL"
-        return CudaPrinter("float64", {s.name: self.c(s.name) for s in d.free_symbols}).doprint(d)
-
-
-def _element_index(shape: Shape, domain: Shape, flat: bool, names: _Names) -> str:
-    """The index of element (_i, _j) (or _e) of an array of ``shape`` in ``domain``."""
-    if len(domain) == 1:
-        return "_e"
-    s0, s1 = shape if len(shape) == 2 else (sp.S.One, *shape)
-    if flat and (tuple(shape) == tuple(domain) or (not _is_one(s0) and not _is_one(s1))):
-        return "_e"
-    row = "0" if _is_one(s0) else "_i"
-    col = "0" if _is_one(s1) else "_j"
-    if _is_one(s1):
-        return row
-    if _is_one(s0):
-        return col
-    return f"{row}*{names.dim(s1)} + {col}"
-
-
-def _transposed_index(shape: Shape, names: _Names) -> str:
-    """The index of element (_i, _j) of ``x.T`` in ``x`` of ``shape`` (a0, a1)."""
-    a0, a1 = shape
-    row = "0" if _is_one(a0) else "_j"
-    col = "0" if _is_one(a1) else "_i"
-    if _is_one(a1):
-        return row
-    if _is_one(a0):
-        return col
-    return f"{row}*{names.dim(a1)} + {col}"
-
-
 def _needs_ij(shapes: Iterable[Shape], transposes: bool) -> bool:
-    return transposes or any(any(_is_one(d) for d in s) for s in shapes)
+    return transposes or any(any(is_one(d) for d in s) for s in shapes)
 
 
 # -- one program → kernels and host lines ------------------------------------------------
@@ -203,42 +166,22 @@ class _HostLine:
 class _ProgramLowering:
     """Turns one ``Program`` into CUDA kernels and the host lines that launch them."""
 
-    def __init__(self, program: Program, prefix: str, dtype: str, names: _Names) -> None:
+    def __init__(self, program: Program, prefix: str, dtype: str, names: CNames) -> None:
         self.program = program
         self.prefix = prefix
         self.dtype = dtype
         self.ctype = "float" if dtype == "float32" else "double"
         self.names = names
-        self.shapes: dict[str, Shape] = dict(program.shapes)
+        self.shapes: dict[str, Shape] = program.array_shapes()
         self.scalar = ScalarPrinter()
         self.kernels: list[CudaKernel] = []
         self.host: list[_HostLine] = []
         self.dims = {
             str(d) for shape in self.shapes.values() for d in shape if sp.sympify(d).is_Symbol
         }
-        # Reduction results along an axis are arrays too (keepdims).
-        for k in program.kernels:
-            for s in k.stmts:
-                if s.kind in ("sum", "max", "dot") and s.axes:
-                    self.shapes[s.target.name] = tuple(
-                        sp.S.One if a in s.axes else d for a, d in enumerate(k.domain)
-                    )
-        self.used_later = self._uses_outside()
+        self.used_later = program.used_elsewhere()
 
     # which device values must be stored in memory ----------------------------------
-    def _uses_outside(self) -> dict[int, set[str]]:
-        """For each kernel, the names its statements define that something else reads."""
-        outputs = {s.name for s in self.program.outputs}
-        reads: list[set[str]] = []
-        for k in self.program.kernels:
-            reads.append({sym.name for s in k.stmts for e in s.exprs for sym in e.free_symbols})
-        out = {}
-        for n, k in enumerate(self.program.kernels):
-            defined = {s.target.name for s in k.stmts}
-            elsewhere = set().union(*(r for m, r in enumerate(reads) if m != n))
-            out[n] = defined & (elsewhere | outputs)
-        return out
-
     def is_array(self, e: sp.Expr) -> bool:
         return any(s.name in self.shapes for s in e.free_symbols)
 
@@ -374,13 +317,13 @@ class _ProgramLowering:
         if end_loads:
             raise SpecError("the CUDA backend cannot fuse this reduction's arithmetic")
         written = [s.target.name for s in (*stores, *axis_reds, *finals)]
-        shapes = [self.shapes[_array_name(v)] for v in loads]
+        shapes = [self.shapes[array_name(v)] for v in loads]
         shapes += [self.shapes[s.target.name] for s in stores]
         dims = {str(d) for s in (domain, *shapes) for d in s if not sp.sympify(d).is_Integer}
         dims |= (scalars | end_scalars) & self.dims
         scalars -= self.dims
         end_scalars -= self.dims
-        pointers = sorted({_array_name(v) for v in loads})
+        pointers = sorted({array_name(v) for v in loads})
         printer = CudaPrinter(
             self.dtype,
             {
@@ -399,20 +342,20 @@ class _ProgramLowering:
         body = []
         for v, var in loads.items():
             if isinstance(v, transposed):
-                index = _transposed_index(self.shapes[v.args[0].name], self.names)
+                index = transposed_index(self.shapes[v.args[0].name], self.names)
             else:
-                index = _element_index(self.shapes[v.name], domain, flat, self.names)
-            body.append(f"const {ctype} {var} = {self.names.c(_array_name(v))}[{index}];")
+                index = element_index(self.shapes[v.name], domain, flat, self.names)
+            body.append(f"const {ctype} {var} = {self.names.c(array_name(v))}[{index}];")
         body += [f"const {ctype} {s.target.name} = {cprint(s.exprs[0])};" for s in needed]
         for s in stores:
             body.append(self._store(s.target.name, domain, flat))
         accs = []
         for r, s in enumerate(sorted(whole, key=lambda s: s.kind != "max")):
-            accs.append((f"_acc{r}", *_accumulate(f"_acc{r}", s, cprint)[1:]))
-            body.append(_accumulate(f"_acc{r}", s, cprint)[0])
+            accs.append((f"_acc{r}", *accumulate(f"_acc{r}", s, cprint)[1:]))
+            body.append(accumulate(f"_acc{r}", s, cprint)[0])
         line_accs, final_lines = [], []
         for r, s in enumerate(axis_reds):
-            line, init, _ = _accumulate(f"_line{r}", s, cprint)
+            line, init, _ = accumulate(f"_line{r}", s, cprint)
             line_accs.append((f"_line{r}", init))
             body.append(line)
             final_lines += [
@@ -529,7 +472,7 @@ class _ProgramLowering:
                 (),
             )
         )
-        ops = tuple(_accumulate("", s, cprint)[2] for s in axis_reds)
+        ops = tuple(accumulate("", s, cprint)[2] for s in axis_reds)
         self.kernels.append(
             CudaKernel(
                 f"{name}_end",
@@ -576,49 +519,18 @@ class _ProgramLowering:
         )
 
     def _operands(self, exprs, computed: set[str]) -> tuple[dict, set[str]]:
-        """The arrays read from memory (plain or transposed), each with the register it is
-        loaded into, and the scalar symbols (kernel arguments) of ``exprs``."""
-        loads: dict[sp.Expr, str] = {}
-        scalars: set[str] = set()
-        for e in exprs:
-            views = e.atoms(transposed)
-            for v in sorted(views, key=str):
-                loads.setdefault(v, f"_v_{v.args[0].name}_T")
-            plain = e.xreplace({v: sp.S.Zero for v in views}).free_symbols
-            for sym in sorted(plain, key=str):
-                if sym.name in computed:
-                    continue
-                if sym.name in self.shapes:
-                    loads.setdefault(sym, f"_v_{sym.name}")
-                else:
-                    scalars.add(sym.name)
-        return loads, scalars
+        """The arrays read from memory, each with its register, and the scalar symbols."""
+        return operands(exprs, computed, self.shapes)
 
     def _store(self, name: str, domain: Shape, flat: bool) -> str:
         """Writes an element; a value broadcast along an axis is written by its first thread."""
         shape = self.shapes[name]
-        store = f"_w_{name}[{_element_index(shape, domain, flat, self.names)}] = {name};"
-        guard = [
-            f"{var} == 0"
-            for var, size, extent in zip(("_i", "_j"), shape, domain, strict=False)
-            if len(domain) == 2 and _is_one(size) and not _is_one(extent)
-        ]
+        store = f"_w_{name}[{element_index(shape, domain, flat, self.names)}] = {name};"
+        guard = store_guards(shape, domain)
         return f"if ({' && '.join(guard)}) {store}" if guard else store
 
 
-def _array_name(v: sp.Expr) -> str:
-    return v.args[0].name if isinstance(v, transposed) else v.name
-
-
-def _accumulate(acc: str, s: Stmt, cprint) -> tuple[str, str, str]:
-    """The line adding one element to accumulator ``acc``, its initial value, its op."""
-    value = cprint(sp.Mul(*s.exprs, evaluate=False) if s.kind == "dot" else s.exprs[0])
-    if s.kind == "max":
-        return f"{acc} = sg_max({acc}, (double)({value}));", "-INFINITY", "max"
-    return f"{acc} += (double)({value});", "0.0", "sum"
-
-
-def _lower(program: Program, prefix: str, dtype: str, names: _Names) -> _ProgramLowering:
+def _lower(program: Program, prefix: str, dtype: str, names: CNames) -> _ProgramLowering:
     lowering = _ProgramLowering(program, prefix, dtype, names)
     lowering.lower()
     return lowering
@@ -793,10 +705,8 @@ def plan(compiled: Compiled, source: str | None, baked: Baked | None = None) -> 
     if baked is not None:
         header += (f"Baked in: {baked.step_function}, {baked.describe()} ({baked.flags()}).",)
     taken = {a.name for a in (*params, *data)} | {str(d) for d, _, _ in lowered.dims}
-    clash = sorted(n for n in taken if n.startswith(("_v_", "_w_", "_acc", "_line", "sg_")))
-    if clash:
-        raise SpecError(f"the CUDA backend reserves the name prefix of {clash[0]!r}; rename it")
-    names = _Names(taken)
+    refuse_reserved(taken, "CUDA")
+    names = CNames(taken)
     loss = _lower(compiled.loss_program, "loss", problem.dtype, names)
     grad = _lower(compiled.grad_program, "loss_and_grad", problem.dtype, names)
     results = tuple(s.name for s in compiled.grad_program.outputs)

@@ -37,12 +37,23 @@ from dataclasses import dataclass, field
 
 import sympy as sp
 
-from ..errors import SpecError
 from ..hyperparams import Baked
 from ..optimize import Kernel, Program, Stmt, transposed
 from ..pipeline import Compiled
-from ..printers import C_RESERVED, CudaPrinter
+from ..printers import CudaPrinter
 from ..templating import render
+from .c_elements import (
+    CNames,
+    accumulate,
+    array_name,
+    element_index,
+    is_one,
+    operands,
+    reduced,
+    refuse_reserved,
+    store_guards,
+    transposed_index,
+)
 
 
 @dataclass(frozen=True)
@@ -59,10 +70,6 @@ class CKernel:
     lines: tuple[str, ...]
     #: How many whole sums it writes to ``_out`` (the caller's accumulator array).
     sums: int
-
-
-def _is_one(d) -> bool:
-    return sp.sympify(d) == 1
 
 
 def _array_span(kernel: Kernel) -> tuple[int, int] | None:
@@ -100,7 +107,7 @@ def fused_products(program: Program, shapes: dict[str, tuple]) -> dict[int, Prod
     ``M.T @ r`` of a column ``r`` it computes (read by nothing else) included."""
     kernels = program.kernels
     outputs = {s.name for s in program.outputs}
-    reads = [{x.name for st in k.stmts for e in st.exprs for x in e.free_symbols} for k in kernels]
+    reads = program.reads()
 
     def read_only_by(name: str, allowed: set[int]) -> bool:
         return name not in outputs and all(
@@ -110,7 +117,7 @@ def fused_products(program: Program, shapes: dict[str, tuple]) -> dict[int, Prod
     found: dict[int, Products] = {}
     taken: set[int] = set()
     for p, k in enumerate(kernels):
-        if k.is_matmul or k.is_step or len(k.domain) != 2 or not _is_one(k.domain[1]):
+        if k.is_matmul or k.is_step or len(k.domain) != 2 or not is_one(k.domain[1]):
             continue
         if _array_span(k) is None:  # NumPy runs this pass: the products stay in BLAS
             continue
@@ -123,7 +130,7 @@ def fused_products(program: Program, shapes: dict[str, tuple]) -> dict[int, Prod
             if not (matrix.is_Symbol and vector.is_Symbol):
                 continue
             rows, cols = shapes.get(matrix.name, (None, None))
-            if _is_one(cols) or shapes.get(vector.name) != (cols, 1) or rows != k.domain[0]:
+            if is_one(cols) or shapes.get(vector.name) != (cols, 1) or rows != k.domain[0]:
                 continue
             into = s.target.name
             if into not in reads[p] or not read_only_by(into, {a_index, p}):
@@ -219,122 +226,73 @@ class _Pass:
             n: (tuple(s) if len(s) == 2 else (s[0], sp.S.One)) for n, s in shapes.items()
         }
         m, k = self.domain
-        self.loop = "rows" if _is_one(k) else "cols" if _is_one(m) else "nested"
+        self.loop = "rows" if is_one(k) else "cols" if is_one(m) else "nested"
         self.middle = middle
         defined = {s.target.name for s in middle}
-        self.loads: dict[sp.Expr, str] = {}
-        scalars: set[str] = set()
-        dims: set[str] = {str(x) for d in self.domain for x in sp.sympify(d).free_symbols}
-        for s in middle:
-            for e in s.exprs:
-                views = e.atoms(transposed)
-                for v in sorted(views, key=str):
-                    self.loads.setdefault(v, f"_v_{v.args[0].name}_T")
-                plain = e.xreplace({v: sp.S.Zero for v in views}).free_symbols
-                for sym in sorted(plain, key=lambda x: x.name):
-                    if sym.name in defined:
-                        continue
-                    if sym.name in self.shapes:
-                        self.loads.setdefault(sym, f"_v_{sym.name}")
-                    elif sym.name in owner.dims:
-                        dims.add(sym.name)
-                    else:
-                        scalars.add(sym.name)
-        computed = set()  # arrays the fused products compute (no pointer to them)
+        self.loads, symbols = operands([e for s in middle for e in s.exprs], defined, self.shapes)
+        dims = symbols & owner.dims
+        scalars = symbols - owner.dims
+        dims |= {str(x) for d in self.domain for x in sp.sympify(d).free_symbols}
+        computed = set()  # what the fused products compute: registers, not arrays
+        read = {array_name(v) for v in self.loads}
         if products is not None:
             computed = {products.into}
-            extra = {products.matrix, products.vector}
-            for name in extra:
-                for d in self.shapes[name]:
-                    dims |= {str(x) for x in sp.sympify(d).free_symbols}
-        for v in self.loads:
-            for d in self.shapes[_array_name(v)]:
+            read |= {products.matrix, products.vector}
+        for name in read:
+            for d in self.shapes[name]:
                 dims |= {str(x) for x in sp.sympify(d).free_symbols}
-        self.arrays = sorted({_array_name(v) for v in self.loads} - computed)
-        if products is not None:
-            self.arrays = sorted({*self.arrays, products.matrix, products.vector})
+        self.arrays = sorted(read - computed)
         self.scalars = sorted(scalars)
         self.dims = sorted(dims)
-        self.stores = [s.target.name for s in middle if s.kind in ("array", "fill")]
-        self.stores = [x for x in self.stores if x in stored]
+        self.stores = [
+            s.target.name for s in middle if s.kind in ("array", "fill") and s.target.name in stored
+        ]
         self.whole = [s for s in middle if s.kind in ("sum", "dot", "max") and not _axis(s)]
         self.rowwise = [s for s in middle if s.kind in ("sum", "dot", "max") and _axis(s) == 1]
         self.colwise = [s for s in middle if s.kind in ("sum", "dot", "max") and _axis(s) == 0]
-        # A row sum over a single column, or a column sum over a single row, is the
-        # value itself; a row sum of a single row, or a column sum of a single
-        # column, is a whole sum written to element 0.
+        self.names = CNames()
         self.printer = CudaPrinter(
             self.dtype,
             {
-                **{n: _c_name(n) for n in (*self.scalars, *self.dims, *defined)},
+                **{n: self.names.c(n) for n in (*self.scalars, *self.dims, *defined)},
                 **{str(v): var for v, var in self.loads.items()},
             },
         )
 
     # -- C ------------------------------------------------------------------------------
-    def dim(self, d) -> str:
-        d = sp.sympify(d)
-        return f"{int(d)}LL" if d.is_Integer else self.printer.doprint(d)
-
-    def index(self, shape, row_var: str = "_i", col_var: str = "_j") -> str:
-        """Where element (row_var, col_var) of the domain is in a C-ordered array of
-        ``shape``, which broadcasts along its axes of size 1."""
-        s0, s1 = shape
-        row, col = ("0" if _is_one(s0) else row_var), ("0" if _is_one(s1) else col_var)
-        if _is_one(s1):
-            return row
-        if _is_one(s0):
-            return col
-        return f"{row}*{self.dim(s1)} + {col}"
-
-    def transposed_index(self, shape) -> str:
-        """The same for the transpose of an array of ``shape``: its element (_j, _i)."""
-        return self.index(shape, "_j", "_i")
-
     def cprint(self, e: sp.Expr) -> str:
         views = {v: sp.Symbol(var) for v, var in self.loads.items() if isinstance(v, transposed)}
         return self.printer.doprint(e.xreplace(views))
 
     def value(self, s: Stmt) -> str:
-        return self.cprint(sp.Mul(*s.exprs) if s.kind == "dot" else s.exprs[0])
+        return self.cprint(reduced(s))
 
     def c_kernel(self, name: str) -> CKernel:
-        t, c = self.t, _c_name
+        t, c, dim = self.t, self.names.c, self.names.dim
         m, k = self.domain
         element = []
         fused = self.products
         for v, var in self.loads.items():
-            if fused is not None and _array_name(v) == fused.into:
+            if fused is not None and array_name(v) == fused.into:
                 element.append(f"const {t} {var} = _a[_k];")  # this chunk's products
                 continue
             if isinstance(v, transposed):
-                at = self.transposed_index(self.shapes[v.args[0].name])
+                at = transposed_index(self.shapes[v.args[0].name], self.names)
             else:
-                at = self.index(self.shapes[v.name])
-            element.append(f"const {t} {var} = {c(_array_name(v))}[{at}];")
+                at = element_index(self.shapes[v.name], self.domain, False, self.names)
+            element.append(f"const {t} {var} = {c(array_name(v))}[{at}];")
         for s in self.middle:
             if s.kind in ("array", "fill"):
                 element.append(f"const {t} {c(s.target.name)} = {self.cprint(s.exprs[0])};")
         if fused is not None and fused.value is not None:
             element.append(f"_r[_k] = (double){c(fused.value)};")
         for x in self.stores:
-            store = f"_w_{c(x)}[{self.index(self.shapes[x])}] = {c(x)};"
-            guards = [
-                f"{var} == 0"
-                for var, size, extent in zip(("_i", "_j"), self.shapes[x], self.domain, strict=True)
-                if _is_one(size) and not _is_one(extent)
-            ]
+            at = element_index(self.shapes[x], self.domain, False, self.names)
+            store = f"_w_{c(x)}[{at}] = {c(x)};"
+            guards = store_guards(self.shapes[x], self.domain)
             element.append(f"if ({' && '.join(guards)}) {store}" if guards else store)
         before, after, inner_accs, outer = [], [], [], []  # declarations, results, clauses
         out = 0
-
-        def accumulate(acc: str, s: Stmt) -> str:
-            if s.kind == "max":
-                return f"{acc} = sg_max({acc}, (double)({self.value(s)}));"
-            return f"{acc} += (double)({self.value(s)});"
-
-        def init(s: Stmt) -> str:
-            return "-INFINITY" if s.kind == "max" else "0.0"
 
         scalar_reductions = list(self.whole)
         # a row sum when every row is one element, a column sum over one row: whole sums
@@ -342,8 +300,9 @@ class _Pass:
         scalar_reductions += self.colwise if self.loop == "rows" else []
         for r, s in enumerate(scalar_reductions):
             acc = f"_acc{r}"
-            before.append(f"double {acc} = {init(s)};")
-            element.append(accumulate(acc, s))
+            line, init, _ = accumulate(acc, s, self.cprint)
+            before.append(f"double {acc} = {init};")
+            element.append(line)
             inner_accs.append((acc, s.kind))
             if s in self.whole:
                 after.append(f"_out[{out}] = {acc};")
@@ -356,25 +315,24 @@ class _Pass:
                 element.append(f"_w_{c(s.target.name)}[_i] = (double)({self.value(s)});")
                 continue
             acc = f"_line{r}"
-            outer.append(f"double {acc} = {init(s)};")
-            element.append(accumulate(acc, s))
+            line, init, _ = accumulate(acc, s, self.cprint)
+            outer.append(f"double {acc} = {init};")
+            element.append(line)
             inner_accs.append((acc, s.kind))
             line_finals.append(f"_w_{c(s.target.name)}[_i] = {acc};")
         for s in self.colwise if self.loop != "rows" else []:
             w = f"_w_{c(s.target.name)}[_j]"
             if self.loop == "cols":  # one element per column: the value itself
                 element.append(f"{w} = (double)({self.value(s)});")
-            elif s.kind == "max":
-                element.append(f"{w} = sg_max({w}, (double)({self.value(s)}));")
-            else:
-                element.append(f"{w} += (double)({self.value(s)});")
+            else:  # each column its own accumulator, in the array
+                element.append(accumulate(w, s, self.cprint)[0])
         sums = [acc for acc, kind in inner_accs if kind != "max"]
         simd = ["#pragma omp simd" + (f" reduction(+:{', '.join(sums)})" if sums else "")]
         if any(kind == "max" for _, kind in inner_accs):
             simd = []  # OpenMP's max reduction would not keep a NaN
         loop_of = {
-            "rows": f"for (long long _i = 0; _i < {self.dim(m)}; ++_i) {{",
-            "cols": f"for (long long _j = 0; _j < {self.dim(k)}; ++_j) {{",
+            "rows": f"for (long long _i = 0; _i < {dim(m)}; ++_i) {{",
+            "cols": f"for (long long _j = 0; _j < {dim(k)}; ++_j) {{",
         }
         body = list(before)
         if fused is not None:
@@ -420,9 +378,9 @@ class _Pass:
     def chunked(self, element: list[str], simd: list[str]) -> list[str]:
         """The loop over rows in chunks that stay in cache: a chunk's products with the
         matrix, the pass over its rows, then its rows added into ``matrix.T @ value``."""
-        fused, t, c = self.products, self.t, _c_name
+        fused, t, c = self.products, self.t, self.names.c
         assert fused is not None
-        rows, cols = (self.dim(d) for d in self.shapes[fused.matrix])
+        rows, cols = (self.names.dim(d) for d in self.shapes[fused.matrix])
         matrix, vector = c(fused.matrix), c(fused.vector)
         lines = [
             f"{t} _a[{CHUNK}];",
@@ -462,9 +420,9 @@ class _Pass:
         lines = []
         for x in self.stores:
             lines.append(f"{x} = np.empty({_shape(self.shapes[x], self.flat)}, dtype=DTYPE)")
-        reduced = [*self.rowwise, *self.colwise]
-        for s in reduced:  # written in double, then given the module's dtype
-            shape = _shape(_kept(self.domain, _axis(s)), self.flat)
+        axis_sums = [*self.rowwise, *self.colwise]
+        for s in axis_sums:  # written in double, then given the module's dtype
+            shape = _shape(self.shapes[s.target.name], self.flat)
             fill = "np.full" if s.kind == "max" else "np.zeros"
             extra = ", -np.inf" if s.kind == "max" else ""
             lines.append(f"_r_{s.target.name} = {fill}({shape}{extra})")
@@ -474,7 +432,7 @@ class _Pass:
             lines.append(f"_r_{fused.out} = np.zeros(({cols},))")
         args = [f"{x}.ctypes.data" for x in self.arrays]
         args += [f"{x}.ctypes.data" for x in self.stores]
-        args += [f"_r_{s.target.name}.ctypes.data" for s in reduced]
+        args += [f"_r_{s.target.name}.ctypes.data" for s in axis_sums]
         if fused is not None and fused.out is not None:
             args.append(f"_r_{fused.out}.ctypes.data")
         args += [*self.scalars, *self.dims]
@@ -486,7 +444,7 @@ class _Pass:
             targets = ", ".join(s.target.name for s in self.whole)
             lines.append(f"{targets}{',' if len(self.whole) == 1 else ''} = _acc")
         convert = ".astype(DTYPE)" if self.dtype != "float64" else ""
-        for s in reduced:
+        for s in axis_sums:
             lines.append(f"{s.target.name} = _r_{s.target.name}{convert}")
         if fused is not None and fused.out is not None:
             cols = self.shapes[fused.matrix][1]
@@ -506,22 +464,10 @@ def _axis(s: Stmt) -> int | None:
     return s.axes[0] if len(s.axes) == 1 else None
 
 
-def _kept(domain, axis) -> tuple:
-    return tuple(sp.S.One if a == axis else d for a, d in enumerate(domain))
-
-
 def _shape(shape, flat: bool) -> str:
     if flat:
         return f"({shape[0]},)"
     return f"({shape[0]}, {shape[1]})"
-
-
-def _array_name(v: sp.Expr) -> str:
-    return v.args[0].name if isinstance(v, transposed) else v.name
-
-
-def _c_name(name: str) -> str:
-    return f"{name}_" if name in C_RESERVED else name
 
 
 def source(name: str, dtype: str, kernels: tuple[CKernel, ...]) -> str:
@@ -535,11 +481,9 @@ def generate(compiled: Compiled, source_path: str | None = None, baked: Baked | 
     from . import numpy as numpy_backend
 
     problem = compiled.problem
-    reserved = ("sg_",)  # Problem refuses names with a leading underscore already
-    clash = sorted(n for n in _names(compiled) if n.startswith(reserved))
-    if clash:
-        raise SpecError(f"the C backend reserves the name prefix of {clash[0]!r}; rename it")
-    dims = frozenset(str(d) for d, _, _ in compiled.lowered.dims)
+    lowered = compiled.lowered
+    dims = frozenset(str(d) for d, _, _ in lowered.dims)
+    refuse_reserved([i.name for i in (*lowered.params, *lowered.data)] + sorted(dims), "C")
     native = NativeKernels(problem.dtype, dims)
     text = numpy_backend.generate(compiled, source_path, baked, native=native)
     if native.kernels:
@@ -552,8 +496,3 @@ def generate(compiled: Compiled, source_path: str | None = None, baked: Baked | 
         "like the NumPy module.\n"
     )
     return text.replace(first, note, 1)
-
-
-def _names(compiled: Compiled) -> list[str]:
-    lowered = compiled.lowered
-    return [i.name for i in (*lowered.params, *lowered.data)] + [str(d) for d, _, _ in lowered.dims]

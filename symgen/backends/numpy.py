@@ -376,20 +376,6 @@ def _blocked(kernel: Kernel, printer: _StatementPrinter, data: dict[str, str]) -
     return lines
 
 
-def _used_elsewhere(program: Program) -> list[set[str]]:
-    """For each kernel, the names it defines that another kernel or the results read."""
-    outputs = {s.name for s in program.outputs}
-    reads = [
-        {sym.name for s in k.stmts for e in s.exprs for sym in e.free_symbols}
-        for k in program.kernels
-    ]
-    out = []
-    for n, k in enumerate(program.kernels):
-        elsewhere = outputs.union(*(r for m, r in enumerate(reads) if m != n))
-        out.append({s.target.name for s in k.stmts} & elsewhere)
-    return out
-
-
 def _row_blocked(
     kernel: Kernel, printer: _StatementPrinter, shapes: dict[str, tuple], stored: set[str]
 ) -> list[str] | None:
@@ -482,14 +468,15 @@ def _body(
     native: NativeKernels | None = None,
     prefix: str = "",
 ) -> Body:
-    """The lines of one function; ``native`` (the C backend) takes the per-sample passes."""
+    """The lines of one function; ``native`` (the C backend) takes the passes it can run,
+    and the matrix-vector products it fuses into them."""
     per_sample = kind == "per_sample"
     views = {name: f"_{name}" for name in data}
     shapes = dict(program.shapes)
     local = {f"_{n}" for n in shapes} | {f"_{n}_T" for n in shapes}
     printer = _StatementPrinter(program.arrays | frozenset(views.values()) | local, dtype)
-    stored = _used_elsewhere(program)
-    all_shapes = _with_reductions(program)
+    stored = program.used_elsewhere()
+    all_shapes = program.array_shapes()
     fused = native_products(program, all_shapes) if native is not None else {}
     absorbed = {i for products in fused.values() for i in products.absorbed}
     groups = []
@@ -497,41 +484,26 @@ def _body(
         if n in absorbed:  # a matrix product the C pass over its rows computes
             continue
         lines = None
-        passes = k.domain and not k.is_matmul and not k.is_step
-        if native is not None and passes and any(s.kind != "scalar" for s in k.stmts):
-            scalar_line = partial(printer.line, kernel=k)
+        if native is not None:  # None for what is not a pass it runs
             products = fused.get(n)
             keep = stored[n] - ({products.value} if products else set())
+            scalar_line = partial(printer.line, kernel=k)
             lines = native.pass_lines(k, prefix, all_shapes, keep, scalar_line, products)
             comment = f"{_describe(k)}, compiled C (_SOURCE)"
             if products is not None:
                 comment += f", with the products by {products.matrix}"
-        if lines is not None:
-            pass
-        elif per_sample and len(k.domain) == 1 and any(s.kind != "scalar" for s in k.stmts):
-            lines = _blocked(k, printer, views)
-            comment = f"{_describe(k)}, in blocks of {BLOCK}"
-        elif kind == "matrix" and len(k.domain) == 2 and not k.is_step:
-            lines = _row_blocked(k, printer, shapes, stored[n])
-            comment = f"{_describe(k)}, in blocks of rows ({BLOCK} elements)"
+        if lines is None:
+            if per_sample and len(k.domain) == 1 and any(s.kind != "scalar" for s in k.stmts):
+                lines = _blocked(k, printer, views)
+                comment = f"{_describe(k)}, in blocks of {BLOCK}"
+            elif kind == "matrix" and len(k.domain) == 2 and not k.is_step:
+                lines = _row_blocked(k, printer, shapes, stored[n])
+                comment = f"{_describe(k)}, in blocks of rows ({BLOCK} elements)"
         if lines is None:
             lines = [printer.line(s, k) for s in k.stmts]
             comment = _describe(k)
         groups.append((comment, tuple(lines)))
     return Body(tuple(groups), tuple(s.name for s in program.outputs))
-
-
-def _with_reductions(program: Program) -> dict[str, tuple]:
-    """The shape of every array of ``program``, the results of reductions along an axis
-    (kept as a row or a column) included."""
-    shapes = dict(program.shapes)
-    for k in program.kernels:
-        for s in k.stmts:
-            if s.kind in ("sum", "dot", "max") and s.axes:
-                shapes[s.target.name] = tuple(
-                    sp.S.One if a in s.axes else d for a, d in enumerate(k.domain)
-                )
-    return shapes
 
 
 def _checks(compiled: Compiled) -> tuple[DimCheck, ...]:
@@ -648,5 +620,5 @@ def generate(
     native: NativeKernels | None = None,
 ) -> str:
     """The module's source; ``baked``: the optimizer whose hyperparameters are built in;
-    ``native``: compile the per-sample passes to C (the C backend, ``native.py``)."""
+    ``native``: compile the passes to C (the C backend, ``native.py``)."""
     return render("numpy_module.py.j2", plan=plan(compiled, source, baked, native))
