@@ -51,15 +51,10 @@ class CNames:
         return CudaPrinter("float64", {s.name: self.c(s.name) for s in d.free_symbols}).doprint(d)
 
 
-def element_index(shape: Shape, domain: Shape, flat: bool, names: CNames) -> str:
-    """The index of element (_i, _j) (or _e) of an array of ``shape`` in ``domain``."""
-    if len(domain) == 1:
-        return "_e"
-    s0, s1 = shape if len(shape) == 2 else (sp.S.One, *shape)
-    if flat and (tuple(shape) == tuple(domain) or (not is_one(s0) and not is_one(s1))):
-        return "_e"
-    row = "0" if is_one(s0) else "_i"
-    col = "0" if is_one(s1) else "_j"
+def _index(s0, s1, row: str, col: str, names: CNames) -> str:
+    """The index of element (row, col) in a C-ordered array of shape (s0, s1) that
+    broadcasts along its axes of size 1."""
+    row, col = ("0" if is_one(s0) else row), ("0" if is_one(s1) else col)
     if is_one(s1):
         return row
     if is_one(s0):
@@ -67,16 +62,19 @@ def element_index(shape: Shape, domain: Shape, flat: bool, names: CNames) -> str
     return f"{row}*{names.dim(s1)} + {col}"
 
 
+def element_index(shape: Shape, domain: Shape, flat: bool, names: CNames) -> str:
+    """The index of element (_i, _j) (or _e) of an array of ``shape`` in ``domain``."""
+    if len(domain) == 1:
+        return "_e"
+    s0, s1 = shape if len(shape) == 2 else (sp.S.One, *shape)
+    if flat and (tuple(shape) == tuple(domain) or (not is_one(s0) and not is_one(s1))):
+        return "_e"
+    return _index(s0, s1, "_i", "_j", names)
+
+
 def transposed_index(shape: Shape, names: CNames) -> str:
     """The index of element (_i, _j) of ``x.T`` in ``x`` of ``shape`` (a0, a1)."""
-    a0, a1 = shape
-    row = "0" if is_one(a0) else "_j"
-    col = "0" if is_one(a1) else "_i"
-    if is_one(a1):
-        return row
-    if is_one(a0):
-        return col
-    return f"{row}*{names.dim(a1)} + {col}"
+    return _index(*shape, "_j", "_i", names)
 
 
 def store_guards(shape: Shape, domain: Shape) -> list[str]:
