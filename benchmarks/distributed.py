@@ -181,7 +181,7 @@ def run(args: argparse.Namespace) -> dict:
 
     import symgen
     from examples.curve_fit import START, curve_fit
-    from symgen import distributed
+    from symgen.runtime import distributed
 
     n = int(args.n)
     store = Path(args.store) / "w4.zarr"

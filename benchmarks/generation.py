@@ -67,7 +67,7 @@ def family(k: int) -> dict:
     samples = _time(symgen.generate, problem, FAMILY_REPEATS)
     out = {"params": k, "samples": samples, "loss_ops": int(sp.count_ops(problem.loss))}
     try:  # the program symgen prints: internal API, so optional
-        from symgen.pipeline import run
+        from symgen.compiler.pipeline import run
 
         stmts = run(problem).grad_program.stmts
         out["statements"] = len(stmts)

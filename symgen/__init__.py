@@ -1,10 +1,7 @@
 """symgen: symbolic gradients from SymPy losses, emitted as standalone source code."""
 
-__version__ = "0.1.0"
-
-from .api import compile, generate, gradients  # noqa: E402
-from .errors import SpecError  # noqa: E402
-from .functions import (  # noqa: E402
+from symgen.api import compile, generate, gradients
+from symgen.compiler.functions import (
     abs,
     elementwise,
     exp,
@@ -19,8 +16,10 @@ from .functions import (  # noqa: E402
     sum,
     tanh,
 )
-from .problem import Problem  # noqa: E402
-from .training import FitResult, NonFiniteError, fit  # noqa: E402
+from symgen.compiler.problem import Problem
+from symgen.errors import SpecError
+from symgen.runtime.training import FitResult, NonFiniteError, fit
+from symgen.version import __version__
 
 __all__ = [
     "FitResult",

@@ -6,14 +6,14 @@ import linecache
 import types
 from typing import Literal
 
-from .backends import cuda as cuda_backend
-from .backends import native as c_backend
-from .backends import numpy as numpy_backend
-from .errors import SpecError
-from .formulas import gradients
-from .hyperparams import bake
-from .pipeline import run
-from .problem import Problem
+from symgen.backends.c import module as c_backend
+from symgen.backends.cuda import module as cuda_backend
+from symgen.backends.numpy import module as numpy_backend
+from symgen.codegen.formulas import gradients
+from symgen.codegen.hyperparams import bake
+from symgen.compiler.pipeline import run
+from symgen.compiler.problem import Problem
+from symgen.errors import SpecError
 
 BACKENDS = {
     "numpy": numpy_backend.generate,

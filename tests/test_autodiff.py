@@ -10,8 +10,8 @@ import autograd.numpy as anp
 import numpy as np
 import sympy as sp
 
-from symgen.autodiff import gradients
-from symgen.ir import Const, Input, Map, MatMul, Node, Reduce, Transpose, map_, topological
+from symgen.compiler.autodiff import gradients
+from symgen.compiler.ir import Const, Input, Map, MatMul, Node, Reduce, Transpose, map_, topological
 
 
 def evaluate(outputs: list[Node], values: dict[str, np.ndarray]) -> list[np.ndarray]:

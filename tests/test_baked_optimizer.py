@@ -16,10 +16,10 @@ import pytest
 
 import symgen
 from examples import curve_fit, logistic, mlp, rosenbrock
-from symgen.cli import main
-from symgen.hyperparams import Baked, bake
-from symgen.training import _step_function
-from symgen.updates import updater
+from symgen.cli.commands import main
+from symgen.codegen.hyperparams import Baked, bake
+from symgen.runtime.training import _step_function
+from symgen.runtime.updates import updater
 
 STEPS = 20
 

@@ -373,7 +373,7 @@ def test_names_the_c_code_reserves_are_refused():
 
 
 def test_fit_and_symgen_train_run_on_the_c_module(tmp_path, root, monkeypatch, capsys):
-    from symgen.cli import main
+    from symgen.cli.commands import main
 
     ts, ys = curve_fit.synthetic(2000)
     result = symgen.fit(
@@ -545,7 +545,7 @@ def test_the_curve_fit_example_runs_on_the_c_module(root):
 
 
 def test_train_with_the_c_backend_on_lazy_data_says_what_to_do(tmp_path, root, monkeypatch, capsys):
-    from symgen.cli import main
+    from symgen.cli.commands import main
 
     monkeypatch.chdir(root)
     ts, ys = curve_fit.synthetic(100)

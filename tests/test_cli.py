@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from symgen.cli import main
+from symgen.cli.commands import main
 
 SPEC = "examples/rosenbrock.py"
 

@@ -18,8 +18,8 @@ import sympy as sp
 
 import symgen
 from examples import curve_fit, logistic, mlp, rosenbrock, softmax
-from symgen.backends import cuda as cuda_backend
-from symgen.pipeline import run
+from symgen.backends.cuda import module as cuda_backend
+from symgen.compiler.pipeline import run
 
 pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="the emulator needs g++")
 

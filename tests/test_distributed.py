@@ -16,10 +16,10 @@ import sympy as sp
 
 import symgen
 from examples import curve_fit, logistic, mlp, softmax
-from symgen import distributed
-from symgen.cli import main
-from symgen.separable import row_split
-from symgen.updates import updater
+from symgen.cli.commands import main
+from symgen.compiler.separable import row_split
+from symgen.runtime import distributed
+from symgen.runtime.updates import updater
 
 dask = pytest.importorskip("dask")
 da = pytest.importorskip("dask.array")

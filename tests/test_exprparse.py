@@ -7,9 +7,9 @@ import sympy as sp
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from symgen.compiler.exprparse import FUNCTIONS, parse_assignment, parse_expression
+from symgen.compiler.functions import relu, sigmoid, softplus
 from symgen.errors import SpecError
-from symgen.exprparse import FUNCTIONS, parse_assignment, parse_expression
-from symgen.functions import relu, sigmoid, softplus
 
 x, y = sp.symbols("x y")
 

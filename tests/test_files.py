@@ -5,7 +5,7 @@ import os
 import pytest
 
 from symgen import files
-from symgen.cli import main
+from symgen.cli.commands import main
 
 
 def test_write_atomic_replaces_whole_file(tmp_path):

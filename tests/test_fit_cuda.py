@@ -15,8 +15,8 @@ import sympy as sp
 
 import symgen
 from examples import curve_fit, logistic, mlp
+from symgen.runtime.training import NonFiniteError
 from symgen.testing import fake_cupy_installed, fakecupy
-from symgen.training import NonFiniteError
 
 pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="the emulator needs g++")
 

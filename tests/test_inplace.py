@@ -8,8 +8,8 @@ import sympy as sp
 
 import symgen
 from examples import curve_fit
-from symgen.backends.numpy import BLOCK
-from symgen.show import program
+from symgen.backends.numpy.module import BLOCK
+from symgen.cli.show import program
 
 a, b, c, t, y = sp.symbols("a b c t y", real=True)
 

@@ -241,7 +241,7 @@ def undeclared(problem):
 
 
 def test_binary_data_turn_the_likelihood_into_the_cross_entropy():
-    from symgen.show import program
+    from symgen.cli.show import program
 
     declared = program(logistic.logistic)
     general = program(undeclared(logistic.logistic))
@@ -431,7 +431,7 @@ def test_deep_chain_is_linear_and_quick():
 
 
 def test_show_prints_matrix_notation(root, monkeypatch, capsys):
-    from symgen.cli import main
+    from symgen.cli.commands import main
 
     monkeypatch.chdir(root)
     assert main(["show", "examples/mlp.py"]) == 0
@@ -463,7 +463,7 @@ def test_cross_entropy_spelling_simplifies_to_sigmoid_minus_t():
         data=[logistic.X, logistic.t],
         name="ce",
     )
-    from symgen.show import program
+    from symgen.cli.show import program
 
     code = program(ce)
     # gradient sigmoid(z) - t; loss softplus(z) - t*z: the two share one exp(-|z|)
@@ -527,7 +527,7 @@ def test_sigmoid_and_softplus_of_one_argument_share_the_exponential(kind):
     else:
         z = a * x
         problem = symgen.Problem(symgen.softplus(z) + symgen.softplus(-2 * z), [a], [x], name="sp2")
-    from symgen.show import program
+    from symgen.cli.show import program
 
     code = program(problem)
     assert "tanh" not in code and "logaddexp" not in code and code.count("exp(") == 2

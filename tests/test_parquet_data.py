@@ -9,9 +9,9 @@ import pytest
 
 import symgen
 from examples import curve_fit, logistic
-from symgen import distributed, training_data
-from symgen.cli import main
+from symgen.cli.commands import main
 from symgen.errors import SpecError
+from symgen.runtime import distributed, training_data
 
 pytest.importorskip("dask.array")
 pa = pytest.importorskip("pyarrow")

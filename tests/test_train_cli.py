@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from examples import curve_fit
-from symgen.cli import main
+from symgen.cli.commands import main
 
 CURVE = "examples/curve_fit.py"
 MATRIX_SPEC = """\

@@ -164,7 +164,7 @@ def test_sgd_step_returns_loss_before_step(w4_module):
 @pytest.mark.parametrize("n", [8191, 8192, 8193, 3 * 8192 + 17])
 def test_w4_block_boundaries(w4_module, n):
     """The per-sample pass runs in blocks of 8192 samples; every size gives the same sums."""
-    from symgen.backends.numpy import BLOCK
+    from symgen.backends.numpy.module import BLOCK
 
     assert BLOCK == 8192
     t, y = curve_fit.synthetic(n=n, seed=n)

@@ -16,8 +16,8 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from . import fakecupy
-from .fakecupy import HEADER_PATH, CompileError, EmulatorError, KernelLaunchError
+from symgen.testing import fakecupy
+from symgen.testing.fakecupy import HEADER_PATH, CompileError, EmulatorError, KernelLaunchError
 
 __all__ = [
     "HEADER_PATH",

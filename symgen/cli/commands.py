@@ -1,0 +1,295 @@
+"""The ``symgen`` command line: generate, check, show, diff, train.
+
+Errors are one line on stderr and exit status 2; ``check`` exits 1 when a
+generated file is stale.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import sympy as sp
+
+from symgen.api import BACKENDS, generate
+from symgen.api import compile as compile_problem
+from symgen.cli import show as show_module
+from symgen.cli.specfile import load
+from symgen.codegen.formulas import derivative
+from symgen.codegen.hyperparams import OPTIMIZERS, bake
+from symgen.compiler.exprparse import parse_assignment, parse_expression
+from symgen.errors import SpecError
+from symgen.files import write_atomic
+from symgen.runtime import lossplot, training_data
+from symgen.runtime.distributed import connect, problem_module
+from symgen.runtime.training import DEFAULT_LR, NonFiniteError, fit
+
+#: The hyperparameters ``generate --optimizer NAME`` bakes, with their help.
+HYPERPARAMETERS = {
+    "lr": "learning rate (default: 0.001 adam, else 0.01)",
+    "momentum": "momentum, nesterov: velocity decay (default: 0.9)",
+    "beta1": "adam: first-moment decay (default: 0.9)",
+    "beta2": "adam: second-moment decay (default: 0.999)",
+    "eps": "adam: added to the root of the second moment (default: 1e-08)",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2
+        raise SpecError(f"{self.prog}: {message}")
+
+
+def _baking(args: argparse.Namespace) -> dict[str, object]:
+    """``optimizer=`` and the hyperparameters given on the command line, checked."""
+    given = {n: getattr(args, n) for n in HYPERPARAMETERS if getattr(args, n) is not None}
+    bake(args.optimizer, **given)  # fails early, before the spec is loaded
+    return {"optimizer": args.optimizer, **given} if args.optimizer else {}
+
+
+def _outputs(args: argparse.Namespace) -> dict[Path, str]:
+    baking = _baking(args)
+    loaded = load(args.spec)
+    out = Path(args.output)
+    files: dict[Path, str] = {}
+    for problem in loaded.problems:
+        for backend in args.backend or ["numpy"]:
+            files[out / f"{problem.name}_{backend}.py"] = generate(
+                problem, backend, source=loaded.source, **baking
+            )
+    return files
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    for path, text in _outputs(args).items():
+        write_atomic(path, text)
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    stale = []
+    for path, text in _outputs(args).items():
+        if not path.is_file():
+            stale.append(f"{path} (missing)")
+        elif path.read_text(encoding="utf-8") != text:
+            stale.append(f"{path} (differs)")
+    if stale:
+        print("stale generated files; run `symgen generate`:", file=sys.stderr)
+        for line in stale:
+            print(f"  {line}", file=sys.stderr)
+        return 1
+    print(f"up to date: {args.spec}")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    problems = load(args.spec).problems
+    blocks = []
+    for problem in problems:
+        block = show_module.render(problem, args.format)
+        if args.program:
+            block += "\n\n" + show_module.program(problem)
+        blocks.append(block)
+    print("\n\n".join(blocks))
+    return 0
+
+
+def _number(value: sp.Expr) -> str:
+    if value.is_Integer or value.is_Rational and value.q == 1:
+        return str(value)
+    if value.has(sp.zoo, sp.oo, -sp.oo, sp.nan):
+        raise SpecError(f"the derivative is not finite at that point: {value}")
+    if value.is_real is False or value.has(sp.I):
+        raise SpecError(f"the derivative is not real at that point: {value}")
+    return repr(float(value))
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    expr = parse_expression(args.expr)
+    free = {s.name: s for s in expr.free_symbols}
+    point = dict(parse_assignment(a) for a in args.at or [])
+    for name in list(args.wrt) + list(point):
+        if name not in free:
+            raise SpecError(f"'{name}' does not appear in {args.expr}")
+    for name in args.wrt:
+        d = derivative(expr, free[name])
+        prefix = f"d/d{name}: " if len(args.wrt) > 1 else ""
+        if point:
+            value = d.xreplace({free[k]: v for k, v in point.items()})
+            missing = sorted(s.name for s in value.free_symbols)
+            if missing:
+                raise SpecError(f"--at gives no value for {', '.join(missing)}")
+            print(f"{prefix}{_number(sp.N(value, 15) if not value.is_Rational else value)}")
+        else:
+            print(f"{prefix}{sp.sstr(d)}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    loaded = load(args.spec)
+    if len(loaded.problems) != 1:
+        names = ", ".join(p.name for p in loaded.problems)
+        raise SpecError(
+            f"{args.spec} holds {len(loaded.problems)} problems ({names}); "
+            "train needs exactly one: name it with FILE.py:NAME"
+        )
+    problem = loaded.problems[0]
+    if args.plot:
+        lossplot.require_matplotlib()
+    for flag, path in (("--out", args.out), ("--plot", args.plot)):
+        if path and not Path(path).resolve().parent.is_dir():
+            raise SpecError(f"{flag} {path}: the folder {Path(path).parent} does not exist")
+    hyper = {}
+    for item in args.hyper or []:
+        name, value = parse_assignment(item)
+        hyper[name] = float(value)
+    values = training_data.read_init(problem, args.init or [])
+    data = training_data.read_data(problem, args.data)
+    training_data.check_shapes(problem, {**values, **data})
+    lazy = training_data.is_lazy(data)
+    if lazy:
+        if args.backend != "numpy":
+            raise SpecError(
+                f"--backend {args.backend}: data read lazily (dask) is trained with the NumPy "
+                "module on each chunk; drop --backend or load the data into memory (.npz)"
+            )
+        # Read chunk by chunk with symgen.distributed: on the cluster that
+        # DASK_SCHEDULER_ADDRESS names, else on local threads.
+
+        connect()
+        module = problem_module(problem)
+    else:
+        module = compile_problem(problem, args.backend)
+    lr = DEFAULT_LR[args.optimizer] if args.lr is None else args.lr
+    try:
+        result = fit(
+            problem if lazy else module,
+            tuple(values[name].array for name in module.PARAMS),
+            {name: value.array for name, value in data.items()},
+            optimizer=args.optimizer,
+            steps=args.steps,
+            lr=lr,
+            batch_size=args.batch_size,
+            tol=args.tol,
+            seed=args.seed,
+            progress=False if args.quiet else None,
+            report_every=args.report_every,
+            **hyper,
+        )
+    except NonFiniteError as exc:
+        raise ValueError(
+            f"{problem.name}: training stopped at step {exc.step}: {exc.reason}; "
+            f"nothing written; try a smaller --lr than {lr:g}"
+        ) from None
+    with open(args.out, "wb") as handle:
+        np.savez(
+            handle, **{n: np.asarray(v) for n, v in zip(module.PARAMS, result.params, strict=True)}
+        )
+    print(f"wrote {args.out}")
+    if args.plot:
+        batches = None
+        if args.batch_size and result.epochs:
+            batches = max(1, round(result.steps / result.epochs))
+        title = f"{problem.name}: {args.optimizer}, lr {lr:g}"
+        if args.batch_size:
+            title += f", batches of {args.batch_size}"
+        lossplot.save_loss_plot(result.history, args.plot, title, smooth=batches)
+        print(f"wrote {args.plot}")
+    first = f"{result.history[0]:.6g} -> " if result.history else ""
+    why = "" if result.stopped == "steps" else f", stopped by {result.stopped}"
+    epochs = f", {result.epochs:.4g} epochs" if args.batch_size else ""
+    print(f"loss {first}{result.loss:.6g} after {result.steps} {args.optimizer} steps{epochs}{why}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="symgen", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for name, helptext in (
+        ("generate", "write generated modules for SPEC"),
+        ("check", "exit 1 if generated modules for SPEC are stale"),
+    ):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("spec", help="path.py, path.py:attr or package.module:attr")
+        p.add_argument("--backend", action="append", choices=sorted(BACKENDS))
+        p.add_argument("-o", "--output", default="generated", help="folder (default: generated)")
+        p.add_argument(
+            "--optimizer",
+            choices=list(OPTIMIZERS),
+            help="bake this optimizer's hyperparameters into its step function",
+        )
+        for hyper, text in HYPERPARAMETERS.items():
+            p.add_argument(f"--{hyper}", type=float, metavar="X", help=text)
+    p = sub.add_parser("show", help="print the loss and its simplified derivatives")
+    p.add_argument("spec")
+    p.add_argument("--format", choices=show_module.FORMATS, default="text")
+    p.add_argument("--program", action="store_true", help="also print the CSE'd statements")
+    p = sub.add_parser("diff", help="differentiate an expression")
+    p.add_argument("expr", help='e.g. "(x-4)*(x**2+6)"')
+    p.add_argument("--wrt", action="append", required=True, metavar="NAME")
+    p.add_argument("--at", action="append", metavar="NAME=VALUE")
+    p = sub.add_parser("train", help="fit the parameters of SPEC's problem to data")
+    p.add_argument("spec", help="path.py, path.py:attr or package.module:attr (one Problem)")
+    p.add_argument(
+        "--data",
+        metavar="FILE",
+        help="data arrays by name: .npz (or .csv columns), or read lazily with dask: "
+        "a Zarr store (*.zarr), a folder of NAME.npy files, or Parquet (a file or a folder)",
+    )
+    p.add_argument(
+        "--init",
+        action="append",
+        metavar="FILE.npz|NAME=VALUE",
+        help="initial parameters: an .npz by name, or NAME=VALUE for a scalar (repeatable)",
+    )
+    p.add_argument("--out", required=True, metavar="PARAMS.npz", help="trained parameters")
+    p.add_argument(
+        "--backend",
+        choices=["numpy", "c"],
+        default="numpy",
+        help="the module that computes the steps: NumPy (default) or its compiled C passes",
+    )
+    p.add_argument("--steps", type=int, default=1000, help="steps to run (default: 1000)")
+    p.add_argument("--optimizer", choices=["sgd", "momentum", "nesterov", "adam"], default="adam")
+    p.add_argument("--lr", type=float, help="learning rate (default: 0.001 adam, else 0.01)")
+    p.add_argument("--batch-size", type=int, metavar="B", help="rows per step (default: all)")
+    p.add_argument(
+        "--hyper",
+        action="append",
+        metavar="NAME=VALUE",
+        help="optimizer setting: momentum, beta1, beta2, eps (repeatable)",
+    )
+    p.add_argument(
+        "--tol", type=float, help="stop when the loss changes by less than this, relatively"
+    )
+    p.add_argument("--seed", type=int, default=0, help="shuffling seed for --batch-size")
+    p.add_argument("--plot", metavar="LOSS.png", help="save the loss curve (needs matplotlib)")
+    p.add_argument("--report-every", type=int, metavar="K", help="report every K steps")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or report")
+    return parser
+
+
+COMMANDS = {
+    "generate": cmd_generate,
+    "check": cmd_check,
+    "show": cmd_show,
+    "diff": cmd_diff,
+    "train": cmd_train,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return COMMANDS[args.command](args)
+    except (SpecError, OSError, ValueError, TypeError) as exc:
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"symgen: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

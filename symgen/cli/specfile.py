@@ -1,0 +1,107 @@
+"""Loading a spec: ``path.py``, ``path.py:attr`` or ``package.module:attr``.
+
+A spec file is ordinary Python that builds one ``symgen.Problem`` (or, named
+with ``:attr``, a Problem or a list of them).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+import traceback
+import types
+from dataclasses import dataclass
+from pathlib import Path
+
+from symgen.compiler.problem import Problem
+from symgen.errors import SpecError
+
+
+@dataclass(frozen=True)
+class Spec:
+    problems: tuple[Problem, ...]
+    #: Where the spec came from, as written in generated headers.
+    source: str
+
+
+def _display_path(path: Path) -> str:
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return path.name
+
+
+def _exec_file(path: Path) -> types.ModuleType:
+    if not path.is_file():
+        raise SpecError(f"spec file not found: {path}")
+    name = f"_symgen_spec_{path.stem}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise SpecError(f"cannot load {path} as Python")
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(path.resolve().parent))
+    try:
+        spec.loader.exec_module(module)
+    except SpecError as exc:
+        raise SpecError(f"{path}: {exc}") from exc
+    except Exception as exc:  # the user's own code failed: say where, in one line
+        frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == str(path)]
+        where = f"{path}:{frames[-1].lineno}" if frames else str(path)
+        message = str(exc).splitlines()[0] if str(exc) else ""
+        raise SpecError(f"{where}: {type(exc).__name__}: {message}") from exc
+    finally:
+        sys.path.remove(str(path.resolve().parent))
+    return module
+
+
+def _as_problems(value: object, where: str) -> tuple[Problem, ...]:
+    if isinstance(value, Problem):
+        return (value,)
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, Problem) for v in value):
+        return tuple(value)
+    raise SpecError(f"{where} is not a symgen.Problem (nor a list of them)")
+
+
+def load(spec: str) -> Spec:
+    """The problems a SPEC string names."""
+    target, _, attr = spec.partition(":")
+    if target.endswith(".py") or Path(target).is_file():
+        path = Path(target)
+        module = _exec_file(path)
+        source = _display_path(path)
+    else:
+        if not attr:
+            raise SpecError(f"spec {spec!r}: give a path to a .py file, or package.module:attr")
+        try:
+            module = importlib.import_module(target)
+        except ImportError as exc:
+            raise SpecError(f"cannot import {target!r}: {exc}") from exc
+        source = target
+    if attr:
+        if not hasattr(module, attr):
+            raise SpecError(f"{source} has no attribute {attr!r}")
+        return Spec(_as_problems(getattr(module, attr), f"{source}:{attr}"), f"{source}:{attr}")
+    found = {
+        k: v for k, v in vars(module).items() if isinstance(v, Problem) and not k.startswith("_")
+    }
+    unique = list({id(v): v for v in found.values()}.values())
+    if not unique:
+        lists = sorted(
+            k
+            for k, v in vars(module).items()
+            if not k.startswith("_")
+            and isinstance(v, (list, tuple))
+            and v
+            and all(isinstance(p, Problem) for p in v)
+        )
+        if lists:
+            raise SpecError(
+                f"{source} defines no single Problem but lists of them: pick one with "
+                + " or ".join(f"{source}:{k}" for k in lists)
+            )
+        raise SpecError(f"{source} defines no symgen.Problem")
+    if len(unique) > 1:
+        names = ", ".join(sorted(found))
+        raise SpecError(f"{source} defines several Problems ({names}); pick one with {source}:NAME")
+    return Spec((unique[0],), source)

@@ -1,0 +1,261 @@
+"""Derivative formulas for people: what ``symgen show`` and ``symgen diff`` print.
+
+These are for reading, not for code generation (the generated code comes
+from the IR and its CSE'd program). Each derivative is put in the shortest
+of a few standard forms: as differentiated, expanded (polynomials read best
+expanded: ``3*x**2 - 8*x + 6``), and ``simplify``'d when the expression is
+small enough for that to be quick.
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+from sympy.matrices.expressions import MatrixExpr
+from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
+from sympy.printing.latex import LatexPrinter
+from sympy.printing.precedence import PRECEDENCE
+from sympy.printing.str import StrPrinter
+
+from symgen.compiler.autodiff import gradients as backprop
+from symgen.compiler.frontend import lower
+from symgen.compiler.functions import AxisReduce, ElementwiseMap, FullReduce
+from symgen.compiler.ir import Const, Eye, Input, Map, MatMul, Reduce, Transpose
+from symgen.compiler.problem import Problem
+
+#: ``simplify`` is only tried below this many operations (it can take seconds on big inputs).
+SIMPLIFY_LIMIT = 60
+
+
+def readable(expr: sp.Expr) -> sp.Expr:
+    """The shortest of ``expr``, its common factors pulled out, ``expand(expr)``
+    and (when small) ``simplify(expr)``; the first of equals wins."""
+    candidates = [expr, sp.factor_terms(expr), sp.expand(expr)]
+    if sp.count_ops(expr) <= SIMPLIFY_LIMIT:
+        candidates.append(sp.simplify(expr))
+    return min(candidates, key=sp.count_ops)  # min keeps the first of equals
+
+
+def derivative(expr: sp.Expr, wrt: sp.Symbol) -> sp.Expr:
+    """The readable derivative of ``expr`` with respect to ``wrt``, over the reals."""
+    real = {s: sp.Symbol(s.name, real=True) for s in expr.free_symbols if isinstance(s, sp.Symbol)}
+    back = {r: s for s, r in real.items()}
+    wrt_real = real.get(wrt, sp.Symbol(wrt.name, real=True))
+    d = sp.diff(expr.xreplace(real), wrt_real)
+    return _pull_number(readable(d).xreplace(back))
+
+
+def _pull_number(expr: sp.Expr) -> sp.Expr:
+    """``2*a + 2*b + 2*c`` → ``2*(a + b + c)`` (kept unevaluated) when that is shorter."""
+    if not expr.is_Add:
+        return expr
+    content, primitive = expr.as_content_primitive()
+    if content == 1 or content == -1:
+        return expr
+    pulled = sp.Mul(content, primitive, evaluate=False)
+    return pulled if sp.count_ops(pulled) < sp.count_ops(expr) else expr
+
+
+def gradients(problem: Problem) -> dict[sp.Symbol, sp.Expr]:
+    """The simplified derivative of the loss with respect to each parameter.
+
+    For a per-sample problem the formula is that of one sample's term:
+    the gradient is its sum over samples (its mean, for ``reduce="mean"``).
+    For a matrix problem each gradient is a matrix expression (products,
+    transposes, elementwise products and functions), read back from the
+    reverse-mode graph that the generated code computes.
+    Keys are the problem's own parameter symbols, in ``params`` order.
+    """
+    if problem.kind == "matrix":
+        return matrix_gradients(problem)
+    return {p: derivative(problem.loss, p) for p in problem.params}
+
+
+# -- matrix problems: the IR gradient graph read back as matrix notation -------------
+
+
+class _MatrixFormula:
+    """Rebuilds SymPy matrix expressions from IR nodes (for reading, not for code)."""
+
+    def __init__(self, symbols: dict[str, sp.Basic]) -> None:
+        self.symbols = symbols
+        self.memo: dict = {}
+
+    def __call__(self, node) -> sp.Basic:
+        if node in self.memo:
+            return self.memo[node]
+        if isinstance(node, Input):
+            out = self.symbols[node.name]
+        elif isinstance(node, Const):
+            out = node.value
+        elif isinstance(node, Eye):
+            out = sp.Identity(node.shape[0])
+        elif isinstance(node, MatMul):
+            out = sp.MatMul(self(node.a), self(node.b)).doit(deep=False)
+            coeff, matrices = out.as_coeff_matrices() if isinstance(out, sp.MatMul) else (1, [])
+            if matrices and coeff != 1:  # one coefficient in front: 2/(M*N_O) * A*B
+                out = sp.MatMul(coeff, *matrices)
+        elif isinstance(node, Transpose):
+            arg = self(node.arg)
+            if isinstance(arg, ElementwiseApplyFunction):
+                out = sp.Transpose(arg)  # relu(X*W1).T, not relu(W1.T*X.T)
+            else:
+                out = arg.T if isinstance(arg, MatrixExpr) else arg
+        elif isinstance(node, Reduce):
+            out = self._reduce(node)
+        elif isinstance(node, Map):
+            env = {v: self(a) for v, a in zip(node.fn.variables, node.args, strict=True)}
+            out = _lift(sp.factor_terms(node.fn.expr), env)
+        else:  # pragma: no cover
+            raise TypeError(type(node).__name__)
+        self.memo[node] = out
+        return out
+
+    def _reduce(self, node) -> sp.Basic:
+        arg = self(node.arg)
+        if not isinstance(arg, MatrixExpr):  # a sum of a broadcast scalar
+            return arg * sp.Mul(*[node.arg.shape[a] for a in node.axes])
+        kind = "sum" if node.op == "sum" else "max"
+        if not node.shape:
+            return FullReduce(kind, arg)
+        if len(node.axes) == 1:
+            return AxisReduce(kind, arg, node.axes[0])
+        return FullReduce(kind, arg)
+
+
+def _lift(expr: sp.Basic, env: dict) -> sp.Basic:
+    """A scalar body over map variables, as a matrix expression (elementwise operations)."""
+    if expr in env:
+        return env[expr]
+    if not expr.args:
+        return expr
+    args = [_lift(a, env) for a in expr.args]
+    matrices = [a for a in args if isinstance(a, MatrixExpr)]
+    if not matrices:
+        return expr.func(*args)
+    if expr.is_Add:
+        scalars = sp.Add(*[a for a in args if not isinstance(a, MatrixExpr)])
+        terms = matrices + ([_Broadcast(scalars)] if scalars != 0 else [])
+        return sp.MatAdd(*terms) if len(terms) > 1 else terms[0]
+    if expr.is_Mul:
+        coeff = sp.Mul(*[a for a in args if not isinstance(a, MatrixExpr)])
+        prod = sp.HadamardProduct(*matrices) if len(matrices) > 1 else matrices[0]
+        return prod if coeff == 1 else sp.MatMul(coeff, prod).doit(deep=False)
+    if expr.is_Pow and isinstance(args[0], MatrixExpr) and not isinstance(args[1], MatrixExpr):
+        return args[0] if args[1] == 1 else sp.HadamardPower(args[0], args[1])
+    z = sp.Dummy("z", real=True)
+    if len(matrices) == 1:
+        index = next(i for i, a in enumerate(args) if isinstance(a, MatrixExpr))
+        inner = list(args)
+        inner[index] = z
+        return ElementwiseApplyFunction(sp.Lambda(z, expr.func(*inner)), args[index])
+    return ElementwiseMap(sp.Lambda(tuple(env), expr), *env.values())
+
+
+class _Broadcast(MatrixExpr):
+    """A scalar spread over a matrix, for display only (printed as the scalar)."""
+
+    def __new__(cls, value):
+        return MatrixExpr.__new__(cls, sp.sympify(value))
+
+    @property
+    def shape(self):  # pragma: no cover - never asked for in printing
+        return (sp.S.One, sp.S.One)
+
+
+class MatrixFormulaPrinter(StrPrinter):
+    """Matrix notation as a person writes it: ``*`` for products, ``⊙`` for elementwise
+    products, ``f(A)`` for elementwise functions, ``.T`` for transposes."""
+
+    def _print_MatMul(self, expr):
+        coeff, matrices = expr.as_coeff_matrices()
+        kept = [m for m in matrices if not isinstance(m, sp.OneMatrix)]  # a broadcast
+        matrices = kept or matrices
+        product = "*".join(self.parenthesize(m, PRECEDENCE["Mul"]) for m in matrices)
+        if coeff == 1:
+            return product
+        if coeff == -1:
+            return f"-{product}"
+        return f"{self._print(coeff)} * {product}"
+
+    def _print_HadamardProduct(self, expr):
+        return " ⊙ ".join(self.parenthesize(a, PRECEDENCE["Mul"]) for a in expr.args)
+
+    def _print_HadamardPower(self, expr):
+        base, exp = expr.args
+        return f"{self.parenthesize(base, PRECEDENCE['Pow'])}**{self._print(exp)}"
+
+    def _print_ElementwiseApplyFunction(self, expr):
+        body, (var,) = expr.function.expr, expr.function.variables
+        arg = self._print(expr.expr)
+        if isinstance(body, sp.Function) and body.args and body.args[0] == var:
+            name = type(body).__name__
+            name = {"Heaviside": "heaviside", "Abs": "abs"}.get(name, name)
+            return f"{name}({arg})"
+        return self._print(body.xreplace({var: sp.Symbol(f"({arg})")}))
+
+    def _print_ElementwiseMap(self, expr):
+        names = {}
+        for var, op in zip(expr.function.variables, expr.operands, strict=True):
+            text = self._print(op)
+            names[var] = sp.Symbol(text if op.is_Symbol else f"({text})")
+        return f"elementwise({self._print(expr.function.expr.xreplace(names))})"
+
+    def _print_AxisReduce(self, expr):
+        return f"{expr.kind}({self._print(expr.arg)}, axis={expr.axis})"
+
+    def _print_FullReduce(self, expr):
+        return f"{expr.kind}({self._print(expr.arg)})"
+
+    def _print__Broadcast(self, expr):
+        return self._print(expr.args[0])
+
+    def _print_Transpose(self, expr):
+        return f"{self.parenthesize(expr.arg, PRECEDENCE['Pow'])}.T"
+
+
+class MatrixLatexPrinter(LatexPrinter):
+    """LaTeX for the same notation: ``\\operatorname{relu}(X W_1)``, ``\\odot``."""
+
+    def _print_ElementwiseApplyFunction(self, expr):
+        body, (var,) = expr.function.expr, expr.function.variables
+        arg = self._print(expr.expr)
+        if isinstance(body, sp.Function) and body.args and body.args[0] == var:
+            name = {"Heaviside": "heaviside", "Abs": "abs"}.get(
+                type(body).__name__, type(body).__name__
+            )
+            return rf"\operatorname{{{name}}}\left({arg}\right)"
+        return self._print(body.xreplace({var: sp.Symbol(rf"\left({arg}\right)")}))
+
+    def _print_HadamardProduct(self, expr):
+        return r" \odot ".join(self.parenthesize(a, PRECEDENCE["Mul"]) for a in expr.args)
+
+    def _print_HadamardPower(self, expr):
+        base, exp = expr.args
+        return rf"{self.parenthesize(base, PRECEDENCE['Pow'])}^{{\circ {self._print(exp)}}}"
+
+    def _print_FullReduce(self, expr):
+        return rf"\operatorname{{{expr.kind}}}\left({self._print(expr.arg)}\right)"
+
+    def _print_AxisReduce(self, expr):
+        arg = self._print(expr.arg)
+        return rf"\operatorname{{{expr.kind}}}_{{{expr.axis}}}\left({arg}\right)"
+
+    def _print__Broadcast(self, expr):
+        return self._print(expr.args[0])
+
+
+def latex_matrix(expr: sp.Basic) -> str:
+    return MatrixLatexPrinter().doprint(expr)
+
+
+def matrix_gradients(problem: Problem) -> dict[sp.Basic, sp.Basic]:
+    """The gradient of a matrix loss with respect to each parameter, in matrix notation."""
+
+    lowered = lower(problem)
+    grads = backprop(lowered.loss, lowered.params)
+    rebuild = _MatrixFormula({s.name: s for s in (*problem.params, *problem.data)})
+    return {p: rebuild(g) for p, g in zip(problem.params, grads, strict=True)}
+
+
+def show_matrix(expr: sp.Basic) -> str:
+    return MatrixFormulaPrinter().doprint(expr)

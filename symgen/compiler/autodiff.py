@@ -1,0 +1,122 @@
+"""Reverse mode over the IR: symbolic backprop.
+
+One table of adjoint rules, one walk. Each rule takes a node and the adjoint
+``g`` of its output and returns ``(operand, contribution)`` pairs. A
+contribution whose shape is larger than its operand's (broadcasting) is summed
+back by ``unbroadcast``; the contributions to a node used several times are
+added. ``Map`` is where symbolic differentiation happens: its contribution to
+operand ``i`` is the elementwise ``g * ∂f/∂x_i``, with ``∂f/∂x_i`` from
+``sympy.diff`` of the scalar body.
+
+The gradient of a node costs a small constant times its forward cost: each
+rule emits a fixed number of nodes per forward node.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import sympy as sp
+
+from symgen.compiler.ir import (
+    Const,
+    Input,
+    Map,
+    MatMul,
+    Node,
+    Reduce,
+    Shape,
+    Transpose,
+    map_,
+    topological,
+)
+from symgen.compiler.stable import simplify_derivative
+
+Contribution = Iterator[tuple[Node, Node]]
+
+
+def _diff(body: sp.Expr, var: sp.Symbol) -> sp.Expr:
+    d = simplify_derivative(sp.diff(body, var))
+    # Step functions are differentiated almost everywhere: their delta is 0.
+    return d.replace(sp.DiracDelta, lambda *args: sp.S.Zero) if d.has(sp.DiracDelta) else d
+
+
+def _map_rule(node: Map, g: Node) -> Contribution:
+    gv = sp.Dummy("g")
+    for var, arg in zip(node.fn.variables, node.args, strict=True):
+        d = _diff(node.fn.expr, var)
+        if d == 0:
+            continue
+        yield arg, map_(sp.Lambda((gv, *node.fn.variables), gv * d), (g, *node.args), node.shape)
+
+
+def _reduce_rule(node: Reduce, g: Node) -> Contribution:
+    if node.op == "max":  # a stabilizing shift: the value does not depend on it
+        return
+    u = sp.Dummy("u")
+    yield node.arg, map_(sp.Lambda(u, u), (g,), node.arg.shape)
+
+
+def _matmul_rule(node: MatMul, g: Node) -> Contribution:
+    a, b = node.a, node.b
+    yield a, MatMul(g, transpose(b), a.shape)
+    yield b, MatMul(transpose(a), g, b.shape)
+
+
+def _transpose_rule(node: Transpose, g: Node) -> Contribution:
+    yield node.arg, transpose(g)
+
+
+RULES: dict[type, Callable[[Node, Node], Contribution]] = {
+    Map: _map_rule,
+    Reduce: _reduce_rule,
+    MatMul: _matmul_rule,
+    Transpose: _transpose_rule,
+}
+
+
+def transpose(node: Node) -> Node:
+    if isinstance(node, Transpose):
+        return node.arg
+    return Transpose(node, tuple(reversed(node.shape)))
+
+
+def unbroadcast(node: Node, shape: Shape) -> Node:
+    """Sum ``node`` down to ``shape``, undoing NumPy broadcasting."""
+    if node.shape == shape:
+        return node
+    if shape == ():
+        return Reduce(node, tuple(range(len(node.shape))), ())
+    lead = len(node.shape) - len(shape)
+    axes = tuple(range(lead)) + tuple(
+        lead + i for i, d in enumerate(shape) if d == 1 and node.shape[lead + i] != 1
+    )
+    if lead:
+        raise ValueError(f"cannot sum shape {node.shape} down to {shape}")
+    return Reduce(node, axes, tuple(1 if i in axes else d for i, d in enumerate(node.shape)))
+
+
+def _add(nodes: list[Node]) -> Node:
+    if len(nodes) == 1:
+        return nodes[0]
+    vs = [sp.Dummy(f"a{i}") for i in range(len(nodes))]
+    return map_(sp.Lambda(tuple(vs), sp.Add(*vs)), tuple(nodes))
+
+
+def gradients(output: Node, wrt: tuple[Input, ...]) -> tuple[Node, ...]:
+    """Adjoint nodes of ``output`` (a scalar) with respect to each input in ``wrt``."""
+    if output.shape != ():
+        raise ValueError("gradients() needs a scalar output")
+    pending: dict[Node, list[Node]] = {output: [Const(sp.S.One)]}
+    adjoint: dict[Node, Node] = {}
+    for node in reversed(topological([output])):
+        contributions = pending.pop(node, None)
+        if contributions is None:
+            continue
+        g = adjoint[node] = _add(contributions)
+        rule = RULES.get(type(node))
+        if rule is None:
+            continue
+        for operand, contribution in rule(node, g):
+            pending.setdefault(operand, []).append(unbroadcast(contribution, operand.shape))
+    return tuple(adjoint.get(w, Const(sp.S.Zero, w.shape)) for w in wrt)

@@ -1,0 +1,321 @@
+"""Elementwise functions a loss can use, beyond SymPy's own.
+
+``relu``, ``sigmoid`` and ``softplus`` are SymPy functions with their
+derivatives attached (``fdiff``), so ``sympy.diff`` handles them like ``exp``.
+The lowercase helpers (``exp``, ``log``, ``square`` ...) accept a scalar SymPy
+expression and return the plain SymPy expression; on a matrix expression they
+return SymPy's ``ElementwiseApplyFunction`` of the same scalar function.
+
+By convention the derivative of ``relu`` at 0 is 0: ``relu'(z) = Heaviside(z, 0)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import sympy as sp
+from sympy.core.symbol import Str
+from sympy.matrices.expressions import MatrixExpr
+from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
+
+from symgen.errors import SpecError
+
+
+class _ElementwiseFunction(sp.Function):
+    """A scalar SymPy function that, given a matrix expression, applies elementwise."""
+
+    def __new__(cls, *args, **kwargs):
+        if len(args) == 1 and isinstance(args[0], MatrixExpr):
+            z = sp.Dummy("z")
+            return ElementwiseApplyFunction(sp.Lambda(z, cls(z)), args[0])
+        return super().__new__(cls, *args, **kwargs)
+
+
+class relu(_ElementwiseFunction):  # noqa: N801 - reads like the math
+    """max(z, 0); derivative Heaviside(z, 0) (0 at z = 0)."""
+
+    nargs = 1
+
+    @classmethod
+    def eval(cls, z):
+        if z is sp.S.NaN:
+            return sp.S.NaN
+        if z.is_Number and z.is_extended_real:
+            return z if z > 0 else sp.S.Zero
+        if z.is_nonnegative:
+            return z
+        if z.is_nonpositive:
+            return sp.S.Zero
+        return None
+
+    def fdiff(self, argindex=1):
+        return sp.Heaviside(self.args[0], 0)
+
+    def _eval_rewrite_as_Max(self, z, **kwargs):
+        return sp.Max(z, 0)
+
+
+class sigmoid(_ElementwiseFunction):  # noqa: N801
+    """1 / (1 + exp(-z)); derivative sigmoid(z) * (1 - sigmoid(z))."""
+
+    nargs = 1
+
+    @classmethod
+    def eval(cls, z):
+        if z.is_zero:
+            return sp.S.Half
+        return None
+
+    def fdiff(self, argindex=1):
+        return self * (1 - self)
+
+    def _eval_rewrite_as_exp(self, z, **kwargs):
+        return 1 / (1 + sp.exp(-z))
+
+
+class sigmoid_from_exp(sp.Function):  # noqa: N801
+    """sigmoid(z) given e = exp(-|z|): (1 if z >= 0 else e) / (1 + e), exact for every z.
+
+    Made by the optimizer (never by users) when sigmoid and softplus of the same z meet
+    in one kernel: they share the exponential. It is never differentiated."""
+
+    nargs = 2
+
+
+class softplus(_ElementwiseFunction):  # noqa: N801
+    """log(1 + exp(z)), evaluated stably; derivative sigmoid(z)."""
+
+    nargs = 1
+
+    @classmethod
+    def eval(cls, z):
+        if z.is_zero:
+            return sp.log(2)
+        return None
+
+    def fdiff(self, argindex=1):
+        return sigmoid(self.args[0])
+
+    def _eval_rewrite_as_exp(self, z, **kwargs):
+        return sp.log(1 + sp.exp(z))
+
+    def _eval_rewrite_as_log(self, z, **kwargs):
+        return sp.log(1 + sp.exp(z))
+
+
+class logaddexp(sp.Function):  # noqa: N801
+    """log(exp(a) + exp(b)), evaluated stably; its partials are sigmoid(a - b), sigmoid(b - a)."""
+
+    nargs = 2
+
+    def fdiff(self, argindex=1):
+        a, b = self.args
+        return sigmoid(a - b) if argindex == 1 else sigmoid(b - a)
+
+
+class safelog(sp.Function):  # noqa: N801
+    """log(u) for u >= 0, with log(0) = -inf and no warning (used by the stable forms)."""
+
+    nargs = 1
+
+    def fdiff(self, argindex=1):
+        return 1 / self.args[0]
+
+
+def _broadcast(shapes: list[tuple]) -> tuple:
+    rows = {r for r, _ in shapes if r != 1}
+    cols = {c for _, c in shapes if c != 1}
+    if len(rows) > 1 or len(cols) > 1:
+        raise SpecError(f"shapes {', '.join(str(s) for s in shapes)} do not broadcast")
+    return (rows.pop() if rows else sp.S.One, cols.pop() if cols else sp.S.One)
+
+
+class _Broadcasting(MatrixExpr):
+    """Matrix expressions that broadcast like NumPy in + - with full matrices.
+
+    A row (1 x n) or column (m x 1) result added to an m x n matrix is spread
+    over it by a product with ``OneMatrix``, which the frontend reads back as
+    a broadcast.
+    """
+
+    _op_priority = 12.0
+
+    def _spread(self, shape):
+        rows, cols = self.shape
+        out = self
+        if rows == 1 and shape[0] != 1:
+            out = sp.OneMatrix(shape[0], 1) * out
+        if cols == 1 and shape[1] != 1:
+            out = out * sp.OneMatrix(1, shape[1])
+        return out
+
+    def _pair(self, other):
+        if isinstance(other, MatrixExpr) and other.shape != self.shape:
+            shape = _broadcast([self.shape, other.shape])
+            mine = self._spread(shape)
+            theirs = other._spread(shape) if isinstance(other, _Broadcasting) else other
+            if isinstance(theirs, MatrixExpr) and theirs.shape != shape:
+                theirs = _Broadcasting._spread(theirs, shape)
+            return mine, theirs
+        return self, other
+
+    def __add__(self, other):
+        a, b = self._pair(other)
+        return sp.MatAdd(a, b).doit(deep=False) if isinstance(b, MatrixExpr) else NotImplemented
+
+    def __radd__(self, other):
+        a, b = self._pair(other)
+        return sp.MatAdd(b, a).doit(deep=False) if isinstance(b, MatrixExpr) else NotImplemented
+
+    def __sub__(self, other):
+        a, b = self._pair(other)
+        return sp.MatAdd(a, -b).doit(deep=False) if isinstance(b, MatrixExpr) else NotImplemented
+
+    def __rsub__(self, other):
+        a, b = self._pair(other)
+        return sp.MatAdd(b, -a).doit(deep=False) if isinstance(b, MatrixExpr) else NotImplemented
+
+
+class ElementwiseMap(_Broadcasting):
+    """``fn`` applied elementwise to several matrix operands, broadcast together."""
+
+    def __new__(cls, fn: sp.Lambda, *operands):
+        return MatrixExpr.__new__(cls, fn, *operands)
+
+    @property
+    def function(self) -> sp.Lambda:
+        return self.args[0]
+
+    @property
+    def operands(self) -> tuple:
+        return self.args[1:]
+
+    @property
+    def shape(self):
+        return _broadcast([op.shape for op in self.operands])
+
+    def _entry(self, i, j, **kwargs):  # pragma: no cover - symgen never indexes these
+        return self.function(*[op[i, j] for op in self.operands])
+
+
+class AxisReduce(_Broadcasting):
+    """A sum or logsumexp down the columns (axis 0: 1 x n) or along the rows (axis 1: m x 1)."""
+
+    def __new__(cls, kind, arg, axis):
+        return MatrixExpr.__new__(cls, Str(str(kind)), arg, sp.Integer(axis))
+
+    @property
+    def kind(self) -> str:
+        return self.args[0].name
+
+    @property
+    def arg(self):
+        return self.args[1]
+
+    @property
+    def axis(self) -> int:
+        return int(self.args[2])
+
+    @property
+    def shape(self):
+        rows, cols = self.arg.shape
+        return (sp.S.One, cols) if self.axis == 0 else (rows, sp.S.One)
+
+    def _entry(self, i, j, **kwargs):  # pragma: no cover
+        raise NotImplementedError
+
+
+class FullReduce(sp.Expr):
+    """A sum or logsumexp of all elements of a matrix expression: a scalar."""
+
+    is_commutative = True
+    is_real = True
+
+    def __new__(cls, kind, arg):
+        return sp.Expr.__new__(cls, Str(str(kind)), arg)
+
+    @property
+    def kind(self) -> str:
+        return self.args[0].name
+
+    @property
+    def arg(self):
+        return self.args[1]
+
+    def _sympystr(self, printer):
+        return f"{self.kind}({printer._print(self.arg)})"
+
+    def _latex(self, printer):
+        body = printer._print(self.arg)
+        return rf"\sum {body}" if self.kind == "sum" else rf"\operatorname{{logsumexp}}({body})"
+
+
+def elementwise(fn: Callable | sp.Lambda | type, *operands):
+    """Apply a scalar function elementwise.
+
+    ``fn`` is a ``sympy.Lambda``, a SymPy function class (``sympy.cos``) or a
+    Python callable building a SymPy expression from scalar symbols. On
+    matrix operands the result is a matrix expression (operands broadcast
+    against each other: a 1 x n row or m x 1 column spreads over m x n).
+    """
+    if not operands:
+        raise TypeError("elementwise() needs at least one operand")
+    if any(isinstance(op, MatrixExpr) for op in operands):
+        if isinstance(fn, sp.Lambda):
+            lam = fn
+        else:
+            dummies = [sp.Dummy(f"z{i}") for i in range(len(operands))]
+            lam = sp.Lambda(tuple(dummies), fn(*dummies))
+        if len(operands) == 1:
+            return ElementwiseApplyFunction(lam, operands[0])
+        return ElementwiseMap(lam, *operands)
+    return fn(*[sp.sympify(op) for op in operands])
+
+
+def _reduce(kind: str, expr, axis):
+    if axis not in (None, 0, 1):
+        raise ValueError(f"axis must be None, 0 or 1, got {axis!r}")
+    if not isinstance(expr, MatrixExpr):
+        expr = sp.sympify(expr)
+        return expr  # a scalar is its own sum and its own logsumexp
+    if axis is None:
+        return FullReduce(kind, expr)
+    return AxisReduce(kind, expr, axis)
+
+
+def sum(expr, axis=None):  # noqa: A001 - public helper name
+    """Sum of the elements of a matrix expression: all (axis=None), per column (0), per row (1)."""
+    return _reduce("sum", expr, axis)
+
+
+def mean(expr, axis=None):
+    """Mean of the elements: all (axis=None), per column (0), per row (1)."""
+    total = _reduce("sum", expr, axis)
+    if not isinstance(expr, MatrixExpr):
+        return total
+    rows, cols = expr.shape
+    count = rows * cols if axis is None else (rows if axis == 0 else cols)
+    return total / count
+
+
+def logsumexp(expr, axis=None):
+    """log(sum(exp(expr))), evaluated stably (shifted by the maximum)."""
+    return _reduce("logsumexp", expr, axis)
+
+
+def _unary(fn: Callable, name: str, doc: str) -> Callable:
+    def apply(z):
+        return elementwise(fn, z)
+
+    apply.__name__ = name
+    apply.__qualname__ = name
+    apply.__doc__ = doc
+    return apply
+
+
+exp = _unary(sp.exp, "exp", "Elementwise exp(z).")
+log = _unary(sp.log, "log", "Elementwise natural logarithm.")
+tanh = _unary(sp.tanh, "tanh", "Elementwise tanh(z).")
+sqrt = _unary(sp.sqrt, "sqrt", "Elementwise square root.")
+square = _unary(lambda z: z**2, "square", "Elementwise z**2.")
+abs = _unary(sp.Abs, "abs", "Elementwise |z|.")  # noqa: A001 - public helper name

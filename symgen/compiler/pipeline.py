@@ -1,0 +1,37 @@
+"""The stages in order: frontend → autodiff → optimize, for one problem."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from symgen.compiler.autodiff import gradients
+from symgen.compiler.frontend import Lowered, lower
+from symgen.compiler.optimize import Namer, Program, build_program
+from symgen.compiler.problem import RESERVED_NAMES, Problem
+from symgen.version import __version__
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """A problem with its IR and its two programs: loss only, and loss with gradients."""
+
+    problem: Problem
+    lowered: Lowered
+    loss_program: Program
+    grad_program: Program
+    version: str = __version__
+
+
+def _namer(lowered: Lowered) -> Namer:
+    taken = {i.name for i in (*lowered.params, *lowered.data)}
+    taken |= {str(d) for d, _, _ in lowered.dims} | set(RESERVED_NAMES)
+    return Namer(taken)
+
+
+def run(problem: Problem) -> Compiled:
+    lowered = lower(problem)
+    grads = gradients(lowered.loss, lowered.params)
+    loss_program = build_program(lowered, [lowered.loss], ["loss"], _namer(lowered))
+    names = ["loss"] + [f"grad_{p.name}" for p in lowered.params]
+    grad_program = build_program(lowered, [lowered.loss, *grads], names, _namer(lowered))
+    return Compiled(problem, lowered, loss_program, grad_program)
