@@ -1,4 +1,4 @@
-"""`pip install .` (not editable) into a fresh virtualenv finds the templates."""
+"""`pip install .` (not editable) into a fresh virtualenv finds every backend's templates."""
 
 import os
 import shutil
@@ -37,7 +37,7 @@ def test_pip_install_into_fresh_venv(root, tmp_path):
         capture_output=True,
         timeout=900,
     )
-    shutil.rmtree(src / "templates")  # only the installed copy may be used now
+    shutil.rmtree(src / "symgen")  # only the installed copy may be used now
     work = tmp_path / "work"
     work.mkdir()
     spec = work / "quad.py"
@@ -55,6 +55,16 @@ def test_pip_install_into_fresh_venv(root, tmp_path):
         check=True,
     )
     assert "wrote gen/quad_numpy.py" in out.stdout
+    for backend in ("c", "cuda"):  # their templates are installed too
+        out = subprocess.run(
+            [str(symgen), "generate", "quad.py", "-o", "gen", "--backend", backend],
+            cwd=work,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert f"wrote gen/quad_{backend}.py" in out.stdout
     check = subprocess.run(
         [
             str(py),
