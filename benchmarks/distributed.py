@@ -181,7 +181,7 @@ def run(args: argparse.Namespace) -> dict:
 
     import symgen
     from examples.curve_fit import START, curve_fit
-    from symgen.runtime import distributed
+    from symgen.runtime.distributed.row_plan import RowPlan
 
     n = int(args.n)
     store = Path(args.store) / "w4.zarr"
@@ -230,7 +230,7 @@ def run(args: argparse.Namespace) -> dict:
         )
         with Client(cluster):
             tiny_data = {k: v[:1000] for k, v in lazy(ZARR_CHUNK).items()}
-            tiny = distributed.RowPlan(curve_fit, START, tiny_data)
+            tiny = RowPlan(curve_fit, START, tiny_data)
             tiny.loss_and_grad(START)
             times = timed(lambda plan=tiny: plan.loss_and_grad(START), 5 * args.repeat)
             results.setdefault("fixed_s", {})[workers] = statistics.median(times)
@@ -240,7 +240,7 @@ def run(args: argparse.Namespace) -> dict:
                 times = timed(lambda a=arrays: dask.compute(a["t"].sum(), a["y"].sum()), 2)
                 row("read only: sum(t) and sum(y), 2 workers", "2", 1_000_000, times, None)
             for chunk in chunks:
-                plan = distributed.RowPlan(curve_fit, START, lazy(chunk))
+                plan = RowPlan(curve_fit, START, lazy(chunk))
                 times = []
                 for _ in range(args.repeat):
                     began = time.perf_counter()
@@ -258,7 +258,7 @@ def run(args: argparse.Namespace) -> dict:
         cluster.close()
 
     with dask.config.set(scheduler="threads", num_workers=2):
-        plan = distributed.RowPlan(curve_fit, START, lazy(1_000_000))
+        plan = RowPlan(curve_fit, START, lazy(1_000_000))
         times = timed(lambda: plan.loss_and_grad(START), args.repeat)
         row("Dask local threads (2), chunks of 1,000,000", "2 threads", 1_000_000, times, None)
 

@@ -18,7 +18,8 @@ from symgen.compiler.functions import (
 )
 from symgen.compiler.problem import Problem
 from symgen.errors import SpecError
-from symgen.runtime.training import FitResult, NonFiniteError, fit
+from symgen.runtime.training.fitting import fit
+from symgen.runtime.training.result import FitResult, NonFiniteError
 from symgen.version import __version__
 
 __all__ = [

@@ -18,7 +18,7 @@ import symgen
 from examples import curve_fit, logistic, mlp, rosenbrock
 from symgen.cli.commands import main
 from symgen.codegen.hyperparams import Baked, bake
-from symgen.runtime.training import _step_function
+from symgen.runtime.training.optimizers import step_function
 from symgen.runtime.updates import updater
 
 STEPS = 20
@@ -351,7 +351,7 @@ def test_updates_for_distributed_fits_match_the_baked_step(optimizer):
     chunks) gets the baked values from ``fit`` and gives the baked step's numbers."""
     spec, params, data = _logistic()
     m = symgen.compile(spec, optimizer=optimizer, **HYPER[optimizer])
-    *_, settings = _step_function(m, "logistic", optimizer, None, {}, m.HYPERPARAMETERS)
+    *_, settings = step_function(m, "logistic", optimizer, None, {}, m.HYPERPARAMETERS)
     name = "momentum" if optimizer == "nesterov" else optimizer
     current = _copy(params)
     update = updater(m, name, settings, current)

@@ -16,9 +16,10 @@ import sympy as sp
 
 import symgen
 from examples import curve_fit, logistic, mlp, softmax
+from symgen import distributed
 from symgen.cli.commands import main
 from symgen.compiler.separable import row_split
-from symgen.runtime import distributed
+from symgen.runtime.distributed.row_plan import RowPlan
 from symgen.runtime.updates import updater
 
 dask = pytest.importorskip("dask")
@@ -325,7 +326,7 @@ def test_fit_mini_batches_chunk_by_chunk(client, curve_module):
     )
     assert result.epochs == pytest.approx(300 * 100 / 6_000)
     assert result.loss < 0.5 * result.history[0]
-    plan = distributed.RowPlan(curve_module, curve_fit.START, lazy)
+    plan = RowPlan(curve_module, curve_fit.START, lazy)
     batches = plan.batches(400, seed=0)
     epoch = [next(batches) for _ in range(6 * 3)]  # 6 chunks of 1000 rows: 400 + 400 + 200
     assert [n for _, n in epoch] == [400, 400, 200] * 6
@@ -383,7 +384,7 @@ def test_a_worker_killed_mid_run_is_recovered(client, curve_data, curve_module):
         return block
 
     slow = {name: array.map_blocks(slowly, dtype=array.dtype) for name, array in lazy.items()}
-    plan = distributed.RowPlan(curve_module, curve_fit.START, slow, retries=2)
+    plan = RowPlan(curve_module, curve_fit.START, slow, retries=2)
     pids = client.run(os.getpid)  # worker address -> process id
     before = set(pids)
     with concurrent.futures.ThreadPoolExecutor(1) as pool:

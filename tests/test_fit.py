@@ -8,7 +8,7 @@ import sympy as sp
 
 import symgen
 from examples import rosenbrock
-from symgen.runtime.training import FitResult, NonFiniteError
+from symgen.runtime.training.result import FitResult, NonFiniteError
 
 a, b, t, y = sp.symbols("a b t y")
 

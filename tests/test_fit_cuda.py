@@ -15,7 +15,7 @@ import sympy as sp
 
 import symgen
 from examples import curve_fit, logistic, mlp
-from symgen.runtime.training import NonFiniteError
+from symgen.runtime.training.result import NonFiniteError
 from symgen.testing import fake_cupy_installed, fakecupy
 
 pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="the emulator needs g++")

@@ -9,9 +9,12 @@ import pytest
 
 import symgen
 from examples import curve_fit, logistic
+from symgen import distributed
 from symgen.cli.commands import main
 from symgen.errors import SpecError
-from symgen.runtime import distributed, training_data
+from symgen.runtime.data import parquet, parquet_columns
+from symgen.runtime.data.data_source import read_data
+from symgen.runtime.data.lazy import is_lazy
 
 pytest.importorskip("dask.array")
 pa = pytest.importorskip("pyarrow")
@@ -81,17 +84,17 @@ def test_train_on_a_folder_and_a_single_file_matches_npz(curve, capsys):
 def test_arrays_are_lazy_in_chunks_at_file_and_row_group_boundaries(curve, monkeypatch):
     tmp, ts, ys = curve
     reads = []
-    real = training_data._read_row_groups
+    real = parquet_columns.read_row_groups
 
     def counted(path, groups, columns):
         reads.append((path.rsplit("/", 1)[-1], tuple(groups), tuple(columns)))
         return real(path, groups, columns)
 
-    monkeypatch.setattr(training_data, "_read_row_groups", counted)
-    values = training_data.read_data(curve_fit.curve_fit, str(tmp / "parts"))
+    monkeypatch.setattr(parquet_columns, "read_row_groups", counted)
+    values = read_data(curve_fit.curve_fit, str(tmp / "parts"))
     t, y = values["t"].array, values["y"].array
     assert reads == []  # metadata only
-    assert training_data.is_lazy(values) and values["t"].source == f"in {tmp / 'parts'}"
+    assert is_lazy(values) and values["t"].source == f"in {tmp / 'parts'}"
     assert t.chunks == y.chunks == (SIZES,)  # small row groups of a file merged
     assert t.dtype == np.float64
     np.testing.assert_array_equal(t.blocks[1].compute(), ts[700:1800])
@@ -107,8 +110,8 @@ def test_arrays_are_lazy_in_chunks_at_file_and_row_group_boundaries(curve, monke
     np.testing.assert_array_equal(t[750:1000].compute(), ts[750:1000])
     assert reads == [("part.10.parquet", (0,), ("t",))]  # only the row group holding them
 
-    monkeypatch.setattr(training_data, "PARQUET_CHUNK_BYTES", 4000)  # < 2 groups of t, y
-    t32 = training_data.read_data(
+    monkeypatch.setattr(parquet, "PARQUET_CHUNK_BYTES", 4000)  # < 2 groups of t, y
+    t32 = read_data(
         symgen.Problem(curve_fit.curve_fit.loss, curve_fit.curve_fit.params,
                        curve_fit.curve_fit.data, reduce="mean", dtype="float32"),
         str(tmp / "parts"),
@@ -130,7 +133,7 @@ def test_matrix_problem_reads_X_0_to_X_D_minus_1_or_a_list_column(tmp_path, layo
             columns = {"X": pa.FixedSizeListArray.from_arrays(pa.array(x[rows].ravel()), 3)}
         columns["t"] = t[rows, 0].astype(np.int8)  # integers are read as numbers
         write(folder / f"part.{k}.parquet", columns, group=200)
-    values = training_data.read_data(logistic.logistic, str(folder))
+    values = read_data(logistic.logistic, str(folder))
     data = {name: value.array for name, value in values.items()}
     assert data["X"].chunks == ((500, 400), (3,)) and data["t"].chunks == ((500, 400), (1,))
     assert data["X"].dtype == data["t"].dtype == np.float64
@@ -220,4 +223,4 @@ def test_without_pyarrow_a_clear_error(curve, monkeypatch):
     monkeypatch.setitem(sys.modules, "pyarrow", None)
     monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
     with pytest.raises(SpecError, match=r"needs pyarrow: pip install 'symgen\[dask\]'"):
-        training_data.read_data(curve_fit.curve_fit, str(curve[0] / "parts"))
+        read_data(curve_fit.curve_fit, str(curve[0] / "parts"))

@@ -21,9 +21,16 @@ from symgen.codegen.hyperparams import OPTIMIZERS, bake
 from symgen.compiler.exprparse import parse_assignment, parse_expression
 from symgen.errors import SpecError
 from symgen.files import write_atomic
-from symgen.runtime import lossplot, training_data
-from symgen.runtime.distributed import connect, problem_module
-from symgen.runtime.training import DEFAULT_LR, NonFiniteError, fit
+from symgen.runtime import lossplot
+from symgen.runtime.data.data_source import read_data
+from symgen.runtime.data.initial_values import read_init
+from symgen.runtime.data.lazy import is_lazy
+from symgen.runtime.data.shapes import check_shapes
+from symgen.runtime.distributed.cluster import connect
+from symgen.runtime.distributed.sources import problem_module
+from symgen.runtime.training.fitting import fit
+from symgen.runtime.training.optimizers import DEFAULT_LR
+from symgen.runtime.training.result import NonFiniteError
 
 #: The hyperparameters ``generate --optimizer NAME`` bakes, with their help.
 HYPERPARAMETERS = {
@@ -146,10 +153,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     for item in args.hyper or []:
         name, value = parse_assignment(item)
         hyper[name] = float(value)
-    values = training_data.read_init(problem, args.init or [])
-    data = training_data.read_data(problem, args.data)
-    training_data.check_shapes(problem, {**values, **data})
-    lazy = training_data.is_lazy(data)
+    values = read_init(problem, args.init or [])
+    data = read_data(problem, args.data)
+    check_shapes(problem, {**values, **data})
+    lazy = is_lazy(data)
     if lazy:
         if args.backend != "numpy":
             raise SpecError(

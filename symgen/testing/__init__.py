@@ -3,8 +3,10 @@
 * ``emulator.h``: a C++ header that lets CUDA kernel source compile with g++ and run
   on the CPU (threads of a block as fibers, a real ``__syncthreads()`` barrier);
 * :mod:`symgen.testing.fakecupy`: a module to put in place of ``cupy``; device
-  arrays are a NumPy subclass and ``RawModule``/``RawKernel`` compile the kernels
-  with the emulator and check their arguments strictly.
+  arrays are a NumPy subclass (``device_arrays``) and ``RawModule``/``RawKernel``
+  (``raw_kernels``) compile the kernels with the emulator (``kernel_source``,
+  ``translation_unit``, ``kernel_build``) and check their arguments strictly
+  (``kernel_args``).
 
 Needs g++ (C++17) on PATH to run kernels; the array part needs nothing.
 """
@@ -17,7 +19,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from symgen.testing import fakecupy
-from symgen.testing.fakecupy import HEADER_PATH, CompileError, EmulatorError, KernelLaunchError
+from symgen.testing.errors import CompileError, EmulatorError, KernelLaunchError
+from symgen.testing.translation_unit import HEADER_PATH
 
 __all__ = [
     "HEADER_PATH",

@@ -1,0 +1,84 @@
+"""The step loop of ``fit``: take a batch, step, check for non-finite values, record the
+loss and the time, report progress, and ask the stopping rules whether to go on."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from symgen.runtime.training.batches import Rows
+from symgen.runtime.training.nonfinite import Backups, checked_step
+from symgen.runtime.training.optimizers import Advance
+from symgen.runtime.training.progress import Reporter
+from symgen.runtime.training.settings import Settings
+from symgen.runtime.training.stopping import stop_reason
+
+
+@dataclass
+class Steps:
+    """What the loop runs: ``advance`` (one step), the ``(batch, rows in it)`` it steps
+    through, the rows seen so far, and the loss at some parameters over all the data."""
+
+    advance: Advance
+    batches: Iterator[tuple[Any, int]]
+    rows: Rows
+    full_loss: Callable[[tuple[Any, ...]], float]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How the loop ended: the parameters it kept, why it stopped (``"steps"``,
+    ``"tolerance"``, ``"callback"`` or ``"non-finite"``) and, for ``"non-finite"``, what
+    went non-finite."""
+
+    params: tuple[Any, ...] | list[Any]
+    stopped: str
+    failure: str | None = None
+
+
+def run_steps(
+    steps: Steps,
+    params: list[Any],
+    names: tuple[str, ...],
+    xp: Any,
+    settings: Settings,
+    reporter: Reporter,
+    history: list[float],
+    times: list[float],
+) -> Outcome:
+    """Run up to ``settings.steps`` steps from ``params``, appending each step's loss to
+    ``history`` and its end time (seconds from the start) to ``times``; ``reporter`` is
+    closed at the end, also when a step raises."""
+    backups = Backups(params, xp)
+    rows = steps.rows
+    current: tuple[Any, ...] | list[Any] = params
+    start = time.perf_counter()
+    try:
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            for step in range(1, settings.steps + 1):
+                batch, seen = next(steps.batches)
+                backups.save(current)
+                loss, new, failure = checked_step(steps.advance, current, batch, step, names, xp)
+                if failure is not None:
+                    backups.restore(current)
+                    return Outcome(current, "non-finite", failure)
+                current = new
+                rows += seen
+                history.append(float(loss))
+                elapsed = time.perf_counter() - start
+                times.append(elapsed)
+                reporter.update(step, rows, loss, elapsed)
+                stopped = stop_reason(settings, step, float(loss), current, history)
+                if stopped is not None:
+                    return Outcome(current, stopped)
+        return Outcome(current, "steps")
+    finally:
+        reporter.close(len(history), rows, history[-1] if history else None, _elapsed(times))
+
+
+def _elapsed(times: list[float]) -> float:
+    return times[-1] if times else 0.0
