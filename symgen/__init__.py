@@ -8,15 +8,13 @@ from symgen.compiler.functions import (
     log,
     logsumexp,
     mean,
-    relu,
-    sigmoid,
-    softplus,
     sqrt,
     square,
     sum,
     tanh,
 )
 from symgen.compiler.problem import Problem
+from symgen.compiler.scalar_functions import relu, sigmoid, softplus
 from symgen.errors import SpecError
 from symgen.runtime.training import FitResult, NonFiniteError, fit
 from symgen.version import __version__
