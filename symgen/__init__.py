@@ -8,15 +8,13 @@ from symgen.compiler.functions import (
     log,
     logsumexp,
     mean,
-    relu,
-    sigmoid,
-    softplus,
     sqrt,
     square,
     sum,
     tanh,
 )
 from symgen.compiler.problem import Problem
+from symgen.compiler.scalar_functions import relu, sigmoid, softplus
 from symgen.errors import SpecError
 from symgen.runtime.training.fitting import fit
 from symgen.runtime.training.result import FitResult, NonFiniteError

@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from symgen.compiler.exprparse import FUNCTIONS, parse_assignment, parse_expression
-from symgen.compiler.functions import relu, sigmoid, softplus
+from symgen.compiler.scalar_functions import relu, sigmoid, softplus
 from symgen.errors import SpecError
 
 x, y = sp.symbols("x y")

@@ -21,6 +21,7 @@ from symgen.compiler.frontend import lower
 from symgen.compiler.functions import AxisReduce, ElementwiseMap, FullReduce
 from symgen.compiler.ir import Const, Eye, Input, Map, MatMul, Reduce, Transpose
 from symgen.compiler.problem import Problem
+from symgen.compiler.scalar_functions import BY_CLASS
 
 #: ``simplify`` is only tried below this many operations (it can take seconds on big inputs).
 SIMPLIFY_LIMIT = 60
@@ -162,6 +163,12 @@ class _Broadcast(MatrixExpr):
         return (sp.S.One, sp.S.One)
 
 
+def _shown(call: sp.Function) -> str:
+    """A function's name in a matrix formula (``abs``, not SymPy's ``Abs``)."""
+    home = BY_CLASS.get(type(call))
+    return home.shown if home is not None and home.shown else type(call).__name__
+
+
 class MatrixFormulaPrinter(StrPrinter):
     """Matrix notation as a person writes it: ``*`` for products, ``⊙`` for elementwise
     products, ``f(A)`` for elementwise functions, ``.T`` for transposes."""
@@ -188,9 +195,7 @@ class MatrixFormulaPrinter(StrPrinter):
         body, (var,) = expr.function.expr, expr.function.variables
         arg = self._print(expr.expr)
         if isinstance(body, sp.Function) and body.args and body.args[0] == var:
-            name = type(body).__name__
-            name = {"Heaviside": "heaviside", "Abs": "abs"}.get(name, name)
-            return f"{name}({arg})"
+            return f"{_shown(body)}({arg})"
         return self._print(body.xreplace({var: sp.Symbol(f"({arg})")}))
 
     def _print_ElementwiseMap(self, expr):
@@ -220,10 +225,7 @@ class MatrixLatexPrinter(LatexPrinter):
         body, (var,) = expr.function.expr, expr.function.variables
         arg = self._print(expr.expr)
         if isinstance(body, sp.Function) and body.args and body.args[0] == var:
-            name = {"Heaviside": "heaviside", "Abs": "abs"}.get(
-                type(body).__name__, type(body).__name__
-            )
-            return rf"\operatorname{{{name}}}\left({arg}\right)"
+            return rf"\operatorname{{{_shown(body)}}}\left({arg}\right)"
         return self._print(body.xreplace({var: sp.Symbol(rf"\left({arg}\right)")}))
 
     def _print_HadamardProduct(self, expr):

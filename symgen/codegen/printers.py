@@ -4,21 +4,96 @@
 ``ArrayPrinter`` prints statements over NumPy arrays (``np``), with the
 sample-independent factors of a product multiplied first so that they cost
 one scalar operation instead of one array pass each; ``CudaPrinter`` prints
-one element of a CUDA kernel in ``float`` or ``double``. These classes are
-the only place that knows how a function is spelled as an expression
-(``backends/inplace.py`` writes the one-ufunc functions as ``out=`` calls).
+one element of a CUDA kernel in ``float`` or ``double``. How each function is
+spelled is not written here: each printer has a ``_print_<Name>`` method for every
+function that ``compiler/scalar_functions.py`` spells in its target, made from that
+home's template (``_spells``); the C helpers (``sg_relu`` ...) are defined from the
+same homes (``c_definitions``).
 """
 
 from __future__ import annotations
+
+import re
+from collections.abc import Iterable
 
 import sympy as sp
 from sympy.codegen.ast import float32, float64, real
 from sympy.printing.c import C99CodePrinter
 from sympy.printing.numpy import NumPyPrinter
-from sympy.printing.precedence import precedence
+from sympy.printing.precedence import PRECEDENCE, precedence
 from sympy.printing.pycode import PythonCodePrinter
 
-from symgen.compiler.functions import sigmoid
+from symgen.compiler.scalar_functions import FUNCTIONS, HELPERS, Helper, Spelling
+
+
+class _Argument:
+    """A call's argument as a spelling template formats it: ``{0}`` printed as it is,
+    ``{0:factor}`` parenthesized as a factor of a product (each printed once)."""
+
+    def __init__(self, printer, expr: sp.Expr) -> None:
+        self.printer, self.expr = printer, expr
+        self.texts: dict[str, str] = {}
+
+    def __format__(self, spec: str) -> str:
+        if spec not in self.texts:
+            if spec == "factor":
+                self.texts[spec] = self.printer.parenthesize(self.expr, PRECEDENCE["Mul"])
+            elif spec:
+                raise ValueError(f"unknown argument format {spec!r} in a spelling")
+            else:
+                self.texts[spec] = self.printer._print(self.expr)
+        return self.texts[spec]
+
+
+class _Arguments:
+    """``{args}``: all arguments, comma-separated."""
+
+    def __init__(self, arguments: list[_Argument]) -> None:
+        self.arguments = arguments
+
+    def __format__(self, spec: str) -> str:
+        return ", ".join(format(a, spec) for a in self.arguments)
+
+
+def spell(printer, spelling: Spelling, args: tuple, **context: str) -> str:
+    """The call ``spelling`` of the arguments ``args``, printed by ``printer``; ``context``:
+    the target's other fields (C's ``f`` and ``F``)."""
+    if spelling.fold is not None and len(args) > 2:
+        if spelling.fold == "left":
+            text = spell(printer, spelling, args[:2], **context)
+            for a in args[2:]:
+                text = spelling.text.format(text, _Argument(printer, a), **context)
+            return text
+        inner = spell(printer, spelling, args[1:], **context)
+        return spelling.text.format(_Argument(printer, args[0]), inner, **context)
+    arguments = [_Argument(printer, a) for a in args]
+    return spelling.text.format(*arguments, args=_Arguments(arguments), **context)
+
+
+def _spells(target: str):
+    """Class decorator: a ``_print_<Name>`` method for each function spelled in ``target``
+    (``numpy``, ``python`` or ``c``), calling the printer's ``_spell``."""
+
+    def method(spelling: Spelling):
+        def print_call(self, expr, **kwargs):
+            return self._spell(spelling, expr)
+
+        return print_call
+
+    def install(cls):
+        for fn in FUNCTIONS:
+            spelling = fn.spelling(target)
+            if spelling is not None:
+                setattr(cls, f"_print_{fn.name}", method(spelling))
+        return cls
+
+    return install
+
+
+def python_helpers(lines: Iterable[str]) -> tuple[Helper, ...]:
+    """The module-level Python helpers (``_safelog`` ...) that printed ``lines`` call."""
+    text = "\n".join(lines)
+    return tuple(h for h in HELPERS if f"{h.name}(" in text)
 
 
 def _print_add_subtracting(printer, expr, order=None) -> str | None:
@@ -35,6 +110,7 @@ def _print_add_subtracting(printer, expr, order=None) -> str | None:
     return text + "".join(f" - {printer.parenthesize(-t, level)}" for t in negative)
 
 
+@_spells("python")
 class ScalarPrinter(PythonCodePrinter):
     """Python floats and the ``math`` module."""
 
@@ -56,33 +132,15 @@ class ScalarPrinter(PythonCodePrinter):
         text = _print_add_subtracting(self, expr, order)
         return super()._print_Add(expr, order=order) if text is None else text
 
-    def _print_relu(self, expr):
-        return f"max({self._print(expr.args[0])}, 0.0)"
-
-    def _print_sigmoid(self, expr):
-        return f"(0.5*math.tanh(0.5*{self.parenthesize(expr.args[0], 50)}) + 0.5)"
-
-    def _print_softplus(self, expr):
-        z = self._print(expr.args[0])
-        return f"(max({z}, 0.0) + math.log1p(math.exp(-abs({z}))))"
-
-    def _print_sigmoid_from_exp(self, expr):
-        z, e = (self._print(a) for a in expr.args)
-        return f"((1.0 if {z} >= 0 else {e})/(1.0 + {e}))"
-
-    def _print_logaddexp(self, expr):
-        a, b = (self._print(x) for x in expr.args)
-        return f"_logaddexp({a}, {b})"
-
-    def _print_safelog(self, expr):
-        return f"_safelog({self._print(expr.args[0])})"
-
-    def _print_Heaviside(self, expr):
-        z = self._print(expr.args[0])
-        h0 = self._print(expr.args[1]) if len(expr.args) > 1 else "0.5"
-        return f"(1.0 if {z} > 0 else ({h0} if {z} == 0 else 0.0))"
+    def _spell(self, spelling: Spelling, expr) -> str:
+        return spell(self, spelling, expr.args)
 
 
+#: ``f(a) - f(b)`` in one NumPy expression, for the functions whose homes spell it.
+_DIFFERENCES = {fn.sympy: fn.numpy_difference for fn in FUNCTIONS if fn.numpy_difference}
+
+
+@_spells("numpy")
 class ArrayPrinter(NumPyPrinter):
     """NumPy arrays as ``np``; ``arrays`` names the symbols that hold arrays."""
 
@@ -120,60 +178,26 @@ class ArrayPrinter(NumPyPrinter):
         return f"{self.parenthesize(head, level)}*{self.parenthesize(tail, level)}"
 
     def _print_Add(self, expr, order=None):
-        # sigmoid(a) - sigmoid(b) = (tanh(a/2) - tanh(b/2))/2: the two +0.5 cancel
-        plus = [t for t in expr.args if isinstance(t, sigmoid)]
-        minus = [t for t in expr.args if isinstance(-t, sigmoid)]
-        if not plus or not minus:
-            text = _print_add_subtracting(self, expr, order)
-            return super()._print_Add(expr, order=order) if text is None else text
-        tanh = self._module_format("numpy.tanh")
-        pairs = []
-        for a, b in zip(plus, minus, strict=False):
-            x, y = self.parenthesize(a.args[0], 50), self.parenthesize((-b).args[0], 50)
-            pairs.append(f"0.5*({tanh}(0.5*{x}) - {tanh}(0.5*{y}))")
-        used = set(plus[: len(pairs)]) | set(minus[: len(pairs)])
-        rest = [t for t in expr.args if t not in used]
-        return " + ".join(([self._print(sp.Add(*rest))] if rest else []) + pairs)
+        # f(a) - f(b) as one expression where f's home spells it so (sigmoid: the +0.5 cancel)
+        for cls, spelling in _DIFFERENCES.items():
+            plus = [t for t in expr.args if isinstance(t, cls)]
+            minus = [t for t in expr.args if isinstance(-t, cls)]
+            if plus and minus:
+                pairs = [
+                    spell(self, spelling, (a.args[0], (-b).args[0]))
+                    for a, b in zip(plus, minus, strict=False)
+                ]
+                used = set(plus[: len(pairs)]) | set(minus[: len(pairs)])
+                rest = [t for t in expr.args if t not in used]
+                return " + ".join(([self._print(sp.Add(*rest))] if rest else []) + pairs)
+        text = _print_add_subtracting(self, expr, order)
+        return super()._print_Add(expr, order=order) if text is None else text
 
     def _print_transposed(self, expr):
         return f"{self._print(expr.args[0])}.T"
 
-    def _print_relu(self, expr):
-        return f"{self._module_format('numpy.maximum')}({self._print(expr.args[0])}, 0.0)"
-
-    def _print_sigmoid(self, expr):
-        z = self.parenthesize(expr.args[0], 50)
-        return f"(0.5*{self._module_format('numpy.tanh')}(0.5*{z}) + 0.5)"
-
-    def _print_softplus(self, expr):
-        return f"{self._module_format('numpy.logaddexp')}(0.0, {self._print(expr.args[0])})"
-
-    def _print_sigmoid_from_exp(self, expr):
-        z, e = (self._print(a) for a in expr.args)
-        return f"({self._module_format('numpy.where')}({z} >= 0, 1.0, {e})/(1.0 + {e}))"
-
-    def _print_logaddexp(self, expr):
-        a, b = (self._print(x) for x in expr.args)
-        return f"{self._module_format('numpy.logaddexp')}({a}, {b})"
-
-    def _print_safelog(self, expr):
-        return f"_safelog({self._print(expr.args[0])})"
-
-    def _print_Heaviside(self, expr):
-        h0 = self._print(expr.args[1]) if len(expr.args) > 1 else "0.5"
-        return f"{self._module_format('numpy.heaviside')}({self._print(expr.args[0])}, {h0})"
-
-    def _print_Max(self, expr):
-        return self._fold("numpy.maximum", expr.args)
-
-    def _print_Min(self, expr):
-        return self._fold("numpy.minimum", expr.args)
-
-    def _fold(self, fn: str, args) -> str:
-        out = self._print(args[0])
-        for a in args[1:]:
-            out = f"{self._module_format(fn)}({out}, {self._print(a)})"
-        return out
+    def _spell(self, spelling: Spelling, expr) -> str:
+        return spell(self, spelling, expr.args)
 
     def _print_Pow(self, expr, rational=False):
         base, exp = expr.args
@@ -192,30 +216,64 @@ class ArrayPrinter(NumPyPrinter):
         return super()._print_Pow(expr, rational=rational)
 
 
-#: Names a kernel must not use for a variable: C++ keywords, CUDA built-ins and the
-#: device helpers of ``templates/cuda_kernels.cu.j2``.
-C_RESERVED = frozenset(
-    """auto bool break case char const continue default do double else enum extern float for
-    goto if inline int long register restrict return short signed sizeof static struct switch
-    typedef union unsigned void volatile while asm catch class delete friend new operator
-    private protected public template this throw try typename virtual namespace using true
-    false nullptr bool explicit mutable export constexpr decltype noexcept static_assert
-    threadIdx blockIdx blockDim gridDim warpSize dim3 uint3 min max abs exp log sin cos tan
-    sqrt pow fabs fmax fmin tanh log1p expm1 INFINITY NAN""".split()
-) | {
-    f"sg_{h}"
-    for h in ("relu", "sigmoid", "sigmoid_e", "softplus", "logaddexp", "safelog", "heaviside")
-}
+def _c_suffixes(ctype: str) -> dict[str, str]:
+    """C's ``{f}`` and ``{F}``: the suffixes of a math function and of a literal."""
+    return {"f": "f", "F": "F"} if ctype == "float" else {"f": "", "F": ""}
 
 
+def c_definitions(ctype: str) -> tuple[str, ...]:
+    """The C definitions of the ``sg_`` helpers that the C spellings call, in ``ctype``
+    (``float``/``double``), each to follow its qualifier (``static inline`` ...)."""
+    return tuple(
+        fn.c_definition.format(T=ctype, **_c_suffixes(ctype))
+        for fn in FUNCTIONS
+        if fn.c_definition is not None
+    )
+
+
+class _Placeholder:
+    """Any argument of a spelling, when only the names it calls matter."""
+
+    def __format__(self, spec: str) -> str:
+        return "z"
+
+
+def _c_names() -> frozenset[str]:
+    """The C functions that the C spellings call or define, in float and double."""
+    texts = [*c_definitions("float"), *c_definitions("double")]
+    for fn in FUNCTIONS:
+        if fn.c is not None:
+            for ctype in ("float", "double"):
+                args = [_Placeholder()] * fn.c.text.count("{")
+                texts.append(fn.c.text.format(*args, args="z", **_c_suffixes(ctype)))
+    return frozenset(re.findall(r"\b([A-Za-z_]\w*)\(", "\n".join(texts)))
+
+
+#: Names a kernel must not use for a variable: C++ keywords, CUDA built-ins, the
+#: functions a power is spelled with, and every function the C spellings call or define.
+C_RESERVED = (
+    frozenset(
+        """auto bool break case char const continue default do double else enum extern float
+        for goto if inline int long register restrict return short signed sizeof static struct
+        switch typedef union unsigned void volatile while asm catch class delete friend new
+        operator private protected public template this throw try typename virtual namespace
+        using true false nullptr bool explicit mutable export constexpr decltype noexcept
+        static_assert threadIdx blockIdx blockDim gridDim warpSize dim3 uint3 min max abs sqrt
+        pow fmax fmin INFINITY NAN""".split()
+    )
+    | _c_names()
+)
+
+
+@_spells("c")
 class CudaPrinter(C99CodePrinter):
     """CUDA C for one scalar element, in ``float`` or ``double``.
 
     Literals carry the type (``2.0F`` in float kernels, so no expression is silently
     promoted to double), math functions take their typed names (``expf``), small integer
-    powers are products, and symgen's functions call the ``sg_`` device helpers that
-    the kernel template defines. ``names`` renames symbols (an array element loaded into
-    a register, or a name C reserves).
+    powers are products, and symgen's functions call the ``sg_`` helpers that the
+    templates define (``c_definitions``). ``names`` renames symbols (an array element
+    loaded into a register, or a name C reserves).
     """
 
     def __init__(self, dtype: str, names: dict[str, str] | None = None) -> None:
@@ -263,47 +321,7 @@ class CudaPrinter(C99CodePrinter):
             return f"({self._literal('1.0')}/{self._print(sp.sqrt(base))})"
         return super()._print_Pow(expr)
 
-    def _helper(self, name: str, expr) -> str:
-        return f"sg_{name}({', '.join(self._print(a) for a in expr.args)})"
-
-    def _print_relu(self, expr):
-        return self._helper("relu", expr)
-
-    def _print_sigmoid(self, expr):
-        return self._helper("sigmoid", expr)
-
-    def _print_softplus(self, expr):
-        return self._helper("softplus", expr)
-
-    def _print_sigmoid_from_exp(self, expr):
-        return self._helper("sigmoid_e", expr)
-
-    def _print_logaddexp(self, expr):
-        return self._helper("logaddexp", expr)
-
-    def _print_safelog(self, expr):
-        return self._helper("safelog", expr)
-
-    def _nested(self, name: str, args) -> str:
-        first, *rest = args
-        if not rest:
-            return self._print(first)
-        return f"sg_{name}({self._print(first)}, {self._nested(name, rest)})"
-
-    def _print_Max(self, expr):
-        # NaN-propagating, as NumPy's maximum (fmax would drop a NaN); a comparison,
-        # which a C compiler vectorises, rather than a call
-        return self._nested("maximum", sorted(expr.args, key=sp.default_sort_key))
-
-    def _print_Min(self, expr):
-        return self._nested("minimum", sorted(expr.args, key=sp.default_sort_key))
-
-    def _print_Heaviside(self, expr):
-        z = self._print(expr.args[0])
-        h0 = self._print(expr.args[1] if len(expr.args) > 1 else sp.S.Half)
-        return f"sg_heaviside({z}, {h0})"
-
-    def _print_sign(self, expr):
-        z = self._print(expr.args[0])
-        one = self._literal("1.0")
-        return f"(({z} > 0) ? {one} : (({z} < 0) ? -{one} : {z}))"
+    def _spell(self, spelling: Spelling, expr) -> str:
+        if expr in self.math_macros:  # log(2) is M_LN2, as SymPy's C printer writes it
+            return f"{self.math_macros[expr]}{self._get_math_macro_suffix(real)}"
+        return spell(self, spelling, expr.args, **_c_suffixes(self.ctype))

@@ -4,7 +4,8 @@
 Here the text goes through ``ast.parse(..., mode="eval")`` only, and the tree
 is walked by hand: numbers, names, ``+ - * / **`` (``^`` also means power, as
 in ``x^2``), unary ``+``/``-``, parentheses and calls of the functions listed
-in ``FUNCTIONS``. Everything else raises ``SpecError`` with a one-line message.
+in ``FUNCTIONS`` (the ones ``scalar_functions`` names for ``symgen diff``). Everything
+else raises ``SpecError`` with a one-line message.
 
 Decimal literals become exact rationals (``0.5`` is ``1/2``, ``1e-3`` is
 ``1/1000``); ``pi`` and ``E`` are SymPy's constants; any other name (not
@@ -15,12 +16,11 @@ from __future__ import annotations
 
 import ast
 import keyword
-from collections.abc import Callable
 from fractions import Fraction
 
 import sympy as sp
 
-from symgen.compiler.functions import relu, sigmoid, softplus
+from symgen.compiler.scalar_functions import PARSED
 from symgen.errors import SpecError
 
 MAX_LENGTH = 10_000
@@ -28,28 +28,8 @@ MAX_DEPTH = 200
 _MAX_BITS = 13_000  # about 3900 digits: Python refuses to print ints over 4300 digits
 _MAX_DECIMAL_EXPONENT = 1_000  # 1e1000 is accepted, 1e1001 is not
 
-# name -> (allowed argument counts, builder)
-_FUNCTIONS: dict[str, tuple[tuple[int, ...], Callable[..., sp.Expr]]] = {
-    "abs": ((1,), sp.Abs),
-    "acos": ((1,), sp.acos),
-    "asin": ((1,), sp.asin),
-    "atan": ((1,), sp.atan),
-    "cos": ((1,), sp.cos),
-    "cosh": ((1,), sp.cosh),
-    "erf": ((1,), sp.erf),
-    "exp": ((1,), sp.exp),
-    "log": ((1, 2), sp.log),
-    "relu": ((1,), relu),
-    "sigmoid": ((1,), sigmoid),
-    "sin": ((1,), sp.sin),
-    "sinh": ((1,), sp.sinh),
-    "softplus": ((1,), softplus),
-    "sqrt": ((1,), sp.sqrt),
-    "square": ((1,), lambda z: z**2),
-    "tan": ((1,), sp.tan),
-    "tanh": ((1,), sp.tanh),
-}
-FUNCTIONS: tuple[str, ...] = tuple(sorted(_FUNCTIONS))
+#: The function names an expression may call (``scalar_functions.PARSED``).
+FUNCTIONS: tuple[str, ...] = tuple(sorted(PARSED))
 _CONSTANTS: dict[str, sp.Expr] = {"pi": sp.pi, "E": sp.E}
 
 _HINT = f"use numbers, names, + - * / ** ^ and functions: {', '.join(FUNCTIONS)}"
@@ -175,7 +155,7 @@ class _Parser:
     def name(self, node: ast.Name, name: str) -> sp.Expr:
         if name.startswith("_"):
             raise SpecError(f"unsupported name {_quote(name)}: names must not start with '_'")
-        if name in _FUNCTIONS:
+        if name in PARSED:
             raise SpecError(f"function {_quote(name)} needs an argument, e.g. {name}(x)")
         return _CONSTANTS[name] if name in _CONSTANTS else sp.Symbol(name)
 
@@ -190,14 +170,14 @@ class _Parser:
         if not isinstance(node.func, ast.Name):
             raise self.fail(node.func, "call target")
         name = node.func.id
-        if name not in _FUNCTIONS:
+        if name not in PARSED:
             raise SpecError(
                 f"unsupported function {_quote(name)} in {_quote(self.snippet(node))}; "
                 f"supported: {', '.join(FUNCTIONS)}"
             )
         if node.keywords:
             raise self.fail(node, "keyword argument in")
-        counts, builder = _FUNCTIONS[name]
+        counts, builder = PARSED[name]
         if len(node.args) not in counts:
             expected = " or ".join(map(str, counts))
             raise SpecError(

@@ -1,12 +1,11 @@
-"""Elementwise functions a loss can use, beyond SymPy's own.
+"""What a loss is written with, beyond SymPy: elementwise application, broadcasting,
+reductions (``sum``, ``mean``, ``logsumexp``) and the lowercase helpers.
 
-``relu``, ``sigmoid`` and ``softplus`` are SymPy functions with their
-derivatives attached (``fdiff``), so ``sympy.diff`` handles them like ``exp``.
-The lowercase helpers (``exp``, ``log``, ``square`` ...) accept a scalar SymPy
-expression and return the plain SymPy expression; on a matrix expression they
-return SymPy's ``ElementwiseApplyFunction`` of the same scalar function.
-
-By convention the derivative of ``relu`` at 0 is 0: ``relu'(z) = Heaviside(z, 0)``.
+``relu``, ``sigmoid``, ``softplus`` and every other scalar function live in
+``scalar_functions`` (their derivatives and spellings). The lowercase helpers (``exp``,
+``log``, ``square`` ...) accept a scalar SymPy expression and return the plain SymPy
+expression; on a matrix expression they return SymPy's ``ElementwiseApplyFunction`` of
+the same scalar function.
 """
 
 from __future__ import annotations
@@ -19,107 +18,6 @@ from sympy.matrices.expressions import MatrixExpr
 from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 
 from symgen.errors import SpecError
-
-
-class _ElementwiseFunction(sp.Function):
-    """A scalar SymPy function that, given a matrix expression, applies elementwise."""
-
-    def __new__(cls, *args, **kwargs):
-        if len(args) == 1 and isinstance(args[0], MatrixExpr):
-            z = sp.Dummy("z")
-            return ElementwiseApplyFunction(sp.Lambda(z, cls(z)), args[0])
-        return super().__new__(cls, *args, **kwargs)
-
-
-class relu(_ElementwiseFunction):  # noqa: N801 - reads like the math
-    """max(z, 0); derivative Heaviside(z, 0) (0 at z = 0)."""
-
-    nargs = 1
-
-    @classmethod
-    def eval(cls, z):
-        if z is sp.S.NaN:
-            return sp.S.NaN
-        if z.is_Number and z.is_extended_real:
-            return z if z > 0 else sp.S.Zero
-        if z.is_nonnegative:
-            return z
-        if z.is_nonpositive:
-            return sp.S.Zero
-        return None
-
-    def fdiff(self, argindex=1):
-        return sp.Heaviside(self.args[0], 0)
-
-    def _eval_rewrite_as_Max(self, z, **kwargs):
-        return sp.Max(z, 0)
-
-
-class sigmoid(_ElementwiseFunction):  # noqa: N801
-    """1 / (1 + exp(-z)); derivative sigmoid(z) * (1 - sigmoid(z))."""
-
-    nargs = 1
-
-    @classmethod
-    def eval(cls, z):
-        if z.is_zero:
-            return sp.S.Half
-        return None
-
-    def fdiff(self, argindex=1):
-        return self * (1 - self)
-
-    def _eval_rewrite_as_exp(self, z, **kwargs):
-        return 1 / (1 + sp.exp(-z))
-
-
-class sigmoid_from_exp(sp.Function):  # noqa: N801
-    """sigmoid(z) given e = exp(-|z|): (1 if z >= 0 else e) / (1 + e), exact for every z.
-
-    Made by the optimizer (never by users) when sigmoid and softplus of the same z meet
-    in one kernel: they share the exponential. It is never differentiated."""
-
-    nargs = 2
-
-
-class softplus(_ElementwiseFunction):  # noqa: N801
-    """log(1 + exp(z)), evaluated stably; derivative sigmoid(z)."""
-
-    nargs = 1
-
-    @classmethod
-    def eval(cls, z):
-        if z.is_zero:
-            return sp.log(2)
-        return None
-
-    def fdiff(self, argindex=1):
-        return sigmoid(self.args[0])
-
-    def _eval_rewrite_as_exp(self, z, **kwargs):
-        return sp.log(1 + sp.exp(z))
-
-    def _eval_rewrite_as_log(self, z, **kwargs):
-        return sp.log(1 + sp.exp(z))
-
-
-class logaddexp(sp.Function):  # noqa: N801
-    """log(exp(a) + exp(b)), evaluated stably; its partials are sigmoid(a - b), sigmoid(b - a)."""
-
-    nargs = 2
-
-    def fdiff(self, argindex=1):
-        a, b = self.args
-        return sigmoid(a - b) if argindex == 1 else sigmoid(b - a)
-
-
-class safelog(sp.Function):  # noqa: N801
-    """log(u) for u >= 0, with log(0) = -inf and no warning (used by the stable forms)."""
-
-    nargs = 1
-
-    def fdiff(self, argindex=1):
-        return 1 / self.args[0]
 
 
 def _broadcast(shapes: list[tuple]) -> tuple:

@@ -29,7 +29,6 @@ import sympy as sp
 from sympy.codegen.cfunctions import log1p
 
 from symgen.compiler.frontend import Lowered
-from symgen.compiler.functions import sigmoid, sigmoid_from_exp, softplus
 from symgen.compiler.ir import (
     Const,
     Eye,
@@ -42,6 +41,7 @@ from symgen.compiler.ir import (
     Transpose,
     broadcast_shapes,
 )
+from symgen.compiler.scalar_functions import sigmoid, sigmoid_from_exp, softplus
 
 StmtKind = Literal["scalar", "array", "fill", "sum", "dot", "max", "matmul", "eye"]
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import sympy as sp
 
-from symgen.compiler.functions import logaddexp, safelog, sigmoid, softplus
+from symgen.compiler.scalar_functions import logaddexp, safelog, sigmoid, softplus
 
 
 def _log_linear_in_sigmoid(arg: sp.Expr) -> sp.Expr | None:

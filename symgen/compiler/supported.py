@@ -1,43 +1,14 @@
 """What a scalar loss may be built from: the SymPy nodes and functions symgen can
-differentiate and print, and the check that refuses anything else by name."""
+differentiate and print (the functions are those ``scalar_functions`` gives the role
+"loss"), and the check that refuses anything else by name."""
 
 from __future__ import annotations
 
 import sympy as sp
 from sympy.core.function import Application
 
-from symgen.compiler.functions import relu, sigmoid, softplus
+from symgen.compiler.scalar_functions import SUPPORTED_FUNCTIONS
 from symgen.errors import SpecError
-
-#: SymPy function classes a loss may apply (besides + - * / and powers).
-SUPPORTED_FUNCTIONS: dict[str, type] = {
-    cls.__name__: cls
-    for cls in (
-        sp.exp,
-        sp.log,
-        sp.sin,
-        sp.cos,
-        sp.tan,
-        sp.asin,
-        sp.acos,
-        sp.atan,
-        sp.atan2,
-        sp.sinh,
-        sp.cosh,
-        sp.tanh,
-        sp.asinh,
-        sp.acosh,
-        sp.atanh,
-        sp.Abs,
-        sp.sign,
-        sp.Heaviside,
-        sp.Max,
-        sp.Min,
-        relu,
-        sigmoid,
-        softplus,
-    )
-}
 
 _ATOMS = (sp.Symbol, sp.Number, sp.NumberSymbol)
 _OPERATIONS = (sp.Add, sp.Mul, sp.Pow)

@@ -52,7 +52,7 @@ from symgen.backends.c.elements import (
 )
 from symgen.backends.numpy import module as numpy_backend
 from symgen.codegen.hyperparams import Baked
-from symgen.codegen.printers import CudaPrinter
+from symgen.codegen.printers import CudaPrinter, c_definitions
 from symgen.codegen.templating import render
 from symgen.compiler.optimize import Kernel, Program, Stmt, transposed
 from symgen.compiler.pipeline import Compiled
@@ -497,7 +497,14 @@ def _shape(shape, flat: bool) -> str:
 def source(name: str, dtype: str, kernels: tuple[CKernel, ...]) -> str:
     """The C source of a module's passes (what its ``_SOURCE`` holds)."""
     ctype = "float" if dtype == "float32" else "double"
-    return render(TEMPLATES, "c_kernels.c.j2", name=name, ctype=ctype, kernels=kernels)
+    return render(
+        TEMPLATES,
+        "c_kernels.c.j2",
+        name=name,
+        ctype=ctype,
+        kernels=kernels,
+        functions=c_definitions(ctype),
+    )
 
 
 def generate(compiled: Compiled, source_path: str | None = None, baked: Baked | None = None):

@@ -61,7 +61,7 @@ from symgen.backends.numpy.module import (
     _tuple,
 )
 from symgen.codegen.hyperparams import Baked
-from symgen.codegen.printers import CudaPrinter, ScalarPrinter
+from symgen.codegen.printers import CudaPrinter, ScalarPrinter, c_definitions, python_helpers
 from symgen.codegen.templating import render
 from symgen.compiler.ir import Shape
 from symgen.compiler.optimize import Kernel, Program, Stmt, transposed
@@ -148,8 +148,8 @@ class CudaPlan:
     updates: tuple[CudaUpdate, ...]
     threads: int
     max_blocks: int
-    #: Host helpers the scalar lines call (``_safelog``, ``_logaddexp``).
-    helpers: frozenset[str]
+    #: The sources of the host helpers the scalar lines call (``_safelog`` ...).
+    helpers: tuple[str, ...]
     #: The baked optimizer (see the NumPy backend's ModulePlan), or None.
     baked: Baked | None = None
     baked_doc: tuple[str, ...] = ()
@@ -750,16 +750,14 @@ def plan(compiled: Compiled, source: str | None, baked: Baked | None = None) -> 
         updates=updates,
         threads=THREADS,
         max_blocks=MAX_BLOCKS,
-        helpers=frozenset(
-            h for h in ("_safelog", "_logaddexp") for line in scalar_lines if f"{h}(" in line
-        ),
+        helpers=tuple(h.source for h in python_helpers(scalar_lines)),
         **_baked_plan(baked),
     )
 
 
 def kernel_source(cplan: CudaPlan) -> str:
     """The CUDA C source of all kernels of a module (what ``_SOURCE`` holds)."""
-    return render(TEMPLATES, "cuda_kernels.cu.j2", plan=cplan)
+    return render(TEMPLATES, "cuda_kernels.cu.j2", plan=cplan, functions=c_definitions(cplan.ctype))
 
 
 def generate(compiled: Compiled, source: str | None = None, baked: Baked | None = None) -> str:

@@ -18,29 +18,13 @@ order of a sum's terms.
 from __future__ import annotations
 
 import sympy as sp
-from sympy.codegen.cfunctions import expm1, log1p
 
 from symgen.codegen.printers import ScalarPrinter
-from symgen.compiler.functions import relu, softplus
 from symgen.compiler.optimize import Stmt
+from symgen.compiler.scalar_functions import FUNCTIONS, relu
 
-#: SymPy functions with a one-argument NumPy ufunc of the same meaning.
-UFUNCS = {
-    sp.exp: "np.exp",
-    sp.log: "np.log",
-    sp.sin: "np.sin",
-    sp.cos: "np.cos",
-    sp.tan: "np.tan",
-    sp.tanh: "np.tanh",
-    sp.sinh: "np.sinh",
-    sp.cosh: "np.cosh",
-    sp.asin: "np.arcsin",
-    sp.acos: "np.arccos",
-    sp.atan: "np.arctan",
-    sp.Abs: "np.absolute",
-    log1p: "np.log1p",
-    expm1: "np.expm1",
-}
+#: Functions of one argument whose NumPy spelling is one ufunc: their ``out=`` spelling.
+UFUNCS = {fn.sympy: fn.ufunc for fn in FUNCTIONS if fn.ufunc is not None}
 
 
 class _Unsupported(Exception):
@@ -183,14 +167,11 @@ class InPlace:
                 )
         elif type(e) in UFUNCS and len(e.args) == 1:
             arg = self._first(e.args[0], dest, out, scratch)
-            out.append(f"{UFUNCS[type(e)]}({arg}, out={dest})")
-        elif isinstance(e, softplus):
-            arg = self._first(e.args[0], dest, out, scratch)
-            out.append(f"np.logaddexp(0.0, {arg}, out={dest})")
-        elif isinstance(e, relu) or (isinstance(e, sp.Max) and len(e.args) == 2 and 0 in e.args):
-            z = e.args[0] if isinstance(e, relu) else next(a for a in e.args if a != 0)
+            out.append(UFUNCS[type(e)].format(arg, out=dest))
+        elif isinstance(e, sp.Max) and len(e.args) == 2 and 0 in e.args:  # relu, as written
+            z = next(a for a in e.args if a != 0)  # by the shared-exponential softplus
             arg = self._first(z, dest, out, scratch)
-            out.append(f"np.maximum({arg}, 0.0, out={dest})")
+            out.append(UFUNCS[relu].format(arg, out=dest))
         else:
             raise _Unsupported(str(e))
 

@@ -18,7 +18,7 @@ import sympy as sp
 
 from symgen.backends.numpy.inplace import InPlace
 from symgen.codegen.hyperparams import Baked
-from symgen.codegen.printers import ArrayPrinter, ScalarPrinter
+from symgen.codegen.printers import ArrayPrinter, ScalarPrinter, python_helpers
 from symgen.codegen.templating import render
 from symgen.compiler.optimize import Kernel, Program, Stmt, transposed
 from symgen.compiler.pipeline import Compiled
@@ -93,8 +93,9 @@ class ModulePlan:
     grad_body: Body
     #: The optimizer steps (sgd_step, momentum_step, adam_step) and their states.
     updates: tuple[Update, ...]
-    #: Module-level helper functions the statements call (``_safelog``, ``_logaddexp``).
-    helpers: frozenset[str]
+    #: The sources of the module-level helpers the statements call (``_safelog`` ...), in
+    #: the versions that take arrays too.
+    helpers: tuple[str, ...]
     #: The optimizer whose step has its hyperparameters baked in, or None: then the
     #: docstring's paragraph on it, ``OPTIMIZER``/``HYPERPARAMETERS`` as Python
     #: literals, and the generic names (``step = adam_step``).
@@ -604,13 +605,14 @@ def plan(
         loss_body=loss_body,
         grad_body=grad_body,
         updates=updates,
-        helpers=frozenset(
-            h
-            for h in ("_safelog", "_logaddexp")
-            for body in (loss_body, grad_body)
-            for _, lines in body.groups
-            for line in lines
-            if f"{h}(" in line
+        helpers=tuple(
+            h.array_source or h.source
+            for h in python_helpers(
+                line
+                for body in (loss_body, grad_body)
+                for _, lines in body.groups
+                for line in lines
+            )
         ),
         native=native.module(problem.name) if native is not None else None,
         **_baked_plan(baked),
