@@ -12,18 +12,23 @@ dtype: float64; array parameters are updated in place by sgd_step
 
 The passes over the elements are C functions (_SOURCE), compiled on the first call
 with the system's C compiler ($CC, cc, gcc or clang) into SYMGEN_CACHE_DIR (default
-~/.cache/symgen) and called through ctypes; everything else is plain NumPy.
+~/.cache/symgen) and called through ctypes; everything else is plain NumPy. A library
+in the cache is loaded only if it was built from this source with this compiler, these
+flags and for this CPU, by this user, and is intact (see _build).
 """
 
 import ctypes
+import functools
 import hashlib
 import math
 import os
-import platform
 import shlex
 import shutil
+import stat
 import subprocess
 import tempfile
+import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -222,6 +227,10 @@ _FLAGS = (
 )
 #: The fallback for a compiler that rejects one of _FLAGS.
 _PORTABLE_FLAGS = ("-O2",)
+#: Builds run in temporary folders in the cache named so; one older than
+#: _STALE_BUILD_SECONDS is left over from a build that was killed.
+_BUILD_PREFIX = ".build-"
+_STALE_BUILD_SECONDS = 600
 _LIBRARY = None
 
 
@@ -231,10 +240,9 @@ def _lib():
     if _LIBRARY is None:
         path = _build()
         try:
-            library = ctypes.CDLL(str(path))
+            library = ctypes.CDLL(str(path))  # an absolute path: no library search path
         except OSError:  # a cached library this system cannot load: build it again
-            path.unlink(missing_ok=True)
-            library = ctypes.CDLL(str(_build()))
+            library = ctypes.CDLL(str(_build(again=True)))
         for name, argtypes in _SIGNATURES.items():
             function = getattr(library, name)
             function.argtypes = argtypes
@@ -243,51 +251,198 @@ def _lib():
     return _LIBRARY
 
 
-def _compiler():
-    for command in (os.environ.get("CC"), "cc", "gcc", "clang"):
-        words = shlex.split(command) if command else []
-        if words and shutil.which(words[0]):
-            return [shutil.which(words[0]), *words[1:]]
-    raise RuntimeError(
-        "softmax: this module compiles its C passes on first use and found no C"
-        " compiler (tried $CC, cc, gcc, clang); install one, set CC, or use the NumPy module"
-    )
+def _build(again=False):
+    """The absolute path of the shared library of _SOURCE in the cache: the one there if it
+    is intact, else (or when ``again``) compiled.
 
-
-def _build():
-    """The path of the shared library of _SOURCE, compiled unless the cache has it (the
-    cache is keyed by the source and the platform: empty it to rebuild with another
-    compiler)."""
-    root = os.environ.get("SYMGEN_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"),
-        "symgen",
-    )
-    key = "\0".join([_SOURCE, *_FLAGS, platform.machine(), platform.system()])
-    path = Path(root) / f"softmax_{hashlib.sha256(key.encode()).hexdigest()[:20]}.so"
-    if path.exists():
-        return path
+    A library found is used only if it and its record are this user's files that no one
+    else can write, and its sha256 is the one recorded when it was built (``_untrusted``).
+    A build runs in a private temporary folder in the cache and then renames the library
+    and its record into place, so that no one ever finds half a file."""
+    folder = _cache_folder()
     compiler = _compiler()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        scratch_dir = tempfile.TemporaryDirectory(dir=path.parent)
-    except OSError as exc:
-        raise RuntimeError(
-            f"softmax: cannot write the cache of compiled C passes {root!r} ({exc});"
-            " set SYMGEN_CACHE_DIR to a writable folder"
-        ) from None
+    path = folder / _library_name(compiler)
+    record = path.with_name(path.name + ".sha256")  # as `sha256sum` writes it
+    _remove_stale_builds(folder)
+    if not again and os.path.lexists(path):
+        reason = _untrusted(path, record)
+        if reason is None:
+            return path
+        warnings.warn(f"softmax: not loading {path} ({reason}); building it again")
     errors = []
-    with scratch_dir as scratch:
+    with tempfile.TemporaryDirectory(prefix=_BUILD_PREFIX, dir=folder) as scratch:
         source = Path(scratch) / "passes.c"
         source.write_text(_SOURCE)
         built = Path(scratch) / path.name
         for flags in (_FLAGS, _PORTABLE_FLAGS):
-            command = [*compiler, *flags, "-shared", "-fPIC", "-o", str(built), str(source), "-lm"]
-            done = subprocess.run(command, capture_output=True, text=True)
+            done = _run(_command(compiler, flags, source, built))
             if done.returncode == 0:
-                os.replace(built, path)  # atomic: a concurrent build finds a whole file
-                return path
-            errors.append(f"$ {shlex.join(command)}\n{done.stderr.strip()}")
-    raise RuntimeError("softmax: compiling the C passes failed:\n" + "\n".join(errors))
+                break
+            errors.append(f"$ {shlex.join(done.args)}\n{done.stderr.strip()}")
+        else:
+            raise RuntimeError(
+                "softmax: compiling the C passes failed:\n" + "\n".join(errors)
+            )
+        written = Path(scratch) / record.name
+        written.write_text(f"{_sha256(built)}  {path.name}\n")
+        for file in (built, written):
+            file.chmod(0o600)  # whatever the umask
+        os.replace(built, path)
+        os.replace(written, record)
+    return path
+
+
+def _cache_folder():
+    """SYMGEN_CACHE_DIR (default ~/.cache/symgen) as an absolute path; missing folders are
+    created 0700. It is used only if no other user can change what is in it: it must be
+    this user's and writable by no one else, and each folder above it this user's or
+    root's, and writable by others only if sticky (as /tmp is), so that no one else can
+    rename it either."""
+    root = os.environ.get("SYMGEN_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"),
+        "symgen",
+    )
+    folder = Path(os.path.realpath(root))
+    for missing in reversed([p for p in (folder, *folder.parents) if not p.exists()]):
+        try:
+            missing.mkdir(mode=0o700)
+            missing.chmod(0o700)  # whatever the umask
+        except FileExistsError:  # made by another process meanwhile: checked below
+            pass
+        except OSError as exc:
+            raise RuntimeError(
+                f"softmax: cannot write the cache of compiled C passes {root!r}"
+                f" ({exc}); set SYMGEN_CACHE_DIR to a writable folder"
+            ) from None
+    user = os.geteuid()
+    for place in (folder, *folder.parents):
+        info = place.stat()
+        mode = stat.S_IMODE(info.st_mode)
+        if place == folder and info.st_uid != user:
+            problem = f"belongs to user {info.st_uid}"
+        elif place == folder and mode & 0o022:
+            problem = f"can be written by others (mode {mode:o})"
+        elif info.st_uid not in (0, user):
+            problem = f"(a folder above it) belongs to user {info.st_uid}"
+        elif mode & 0o002 and not mode & stat.S_ISVTX:
+            problem = f"(a folder above it) can be written by anyone (mode {mode:o})"
+        else:
+            continue
+        raise RuntimeError(
+            f"softmax: not using the cache of compiled C passes {folder}: {place}"
+            f" {problem}, so another user could replace a library in it; set"
+            " SYMGEN_CACHE_DIR to a folder that only you can write"
+        )
+    return folder
+
+
+def _compiler():
+    """The C compiler's command: $CC (a program and its flags, e.g. "gcc -fsanitize=address"),
+    else the first of cc, gcc and clang found on PATH."""
+    chosen = os.environ.get("CC", "").strip()
+    if not chosen:
+        for name in ("cc", "gcc", "clang"):
+            if shutil.which(name):
+                return [os.path.abspath(shutil.which(name))]
+        raise RuntimeError(
+            "softmax: this module compiles its C passes on first use and found no C"
+            " compiler (tried $CC, cc, gcc, clang); install one, set CC, or use the NumPy module"
+        )
+    try:
+        words = shlex.split(chosen)
+    except ValueError as exc:
+        raise RuntimeError(
+            f"softmax: CC={chosen!r} is not a command ({exc}); set CC to a C compiler"
+        ) from None
+    program = shutil.which(words[0]) if words and words[0] else None
+    if program is None:
+        raise RuntimeError(
+            f"softmax: CC={chosen!r} names no program found on PATH; set CC to a C"
+            " compiler, or unset it to use cc, gcc or clang"
+        )
+    return [os.path.abspath(program), *words[1:]]
+
+
+def _library_name(compiler):
+    """The library's file name: the module's name and a key of everything that changes the
+    library: the source, the compiler and its flags, and the CPU."""
+    key = "\0".join([_SOURCE, *_compiler_identity(tuple(compiler))])
+    return f"softmax_{hashlib.sha256(key.encode()).hexdigest()[:20]}.so"
+
+
+@functools.cache
+def _compiler_identity(compiler):
+    """What the cache key holds of the compiler (asked once per process): the build
+    commands; its program (path, size and time of change: a reinstalled compiler or an
+    edited wrapper script); and what it predefines with those flags: its version, its
+    target, each instruction set that -march=native enables on this CPU (__AVX2__,
+    __AVX512F__, ...), and what flags in $CC change (__SANITIZE_ADDRESS__, ...)."""
+    program = os.path.realpath(compiler[0])
+    info = os.stat(program)
+    identity = [program, str(info.st_size), str(info.st_mtime_ns)]
+    for flags in (_FLAGS, _PORTABLE_FLAGS):
+        identity += _command(compiler, flags, "passes.c", "passes.so")
+    for flags in (_FLAGS, _PORTABLE_FLAGS):
+        done = _run([*compiler, *flags, "-dM", "-E", "-x", "c", os.devnull])
+        identity += [str(done.returncode), done.stdout]
+        if done.returncode == 0:
+            break
+    return tuple(identity)
+
+
+def _command(compiler, flags, source, library):
+    return [*compiler, *flags, "-shared", "-fPIC", "-o", str(library), str(source), "-lm"]
+
+
+def _run(command):
+    try:
+        return subprocess.run(
+            command, stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace"
+        )
+    except OSError as exc:  # not a program (a folder, a script without #!), not executable
+        raise RuntimeError(
+            f"softmax: cannot run the C compiler {command[0]}: {exc}"
+        ) from None
+
+
+def _untrusted(path, record):
+    """Why the library at ``path`` is not loaded, or None: it and its record must be this
+    user's regular files that no one else can write, and the library's sha256 the one in
+    the record (written by the build that made it)."""
+    for file in (path, record):
+        try:
+            info = os.lstat(file)
+        except OSError as exc:
+            return f"{file.name}: {exc.strerror}"
+        mode = stat.S_IMODE(info.st_mode)
+        if not stat.S_ISREG(info.st_mode):
+            return f"{file.name} is not a regular file"
+        if info.st_uid != os.geteuid():
+            return f"{file.name} belongs to user {info.st_uid}"
+        if mode & 0o022:
+            return f"{file.name} can be written by others (mode {mode:o})"
+    try:
+        recorded = record.read_text().split()
+        actual = _sha256(path)
+    except (OSError, ValueError) as exc:
+        return f"cannot read it: {exc}"
+    if recorded[:1] != [actual]:
+        return "its sha256 is not the one recorded when it was built"
+    return None
+
+
+def _sha256(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _remove_stale_builds(folder):
+    """Removes the temporary folders of builds that were killed (kill -9, power loss)."""
+    for scratch in folder.glob(_BUILD_PREFIX + "*"):
+        try:
+            if time.time() - scratch.lstat().st_mtime > _STALE_BUILD_SECONDS:
+                shutil.rmtree(scratch)
+        except OSError:  # removed by another process meanwhile
+            pass
 
 
 def _as_scalar(name, value):

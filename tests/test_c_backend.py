@@ -223,18 +223,27 @@ def fresh_module(tmp_path, monkeypatch, name="fresh"):
 
 
 def test_the_library_is_built_once_and_then_found_in_the_cache(tmp_path, monkeypatch):
+    compiler = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    builds = tmp_path / "builds"
+    wrapper = tmp_path / "countingcc"  # counts the builds (-shared), not the probes (-E)
+    wrapper.write_text(
+        f'#!/bin/sh\ncase " $* " in *" -shared "*) echo build >> {builds};; esac\n'
+        f'exec {compiler} "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("CC", str(wrapper))
     module = fresh_module(tmp_path, monkeypatch)
     assert module.loss(1.0, 2.0, t=np.ones(3), y=np.zeros(3)) == pytest.approx(
         3 * (1 + np.sin(2.0))
     )
     (built,) = (tmp_path / "cache").glob("fresh_*.so")
-    # Another process (a new import) finds it without a compiler.
-    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
-    monkeypatch.delenv("CC", raising=False)
+    # Another process (a new import) finds it: the compiler is asked only for the key.
     again = fresh_module(tmp_path, monkeypatch)
     assert again.loss(1.0, 2.0, t=np.ones(3), y=np.zeros(3)) == pytest.approx(3 * (1 + np.sin(2.0)))
-    assert list((tmp_path / "cache").glob("fresh_*.so")) == [built]
-    assert [p.name for p in (tmp_path / "cache").iterdir()] == [built.name]  # no leftovers
+    assert builds.read_text() == "build\n"
+    # the library and its sha256; no leftovers
+    names = sorted(p.name for p in (tmp_path / "cache").iterdir())
+    assert names == [built.name, f"{built.name}.sha256"]
 
 
 def test_no_compiler_is_a_clear_error(tmp_path, monkeypatch):
@@ -514,9 +523,10 @@ def test_a_cached_library_that_does_not_load_is_built_again(tmp_path, monkeypatc
     module = fresh_module(tmp_path, monkeypatch, name="stale")
     built = module._build()  # compiled into the cache, not loaded yet
     built.write_bytes(b"not a shared library")
-    assert module.loss(1.0, 2.0, t=np.ones(3), y=np.zeros(3)) == pytest.approx(
-        3 * (1 + np.sin(2.0))
-    )
+    with pytest.warns(UserWarning, match="sha256 is not the one recorded.*building it again"):
+        assert module.loss(1.0, 2.0, t=np.ones(3), y=np.zeros(3)) == pytest.approx(
+            3 * (1 + np.sin(2.0))
+        )
     assert built.read_bytes() != b"not a shared library"
 
 
