@@ -1,3 +1,3 @@
 """What runs after generation: ``training`` (``symgen.fit``), ``training_data`` (data
-files), ``distributed`` (Dask), ``lossplot``, ``updates``. Imports ``symgen.api`` and
-below, never the CLI."""
+files), ``distributed`` (Dask), ``lossplot``. Imports ``symgen.api`` and below, never
+the CLI."""

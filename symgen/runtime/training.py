@@ -30,16 +30,15 @@ from typing import Any
 import numpy as np
 
 from symgen.api import compile as compile_problem
-from symgen.codegen import hyperparams
-from symgen.codegen.hyperparams import STEP_FUNCTIONS
+from symgen.codegen import optimizers
+from symgen.codegen.optimizers import STEP_FUNCTIONS, updater
 from symgen.compiler.problem import Problem
 from symgen.runtime.distributed import RowPlan, problem_module
-from symgen.runtime.updates import updater
 
 #: The optimizers ``fit`` knows, each with the generated function it calls.
 OPTIMIZERS: dict[str, str] = dict(STEP_FUNCTIONS)
 #: Learning rates used when ``lr`` is not given.
-DEFAULT_LR: dict[str, float] = dict(hyperparams.DEFAULT_LR)
+DEFAULT_LR: dict[str, float] = dict(optimizers.DEFAULT_LR)
 #: Roughly how many report lines a fit prints when ``report_every`` is not given.
 REPORT_LINES = 10
 
@@ -600,7 +599,7 @@ def _step_function(
     baked: dict[str, float] | None = None,
 ) -> tuple[str, Callable[..., Any], dict[str, Any], dict[str, Any]]:
     """The module's step function for ``optimizer``, its keyword arguments (checked), and
-    all the settings of its update (for ``symgen.updates``: the keywords, or the baked
+    all the settings of its update (for ``optimizers.updater``: the keywords, or the baked
     values when ``baked``)."""
     function_name = OPTIMIZERS[optimizer]
     function = getattr(module, function_name, None)
@@ -649,7 +648,7 @@ def _distributed(
 
     Full batches: each step adds the gradient up over the chunks of rows on the
     cluster (``symgen.distributed``), then applies the optimizer's update here, as
-    the module's step function would (``symgen.updates``). Mini-batches: chunks
+    the module's step function would (``optimizers.updater``). Mini-batches: chunks
     are read into memory one at a time and cut into batches for the module's
     own step function."""
 
@@ -659,7 +658,7 @@ def _distributed(
         advance = _stepper(module, name, optimizer, lr, hyper, params, baked)
         return advance, plan.batches(batch_size, seed), rows, plan.loss
     _, _, _, settings = _step_function(module, name, optimizer, lr, hyper, baked)
-    update = updater(module, "momentum" if optimizer == "nesterov" else optimizer, settings, params)
+    update = updater(optimizer, settings, params)
 
     def advance(p: list[Any], batch: Any) -> tuple[float, tuple[Any, ...]]:
         loss, grads = plan.loss_and_grad(p)
