@@ -330,12 +330,12 @@ def sgd_step(a, b, c, d, e, g, t, y, *, lr):
     grad_e = x0*x14
     grad_g = x0*x15
     loss = x9/N
-    a = a - lr*grad_a
-    b = b - lr*grad_b
-    c = c - lr*grad_c
-    d = d - lr*grad_d
-    e = e - lr*grad_e
-    g = g - lr*grad_g
+    a -= lr*grad_a
+    b -= lr*grad_b
+    c -= lr*grad_c
+    d -= lr*grad_d
+    e -= lr*grad_e
+    g -= lr*grad_g
     return loss, (a, b, c, d, e, g)
 
 
@@ -363,17 +363,17 @@ def momentum_step(a, b, c, d, e, g, t, y, *, state, lr, momentum=0.9, nesterov=F
     grad_g = x0*x15
     loss = x9/N
     _v_a = momentum*_v_a - lr*grad_a
-    a = a + (momentum*_v_a - lr*grad_a if nesterov else _v_a)
+    a += (-lr*grad_a + momentum*_v_a if nesterov else _v_a)
     _v_b = momentum*_v_b - lr*grad_b
-    b = b + (momentum*_v_b - lr*grad_b if nesterov else _v_b)
+    b += (-lr*grad_b + momentum*_v_b if nesterov else _v_b)
     _v_c = momentum*_v_c - lr*grad_c
-    c = c + (momentum*_v_c - lr*grad_c if nesterov else _v_c)
+    c += (-lr*grad_c + momentum*_v_c if nesterov else _v_c)
     _v_d = momentum*_v_d - lr*grad_d
-    d = d + (momentum*_v_d - lr*grad_d if nesterov else _v_d)
+    d += (-lr*grad_d + momentum*_v_d if nesterov else _v_d)
     _v_e = momentum*_v_e - lr*grad_e
-    e = e + (momentum*_v_e - lr*grad_e if nesterov else _v_e)
+    e += (-lr*grad_e + momentum*_v_e if nesterov else _v_e)
     _v_g = momentum*_v_g - lr*grad_g
-    g = g + (momentum*_v_g - lr*grad_g if nesterov else _v_g)
+    g += (-lr*grad_g + momentum*_v_g if nesterov else _v_g)
     return loss, (a, b, c, d, e, g), (_v_a, _v_b, _v_c, _v_d, _v_e, _v_g)
 
 
@@ -382,7 +382,7 @@ def adam_state(a, b, c, d, e, g):
     return (0, (0.0, 0.0, 0.0, 0.0, 0.0, 0.0), (0.0, 0.0, 0.0, 0.0, 0.0, 0.0))
 
 
-def adam_step(a, b, c, d, e, g, t, y, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8):
+def adam_step(a, b, c, d, e, g, t, y, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-08):
     """One Adam step (Kingma & Ba), with bias correction; k counts the steps:
     m = beta1*m + (1-beta1)*g;  s = beta2*s + (1-beta2)*g**2;
     p -= lr/(1-beta1**k) * m / (sqrt(s/(1-beta2**k)) + eps).
@@ -405,21 +405,21 @@ def adam_step(a, b, c, d, e, g, t, y, *, state, lr=0.001, beta1=0.9, beta2=0.999
     grad_g = x0*x15
     loss = x9/N
     _m_a = beta1*_m_a + (1.0 - beta1)*grad_a
-    _s_a = beta2*_s_a + (1.0 - beta2)*grad_a*grad_a
-    a = a - _c1*_m_a/(math.sqrt(_c2*_s_a) + eps)
+    _s_a = beta2*_s_a + (1.0 - beta2)*(grad_a*grad_a)
+    a -= _c1*(_m_a/(math.sqrt(_s_a*_c2) + eps))
     _m_b = beta1*_m_b + (1.0 - beta1)*grad_b
-    _s_b = beta2*_s_b + (1.0 - beta2)*grad_b*grad_b
-    b = b - _c1*_m_b/(math.sqrt(_c2*_s_b) + eps)
+    _s_b = beta2*_s_b + (1.0 - beta2)*(grad_b*grad_b)
+    b -= _c1*(_m_b/(math.sqrt(_s_b*_c2) + eps))
     _m_c = beta1*_m_c + (1.0 - beta1)*grad_c
-    _s_c = beta2*_s_c + (1.0 - beta2)*grad_c*grad_c
-    c = c - _c1*_m_c/(math.sqrt(_c2*_s_c) + eps)
+    _s_c = beta2*_s_c + (1.0 - beta2)*(grad_c*grad_c)
+    c -= _c1*(_m_c/(math.sqrt(_s_c*_c2) + eps))
     _m_d = beta1*_m_d + (1.0 - beta1)*grad_d
-    _s_d = beta2*_s_d + (1.0 - beta2)*grad_d*grad_d
-    d = d - _c1*_m_d/(math.sqrt(_c2*_s_d) + eps)
+    _s_d = beta2*_s_d + (1.0 - beta2)*(grad_d*grad_d)
+    d -= _c1*(_m_d/(math.sqrt(_s_d*_c2) + eps))
     _m_e = beta1*_m_e + (1.0 - beta1)*grad_e
-    _s_e = beta2*_s_e + (1.0 - beta2)*grad_e*grad_e
-    e = e - _c1*_m_e/(math.sqrt(_c2*_s_e) + eps)
+    _s_e = beta2*_s_e + (1.0 - beta2)*(grad_e*grad_e)
+    e -= _c1*(_m_e/(math.sqrt(_s_e*_c2) + eps))
     _m_g = beta1*_m_g + (1.0 - beta1)*grad_g
-    _s_g = beta2*_s_g + (1.0 - beta2)*grad_g*grad_g
-    g = g - _c1*_m_g/(math.sqrt(_c2*_s_g) + eps)
+    _s_g = beta2*_s_g + (1.0 - beta2)*(grad_g*grad_g)
+    g -= _c1*(_m_g/(math.sqrt(_s_g*_c2) + eps))
     return loss, (a, b, c, d, e, g), (_step, (_m_a, _m_b, _m_c, _m_d, _m_e, _m_g), (_s_a, _s_b, _s_c, _s_d, _s_e, _s_g))

@@ -77,8 +77,8 @@ def sgd_step(x, y, *, lr):
     loss = (x0*x0)
     grad_x = 2.0*x0
     grad_y = 4.0*x0
-    x = x - lr*grad_x
-    y = y - lr*grad_y
+    x -= lr*grad_x
+    y -= lr*grad_y
     return loss, (x, y)
 
 
@@ -104,9 +104,9 @@ def momentum_step(x, y, *, state, lr, momentum=0.9, nesterov=False):
     grad_y = 4.0*x0
     (_v_x, _v_y) = state
     _v_x = momentum*_v_x - lr*grad_x
-    x = x + (momentum*_v_x - lr*grad_x if nesterov else _v_x)
+    x += (-lr*grad_x + momentum*_v_x if nesterov else _v_x)
     _v_y = momentum*_v_y - lr*grad_y
-    y = y + (momentum*_v_y - lr*grad_y if nesterov else _v_y)
+    y += (-lr*grad_y + momentum*_v_y if nesterov else _v_y)
     return loss, (x, y), (_v_x, _v_y)
 
 
@@ -115,7 +115,7 @@ def adam_state(x, y):
     return (0, (0.0, 0.0), (0.0, 0.0))
 
 
-def adam_step(x, y, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8):
+def adam_step(x, y, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-08):
     """One Adam step (Kingma & Ba), with bias correction; k counts the steps:
     m = beta1*m + (1-beta1)*g;  s = beta2*s + (1-beta2)*g**2;
     p -= lr/(1-beta1**k) * m / (sqrt(s/(1-beta2**k)) + eps).
@@ -136,9 +136,9 @@ def adam_step(x, y, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8):
     _c1 = lr/(1.0 - beta1**_step)
     _c2 = 1.0/(1.0 - beta2**_step)
     _m_x = beta1*_m_x + (1.0 - beta1)*grad_x
-    _s_x = beta2*_s_x + (1.0 - beta2)*grad_x*grad_x
-    x = x - _c1*_m_x/(math.sqrt(_c2*_s_x) + eps)
+    _s_x = beta2*_s_x + (1.0 - beta2)*(grad_x*grad_x)
+    x -= _c1*(_m_x/(math.sqrt(_s_x*_c2) + eps))
     _m_y = beta1*_m_y + (1.0 - beta1)*grad_y
-    _s_y = beta2*_s_y + (1.0 - beta2)*grad_y*grad_y
-    y = y - _c1*_m_y/(math.sqrt(_c2*_s_y) + eps)
+    _s_y = beta2*_s_y + (1.0 - beta2)*(grad_y*grad_y)
+    y -= _c1*(_m_y/(math.sqrt(_s_y*_c2) + eps))
     return loss, (x, y), (_step, (_m_x, _m_y), (_s_x, _s_y))

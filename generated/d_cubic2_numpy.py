@@ -70,7 +70,7 @@ def sgd_step(x, *, lr):
     x1 = 2.0*x - 8.0
     loss = x0*x1
     grad_x = 2.0*x*x1 + 2.0*x0
-    x = x - lr*grad_x
+    x -= lr*grad_x
     return loss, (x,)
 
 
@@ -94,7 +94,7 @@ def momentum_step(x, *, state, lr, momentum=0.9, nesterov=False):
     grad_x = 2.0*x*x1 + 2.0*x0
     (_v_x,) = state
     _v_x = momentum*_v_x - lr*grad_x
-    x = x + (momentum*_v_x - lr*grad_x if nesterov else _v_x)
+    x += (-lr*grad_x + momentum*_v_x if nesterov else _v_x)
     return loss, (x,), (_v_x,)
 
 
@@ -103,7 +103,7 @@ def adam_state(x):
     return (0, (0.0,), (0.0,))
 
 
-def adam_step(x, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8):
+def adam_step(x, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-08):
     """One Adam step (Kingma & Ba), with bias correction; k counts the steps:
     m = beta1*m + (1-beta1)*g;  s = beta2*s + (1-beta2)*g**2;
     p -= lr/(1-beta1**k) * m / (sqrt(s/(1-beta2**k)) + eps).
@@ -122,6 +122,6 @@ def adam_step(x, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8):
     _c1 = lr/(1.0 - beta1**_step)
     _c2 = 1.0/(1.0 - beta2**_step)
     _m_x = beta1*_m_x + (1.0 - beta1)*grad_x
-    _s_x = beta2*_s_x + (1.0 - beta2)*grad_x*grad_x
-    x = x - _c1*_m_x/(math.sqrt(_c2*_s_x) + eps)
+    _s_x = beta2*_s_x + (1.0 - beta2)*(grad_x*grad_x)
+    x -= _c1*(_m_x/(math.sqrt(_s_x*_c2) + eps))
     return loss, (x,), (_step, (_m_x,), (_s_x,))

@@ -505,7 +505,7 @@ def adam_state(w):
     return (0, (np.zeros_like(w),), (np.zeros_like(w),))
 
 
-def adam_step(w, X, t, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8):
+def adam_step(w, X, t, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-08):
     """One Adam step (Kingma & Ba), with bias correction; k counts the steps:
     m = beta1*m + (1-beta1)*g;  s = beta2*s + (1-beta2)*g**2;
     p -= lr/(1-beta1**k) * m / (sqrt(s/(1-beta2**k)) + eps).
@@ -521,7 +521,7 @@ def adam_step(w, X, t, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8):
     _c2 = 1.0/(1.0 - beta2**_step)
     _m_w *= beta1
     _m_w += (1.0 - beta1)*grad_w
-    np.multiply(grad_w, grad_w, out=grad_w)
+    grad_w *= grad_w
     _s_w *= beta2
     _s_w += (1.0 - beta2)*grad_w
     np.multiply(_s_w, _c2, out=grad_w)

@@ -92,40 +92,31 @@ extern "C" __global__ void sg_finish(const double* __restrict__ partials, const 
 }
 
 // Optimizer steps: one thread per element updates the parameter and its state.
-extern "C" __global__ void sg_sgd(double* __restrict__ p, const double* __restrict__ g,
-                                  const double lr, const long long n)
+extern "C" __global__ void sg_sgd(double* __restrict__ p, const double* __restrict__ g, const double lr, const long long n)
 {
     for (long long e = (long long)blockIdx.x*blockDim.x + threadIdx.x; e < n; e += (long long)gridDim.x*blockDim.x) {
         p[e] -= lr*g[e];
     }
 }
 
-extern "C" __global__ void sg_momentum(double* __restrict__ p, double* __restrict__ v,
-                                       const double* __restrict__ g, const double lr,
-                                       const double momentum, const bool nesterov, const long long n)
+extern "C" __global__ void sg_momentum(double* __restrict__ p, double* __restrict__ v, const double* __restrict__ g, const double momentum, const double lr, const double neg_lr, const bool nesterov, const long long n)
 {
     for (long long e = (long long)blockIdx.x*blockDim.x + threadIdx.x; e < n; e += (long long)gridDim.x*blockDim.x) {
-        const double step = lr*g[e];
-        const double velocity = v[e]*momentum - step;
-        v[e] = velocity;
-        p[e] += nesterov ? momentum*velocity - step : velocity;
+        v[e] = momentum*v[e] - lr*g[e];
+        if (nesterov) {
+            p[e] += neg_lr*g[e] + momentum*v[e];
+        } else {
+            p[e] += v[e];
+        }
     }
 }
 
-extern "C" __global__ void sg_adam(double* __restrict__ p, double* __restrict__ m,
-                                   double* __restrict__ s, const double* __restrict__ g,
-                                   const double beta1, const double one_minus_beta1,
-                                   const double beta2, const double one_minus_beta2,
-                                   const double c1, const double c2, const double eps,
-                                   const long long n)
+extern "C" __global__ void sg_adam(double* __restrict__ p, double* __restrict__ m, double* __restrict__ s, const double* __restrict__ g, const double beta1, const double one_minus_beta1, const double beta2, const double one_minus_beta2, const double c2, const double eps, const double c1, const long long n)
 {
     for (long long e = (long long)blockIdx.x*blockDim.x + threadIdx.x; e < n; e += (long long)gridDim.x*blockDim.x) {
-        const double grad = g[e];
-        const double first = m[e]*beta1 + one_minus_beta1*grad;
-        const double second = s[e]*beta2 + one_minus_beta2*(grad*grad);
-        m[e] = first;
-        s[e] = second;
-        p[e] -= c1*(first/(sqrt(second*c2) + eps));
+        m[e] = beta1*m[e] + one_minus_beta1*g[e];
+        s[e] = beta2*s[e] + one_minus_beta2*(g[e]*g[e]);
+        p[e] -= c1*(m[e]/(sqrt(s[e]*c2) + eps));
     }
 }
 
@@ -343,7 +334,7 @@ def momentum_step(w, X, t, *, state, lr, momentum=0.9, nesterov=False):
     _red_loss_and_grad_1 = _reduce('loss_and_grad_1', N*1, (t, x0, x2, np.int64(N)), 1, 0)
     grad_w = X.T @ x2
     (_v_w,) = state
-    _launch('sg_momentum', w.size, (w, _v_w, grad_w, DTYPE(lr), DTYPE(momentum), np.bool_(nesterov), np.int64(w.size)))
+    _launch('sg_momentum', w.size, (w, _v_w, grad_w, DTYPE(momentum), DTYPE(lr), DTYPE(-lr), np.bool_(nesterov), np.int64(w.size)))
     x3, = _red_loss_and_grad_1.get().tolist()
     loss = -x3
     return loss, (w,), (_v_w,)
@@ -354,7 +345,7 @@ def adam_state(w):
     return (0, (cp.zeros_like(w),), (cp.zeros_like(w),))
 
 
-def adam_step(w, X, t, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8):
+def adam_step(w, X, t, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-08):
     """One Adam step (Kingma & Ba), with bias correction; k counts the steps:
     m = beta1*m + (1-beta1)*g;  s = beta2*s + (1-beta2)*g**2;
     p -= lr/(1-beta1**k) * m / (sqrt(s/(1-beta2**k)) + eps).
@@ -371,7 +362,7 @@ def adam_step(w, X, t, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8):
     _step += 1
     _c1 = lr/(1.0 - beta1**_step)
     _c2 = 1.0/(1.0 - beta2**_step)
-    _launch('sg_adam', w.size, (w, _m_w, _s_w, grad_w, DTYPE(beta1), DTYPE((1.0 - beta1)), DTYPE(beta2), DTYPE((1.0 - beta2)), DTYPE(_c1), DTYPE(_c2), DTYPE(eps), np.int64(w.size)))
+    _launch('sg_adam', w.size, (w, _m_w, _s_w, grad_w, DTYPE(beta1), DTYPE(1.0 - beta1), DTYPE(beta2), DTYPE(1.0 - beta2), DTYPE(_c2), DTYPE(eps), DTYPE(_c1), np.int64(w.size)))
     x3, = _red_loss_and_grad_1.get().tolist()
     loss = -x3
     return loss, (w,), (_step, (_m_w,), (_s_w,))

@@ -552,7 +552,7 @@ def adam_state(W1, W2):
     return (0, (np.zeros_like(W1), np.zeros_like(W2)), (np.zeros_like(W1), np.zeros_like(W2)))
 
 
-def adam_step(W1, W2, X, Y, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8):
+def adam_step(W1, W2, X, Y, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-08):
     """One Adam step (Kingma & Ba), with bias correction; k counts the steps:
     m = beta1*m + (1-beta1)*g;  s = beta2*s + (1-beta2)*g**2;
     p -= lr/(1-beta1**k) * m / (sqrt(s/(1-beta2**k)) + eps).
@@ -568,7 +568,7 @@ def adam_step(W1, W2, X, Y, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8
     _c2 = 1.0/(1.0 - beta2**_step)
     _m_W1 *= beta1
     _m_W1 += (1.0 - beta1)*grad_W1
-    np.multiply(grad_W1, grad_W1, out=grad_W1)
+    grad_W1 *= grad_W1
     _s_W1 *= beta2
     _s_W1 += (1.0 - beta2)*grad_W1
     np.multiply(_s_W1, _c2, out=grad_W1)
@@ -579,7 +579,7 @@ def adam_step(W1, W2, X, Y, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8
     W1 -= grad_W1
     _m_W2 *= beta1
     _m_W2 += (1.0 - beta1)*grad_W2
-    np.multiply(grad_W2, grad_W2, out=grad_W2)
+    grad_W2 *= grad_W2
     _s_W2 *= beta2
     _s_W2 += (1.0 - beta2)*grad_W2
     np.multiply(_s_W2, _c2, out=grad_W2)

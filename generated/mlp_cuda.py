@@ -92,40 +92,31 @@ extern "C" __global__ void sg_finish(const double* __restrict__ partials, const 
 }
 
 // Optimizer steps: one thread per element updates the parameter and its state.
-extern "C" __global__ void sg_sgd(float* __restrict__ p, const float* __restrict__ g,
-                                  const float lr, const long long n)
+extern "C" __global__ void sg_sgd(float* __restrict__ p, const float* __restrict__ g, const float lr, const long long n)
 {
     for (long long e = (long long)blockIdx.x*blockDim.x + threadIdx.x; e < n; e += (long long)gridDim.x*blockDim.x) {
         p[e] -= lr*g[e];
     }
 }
 
-extern "C" __global__ void sg_momentum(float* __restrict__ p, float* __restrict__ v,
-                                       const float* __restrict__ g, const float lr,
-                                       const float momentum, const bool nesterov, const long long n)
+extern "C" __global__ void sg_momentum(float* __restrict__ p, float* __restrict__ v, const float* __restrict__ g, const float momentum, const float lr, const float neg_lr, const bool nesterov, const long long n)
 {
     for (long long e = (long long)blockIdx.x*blockDim.x + threadIdx.x; e < n; e += (long long)gridDim.x*blockDim.x) {
-        const float step = lr*g[e];
-        const float velocity = v[e]*momentum - step;
-        v[e] = velocity;
-        p[e] += nesterov ? momentum*velocity - step : velocity;
+        v[e] = momentum*v[e] - lr*g[e];
+        if (nesterov) {
+            p[e] += neg_lr*g[e] + momentum*v[e];
+        } else {
+            p[e] += v[e];
+        }
     }
 }
 
-extern "C" __global__ void sg_adam(float* __restrict__ p, float* __restrict__ m,
-                                   float* __restrict__ s, const float* __restrict__ g,
-                                   const float beta1, const float one_minus_beta1,
-                                   const float beta2, const float one_minus_beta2,
-                                   const float c1, const float c2, const float eps,
-                                   const long long n)
+extern "C" __global__ void sg_adam(float* __restrict__ p, float* __restrict__ m, float* __restrict__ s, const float* __restrict__ g, const float beta1, const float one_minus_beta1, const float beta2, const float one_minus_beta2, const float c2, const float eps, const float c1, const long long n)
 {
     for (long long e = (long long)blockIdx.x*blockDim.x + threadIdx.x; e < n; e += (long long)gridDim.x*blockDim.x) {
-        const float grad = g[e];
-        const float first = m[e]*beta1 + one_minus_beta1*grad;
-        const float second = s[e]*beta2 + one_minus_beta2*(grad*grad);
-        m[e] = first;
-        s[e] = second;
-        p[e] -= c1*(first/(sqrtf(second*c2) + eps));
+        m[e] = beta1*m[e] + one_minus_beta1*g[e];
+        s[e] = beta2*s[e] + one_minus_beta2*(g[e]*g[e]);
+        p[e] -= c1*(m[e]/(sqrtf(s[e]*c2) + eps));
     }
 }
 
@@ -410,8 +401,8 @@ def momentum_step(W1, W2, X, Y, *, state, lr, momentum=0.9, nesterov=False):
     _launch('loss_and_grad_7', M*N_H, (x0, x8, x9, np.int64(M), np.int64(N_H)))
     grad_W1 = X.T @ x9
     (_v_W1, _v_W2) = state
-    _launch('sg_momentum', W1.size, (W1, _v_W1, grad_W1, DTYPE(lr), DTYPE(momentum), np.bool_(nesterov), np.int64(W1.size)))
-    _launch('sg_momentum', W2.size, (W2, _v_W2, grad_W2, DTYPE(lr), DTYPE(momentum), np.bool_(nesterov), np.int64(W2.size)))
+    _launch('sg_momentum', W1.size, (W1, _v_W1, grad_W1, DTYPE(momentum), DTYPE(lr), DTYPE(-lr), np.bool_(nesterov), np.int64(W1.size)))
+    _launch('sg_momentum', W2.size, (W2, _v_W2, grad_W2, DTYPE(momentum), DTYPE(lr), DTYPE(-lr), np.bool_(nesterov), np.int64(W2.size)))
     x7, = _red_loss_and_grad_3.get().tolist()
     loss = x7/(M*N_O)
     return loss, (W1, W2), (_v_W1, _v_W2)
@@ -422,7 +413,7 @@ def adam_state(W1, W2):
     return (0, (cp.zeros_like(W1), cp.zeros_like(W2)), (cp.zeros_like(W1), cp.zeros_like(W2)))
 
 
-def adam_step(W1, W2, X, Y, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8):
+def adam_step(W1, W2, X, Y, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-08):
     """One Adam step (Kingma & Ba), with bias correction; k counts the steps:
     m = beta1*m + (1-beta1)*g;  s = beta2*s + (1-beta2)*g**2;
     p -= lr/(1-beta1**k) * m / (sqrt(s/(1-beta2**k)) + eps).
@@ -448,8 +439,8 @@ def adam_step(W1, W2, X, Y, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8
     _step += 1
     _c1 = lr/(1.0 - beta1**_step)
     _c2 = 1.0/(1.0 - beta2**_step)
-    _launch('sg_adam', W1.size, (W1, _m_W1, _s_W1, grad_W1, DTYPE(beta1), DTYPE((1.0 - beta1)), DTYPE(beta2), DTYPE((1.0 - beta2)), DTYPE(_c1), DTYPE(_c2), DTYPE(eps), np.int64(W1.size)))
-    _launch('sg_adam', W2.size, (W2, _m_W2, _s_W2, grad_W2, DTYPE(beta1), DTYPE((1.0 - beta1)), DTYPE(beta2), DTYPE((1.0 - beta2)), DTYPE(_c1), DTYPE(_c2), DTYPE(eps), np.int64(W2.size)))
+    _launch('sg_adam', W1.size, (W1, _m_W1, _s_W1, grad_W1, DTYPE(beta1), DTYPE(1.0 - beta1), DTYPE(beta2), DTYPE(1.0 - beta2), DTYPE(_c2), DTYPE(eps), DTYPE(_c1), np.int64(W1.size)))
+    _launch('sg_adam', W2.size, (W2, _m_W2, _s_W2, grad_W2, DTYPE(beta1), DTYPE(1.0 - beta1), DTYPE(beta2), DTYPE(1.0 - beta2), DTYPE(_c2), DTYPE(eps), DTYPE(_c1), np.int64(W2.size)))
     x7, = _red_loss_and_grad_3.get().tolist()
     loss = x7/(M*N_O)
     return loss, (W1, W2), (_step, (_m_W1, _m_W2), (_s_W1, _s_W2))

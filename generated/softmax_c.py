@@ -631,7 +631,7 @@ def adam_state(W, b):
     return (0, (np.zeros_like(W), np.zeros_like(b)), (np.zeros_like(W), np.zeros_like(b)))
 
 
-def adam_step(W, b, X, Y, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8):
+def adam_step(W, b, X, Y, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-08):
     """One Adam step (Kingma & Ba), with bias correction; k counts the steps:
     m = beta1*m + (1-beta1)*g;  s = beta2*s + (1-beta2)*g**2;
     p -= lr/(1-beta1**k) * m / (sqrt(s/(1-beta2**k)) + eps).
@@ -647,7 +647,7 @@ def adam_step(W, b, X, Y, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8):
     _c2 = 1.0/(1.0 - beta2**_step)
     _m_W *= beta1
     _m_W += (1.0 - beta1)*grad_W
-    np.multiply(grad_W, grad_W, out=grad_W)
+    grad_W *= grad_W
     _s_W *= beta2
     _s_W += (1.0 - beta2)*grad_W
     np.multiply(_s_W, _c2, out=grad_W)
@@ -658,7 +658,7 @@ def adam_step(W, b, X, Y, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8):
     W -= grad_W
     _m_b *= beta1
     _m_b += (1.0 - beta1)*grad_b
-    np.multiply(grad_b, grad_b, out=grad_b)
+    grad_b *= grad_b
     _s_b *= beta2
     _s_b += (1.0 - beta2)*grad_b
     np.multiply(_s_b, _c2, out=grad_b)

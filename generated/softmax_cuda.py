@@ -92,40 +92,31 @@ extern "C" __global__ void sg_finish(const double* __restrict__ partials, const 
 }
 
 // Optimizer steps: one thread per element updates the parameter and its state.
-extern "C" __global__ void sg_sgd(double* __restrict__ p, const double* __restrict__ g,
-                                  const double lr, const long long n)
+extern "C" __global__ void sg_sgd(double* __restrict__ p, const double* __restrict__ g, const double lr, const long long n)
 {
     for (long long e = (long long)blockIdx.x*blockDim.x + threadIdx.x; e < n; e += (long long)gridDim.x*blockDim.x) {
         p[e] -= lr*g[e];
     }
 }
 
-extern "C" __global__ void sg_momentum(double* __restrict__ p, double* __restrict__ v,
-                                       const double* __restrict__ g, const double lr,
-                                       const double momentum, const bool nesterov, const long long n)
+extern "C" __global__ void sg_momentum(double* __restrict__ p, double* __restrict__ v, const double* __restrict__ g, const double momentum, const double lr, const double neg_lr, const bool nesterov, const long long n)
 {
     for (long long e = (long long)blockIdx.x*blockDim.x + threadIdx.x; e < n; e += (long long)gridDim.x*blockDim.x) {
-        const double step = lr*g[e];
-        const double velocity = v[e]*momentum - step;
-        v[e] = velocity;
-        p[e] += nesterov ? momentum*velocity - step : velocity;
+        v[e] = momentum*v[e] - lr*g[e];
+        if (nesterov) {
+            p[e] += neg_lr*g[e] + momentum*v[e];
+        } else {
+            p[e] += v[e];
+        }
     }
 }
 
-extern "C" __global__ void sg_adam(double* __restrict__ p, double* __restrict__ m,
-                                   double* __restrict__ s, const double* __restrict__ g,
-                                   const double beta1, const double one_minus_beta1,
-                                   const double beta2, const double one_minus_beta2,
-                                   const double c1, const double c2, const double eps,
-                                   const long long n)
+extern "C" __global__ void sg_adam(double* __restrict__ p, double* __restrict__ m, double* __restrict__ s, const double* __restrict__ g, const double beta1, const double one_minus_beta1, const double beta2, const double one_minus_beta2, const double c2, const double eps, const double c1, const long long n)
 {
     for (long long e = (long long)blockIdx.x*blockDim.x + threadIdx.x; e < n; e += (long long)gridDim.x*blockDim.x) {
-        const double grad = g[e];
-        const double first = m[e]*beta1 + one_minus_beta1*grad;
-        const double second = s[e]*beta2 + one_minus_beta2*(grad*grad);
-        m[e] = first;
-        s[e] = second;
-        p[e] -= c1*(first/(sqrt(second*c2) + eps));
+        m[e] = beta1*m[e] + one_minus_beta1*g[e];
+        s[e] = beta2*s[e] + one_minus_beta2*(g[e]*g[e]);
+        p[e] -= c1*(m[e]/(sqrt(s[e]*c2) + eps));
     }
 }
 
@@ -579,8 +570,8 @@ def momentum_step(W, b, X, Y, *, state, lr, momentum=0.9, nesterov=False):
     _launch('loss_and_grad_6', 1*K, (x13, x4, grad_b, np.int64(K)))
     grad_W = X.T @ x11
     (_v_W, _v_b) = state
-    _launch('sg_momentum', W.size, (W, _v_W, grad_W, DTYPE(lr), DTYPE(momentum), np.bool_(nesterov), np.int64(W.size)))
-    _launch('sg_momentum', b.size, (b, _v_b, grad_b, DTYPE(lr), DTYPE(momentum), np.bool_(nesterov), np.int64(b.size)))
+    _launch('sg_momentum', W.size, (W, _v_W, grad_W, DTYPE(momentum), DTYPE(lr), DTYPE(-lr), np.bool_(nesterov), np.int64(W.size)))
+    _launch('sg_momentum', b.size, (b, _v_b, grad_b, DTYPE(momentum), DTYPE(lr), DTYPE(-lr), np.bool_(nesterov), np.int64(b.size)))
     x12, = _red_loss_and_grad_4.get().tolist()
     loss = -x12/N
     return loss, (W, b), (_v_W, _v_b)
@@ -591,7 +582,7 @@ def adam_state(W, b):
     return (0, (cp.zeros_like(W), cp.zeros_like(b)), (cp.zeros_like(W), cp.zeros_like(b)))
 
 
-def adam_step(W, b, X, Y, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8):
+def adam_step(W, b, X, Y, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-08):
     """One Adam step (Kingma & Ba), with bias correction; k counts the steps:
     m = beta1*m + (1-beta1)*g;  s = beta2*s + (1-beta2)*g**2;
     p -= lr/(1-beta1**k) * m / (sqrt(s/(1-beta2**k)) + eps).
@@ -629,8 +620,8 @@ def adam_step(W, b, X, Y, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8):
     _step += 1
     _c1 = lr/(1.0 - beta1**_step)
     _c2 = 1.0/(1.0 - beta2**_step)
-    _launch('sg_adam', W.size, (W, _m_W, _s_W, grad_W, DTYPE(beta1), DTYPE((1.0 - beta1)), DTYPE(beta2), DTYPE((1.0 - beta2)), DTYPE(_c1), DTYPE(_c2), DTYPE(eps), np.int64(W.size)))
-    _launch('sg_adam', b.size, (b, _m_b, _s_b, grad_b, DTYPE(beta1), DTYPE((1.0 - beta1)), DTYPE(beta2), DTYPE((1.0 - beta2)), DTYPE(_c1), DTYPE(_c2), DTYPE(eps), np.int64(b.size)))
+    _launch('sg_adam', W.size, (W, _m_W, _s_W, grad_W, DTYPE(beta1), DTYPE(1.0 - beta1), DTYPE(beta2), DTYPE(1.0 - beta2), DTYPE(_c2), DTYPE(eps), DTYPE(_c1), np.int64(W.size)))
+    _launch('sg_adam', b.size, (b, _m_b, _s_b, grad_b, DTYPE(beta1), DTYPE(1.0 - beta1), DTYPE(beta2), DTYPE(1.0 - beta2), DTYPE(_c2), DTYPE(eps), DTYPE(_c1), np.int64(b.size)))
     x12, = _red_loss_and_grad_4.get().tolist()
     loss = -x12/N
     return loss, (W, b), (_step, (_m_W, _m_b), (_s_W, _s_b))

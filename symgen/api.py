@@ -10,7 +10,7 @@ from symgen.backends.c import module as c_backend
 from symgen.backends.cuda import module as cuda_backend
 from symgen.backends.numpy import module as numpy_backend
 from symgen.codegen.formulas import gradients
-from symgen.codegen.hyperparams import bake
+from symgen.codegen.optimizers import bake
 from symgen.compiler.pipeline import run
 from symgen.compiler.problem import Problem
 from symgen.errors import SpecError
@@ -37,7 +37,7 @@ def generate(
     ``optimizer`` (``"sgd"``, ``"momentum"``, ``"nesterov"``, ``"adam"``) with
     ``hyperparameters`` (``lr``, ``momentum``, ``beta1``, ``beta2``, ``eps``; the
     ones not given at their defaults) bakes them into that optimizer's step
-    function: literal constants instead of keyword arguments (``symgen.hyperparams``).
+    function: literal constants instead of keyword arguments (``symgen.codegen.optimizers``).
     Without ``optimizer`` every step function takes them as keywords.
     """
     if not isinstance(problem, Problem):

@@ -17,9 +17,8 @@ import pytest
 import symgen
 from examples import curve_fit, logistic, mlp, rosenbrock
 from symgen.cli.commands import main
-from symgen.codegen.hyperparams import Baked, bake
+from symgen.codegen.optimizers import Baked, bake, updater
 from symgen.runtime.training.optimizers import step_function
-from symgen.runtime.updates import updater
 
 STEPS = 20
 
@@ -127,7 +126,7 @@ def test_baked_adam_source_signature_and_metadata():
     # literals, with the step-independent arithmetic folded
     assert "_c1 = 0.003/(1.0 - 0.8**_step)" in source
     assert "_c2 = 1.0/(1.0 - 0.99**_step)" in source
-    assert f"{1.0 - 0.8!r}*grad_x" in source and f"{1.0 - 0.99!r}*grad_x*grad_x" in source
+    assert f"{1.0 - 0.8!r}*grad_x" in source and f"{1.0 - 0.99!r}*(grad_x*grad_x)" in source
     assert "+ 1e-07)" in source and "(1.0 - beta1)" not in source.split("def adam_step")[1]
     assert list(inspect.signature(m.adam_step).parameters) == ["x", "y", "state"]
     state = m.adam_state(1.0, 1.0)
@@ -347,14 +346,13 @@ def test_fit_rejects_values_that_differ_from_the_baked_ones():
 
 @pytest.mark.parametrize("optimizer", list(HYPER))
 def test_updates_for_distributed_fits_match_the_baked_step(optimizer):
-    """``symgen.updates`` (the update ``fit`` applies to gradients summed over Dask
+    """``optimizers.updater`` (the update ``fit`` applies to gradients summed over Dask
     chunks) gets the baked values from ``fit`` and gives the baked step's numbers."""
     spec, params, data = _logistic()
     m = symgen.compile(spec, optimizer=optimizer, **HYPER[optimizer])
     *_, settings = step_function(m, "logistic", optimizer, None, {}, m.HYPERPARAMETERS)
-    name = "momentum" if optimizer == "nesterov" else optimizer
     current = _copy(params)
-    update = updater(m, name, settings, current)
+    update = updater(optimizer, settings, current)
     for _ in range(STEPS):
         _, grads = m.loss_and_grad(*current, **data)
         current = list(update(current, grads))
@@ -363,7 +361,7 @@ def test_updates_for_distributed_fits_match_the_baked_step(optimizer):
 
 
 def test_distributed_fit_with_a_baked_module():
-    """Full-batch steps on Dask arrays apply ``symgen.updates`` with the baked values;
+    """Full-batch steps on Dask arrays apply ``optimizers.updater`` with the baked values;
     mini-batches run the baked step function; both as the unbaked module with keywords."""
     dask = pytest.importorskip("dask")
     da = pytest.importorskip("dask.array")

@@ -18,9 +18,9 @@ import symgen
 from examples import curve_fit, logistic, mlp, softmax
 from symgen import distributed
 from symgen.cli.commands import main
+from symgen.codegen.optimizers import updater
 from symgen.compiler.separable import row_split
 from symgen.runtime.distributed.row_plan import RowPlan
-from symgen.runtime.updates import updater
 
 dask = pytest.importorskip("dask")
 da = pytest.importorskip("dask.array")
@@ -144,7 +144,7 @@ def test_losses_that_do_not_split_raise(loss, params, why):
 
 
 def test_updates_match_the_generated_steps_exactly():
-    """symgen.updates applies the generated sgd/momentum/adam arithmetic, bit for bit."""
+    """optimizers.updater applies the generated sgd/momentum/adam arithmetic, bit for bit."""
     m64 = symgen.compile(symgen.Problem(mlp.mlp.loss, mlp.mlp.params, mlp.mlp.data, name="m64"))
     m32 = symgen.compile(mlp.mlp)
     x, y, w1, w2 = mlp.seed_data(m=20, n_i=6, n_h=4, n_o=3)
@@ -166,7 +166,7 @@ def test_updates_match_the_generated_steps_exactly():
         for optimizer, options in settings:
             mine = [np.array(p) if np.ndim(p) else float(p) for p in start]
             theirs = [np.array(p) if np.ndim(p) else float(p) for p in start]
-            update = updater(module, optimizer, dict(options), mine)
+            update = updater(optimizer, dict(options), mine)
             step = getattr(module, f"{optimizer}_step")
             state = None if optimizer == "sgd" else getattr(module, f"{optimizer}_state")(*theirs)
             for _ in range(3):

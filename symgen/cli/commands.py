@@ -16,8 +16,9 @@ from symgen.api import BACKENDS, generate
 from symgen.api import compile as compile_problem
 from symgen.cli import show as show_module
 from symgen.cli.specfile import load
+from symgen.codegen import optimizers
 from symgen.codegen.formulas import derivative
-from symgen.codegen.hyperparams import OPTIMIZERS, bake
+from symgen.codegen.optimizers import DEFAULT_LR, DEFAULTS, OPTIMIZERS, bake, help_text
 from symgen.compiler.exprparse import parse_assignment, parse_expression
 from symgen.errors import SpecError
 from symgen.files import write_atomic
@@ -29,17 +30,10 @@ from symgen.runtime.data.shapes import check_shapes
 from symgen.runtime.distributed.cluster import connect
 from symgen.runtime.distributed.sources import problem_module
 from symgen.runtime.training.fitting import fit
-from symgen.runtime.training.optimizers import DEFAULT_LR
 from symgen.runtime.training.result import NonFiniteError
 
 #: The hyperparameters ``generate --optimizer NAME`` bakes, with their help.
-HYPERPARAMETERS = {
-    "lr": "learning rate (default: 0.001 adam, else 0.01)",
-    "momentum": "momentum, nesterov: velocity decay (default: 0.9)",
-    "beta1": "adam: first-moment decay (default: 0.9)",
-    "beta2": "adam: second-moment decay (default: 0.999)",
-    "eps": "adam: added to the root of the second moment (default: 1e-08)",
-}
+HYPERPARAMETERS = {name: help_text(name) for name in optimizers.HYPERPARAMETERS}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -260,14 +254,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="the module that computes the steps: NumPy (default) or its compiled C passes",
     )
     p.add_argument("--steps", type=int, default=1000, help="steps to run (default: 1000)")
-    p.add_argument("--optimizer", choices=["sgd", "momentum", "nesterov", "adam"], default="adam")
-    p.add_argument("--lr", type=float, help="learning rate (default: 0.001 adam, else 0.01)")
+    p.add_argument("--optimizer", choices=list(OPTIMIZERS), default="adam")
+    p.add_argument("--lr", type=float, help=help_text("lr"))
     p.add_argument("--batch-size", type=int, metavar="B", help="rows per step (default: all)")
     p.add_argument(
         "--hyper",
         action="append",
         metavar="NAME=VALUE",
-        help="optimizer setting: momentum, beta1, beta2, eps (repeatable)",
+        help=f"optimizer setting: {', '.join(DEFAULTS)} (repeatable)",
     )
     p.add_argument(
         "--tol", type=float, help="stop when the loss changes by less than this, relatively"

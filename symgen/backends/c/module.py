@@ -51,7 +51,7 @@ from symgen.backends.c.elements import (
     transposed_index,
 )
 from symgen.backends.numpy import module as numpy_backend
-from symgen.codegen.hyperparams import Baked
+from symgen.codegen.optimizers import Baked
 from symgen.codegen.printers import CudaPrinter, c_definitions
 from symgen.codegen.templating import render
 from symgen.compiler.optimize import Kernel, Program, Stmt, transposed

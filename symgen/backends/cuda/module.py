@@ -50,17 +50,11 @@ from symgen.backends.c.elements import (
     store_guards,
     transposed_index,
 )
+from symgen.backends.cuda.steps import UpdateKernel, kernels, updates
 from symgen.backends.numpy import module as numpy_backend
-from symgen.backends.numpy.module import (
-    Arg,
-    _baked_doc,
-    _baked_plan,
-    _checks,
-    _shape_text,
-    _terms,
-    _tuple,
-)
-from symgen.codegen.hyperparams import Baked
+from symgen.backends.numpy.module import Arg, _baked_plan, _checks, _shape_text
+from symgen.backends.numpy.steps import Update, tuple_text
+from symgen.codegen.optimizers import Baked
 from symgen.codegen.printers import CudaPrinter, ScalarPrinter, c_definitions, python_helpers
 from symgen.codegen.templating import render
 from symgen.compiler.ir import Shape
@@ -118,16 +112,6 @@ class CudaBody:
 
 
 @dataclass(frozen=True)
-class CudaUpdate:
-    name: str
-    doc: str
-    kwargs: str
-    lines: tuple[str, ...]
-    returns: str
-    state: tuple[str, str, str] | None  # (name, doc, returned expression)
-
-
-@dataclass(frozen=True)
 class CudaPlan:
     name: str
     header: tuple[str, ...]
@@ -145,7 +129,9 @@ class CudaPlan:
     loss_body: CudaBody
     grad_body: CudaBody
     kernels: tuple[CudaKernel, ...]
-    updates: tuple[CudaUpdate, ...]
+    updates: tuple[Update, ...]
+    #: The optimizer steps' kernels (none when every parameter is a scalar).
+    update_kernels: tuple[UpdateKernel, ...]
     threads: int
     max_blocks: int
     #: The sources of the host helpers the scalar lines call (``_safelog`` ...).
@@ -510,13 +496,13 @@ class _ProgramLowering:
         )
         self._emit_launch(name, f"_slices*{py[-1]}", args, whole, accs, uses | {"_lines"})
         self.emit(
-            f"_launch_blocks({name + '_end'!r}, {py[-1]}, {_tuple(list(end_args))})",
+            f"_launch_blocks({name + '_end'!r}, {py[-1]}, {tuple_text(list(end_args))})",
             [],
             uses | {"_lines"},
         )
 
     def _emit_launch(self, name, extent, args, whole, accs, uses) -> None:
-        arg_text = _tuple(list(args))
+        arg_text = tuple_text(list(args))
         if not accs:
             self.emit(f"_launch({name!r}, {extent}, {arg_text})", [], uses)
             return
@@ -547,138 +533,6 @@ def _lower(program: Program, prefix: str, dtype: str, names: CNames) -> _Program
     lowering = _ProgramLowering(program, prefix, dtype, names)
     lowering.lower()
     return lowering
-
-
-def _updates(
-    params: tuple[Arg, ...], grads: tuple[str, ...], loss: str, baked: Baked | None
-) -> tuple[tuple[CudaUpdate, list[_HostLine]], ...]:
-    """sgd_step, momentum_step, adam_step: one kernel launch per array parameter updates it
-    and its state in place; scalar parameters and their state are new floats. The step of
-    ``baked``'s optimizer passes its hyperparameters as literals (see the NumPy backend)."""
-    names = [p.name for p in params]
-    pairs = [(p.name, g, p.kind != "scalar") for p, g in zip(params, grads, strict=True)]
-    zeros = [f"cp.zeros_like({n})" if a else "0.0" for n, _, a in pairs]
-
-    def line(code: str, uses: Iterable[str], defines: Iterable[str] = ()) -> _HostLine:
-        return _HostLine(code, frozenset(defines), frozenset(uses))
-
-    k, _ = _terms(baked, "sgd_step")
-    sgd = []
-    for n, g, a in pairs:
-        if a:
-            args = f"({n}, {g}, DTYPE({k['lr']}), np.int64({n}.size))"
-            sgd.append(line(f"_launch('sg_sgd', {n}.size, {args})", [n, g]))
-        else:
-            sgd.append(line(f"{n} = {n} - {k['lr']}*{g}", [n, g], [n]))
-
-    k, fixed = _terms(baked, "momentum_step")
-    flag = "nesterov" if fixed is None else repr(fixed)
-    velocities = [f"_v_{n}" for n in names]
-    momentum = [line(f"{_tuple(velocities)} = state", [], velocities)]
-    for n, g, a in pairs:
-        v = f"_v_{n}"
-        if a:
-            args = (
-                f"({n}, {v}, {g}, DTYPE({k['lr']}), DTYPE({k['momentum']}), np.bool_({flag}),"
-                f" np.int64({n}.size))"
-            )
-            momentum.append(line(f"_launch('sg_momentum', {n}.size, {args})", [n, v, g]))
-        else:
-            ahead = f"{k['momentum']}*{v} - {k['lr']}*{g}"
-            step = {None: f"({ahead} if nesterov else {v})", True: f"({ahead})", False: v}[fixed]
-            momentum += [
-                line(f"{v} = {ahead}", [v, g], [v]),
-                line(f"{n} = {n} + {step}", [n, v, g], [n]),
-            ]
-
-    k, _ = _terms(baked, "adam_step")
-    firsts = [f"_m_{n}" for n in names]
-    seconds = [f"_s_{n}" for n in names]
-    adam = [
-        line(
-            f"_step, {_tuple(firsts)}, {_tuple(seconds)} = state", [], ["_step", *firsts, *seconds]
-        ),
-        line("_step += 1", ["_step"], ["_step"]),
-        line(f"_c1 = {k['lr']}/(1.0 - {k['beta1']}**_step)", ["_step"], ["_c1"]),
-        line(f"_c2 = 1.0/(1.0 - {k['beta2']}**_step)", ["_step"], ["_c2"]),
-    ]
-    for n, g, a in pairs:
-        m, s = f"_m_{n}", f"_s_{n}"
-        if a:
-            args = (
-                f"({n}, {m}, {s}, {g}, DTYPE({k['beta1']}), DTYPE({k['one_minus_beta1']}),"
-                f" DTYPE({k['beta2']}), DTYPE({k['one_minus_beta2']}), DTYPE(_c1), DTYPE(_c2),"
-                f" DTYPE({k['eps']}), np.int64({n}.size))"
-            )
-            adam.append(line(f"_launch('sg_adam', {n}.size, {args})", [n, m, s, g, "_c1", "_c2"]))
-        else:
-            adam += [
-                line(f"{m} = {k['beta1']}*{m} + {k['one_minus_beta1']}*{g}", [m, g], [m]),
-                line(f"{s} = {k['beta2']}*{s} + {k['one_minus_beta2']}*{g}*{g}", [s, g], [s]),
-                line(
-                    f"{n} = {n} - _c1*{m}/(math.sqrt(_c2*{s}) + {k['eps']})",
-                    [n, m, s, "_c1", "_c2"],
-                    [n],
-                ),
-            ]
-    new_params = _tuple(names)
-    steps = (
-        (
-            CudaUpdate(
-                "sgd_step",
-                "One gradient-descent step: p -= lr*grad.",
-                "lr",
-                (),
-                f"{loss}, {new_params}",
-                None,
-            ),
-            sgd,
-        ),
-        (
-            CudaUpdate(
-                "momentum_step",
-                "Gradient descent with momentum, classical or Nesterov's:\n"
-                "    v = momentum*v - lr*grad;  p += v   (Nesterov: p += momentum*v - lr*grad).",
-                "state, lr, momentum=0.9, nesterov=False",
-                (),
-                f"{loss}, {new_params}, {_tuple(velocities)}",
-                (
-                    "momentum_state",
-                    "Velocities (zeros), one per parameter, for momentum_step.",
-                    _tuple(zeros),
-                ),
-            ),
-            momentum,
-        ),
-        (
-            CudaUpdate(
-                "adam_step",
-                "One Adam step (Kingma & Ba), with bias correction; k counts the steps:\n"
-                "    m = beta1*m + (1-beta1)*g;  s = beta2*s + (1-beta2)*g**2;\n"
-                "    p -= lr/(1-beta1**k) * m / (sqrt(s/(1-beta2**k)) + eps).",
-                "state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8",
-                (),
-                f"{loss}, {new_params}, (_step, {_tuple(firsts)}, {_tuple(seconds)})",
-                (
-                    "adam_state",
-                    "(step count, first moments, second moments), all zero, for adam_step.",
-                    f"(0, {_tuple(zeros)}, {_tuple(zeros)})",
-                ),
-            ),
-            adam,
-        ),
-    )
-    if baked is None:
-        return steps
-    return tuple(
-        (
-            replace(u, doc=u.doc + _baked_doc(baked), kwargs="state" if u.state else "")
-            if u.name == baked.step_function
-            else u,
-            lines,
-        )
-        for u, lines in steps
-    )
 
 
 def _schedule(lines: list[_HostLine]) -> tuple[str, ...]:
@@ -725,11 +579,13 @@ def plan(compiled: Compiled, source: str | None, baked: Baked | None = None) -> 
     results = tuple(s.name for s in compiled.grad_program.outputs)
     loss_body = CudaBody(_schedule(loss.host), (compiled.loss_program.outputs[0].name,))
     grad_body = CudaBody(_schedule(grad.host), results)
-    updates = tuple(
-        CudaUpdate(u.name, u.doc, u.kwargs, _schedule([*grad.host, *lines]), u.returns, u.state)
-        for u, lines in _updates(params, results[1:], results[0], baked)
-    )
+    arrays = tuple(p.kind != "scalar" for p in params)
+    steps = []
+    for u, lines in updates(tuple(p.name for p in params), arrays, results[1:], results[0], baked):
+        host = [_HostLine(line.code, line.defines, line.uses) for line in lines]
+        steps.append(replace(u, lines=_schedule([*grad.host, *host])))
     scalar_lines = [*loss_body.lines, *grad_body.lines]
+    ctype = "float" if problem.dtype == "float32" else "double"
     return CudaPlan(
         name=problem.name,
         header=header,
@@ -737,7 +593,7 @@ def plan(compiled: Compiled, source: str | None, baked: Baked | None = None) -> 
         kind=problem.kind,
         reduce=problem.reduce,
         dtype=problem.dtype,
-        ctype="float" if problem.dtype == "float32" else "double",
+        ctype=ctype,
         params=params,
         data=data,
         params_literal=repr(tuple(p.name for p in params)),
@@ -747,7 +603,8 @@ def plan(compiled: Compiled, source: str | None, baked: Baked | None = None) -> 
         loss_body=loss_body,
         grad_body=grad_body,
         kernels=(*loss.kernels, *grad.kernels),
-        updates=updates,
+        updates=tuple(steps),
+        update_kernels=kernels(ctype) if any(arrays) else (),
         threads=THREADS,
         max_blocks=MAX_BLOCKS,
         helpers=tuple(h.source for h in python_helpers(scalar_lines)),

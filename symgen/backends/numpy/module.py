@@ -9,7 +9,7 @@ with transposes passed as views, and fused NumPy expressions around them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Protocol
@@ -17,7 +17,8 @@ from typing import Protocol
 import sympy as sp
 
 from symgen.backends.numpy.inplace import InPlace
-from symgen.codegen.hyperparams import Baked
+from symgen.backends.numpy.steps import Update, updates
+from symgen.codegen.optimizers import Baked
 from symgen.codegen.printers import ArrayPrinter, ScalarPrinter, python_helpers
 from symgen.codegen.templating import render
 from symgen.compiler.optimize import Kernel, Program, Stmt, transposed
@@ -150,180 +151,6 @@ class _StatementPrinter:
             return f"{target} = float({fn}({a[0]}))"
         axes = ", ".join(str(x) for x in stmt.axes)
         return f"{target} = {fn}({a[0]}, axis=({axes},), keepdims=True)"
-
-
-@dataclass(frozen=True)
-class Update:
-    """An optimizer step: extra keyword arguments, the lines after the gradient, what it returns."""
-
-    name: str
-    doc: str
-    kwargs: str
-    lines: tuple[str, ...]
-    returns: str
-    #: The function creating its state: (name, doc, lines, returned expression), or None.
-    state: tuple[str, str, tuple[str, ...], str] | None
-
-
-def _tuple(items: list[str]) -> str:
-    return f"({', '.join(items)}{',' if len(items) == 1 else ''})"
-
-
-#: How the update rules spell each number when it is a keyword argument.
-_KEYWORDS = {
-    "lr": "lr",
-    "neg_lr": "-lr",
-    "momentum": "momentum",
-    "beta1": "beta1",
-    "beta2": "beta2",
-    "eps": "eps",
-    "one_minus_beta1": "(1.0 - beta1)",
-    "one_minus_beta2": "(1.0 - beta2)",
-}
-
-
-def _terms(baked: Baked | None, optimizer: str) -> tuple[dict[str, str], bool | None]:
-    """The spelling of each number in ``optimizer``'s update rule, and Nesterov's flag:
-    the keyword arguments, or (when ``baked`` is that optimizer) the baked values as
-    float literals (``repr``) and the flag fixed."""
-    if baked is None or baked.step_function != optimizer:
-        return dict(_KEYWORDS), None
-    constants = baked.constants()
-    terms = dict(_KEYWORDS)
-    terms.update({k: repr(v) for k, v in constants.items() if k != "nesterov"})
-    nesterov = constants.get("nesterov")
-    return terms, None if nesterov is None else bool(nesterov)
-
-
-def _baked_doc(baked: Baked) -> str:
-    rule = {"momentum": "classical momentum, ", "nesterov": "Nesterov's momentum, "}
-    return (
-        f"\n\n    Baked in at generation time: {rule.get(baked.optimizer, '')}{baked.describe()}"
-        "\n    (no keyword arguments for them)."
-    )
-
-
-def _updates(
-    params: tuple[Arg, ...], grads: tuple[str, ...], loss: str, baked: Baked | None = None
-) -> tuple[Update, ...]:
-    """sgd_step, momentum_step, adam_step: array parameters and their state are updated in
-    place (augmented assignment and ``out=``, the gradient buffer reused as scratch);
-    scalar parameters and their state are returned as new floats.
-
-    The step function of ``baked``'s optimizer has its hyperparameters as literals
-    (the same operations on the same numbers, so the same results bit for bit)
-    and no keyword arguments for them; the others take them as keywords."""
-    names = [p.name for p in params]
-    pairs = [(p.name, g, p.kind != "scalar") for p, g in zip(params, grads, strict=True)]
-    zeros = [f"np.zeros_like({n})" if a else "0.0" for n, _, a in pairs]
-
-    k, _ = _terms(baked, "sgd_step")
-    sgd = [f"{n} -= {k['lr']}*{g}" if a else f"{n} = {n} - {k['lr']}*{g}" for n, g, a in pairs]
-
-    k, nesterov = _terms(baked, "momentum_step")
-    momentum = [f"{_tuple([f'_v_{n}' for n in names])} = state"]
-    for n, g, a in pairs:
-        if a:
-            ahead = [f"{g} *= {k['neg_lr']}", f"{g} += {k['momentum']}*_v_{n}", f"{n} += {g}"]
-            plain = [f"{n} += _v_{n}"]
-            momentum += [f"_v_{n} *= {k['momentum']}", f"_v_{n} -= {k['lr']}*{g}"]
-            if nesterov is None:
-                momentum += ["if nesterov:", *(f"    {line}" for line in ahead)]
-                momentum += ["else:", *(f"    {line}" for line in plain)]
-            else:
-                momentum += ahead if nesterov else plain
-        else:
-            ahead_step = f"{k['momentum']}*_v_{n} - {k['lr']}*{g}"
-            momentum.append(f"_v_{n} = {ahead_step}")
-            if nesterov is None:
-                momentum.append(f"{n} = {n} + ({ahead_step} if nesterov else _v_{n})")
-            else:
-                momentum.append(
-                    f"{n} = {n} + ({ahead_step})" if nesterov else f"{n} = {n} + _v_{n}"
-                )
-
-    k, _ = _terms(baked, "adam_step")
-    firsts = _tuple([f"_m_{n}" for n in names])
-    seconds = _tuple([f"_s_{n}" for n in names])
-    adam = [
-        f"_step, {firsts}, {seconds} = state",
-        "_step += 1",
-        f"_c1 = {k['lr']}/(1.0 - {k['beta1']}**_step)",
-        f"_c2 = 1.0/(1.0 - {k['beta2']}**_step)",
-    ]
-    for n, g, a in pairs:
-        if a:
-            adam += [
-                f"_m_{n} *= {k['beta1']}",
-                f"_m_{n} += {k['one_minus_beta1']}*{g}",
-                f"np.multiply({g}, {g}, out={g})",
-                f"_s_{n} *= {k['beta2']}",
-                f"_s_{n} += {k['one_minus_beta2']}*{g}",
-                f"np.multiply(_s_{n}, _c2, out={g})",
-                f"np.sqrt({g}, out={g})",
-                f"{g} += {k['eps']}",
-                f"np.divide(_m_{n}, {g}, out={g})",
-                f"{g} *= _c1",
-                f"{n} -= {g}",
-            ]
-        else:
-            adam += [
-                f"_m_{n} = {k['beta1']}*_m_{n} + {k['one_minus_beta1']}*{g}",
-                f"_s_{n} = {k['beta2']}*_s_{n} + {k['one_minus_beta2']}*{g}*{g}",
-                f"{n} = {n} - _c1*_m_{n}/(math.sqrt(_c2*_s_{n}) + {k['eps']})",
-            ]
-    new_params = _tuple(names)
-    steps = [
-        Update(
-            "sgd_step",
-            "One gradient-descent step: p -= lr*grad.",
-            "lr",
-            tuple(sgd),
-            f"{loss}, {new_params}",
-            None,
-        ),
-        Update(
-            "momentum_step",
-            "Gradient descent with momentum, classical or Nesterov's:\n"
-            "    v = momentum*v - lr*grad;  p += v   (Nesterov: p += momentum*v - lr*grad).",
-            "state, lr, momentum=0.9, nesterov=False",
-            tuple(momentum),
-            f"{loss}, {new_params}, {_tuple([f'_v_{n}' for n in names])}",
-            (
-                "momentum_state",
-                "Velocities (zeros), one per parameter, for momentum_step.",
-                (),
-                _tuple(zeros),
-            ),
-        ),
-        Update(
-            "adam_step",
-            "One Adam step (Kingma & Ba), with bias correction; k counts the steps:\n"
-            "    m = beta1*m + (1-beta1)*g;  s = beta2*s + (1-beta2)*g**2;\n"
-            "    p -= lr/(1-beta1**k) * m / (sqrt(s/(1-beta2**k)) + eps).",
-            "state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8",
-            tuple(adam),
-            f"{loss}, {new_params}, (_step, {firsts}, {seconds})",
-            (
-                "adam_state",
-                "(step count, first moments, second moments), all zero, for adam_step.",
-                (),
-                f"(0, {_tuple(zeros)}, {_tuple(zeros)})",
-            ),
-        ),
-    ]
-    if baked is not None:
-        steps = [
-            replace(
-                u,
-                doc=u.doc + _baked_doc(baked),
-                kwargs="state" if u.state else "",
-            )
-            if u.name == baked.step_function
-            else u
-            for u in steps
-        ]
-    return tuple(steps)
 
 
 def _describe(kernel: Kernel) -> str:
@@ -588,7 +415,13 @@ def plan(
     grad_body = _body(
         compiled.grad_program, problem.dtype, names, problem.kind, native, "loss_and_grad"
     )
-    updates = _updates(params, grad_body.results[1:], grad_body.results[0], baked)
+    steps = updates(
+        tuple(p.name for p in params),
+        tuple(p.kind != "scalar" for p in params),
+        grad_body.results[1:],
+        grad_body.results[0],
+        baked,
+    )
     return ModulePlan(
         name=problem.name,
         header=header,
@@ -604,7 +437,7 @@ def plan(
         checks=_checks(compiled),
         loss_body=loss_body,
         grad_body=grad_body,
-        updates=updates,
+        updates=steps,
         helpers=tuple(
             h.array_source or h.source
             for h in python_helpers(

@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from symgen.codegen.optimizers import Updater, updater
 from symgen.runtime.distributed.row_plan import RowPlan
 from symgen.runtime.training.batches import Rows
 from symgen.runtime.training.loop import Steps
 from symgen.runtime.training.optimizers import step_function, stepper
 from symgen.runtime.training.settings import Settings
-from symgen.runtime.updates import Update, updater
 
 
 def dask_steps(
@@ -48,12 +48,11 @@ def dask_steps(
     return Steps(advance_whole, whole(), rows, plan.loss)
 
 
-def gradient_update(module: Any, name: str, settings: Settings, params: list[Any]) -> Update:
+def gradient_update(module: Any, name: str, settings: Settings, params: list[Any]) -> Updater:
     """``update(params, grads) -> new params``: the optimizer's update of ``module``'s step
     function (its keywords, or the values baked into it), applied to gradients computed
     elsewhere, keeping the optimizer's state."""
     _, _, _, options = step_function(
         module, name, settings.optimizer, settings.lr, settings.hyper, settings.baked
     )
-    optimizer = "momentum" if settings.optimizer == "nesterov" else settings.optimizer
-    return updater(module, optimizer, options, params)
+    return updater(settings.optimizer, options, params)

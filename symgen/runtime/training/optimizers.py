@@ -8,13 +8,13 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from symgen.codegen import hyperparams
-from symgen.codegen.hyperparams import STEP_FUNCTIONS
+from symgen.codegen import optimizers
+from symgen.codegen.optimizers import STEP_FUNCTIONS
 
 #: The optimizers ``fit`` knows, each with the generated function it calls.
 OPTIMIZERS: dict[str, str] = dict(STEP_FUNCTIONS)
 #: Learning rates used when ``lr`` is not given.
-DEFAULT_LR: dict[str, float] = dict(hyperparams.DEFAULT_LR)
+DEFAULT_LR: dict[str, float] = dict(optimizers.DEFAULT_LR)
 
 #: ``advance(params, batch) -> (loss before the step, new params)``.
 Advance = Callable[[list[Any], Any], tuple[float, tuple[Any, ...]]]
@@ -77,7 +77,7 @@ def step_function(
     baked: dict[str, float] | None = None,
 ) -> tuple[str, Callable[..., Any], dict[str, Any], dict[str, Any]]:
     """The module's step function for ``optimizer``, its keyword arguments (checked), and
-    all the settings of its update (for ``symgen.updates``: the keywords, or the baked
+    all the settings of its update (for ``optimizers.updater``: the keywords, or the baked
     values when ``baked``)."""
     function_name = OPTIMIZERS[optimizer]
     function = getattr(module, function_name, None)
