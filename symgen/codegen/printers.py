@@ -3,8 +3,9 @@
 ``ScalarPrinter`` prints statements over Python floats (``math``);
 ``ArrayPrinter`` prints statements over NumPy arrays (``np``), with the
 sample-independent factors of a product multiplied first so that they cost
-one scalar operation instead of one array pass each; ``CudaPrinter`` prints
-one element of a CUDA kernel in ``float`` or ``double``. These classes are
+one scalar operation instead of one array pass each; ``CExpressionPrinter`` prints
+one element of a C pass or a CUDA kernel in ``float`` or ``double`` (``c_printer``
+prints the functions around it). These classes are
 the only place that knows how a function is spelled as an expression
 (``backends/inplace.py`` writes the one-ufunc functions as ``out=`` calls).
 """
@@ -40,6 +41,13 @@ class ScalarPrinter(PythonCodePrinter):
 
     def __init__(self) -> None:
         super().__init__({"fully_qualified_modules": True, "standard": "python3"})
+        #: The module's helper functions the printed text calls (``_safelog``, ...);
+        #: ``module_imports`` has the modules it uses (``math``).
+        self.helpers: set[str] = set()
+
+    def _call_helper(self, name: str, *args: str) -> str:
+        self.helpers.add(name)
+        return f"{name}({', '.join(args)})"
 
     def _print_Integer(self, expr):
         # float literals: int * float takes a slower path than float * float in CPython
@@ -60,22 +68,23 @@ class ScalarPrinter(PythonCodePrinter):
         return f"max({self._print(expr.args[0])}, 0.0)"
 
     def _print_sigmoid(self, expr):
-        return f"(0.5*math.tanh(0.5*{self.parenthesize(expr.args[0], 50)}) + 0.5)"
+        tanh = self._module_format("math.tanh")
+        return f"(0.5*{tanh}(0.5*{self.parenthesize(expr.args[0], 50)}) + 0.5)"
 
     def _print_softplus(self, expr):
         z = self._print(expr.args[0])
-        return f"(max({z}, 0.0) + math.log1p(math.exp(-abs({z}))))"
+        log1p, exp = self._module_format("math.log1p"), self._module_format("math.exp")
+        return f"(max({z}, 0.0) + {log1p}({exp}(-abs({z}))))"
 
     def _print_sigmoid_from_exp(self, expr):
         z, e = (self._print(a) for a in expr.args)
         return f"((1.0 if {z} >= 0 else {e})/(1.0 + {e}))"
 
     def _print_logaddexp(self, expr):
-        a, b = (self._print(x) for x in expr.args)
-        return f"_logaddexp({a}, {b})"
+        return self._call_helper("_logaddexp", *(self._print(x) for x in expr.args))
 
     def _print_safelog(self, expr):
-        return f"_safelog({self._print(expr.args[0])})"
+        return self._call_helper("_safelog", self._print(expr.args[0]))
 
     def _print_Heaviside(self, expr):
         z = self._print(expr.args[0])
@@ -89,6 +98,8 @@ class ArrayPrinter(NumPyPrinter):
     def __init__(self, arrays: frozenset[str] = frozenset()) -> None:
         super().__init__({"fully_qualified_modules": True})
         self.arrays = arrays
+        #: The module's helper functions the printed text calls (``_safelog``).
+        self.helpers: set[str] = set()
 
     def _module_format(self, fqn, register=True):
         if fqn.startswith("numpy."):
@@ -157,6 +168,7 @@ class ArrayPrinter(NumPyPrinter):
         return f"{self._module_format('numpy.logaddexp')}({a}, {b})"
 
     def _print_safelog(self, expr):
+        self.helpers.add("_safelog")
         return f"_safelog({self._print(expr.args[0])})"
 
     def _print_Heaviside(self, expr):
@@ -208,14 +220,14 @@ C_RESERVED = frozenset(
 }
 
 
-class CudaPrinter(C99CodePrinter):
-    """CUDA C for one scalar element, in ``float`` or ``double``.
+class CExpressionPrinter(C99CodePrinter):
+    """C (and CUDA C) for one scalar element, in ``float`` or ``double``.
 
     Literals carry the type (``2.0F`` in float kernels, so no expression is silently
     promoted to double), math functions take their typed names (``expf``), small integer
-    powers are products, and symgen's functions call the ``sg_`` device helpers that
-    the kernel template defines. ``names`` renames symbols (an array element loaded into
-    a register, or a name C reserves).
+    powers are products, and symgen's functions call the ``sg_`` helpers of
+    ``sg_functions.j2`` (recorded in ``calls``). ``names`` renames symbols (an array
+    element loaded into a register, or a name C reserves).
     """
 
     def __init__(self, dtype: str, names: dict[str, str] | None = None) -> None:
@@ -223,6 +235,13 @@ class CudaPrinter(C99CodePrinter):
         alias = float32 if dtype == "float32" else float64
         super().__init__({"type_aliases": {real: alias}})
         self.names = names or {}
+        #: The functions of the generated code that the printed text calls (``sg_relu``).
+        self.calls: set[str] = set()
+
+    def _sg(self, name: str) -> str:
+        """The name of helper ``sg_<name>``, recorded as called."""
+        self.calls.add(f"sg_{name}")
+        return f"sg_{name}"
 
     def _literal(self, value: str) -> str:
         return f"{value}F" if self.ctype == "float" else value
@@ -264,7 +283,7 @@ class CudaPrinter(C99CodePrinter):
         return super()._print_Pow(expr)
 
     def _helper(self, name: str, expr) -> str:
-        return f"sg_{name}({', '.join(self._print(a) for a in expr.args)})"
+        return f"{self._sg(name)}({', '.join(self._print(a) for a in expr.args)})"
 
     def _print_relu(self, expr):
         return self._helper("relu", expr)
@@ -288,7 +307,7 @@ class CudaPrinter(C99CodePrinter):
         first, *rest = args
         if not rest:
             return self._print(first)
-        return f"sg_{name}({self._print(first)}, {self._nested(name, rest)})"
+        return f"{self._sg(name)}({self._print(first)}, {self._nested(name, rest)})"
 
     def _print_Max(self, expr):
         # NaN-propagating, as NumPy's maximum (fmax would drop a NaN); a comparison,
@@ -301,7 +320,7 @@ class CudaPrinter(C99CodePrinter):
     def _print_Heaviside(self, expr):
         z = self._print(expr.args[0])
         h0 = self._print(expr.args[1] if len(expr.args) > 1 else sp.S.Half)
-        return f"sg_heaviside({z}, {h0})"
+        return f"{self._sg('heaviside')}({z}, {h0})"
 
     def _print_sign(self, expr):
         z = self._print(expr.args[0])
