@@ -97,6 +97,10 @@ class CPrinter(CExpressionPrinter):
         inner = self._precedence(e)
         return f"({text})" if inner > level or (right and inner == level) else text
 
+    def expression(self, e) -> str:
+        """The text of an expression: a ``c_ast`` node, or a SymPy expression."""
+        return self._print(e)
+
     def _print_Var(self, e: Var) -> str:
         return e.name
 
