@@ -398,12 +398,12 @@ class _ProgramLowering:
         if flat and len(domain) == 2:
             used = set().union(*(names_used(x) for x in body))
             position = c.Type("long long", const=True)
-            if "_i" in used:
+            if ROW.name in used:
                 index.append(c.Declare(position, "_i", c.BinOp("/", FLAT, d[1])))
-            if "_j" in used:
+            if COL.name in used:
                 j = (
                     c.BinOp("-", FLAT, c.mul(ROW, d[1]))
-                    if "_i" in used
+                    if ROW.name in used
                     else c.BinOp("%", FLAT, d[1])
                 )
                 index.append(c.Declare(position, "_j", j))
