@@ -47,7 +47,6 @@ from symgen.backends.c.elements import (
     accumulate,
     array_name,
     element_index,
-    is_one,
     operands,
     refuse_reserved,
     store,
@@ -153,13 +152,6 @@ class CudaPlan:
     baked_doc: tuple[str, ...] = ()
     baked_constants: tuple[tuple[str, str], ...] = ()
     aliases: tuple[tuple[str, str], ...] = field(default=())
-
-
-# -- shapes and element indices ---------------------------------------------------------
-
-
-def _needs_ij(shapes: Iterable[Shape], transposes: bool) -> bool:
-    return transposes or any(any(is_one(d) for d in s) for s in shapes)
 
 
 # -- one program → kernels and host lines ------------------------------------------------
