@@ -71,7 +71,7 @@ def family(k: int) -> dict:
 
         stmts = run(problem).grad_program.stmts
         out["statements"] = len(stmts)
-        out["operations"] = int(sum(sp.count_ops(e) for s in stmts for e in s.exprs))
+        out["operations"] = int(sum(sp.count_ops(e) for s in stmts for e in s.inputs))
     except Exception as exc:  # noqa: BLE001 - reported as unknown
         out["size_error"] = f"{type(exc).__name__}: {exc}"
     return out

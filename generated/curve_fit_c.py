@@ -48,31 +48,12 @@ _SOURCE = r"""
 #endif
 #include <math.h>
 
-static inline double sg_relu(double z) { return z < 0 ? (double)0 : z; }
-static inline double sg_heaviside(double z, double h0)
-{
-    return z > 0 ? (double)1 : (z < 0 ? (double)0 : (z == 0 ? h0 : z));
-}
-static inline double sg_maximum(double a, double b) { return (a > b || a != a) ? a : b; }
-static inline double sg_minimum(double a, double b) { return (a < b || a != a) ? a : b; }
-static inline double sg_sigmoid(double z) { return 0.5*tanh(0.5*z) + 0.5; }
-static inline double sg_sigmoid_e(double z, double e) { return (z >= 0.0 ? 1.0 : e)/(1.0 + e); }
-static inline double sg_softplus(double z) { return sg_maximum(z, 0.0) + log1p(exp(-fabs(z))); }
-static inline double sg_logaddexp(double a, double b)
-{
-    const double m = sg_maximum(a, b);
-    return m == -INFINITY ? m : m + log1p(exp(-fabs(a - b)));
-}
-static inline double sg_safelog(double u) { return u > 0 ? log(u) : -INFINITY; }
-
-// max that keeps a NaN (fmax would drop it)
-static inline double sg_max(double a, double b) { return (a > b || a != a) ? a : b; }
 
 // loss_0: one pass over the samples (N,), 1 reduction
 void loss_0(const double* restrict t, const double* restrict y, const double a, const double b, const double c, const double d, const double e, const double g, const long long N, double* restrict _out)
 {
     double _acc0 = 0.0;
-#pragma omp simd reduction(+:_acc0)
+    #pragma omp simd reduction(+:_acc0)
     for (long long _i = 0; _i < N; ++_i) {
         const double _v_t = t[_i];
         const double _v_y = y[_i];
@@ -92,7 +73,7 @@ void loss_and_grad_0(const double* restrict t, const double* restrict y, const d
     double _acc4 = 0.0;
     double _acc5 = 0.0;
     double _acc6 = 0.0;
-#pragma omp simd reduction(+:_acc0, _acc1, _acc2, _acc3, _acc4, _acc5, _acc6)
+    #pragma omp simd reduction(+:_acc0, _acc1, _acc2, _acc3, _acc4, _acc5, _acc6)
     for (long long _i = 0; _i < N; ++_i) {
         const double _v_t = t[_i];
         const double _v_y = y[_i];
@@ -110,7 +91,7 @@ void loss_and_grad_0(const double* restrict t, const double* restrict y, const d
         _acc3 += (double)(x6*x8);
         _acc4 += (double)(x1*x5);
         _acc5 += (double)(_v_t*x5);
-        _acc6 += (double)(x5);
+        _acc6 += (double)x5;
     }
     _out[0] = _acc0;
     _out[1] = _acc1;

@@ -37,22 +37,6 @@ _SOURCE = r"""
 #define INFINITY __builtin_huge_valf()
 #endif
 
-__device__ __forceinline__ double sg_relu(double z) { return z < 0 ? (double)0 : z; }
-__device__ __forceinline__ double sg_heaviside(double z, double h0)
-{
-    return z > 0 ? (double)1 : (z < 0 ? (double)0 : (z == 0 ? h0 : z));
-}
-__device__ __forceinline__ double sg_maximum(double a, double b) { return (a > b || a != a) ? a : b; }
-__device__ __forceinline__ double sg_minimum(double a, double b) { return (a < b || a != a) ? a : b; }
-__device__ __forceinline__ double sg_sigmoid(double z) { return 0.5*tanh(0.5*z) + 0.5; }
-__device__ __forceinline__ double sg_sigmoid_e(double z, double e) { return (z >= 0.0 ? 1.0 : e)/(1.0 + e); }
-__device__ __forceinline__ double sg_softplus(double z) { return sg_maximum(z, 0.0) + log1p(exp(-fabs(z))); }
-__device__ __forceinline__ double sg_logaddexp(double a, double b)
-{
-    const double m = sg_maximum(a, b);
-    return m == -INFINITY ? m : m + log1p(exp(-fabs(a - b)));
-}
-__device__ __forceinline__ double sg_safelog(double u) { return u > 0 ? log(u) : -INFINITY; }
 
 // max that keeps a NaN (fmax would drop it)
 __device__ __forceinline__ double sg_max(double a, double b) { return (a > b || a != a) ? a : b; }
@@ -137,7 +121,7 @@ extern "C" __global__ void loss_and_grad_0(const double* __restrict__ t, const d
         _acc3 += (double)(x6*x8);
         _acc4 += (double)(x1*x5);
         _acc5 += (double)(_v_t*x5);
-        _acc6 += (double)(x5);
+        _acc6 += (double)x5;
     }
     __shared__ double _shared[256];
     {

@@ -20,7 +20,6 @@ flags and for this CPU, by this user, and is intact (see _build).
 import ctypes
 import functools
 import hashlib
-import math
 import os
 import shlex
 import shutil
@@ -48,25 +47,9 @@ _SOURCE = r"""
 #endif
 #include <math.h>
 
-static inline double sg_relu(double z) { return z < 0 ? (double)0 : z; }
-static inline double sg_heaviside(double z, double h0)
-{
-    return z > 0 ? (double)1 : (z < 0 ? (double)0 : (z == 0 ? h0 : z));
-}
 static inline double sg_maximum(double a, double b) { return (a > b || a != a) ? a : b; }
-static inline double sg_minimum(double a, double b) { return (a < b || a != a) ? a : b; }
-static inline double sg_sigmoid(double z) { return 0.5*tanh(0.5*z) + 0.5; }
 static inline double sg_sigmoid_e(double z, double e) { return (z >= 0.0 ? 1.0 : e)/(1.0 + e); }
 static inline double sg_softplus(double z) { return sg_maximum(z, 0.0) + log1p(exp(-fabs(z))); }
-static inline double sg_logaddexp(double a, double b)
-{
-    const double m = sg_maximum(a, b);
-    return m == -INFINITY ? m : m + log1p(exp(-fabs(a - b)));
-}
-static inline double sg_safelog(double u) { return u > 0 ? log(u) : -INFINITY; }
-
-// max that keeps a NaN (fmax would drop it)
-static inline double sg_max(double a, double b) { return (a > b || a != a) ? a : b; }
 
 // loss_0: one pass over the rows of X with x0 = X @ w, 1 reduction
 void loss_0(const double* restrict X, const double* restrict t, const double* restrict w, const long long D, const long long N, double* restrict _out)
@@ -74,14 +57,17 @@ void loss_0(const double* restrict X, const double* restrict t, const double* re
     double _acc0 = 0.0;
     double _a[256];
     long long _rows = 2048 / (D > 0 ? D : 1);
-    if (_rows < 1) _rows = 1; else if (_rows > 256) _rows = 256;
+    if (_rows < 1) _rows = 1;
+    if (_rows > 256) _rows = 256;
     for (long long _c = 0; _c < N; _c += _rows) {
         const long long _m = N - _c < _rows ? N - _c : _rows;
         for (long long _k = 0; _k < _m; ++_k) {
             const double* restrict _row = X + (_c + _k)*D;
             double _s = 0.0;
-#pragma omp simd reduction(+:_s)
-            for (long long _q = 0; _q < D; ++_q) _s += (double)_row[_q]*w[_q];
+            #pragma omp simd reduction(+:_s)
+            for (long long _q = 0; _q < D; ++_q) {
+                _s += (double)_row[_q]*w[_q];
+            }
             _a[_k] = (double)_s;
         }
         #pragma omp simd reduction(+:_acc0)
@@ -102,14 +88,17 @@ void loss_and_grad_0(const double* restrict X, const double* restrict t, const d
     double _a[256];
     double _r[256];
     long long _rows = 2048 / (D > 0 ? D : 1);
-    if (_rows < 1) _rows = 1; else if (_rows > 256) _rows = 256;
+    if (_rows < 1) _rows = 1;
+    if (_rows > 256) _rows = 256;
     for (long long _c = 0; _c < N; _c += _rows) {
         const long long _m = N - _c < _rows ? N - _c : _rows;
         for (long long _k = 0; _k < _m; ++_k) {
             const double* restrict _row = X + (_c + _k)*D;
             double _s = 0.0;
-#pragma omp simd reduction(+:_s)
-            for (long long _q = 0; _q < D; ++_q) _s += (double)_row[_q]*w[_q];
+            #pragma omp simd reduction(+:_s)
+            for (long long _q = 0; _q < D; ++_q) {
+                _s += (double)_row[_q]*w[_q];
+            }
             _a[_k] = (double)_s;
         }
         #pragma omp simd reduction(+:_acc0)
@@ -125,8 +114,10 @@ void loss_and_grad_0(const double* restrict X, const double* restrict t, const d
         for (long long _k = 0; _k < _m; ++_k) {
             const double* restrict _row = X + (_c + _k)*D;
             const double _rk = _r[_k];
-#pragma omp simd
-            for (long long _q = 0; _q < D; ++_q) _w_grad_w[_q] += _rk*_row[_q];
+            #pragma omp simd
+            for (long long _q = 0; _q < D; ++_q) {
+                _w_grad_w[_q] += _rk*_row[_q];
+            }
         }
     }
     _out[0] = _acc0;
@@ -366,18 +357,6 @@ def _remove_stale_builds(folder):
                 shutil.rmtree(scratch)
         except OSError:  # removed by another process meanwhile
             pass
-
-
-def _as_scalar(name, value):
-    try:
-        if np.ndim(value) == 0 and not isinstance(value, (str, bytes)):
-            return float(value)
-    except (TypeError, ValueError):
-        pass
-    raise TypeError(
-        f"logistic: parameter {name!r} must be a real number, got {type(value).__name__}"
-        f" with shape {np.shape(value) if hasattr(value, 'shape') else '?'}"
-    )
 
 
 def _as_matrix(name, value, shape):

@@ -16,7 +16,6 @@ Kernels: 2 fused kernels plus cuBLAS products (`@`), compiled once per process.
 """
 
 import functools
-import math
 
 import cupy as cp
 import numpy as np
@@ -37,22 +36,9 @@ _SOURCE = r"""
 #define INFINITY __builtin_huge_valf()
 #endif
 
-__device__ __forceinline__ double sg_relu(double z) { return z < 0 ? (double)0 : z; }
-__device__ __forceinline__ double sg_heaviside(double z, double h0)
-{
-    return z > 0 ? (double)1 : (z < 0 ? (double)0 : (z == 0 ? h0 : z));
-}
 __device__ __forceinline__ double sg_maximum(double a, double b) { return (a > b || a != a) ? a : b; }
-__device__ __forceinline__ double sg_minimum(double a, double b) { return (a < b || a != a) ? a : b; }
-__device__ __forceinline__ double sg_sigmoid(double z) { return 0.5*tanh(0.5*z) + 0.5; }
 __device__ __forceinline__ double sg_sigmoid_e(double z, double e) { return (z >= 0.0 ? 1.0 : e)/(1.0 + e); }
 __device__ __forceinline__ double sg_softplus(double z) { return sg_maximum(z, 0.0) + log1p(exp(-fabs(z))); }
-__device__ __forceinline__ double sg_logaddexp(double a, double b)
-{
-    const double m = sg_maximum(a, b);
-    return m == -INFINITY ? m : m + log1p(exp(-fabs(a - b)));
-}
-__device__ __forceinline__ double sg_safelog(double u) { return u > 0 ? log(u) : -INFINITY; }
 
 // max that keeps a NaN (fmax would drop it)
 __device__ __forceinline__ double sg_max(double a, double b) { return (a > b || a != a) ? a : b; }
@@ -199,18 +185,6 @@ def _reduce(name, n, args, count, nmax):
     out = cp.empty(count, dtype=np.float64)
     _kernel("sg_finish")((count,), (THREADS,), (partials, np.int64(blocks), np.int64(nmax), out))
     return out
-
-
-def _as_scalar(name, value):
-    try:
-        if np.ndim(value) == 0 and not isinstance(value, (str, bytes)):
-            return float(value)
-    except (TypeError, ValueError):
-        pass
-    raise TypeError(
-        f"logistic: parameter {name!r} must be a real number, got {type(value).__name__}"
-        f" with shape {np.shape(value) if hasattr(value, 'shape') else '?'}"
-    )
 
 
 def _on_device(name, value, shape, ndim):

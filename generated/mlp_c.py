@@ -20,7 +20,6 @@ flags and for this CPU, by this user, and is intact (see _build).
 import ctypes
 import functools
 import hashlib
-import math
 import os
 import shlex
 import shutil
@@ -53,20 +52,6 @@ static inline float sg_heaviside(float z, float h0)
 {
     return z > 0 ? (float)1 : (z < 0 ? (float)0 : (z == 0 ? h0 : z));
 }
-static inline float sg_maximum(float a, float b) { return (a > b || a != a) ? a : b; }
-static inline float sg_minimum(float a, float b) { return (a < b || a != a) ? a : b; }
-static inline float sg_sigmoid(float z) { return 0.5F*tanhf(0.5F*z) + 0.5F; }
-static inline float sg_sigmoid_e(float z, float e) { return (z >= 0.0F ? 1.0F : e)/(1.0F + e); }
-static inline float sg_softplus(float z) { return sg_maximum(z, 0.0F) + log1pf(expf(-fabsf(z))); }
-static inline float sg_logaddexp(float a, float b)
-{
-    const float m = sg_maximum(a, b);
-    return m == -INFINITY ? m : m + log1pf(expf(-fabsf(a - b)));
-}
-static inline float sg_safelog(float u) { return u > 0 ? logf(u) : -INFINITY; }
-
-// max that keeps a NaN (fmax would drop it)
-static inline double sg_max(double a, double b) { return (a > b || a != a) ? a : b; }
 
 // loss_0: one pass over the elements (M, N_H)
 void loss_0(const float* restrict x0, float* restrict _w_x1, const long long M, const long long N_H)
@@ -379,18 +364,6 @@ def _remove_stale_builds(folder):
                 shutil.rmtree(scratch)
         except OSError:  # removed by another process meanwhile
             pass
-
-
-def _as_scalar(name, value):
-    try:
-        if np.ndim(value) == 0 and not isinstance(value, (str, bytes)):
-            return float(value)
-    except (TypeError, ValueError):
-        pass
-    raise TypeError(
-        f"mlp: parameter {name!r} must be a real number, got {type(value).__name__}"
-        f" with shape {np.shape(value) if hasattr(value, 'shape') else '?'}"
-    )
 
 
 def _as_matrix(name, value, shape):

@@ -16,7 +16,6 @@ Kernels: 5 fused kernels plus cuBLAS products (`@`), compiled once per process.
 """
 
 import functools
-import math
 
 import cupy as cp
 import numpy as np
@@ -42,17 +41,6 @@ __device__ __forceinline__ float sg_heaviside(float z, float h0)
 {
     return z > 0 ? (float)1 : (z < 0 ? (float)0 : (z == 0 ? h0 : z));
 }
-__device__ __forceinline__ float sg_maximum(float a, float b) { return (a > b || a != a) ? a : b; }
-__device__ __forceinline__ float sg_minimum(float a, float b) { return (a < b || a != a) ? a : b; }
-__device__ __forceinline__ float sg_sigmoid(float z) { return 0.5F*tanhf(0.5F*z) + 0.5F; }
-__device__ __forceinline__ float sg_sigmoid_e(float z, float e) { return (z >= 0.0F ? 1.0F : e)/(1.0F + e); }
-__device__ __forceinline__ float sg_softplus(float z) { return sg_maximum(z, 0.0F) + log1pf(expf(-fabsf(z))); }
-__device__ __forceinline__ float sg_logaddexp(float a, float b)
-{
-    const float m = sg_maximum(a, b);
-    return m == -INFINITY ? m : m + log1pf(expf(-fabsf(a - b)));
-}
-__device__ __forceinline__ float sg_safelog(float u) { return u > 0 ? logf(u) : -INFINITY; }
 
 // max that keeps a NaN (fmax would drop it)
 __device__ __forceinline__ double sg_max(double a, double b) { return (a > b || a != a) ? a : b; }
@@ -234,18 +222,6 @@ def _reduce(name, n, args, count, nmax):
     out = cp.empty(count, dtype=np.float64)
     _kernel("sg_finish")((count,), (THREADS,), (partials, np.int64(blocks), np.int64(nmax), out))
     return out
-
-
-def _as_scalar(name, value):
-    try:
-        if np.ndim(value) == 0 and not isinstance(value, (str, bytes)):
-            return float(value)
-    except (TypeError, ValueError):
-        pass
-    raise TypeError(
-        f"mlp: parameter {name!r} must be a real number, got {type(value).__name__}"
-        f" with shape {np.shape(value) if hasattr(value, 'shape') else '?'}"
-    )
 
 
 def _on_device(name, value, shape, ndim):

@@ -11,25 +11,11 @@ Data: X (M, N_I), Y (M, N_O)
 dtype: float32; array parameters are updated in place by sgd_step
 """
 
-import math
-
 import numpy as np
 
 PARAMS = ('W1', 'W2')
 DATA = ('X', 'Y')
 DTYPE = np.float32
-
-
-def _as_scalar(name, value):
-    try:
-        if np.ndim(value) == 0 and not isinstance(value, (str, bytes)):
-            return float(value)
-    except (TypeError, ValueError):
-        pass
-    raise TypeError(
-        f"mlp: parameter {name!r} must be a real number, got {type(value).__name__}"
-        f" with shape {np.shape(value) if hasattr(value, 'shape') else '?'}"
-    )
 
 
 def _as_matrix(name, value, shape):

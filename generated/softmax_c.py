@@ -20,7 +20,6 @@ flags and for this CPU, by this user, and is intact (see _build).
 import ctypes
 import functools
 import hashlib
-import math
 import os
 import shlex
 import shutil
@@ -48,22 +47,6 @@ _SOURCE = r"""
 #endif
 #include <math.h>
 
-static inline double sg_relu(double z) { return z < 0 ? (double)0 : z; }
-static inline double sg_heaviside(double z, double h0)
-{
-    return z > 0 ? (double)1 : (z < 0 ? (double)0 : (z == 0 ? h0 : z));
-}
-static inline double sg_maximum(double a, double b) { return (a > b || a != a) ? a : b; }
-static inline double sg_minimum(double a, double b) { return (a < b || a != a) ? a : b; }
-static inline double sg_sigmoid(double z) { return 0.5*tanh(0.5*z) + 0.5; }
-static inline double sg_sigmoid_e(double z, double e) { return (z >= 0.0 ? 1.0 : e)/(1.0 + e); }
-static inline double sg_softplus(double z) { return sg_maximum(z, 0.0) + log1p(exp(-fabs(z))); }
-static inline double sg_logaddexp(double a, double b)
-{
-    const double m = sg_maximum(a, b);
-    return m == -INFINITY ? m : m + log1p(exp(-fabs(a - b)));
-}
-static inline double sg_safelog(double u) { return u > 0 ? log(u) : -INFINITY; }
 
 // max that keeps a NaN (fmax would drop it)
 static inline double sg_max(double a, double b) { return (a > b || a != a) ? a : b; }
@@ -116,22 +99,19 @@ void loss_2(const double* restrict Y, const double* restrict b, const double* re
     _out[0] = _acc0;
 }
 
-// loss_and_grad_0: one pass over the elements (N, K), 3 reductions
-void loss_and_grad_0(const double* restrict Y, double* restrict _w_x1, double* restrict _w_x2, const long long K, const long long N, double* restrict _out)
+// loss_and_grad_0: one pass over the elements (N, K), 2 reductions
+void loss_and_grad_0(const double* restrict Y, double* restrict _w_x1, double* restrict _w_x2, const long long K, const long long N)
 {
-    double _acc0 = 0.0;
     for (long long _i = 0; _i < N; ++_i) {
         double _line0 = 0.0;
-        #pragma omp simd reduction(+:_acc0, _line0)
+        #pragma omp simd reduction(+:_line0)
         for (long long _j = 0; _j < K; ++_j) {
             const double _v_Y = Y[_i*K + _j];
-            _acc0 += (double)(_v_Y);
-            _line0 += (double)(_v_Y);
-            _w_x2[_j] += (double)(_v_Y);
+            _line0 += (double)_v_Y;
+            _w_x2[_j] += (double)_v_Y;
         }
         _w_x1[_i] = _line0;
     }
-    _out[0] = _acc0;
 }
 
 // loss_and_grad_1: one pass over the elements (N, K), 1 reduction
@@ -164,13 +144,12 @@ void loss_and_grad_2(const double* restrict b, const double* restrict x5, const 
     }
 }
 
-// loss_and_grad_3: one pass over the elements (N, K), 3 reductions
+// loss_and_grad_3: one pass over the elements (N, K), 2 reductions
 void loss_and_grad_3(const double* restrict Y, const double* restrict b, const double* restrict x3, const double* restrict x5, const double* restrict x6, const double* restrict x7, double* restrict _w_x11, double* restrict _w_x13, const double x8, const long long K, const long long N, double* restrict _out)
 {
     double _acc0 = 0.0;
-    double _acc1 = 0.0;
     for (long long _i = 0; _i < N; ++_i) {
-        #pragma omp simd reduction(+:_acc0, _acc1)
+        #pragma omp simd reduction(+:_acc0)
         for (long long _j = 0; _j < K; ++_j) {
             const double _v_b = b[_j];
             const double _v_x5 = x5[_i*K + _j];
@@ -183,18 +162,16 @@ void loss_and_grad_3(const double* restrict Y, const double* restrict b, const d
             const double x11 = -_v_Y*x8 + x10;
             _w_x11[_i*K + _j] = x11;
             _acc0 += (double)(_v_Y*(x9 - log(_v_x7)));
-            _acc1 += (double)(x10);
-            _w_x13[_j] += (double)(x10);
+            _w_x13[_j] += (double)x10;
         }
     }
     _out[0] = _acc0;
-    _out[1] = _acc1;
 }
 
 // loss_and_grad_4: one pass over the elements (1, K)
 void loss_and_grad_4(const double* restrict x13, const double* restrict x4, double* restrict _w_grad_b, const long long K)
 {
-#pragma omp simd
+    #pragma omp simd
     for (long long _j = 0; _j < K; ++_j) {
         const double _v_x13 = x13[_j];
         const double _v_x4 = x4[_j];
@@ -209,14 +186,14 @@ _SIGNATURES = {
     "loss_0": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_longlong, ctypes.c_longlong),
     "loss_1": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_longlong, ctypes.c_longlong),
     "loss_2": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_void_p),
-    "loss_and_grad_0": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_void_p),
+    "loss_and_grad_0": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_longlong, ctypes.c_longlong),
     "loss_and_grad_1": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_longlong, ctypes.c_longlong),
     "loss_and_grad_2": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_longlong, ctypes.c_longlong),
     "loss_and_grad_3": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_double, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_void_p),
     "loss_and_grad_4": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_longlong),
 }
 #: The arrays the C functions write their sums into, by length.
-_ACCUMULATORS = {1: ctypes.c_double * 1, 2: ctypes.c_double * 2}
+_ACCUMULATORS = {1: ctypes.c_double * 1}
 #: Compiler flags: optimised for this machine, loops vectorised with the C library's
 #: vector math functions; no -ffast-math, so NaN and infinity behave as in NumPy.
 #: sin and cos are not builtins, so that no sincos() call (with no vector variant)
@@ -445,18 +422,6 @@ def _remove_stale_builds(folder):
             pass
 
 
-def _as_scalar(name, value):
-    try:
-        if np.ndim(value) == 0 and not isinstance(value, (str, bytes)):
-            return float(value)
-    except (TypeError, ValueError):
-        pass
-    raise TypeError(
-        f"softmax: parameter {name!r} must be a real number, got {type(value).__name__}"
-        f" with shape {np.shape(value) if hasattr(value, 'shape') else '?'}"
-    )
-
-
 def _as_matrix(name, value, shape):
     try:
         array = np.asarray(value, dtype=DTYPE)
@@ -539,9 +504,7 @@ def _loss_and_grad(W, b, X, Y, D, K, N):
     x0 = 1.0/N
     _r_x1 = np.zeros((N, 1))
     _r_x2 = np.zeros((1, K))
-    _acc = _ACCUMULATORS[1]()
-    _lib().loss_and_grad_0(Y.ctypes.data, _r_x1.ctypes.data, _r_x2.ctypes.data, K, N, _acc)
-    x2, = _acc
+    _lib().loss_and_grad_0(Y.ctypes.data, _r_x1.ctypes.data, _r_x2.ctypes.data, K, N)
     x1 = _r_x1
     x2 = _r_x2
     x3 = x0*x1
@@ -560,9 +523,9 @@ def _loss_and_grad(W, b, X, Y, D, K, N):
     x8 = 1.0/N
     x11 = np.empty((N, K), dtype=DTYPE)
     _r_x13 = np.zeros((1, K))
-    _acc = _ACCUMULATORS[2]()
+    _acc = _ACCUMULATORS[1]()
     _lib().loss_and_grad_3(Y.ctypes.data, b.ctypes.data, x3.ctypes.data, x5.ctypes.data, x6.ctypes.data, x7.ctypes.data, x11.ctypes.data, _r_x13.ctypes.data, x8, K, N, _acc)
-    x12, x13 = _acc
+    x12, = _acc
     x13 = _r_x13
     # scalar arithmetic
     loss = -x12/N

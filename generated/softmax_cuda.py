@@ -16,7 +16,6 @@ Kernels: 11 fused kernels plus cuBLAS products (`@`), compiled once per process.
 """
 
 import functools
-import math
 
 import cupy as cp
 import numpy as np
@@ -37,22 +36,6 @@ _SOURCE = r"""
 #define INFINITY __builtin_huge_valf()
 #endif
 
-__device__ __forceinline__ double sg_relu(double z) { return z < 0 ? (double)0 : z; }
-__device__ __forceinline__ double sg_heaviside(double z, double h0)
-{
-    return z > 0 ? (double)1 : (z < 0 ? (double)0 : (z == 0 ? h0 : z));
-}
-__device__ __forceinline__ double sg_maximum(double a, double b) { return (a > b || a != a) ? a : b; }
-__device__ __forceinline__ double sg_minimum(double a, double b) { return (a < b || a != a) ? a : b; }
-__device__ __forceinline__ double sg_sigmoid(double z) { return 0.5*tanh(0.5*z) + 0.5; }
-__device__ __forceinline__ double sg_sigmoid_e(double z, double e) { return (z >= 0.0 ? 1.0 : e)/(1.0 + e); }
-__device__ __forceinline__ double sg_softplus(double z) { return sg_maximum(z, 0.0) + log1p(exp(-fabs(z))); }
-__device__ __forceinline__ double sg_logaddexp(double a, double b)
-{
-    const double m = sg_maximum(a, b);
-    return m == -INFINITY ? m : m + log1p(exp(-fabs(a - b)));
-}
-__device__ __forceinline__ double sg_safelog(double u) { return u > 0 ? log(u) : -INFINITY; }
 
 // max that keeps a NaN (fmax would drop it)
 __device__ __forceinline__ double sg_max(double a, double b) { return (a > b || a != a) ? a : b; }
@@ -183,7 +166,7 @@ extern "C" __global__ void loss_and_grad_0_0(const double* __restrict__ Y, doubl
         double _line0 = 0.0;
         for (long long _j = 0; _j < K; ++_j) {
             const double _v_Y = Y[_i*K + _j];
-            _line0 += (double)(_v_Y);
+            _line0 += (double)_v_Y;
         }
         const double x1 = (double)_line0;
         _w_x1[_i] = x1;
@@ -202,7 +185,7 @@ extern "C" __global__ void loss_and_grad_0_1(const double* __restrict__ Y, long 
         double _line0 = 0.0;
         for (long long _i = _slice; _i < N; _i += _slices) {
             const double _v_Y = Y[_i*K + _j];
-            _line0 += (double)(_v_Y);
+            _line0 += (double)_v_Y;
         }
         _lines[(0*_slices + _slice)*K + _j] = _line0;
     }
@@ -282,7 +265,7 @@ extern "C" __global__ void loss_and_grad_4(const double* __restrict__ Y, const d
             const double x11 = -_v_Y*x8 + x10;
             _w_x11[_i*K + _j] = x11;
             _acc0 += (double)(_v_Y*(x9 - log(_v_x7)));
-            _line0 += (double)(x10);
+            _line0 += (double)x10;
         }
         _lines[(0*_slices + _slice)*K + _j] = _line0;
     }
@@ -365,18 +348,6 @@ def _reduce(name, n, args, count, nmax):
     out = cp.empty(count, dtype=np.float64)
     _kernel("sg_finish")((count,), (THREADS,), (partials, np.int64(blocks), np.int64(nmax), out))
     return out
-
-
-def _as_scalar(name, value):
-    try:
-        if np.ndim(value) == 0 and not isinstance(value, (str, bytes)):
-            return float(value)
-    except (TypeError, ValueError):
-        pass
-    raise TypeError(
-        f"softmax: parameter {name!r} must be a real number, got {type(value).__name__}"
-        f" with shape {np.shape(value) if hasattr(value, 'shape') else '?'}"
-    )
 
 
 def _on_device(name, value, shape, ndim):

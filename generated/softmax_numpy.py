@@ -11,25 +11,11 @@ Data: X (N, D), Y (N, K)
 dtype: float64; array parameters are updated in place by sgd_step
 """
 
-import math
-
 import numpy as np
 
 PARAMS = ('W', 'b')
 DATA = ('X', 'Y')
 DTYPE = np.float64
-
-
-def _as_scalar(name, value):
-    try:
-        if np.ndim(value) == 0 and not isinstance(value, (str, bytes)):
-            return float(value)
-    except (TypeError, ValueError):
-        pass
-    raise TypeError(
-        f"softmax: parameter {name!r} must be a real number, got {type(value).__name__}"
-        f" with shape {np.shape(value) if hasattr(value, 'shape') else '?'}"
-    )
 
 
 def _as_matrix(name, value, shape):

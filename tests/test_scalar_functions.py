@@ -14,14 +14,16 @@ import numpy as np
 import pytest
 import sympy as sp
 
+import symgen
 from symgen import Problem, generate
 from symgen.backends.numpy.inplace import UFUNCS
 from symgen.codegen.printers import (
     C_RESERVED,
     ArrayPrinter,
-    CudaPrinter,
+    CExpressionPrinter,
     ScalarPrinter,
     c_definitions,
+    c_helper_name,
     python_helpers,
 )
 from symgen.compiler import exprparse
@@ -152,7 +154,7 @@ def _c_program(ctype: str) -> tuple[str, list]:
         for symbols, call, points, values in _cases(fn):
             name = f"f_{len(cases)}"
             names = {s.name: f"a[{i}]" for i, s in enumerate(symbols)}
-            body = CudaPrinter(dtype, names).doprint(call)
+            body = CExpressionPrinter(dtype, names).doprint(call)
             lines.append(f"{ctype} {name}(const {ctype}* a) {{ return {body}; }}")
             cases.append((fn, name, body, points, values))
     return "\n".join(lines) + "\n", cases
@@ -237,7 +239,11 @@ def test_symgen_diff_parses_the_named_functions():
 
 
 def test_printers_spell_every_printed_function():
-    for printer, target in ((ScalarPrinter, "python"), (ArrayPrinter, "numpy"), (CudaPrinter, "c")):
+    for printer, target in (
+        (ScalarPrinter, "python"),
+        (ArrayPrinter, "numpy"),
+        (CExpressionPrinter, "c"),
+    ):
         for fn in PRINTED:
             method = getattr(printer, f"_print_{fn.name}")
             assert method.__qualname__.startswith("_spells"), (printer, fn.name, target)
@@ -258,15 +264,21 @@ def test_c_definitions_call_only_earlier_ones_and_are_reserved():
     assert set(defined) | called | {f"{c}f" for c in called} <= C_RESERVED
 
 
-def test_c_and_cuda_kernels_define_the_helpers():
+def test_c_and_cuda_kernels_define_the_helpers_they_call():
+    """The definitions come from the homes, and only those the kernels need: softplus and
+    relu, the step function of relu's derivative, and the maximum softplus calls; not
+    sigmoid, which nothing calls."""
     x, w = sp.symbols("x w")
-    problem = Problem((w * x) ** 2, params=[w], data=[x], name="tiny")
+    loss = symgen.softplus(w * x) + symgen.relu(x - w)
+    problem = Problem(loss, params=[w], data=[x], name="tiny")
     c, cuda = generate(problem, "c"), generate(problem, "cuda")
+    used = {"sg_softplus", "sg_relu", "sg_heaviside", "sg_maximum"}
     for definition in c_definitions("double"):
-        assert f"static inline {definition}\n" in c
-        assert f"__device__ __forceinline__ {definition}\n" in cuda
+        wanted = c_helper_name(definition) in used
+        assert (f"static inline {definition}\n" in c) == wanted, definition
+        assert (f"__device__ __forceinline__ {definition}\n" in cuda) == wanted, definition
 
 
 def test_modules_get_the_helpers_they_call():
-    assert python_helpers(["x = _safelog(y)"]) == tuple(h for h in HELPERS if h.name == "_safelog")
-    assert python_helpers(["x = np.log(y)"]) == ()
+    assert python_helpers(["_safelog"]) == tuple(h for h in HELPERS if h.name == "_safelog")
+    assert python_helpers([]) == ()

@@ -3,12 +3,13 @@
 ``ScalarPrinter`` prints statements over Python floats (``math``);
 ``ArrayPrinter`` prints statements over NumPy arrays (``np``), with the
 sample-independent factors of a product multiplied first so that they cost
-one scalar operation instead of one array pass each; ``CudaPrinter`` prints
-one element of a CUDA kernel in ``float`` or ``double``. How each function is
-spelled is not written here: each printer has a ``_print_<Name>`` method for every
-function that ``compiler/scalar_functions.py`` spells in its target, made from that
-home's template (``_spells``); the C helpers (``sg_relu`` ...) are defined from the
-same homes (``c_definitions``).
+one scalar operation instead of one array pass each; ``CExpressionPrinter`` prints
+one element of a C pass or a CUDA kernel in ``float`` or ``double`` (``c_printer``
+prints the functions around it). How each function is spelled is not written here:
+each printer has a ``_print_<Name>`` method for every function that
+``compiler/scalar_functions.py`` spells in its target, made from that home's template
+(``_spells``), and records the helpers and modules the spelling uses; the C helpers
+(``sg_relu`` ...) are defined from the same homes (``c_definitions``).
 """
 
 from __future__ import annotations
@@ -66,8 +67,22 @@ def spell(printer, spelling: Spelling, args: tuple, **context: str) -> str:
             return text
         inner = spell(printer, spelling, args[1:], **context)
         return spelling.text.format(_Argument(printer, args[0]), inner, **context)
+    _record(printer, spelling)
     arguments = [_Argument(printer, a) for a in args]
     return spelling.text.format(*arguments, args=_Arguments(arguments), **context)
+
+
+def _record(printer, spelling: Spelling) -> None:
+    """Note in ``printer`` what ``spelling`` calls: the module's Python helpers
+    (``helpers``), the standard modules (``module_imports``), the C ``sg_`` helpers
+    (``calls``); read off the home's template, before any argument is put in."""
+    calls = getattr(printer, "calls", None)
+    if calls is not None:
+        calls.update(re.findall(r"\b(sg_\w+)\(", spelling.text))
+        return
+    printer.helpers.update(h.name for h in HELPERS if f"{h.name}(" in spelling.text)
+    for module, name in re.findall(r"\b(math)\.(\w+)", spelling.text):
+        printer.module_imports[module].add(name)
 
 
 def _spells(target: str):
@@ -90,10 +105,11 @@ def _spells(target: str):
     return install
 
 
-def python_helpers(lines: Iterable[str]) -> tuple[Helper, ...]:
-    """The module-level Python helpers (``_safelog`` ...) that printed ``lines`` call."""
-    text = "\n".join(lines)
-    return tuple(h for h in HELPERS if f"{h.name}(" in text)
+def python_helpers(names: Iterable[str]) -> tuple[Helper, ...]:
+    """The module-level Python helpers named ``names`` (as printers record them), in the
+    order of their homes."""
+    wanted = set(names)
+    return tuple(h for h in HELPERS if h.name in wanted)
 
 
 def _print_add_subtracting(printer, expr, order=None) -> str | None:
@@ -116,6 +132,9 @@ class ScalarPrinter(PythonCodePrinter):
 
     def __init__(self) -> None:
         super().__init__({"fully_qualified_modules": True, "standard": "python3"})
+        #: The module's helper functions the printed text calls (``_safelog``, ...);
+        #: ``module_imports`` has the modules it uses (``math``).
+        self.helpers: set[str] = set()
 
     def _print_Integer(self, expr):
         # float literals: int * float takes a slower path than float * float in CPython
@@ -147,6 +166,8 @@ class ArrayPrinter(NumPyPrinter):
     def __init__(self, arrays: frozenset[str] = frozenset()) -> None:
         super().__init__({"fully_qualified_modules": True})
         self.arrays = arrays
+        #: The module's helper functions the printed text calls (``_safelog``).
+        self.helpers: set[str] = set()
 
     def _module_format(self, fqn, register=True):
         if fqn.startswith("numpy."):
@@ -221,14 +242,35 @@ def _c_suffixes(ctype: str) -> dict[str, str]:
     return {"f": "f", "F": "F"} if ctype == "float" else {"f": "", "F": ""}
 
 
-def c_definitions(ctype: str) -> tuple[str, ...]:
+def c_definitions(ctype: str, used: Iterable[str] | None = None) -> tuple[str, ...]:
     """The C definitions of the ``sg_`` helpers that the C spellings call, in ``ctype``
-    (``float``/``double``), each to follow its qualifier (``static inline`` ...)."""
+    (``float``/``double``), each to follow its qualifier (``static inline`` ...); only
+    those named in ``used`` when it is given (``c_printer.helpers_used``)."""
+    wanted = None if used is None else set(used)
     return tuple(
         fn.c_definition.format(T=ctype, **_c_suffixes(ctype))
         for fn in FUNCTIONS
         if fn.c_definition is not None
+        and (wanted is None or c_helper_name(fn.c_definition) in wanted)
     )
+
+
+def c_helper_name(definition: str) -> str:
+    """``sg_relu`` for the definition ``{T} sg_relu({T} z) ...``."""
+    return definition.split("(", 1)[0].split()[-1]
+
+
+def c_helper_calls() -> dict[str, tuple[str, ...]]:
+    """The ``sg_`` helpers each defined helper calls (``sg_softplus``: ``sg_maximum``)."""
+    out = {}
+    for fn in FUNCTIONS:
+        if fn.c_definition is not None:
+            name = c_helper_name(fn.c_definition)
+            body = fn.c_definition.split("(", 1)[1]
+            calls = tuple(sorted(set(re.findall(r"\b(sg_\w+)\(", body)) - {name}))
+            if calls:
+                out[name] = calls
+    return out
 
 
 class _Placeholder:
@@ -266,14 +308,15 @@ C_RESERVED = (
 
 
 @_spells("c")
-class CudaPrinter(C99CodePrinter):
-    """CUDA C for one scalar element, in ``float`` or ``double``.
+class CExpressionPrinter(C99CodePrinter):
+    """C (and CUDA C) for one scalar element, in ``float`` or ``double``.
 
     Literals carry the type (``2.0F`` in float kernels, so no expression is silently
     promoted to double), math functions take their typed names (``expf``), small integer
     powers are products, and symgen's functions call the ``sg_`` helpers that the
-    templates define (``c_definitions``). ``names`` renames symbols (an array element
-    loaded into a register, or a name C reserves).
+    templates define from their homes (``c_definitions``), recorded in ``calls``.
+    ``names`` renames symbols (an array element loaded into a register, or a name C
+    reserves).
     """
 
     def __init__(self, dtype: str, names: dict[str, str] | None = None) -> None:
@@ -281,6 +324,13 @@ class CudaPrinter(C99CodePrinter):
         alias = float32 if dtype == "float32" else float64
         super().__init__({"type_aliases": {real: alias}})
         self.names = names or {}
+        #: The functions of the generated code that the printed text calls (``sg_relu``).
+        self.calls: set[str] = set()
+
+    def _sg(self, name: str) -> str:
+        """The name of helper ``sg_<name>``, recorded as called."""
+        self.calls.add(f"sg_{name}")
+        return f"sg_{name}"
 
     def _literal(self, value: str) -> str:
         return f"{value}F" if self.ctype == "float" else value

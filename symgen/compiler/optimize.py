@@ -22,7 +22,7 @@ from __future__ import annotations
 import itertools
 from collections import defaultdict
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import Literal
 
 import sympy as sp
@@ -43,8 +43,6 @@ from symgen.compiler.ir import (
 )
 from symgen.compiler.scalar_functions import sigmoid, sigmoid_from_exp, softplus
 
-StmtKind = Literal["scalar", "array", "fill", "sum", "dot", "max", "matmul", "eye"]
-
 
 class transposed(sp.Function):  # noqa: N801 - printed as ``x.T``
     """The transpose of an array symbol: a view, never a copy."""
@@ -60,16 +58,126 @@ class transposed(sp.Function):  # noqa: N801 - printed as ``x.T``
 
 @dataclass(frozen=True)
 class Stmt:
-    """One statement. ``scalar``/``array``: ``target = expr``; ``fill``: an array of
-    shape ``exprs[1:]`` filled with ``exprs[0]`` (a scalar, or an array broadcast);
-    ``sum``/``max``: a reduction of ``exprs[0]`` over ``axes`` (all axes when empty,
-    keeping dimensions otherwise); ``dot``: ``sum(exprs[0] * exprs[1])``; ``matmul``:
-    ``exprs[0] @ exprs[1]``; ``eye``: the identity matrix of size ``exprs[0]``."""
+    """One statement of a program, defining ``target``. Its kinds are the subclasses:
+    ``Assign`` (scalar arithmetic), ``Elementwise`` (a value per element of a pass),
+    ``Fill``, the reductions ``Sum``, ``Max`` and ``Dot``, ``MatrixProduct``, ``Identity``."""
 
     target: sp.Symbol
-    kind: StmtKind
-    exprs: tuple[sp.Expr, ...]
+
+    @property
+    def inputs(self) -> tuple[sp.Expr, ...]:
+        """The expressions the statement reads (their symbols are what it depends on)."""
+        out: list[sp.Expr] = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name != "target" and isinstance(value, sp.Basic):
+                out.append(value)
+            elif isinstance(value, tuple) and all(isinstance(v, sp.Basic) for v in value):
+                out.extend(value)
+        return tuple(out)
+
+    def substituted(self, mapping: dict) -> Stmt:
+        """The statement reading ``mapping``'s values instead of its keys (target kept)."""
+        changes = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name != "target" and isinstance(value, sp.Basic):
+                changes[f.name] = value.xreplace(mapping)
+            elif isinstance(value, tuple) and value and all(isinstance(v, sp.Basic) for v in value):
+                changes[f.name] = tuple(v.xreplace(mapping) for v in value)
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class Assign(Stmt):
+    """``target = value`` on scalars: arithmetic before or after a pass (a value that
+    depends on the result of a reduction along an axis is an array of that result's
+    shape)."""
+
+    value: sp.Expr
+
+
+@dataclass(frozen=True)
+class Elementwise(Stmt):
+    """``target = value`` for every element of the pass's domain."""
+
+    value: sp.Expr
+
+
+@dataclass(frozen=True)
+class Fill(Stmt):
+    """An array of ``shape`` filled with ``value`` (a scalar, or an array broadcast)."""
+
+    value: sp.Expr
+    shape: tuple[sp.Expr, ...]
+
+
+class Reduction(Stmt):
+    """A reduction over the pass's domain: over every axis when ``axes`` is empty (a
+    scalar), else over ``axes``, keeping them as axes of length 1. ``op`` is ``sum`` or
+    ``max``; ``summand`` is the value per element it reduces."""
+
+    op: Literal["sum", "max"]
+    axes: tuple[int, ...]
+
+    @property
+    def summand(self) -> sp.Expr:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Sum(Reduction):
+    """``sum(value)`` over ``axes``."""
+
+    value: sp.Expr
     axes: tuple[int, ...] = ()
+    op = "sum"
+
+    @property
+    def summand(self) -> sp.Expr:
+        return self.value
+
+
+@dataclass(frozen=True)
+class Max(Reduction):
+    """``max(value)`` over ``axes``."""
+
+    value: sp.Expr
+    axes: tuple[int, ...] = ()
+    op = "max"
+
+    @property
+    def summand(self) -> sp.Expr:
+        return self.value
+
+
+@dataclass(frozen=True)
+class Dot(Reduction):
+    """``sum(left*right)`` over every element: a dot product."""
+
+    left: sp.Expr
+    right: sp.Expr
+    op = "sum"
+    axes = ()
+
+    @property
+    def summand(self) -> sp.Expr:
+        return sp.Mul(self.left, self.right, evaluate=False)
+
+
+@dataclass(frozen=True)
+class MatrixProduct(Stmt):
+    """``left @ right`` (either may be a ``transposed`` view)."""
+
+    left: sp.Expr
+    right: sp.Expr
+
+
+@dataclass(frozen=True)
+class Identity(Stmt):
+    """The identity matrix of size ``size``."""
+
+    size: sp.Expr
 
 
 @dataclass(frozen=True)
@@ -82,12 +190,12 @@ class Kernel:
 
     @property
     def is_matmul(self) -> bool:
-        return any(s.kind == "matmul" for s in self.stmts)
+        return any(isinstance(s, MatrixProduct) for s in self.stmts)
 
     @property
     def is_step(self) -> bool:
         """A matrix product or an identity matrix: one library call, not a fused pass."""
-        return any(s.kind in ("matmul", "eye") for s in self.stmts)
+        return any(isinstance(s, (MatrixProduct, Identity)) for s in self.stmts)
 
 
 @dataclass(frozen=True)
@@ -107,7 +215,8 @@ class Program:
     def reads(self) -> list[set[str]]:
         """For each kernel, the names its statements read."""
         return [
-            {x.name for s in k.stmts for e in s.exprs for x in e.free_symbols} for k in self.kernels
+            {x.name for s in k.stmts for e in s.inputs for x in e.free_symbols}
+            for k in self.kernels
         ]
 
     def used_elsewhere(self) -> list[set[str]]:
@@ -126,7 +235,7 @@ class Program:
         shapes = dict(self.shapes)
         for k in self.kernels:
             for s in k.stmts:
-                if s.kind in ("sum", "dot", "max") and s.axes:
+                if isinstance(s, Reduction) and s.axes:
                     shapes[s.target.name] = tuple(
                         sp.S.One if a in s.axes else d for a, d in enumerate(k.domain)
                     )
@@ -163,8 +272,7 @@ class Namer:
         mapping = {old: next(fresh) for old in order}
 
         def rename(s: Stmt) -> Stmt:
-            exprs = tuple(e.xreplace(mapping) for e in s.exprs)
-            return Stmt(mapping.get(s.target, s.target), s.kind, exprs, s.axes)
+            return replace(s.substituted(mapping), target=mapping.get(s.target, s.target))
 
         return mapping, [Kernel(k.domain, tuple(rename(s) for s in k.stmts)) for k in kernels]
 
@@ -296,7 +404,7 @@ class _Builder:
         out = []
         for (_, is_step, domain), targets in ordered:
             if is_step:
-                out.extend(Kernel(domain, (Stmt(t.symbol, t.op, t.operands),)) for t in targets)
+                out.extend(Kernel(domain, (_step(t),)) for t in targets)
             else:
                 out.append(self._kernel(domain, targets))
         return out
@@ -426,7 +534,7 @@ class _Builder:
                     return e
                 if e not in hoisted:
                     hoisted[e] = next(self.temps)
-                    prologue.append(Stmt(hoisted[e], "scalar", (e,)))
+                    prologue.append(Assign(hoisted[e], e))
                 return hoisted[e]
             if isinstance(e, transposed):
                 return e
@@ -435,9 +543,9 @@ class _Builder:
         for sym, e in replacements:
             if is_array(e):
                 self.shapes[sym] = self.shape_of(e)
-                body.append(Stmt(sym, "array", (hoist(e),)))
+                body.append(Elementwise(sym, hoist(e)))
             else:
-                prologue.append(Stmt(sym, "scalar", (e,)))
+                prologue.append(Assign(sym, e))
 
         reductions, epilogue = [], []
         finals = iter(reduced[final_start:])
@@ -446,14 +554,15 @@ class _Builder:
             parts = tuple(hoist(reduced[i]) if is_array(reduced[i]) else reduced[i] for i in idx)
             if kind == "value":
                 shape = self.shapes.get(t.symbol, ())
+                filled = tuple(map(sp.sympify, shape))
                 if is_array(parts[0]) and self.shape_of(parts[0]) != shape:  # broadcast it
-                    body.append(Stmt(t.symbol, "fill", (parts[0], *map(sp.sympify, shape))))
+                    body.append(Fill(t.symbol, parts[0], filled))
                 elif is_array(parts[0]):
-                    body.append(Stmt(t.symbol, "array", parts))
+                    body.append(Elementwise(t.symbol, parts[0]))
                 elif shape:
-                    epilogue.append(Stmt(t.symbol, "fill", (parts[0], *map(sp.sympify, shape))))
+                    epilogue.append(Fill(t.symbol, parts[0], filled))
                 else:
-                    epilogue.append(Stmt(t.symbol, "scalar", parts))
+                    epilogue.append(Assign(t.symbol, parts[0]))
                 continue
             axes = () if len(t.reduce_axes) == full else t.reduce_axes
             key = (kind, tuple(sorted(parts, key=sp.default_sort_key)), axes)
@@ -461,14 +570,29 @@ class _Builder:
             alias = {}
             if key not in computed:
                 computed[key] = target
-                reductions.append(Stmt(target, kind, parts, axes))
+                reductions.append(_reduction(kind, target, parts, axes))
             elif final is None:
-                epilogue.append(Stmt(target, "scalar", (computed[key],)))
+                epilogue.append(Assign(target, computed[key]))
             else:
                 alias = {target: computed[key]}
             if final is not None:
-                epilogue.append(Stmt(t.symbol, "scalar", (next(finals).xreplace(alias),)))
+                epilogue.append(Assign(t.symbol, next(finals).xreplace(alias)))
         return Kernel(domain, tuple(prologue + body + reductions + epilogue))
+
+
+def _step(t: _Target) -> Stmt:
+    """The one statement of a library step: a matrix product or an identity matrix."""
+    if t.op == "matmul":
+        return MatrixProduct(t.symbol, *t.operands)
+    return Identity(t.symbol, *t.operands)
+
+
+def _reduction(kind: str, target: sp.Symbol, parts: tuple, axes: tuple[int, ...]) -> Reduction:
+    if kind == "dot":
+        return Dot(target, *parts)
+    if kind == "max":
+        return Max(target, parts[0], axes)
+    return Sum(target, parts[0], axes)
 
 
 def _share_logistic_exp(exprs: list[sp.Expr]) -> list[sp.Expr]:
@@ -553,4 +677,21 @@ def build_program(lowered: Lowered, outputs: list[Node], names: list[str], namer
     return Program(tuple(kernels), tuple(symbols), frozenset(shapes), tuple(sorted(shapes.items())))
 
 
-__all__ = ["Input", "Kernel", "Namer", "Program", "Stmt", "build_program", "transposed"]
+__all__ = [
+    "Assign",
+    "Dot",
+    "Elementwise",
+    "Fill",
+    "Identity",
+    "Input",
+    "Kernel",
+    "MatrixProduct",
+    "Max",
+    "Namer",
+    "Program",
+    "Reduction",
+    "Stmt",
+    "Sum",
+    "build_program",
+    "transposed",
+]

@@ -1,8 +1,8 @@
 """How a C loop (a CUDA kernel or a C backend pass) reaches the elements of its arrays.
 
-Shared by ``cuda.py`` and ``native.py``: C names for user symbols, the index of an
-element of a (possibly broadcast or transposed) operand, the operands an element's
-statements load, and the line that adds an element into a reduction.
+Shared by the CUDA and C backends: C names for user symbols, the index of an element of
+a (possibly broadcast or transposed) operand as a ``c_ast`` expression, the operands an
+element's statements load, and the statement that adds an element into a reduction.
 """
 
 from __future__ import annotations
@@ -11,9 +11,10 @@ from collections.abc import Iterable
 
 import sympy as sp
 
-from symgen.codegen.printers import C_RESERVED, CudaPrinter
+from symgen.codegen import c_ast as c
+from symgen.codegen.printers import C_RESERVED
 from symgen.compiler.ir import Shape
-from symgen.compiler.optimize import Stmt, transposed
+from symgen.compiler.optimize import Reduction, transposed
 from symgen.errors import SpecError
 
 
@@ -44,47 +45,73 @@ class CNames:
     def c(self, name: str) -> str:
         return f"{name}_" if name in C_RESERVED else name
 
-    def dim(self, d: sp.Expr) -> str:
+    def dim(self, d: sp.Expr) -> c.Expr:
+        """A dimension (an integer expression of dimension variables) as a ``long long``."""
         d = sp.sympify(d)
         if d.is_Integer:
-            return f"{int(d)}LL"
-        return CudaPrinter("float64", {s.name: self.c(s.name) for s in d.free_symbols}).doprint(d)
+            return c.Literal(f"{int(d)}LL")
+        if d.is_Symbol:
+            return c.Var(self.c(d.name))
+        if d.is_Add or d.is_Mul:
+            parts = [self.dim(a) for a in d.as_ordered_terms()] if d.is_Add else None
+            if parts is None:
+                parts = [self.dim(a) for a in d.as_ordered_factors()]
+            return c.add(*parts) if d.is_Add else c.mul(*parts)
+        raise SpecError(f"the dimension {d} is not a sum or product of dimension variables")
 
 
-def _index(s0, s1, row: str, col: str, names: CNames) -> str:
+ROW, COL, FLAT = c.Var("_i"), c.Var("_j"), c.Var("_e")
+
+
+def _index(s0, s1, row: c.Expr, col: c.Expr, names: CNames) -> c.Expr:
     """The index of element (row, col) in a C-ordered array of shape (s0, s1) that
     broadcasts along its axes of size 1."""
-    row, col = ("0" if is_one(s0) else row), ("0" if is_one(s1) else col)
+    zero = c.Literal("0")
+    row, col = (zero if is_one(s0) else row), (zero if is_one(s1) else col)
     if is_one(s1):
         return row
     if is_one(s0):
         return col
-    return f"{row}*{names.dim(s1)} + {col}"
+    return c.add(c.mul(row, names.dim(s1)), col)
 
 
-def element_index(shape: Shape, domain: Shape, flat: bool, names: CNames) -> str:
+def element_index(shape: Shape, domain: Shape, flat: bool, names: CNames) -> c.Expr:
     """The index of element (_i, _j) (or _e) of an array of ``shape`` in ``domain``."""
     if len(domain) == 1:
-        return "_e"
+        return FLAT
     s0, s1 = shape if len(shape) == 2 else (sp.S.One, *shape)
     if flat and (tuple(shape) == tuple(domain) or (not is_one(s0) and not is_one(s1))):
-        return "_e"
-    return _index(s0, s1, "_i", "_j", names)
+        return FLAT
+    return _index(s0, s1, ROW, COL, names)
 
 
-def transposed_index(shape: Shape, names: CNames) -> str:
+def transposed_index(shape: Shape, names: CNames) -> c.Expr:
     """The index of element (_i, _j) of ``x.T`` in ``x`` of ``shape`` (a0, a1)."""
-    return _index(*shape, "_j", "_i", names)
+    return _index(*shape, COL, ROW, names)
 
 
-def store_guards(shape: Shape, domain: Shape) -> list[str]:
-    """Conditions under which an element of a value of ``shape``, broadcast along an axis of
-    a 2-D ``domain``, is written: only by the first element along that axis."""
-    return [
-        f"{var} == 0"
-        for var, size, extent in zip(("_i", "_j"), shape, domain, strict=False)
+def store_guard(shape: Shape, domain: Shape) -> c.Expr | None:
+    """The condition under which an element of a value of ``shape``, broadcast along an
+    axis of a 2-D ``domain``, is written: only by the first element along that axis (None:
+    every element is written)."""
+    guards = [
+        c.BinOp("==", var, c.Literal("0"))
+        for var, size, extent in zip((ROW, COL), shape, domain, strict=False)
         if len(domain) == 2 and is_one(size) and not is_one(extent)
     ]
+    if not guards:
+        return None
+    out = guards[0]
+    for g in guards[1:]:
+        out = c.BinOp("&&", out, g)
+    return out
+
+
+def store(target: c.Expr, value: c.Expr, shape: Shape, domain: Shape) -> c.Stmt:
+    """``target = value``, guarded by ``store_guard``."""
+    write = c.Assign(target, value)
+    guard = store_guard(shape, domain)
+    return write if guard is None else c.If(guard, (write,))
 
 
 def array_name(v: sp.Expr) -> str:
@@ -112,14 +139,14 @@ def operands(exprs, computed: set[str], shapes: dict) -> tuple[dict[sp.Expr, str
     return loads, scalars
 
 
-def reduced(s: Stmt) -> sp.Expr:
-    """The value a reduction statement adds up (or takes the maximum of), per element."""
-    return sp.Mul(*s.exprs, evaluate=False) if s.kind == "dot" else s.exprs[0]
+#: The initial value of an accumulator of each reduction.
+INITIAL = {"sum": c.Literal("0.0"), "max": c.Literal("-INFINITY")}
 
 
-def accumulate(acc: str, s: Stmt, cprint) -> tuple[str, str, str]:
-    """The line adding one element to accumulator ``acc``, its initial value, its op."""
-    value = cprint(reduced(s))
-    if s.kind == "max":
-        return f"{acc} = sg_max({acc}, (double)({value}));", "-INFINITY", "max"
-    return f"{acc} += (double)({value});", "0.0", "sum"
+def accumulate(acc: c.Expr, s: Reduction, value: sp.Expr | None = None) -> c.Stmt:
+    """The statement adding one element (``value``, by default ``s.summand``) to the
+    accumulator ``acc`` (a ``double``) of the reduction ``s``."""
+    term = c.Cast("double", s.summand if value is None else value)
+    if s.op == "max":
+        return c.Assign(acc, c.Call("sg_max", (acc, term)))
+    return c.Assign(acc, term, "+=")

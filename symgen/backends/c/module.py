@@ -33,28 +33,41 @@ C costs more than a Rosenbrock step).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import sympy as sp
 
 from symgen.backends.c.elements import (
+    COL,
+    INITIAL,
+    ROW,
     CNames,
     accumulate,
     array_name,
     element_index,
     is_one,
     operands,
-    reduced,
     refuse_reserved,
-    store_guards,
+    store,
     transposed_index,
 )
 from symgen.backends.numpy import module as numpy_backend
+from symgen.codegen import c_ast as c
+from symgen.codegen.c_printer import CPrinter, helpers_used
 from symgen.codegen.optimizers import Baked
-from symgen.codegen.printers import CudaPrinter, c_definitions
+from symgen.codegen.printers import c_definitions
 from symgen.codegen.templating import render
-from symgen.compiler.optimize import Kernel, Program, Stmt, transposed
+from symgen.compiler.optimize import (
+    Assign,
+    Elementwise,
+    Fill,
+    Kernel,
+    Program,
+    Reduction,
+    Stmt,
+    transposed,
+)
 from symgen.compiler.pipeline import Compiled
 
 TEMPLATES = (Path(__file__).parent / "templates",)
@@ -65,13 +78,13 @@ class CKernel:
     """One compiled pass: a C function over the elements of a domain."""
 
     name: str
-    comment: str
-    #: C parameters, in order: arrays read, arrays written, scalars, dimensions, sums.
-    params: tuple[str, ...]
-    #: ctypes argument types, as Python source, in the same order.
+    #: ctypes argument types, as Python source, in the order of the C parameters
+    #: (arrays read, arrays written, scalars, dimensions, sums).
     argtypes: tuple[str, ...]
-    #: The function's body: declarations, the loop(s), the results.
-    lines: tuple[str, ...]
+    #: The function's C text (``c_printer.CPrinter``).
+    text: str
+    #: The functions of the module (``sg_`` helpers) that it calls.
+    calls: frozenset[str]
     #: How many whole sums it writes to ``_out`` (the caller's accumulator array).
     sums: int
 
@@ -80,11 +93,11 @@ def _array_span(kernel: Kernel) -> tuple[int, int] | None:
     """The first and last statement of ``kernel``'s array part, which a C function runs
     (scalar statements before and after it stay in Python); None when the pass has
     statements a C function does not run (then NumPy runs it)."""
-    inner = [i for i, s in enumerate(kernel.stmts) if s.kind != "scalar"]
+    inner = [i for i, s in enumerate(kernel.stmts) if not isinstance(s, Assign)]
     if not inner or len(kernel.domain) not in (1, 2):
         return None
     middle = kernel.stmts[inner[0] : inner[-1] + 1]
-    if any(s.kind not in ("array", "fill", "sum", "dot", "max") for s in middle):
+    if any(not isinstance(s, (Elementwise, Fill, Reduction)) for s in middle):
         return None
     return inner[0], inner[-1]
 
@@ -130,7 +143,7 @@ def fused_products(program: Program, shapes: dict[str, tuple]) -> dict[int, Prod
             if not ka.is_matmul or a_index in taken:
                 continue
             (s,) = ka.stmts
-            matrix, vector = s.exprs
+            matrix, vector = s.left, s.right
             if not (matrix.is_Symbol and vector.is_Symbol):
                 continue
             rows, cols = shapes.get(matrix.name, (None, None))
@@ -140,13 +153,13 @@ def fused_products(program: Program, shapes: dict[str, tuple]) -> dict[int, Prod
             if into not in reads[p] or not read_only_by(into, {a_index, p}):
                 continue
             products = Products(matrix.name, vector.name, into, (a_index,))
-            defined = {st.target.name for st in k.stmts if st.kind == "array"}
+            defined = {st.target.name for st in k.stmts if isinstance(st, Elementwise)}
             for b_index in range(p + 1, len(kernels)):
                 kb = kernels[b_index]
                 if not kb.is_matmul or b_index in taken:
                     continue
                 (sb,) = kb.stmts
-                left, value = sb.exprs
+                left, value = sb.left, sb.right
                 if (
                     isinstance(left, transposed)
                     and left.args[0].name == matrix.name
@@ -196,7 +209,8 @@ class NativeKernels:
             return None
         kernels = tuple(self.kernels)
         sizes = sorted({k.sums for k in kernels if k.sums})
-        return NativeModule(source(name, self.dtype, kernels), kernels, tuple(sizes))
+        helpers = helpers_used(frozenset().union(*(k.calls for k in kernels)))
+        return NativeModule(source(name, self.dtype, kernels, helpers), kernels, tuple(sizes))
 
     def pass_lines(
         self,
@@ -228,7 +242,8 @@ class NativeKernels:
 
 
 class _Pass:
-    """One pass over ``domain`` as C: loads, statements, reductions, stores.
+    """One pass over ``domain`` as a C function (``c_ast``): loads, statements, reductions,
+    stores.
 
     A domain (M, K) runs as a loop over rows with an inner loop over columns, the
     inner one vectorised (``#pragma omp simd``); a domain (M, 1) or (N,) (samples)
@@ -253,7 +268,7 @@ class _Pass:
         self.loop = "rows" if is_one(k) else "cols" if is_one(m) else "nested"
         self.middle = middle
         defined = {s.target.name for s in middle}
-        self.loads, symbols = operands([e for s in middle for e in s.exprs], defined, self.shapes)
+        self.loads, symbols = operands([e for s in middle for e in s.inputs], defined, self.shapes)
         dims = symbols & owner.dims
         scalars = symbols - owner.dims
         dims |= {str(x) for d in self.domain for x in sp.sympify(d).free_symbols}
@@ -269,13 +284,16 @@ class _Pass:
         self.scalars = sorted(scalars)
         self.dims = sorted(dims)
         self.stores = [
-            s.target.name for s in middle if s.kind in ("array", "fill") and s.target.name in stored
+            s.target.name
+            for s in middle
+            if isinstance(s, (Elementwise, Fill)) and s.target.name in stored
         ]
-        self.whole = [s for s in middle if s.kind in ("sum", "dot", "max") and not _axis(s)]
-        self.rowwise = [s for s in middle if s.kind in ("sum", "dot", "max") and _axis(s) == 1]
-        self.colwise = [s for s in middle if s.kind in ("sum", "dot", "max") and _axis(s) == 0]
+        reductions = [s for s in middle if isinstance(s, Reduction)]
+        self.whole = [s for s in reductions if not s.axes]
+        self.rowwise = [s for s in reductions if s.axes == (1,)]
+        self.colwise = [s for s in reductions if s.axes == (0,)]
         self.names = CNames()
-        self.printer = CudaPrinter(
+        self.printer = CPrinter(
             self.dtype,
             {
                 **{n: self.names.c(n) for n in (*self.scalars, *self.dims, *defined)},
@@ -284,90 +302,92 @@ class _Pass:
         )
 
     # -- C ------------------------------------------------------------------------------
-    def cprint(self, e: sp.Expr) -> str:
+    def element(self, e: sp.Expr) -> sp.Expr:
+        """``e`` reading the registers its transposed operands are loaded into."""
         views = {v: sp.Symbol(var) for v, var in self.loads.items() if isinstance(v, transposed)}
-        return self.printer.doprint(e.xreplace(views))
+        return e.xreplace(views)
 
-    def value(self, s: Stmt) -> str:
-        return self.cprint(reduced(s))
+    def out(self, name: str, index: c.Expr) -> c.Index:
+        """Element ``index`` of the output array of ``name``."""
+        return c.Index(c.Var(f"_w_{self.names.c(name)}"), index)
 
     def c_kernel(self, name: str) -> CKernel:
-        t, c, dim = self.t, self.names.c, self.names.dim
+        t, cname, dim = self.t, self.names.c, self.names.dim
         m, k = self.domain
-        element = []
+        value = c.Type(t, const=True)
+        element: list[c.Stmt] = []
         fused = self.products
         for v, var in self.loads.items():
-            if fused is not None and array_name(v) == fused.into:
-                element.append(f"const {t} {var} = _a[_k];")  # this chunk's products
+            if fused is not None and array_name(v) == fused.into:  # this chunk's products
+                element.append(c.Declare(value, var, c.Index(c.Var("_a"), c.Var("_k"))))
                 continue
             if isinstance(v, transposed):
                 at = transposed_index(self.shapes[v.args[0].name], self.names)
             else:
                 at = element_index(self.shapes[v.name], self.domain, False, self.names)
-            element.append(f"const {t} {var} = {c(array_name(v))}[{at}];")
+            element.append(c.Declare(value, var, c.Index(c.Var(cname(array_name(v))), at)))
         for s in self.middle:
-            if s.kind in ("array", "fill"):
-                element.append(f"const {t} {c(s.target.name)} = {self.cprint(s.exprs[0])};")
+            if isinstance(s, (Elementwise, Fill)):
+                element.append(c.Declare(value, cname(s.target.name), self.element(s.value)))
         if fused is not None and fused.value is not None:
-            element.append(f"_r[_k] = (double){c(fused.value)};")
+            result = c.Cast("double", c.Var(cname(fused.value)))
+            element.append(c.Assign(c.Index(c.Var("_r"), c.Var("_k")), result))
         for x in self.stores:
             at = element_index(self.shapes[x], self.domain, False, self.names)
-            store = f"_w_{c(x)}[{at}] = {c(x)};"
-            guards = store_guards(self.shapes[x], self.domain)
-            element.append(f"if ({' && '.join(guards)}) {store}" if guards else store)
-        before, after, inner_accs, outer = [], [], [], []  # declarations, results, clauses
-        out = 0
+            element.append(store(self.out(x, at), c.Var(cname(x)), self.shapes[x], self.domain))
+        before: list[c.Stmt] = []  # declarations before the loops
+        after: list[c.Stmt] = []  # results after them
+        outer: list[c.Stmt] = []  # declarations in the loop over rows
+        line_finals: list[c.Stmt] = []  # results of the loop over columns
+        sums: list[str] = []  # the accumulators the vectorised loop adds to
+        has_max = False
+        whole_outputs = 0
 
         scalar_reductions = list(self.whole)
         # a row sum when every row is one element, a column sum over one row: whole sums
         scalar_reductions += self.rowwise if self.loop == "cols" else []
         scalar_reductions += self.colwise if self.loop == "rows" else []
         for r, s in enumerate(scalar_reductions):
-            acc = f"_acc{r}"
-            line, init, _ = accumulate(acc, s, self.cprint)
-            before.append(f"double {acc} = {init};")
-            element.append(line)
-            inner_accs.append((acc, s.kind))
+            acc = c.Var(f"_acc{r}")
+            before.append(c.Declare(c.Type("double"), acc.name, INITIAL[s.op]))
+            element.append(accumulate(acc, s, self.element(s.summand)))
+            sums += [acc.name] if s.op == "sum" else []
+            has_max |= s.op == "max"
             if s in self.whole:
-                after.append(f"_out[{out}] = {acc};")
-                out += 1
+                at = c.Literal(str(whole_outputs))
+                after.append(c.Assign(c.Index(c.Var("_out"), at), acc))
+                whole_outputs += 1
             else:
-                after.append(f"_w_{c(s.target.name)}[0] = {acc};")
-        line_finals = []
+                after.append(c.Assign(self.out(s.target.name, c.Literal("0")), acc))
         for r, s in enumerate(self.rowwise if self.loop != "cols" else []):
             if self.loop == "rows":  # one element per row: the value itself
-                element.append(f"_w_{c(s.target.name)}[_i] = (double)({self.value(s)});")
+                summand = c.Cast("double", self.element(s.summand))
+                element.append(c.Assign(self.out(s.target.name, ROW), summand))
                 continue
-            acc = f"_line{r}"
-            line, init, _ = accumulate(acc, s, self.cprint)
-            outer.append(f"double {acc} = {init};")
-            element.append(line)
-            inner_accs.append((acc, s.kind))
-            line_finals.append(f"_w_{c(s.target.name)}[_i] = {acc};")
+            acc = c.Var(f"_line{r}")
+            outer.append(c.Declare(c.Type("double"), acc.name, INITIAL[s.op]))
+            element.append(accumulate(acc, s, self.element(s.summand)))
+            sums += [acc.name] if s.op == "sum" else []
+            has_max |= s.op == "max"
+            line_finals.append(c.Assign(self.out(s.target.name, ROW), acc))
         for s in self.colwise if self.loop != "rows" else []:
-            w = f"_w_{c(s.target.name)}[_j]"
+            w = self.out(s.target.name, COL)
             if self.loop == "cols":  # one element per column: the value itself
-                element.append(f"{w} = (double)({self.value(s)});")
+                element.append(c.Assign(w, c.Cast("double", self.element(s.summand))))
             else:  # each column its own accumulator, in the array
-                element.append(accumulate(w, s, self.cprint)[0])
-        sums = [acc for acc, kind in inner_accs if kind != "max"]
-        simd = ["#pragma omp simd" + (f" reduction(+:{', '.join(sums)})" if sums else "")]
-        if any(kind == "max" for _, kind in inner_accs):
-            simd = []  # OpenMP's max reduction would not keep a NaN
-        loop_of = {
-            "rows": f"for (long long _i = 0; _i < {dim(m)}; ++_i) {{",
-            "cols": f"for (long long _j = 0; _j < {dim(k)}; ++_j) {{",
-        }
+                element.append(accumulate(w, s, self.element(s.summand)))
+        # OpenMP's max reduction would not keep a NaN: a pass with a maximum is not vectorised
+        simd = None if has_max else c.Simd(tuple(sums))
+        zero = c.Literal("0")
         body = list(before)
         if fused is not None:
             body += self.chunked(element, simd)
         elif self.loop == "nested":
-            body += [loop_of["rows"], *(f"    {x}" for x in outer)]
-            body += [f"    {x}" for x in simd]
-            body += [f"    {loop_of['cols']}", *(f"        {x}" for x in element), "    }"]
-            body += [*(f"    {x}" for x in line_finals), "}"]
+            columns = c.Loop("_j", zero, dim(k), tuple(element), simd=simd)
+            body.append(c.Loop("_i", zero, dim(m), (*outer, columns, *line_finals)))
         else:
-            body += [*simd, loop_of[self.loop], *(f"    {x}" for x in element), "}"]
+            var, extent = ("_i", m) if self.loop == "rows" else ("_j", k)
+            body.append(c.Loop(var, zero, dim(extent), tuple(element), simd=simd))
         body += after
         what = f"the samples ({m},)" if self.flat else f"the elements ({m}, {k})"
         if fused is not None:
@@ -381,14 +401,17 @@ class _Pass:
         written = [*self.stores, *(s.target.name for s in (*self.rowwise, *self.colwise))]
         if fused is not None and fused.out is not None:
             written.append(fused.out)
-        sums_out = ("double* restrict _out",) if self.whole else ()
+        pointer = {"pointer": True, "restrict": True}
         params = (
-            *(f"const {t}* restrict {c(x)}" for x in self.arrays),
-            *(f"{t}* restrict _w_{c(x)}" for x in self.stores),
-            *(f"double* restrict _w_{c(x)}" for x in written[len(self.stores) :]),
-            *(f"const {t} {c(x)}" for x in self.scalars),
-            *(f"const long long {c(x)}" for x in self.dims),
-            *sums_out,
+            *(c.Param(c.Type(t, const=True, **pointer), cname(x)) for x in self.arrays),
+            *(c.Param(c.Type(t, **pointer), f"_w_{cname(x)}") for x in self.stores),
+            *(
+                c.Param(c.Type("double", **pointer), f"_w_{cname(x)}")
+                for x in written[len(self.stores) :]
+            ),
+            *(c.Param(c.Type(t, const=True), cname(x)) for x in self.scalars),
+            *(c.Param(c.Type("long long", const=True), cname(x)) for x in self.dims),
+            *((c.Param(c.Type("double", **pointer), "_out"),) if self.whole else ()),
         )
         scalar_type = "ctypes.c_float" if t == "float" else "ctypes.c_double"
         argtypes = (
@@ -397,47 +420,87 @@ class _Pass:
             *("ctypes.c_longlong" for _ in self.dims),
             *(("ctypes.c_void_p",) if self.whole else ()),
         )
-        return CKernel(name, comment, params, argtypes, tuple(body), len(self.whole))
+        text = self.printer.function(c.Function(name, params, tuple(body), comment))
+        return CKernel(name, argtypes, text, frozenset(self.printer.calls), len(self.whole))
 
-    def chunked(self, element: list[str], simd: list[str]) -> list[str]:
+    def chunked(self, element: list[c.Stmt], simd: c.Simd | None) -> list[c.Stmt]:
         """The loop over rows in chunks that stay in cache: a chunk's products with the
         matrix, the pass over its rows, then its rows added into ``matrix.T @ value``."""
-        fused, t, c = self.products, self.t, self.names.c
+        fused, t, cname = self.products, self.t, self.names.c
         assert fused is not None
         rows, cols = (self.names.dim(d) for d in self.shapes[fused.matrix])
-        matrix, vector = c(fused.matrix), c(fused.vector)
-        lines = [
-            f"{t} _a[{CHUNK}];",
-            *([f"double _r[{CHUNK}];"] if fused.out is not None else []),
-            f"long long _rows = {CHUNK_VALUES} / ({cols} > 0 ? {cols} : 1);",
-            f"if (_rows < 1) _rows = 1; else if (_rows > {CHUNK}) _rows = {CHUNK};",
-            f"for (long long _c = 0; _c < {rows}; _c += _rows) {{",
-            f"    const long long _m = {rows} - _c < _rows ? {rows} - _c : _rows;",
-            "    for (long long _k = 0; _k < _m; ++_k) {",
-            f"        const {t}* restrict _row = {matrix} + (_c + _k)*{cols};",
-            "        double _s = 0.0;",
-            "#pragma omp simd reduction(+:_s)",
-            f"        for (long long _q = 0; _q < {cols}; ++_q) "
-            f"_s += (double)_row[_q]*{vector}[_q];",
-            f"        _a[_k] = ({t})_s;",
-            "    }",
-            *(f"    {x}" for x in simd),
-            "    for (long long _k = 0; _k < _m; ++_k) {",
-            "        const long long _i = _c + _k;",
-            *(f"        {x}" for x in element),
-            "    }",
+        matrix, vector = c.Var(cname(fused.matrix)), c.Var(cname(fused.vector))
+        zero, one, k, q = c.Literal("0"), c.Literal("1"), c.Var("_k"), c.Var("_q")
+        chunk_rows, first, count = c.Var("_rows"), c.Var("_c"), c.Var("_m")
+        limit = c.Literal(str(CHUNK))
+        row = c.Var("_row")
+        row_type = c.Type(t, const=True, pointer=True, restrict=True)
+        row_start = c.Declare(row_type, row.name, c.add(matrix, c.mul(c.add(first, k), cols)))
+        products = c.Loop(
+            "_k",
+            zero,
+            count,
+            (
+                row_start,
+                c.Declare(c.Type("double"), "_s", c.Literal("0.0")),
+                c.Loop(
+                    "_q",
+                    zero,
+                    cols,
+                    (
+                        c.Assign(
+                            c.Var("_s"),
+                            c.mul(c.Cast("double", c.Index(row, q)), c.Index(vector, q)),
+                            "+=",
+                        ),
+                    ),
+                    simd=c.Simd(("_s",)),
+                ),
+                c.Assign(c.Index(c.Var("_a"), k), c.Cast(t, c.Var("_s"))),
+            ),
+        )
+        this_row = c.Declare(c.Type("long long", const=True), "_i", c.add(first, k))
+        chunk: list[c.Stmt] = [
+            c.Declare(
+                c.Type("long long", const=True),
+                "_m",
+                c.Ternary(
+                    c.BinOp("<", c.BinOp("-", rows, first), chunk_rows),
+                    c.BinOp("-", rows, first),
+                    chunk_rows,
+                ),
+            ),
+            products,
+            c.Loop("_k", zero, count, (this_row, *element), simd=simd),
         ]
         if fused.out is not None:
-            lines += [
-                "    for (long long _k = 0; _k < _m; ++_k) {",
-                f"        const {t}* restrict _row = {matrix} + (_c + _k)*{cols};",
-                "        const double _rk = _r[_k];",
-                "#pragma omp simd",
-                f"        for (long long _q = 0; _q < {cols}; ++_q) "
-                f"_w_{c(fused.out)}[_q] += _rk*_row[_q];",
-                "    }",
-            ]
-        return [*lines, "}"]
+            r_k = c.Var("_rk")
+            add_row = c.Assign(
+                c.Index(c.Var(f"_w_{cname(fused.out)}"), q), c.mul(r_k, c.Index(row, q)), "+="
+            )
+            chunk.append(
+                c.Loop(
+                    "_k",
+                    zero,
+                    count,
+                    (
+                        row_start,
+                        c.Declare(c.Type("double", const=True), "_rk", c.Index(c.Var("_r"), k)),
+                        c.Loop("_q", zero, cols, (add_row,), simd=c.Simd()),
+                    ),
+                )
+            )
+        per_chunk = c.BinOp(
+            "/", c.Literal(str(CHUNK_VALUES)), c.Ternary(c.BinOp(">", cols, zero), cols, one)
+        )
+        return [
+            c.Declare(c.Type(t), "_a", size=limit),
+            *([c.Declare(c.Type("double"), "_r", size=limit)] if fused.out is not None else []),
+            c.Declare(c.Type("long long"), "_rows", per_chunk),
+            c.If(c.BinOp("<", chunk_rows, one), (c.Assign(chunk_rows, one),)),
+            c.If(c.BinOp(">", chunk_rows, limit), (c.Assign(chunk_rows, limit),)),
+            c.Loop("_c", zero, rows, tuple(chunk), step=chunk_rows),
+        ]
 
     # -- Python -------------------------------------------------------------------------
     def python_call(self, name: str) -> list[str]:
@@ -447,8 +510,8 @@ class _Pass:
         axis_sums = [*self.rowwise, *self.colwise]
         for s in axis_sums:  # written in double, then given the module's dtype
             shape = _shape(self.shapes[s.target.name], self.flat)
-            fill = "np.full" if s.kind == "max" else "np.zeros"
-            extra = ", -np.inf" if s.kind == "max" else ""
+            fill = "np.full" if s.op == "max" else "np.zeros"
+            extra = ", -np.inf" if s.op == "max" else ""
             lines.append(f"_r_{s.target.name} = {fill}({shape}{extra})")
         fused = self.products
         if fused is not None and fused.out is not None:
@@ -483,19 +546,15 @@ CHUNK = 256
 CHUNK_VALUES = 2048
 
 
-def _axis(s: Stmt) -> int | None:
-    """The axis a reduction keeps summing over (0: column sums, 1: row sums), None: all."""
-    return s.axes[0] if len(s.axes) == 1 else None
-
-
 def _shape(shape, flat: bool) -> str:
     if flat:
         return f"({shape[0]},)"
     return f"({shape[0]}, {shape[1]})"
 
 
-def source(name: str, dtype: str, kernels: tuple[CKernel, ...]) -> str:
-    """The C source of a module's passes (what its ``_SOURCE`` holds)."""
+def source(name: str, dtype: str, kernels: tuple[CKernel, ...], helpers: frozenset[str]) -> str:
+    """The C source of a module's passes (what its ``_SOURCE`` holds), with the ``sg_``
+    helpers they use."""
     ctype = "float" if dtype == "float32" else "double"
     return render(
         TEMPLATES,
@@ -503,7 +562,8 @@ def source(name: str, dtype: str, kernels: tuple[CKernel, ...]) -> str:
         name=name,
         ctype=ctype,
         kernels=kernels,
-        functions=c_definitions(ctype),
+        functions=c_definitions(ctype, helpers),
+        helpers=helpers,
     )
 
 
@@ -515,14 +575,15 @@ def generate(compiled: Compiled, source_path: str | None = None, baked: Baked | 
     dims = frozenset(str(d) for d, _, _ in lowered.dims)
     refuse_reserved([i.name for i in (*lowered.params, *lowered.data)] + sorted(dims), "C")
     native = NativeKernels(problem.dtype, dims)
-    text = numpy_backend.generate(compiled, source_path, baked, native=native)
-    if native.kernels:
-        return text
-    first = f'"""{problem.name}: loss and gradients, generated by symgen.\n'
-    note = (
-        f'"""{problem.name}: loss and gradients, generated by symgen (C backend).\n\n'
-        "A loss over scalars has no pass over samples to compile: a call into C costs\n"
-        "more than the whole step, so this module computes on Python floats, exactly\n"
-        "like the NumPy module.\n"
-    )
-    return text.replace(first, note, 1)
+    module = numpy_backend.plan(compiled, source_path, baked, native=native)
+    if module.native is None:
+        module = replace(module, backend="C", note=SCALAR_NOTE)
+    return numpy_backend.render_module(module)
+
+
+#: The docstring's note of a module with no pass to compile.
+SCALAR_NOTE = (
+    "A loss over scalars has no pass over samples to compile: a call into C costs",
+    "more than the whole step, so this module computes on Python floats, exactly",
+    "like the NumPy module.",
+)

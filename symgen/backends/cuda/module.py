@@ -32,7 +32,6 @@ queued before the host waits.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -40,25 +39,40 @@ from pathlib import Path
 import sympy as sp
 
 from symgen.backends.c.elements import (
+    COL,
+    FLAT,
+    INITIAL,
+    ROW,
     CNames,
     accumulate,
     array_name,
     element_index,
-    is_one,
     operands,
     refuse_reserved,
-    store_guards,
+    store,
     transposed_index,
 )
 from symgen.backends.cuda.steps import UpdateKernel, kernels, updates
 from symgen.backends.numpy import module as numpy_backend
-from symgen.backends.numpy.module import Arg, _baked_plan, _checks, _shape_text
+from symgen.backends.numpy.module import Arg, _baked_plan, _checks, _shape_text, imports
 from symgen.backends.numpy.steps import Update, tuple_text
+from symgen.codegen import c_ast as c
+from symgen.codegen.c_ast import names_used
+from symgen.codegen.c_printer import CudaPrinter, helpers_used
 from symgen.codegen.optimizers import Baked
-from symgen.codegen.printers import CudaPrinter, ScalarPrinter, c_definitions, python_helpers
+from symgen.codegen.printers import ScalarPrinter, c_definitions, python_helpers
 from symgen.codegen.templating import render
 from symgen.compiler.ir import Shape
-from symgen.compiler.optimize import Kernel, Program, Stmt, transposed
+from symgen.compiler.optimize import (
+    Assign,
+    Elementwise,
+    Fill,
+    Kernel,
+    Program,
+    Reduction,
+    Stmt,
+    transposed,
+)
 from symgen.compiler.pipeline import Compiled
 from symgen.errors import SpecError
 
@@ -74,33 +88,12 @@ MAX_BLOCKS = 1024
 
 @dataclass(frozen=True)
 class CudaKernel:
-    """One ``__global__`` function, as the kernel template renders it.
-
-    ``loop`` is ``flat`` (a grid-stride loop over every element, index ``_e``),
-    ``rows`` (one thread per row ``_i``, an inner loop over the columns ``_j``),
-    ``cols`` (one thread per column ``_j`` and slice of rows, an inner loop over the
-    rows ``_i`` of its slice, writing partial column sums to ``_lines``) or
-    ``cols_end`` (one block per column adds its slices in order, then finishes).
-    """
+    """One ``__global__`` function: its name, its CUDA C text (``c_printer.CudaPrinter``),
+    and the functions of the module (``sg_`` helpers) that it calls."""
 
     name: str
-    comment: str
-    loop: str
-    params: tuple[str, ...]
-    #: C expressions: the outer extent (elements, rows or columns), the inner one.
-    outer: str
-    inner: str
-    #: Lines computing ``_i``/``_j`` from ``_e`` in a flat loop (empty when unused).
-    index: tuple[str, ...]
-    #: Lines run for each element: loads, temporaries, stores, accumulations.
-    body: tuple[str, ...]
-    #: Per-row (per-column) accumulators: (name, initial value); lines after the inner loop.
-    line_accs: tuple[tuple[str, str], ...]
-    finals: tuple[str, ...]
-    #: Whole-array accumulators (double): (name, initial value, "sum" | "max").
-    accs: tuple[tuple[str, str, str], ...]
-    #: ``cols_end`` kernels: the op ("sum" | "max") of each column reduction.
-    line_ops: tuple[str, ...]
+    text: str
+    calls: frozenset[str]
 
 
 @dataclass(frozen=True)
@@ -136,18 +129,15 @@ class CudaPlan:
     max_blocks: int
     #: The sources of the host helpers the scalar lines call (``_safelog`` ...).
     helpers: tuple[str, ...]
+    #: The modules the host code imports besides NumPy and CuPy (``math``).
+    imports: frozenset[str]
+    #: The ``sg_`` device helpers the kernels call (and those they call).
+    device_helpers: frozenset[str]
     #: The baked optimizer (see the NumPy backend's ModulePlan), or None.
     baked: Baked | None = None
     baked_doc: tuple[str, ...] = ()
     baked_constants: tuple[tuple[str, str], ...] = ()
     aliases: tuple[tuple[str, str], ...] = field(default=())
-
-
-# -- shapes and element indices ---------------------------------------------------------
-
-
-def _needs_ij(shapes: Iterable[Shape], transposes: bool) -> bool:
-    return transposes or any(any(is_one(d) for d in s) for s in shapes)
 
 
 # -- one program → kernels and host lines ------------------------------------------------
@@ -188,8 +178,8 @@ class _ProgramLowering:
     def emit(self, code: str, defines: Iterable[str], uses: Iterable[str], late=False) -> None:
         self.host.append(_HostLine(code, frozenset(defines), frozenset(uses), late))
 
-    def scalar_line(self, stmt: Stmt) -> None:
-        e = stmt.exprs[0]
+    def scalar_line(self, stmt: Assign) -> None:
+        e = stmt.value
         text = repr(float(e)) if e.is_Number else self.scalar.doprint(e)
         uses = {s.name for s in e.free_symbols}
         self.emit(f"{stmt.target.name} = {text}", [stmt.target.name], uses)
@@ -198,13 +188,13 @@ class _ProgramLowering:
         for n, k in enumerate(self.program.kernels):
             if k.is_matmul:
                 (s,) = k.stmts
-                a, b = (self._view(e) for e in s.exprs)
-                uses = {sym.name for e in s.exprs for sym in e.free_symbols}
+                a, b = self._view(s.left), self._view(s.right)
+                uses = {sym.name for e in s.inputs for sym in e.free_symbols}
                 self.emit(f"{s.target.name} = {a} @ {b}", [s.target.name], uses)
             elif k.is_step:
                 (s,) = k.stmts  # the identity matrix
-                size = self.scalar.doprint(s.exprs[0])
-                uses = {x.name for x in s.exprs[0].free_symbols}
+                size = self.scalar.doprint(s.size)
+                uses = {x.name for x in s.size.free_symbols}
                 self.emit(f"{s.target.name} = cp.eye({size}, dtype=DTYPE)", [s.target.name], uses)
             elif not k.domain:
                 for s in k.stmts:
@@ -219,28 +209,30 @@ class _ProgramLowering:
     # device kernels -----------------------------------------------------------------
     def _device(self, n: int, kernel: Kernel) -> None:
         stmts = list(kernel.stmts)
-        device_kinds = ("array", "fill", "sum", "dot", "max")
-        first = next((i for i, s in enumerate(stmts) if s.kind in device_kinds), None)
+        device_kinds = (Elementwise, Fill, Reduction)
+        first = next((i for i, s in enumerate(stmts) if isinstance(s, device_kinds)), None)
         if first is None:
             for s in stmts:
                 self._host_stmt(s)
             return
-        last = max(i for i, s in enumerate(stmts) if s.kind in device_kinds)
+        last = max(i for i, s in enumerate(stmts) if isinstance(s, device_kinds))
         for s in stmts[:first]:
             self._host_stmt(s)
         device = stmts[first : last + 1]
         after = stmts[last + 1 :]
-        axis_results = {s.target.name: s.axes for s in device if s.kind != "array" and s.axes}
+        axis_results = {
+            s.target.name: s.axes for s in device if isinstance(s, Reduction) and s.axes
+        }
         # Scalar arithmetic on a reduction along an axis runs in the reducing thread.
         finals = [s for s in after if self._on_axis_result(s, axis_results)]
         host_after = [s for s in after if s not in finals]
         stored = self.used_later[n] | {s.target.name for s in finals}
-        whole = [s for s in device if s.kind in ("sum", "dot", "max") and not s.axes]
+        whole = [s for s in device if isinstance(s, Reduction) and not s.axes]
         by_axis = {
-            ax: [s for s in device if s.kind in ("sum", "dot", "max") and s.axes == ax]
+            ax: [s for s in device if isinstance(s, Reduction) and s.axes == ax]
             for ax in ((1,), (0,))
         }
-        values = [s for s in device if s.kind in ("array", "fill")]
+        values = [s for s in device if isinstance(s, (Elementwise, Fill))]
         stores = [s for s in values if s.target.name in stored]
         launches = []  # (loop, stores, whole reductions, axis reductions, finals)
         if by_axis[(1,)]:
@@ -260,33 +252,33 @@ class _ProgramLowering:
             self._host_stmt(s)
 
     def _on_axis_result(self, s: Stmt, axis_results: dict) -> bool:
-        return s.kind == "scalar" and self._axis_of(s, axis_results) is not None
+        return isinstance(s, Assign) and self._axis_of(s, axis_results) is not None
 
-    def _axis_of(self, s: Stmt, axis_results: dict):
-        axes = {axis_results[x.name] for x in s.exprs[0].free_symbols if x.name in axis_results}
+    def _axis_of(self, s: Assign, axis_results: dict):
+        axes = {axis_results[x.name] for x in s.value.free_symbols if x.name in axis_results}
         if len(axes) > 1:
             raise SpecError("the CUDA backend cannot combine reductions along both axes")
         return next(iter(axes), None)
 
     def _host_stmt(self, s: Stmt) -> None:
-        if s.kind == "scalar" and not self.is_array(s.exprs[0]):
+        if isinstance(s, Assign) and not self.is_array(s.value):
             self.scalar_line(s)
-        elif s.kind == "fill" and not self.is_array(s.exprs[0]):
-            shape = _shape_text(tuple(s.exprs[1:]))
-            value = self.scalar.doprint(s.exprs[0])
-            uses = {x.name for e in s.exprs for x in e.free_symbols}
+        elif isinstance(s, Fill) and not self.is_array(s.value):
+            shape = _shape_text(s.shape)
+            value = self.scalar.doprint(s.value)
+            uses = {x.name for e in s.inputs for x in e.free_symbols}
             self.emit(
                 f"{s.target.name} = cp.full({shape}, {value}, dtype=DTYPE)", [s.target.name], uses
             )
         else:
             raise SpecError(
-                f"the CUDA backend cannot place the statement {s.target} = {s.exprs[0]} "
+                f"the CUDA backend cannot place the statement {s.target} = {s.inputs[0]} "
                 "(array arithmetic outside a kernel)"
             )
 
     def _launch(self, name, domain, loop, values, stores, whole, axis_reds, finals) -> None:
         ctype = self.ctype
-        idx_of_line = "_i" if loop == "rows" else "_j"
+        idx_of_line = ROW if loop == "rows" else COL
         # What this launch computes: the stored values, the reductions, and the device
         # values they need (dead statements of the group are left out).
         defined = {s.target.name: s for s in values}
@@ -295,23 +287,23 @@ class _ProgramLowering:
         def need(e: sp.Expr) -> None:
             for sym in e.free_symbols:
                 if sym.name in defined and defined[sym.name] not in needed:
-                    for x in defined[sym.name].exprs:
+                    for x in defined[sym.name].inputs:
                         need(x)
                     needed.append(defined[sym.name])
 
         for s in stores:
             need(s.target)
         for s in (*whole, *axis_reds):
-            for e in s.exprs:
+            for e in s.inputs:
                 need(e)
         needed.sort(key=values.index)
         computed = {s.target.name for s in needed} | {s.target.name for s in axis_reds}
         loads, scalars = self._operands(
-            [e for s in (*needed, *whole, *axis_reds) for e in s.exprs],
+            [e for s in (*needed, *whole, *axis_reds) for e in s.inputs],
             computed,
         )
         end_loads, end_scalars = self._operands(
-            [s.exprs[0] for s in finals], computed | {s.target.name for s in finals}
+            [s.value for s in finals], computed | {s.target.name for s in finals}
         )
         if end_loads:
             raise SpecError("the CUDA backend cannot fuse this reduction's arithmetic")
@@ -333,57 +325,66 @@ class _ProgramLowering:
             },
         )
 
-        def cprint(e: sp.Expr) -> str:
+        def element(e: sp.Expr) -> sp.Expr:
+            """``e`` reading the registers its transposed operands are loaded into."""
             views = {v: sp.Symbol(var) for v, var in loads.items() if isinstance(v, transposed)}
-            return printer.doprint(e.xreplace(views))
+            return e.xreplace(views)
+
+        def out(name: str, index: c.Expr) -> c.Index:
+            return c.Index(c.Var(f"_w_{name}"), index)
 
         flat = loop == "flat"
-        body = []
+        value = c.Type(ctype, const=True)
+        body: list[c.Stmt] = []
         for v, var in loads.items():
             if isinstance(v, transposed):
                 index = transposed_index(self.shapes[v.args[0].name], self.names)
             else:
                 index = element_index(self.shapes[v.name], domain, flat, self.names)
-            body.append(f"const {ctype} {var} = {self.names.c(array_name(v))}[{index}];")
-        body += [f"const {ctype} {s.target.name} = {cprint(s.exprs[0])};" for s in needed]
+            body.append(c.Declare(value, var, c.Index(c.Var(self.names.c(array_name(v))), index)))
+        body += [c.Declare(value, s.target.name, element(s.value)) for s in needed]
         for s in stores:
-            body.append(self._store(s.target.name, domain, flat))
-        accs = []
-        for r, s in enumerate(sorted(whole, key=lambda s: s.kind != "max")):
-            accs.append((f"_acc{r}", *accumulate(f"_acc{r}", s, cprint)[1:]))
-            body.append(accumulate(f"_acc{r}", s, cprint)[0])
-        line_accs, final_lines = [], []
+            shape = self.shapes[s.target.name]
+            at = element_index(shape, domain, flat, self.names)
+            body.append(store(out(s.target.name, at), c.Var(s.target.name), shape, domain))
+        accs = []  # whole-array accumulators, maxima first: (variable, op)
+        for r, s in enumerate(sorted(whole, key=lambda s: s.op != "max")):
+            accs.append((c.Var(f"_acc{r}"), s.op))
+            body.append(accumulate(c.Var(f"_acc{r}"), s, element(s.summand)))
+        line_accs = []  # per row (column) accumulators: (variable, op)
+        final_lines: list[c.Stmt] = []
         for r, s in enumerate(axis_reds):
-            line, init, _ = accumulate(f"_line{r}", s, cprint)
-            line_accs.append((f"_line{r}", init))
-            body.append(line)
+            acc = c.Var(f"_line{r}")
+            line_accs.append((acc, s.op))
+            body.append(accumulate(acc, s, element(s.summand)))
             final_lines += [
-                f"const {ctype} {s.target.name} = ({ctype})_line{r};",
-                f"_w_{s.target.name}[{idx_of_line}] = {s.target.name};",
+                c.Declare(value, s.target.name, c.Cast(ctype, acc)),
+                c.Assign(out(s.target.name, idx_of_line), c.Var(s.target.name)),
             ]
         for s in finals:
             final_lines += [
-                f"const {ctype} {s.target.name} = {cprint(s.exprs[0])};",
-                f"_w_{s.target.name}[{idx_of_line}] = {s.target.name};",
+                c.Declare(value, s.target.name, element(s.value)),
+                c.Assign(out(s.target.name, idx_of_line), c.Var(s.target.name)),
             ]
         d = [self.names.dim(x) for x in domain]
         outer, inner = {
-            "flat": ("*".join(d), ""),
+            "flat": (c.mul(*d), None),
             "rows": (d[0], d[-1]),
             "cols": (d[-1], d[0]),
         }[loop]
-        index: tuple[str, ...] = ()
+        index: list[c.Stmt] = []
         if flat and len(domain) == 2:
-            text = "\n".join(body)
-            uses_i, uses_j = re.search(r"\b_i\b", text), re.search(r"\b_j\b", text)
-            if uses_i:
-                index += (f"const long long _i = _e / {d[1]};",)
-            if uses_j:
-                index += (
-                    f"const long long _j = _e - _i*{d[1]};"
-                    if uses_i
-                    else f"const long long _j = _e % {d[1]};",
+            used = set().union(*(names_used(x) for x in body))
+            position = c.Type("long long", const=True)
+            if ROW.name in used:
+                index.append(c.Declare(position, "_i", c.BinOp("/", FLAT, d[1])))
+            if COL.name in used:
+                j = (
+                    c.BinOp("-", FLAT, c.mul(ROW, d[1]))
+                    if ROW.name in used
+                    else c.BinOp("%", FLAT, d[1])
                 )
+                index.append(c.Declare(position, "_j", j))
         reds = len(accs) + len(line_accs)
         what = {
             "flat": "every element",
@@ -393,17 +394,29 @@ class _ProgramLowering:
         comment = f"{what} of {_shape_text(domain)}" + (
             f", {reds} reduction{'s' if reds != 1 else ''}" if reds else ""
         )
-        ptr_params = [f"const {ctype}* __restrict__ {self.names.c(p)}" for p in pointers]
-        dim_params = [f"long long {self.names.c(n)}" for n in sorted(dims)]
+        pointer = {"pointer": True, "restrict": True}
+        ptr_params = [
+            c.Param(c.Type(ctype, const=True, **pointer), self.names.c(p)) for p in pointers
+        ]
+        dim_params = [c.Param(c.Type("long long"), self.names.c(n)) for n in sorted(dims)]
         host_dims = [f"np.int64({n})" for n in sorted(dims)]
 
-        def outs(names: list[str]) -> list[str]:
-            return [f"{ctype}* __restrict__ _w_{w}" for w in names]
+        def outs(names: list[str]) -> list[c.Param]:
+            return [c.Param(c.Type(ctype, **pointer), f"_w_{w}") for w in names]
 
-        def ins(names: set[str]) -> tuple[list[str], list[str]]:
+        def ins(names: set[str]) -> tuple[list[c.Param], list[str]]:
             ordered = sorted(names)
-            return [f"{ctype} {self.names.c(n)}" for n in ordered], [f"DTYPE({n})" for n in ordered]
+            params = [c.Param(c.Type(ctype), self.names.c(n)) for n in ordered]
+            return params, [f"DTYPE({n})" for n in ordered]
 
+        def kernel(name: str, comment: str, params, kernel_body, partials: bool) -> None:
+            if partials:
+                params = (*params, c.Param(c.Type("double", **pointer), "_partials"))
+            function = c.Function(name, tuple(params), tuple(kernel_body), comment)
+            text = printer.function(function)
+            self.kernels.append(CudaKernel(name, text, frozenset(printer.calls)))
+
+        declared = [c.Declare(c.Type("double"), acc.name, INITIAL[op]) for acc, op in accs]
         for w in written:
             self.emit(f"{w} = cp.empty({_shape_text(tuple(self.shapes[w]))}, dtype=DTYPE)", [w], [])
         py = [str(x) for x in domain]
@@ -412,22 +425,16 @@ class _ProgramLowering:
             scalar_params, host_scalars = ins(scalars | end_scalars)
             params = (*ptr_params, *outs(written), *scalar_params, *dim_params)
             args = (*pointers, *written, *host_scalars, *host_dims)
-            self.kernels.append(
-                CudaKernel(
-                    name,
-                    comment,
-                    loop,
-                    params,
-                    outer,
-                    inner,
-                    index,
-                    tuple(body),
-                    tuple(line_accs),
-                    tuple(final_lines),
-                    tuple(accs),
-                    (),
+            if flat:
+                loop_body = [*declared, *_grid(FLAT, outer, (*index, *body))]
+            else:
+                rows = (
+                    *(c.Declare(c.Type("double"), a.name, INITIAL[op]) for a, op in line_accs),
+                    c.Loop("_j", c.Literal("0"), inner, tuple(body)),
+                    *final_lines,
                 )
-            )
+                loop_body = [*declared, *_grid(ROW, outer, rows)]
+            kernel(name, comment, params, [*loop_body, *_reduce_block(accs)], bool(accs))
             extent = {"flat": "*".join(py), "rows": py[0]}[loop]
             self._emit_launch(name, extent, args, whole, accs, uses)
             return
@@ -437,57 +444,63 @@ class _ProgramLowering:
         ended = [s.target.name for s in (*axis_reds, *finals)]
         scalar_params, host_scalars = ins(scalars)
         end_scalar_params, end_host_scalars = ins(end_scalars)
-        slices = ("const long long _slices",)
+        slices = c.Param(c.Type("long long", const=True), "_slices")
+        lines = c.Var("_lines")
         params = (
             *ptr_params,
             *outs(stored),
             *scalar_params,
             *dim_params,
-            *slices,
-            "double* __restrict__ _lines",
+            slices,
+            c.Param(c.Type("double", **pointer), "_lines"),
         )
         args = (*pointers, *stored, *host_scalars, *host_dims, "np.int64(_slices)", "_lines")
         end_params = (
             *outs(ended),
             *end_scalar_params,
             *dim_params,
-            *slices,
-            "const double* __restrict__ _lines",
+            slices,
+            c.Param(c.Type("double", const=True, **pointer), "_lines"),
         )
         end_args = (*ended, *end_host_scalars, *host_dims, "np.int64(_slices)", "_lines")
-        self.kernels.append(
-            CudaKernel(
-                name,
-                comment,
-                "cols",
-                params,
-                outer,
-                inner,
-                (),
-                tuple(body),
-                tuple(line_accs),
-                (),
-                tuple(accs),
-                (),
-            )
+        n_slices, slice_, thread = c.Var("_slices"), c.Var("_slice"), c.Var("_t")
+        position = c.Type("long long", const=True)
+
+        def line_of(n: int) -> c.Index:
+            """The partial result of column reduction ``n`` of this thread's column and slice."""
+            at = c.add(c.mul(c.add(c.mul(c.Literal(str(n)), n_slices), slice_), outer), COL)
+            return c.Index(lines, at)
+
+        columns = (
+            c.Declare(position, "_j", c.BinOp("%", thread, outer)),
+            c.Declare(position, "_slice", c.BinOp("/", thread, outer)),
+            *(c.Declare(c.Type("double"), a.name, INITIAL[op]) for a, op in line_accs),
+            c.Loop("_i", slice_, inner, tuple(body), step=n_slices),
+            *(c.Assign(line_of(n), a) for n, (a, _) in enumerate(line_accs)),
         )
-        ops = tuple(accumulate("", s, cprint)[2] for s in axis_reds)
-        self.kernels.append(
-            CudaKernel(
-                f"{name}_end",
-                f"adds the column slices of {name}",
-                "cols_end",
-                end_params,
-                outer,
-                "",
-                (),
-                (),
-                tuple(line_accs),
-                tuple(final_lines),
-                (),
-                ops,
-            )
-        )
+        loop_body = [*declared, *_grid(thread, c.mul(outer, n_slices), columns)]
+        kernel(name, comment, params, [*loop_body, *_reduce_block(accs)], bool(accs))
+        ending: list[c.Stmt] = []
+        for n, (acc, op) in enumerate(line_accs):
+            v = c.Var("_v")
+            add = c.Call("sg_max", (acc, v)) if op == "max" else c.add(acc, v)
+            ending += [
+                c.Declare(c.Type("double"), acc.name, INITIAL[op]),
+                c.Loop(
+                    "_slice",
+                    c.Var("threadIdx.x"),
+                    n_slices,
+                    (c.Declare(c.Type("double", const=True), "_v", line_of(n)), c.Assign(acc, add)),
+                    step=c.Var("blockDim.x"),
+                ),
+                c.Assign(acc, _block_reduce(acc, op)),
+            ]
+        ending.append(c.If(_FIRST_THREAD, tuple(final_lines)))
+        end_body = [
+            c.SharedArray("double", "_shared", c.Literal(str(THREADS))),
+            c.Loop("_j", c.Var("blockIdx.x"), outer, tuple(ending), step=c.Var("gridDim.x")),
+        ]
+        kernel(f"{name}_end", f"adds the column slices of {name}", end_params, end_body, False)
         self.emit(f"_slices = _slices_for({py[-1]}, {py[0]})", ["_slices"], [])
         self.emit(
             f"_lines = cp.empty({len(axis_reds)}*_slices*{py[-1]}, dtype=np.float64)",
@@ -506,12 +519,12 @@ class _ProgramLowering:
         if not accs:
             self.emit(f"_launch({name!r}, {extent}, {arg_text})", [], uses)
             return
-        nmax = sum(1 for a in accs if a[2] == "max")
+        nmax = sum(1 for _, op in accs if op == "max")
         red = f"_red_{name}"
         self.emit(
             f"{red} = _reduce({name!r}, {extent}, {arg_text}, {len(accs)}, {nmax})", [red], uses
         )
-        order = sorted(whole, key=lambda s: s.kind != "max")
+        order = sorted(whole, key=lambda s: s.op != "max")
         targets = ", ".join(s.target.name for s in order) + ("," if len(order) == 1 else "")
         self.emit(
             f"{targets} = {red}.get().tolist()", [s.target.name for s in order], [red], late=True
@@ -521,12 +534,48 @@ class _ProgramLowering:
         """The arrays read from memory, each with its register, and the scalar symbols."""
         return operands(exprs, computed, self.shapes)
 
-    def _store(self, name: str, domain: Shape, flat: bool) -> str:
-        """Writes an element; a value broadcast along an axis is written by its first thread."""
-        shape = self.shapes[name]
-        store = f"_w_{name}[{element_index(shape, domain, flat, self.names)}] = {name};"
-        guard = store_guards(shape, domain)
-        return f"if ({' && '.join(guard)}) {store}" if guard else store
+
+_FIRST_THREAD = c.BinOp("==", c.Var("threadIdx.x"), c.Literal("0"))
+
+
+def _grid(var: c.Var, stop: c.Expr, body) -> list[c.Stmt]:
+    """A grid-stride loop of ``var`` over ``[0, stop)``: each thread takes every
+    (blocks*threads)-th value."""
+    start = c.add(
+        c.mul(c.Cast("long long", c.Var("blockIdx.x")), c.Var("blockDim.x")), c.Var("threadIdx.x")
+    )
+    step = c.mul(c.Cast("long long", c.Var("gridDim.x")), c.Var("blockDim.x"))
+    return [
+        c.Declare(c.Type("long long", const=True), "_n", stop),
+        c.Loop(var.name, start, c.Var("_n"), tuple(body), step=step),
+    ]
+
+
+def _block_reduce(acc: c.Var, op: str) -> c.Call:
+    """The sum (or maximum) of ``acc`` over the threads of the block."""
+    is_max = c.Literal("true" if op == "max" else "false")
+    return c.Call("sg_block_reduce", (acc, c.Var("_shared"), is_max))
+
+
+def _reduce_block(accs) -> list[c.Stmt]:
+    """The end of a kernel with whole-array reductions: each block reduces every
+    accumulator over its threads and writes one partial per reduction (``sg_finish``
+    adds the partials of all blocks)."""
+    if not accs:
+        return []
+    out: list[c.Stmt] = [c.SharedArray("double", "_shared", c.Literal(str(THREADS)))]
+    for n, (acc, op) in enumerate(accs):
+        at = c.add(c.mul(c.Literal(str(n)), c.Var("gridDim.x")), c.Var("blockIdx.x"))
+        partial = c.Assign(c.Index(c.Var("_partials"), at), c.Var("_r"))
+        out.append(
+            c.Block(
+                (
+                    c.Declare(c.Type("double", const=True), "_r", _block_reduce(acc, op)),
+                    c.If(_FIRST_THREAD, (partial,)),
+                )
+            )
+        )
+    return out
 
 
 def _lower(program: Program, prefix: str, dtype: str, names: CNames) -> _ProgramLowering:
@@ -584,8 +633,12 @@ def plan(compiled: Compiled, source: str | None, baked: Baked | None = None) -> 
     for u, lines in updates(tuple(p.name for p in params), arrays, results[1:], results[0], baked):
         host = [_HostLine(line.code, line.defines, line.uses) for line in lines]
         steps.append(replace(u, lines=_schedule([*grad.host, *host])))
-    scalar_lines = [*loss_body.lines, *grad_body.lines]
     ctype = "float" if problem.dtype == "float32" else "double"
+    helpers = loss.scalar.helpers | grad.scalar.helpers
+    modules = {*loss.scalar.module_imports, *grad.scalar.module_imports}
+    pass_kernels = (*loss.kernels, *grad.kernels)
+    # sg_finish (cuda_kernels.cu.j2), which every module has, calls sg_block_reduce
+    calls = frozenset({"sg_block_reduce"}).union(*(k.calls for k in pass_kernels))
     return CudaPlan(
         name=problem.name,
         header=header,
@@ -602,33 +655,40 @@ def plan(compiled: Compiled, source: str | None, baked: Baked | None = None) -> 
         checks=_checks(compiled),
         loss_body=loss_body,
         grad_body=grad_body,
-        kernels=(*loss.kernels, *grad.kernels),
+        kernels=pass_kernels,
         updates=tuple(steps),
         update_kernels=kernels(ctype) if any(arrays) else (),
         threads=THREADS,
         max_blocks=MAX_BLOCKS,
-        helpers=tuple(h.source for h in python_helpers(scalar_lines)),
+        helpers=tuple(h.source for h in python_helpers(helpers)),
+        imports=imports(params, helpers, modules),
+        device_helpers=helpers_used(calls),
         **_baked_plan(baked),
     )
 
 
 def kernel_source(cplan: CudaPlan) -> str:
     """The CUDA C source of all kernels of a module (what ``_SOURCE`` holds)."""
-    return render(TEMPLATES, "cuda_kernels.cu.j2", plan=cplan, functions=c_definitions(cplan.ctype))
+    return render(
+        TEMPLATES,
+        "cuda_kernels.cu.j2",
+        plan=cplan,
+        functions=c_definitions(cplan.ctype, cplan.device_helpers),
+    )
 
 
 def generate(compiled: Compiled, source: str | None = None, baked: Baked | None = None) -> str:
     """The module's source; ``baked``: the optimizer whose hyperparameters are built in."""
     if compiled.problem.kind == "scalar":
-        text = numpy_backend.generate(compiled, source, baked)
-        name = compiled.problem.name
-        note = (
-            f'"""{name}: loss and gradients, generated by symgen (CUDA backend).\n\n'
-            "A loss over scalars has no array work to run in parallel: one kernel launch\n"
-            "costs more than the whole step, so this module computes on the host, on\n"
-            "Python floats, exactly like the NumPy module.\n"
-        )
-        first = f'"""{compiled.problem.name}: loss and gradients, generated by symgen.\n'
-        return text.replace(first, note, 1)
+        module = numpy_backend.plan(compiled, source, baked)
+        return numpy_backend.render_module(replace(module, backend="CUDA", note=SCALAR_NOTE))
     cplan = plan(compiled, source, baked)
     return render(TEMPLATES, "cuda_module.py.j2", plan=cplan, source=kernel_source(cplan))
+
+
+#: The docstring's note of a module over scalars, which computes on the host.
+SCALAR_NOTE = (
+    "A loss over scalars has no array work to run in parallel: one kernel launch",
+    "costs more than the whole step, so this module computes on the host, on",
+    "Python floats, exactly like the NumPy module.",
+)

@@ -17,14 +17,38 @@ order of a sum's terms.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import sympy as sp
 
 from symgen.codegen.printers import ScalarPrinter
-from symgen.compiler.optimize import Stmt
+from symgen.compiler.optimize import Dot, Elementwise, Stmt, Sum
 from symgen.compiler.scalar_functions import FUNCTIONS, relu
 
 #: Functions of one argument whose NumPy spelling is one ufunc: their ``out=`` spelling.
 UFUNCS = {fn.sympy: fn.ufunc for fn in FUNCTIONS if fn.ufunc is not None}
+
+
+@dataclass(frozen=True)
+class _Ufunc:
+    """A call ``fn(args..., out=dest)``: it returns ``dest``, so its value can be named."""
+
+    fn: str
+    args: tuple[str, ...]
+    dest: str
+    #: The call as a function's home spells it in place (``np.exp({0}, out={out})``), or
+    #: None: ``fn(args..., out=dest)``.
+    template: str | None = None
+
+    @classmethod
+    def spelled(cls, template: str, arg: str, dest: str) -> _Ufunc:
+        """The in-place spelling ``template`` of a function's home, of ``arg`` into ``dest``."""
+        return cls("", (arg,), dest, template)
+
+    def __str__(self) -> str:
+        if self.template is not None:
+            return self.template.format(*self.args, out=self.dest)
+        return f"{self.fn}({', '.join(self.args)}, out={self.dest})"
 
 
 class _Unsupported(Exception):
@@ -42,15 +66,17 @@ class InPlace:
     Buffer ``k`` is the variable ``_w{k}``, a row of the work array.
     """
 
-    def __init__(self, arrays: frozenset[str], stmts: list[Stmt]) -> None:
+    def __init__(
+        self, arrays: frozenset[str], stmts: list[Stmt], scalar: ScalarPrinter | None = None
+    ) -> None:
         self.arrays = arrays
-        self.scalar = ScalarPrinter()
+        self.scalar = scalar or ScalarPrinter()  # prints scalar operands (and records their use)
         self.free: list[int] = []
         self.count = 0
         self.held: dict[str, int] = {}  # value name -> its buffer
         self.last_use: dict[str, int] = {}
         for i, s in enumerate(stmts):
-            for e in s.exprs:
+            for e in s.inputs:
                 for sym in e.free_symbols:
                     self.last_use[sym.name] = i
 
@@ -78,26 +104,28 @@ class InPlace:
 
     # -- statements ---------------------------------------------------------------
     def lines(self, stmt: Stmt, position: int) -> list[str] | None:
-        """In-place lines for an ``array`` statement or a whole sum (``sum``, ``dot``) of a
+        """In-place lines for an ``Elementwise`` statement or a whole ``Sum`` or ``Dot`` of a
         1-D pass, or None to keep its plain spelling."""
-        if stmt.kind in ("sum", "dot") and not stmt.axes:
+        if isinstance(stmt, (Sum, Dot)) and not stmt.axes:
             written = self._attempt(
-                lambda out, scratch: [self._operand(e, out, scratch) for e in stmt.exprs]
+                lambda out, scratch: [self._operand(e, out, scratch) for e in stmt.inputs]
             )
             if written is None:
                 return None
             out, values = written
             call = (
                 f"np.dot({values[0]}, {values[1]})"
-                if stmt.kind == "dot"
+                if isinstance(stmt, Dot)
                 else f"np.sum({values[0]})"
             )
-            return [*out, f"{stmt.target.name} += float({call})"]
-        expr = stmt.exprs[0]
-        if stmt.kind != "array" or not self._is_array(expr) or expr.is_Symbol:
+            return [*map(str, out), f"{stmt.target.name} += float({call})"]
+        if not isinstance(stmt, Elementwise):
+            return None
+        expr = stmt.value
+        if not self._is_array(expr) or expr.is_Symbol:
             return None
 
-        def write(out: list[str], scratch: list[int]) -> int:
+        def write(out: list, scratch: list[int]) -> int:
             index = self._take()
             self._into(expr, self.buffer(index), out, scratch)
             return index
@@ -112,15 +140,17 @@ class InPlace:
             self.held[name] = index
         else:  # never read: give it back at once
             self._give(index)
-        if out[-1].startswith("np.") and out[-1].endswith(f", out={dest})"):
-            return [*out[:-1], f"{name} = {out[-1]}"]  # a ufunc returns its out array
-        return [*out, f"{name} = {dest}"]
+        lines = [str(x) for x in out]
+        if isinstance(out[-1], _Ufunc) and out[-1].dest == dest:
+            return [*lines[:-1], f"{name} = {lines[-1]}"]  # a ufunc returns its out array
+        return [*lines, f"{name} = {dest}"]
 
     def _attempt(self, write):
-        """``(lines, result)`` of ``write(lines, scratch)``, its scratch buffers given back;
-        None, with the buffers as they were, when the statement has an unsupported form."""
+        """``(lines, result)`` of ``write(lines, scratch)`` (a line: text or a ``_Ufunc``), its
+        scratch buffers given back; None, with the buffers as they were, when the statement
+        has an unsupported form."""
         before = (list(self.free), self.count)
-        out: list[str] = []
+        out: list = []
         scratch: list[int] = []
         try:
             result = write(out, scratch)
@@ -135,7 +165,7 @@ class InPlace:
     def _is_array(self, e: sp.Expr) -> bool:
         return any(s.name in self.arrays for s in e.free_symbols)
 
-    def _operand(self, e: sp.Expr, out: list[str], scratch: list[int]) -> str:
+    def _operand(self, e: sp.Expr, out: list, scratch: list[int]) -> str:
         """A name (or a scalar's text) holding ``e``, computing it into scratch if needed."""
         if not self._is_array(e):
             return self.scalar.doprint(e) if not e.is_Number else repr(float(e))
@@ -147,7 +177,7 @@ class InPlace:
         self._into(e, name, out, scratch)
         return name
 
-    def _into(self, e: sp.Expr, dest: str, out: list[str], scratch: list[int]) -> None:
+    def _into(self, e: sp.Expr, dest: str, out: list, scratch: list[int]) -> None:
         """Lines computing the array expression ``e`` into ``dest``: the first operand of
         each operation is computed into ``dest`` itself, the next ones update it in place."""
         if e.is_Add:
@@ -158,24 +188,24 @@ class InPlace:
             n = int(e.exp)
             if n == 2:
                 base = self._first(e.base, dest, out, scratch)
-                out.append(f"np.multiply({base}, {base}, out={dest})")
+                out.append(_Ufunc("np.multiply", (base, base), dest))
             elif n == -1:
-                out.append(f"np.divide(1.0, {self._first(e.base, dest, out, scratch)}, out={dest})")
+                base = self._first(e.base, dest, out, scratch)
+                out.append(_Ufunc("np.divide", ("1.0", base), dest))
             else:
-                out.append(
-                    f"np.power({self._first(e.base, dest, out, scratch)}, {n}.0, out={dest})"
-                )
+                base = self._first(e.base, dest, out, scratch)
+                out.append(_Ufunc("np.power", (base, f"{n}.0"), dest))
         elif type(e) in UFUNCS and len(e.args) == 1:
             arg = self._first(e.args[0], dest, out, scratch)
-            out.append(UFUNCS[type(e)].format(arg, out=dest))
+            out.append(_Ufunc.spelled(UFUNCS[type(e)], arg, dest))
         elif isinstance(e, sp.Max) and len(e.args) == 2 and 0 in e.args:  # relu, as written
             z = next(a for a in e.args if a != 0)  # by the shared-exponential softplus
             arg = self._first(z, dest, out, scratch)
-            out.append(UFUNCS[relu].format(arg, out=dest))
+            out.append(_Ufunc.spelled(UFUNCS[relu], arg, dest))
         else:
             raise _Unsupported(str(e))
 
-    def _first(self, e: sp.Expr, dest: str, out: list[str], scratch: list[int]) -> str:
+    def _first(self, e: sp.Expr, dest: str, out: list, scratch: list[int]) -> str:
         """The operand ``e`` of an operation that writes ``dest``: an array symbol as it is,
         anything else computed into ``dest`` first (a ufunc may read and write one array)."""
         if e.is_Symbol or not self._is_array(e):
@@ -183,7 +213,7 @@ class InPlace:
         self._into(e, dest, out, scratch)
         return dest
 
-    def _add(self, e: sp.Expr, dest: str, out: list[str], scratch: list[int]) -> None:
+    def _add(self, e: sp.Expr, dest: str, out: list, scratch: list[int]) -> None:
         arrays = [t for t in e.args if self._is_array(t)]
         constant = sp.Add(*[t for t in e.args if not self._is_array(t)])
         # positive terms first, computed ones before bare symbols: the first term is
@@ -192,10 +222,10 @@ class InPlace:
         if arrays[0].could_extract_minus_sign():  # every term negative: c - (a + b)
             value = self._first(-sp.Add(*arrays), dest, out, scratch)
             if constant == 0:
-                out.append(f"np.negative({value}, out={dest})")
+                out.append(_Ufunc("np.negative", (value,), dest))
             else:
                 c = self._operand(constant, out, scratch)
-                out.append(f"np.subtract({c}, {value}, out={dest})")
+                out.append(_Ufunc("np.subtract", (c, value), dest))
             return
         elif arrays[0].is_Symbol and (len(arrays) > 1 or constant != 0):
             if len(arrays) > 1:
@@ -204,7 +234,7 @@ class InPlace:
                 term, rest, constant = constant, [], sp.S.Zero
             op = "subtract" if term.could_extract_minus_sign() else "add"
             value = self._operand(-term if op == "subtract" else term, out, scratch)
-            out.append(f"np.{op}({arrays[0].name}, {value}, out={dest})")
+            out.append(_Ufunc(f"np.{op}", (arrays[0].name, value), dest))
         else:
             self._into(arrays[0], dest, out, scratch)
             rest = arrays[1:]
@@ -219,7 +249,7 @@ class InPlace:
             else:
                 out.append(f"{dest} += {self._operand(constant, out, scratch)}")
 
-    def _mul(self, e: sp.Expr, dest: str, out: list[str], scratch: list[int]) -> None:
+    def _mul(self, e: sp.Expr, dest: str, out: list, scratch: list[int]) -> None:
         if any(isinstance(f, sp.Heaviside) for f in e.args):
             raise _Unsupported("a mask")  # the printer's comparison is cheaper
         arrays = sorted((f for f in e.args if self._is_array(f)), key=lambda f: f.is_Symbol)
@@ -229,7 +259,7 @@ class InPlace:
                 other, rest = self._operand(arrays[1], out, scratch), arrays[2:]
             else:
                 other, rest, coeff = self._operand(coeff, out, scratch), [], sp.S.One
-            out.append(f"np.multiply({arrays[0].name}, {other}, out={dest})")
+            out.append(_Ufunc("np.multiply", (arrays[0].name, other), dest))
         else:
             self._into(arrays[0], dest, out, scratch)
             rest = arrays[1:]

@@ -9,7 +9,7 @@ with transposes passed as views, and fused NumPy expressions around them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Protocol
@@ -21,7 +21,21 @@ from symgen.backends.numpy.steps import Update, updates
 from symgen.codegen.optimizers import Baked
 from symgen.codegen.printers import ArrayPrinter, ScalarPrinter, python_helpers
 from symgen.codegen.templating import render
-from symgen.compiler.optimize import Kernel, Program, Stmt, transposed
+from symgen.compiler.optimize import (
+    Assign,
+    Dot,
+    Elementwise,
+    Fill,
+    Identity,
+    Kernel,
+    MatrixProduct,
+    Max,
+    Program,
+    Reduction,
+    Stmt,
+    Sum,
+    transposed,
+)
 from symgen.compiler.pipeline import Compiled
 
 TEMPLATES = (Path(__file__).parent / "templates",)
@@ -72,6 +86,10 @@ class Body:
 
     groups: tuple[tuple[str, tuple[str, ...]], ...]
     results: tuple[str, ...]
+    #: The module's helper functions (``_safelog``, ``_logaddexp``) and the modules
+    #: (``math``) that the lines use, as their printers recorded them.
+    helpers: frozenset[str] = frozenset()
+    modules: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -97,6 +115,8 @@ class ModulePlan:
     #: The sources of the module-level helpers the statements call (``_safelog`` ...), in
     #: the versions that take arrays too.
     helpers: tuple[str, ...]
+    #: The standard modules the module uses besides NumPy (``math``), or none.
+    imports: frozenset[str]
     #: The optimizer whose step has its hyperparameters baked in, or None: then the
     #: docstring's paragraph on it, ``OPTIMIZER``/``HYPERPARAMETERS`` as Python
     #: literals, and the generic names (``step = adam_step``).
@@ -106,6 +126,10 @@ class ModulePlan:
     aliases: tuple[tuple[str, str], ...] = ()
     #: The C backend's compiled passes (their C source and signatures), or None.
     native: CompiledPasses | None = None
+    #: The backend named in the docstring's first line ("" for NumPy's own), and a
+    #: paragraph after it (why a backend computes as the NumPy module does).
+    backend: str = ""
+    note: tuple[str, ...] = ()
 
 
 def _shape_text(shape: tuple) -> str:
@@ -114,43 +138,57 @@ def _shape_text(shape: tuple) -> str:
 
 
 class _StatementPrinter:
+    """Python lines of statements: ``ScalarPrinter`` for scalar arithmetic, ``ArrayPrinter``
+    for array work; both record the helpers and modules their text uses."""
+
     def __init__(self, arrays: frozenset[str], dtype: str) -> None:
         self.scalar = ScalarPrinter()
         self.array = ArrayPrinter(arrays)
         self.dtype = dtype
 
-    def line(self, stmt: Stmt, kernel: Kernel) -> str:
-        target = stmt.target.name
-        kind = stmt.kind
-        if kind == "scalar":
-            e = stmt.exprs[0]
-            return (
-                f"{target} = {float(e)!r}"
-                if e.is_Number
-                else f"{target} = {self.scalar.doprint(e)}"
-            )
-        a = [self.array.doprint(e) for e in stmt.exprs]
-        if kind == "array":
-            e = stmt.exprs[0]  # never hand out an argument (or a view of one) as a result
-            copy = e.is_Symbol or (isinstance(e, transposed) and e.args[0].is_Symbol)
-            return f"{target} = np.array({a[0]})" if copy else f"{target} = {a[0]}"
-        if kind == "fill":
-            shape = _shape_text(tuple(stmt.exprs[1:]))
-            if self.array._is_array(stmt.exprs[0]):
-                return f"{target} = np.broadcast_to({a[0]}, {shape}).copy()"
-            return f"{target} = np.full({shape}, {a[0]}, dtype=DTYPE)"
-        if kind == "matmul":
-            return f"{target} = {a[0]} @ {a[1]}"
-        if kind == "eye":
-            return f"{target} = np.eye({self.scalar.doprint(stmt.exprs[0])}, dtype=DTYPE)"
-        if kind == "dot":
-            fn = "np.dot" if len(kernel.domain) == 1 else "np.vdot"
-            return f"{target} = float({fn}({a[0]}, {a[1]}))"
-        fn = "np.sum" if kind == "sum" else "np.max"
-        if not stmt.axes:
-            return f"{target} = float({fn}({a[0]}))"
-        axes = ", ".join(str(x) for x in stmt.axes)
-        return f"{target} = {fn}({a[0]}, axis=({axes},), keepdims=True)"
+    def value(self, stmt: Stmt, kernel: Kernel) -> str:
+        """The expression ``stmt`` assigns to its target (a reduction over the whole domain:
+        a float)."""
+        a = self.array.doprint
+        match stmt:
+            case Assign(value=e):
+                return repr(float(e)) if e.is_Number else self.scalar.doprint(e)
+            case Elementwise(value=e):  # never hand out an argument (or a view of one)
+                copy = e.is_Symbol or (isinstance(e, transposed) and e.args[0].is_Symbol)
+                return f"np.array({a(e)})" if copy else a(e)
+            case Fill(value=e, shape=shape):
+                if self.array._is_array(e):
+                    return f"np.broadcast_to({a(e)}, {_shape_text(shape)}).copy()"
+                return f"np.full({_shape_text(shape)}, {a(e)}, dtype=DTYPE)"
+            case MatrixProduct(left=left, right=right):
+                return f"{a(left)} @ {a(right)}"
+            case Identity(size=size):
+                return f"np.eye({self.scalar.doprint(size)}, dtype=DTYPE)"
+            case Dot(left=left, right=right):
+                fn = "np.dot" if len(kernel.domain) == 1 else "np.vdot"
+                return f"float({fn}({a(left)}, {a(right)}))"
+            case Sum(value=e) | Max(value=e):
+                fn = "np.sum" if isinstance(stmt, Sum) else "np.max"
+                if not stmt.axes:
+                    return f"float({fn}({a(e)}))"
+                axes = ", ".join(str(x) for x in stmt.axes)
+                return f"{fn}({a(e)}, axis=({axes},), keepdims=True)"
+        raise TypeError(f"no Python spelling for {type(stmt).__name__}")
+
+    def line(self, stmt: Stmt, kernel: Kernel, op: str = "=") -> str:
+        """``target = value``; ``op="+="``: the value added into the target (a sum across
+        blocks)."""
+        return f"{stmt.target.name} {op} {self.value(stmt, kernel)}"
+
+    @property
+    def helpers(self) -> set[str]:
+        """The module's helper functions the printed lines call (``_safelog``, ...)."""
+        return self.scalar.helpers | self.array.helpers
+
+    @property
+    def modules(self) -> set[str]:
+        """The modules the printed lines use (``math``; ``np`` is always imported)."""
+        return set(self.scalar.module_imports) | set(self.array.module_imports)
 
 
 def _describe(kernel: Kernel) -> str:
@@ -160,7 +198,7 @@ def _describe(kernel: Kernel) -> str:
         return "identity matrix"
     if not kernel.domain:
         return "scalar arithmetic"
-    reductions = sum(s.kind in ("dot", "sum", "max") for s in kernel.stmts)
+    reductions = sum(isinstance(s, Reduction) for s in kernel.stmts)
     what = "the samples" if len(kernel.domain) == 1 else "the elements"
     sums = f", {reductions} reduction{'s' if reductions != 1 else ''}" if reductions else ""
     return f"one pass over {what} {_shape_text(kernel.domain)}{sums}"
@@ -179,26 +217,21 @@ def _blocked(kernel: Kernel, printer: _StatementPrinter, data: dict[str, str]) -
     results; only the middle runs per block, on views of the data arrays.
     """
     stmts = list(kernel.stmts)
-    first = next(i for i, s in enumerate(stmts) if s.kind != "scalar")
-    last = max(i for i, s in enumerate(stmts) if s.kind != "scalar")
+    first = next(i for i, s in enumerate(stmts) if not isinstance(s, Assign))
+    last = max(i for i, s in enumerate(stmts) if not isinstance(s, Assign))
     middle = stmts[first : last + 1]
-    if any(s.kind not in ("array", "sum", "dot") for s in middle):
+    if any(not isinstance(s, (Elementwise, Sum, Dot)) for s in middle):
         return [printer.line(s, kernel) for s in stmts]
     n = str(kernel.domain[0])
     views = {sp.Symbol(name, real=True): sp.Symbol(view, real=True) for name, view in data.items()}
-    sums = [s.target.name for s in middle if s.kind in ("sum", "dot")]
-    renamed = [
-        Stmt(s.target, s.kind, tuple(e.xreplace(views) for e in s.exprs), s.axes) for s in middle
-    ]
-    inplace = InPlace(printer.array.arrays, renamed)
+    sums = [s.target.name for s in middle if isinstance(s, Reduction)]
+    renamed = [s.substituted(views) for s in middle]
+    inplace = InPlace(printer.array.arrays, renamed, printer.scalar)
     body = []
     for position, s in enumerate(renamed):
         written = inplace.lines(s, position)
-        if written is None:
-            line = printer.line(s, kernel)
-            if s.kind in ("sum", "dot"):
-                line = line.replace(" = ", " += ", 1)
-            written = [line]
+        if written is None:  # a sum adds this block's part
+            written = [printer.line(s, kernel, "+=" if isinstance(s, Reduction) else "=")]
         body += [f"    {line}" for line in written]
         inplace.release_after(position)
     lines = [printer.line(s, kernel) for s in stmts[:first]]
@@ -226,19 +259,19 @@ def _row_blocked(
     blocks. None when the pass does not have that form (then it runs whole)."""
     stmts = list(kernel.stmts)
     rows = kernel.domain[0]
-    device = [i for i, s in enumerate(stmts) if s.kind in ("array", "sum", "dot", "max")]
-    if not device or any(s.kind == "fill" for s in stmts):
+    device = [i for i, s in enumerate(stmts) if isinstance(s, (Elementwise, Reduction))]
+    if not device or any(isinstance(s, Fill) for s in stmts):
         return None
     first, last = device[0], device[-1]
     middle = stmts[first : last + 1]
-    if any(s.kind == "scalar" for s in middle) or sp.sympify(rows) == 1:
+    if any(isinstance(s, Assign) for s in middle) or sp.sympify(rows) == 1:
         return None
-    if any(s.kind == "max" and s.axes == (0,) for s in middle):
+    if any(isinstance(s, Max) and s.axes == (0,) for s in middle):
         return None
     inside = {s.target.name for s in middle}
     views: dict[sp.Expr, sp.Symbol] = {}
     for s in middle:
-        for e in s.exprs:
+        for e in s.inputs:
             for v in sorted(e.atoms(transposed), key=str):
                 shape = tuple(reversed(shapes[v.args[0].name]))
                 if shape[0] == rows:
@@ -251,14 +284,16 @@ def _row_blocked(
                     views.setdefault(sym, sp.Symbol(f"_{sym.name}", real=True))
     whole, column, row = [], [], []
     for s in middle:
-        if s.kind in ("sum", "dot", "max"):
+        if isinstance(s, Reduction):
             (whole if not s.axes else column if s.axes == (0,) else row).append(s)
-    keep = [s for s in middle if s.kind == "array" and s.target.name in stored] + row
-    if any(shapes.get(s.target.name, (rows,))[0] != rows for s in keep if s.kind == "array"):
+    keep = [s for s in middle if isinstance(s, Elementwise) and s.target.name in stored] + row
+    if any(
+        shapes.get(s.target.name, (rows,))[0] != rows for s in keep if isinstance(s, Elementwise)
+    ):
         return None
     # Worth it when the pass reduces, or makes several temporaries per value it keeps
     # (measured: a lone mask product such as W3's x8*(x0 > 0) runs as fast whole).
-    work = sum(sp.count_ops(e) for s in middle for e in s.exprs)
+    work = sum(sp.count_ops(e) for s in middle for e in s.inputs)
     if not (whole or column or row) and work < 3 * max(1, len(keep)):
         return None
     names = {
@@ -271,7 +306,7 @@ def _row_blocked(
         shape = _shape_text(tuple(shapes[s.target.name]))
         lines.append(f"{s.target.name} = np.empty({shape}, dtype=DTYPE)")
     for s in whole:
-        lines.append(f"{s.target.name} = {'-math.inf' if s.kind == 'max' else '0.0'}")
+        lines.append(f"{s.target.name} = {'-np.inf' if isinstance(s, Max) else '0.0'}")
     for s in column:
         lines.append(f"{s.target.name} = np.zeros((1, {k}), dtype=DTYPE)")
     lines.append(f"for _start in range(0, {rows}, _rows):")
@@ -280,22 +315,18 @@ def _row_blocked(
     local = {v: sp.Symbol(n, real=True) for v, n in names.items()}
     kept = {s.target.name for s in keep}
     for s in middle:
-        exprs = tuple(e.xreplace(local) for e in s.exprs)
-        target = s.target
+        block = s.substituted(local)
         if s.target.name in kept:
-            target = sp.Symbol(f"_{s.target.name}", real=True)
-            local[s.target] = target
-        line = printer.line(Stmt(target, s.kind, exprs, s.axes), kernel)
-        if s in whole:
-            if s.kind == "max":
-                line = f"{s.target.name} = max({s.target.name}, {line.split(' = ', 1)[1]})"
-            else:
-                line = line.replace(" = ", " += ", 1)
-        elif s in column:
-            line = line.replace(" = ", " += ", 1)
+            block = replace(block, target=sp.Symbol(f"_{s.target.name}", real=True))
+            local[s.target] = block.target
+        if s in whole and isinstance(s, Max):
+            value = printer.value(block, kernel)
+            line = f"{s.target.name} = max({s.target.name}, {value})"
+        else:  # whole and column sums add this block's part
+            line = printer.line(block, kernel, "+=" if s in whole or s in column else "=")
         lines.append(f"    {line}")
         if s.target.name in kept:
-            lines.append(f"    {s.target.name}[_start:_start + _rows] = {target.name}")
+            lines.append(f"    {s.target.name}[_start:_start + _rows] = {block.target.name}")
     lines += [printer.line(s, kernel) for s in stmts[last + 1 :]]
     return lines
 
@@ -333,7 +364,11 @@ def _body(
             if products is not None:
                 comment += f", with the products by {products.matrix}"
         if lines is None:
-            if per_sample and len(k.domain) == 1 and any(s.kind != "scalar" for s in k.stmts):
+            if (
+                per_sample
+                and len(k.domain) == 1
+                and any(not isinstance(s, Assign) for s in k.stmts)
+            ):
                 lines = _blocked(k, printer, views)
                 comment = f"{_describe(k)}, in blocks of {BLOCK}"
             elif kind == "matrix" and len(k.domain) == 2 and not k.is_step:
@@ -343,7 +378,12 @@ def _body(
             lines = [printer.line(s, k) for s in k.stmts]
             comment = _describe(k)
         groups.append((comment, tuple(lines)))
-    return Body(tuple(groups), tuple(s.name for s in program.outputs))
+    return Body(
+        tuple(groups),
+        tuple(s.name for s in program.outputs),
+        frozenset(printer.helpers),
+        frozenset(printer.modules),
+    )
 
 
 def _checks(compiled: Compiled) -> tuple[DimCheck, ...]:
@@ -383,6 +423,21 @@ def _baked_plan(baked: Baked | None) -> dict:
         ),
         "aliases": tuple(aliases),
     }
+
+
+#: The standard modules that the module's helper functions use (the template's
+#: ``_safelog`` and ``_logaddexp``).
+HELPER_IMPORTS = {"_safelog": frozenset({"math"}), "_logaddexp": frozenset({"math"})}
+
+
+def imports(params: tuple[Arg, ...], helpers: set[str], modules: set[str]) -> frozenset[str]:
+    """The modules a module imports besides NumPy: ``modules`` (those its statements use),
+    those of its ``helpers``, and ``math`` when a parameter is a float (the Adam step of a
+    float calls ``math.sqrt``)."""
+    out = set(modules).union(*(HELPER_IMPORTS[h] for h in helpers))
+    if any(p.kind == "scalar" for p in params):
+        out.add("math")
+    return frozenset(out - {"np"})  # NumPy is always imported, as np
 
 
 def plan(
@@ -440,12 +495,10 @@ def plan(
         updates=steps,
         helpers=tuple(
             h.array_source or h.source
-            for h in python_helpers(
-                line
-                for body in (loss_body, grad_body)
-                for _, lines in body.groups
-                for line in lines
-            )
+            for h in python_helpers(loss_body.helpers | grad_body.helpers)
+        ),
+        imports=imports(
+            params, loss_body.helpers | grad_body.helpers, loss_body.modules | grad_body.modules
         ),
         native=native.module(problem.name) if native is not None else None,
         **_baked_plan(baked),
@@ -459,5 +512,10 @@ def generate(
     native: PassCompiler | None = None,
 ) -> str:
     """The module's source; ``baked``: the optimizer whose hyperparameters are built in;
-    ``native``: compile the passes to C (the C backend, ``native.py``)."""
-    return render(TEMPLATES, "numpy_module.py.j2", plan=plan(compiled, source, baked, native))
+    ``native``: compile the passes to C (the C backend, ``backends/c``)."""
+    return render_module(plan(compiled, source, baked, native))
+
+
+def render_module(module_plan: ModulePlan) -> str:
+    """The source of the module ``module_plan`` describes."""
+    return render(TEMPLATES, "numpy_module.py.j2", plan=module_plan)
