@@ -266,13 +266,14 @@ def test_c_definitions_call_only_earlier_ones_and_are_reserved():
 
 def test_c_and_cuda_kernels_define_the_helpers_they_call():
     """The definitions come from the homes, and only those the kernels need: softplus and
-    relu, the step function of relu's derivative, and the maximum softplus calls; not
-    sigmoid, which nothing calls."""
+    relu, their derivatives (the step function, and sigmoid from softplus's shared
+    exponential), and the maximum softplus calls; not the plain sigmoid, which nothing
+    calls."""
     x, w = sp.symbols("x w")
     loss = symgen.softplus(w * x) + symgen.relu(x - w)
     problem = Problem(loss, params=[w], data=[x], name="tiny")
     c, cuda = generate(problem, "c"), generate(problem, "cuda")
-    used = {"sg_softplus", "sg_relu", "sg_heaviside", "sg_maximum"}
+    used = {"sg_softplus", "sg_relu", "sg_heaviside", "sg_sigmoid_e", "sg_maximum"}
     for definition in c_definitions("double"):
         wanted = c_helper_name(definition) in used
         assert (f"static inline {definition}\n" in c) == wanted, definition
