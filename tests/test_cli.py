@@ -167,3 +167,28 @@ def test_show_program_is_the_generated_code(capsys):
     for line in statements:
         assert f"    {line}\n" in generated
     assert program.count("np.exp(") == 1  # the shared exponential is computed once
+
+
+BIAS_SPEC = """\
+import sympy as sp
+import symgen
+
+M, D = sp.symbols("M D", integer=True, positive=True)
+X, y, w = sp.MatrixSymbol("X", M, D), sp.MatrixSymbol("y", M, 1), sp.MatrixSymbol("w", D, 1)
+b = sp.Symbol("b")
+linear = symgen.Problem(
+    symgen.sum(symgen.square(X * w + b * sp.OneMatrix(M, 1) - y)), params=[w, b], data=[X, y]
+)
+"""
+
+
+@pytest.mark.parametrize("fmt", ["text", "latex", "markdown"])
+def test_show_matrix_problem_with_a_scalar_parameter(tmp_path, capsys, fmt):
+    spec = tmp_path / "linear.py"
+    spec.write_text(BIAS_SPEC)
+    assert main(["show", str(spec), "--format", fmt]) == 0
+    out = capsys.readouterr().out
+    assert "scalars: b" in out and "w (D, 1)" in out
+    if fmt == "text":
+        assert "∂L/∂w = X.T*(2 * X*w - 2 * y + 2 * b)" in out
+        assert "∂L/∂b = sum(2 * X*w - 2 * y + 2 * b)" in out

@@ -60,6 +60,7 @@ from symgen.backends.numpy.module import (
     _terms,
     _tuple,
 )
+from symgen.codegen.formulas import formula_text
 from symgen.codegen.hyperparams import Baked
 from symgen.codegen.printers import CudaPrinter, ScalarPrinter
 from symgen.codegen.templating import render
@@ -733,7 +734,7 @@ def plan(compiled: Compiled, source: str | None, baked: Baked | None = None) -> 
     return CudaPlan(
         name=problem.name,
         header=header,
-        loss_text=sp.sstr(problem.loss),
+        loss_text=formula_text(problem, problem.loss),
         kind=problem.kind,
         reduce=problem.reduce,
         dtype=problem.dtype,

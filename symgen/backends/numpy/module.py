@@ -17,6 +17,7 @@ from typing import Protocol
 import sympy as sp
 
 from symgen.backends.numpy.inplace import InPlace
+from symgen.codegen.formulas import formula_text
 from symgen.codegen.hyperparams import Baked
 from symgen.codegen.printers import ArrayPrinter, ScalarPrinter
 from symgen.codegen.templating import render
@@ -591,7 +592,7 @@ def plan(
     return ModulePlan(
         name=problem.name,
         header=header,
-        loss_text=sp.sstr(problem.loss),
+        loss_text=formula_text(problem, problem.loss),
         kind=problem.kind,
         reduce=problem.reduce,
         dtype=problem.dtype,
