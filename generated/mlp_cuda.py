@@ -18,8 +18,18 @@ Kernels: 5 fused kernels plus cuBLAS products (`@`), compiled once per process.
 import functools
 import math
 
-import cupy as cp
 import numpy as np
+
+try:
+    import cupy as cp
+except ModuleNotFoundError as _missing:
+    if _missing.name != "cupy":
+        raise
+    raise ImportError(
+        "mlp: this CUDA module needs CuPy: "
+        "pip install cupy-cuda12x (CUDA 12) or cupy-cuda13x (CUDA 13)",
+        name="cupy",
+    ) from None
 
 PARAMS = ('W1', 'W2')
 DATA = ('X', 'Y')
