@@ -90,14 +90,11 @@ def test_diff(capsys, expr, wrt, at, expected):
         (["diff", "x*y", "--wrt", "x", "--at", "x=1"], "no value for y"),
         (["diff", "x**2", "--wrt", "x", "--at", "x=y"], "must be a number"),
         (["diff", "log(x)", "--wrt", "x", "--at", "x=0"], "not finite"),
-        (["diff", "x**2"], "--wrt"),
         (["generate", "examples/nope.py"], "not found"),
         (["generate", "examples/derivatives.py"], "examples/derivatives.py:TABLE"),
         (["generate", "examples/derivatives.py:NOPE"], "no attribute 'NOPE'"),
         (["generate", "examples/derivatives.py:POINTS"], "not a symgen.Problem"),
         (["generate", "no_such_module:thing"], "cannot import"),
-        (["show", SPEC, "--format", "html"], "invalid choice"),
-        (["frobnicate"], "invalid choice"),
     ],
 )
 def test_errors_are_one_line_exit_2(capsys, argv, fragment):
@@ -107,6 +104,101 @@ def test_errors_are_one_line_exit_2(capsys, argv, fragment):
     lines = captured.err.splitlines()
     assert len(lines) == 1 and lines[0].startswith("symgen: error: ")
     assert fragment in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("argv", "usage", "error"),
+    [
+        (
+            ["genrate", SPEC],
+            "usage: symgen [-h] [-V] COMMAND ...",
+            "unknown command 'genrate' (did you mean 'generate'? "
+            "choose from generate, check, show, diff, train)",
+        ),
+        (
+            ["frobnicate"],
+            "usage: symgen [-h] [-V] COMMAND ...",
+            "unknown command 'frobnicate' (choose from generate, check, show, diff, train)",
+        ),
+        (
+            ["show", SPEC, "--format", "late"],
+            "usage: symgen show SPEC [--format FORMAT] [--program]",
+            "argument --format: invalid choice 'late' (did you mean 'latex'? "
+            "choose from text, latex, markdown)",
+        ),
+        (
+            ["generate", SPEC, "--backend", "cdua"],
+            "usage: symgen generate SPEC [--backend NAME ...] [-o DIR] [options]",
+            "argument --backend: invalid choice 'cdua' (did you mean 'cuda'? "
+            "choose from c, cuda, numpy)",
+        ),
+        (
+            ["generate", SPEC, "--outptu", "x"],
+            "usage: symgen generate SPEC [--backend NAME ...] [-o DIR] [options]",
+            "unrecognized arguments: --outptu x",
+        ),
+        (
+            ["diff", "x**2"],
+            "usage: symgen diff EXPR --wrt NAME [--wrt NAME ...] [--at NAME=VALUE ...]",
+            "the following arguments are required: --wrt",
+        ),
+        (
+            [],
+            "usage: symgen [-h] [-V] COMMAND ...",
+            "the following arguments are required: COMMAND",
+        ),
+    ],
+)
+def test_usage_errors_print_the_usage_then_one_error_line(capsys, argv, usage, error):
+    """Like ruff, black and git: a mistake in the command line itself shows how to call
+    the command (the subcommand's usage for a subcommand), and a misspelt choice gets a
+    suggestion; one prefix, exit status 2."""
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.splitlines() == [usage, f"symgen: error: {error}"]
+
+
+def test_version(capsys):
+    from symgen import __version__
+
+    for flag in ("--version", "-V"):
+        proc = run(flag)
+        assert (proc.returncode, proc.stdout, proc.stderr) == (0, f"symgen {__version__}\n", "")
+
+
+def _parsers():
+    from symgen.cli.commands import build_parser
+
+    top = build_parser()
+    return [top, *top.commands.values()]
+
+
+def test_every_option_and_argument_has_help_and_every_command_a_description():
+    for parser in _parsers():
+        assert parser.description and "\n" not in parser.description, parser.prog
+        for action in parser._actions:
+            assert action.help, f"{parser.prog}: {action.option_strings or action.dest}"
+    top = _parsers()[0]
+    commands = next(a for a in top._actions if a.dest == "command")
+    assert [c.dest for c in commands._choices_actions] == list(top.commands)
+    assert all(c.help for c in commands._choices_actions)
+
+
+def test_help_is_plain_text(capsys):
+    for parser in _parsers():
+        text = parser.format_help()
+        assert "`" not in text and "::" not in text, parser.prog
+    proc = run("--help")
+    assert proc.returncode == 0 and proc.stdout.startswith("usage: symgen [-h] [-V] COMMAND")
+    assert "generate" in proc.stdout and "`" not in proc.stdout
+
+
+def test_repeated_wrt_is_one_derivative(capsys):
+    assert main(["diff", "x**3 + y", "--wrt", "x", "--wrt", "x"]) == 0
+    assert capsys.readouterr().out == "3*x**2\n"
+    assert main(["diff", "x*y", "--wrt", "y", "--wrt", "x", "--wrt", "y"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["d/dy: x", "d/dx: y"]
 
 
 def test_errors_from_subprocess_have_no_traceback(tmp_path):
@@ -143,6 +235,40 @@ def test_spec_without_problem_and_broken_spec(tmp_path, capsys):
     broken.write_text("x = 1\ny = undefined_name\n")
     assert main(["show", str(broken)]) == 2
     assert "broken.py:2: NameError" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("files", "error"),
+    [
+        (  # the spec's own line, named as the user named the file
+            {"spec.py": "import sympy as sp\n\nx = sp.Symbol('x')\nP = x + undefined_name\n"},
+            "spec.py:4: NameError: name 'undefined_name' is not defined",
+        ),
+        (  # a SpecError raised inside symgen: the spec's line that called it
+            {
+                "spec.py": "import sympy as sp\nimport symgen\n\nx = sp.Symbol('x')\n"
+                "P = symgen.Problem(\n    sp.gamma(x), params=[x]\n)\n"
+            },
+            "spec.py:5: unsupported function 'gamma'",
+        ),
+        (
+            {"spec.py": "import sympy as sp\nx = (\n"},
+            "spec.py:2: SyntaxError: '(' was never closed",
+        ),
+        (  # a module of the user's that the spec imports: its line, as Python's last frame
+            {"spec.py": "import helper\n", "helper.py": "a = 1\nb = a / 0\n"},
+            "helper.py:2: ZeroDivisionError: division by zero",
+        ),
+    ],
+)
+def test_errors_in_a_spec_file_name_its_file_and_line(tmp_path, monkeypatch, capsys, files, error):
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delitem(sys.modules, "helper", raising=False)
+    assert main(["show", "spec.py"]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"symgen: error: {error}"), lines
 
 
 def test_show_formats(capsys):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
+import sysconfig
 import traceback
 import types
 from dataclasses import dataclass
@@ -32,6 +33,43 @@ def _display_path(path: Path) -> str:
         return path.name
 
 
+#: Where the code that is not the user's lives: symgen itself, the standard library and the
+#: installed packages (SymPy, NumPy). An error's place is the last frame outside them.
+_LIBRARIES = (Path(__file__).resolve().parents[1],) + tuple(
+    Path(sysconfig.get_paths()[key]).resolve()
+    for key in ("stdlib", "platstdlib", "purelib", "platlib")
+)
+
+
+def _users(filename: str, path: Path) -> bool:
+    """Whether a traceback frame's file is the user's: the spec, or none of ``_LIBRARIES``."""
+    if filename.startswith("<"):  # <frozen importlib._bootstrap>, <string>
+        return False
+    file = Path(filename).resolve()
+    return file == path.resolve() or not any(file.is_relative_to(lib) for lib in _LIBRARIES)
+
+
+def _where(exc: BaseException, path: Path) -> str:
+    """``FILE:LINE`` of the last frame of ``exc``'s traceback in the user's code (the spec
+    file or a module of theirs that it imports), as Python's traceback would name it."""
+    if isinstance(exc, SyntaxError) and exc.filename and exc.lineno:
+        return f"{_shown(Path(exc.filename), path)}:{exc.lineno}"
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if _users(f.filename, path)]
+    if not frames:
+        return str(path)
+    return f"{_shown(Path(frames[-1].filename), path)}:{frames[-1].lineno}"
+
+
+def _shown(filename: Path, path: Path) -> str:
+    """The spec file as the user named it; another file relative to here when it can be."""
+    if filename.resolve() == path.resolve():
+        return str(path)
+    try:
+        return str(filename.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(filename)
+
+
 def _exec_file(path: Path) -> types.ModuleType:
     if not path.is_file():
         raise SpecError(f"spec file not found: {path}")
@@ -44,12 +82,12 @@ def _exec_file(path: Path) -> types.ModuleType:
     try:
         spec.loader.exec_module(module)
     except SpecError as exc:
-        raise SpecError(f"{path}: {exc}") from exc
+        raise SpecError(f"{_where(exc, path)}: {exc}") from exc
+    except SyntaxError as exc:
+        raise SpecError(f"{_where(exc, path)}: {type(exc).__name__}: {exc.msg}") from exc
     except Exception as exc:  # the user's own code failed: say where, in one line
-        frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == str(path)]
-        where = f"{path}:{frames[-1].lineno}" if frames else str(path)
         message = str(exc).splitlines()[0] if str(exc) else ""
-        raise SpecError(f"{where}: {type(exc).__name__}: {message}") from exc
+        raise SpecError(f"{_where(exc, path)}: {type(exc).__name__}: {message}") from exc
     finally:
         sys.path.remove(str(path.resolve().parent))
     return module
