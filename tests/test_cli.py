@@ -318,3 +318,51 @@ def test_show_matrix_problem_with_a_scalar_parameter(tmp_path, capsys, fmt):
     if fmt == "text":
         assert "∂L/∂w = X.T*(2 * X*w - 2 * y + 2 * b)" in out
         assert "∂L/∂b = sum(2 * X*w - 2 * y + 2 * b)" in out
+
+
+UNNAMED = "import sympy as sp\nimport symgen\nx = sp.Symbol('x')\nP = symgen.Problem({}, [x])\n"
+
+
+def test_unnamed_problems_are_named_after_their_spec(tmp_path, capsys):
+    """Two spec files of unnamed problems write two files, not one problem_numpy.py."""
+    out = tmp_path / "out"
+    for stem, loss in (("square", "x**2"), ("cube-2", "x**3")):
+        (tmp_path / f"{stem}.py").write_text(UNNAMED.format(loss))
+        assert main(["generate", str(tmp_path / f"{stem}.py"), "-o", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["cube_2_numpy.py", "square_numpy.py"]
+    assert "problem 'square'" in (out / "square_numpy.py").read_text()
+    # picked by attribute: the attribute's name; a list's items numbered
+    (tmp_path / "several.py").write_text(
+        UNNAMED.format("x**2")
+        + "Q = symgen.Problem(x**4, [x], name='quartic')\n"
+        + "TABLE = [symgen.Problem(x**5, [x]), Q, symgen.Problem(x**6, [x])]\n"
+    )
+    assert main(["generate", f"{tmp_path / 'several.py'}:P", "-o", str(out)]) == 0
+    assert main(["generate", f"{tmp_path / 'several.py'}:TABLE", "-o", str(out)]) == 0
+    written = capsys.readouterr().out
+    for name in ("P", "TABLE_0", "quartic", "TABLE_2"):
+        assert f"{out / name}_numpy.py" in written
+
+
+def test_problems_sharing_a_name_are_refused(tmp_path, capsys):
+    spec = tmp_path / "clash.py"
+    spec.write_text(
+        "import sympy as sp\nimport symgen\nx = sp.Symbol('x')\n"
+        "PAIR = [symgen.Problem(x**2, [x], name='f'), symgen.Problem(x**3, [x], name='f')]\n"
+    )
+    assert main(["generate", f"{spec}:PAIR", "-o", str(tmp_path / "out")]) == 2
+    assert "several problems are named 'f'" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_unnamed_problem_outside_a_spec_is_called_problem():
+    import sympy as sp
+
+    import symgen
+
+    x = sp.Symbol("x")
+    unnamed = symgen.Problem(x**2, [x])
+    assert (unnamed.name, unnamed.named) == ("problem", False)
+    renamed = unnamed.renamed("square")
+    assert (renamed.name, renamed.named, unnamed.name) == ("square", True, "problem")
+    assert renamed.loss == unnamed.loss and renamed.params == unnamed.params

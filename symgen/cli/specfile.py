@@ -1,13 +1,19 @@
 """Loading a spec: ``path.py``, ``path.py:attr`` or ``package.module:attr``.
 
 A spec file is ordinary Python that builds one ``symgen.Problem`` (or, named
-with ``:attr``, a Problem or a list of them).
+with ``:attr``, a Problem or a list of them). A problem built without ``name=``
+is named after where it was found, so that two specs never write the same file:
+the file's stem for ``path.py`` (``models/linear.py``: ``linear``), the attribute
+for ``:attr`` (``spec.py:ridge``: ``ridge``), with ``_0``, ``_1``, ... for the
+items of a list.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
+import keyword
+import re
 import sys
 import sysconfig
 import traceback
@@ -93,11 +99,19 @@ def _exec_file(path: Path) -> types.ModuleType:
     return module
 
 
-def _as_problems(value: object, where: str) -> tuple[Problem, ...]:
+def _identifier(text: str) -> str:
+    """``text`` as a problem name: ``my-model`` → ``my_model``, ``2layer`` → ``problem_2layer``."""
+    name = re.sub(r"\W", "_", text)
+    return name if name.isidentifier() and not keyword.iskeyword(name) else f"problem_{name}"
+
+
+def _as_problems(value: object, where: str, name: str) -> tuple[Problem, ...]:
+    """The Problem or list of Problems ``value``; unnamed ones called ``name`` (a list's
+    items ``name_0``, ``name_1``, ...)."""
     if isinstance(value, Problem):
-        return (value,)
+        return (value if value.named else value.renamed(name),)
     if isinstance(value, (list, tuple)) and value and all(isinstance(v, Problem) for v in value):
-        return tuple(value)
+        return tuple(v if v.named else v.renamed(f"{name}_{i}") for i, v in enumerate(value))
     raise SpecError(f"{where} is not a symgen.Problem (nor a list of them)")
 
 
@@ -108,6 +122,7 @@ def load(spec: str) -> Spec:
         path = Path(target)
         module = _exec_file(path)
         source = _display_path(path)
+        stem = path.stem
     else:
         if not attr:
             raise SpecError(f"spec {spec!r}: give a path to a .py file, or package.module:attr")
@@ -116,10 +131,12 @@ def load(spec: str) -> Spec:
         except ImportError as exc:
             raise SpecError(f"cannot import {target!r}: {exc}") from exc
         source = target
+        stem = target.rpartition(".")[2]
     if attr:
         if not hasattr(module, attr):
             raise SpecError(f"{source} has no attribute {attr!r}")
-        return Spec(_as_problems(getattr(module, attr), f"{source}:{attr}"), f"{source}:{attr}")
+        problems = _as_problems(getattr(module, attr), f"{source}:{attr}", _identifier(attr))
+        return Spec(_distinct(problems, f"{source}:{attr}"), f"{source}:{attr}")
     found = {
         k: v for k, v in vars(module).items() if isinstance(v, Problem) and not k.startswith("_")
     }
@@ -142,4 +159,16 @@ def load(spec: str) -> Spec:
     if len(unique) > 1:
         names = ", ".join(sorted(found))
         raise SpecError(f"{source} defines several Problems ({names}); pick one with {source}:NAME")
-    return Spec((unique[0],), source)
+    return Spec(_as_problems(unique[0], source, _identifier(stem)), source)
+
+
+def _distinct(problems: tuple[Problem, ...], where: str) -> tuple[Problem, ...]:
+    """``problems``, refused when two share a name (they would write the same file)."""
+    names = [p.name for p in problems]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise SpecError(
+            f"{where}: several problems are named {', '.join(map(repr, twice))}, so their "
+            "generated files would overwrite each other; give each its own name="
+        )
+    return problems
