@@ -1,4 +1,5 @@
-"""``python -m benchmarks [--quick] [--output PATH]``: time W1-W4, rewrite BENCHMARKS.md.
+"""``python -m benchmarks [--quick] [--output PATH]``: time W1-W4, rewrite BENCHMARKS.md
+(a ``--quick`` run writes benchmarks/out/BENCHMARKS-quick.md instead).
 
 The process first fixes its own environment (one BLAS/OpenMP thread, OpenBLAS core
 overrides removed, pinned to one CPU), re-executing itself if needed, before NumPy loads.
@@ -50,13 +51,23 @@ PLANS = {
 #: W4's peak memory is measured at this N (the issue's target is stated at 10⁷).
 MEMORY_N = {"quick": 1_000_000, "full": 10_000_000}
 TARGET = 0.02  # seconds: the shortest sample; fast calls are repeated inside it
+#: Where each mode writes its report: a full run rewrites the committed BENCHMARKS.md; a
+#: quick run (a smoke test, not numbers to quote) writes beside it, in a git-ignored folder.
+OUTPUT = {
+    "full": ROOT / "BENCHMARKS.md",
+    "quick": ROOT / "benchmarks" / "out" / "BENCHMARKS-quick.md",
+}
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line, with ``mode`` ("quick" or "full") and ``output`` resolved."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a shorter run (fewer rounds)")
     parser.add_argument(
-        "--output", type=Path, default=ROOT / "BENCHMARKS.md", help="default: BENCHMARKS.md"
+        "--output",
+        type=Path,
+        help="the report (default: BENCHMARKS.md; with --quick, "
+        "benchmarks/out/BENCHMARKS-quick.md)",
     )
     # Internal: what a child process measures, and the JSON file it writes its results to.
     parser.add_argument("--measure", metavar="KEY", help=argparse.SUPPRESS)
@@ -66,11 +77,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--family", type=int, metavar="K", help=argparse.SUPPRESS)
     parser.add_argument("--into", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    args.mode = "quick" if args.quick else "full"
+    args.output = args.output or OUTPUT[args.mode]
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
     settings = prepare()  # may re-execute this process; NumPy is not imported before it
 
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
-    mode = "quick" if args.quick else "full"
+    mode = args.mode
     child = _child_result(args, mode)
     if child is not None:
         if child is _FAILED:

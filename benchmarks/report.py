@@ -241,6 +241,7 @@ def render(
 
 def write(path: Path, text: str) -> None:
     """Overwrite ``path`` with ``text``, then the marker and whatever followed it before."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     kept = ""
     if path.exists():
         old = path.read_text(encoding="utf-8")

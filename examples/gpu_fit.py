@@ -1,7 +1,8 @@
 """W4 on the GPU when there is one: the CUDA module with CuPy, else the NumPy module.
 
     symgen generate examples/curve_fit.py --backend numpy --backend cuda -o generated
-    python examples/gpu_fit.py                 # CUDA if cupy and a device are present
+    python examples/gpu_fit.py                 # CUDA if cupy and a device are present,
+                                               # else NumPy, saying why at once
     python examples/gpu_fit.py --emulate --samples 5000 --steps 100   # CUDA module, CPU emulator
 
 Both generated modules have the same functions; the CUDA one wants its data as
@@ -22,17 +23,25 @@ from examples.curve_fit import START, TRUE, synthetic  # noqa: E402
 
 
 def gpu_cupy():
-    """CuPy, if it is installed and sees a CUDA device; else None."""
+    """``(cupy, None)`` when CuPy is installed and sees a CUDA device, else ``(None, why)``."""
     try:
         import cupy
-
-        return cupy if cupy.cuda.runtime.getDeviceCount() > 0 else None
-    except Exception:  # noqa: BLE001 - not installed, no driver, no device
-        return None
+    except ImportError:
+        return None, (
+            "CuPy is not installed: pip install 'symgen[cuda12]' (CUDA 12) or 'symgen[cuda13]'"
+        )
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:  # noqa: BLE001 - CuPy's errors when there is no driver or GPU
+        return None, f"CuPy finds no CUDA device ({type(exc).__name__}: {exc})"
+    if count == 0:
+        return None, "CuPy finds no CUDA device"
+    return cupy, None
 
 
 def pick(emulate: bool = False):
-    """(generated module, array module, description): CUDA when possible."""
+    """(generated module, array module, description): CUDA when possible, else NumPy and
+    the reason in the description."""
     import numpy as np
 
     if emulate:
@@ -42,7 +51,7 @@ def pick(emulate: bool = False):
         from generated import curve_fit_cuda as module
 
         return module, fakecupy, "CUDA module on the CPU emulator"
-    cupy = gpu_cupy()
+    cupy, why = gpu_cupy()
     if cupy is not None:
         from generated import curve_fit_cuda as module
 
@@ -50,7 +59,7 @@ def pick(emulate: bool = False):
         return module, cupy, f"CUDA module on {name}"
     from generated import curve_fit_numpy as module
 
-    return module, np, "NumPy module (no CUDA device found)"
+    return module, np, f"NumPy module ({why})"
 
 
 def main(argv=None) -> None:
@@ -61,16 +70,20 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
 
     module, xp, what = pick(args.emulate)
+    print(f"{what}: {args.samples:,} samples, {args.steps} Adam steps", flush=True)
     ts, ys = synthetic(args.samples)
     t, y = xp.asarray(ts), xp.asarray(ys)  # on the device for the CUDA module
     params, state = START, module.adam_state(*START)
     start = time.perf_counter()
     first = None
-    for _ in range(args.steps):
+    for step in range(1, args.steps + 1):
         loss, params, state = module.adam_step(*params, t, y, state=state, lr=0.02)
         first = loss if first is None else first
+        if step % max(1, args.steps // 4) == 0 and step < args.steps:
+            seconds = time.perf_counter() - start
+            print(f"  step {step}: loss {loss:.6f}, {seconds:.1f} s", flush=True)
     elapsed = time.perf_counter() - start
-    print(f"{what}: {args.samples} samples, {args.steps} Adam steps in {elapsed:.2f} s")
+    print(f"{args.steps} steps in {elapsed:.2f} s")
     print(f"loss: {first:.6f} -> {module.loss(*params, t, y):.6f}")
     for name, got, true in zip(module.PARAMS, params, TRUE, strict=True):
         print(f"  {name} = {got:+.4f}   (true {true:+.4f})")

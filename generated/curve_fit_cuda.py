@@ -18,8 +18,18 @@ Kernels: 2 fused kernels, compiled once per process.
 import functools
 import math
 
-import cupy as cp
 import numpy as np
+
+try:
+    import cupy as cp
+except ModuleNotFoundError as _missing:
+    if _missing.name != "cupy":
+        raise
+    raise ImportError(
+        "curve_fit: this CUDA module needs CuPy: "
+        "pip install cupy-cuda12x (CUDA 12) or cupy-cuda13x (CUDA 13)",
+        name="cupy",
+    ) from None
 
 PARAMS = ('a', 'b', 'c', 'd', 'e', 'g')
 DATA = ('t', 'y')

@@ -4,7 +4,7 @@
 
 Loss:
 
-    -sum(ElementwiseMap(Lambda((_z0, _z1), log(_z0*_z1 + (1 - _z0)*(1 - _z1))), Lambda(_z, sigmoid(_z)).(X*w), t))
+    -sum(elementwise(log(sigmoid(X*w)*t + (1 - sigmoid(X*w))*(1 - t))))
 
 Parameters (CuPy arrays): w (D, 1)
 Data (CuPy arrays): X (N, D), t (N, 1)
@@ -17,8 +17,18 @@ Kernels: 2 fused kernels plus cuBLAS products (`@`), compiled once per process.
 
 import functools
 
-import cupy as cp
 import numpy as np
+
+try:
+    import cupy as cp
+except ModuleNotFoundError as _missing:
+    if _missing.name != "cupy":
+        raise
+    raise ImportError(
+        "logistic: this CUDA module needs CuPy: "
+        "pip install cupy-cuda12x (CUDA 12) or cupy-cuda13x (CUDA 13)",
+        name="cupy",
+    ) from None
 
 PARAMS = ('w',)
 DATA = ('X', 't')

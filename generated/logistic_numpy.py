@@ -4,7 +4,7 @@
 
 Loss:
 
-    -sum(ElementwiseMap(Lambda((_z0, _z1), log(_z0*_z1 + (1 - _z0)*(1 - _z1))), Lambda(_z, sigmoid(_z)).(X*w), t))
+    -sum(elementwise(log(sigmoid(X*w)*t + (1 - sigmoid(X*w))*(1 - t))))
 
 Parameters: w (D, 1)
 Data: X (N, D), t (N, 1)

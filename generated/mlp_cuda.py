@@ -4,7 +4,7 @@
 
 Loss:
 
-    sum(Lambda(_z0, _z0**2).(Lambda(_z, relu(_z)).(X*W1)*W2 - Y))/(M*N_O)
+    sum((relu(X*W1)*W2 - Y)**2)/(M*N_O)
 
 Parameters (CuPy arrays): W1 (N_I, N_H), W2 (N_H, N_O)
 Data (CuPy arrays): X (M, N_I), Y (M, N_O)
@@ -17,8 +17,18 @@ Kernels: 5 fused kernels plus cuBLAS products (`@`), compiled once per process.
 
 import functools
 
-import cupy as cp
 import numpy as np
+
+try:
+    import cupy as cp
+except ModuleNotFoundError as _missing:
+    if _missing.name != "cupy":
+        raise
+    raise ImportError(
+        "mlp: this CUDA module needs CuPy: "
+        "pip install cupy-cuda12x (CUDA 12) or cupy-cuda13x (CUDA 13)",
+        name="cupy",
+    ) from None
 
 PARAMS = ('W1', 'W2')
 DATA = ('X', 'Y')

@@ -4,7 +4,7 @@
 
 Loss:
 
-    sum(Lambda(_z0, _z0**2).(Lambda(_z, relu(_z)).(X*W1)*W2 - Y))/(M*N_O)
+    sum((relu(X*W1)*W2 - Y)**2)/(M*N_O)
 
 Parameters: W1 (N_I, N_H), W2 (N_H, N_O)
 Data: X (M, N_I), Y (M, N_O)

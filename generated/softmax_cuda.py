@@ -4,7 +4,7 @@
 
 Loss:
 
-    -sum(HadamardProduct(Y, -AxisReduce(logsumexp, X*W + 1*b, 1)*1 + X*W + 1*b))/N
+    -sum(Y ⊙ (-logsumexp(X*W + b, axis=1) + X*W + b))/N
 
 Parameters (CuPy arrays): W (D, K), b (1, K)
 Data (CuPy arrays): X (N, D), Y (N, K)
@@ -17,8 +17,18 @@ Kernels: 11 fused kernels plus cuBLAS products (`@`), compiled once per process.
 
 import functools
 
-import cupy as cp
 import numpy as np
+
+try:
+    import cupy as cp
+except ModuleNotFoundError as _missing:
+    if _missing.name != "cupy":
+        raise
+    raise ImportError(
+        "softmax: this CUDA module needs CuPy: "
+        "pip install cupy-cuda12x (CUDA 12) or cupy-cuda13x (CUDA 13)",
+        name="cupy",
+    ) from None
 
 PARAMS = ('W', 'b')
 DATA = ('X', 'Y')

@@ -4,7 +4,7 @@
 
 Loss:
 
-    -sum(HadamardProduct(Y, -AxisReduce(logsumexp, X*W + 1*b, 1)*1 + X*W + 1*b))/N
+    -sum(Y ⊙ (-logsumexp(X*W + b, axis=1) + X*W + b))/N
 
 Parameters: W (D, K), b (1, K)
 Data: X (N, D), Y (N, K)

@@ -67,13 +67,14 @@ def compile(  # noqa: A001
     module.__file__ = filename
     try:
         exec(builtins_compile(source, filename, "exec"), module.__dict__)
-    except ModuleNotFoundError as exc:
+    except ImportError as exc:  # the CUDA module's, naming the CuPy wheels
         if exc.name != "cupy":
             raise
         raise ImportError(
             f"the CUDA module of {problem.name!r} needs CuPy and a GPU: pip install "
-            "'symgen[cuda]'; to run it on the CPU (slowly, for checking), compile it inside "
-            "symgen.testing.fake_cupy_installed()"
+            "'symgen[cuda12]' (CUDA 12) or 'symgen[cuda13]' (CUDA 13); to run it on the CPU "
+            "(slowly, for checking), compile it inside symgen.testing.fake_cupy_installed()",
+            name="cupy",
         ) from None
     return module
 

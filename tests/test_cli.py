@@ -90,14 +90,11 @@ def test_diff(capsys, expr, wrt, at, expected):
         (["diff", "x*y", "--wrt", "x", "--at", "x=1"], "no value for y"),
         (["diff", "x**2", "--wrt", "x", "--at", "x=y"], "must be a number"),
         (["diff", "log(x)", "--wrt", "x", "--at", "x=0"], "not finite"),
-        (["diff", "x**2"], "--wrt"),
         (["generate", "examples/nope.py"], "not found"),
         (["generate", "examples/derivatives.py"], "examples/derivatives.py:TABLE"),
         (["generate", "examples/derivatives.py:NOPE"], "no attribute 'NOPE'"),
         (["generate", "examples/derivatives.py:POINTS"], "not a symgen.Problem"),
         (["generate", "no_such_module:thing"], "cannot import"),
-        (["show", SPEC, "--format", "html"], "invalid choice"),
-        (["frobnicate"], "invalid choice"),
     ],
 )
 def test_errors_are_one_line_exit_2(capsys, argv, fragment):
@@ -107,6 +104,101 @@ def test_errors_are_one_line_exit_2(capsys, argv, fragment):
     lines = captured.err.splitlines()
     assert len(lines) == 1 and lines[0].startswith("symgen: error: ")
     assert fragment in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("argv", "usage", "error"),
+    [
+        (
+            ["genrate", SPEC],
+            "usage: symgen [-h] [-V] COMMAND ...",
+            "unknown command 'genrate' (did you mean 'generate'? "
+            "choose from generate, check, show, diff, train)",
+        ),
+        (
+            ["frobnicate"],
+            "usage: symgen [-h] [-V] COMMAND ...",
+            "unknown command 'frobnicate' (choose from generate, check, show, diff, train)",
+        ),
+        (
+            ["show", SPEC, "--format", "late"],
+            "usage: symgen show SPEC [--format FORMAT] [--program]",
+            "argument --format: invalid choice 'late' (did you mean 'latex'? "
+            "choose from text, latex, markdown)",
+        ),
+        (
+            ["generate", SPEC, "--backend", "cdua"],
+            "usage: symgen generate SPEC [--backend NAME ...] [-o DIR] [options]",
+            "argument --backend: invalid choice 'cdua' (did you mean 'cuda'? "
+            "choose from c, cuda, numpy)",
+        ),
+        (
+            ["generate", SPEC, "--outptu", "x"],
+            "usage: symgen generate SPEC [--backend NAME ...] [-o DIR] [options]",
+            "unrecognized arguments: --outptu x",
+        ),
+        (
+            ["diff", "x**2"],
+            "usage: symgen diff EXPR --wrt NAME [--wrt NAME ...] [--at NAME=VALUE ...]",
+            "the following arguments are required: --wrt",
+        ),
+        (
+            [],
+            "usage: symgen [-h] [-V] COMMAND ...",
+            "the following arguments are required: COMMAND",
+        ),
+    ],
+)
+def test_usage_errors_print_the_usage_then_one_error_line(capsys, argv, usage, error):
+    """Like ruff, black and git: a mistake in the command line itself shows how to call
+    the command (the subcommand's usage for a subcommand), and a misspelt choice gets a
+    suggestion; one prefix, exit status 2."""
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.splitlines() == [usage, f"symgen: error: {error}"]
+
+
+def test_version(capsys):
+    from symgen import __version__
+
+    for flag in ("--version", "-V"):
+        proc = run(flag)
+        assert (proc.returncode, proc.stdout, proc.stderr) == (0, f"symgen {__version__}\n", "")
+
+
+def _parsers():
+    from symgen.cli.commands import build_parser
+
+    top = build_parser()
+    return [top, *top.commands.values()]
+
+
+def test_every_option_and_argument_has_help_and_every_command_a_description():
+    for parser in _parsers():
+        assert parser.description and "\n" not in parser.description, parser.prog
+        for action in parser._actions:
+            assert action.help, f"{parser.prog}: {action.option_strings or action.dest}"
+    top = _parsers()[0]
+    commands = next(a for a in top._actions if a.dest == "command")
+    assert [c.dest for c in commands._choices_actions] == list(top.commands)
+    assert all(c.help for c in commands._choices_actions)
+
+
+def test_help_is_plain_text(capsys):
+    for parser in _parsers():
+        text = parser.format_help()
+        assert "`" not in text and "::" not in text, parser.prog
+    proc = run("--help")
+    assert proc.returncode == 0 and proc.stdout.startswith("usage: symgen [-h] [-V] COMMAND")
+    assert "generate" in proc.stdout and "`" not in proc.stdout
+
+
+def test_repeated_wrt_is_one_derivative(capsys):
+    assert main(["diff", "x**3 + y", "--wrt", "x", "--wrt", "x"]) == 0
+    assert capsys.readouterr().out == "3*x**2\n"
+    assert main(["diff", "x*y", "--wrt", "y", "--wrt", "x", "--wrt", "y"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["d/dy: x", "d/dx: y"]
 
 
 def test_errors_from_subprocess_have_no_traceback(tmp_path):
@@ -145,6 +237,40 @@ def test_spec_without_problem_and_broken_spec(tmp_path, capsys):
     assert "broken.py:2: NameError" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("files", "error"),
+    [
+        (  # the spec's own line, named as the user named the file
+            {"spec.py": "import sympy as sp\n\nx = sp.Symbol('x')\nP = x + undefined_name\n"},
+            "spec.py:4: NameError: name 'undefined_name' is not defined",
+        ),
+        (  # a SpecError raised inside symgen: the spec's line that called it
+            {
+                "spec.py": "import sympy as sp\nimport symgen\n\nx = sp.Symbol('x')\n"
+                "P = symgen.Problem(\n    sp.gamma(x), params=[x]\n)\n"
+            },
+            "spec.py:5: unsupported function 'gamma'",
+        ),
+        (
+            {"spec.py": "import sympy as sp\nx = (\n"},
+            "spec.py:2: SyntaxError: '(' was never closed",
+        ),
+        (  # a module of the user's that the spec imports: its line, as Python's last frame
+            {"spec.py": "import helper\n", "helper.py": "a = 1\nb = a / 0\n"},
+            "helper.py:2: ZeroDivisionError: division by zero",
+        ),
+    ],
+)
+def test_errors_in_a_spec_file_name_its_file_and_line(tmp_path, monkeypatch, capsys, files, error):
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delitem(sys.modules, "helper", raising=False)
+    assert main(["show", "spec.py"]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"symgen: error: {error}"), lines
+
+
 def test_show_formats(capsys):
     assert main(["show", "examples/derivatives.py:TABLE"]) == 0
     out = capsys.readouterr().out
@@ -167,3 +293,76 @@ def test_show_program_is_the_generated_code(capsys):
     for line in statements:
         assert f"    {line}\n" in generated
     assert program.count("np.exp(") == 1  # the shared exponential is computed once
+
+
+BIAS_SPEC = """\
+import sympy as sp
+import symgen
+
+M, D = sp.symbols("M D", integer=True, positive=True)
+X, y, w = sp.MatrixSymbol("X", M, D), sp.MatrixSymbol("y", M, 1), sp.MatrixSymbol("w", D, 1)
+b = sp.Symbol("b")
+linear = symgen.Problem(
+    symgen.sum(symgen.square(X * w + b * sp.OneMatrix(M, 1) - y)), params=[w, b], data=[X, y]
+)
+"""
+
+
+@pytest.mark.parametrize("fmt", ["text", "latex", "markdown"])
+def test_show_matrix_problem_with_a_scalar_parameter(tmp_path, capsys, fmt):
+    spec = tmp_path / "linear.py"
+    spec.write_text(BIAS_SPEC)
+    assert main(["show", str(spec), "--format", fmt]) == 0
+    out = capsys.readouterr().out
+    assert "scalars: b" in out and "w (D, 1)" in out
+    if fmt == "text":
+        assert "∂L/∂w = X.T*(2 * X*w - 2 * y + 2 * b)" in out
+        assert "∂L/∂b = sum(2 * X*w - 2 * y + 2 * b)" in out
+
+
+UNNAMED = "import sympy as sp\nimport symgen\nx = sp.Symbol('x')\nP = symgen.Problem({}, [x])\n"
+
+
+def test_unnamed_problems_are_named_after_their_spec(tmp_path, capsys):
+    """Two spec files of unnamed problems write two files, not one problem_numpy.py."""
+    out = tmp_path / "out"
+    for stem, loss in (("square", "x**2"), ("cube-2", "x**3")):
+        (tmp_path / f"{stem}.py").write_text(UNNAMED.format(loss))
+        assert main(["generate", str(tmp_path / f"{stem}.py"), "-o", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["cube_2_numpy.py", "square_numpy.py"]
+    assert "problem 'square'" in (out / "square_numpy.py").read_text()
+    # picked by attribute: the attribute's name; a list's items numbered
+    (tmp_path / "several.py").write_text(
+        UNNAMED.format("x**2")
+        + "Q = symgen.Problem(x**4, [x], name='quartic')\n"
+        + "TABLE = [symgen.Problem(x**5, [x]), Q, symgen.Problem(x**6, [x])]\n"
+    )
+    assert main(["generate", f"{tmp_path / 'several.py'}:P", "-o", str(out)]) == 0
+    assert main(["generate", f"{tmp_path / 'several.py'}:TABLE", "-o", str(out)]) == 0
+    written = capsys.readouterr().out
+    for name in ("P", "TABLE_0", "quartic", "TABLE_2"):
+        assert f"{out / name}_numpy.py" in written
+
+
+def test_problems_sharing_a_name_are_refused(tmp_path, capsys):
+    spec = tmp_path / "clash.py"
+    spec.write_text(
+        "import sympy as sp\nimport symgen\nx = sp.Symbol('x')\n"
+        "PAIR = [symgen.Problem(x**2, [x], name='f'), symgen.Problem(x**3, [x], name='f')]\n"
+    )
+    assert main(["generate", f"{spec}:PAIR", "-o", str(tmp_path / "out")]) == 2
+    assert "several problems are named 'f'" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_unnamed_problem_outside_a_spec_is_called_problem():
+    import sympy as sp
+
+    import symgen
+
+    x = sp.Symbol("x")
+    unnamed = symgen.Problem(x**2, [x])
+    assert (unnamed.name, unnamed.named) == ("problem", False)
+    renamed = unnamed.renamed("square")
+    assert (renamed.name, renamed.named, unnamed.name) == ("square", True, "problem")
+    assert renamed.loss == unnamed.loss and renamed.params == unnamed.params

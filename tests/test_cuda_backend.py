@@ -386,8 +386,22 @@ def test_generated_cuda_source_is_deterministic():
 
 def test_compile_without_cupy_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "cupy", None)  # import cupy fails
-    with pytest.raises(ImportError, match=r"needs CuPy.*symgen\[cuda\].*fake_cupy_installed"):
+    with pytest.raises(
+        ImportError, match=r"needs CuPy.*symgen\[cuda12\].*symgen\[cuda13\].*fake_cupy_installed"
+    ):
         symgen.compile(curve_fit.curve_fit, "cuda")
+
+
+def test_generated_module_without_cupy_names_the_wheels(root, monkeypatch):
+    """A generated CUDA module imported on its own (no symgen) says which wheel to install."""
+    monkeypatch.setitem(sys.modules, "cupy", None)  # import cupy fails
+    monkeypatch.syspath_prepend(str(root / "generated"))
+    monkeypatch.delitem(sys.modules, "curve_fit_cuda", raising=False)
+    with pytest.raises(
+        ImportError, match=r"needs CuPy: pip install cupy-cuda12x .*cupy-cuda13x"
+    ) as e:
+        import curve_fit_cuda  # noqa: F401
+    assert e.type is ImportError and e.value.name == "cupy"
 
 
 def test_compile_inside_fake_cupy():

@@ -76,3 +76,44 @@ def test_readme_shows_the_committed_pictures(root):
     for name in ("rosenbrock_optimizers", "logistic_optimizers", "mlp_optimizers"):
         assert f"](docs/{name}.png)" in readme
         assert (root / "docs" / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+class _CupyWithoutDevice:
+    """A CuPy whose runtime finds no driver, as on a machine without a GPU."""
+
+    class cuda:  # noqa: N801 - cupy.cuda
+        class runtime:  # noqa: N801 - cupy.cuda.runtime
+            @staticmethod
+            def getDeviceCount():  # noqa: N802 - CuPy's name
+                raise RuntimeError("cudaErrorInsufficientDriver: CUDA driver is too old")
+
+
+def test_gpu_fit_says_why_it_falls_back(monkeypatch):
+    from examples import gpu_fit
+
+    monkeypatch.setitem(sys.modules, "cupy", None)  # not installed
+    module, xp, what = gpu_fit.pick()
+    assert module.__name__.endswith("curve_fit_numpy") and xp.__name__ == "numpy"
+    assert what.startswith("NumPy module (CuPy is not installed: pip install 'symgen[cuda12]'")
+    monkeypatch.setitem(sys.modules, "cupy", _CupyWithoutDevice)
+    assert gpu_fit.gpu_cupy() == (
+        None,
+        "CuPy finds no CUDA device (RuntimeError: cudaErrorInsufficientDriver: CUDA driver is "
+        "too old)",
+    )
+
+
+def test_gpu_fit_prints_the_module_and_the_reason_first(root):
+    code = (
+        "import sys, runpy; sys.modules['cupy'] = None; "
+        "sys.argv = ['gpu_fit.py', '--samples', '2000', '--steps', '8']; "
+        "runpy.run_path('examples/gpu_fit.py', run_name='__main__')"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == (
+        "NumPy module (CuPy is not installed: pip install 'symgen[cuda12]' (CUDA 12) or "
+        "'symgen[cuda13]'): 2,000 samples, 8 Adam steps"
+    )
+    assert lines[1].startswith("  step 2: loss ") and lines[-6].startswith("  a = ")

@@ -1,6 +1,8 @@
 """`pip install .` (not editable) into a fresh virtualenv finds every backend's templates."""
 
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -80,3 +82,68 @@ def test_pip_install_into_fresh_venv(root, tmp_path):
         check=True,
     )
     assert check.stdout.splitlines() == ["(10.0, (-2.0, 5.0))", "True"]
+
+
+def _extras(root):
+    import tomllib
+
+    with open(root / "pyproject.toml", "rb") as handle:
+        return tomllib.load(handle)["project"]["optional-dependencies"]
+
+
+def test_cuda_extras_name_cupy_wheels(root):
+    """``symgen[cuda12]``/``symgen[cuda13]`` require CuPy's prebuilt wheels, never the
+    ``cupy`` source distribution (which needs the CUDA toolkit to build)."""
+    extras = _extras(root)
+    assert extras["cuda12"] == ["cupy-cuda12x>=13"]
+    assert extras["cuda13"] == ["cupy-cuda13x>=13"]
+    requirements = [r for reqs in extras.values() for r in reqs]
+    assert not [r for r in requirements if re.match(r"cupy\b(?!-)", r)], requirements
+
+
+def test_every_pip_install_of_symgen_names_an_extra_that_exists(root):
+    extras = set(_extras(root))
+    texts = [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+    texts += sorted((root / "symgen").rglob("*.py")) + sorted((root / "examples").rglob("*.py"))
+    named = set()
+    for path in texts:
+        text = path.read_text(encoding="utf-8")
+        groups = re.findall(r"symgen\[([\w,-]+)\]", text)  # "symgen[cuda12]"
+        groups += [  # pip install ".[dev]"
+            g
+            for line in text.splitlines()
+            if "pip install" in line
+            for g in re.findall(r"\.\[([\w,-]+)\]", line)
+        ]
+        named |= {(path.name, extra) for group in groups for extra in group.split(",")}
+    assert {extra for _, extra in named} >= {"cuda12", "cuda13", "dev"}
+    assert not {(name, e) for name, e in named if e not in extras}
+
+
+#: pip's words when it cannot reach an index (then the dry run says nothing about symgen).
+OFFLINE = ("NewConnectionError", "Network is unreachable", "Temporary failure in name resolution")
+
+
+@pytest.mark.parametrize(
+    ("extra", "wheel"), [("cuda12", "cupy-cuda12x"), ("cuda13", "cupy-cuda13x")]
+)
+def test_pip_dry_run_resolves_cuda_extras_to_wheels(root, tmp_path, extra, wheel):
+    """What a fresh machine's ``pip install "symgen[cuda12]"`` would install: binary wheels
+    only (``--only-binary :all:``, so a source distribution fails the resolution). Needs the
+    package index (CI has it); skipped when pip cannot reach one."""
+    report = tmp_path / "report.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed"]
+        + ["--only-binary", ":all:", "--quiet", "--report", str(report), f".[{extra}]"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if proc.returncode != 0 and any(word in proc.stderr for word in OFFLINE):
+        pytest.skip(f"no package index reachable: {proc.stderr.strip().splitlines()[-1]}")
+    assert proc.returncode == 0, proc.stderr
+    installs = json.loads(report.read_text())["install"]
+    names = {item["metadata"]["name"].lower(): item for item in installs}
+    assert wheel in names and "symgen" in names
+    assert names[wheel]["download_info"]["url"].endswith(".whl")

@@ -453,6 +453,40 @@ def test_gradients_are_sympy_matrix_expressions():
     assert isinstance(g2, sp.MatrixExpr) and g2.has(mlp.X, mlp.Y, mlp.W1)
 
 
+def _linear_with_bias():
+    M, D = sp.symbols("M D", integer=True, positive=True)
+    X, y, w = sp.MatrixSymbol("X", M, D), sp.MatrixSymbol("y", M, 1), sp.MatrixSymbol("w", D, 1)
+    b = sp.Symbol("b")
+    loss = symgen.sum(symgen.square(X * w + b * sp.OneMatrix(M, 1) - y))
+    return symgen.Problem(loss, params=[w, b], data=[X, y], name="linear")
+
+
+UNREADABLE = ("Lambda", "_z", "_Broadcast", "ElementwiseMap", "HadamardProduct", "AxisReduce")
+
+
+@pytest.mark.parametrize(
+    "problem",
+    [mlp.mlp, logistic.logistic, softmax.softmax, _linear_with_bias()],
+    ids=lambda p: p.name,
+)
+def test_gradients_print_as_symgen_show_does(problem):
+    from symgen.cli.show import latex, text
+
+    shown = text(problem).splitlines()
+    grads = symgen.gradients(problem)
+    for p, formula in grads.items():
+        assert f"∂L/∂{p.name} = {formula}" in shown
+        assert f"∂L/∂{p.name} = {formula!r}" in shown
+        assert f"{{\\partial {sp.latex(p)}}} = {sp.latex(formula)}" in latex(problem)
+        assert not any(word in str(formula) for word in UNREADABLE), str(formula)
+    assert not any(word in repr(grads) for word in UNREADABLE), repr(grads)
+    # the generated modules' docstrings show the loss as `symgen show` does
+    loss_line = next(line for line in shown if line.startswith("L = "))
+    for backend in ("numpy", "cuda"):
+        source = symgen.generate(problem, backend)
+        assert f"\n    {loss_line[4:]}\n" in source.split('"""')[1]
+
+
 def test_cross_entropy_spelling_simplifies_to_sigmoid_minus_t():
     p = symgen.sigmoid(logistic.X * logistic.w)
     ce = symgen.Problem(

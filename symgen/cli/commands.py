@@ -1,12 +1,15 @@
 """The ``symgen`` command line: generate, check, show, diff, train.
 
-Errors are one line on stderr and exit status 2; ``check`` exits 1 when a
-generated file is stale.
+Conventions (docs/API.md, "Command line conventions"): results on stdout, errors on
+stderr as one ``symgen: error: ...`` line and exit status 2, a usage mistake (an
+unknown command or option, a missing argument) with the usage line above it and a
+suggestion for a misspelt choice; ``check`` exits 1 when a generated file is stale.
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import sys
 from pathlib import Path
 
@@ -31,14 +34,42 @@ from symgen.runtime.distributed.cluster import connect
 from symgen.runtime.distributed.sources import problem_module
 from symgen.runtime.training.fitting import fit
 from symgen.runtime.training.result import NonFiniteError
+from symgen.version import __version__
+
+#: The top-level help's description.
+DESCRIPTION = (
+    "symgen: symbolic gradients of SymPy losses, written as standalone NumPy, C and CUDA modules."
+)
 
 #: The hyperparameters ``generate --optimizer NAME`` bakes, with their help.
 HYPERPARAMETERS = {name: help_text(name) for name in optimizers.HYPERPARAMETERS}
 
 
+class UsageError(Exception):
+    """A mistake in the command line itself; ``usage`` is the usage line to print above it."""
+
+    def __init__(self, message: str, usage: str) -> None:
+        super().__init__(message)
+        self.usage = usage
+
+
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2
-        raise SpecError(f"{self.prog}: {message}")
+    def error(self, message: str) -> None:  # the usage, then one line; exit 2 (in main)
+        raise UsageError(message, self.format_usage())
+
+    def _check_value(self, action: argparse.Action, value: object) -> None:
+        """argparse's check of a choice, with "did you mean" for a misspelt one (as
+        argparse's own ``suggest_on_error`` of Python 3.14 does)."""
+        if action.choices is None or value in action.choices:
+            return
+        choices = [str(c) for c in action.choices]
+        command = isinstance(action, argparse._SubParsersAction)
+        close = difflib.get_close_matches(str(value), choices, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        message = f"{value!r} ({hint}choose from {', '.join(choices)})"
+        if command:  # no "argument COMMAND:" in front
+            raise argparse.ArgumentError(None, f"unknown command {message}")
+        raise argparse.ArgumentError(action, f"invalid choice {message}")
 
 
 def _baking(args: argparse.Namespace) -> dict[str, object]:
@@ -110,12 +141,13 @@ def cmd_diff(args: argparse.Namespace) -> int:
     expr = parse_expression(args.expr)
     free = {s.name: s for s in expr.free_symbols}
     point = dict(parse_assignment(a) for a in args.at or [])
-    for name in list(args.wrt) + list(point):
+    wrt = list(dict.fromkeys(args.wrt))  # --wrt x --wrt x: one derivative
+    for name in wrt + list(point):
         if name not in free:
             raise SpecError(f"'{name}' does not appear in {args.expr}")
-    for name in args.wrt:
+    for name in wrt:
         d = derivative(expr, free[name])
-        prefix = f"d/d{name}: " if len(args.wrt) > 1 else ""
+        prefix = f"d/d{name}: " if len(wrt) > 1 else ""
         if point:
             value = d.xreplace({free[k]: v for k, v in point.items()})
             missing = sorted(s.name for s in value.free_symbols)
@@ -206,17 +238,56 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+SPEC_HELP = (
+    "a Python file that builds a symgen.Problem: path.py, path.py:NAME or package.module:NAME"
+)
+
+
+def _command(sub, name: str, summary: str, usage: str) -> argparse.ArgumentParser:
+    """A subcommand: ``summary`` is its line in ``symgen --help`` and the first of its own."""
+    return sub.add_parser(
+        name, prog=f"symgen {name}", help=summary, description=summary + ".", usage=usage
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="symgen", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for name, helptext in (
-        ("generate", "write generated modules for SPEC"),
-        ("check", "exit 1 if generated modules for SPEC are stale"),
+    parser = _Parser(
+        prog="symgen",
+        description=DESCRIPTION,
+        usage="%(prog)s [-h] [-V] COMMAND ...",
+        epilog="Run 'symgen COMMAND --help' for a command's options.",
+    )
+    parser.add_argument(
+        "-V",
+        "--version",
+        action="version",
+        version=f"symgen {__version__}",
+        help="print the version",
+    )
+    sub = parser.add_subparsers(
+        title="commands",
+        dest="command",
+        metavar="COMMAND",
+        required=True,
+        parser_class=_Parser,
+        help="one of:",
+    )
+    parser.commands = sub.choices  # for errors with the subcommand's usage (see parse)
+    for name, summary in (
+        ("generate", "write the generated modules of SPEC's problems"),
+        ("check", "exit 1 if the generated modules of SPEC are stale (for CI)"),
     ):
-        p = sub.add_parser(name, help=helptext)
-        p.add_argument("spec", help="path.py, path.py:attr or package.module:attr")
-        p.add_argument("--backend", action="append", choices=sorted(BACKENDS))
-        p.add_argument("-o", "--output", default="generated", help="folder (default: generated)")
+        p = _command(sub, name, summary, "%(prog)s SPEC [--backend NAME ...] [-o DIR] [options]")
+        p.add_argument("spec", metavar="SPEC", help=SPEC_HELP)
+        p.add_argument(
+            "--backend",
+            action="append",
+            choices=sorted(BACKENDS),
+            help="the module to write: numpy (the default), c or cuda; repeat for several",
+        )
+        p.add_argument(
+            "-o", "--output", default="generated", metavar="DIR", help="folder (default: generated)"
+        )
         p.add_argument(
             "--optimizer",
             choices=list(OPTIMIZERS),
@@ -224,16 +295,49 @@ def build_parser() -> argparse.ArgumentParser:
         )
         for hyper, text in HYPERPARAMETERS.items():
             p.add_argument(f"--{hyper}", type=float, metavar="X", help=text)
-    p = sub.add_parser("show", help="print the loss and its simplified derivatives")
-    p.add_argument("spec")
-    p.add_argument("--format", choices=show_module.FORMATS, default="text")
+    p = _command(
+        sub,
+        "show",
+        "print the loss and its simplified derivatives",
+        "%(prog)s SPEC [--format FORMAT] [--program]",
+    )
+    p.add_argument("spec", metavar="SPEC", help=SPEC_HELP)
+    p.add_argument(
+        "--format",
+        choices=show_module.FORMATS,
+        default="text",
+        help="text (the default; formulas as you would type them), latex or markdown",
+    )
     p.add_argument("--program", action="store_true", help="also print the CSE'd statements")
-    p = sub.add_parser("diff", help="differentiate an expression")
-    p.add_argument("expr", help='e.g. "(x-4)*(x**2+6)"')
-    p.add_argument("--wrt", action="append", required=True, metavar="NAME")
-    p.add_argument("--at", action="append", metavar="NAME=VALUE")
-    p = sub.add_parser("train", help="fit the parameters of SPEC's problem to data")
-    p.add_argument("spec", help="path.py, path.py:attr or package.module:attr (one Problem)")
+    p = _command(
+        sub,
+        "diff",
+        "differentiate an expression",
+        "%(prog)s EXPR --wrt NAME [--wrt NAME ...] [--at NAME=VALUE ...]",
+    )
+    p.add_argument(
+        "expr", metavar="EXPR", help='the expression, e.g. "(x-4)*(x**2+6)" (parsed, not eval\'d)'
+    )
+    p.add_argument(
+        "--wrt",
+        action="append",
+        required=True,
+        metavar="NAME",
+        help="differentiate with respect to NAME; repeat for several (a repeated NAME counts once)",
+    )
+    p.add_argument(
+        "--at",
+        action="append",
+        metavar="NAME=VALUE",
+        help="evaluate the derivative where NAME is VALUE (a number or pi, e, sqrt(2), ...)",
+    )
+    p = _command(
+        sub,
+        "train",
+        "fit the parameters of SPEC's problem to data",
+        "%(prog)s SPEC --data FILE --init FILE.npz|NAME=VALUE ... --out PARAMS.npz [options]",
+    )
+    p.add_argument("spec", metavar="SPEC", help=SPEC_HELP + " (one Problem)")
     p.add_argument(
         "--data",
         metavar="FILE",
@@ -254,7 +358,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="the module that computes the steps: NumPy (default) or its compiled C passes",
     )
     p.add_argument("--steps", type=int, default=1000, help="steps to run (default: 1000)")
-    p.add_argument("--optimizer", choices=list(OPTIMIZERS), default="adam")
+    p.add_argument(
+        "--optimizer",
+        choices=list(OPTIMIZERS),
+        default="adam",
+        help="the update rule (default: adam)",
+    )
     p.add_argument("--lr", type=float, help=help_text("lr"))
     p.add_argument("--batch-size", type=int, metavar="B", help="rows per step (default: all)")
     p.add_argument(
@@ -282,10 +391,24 @@ COMMANDS = {
 }
 
 
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    """The parsed command line; an option that its subcommand does not know is an error
+    with that subcommand's usage (argparse's own would show the top-level usage)."""
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        parser.commands[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
-        args = build_parser().parse_args(argv)
+        args = parse(argv)
         return COMMANDS[args.command](args)
+    except UsageError as exc:
+        sys.stderr.write(exc.usage)
+        print(f"symgen: error: {exc}", file=sys.stderr)
+        return 2
     except (SpecError, OSError, ValueError, TypeError) as exc:
         message = " ".join(str(exc).split()) or type(exc).__name__
         print(f"symgen: error: {message}", file=sys.stderr)

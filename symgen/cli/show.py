@@ -8,9 +8,10 @@ CSE'd statements that the generated ``loss_and_grad`` runs.
 from __future__ import annotations
 
 import sympy as sp
+from sympy import MatrixSymbol
 
 from symgen.backends.numpy.module import plan
-from symgen.codegen.formulas import gradients, latex_matrix, show_matrix
+from symgen.codegen.formulas import formula_latex, formula_text, gradients
 from symgen.compiler.pipeline import run
 from symgen.compiler.problem import Problem
 
@@ -23,8 +24,13 @@ def _loss_name(problem: Problem) -> str:
 
 def _intro(problem: Problem) -> str:
     if problem.kind == "matrix":
-        shapes = ", ".join(f"{s.name} {tuple(s.shape)}" for s in (*problem.params, *problem.data))
-        return f"matrices: {shapes}; ⊙ is the elementwise product."
+        symbols = (*problem.params, *problem.data)
+        matrices = [f"{s.name} {tuple(s.shape)}" for s in symbols if isinstance(s, MatrixSymbol)]
+        scalars = [s.name for s in symbols if not isinstance(s, MatrixSymbol)]
+        parts = [f"matrices: {', '.join(matrices)}"]
+        if scalars:
+            parts.append(f"scalars: {', '.join(scalars)}")
+        return "; ".join(parts) + "; ⊙ is the elementwise product."
     if not problem.data:
         return ""
     data = ", ".join(d.name for d in problem.data)
@@ -32,22 +38,14 @@ def _intro(problem: Problem) -> str:
     return f"L is the {how} over samples of ℓ; data {data} are 1-D arrays of N samples."
 
 
-def _text(problem: Problem, expr: sp.Basic) -> str:
-    return show_matrix(expr) if problem.kind == "matrix" else sp.sstr(expr)
-
-
-def _latex(problem: Problem, expr: sp.Basic) -> str:
-    return latex_matrix(expr) if problem.kind == "matrix" else sp.latex(expr)
-
-
 def text(problem: Problem) -> str:
     name = _loss_name(problem)
     lines = [f"# {problem.name}"]
     if problem.data:
         lines.append(f"# {_intro(problem)}")
-    lines.append(f"{name} = {_text(problem, problem.loss)}")
+    lines.append(f"{name} = {formula_text(problem, problem.loss)}")
     for p, d in gradients(problem).items():
-        lines.append(f"∂{name}/∂{p.name} = {_text(problem, d)}")
+        lines.append(f"∂{name}/∂{p.name} = {formula_text(problem, d)}")
     return "\n".join(lines)
 
 
@@ -55,9 +53,10 @@ def latex(problem: Problem) -> str:
     name = r"\ell" if problem.kind == "per_sample" else "L"
     intro = _intro(problem)
     lines = [f"% {problem.name}" + (f": {intro}" if intro else "")]
-    lines.append(f"{name} = {_latex(problem, problem.loss)}")
+    lines.append(f"{name} = {formula_latex(problem, problem.loss)}")
     for p, d in gradients(problem).items():
-        lines.append(rf"\frac{{\partial {name}}}{{\partial {sp.latex(p)}}} = {_latex(problem, d)}")
+        partial = rf"\frac{{\partial {name}}}{{\partial {sp.latex(p)}}}"
+        lines.append(f"{partial} = {formula_latex(problem, d)}")
     return "\n".join(lines)
 
 
@@ -66,11 +65,11 @@ def markdown(problem: Problem) -> str:
     lines = [f"### {problem.name}", ""]
     if problem.data:
         lines += [_intro(problem), ""]
-    lines += [f"${name} = {_latex(problem, problem.loss)}$", ""]
+    lines += [f"${name} = {formula_latex(problem, problem.loss)}$", ""]
     lines += ["| parameter | derivative |", "| --- | --- |"]
     for p, d in gradients(problem).items():
         partial = rf"\frac{{\partial {name}}}{{\partial {sp.latex(p)}}}"
-        lines.append(f"| `{p.name}` | ${partial} = {_latex(problem, d)}$ |")
+        lines.append(f"| `{p.name}` | ${partial} = {formula_latex(problem, d)}$ |")
     return "\n".join(lines)
 
 

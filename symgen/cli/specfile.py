@@ -1,14 +1,21 @@
 """Loading a spec: ``path.py``, ``path.py:attr`` or ``package.module:attr``.
 
 A spec file is ordinary Python that builds one ``symgen.Problem`` (or, named
-with ``:attr``, a Problem or a list of them).
+with ``:attr``, a Problem or a list of them). A problem built without ``name=``
+is named after where it was found, so that two specs never write the same file:
+the file's stem for ``path.py`` (``models/linear.py``: ``linear``), the attribute
+for ``:attr`` (``spec.py:ridge``: ``ridge``), with ``_0``, ``_1``, ... for the
+items of a list.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
+import keyword
+import re
 import sys
+import sysconfig
 import traceback
 import types
 from dataclasses import dataclass
@@ -32,6 +39,43 @@ def _display_path(path: Path) -> str:
         return path.name
 
 
+#: Where the code that is not the user's lives: symgen itself, the standard library and the
+#: installed packages (SymPy, NumPy). An error's place is the last frame outside them.
+_LIBRARIES = (Path(__file__).resolve().parents[1],) + tuple(
+    Path(sysconfig.get_paths()[key]).resolve()
+    for key in ("stdlib", "platstdlib", "purelib", "platlib")
+)
+
+
+def _users(filename: str, path: Path) -> bool:
+    """Whether a traceback frame's file is the user's: the spec, or none of ``_LIBRARIES``."""
+    if filename.startswith("<"):  # <frozen importlib._bootstrap>, <string>
+        return False
+    file = Path(filename).resolve()
+    return file == path.resolve() or not any(file.is_relative_to(lib) for lib in _LIBRARIES)
+
+
+def _where(exc: BaseException, path: Path) -> str:
+    """``FILE:LINE`` of the last frame of ``exc``'s traceback in the user's code (the spec
+    file or a module of theirs that it imports), as Python's traceback would name it."""
+    if isinstance(exc, SyntaxError) and exc.filename and exc.lineno:
+        return f"{_shown(Path(exc.filename), path)}:{exc.lineno}"
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if _users(f.filename, path)]
+    if not frames:
+        return str(path)
+    return f"{_shown(Path(frames[-1].filename), path)}:{frames[-1].lineno}"
+
+
+def _shown(filename: Path, path: Path) -> str:
+    """The spec file as the user named it; another file relative to here when it can be."""
+    if filename.resolve() == path.resolve():
+        return str(path)
+    try:
+        return str(filename.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(filename)
+
+
 def _exec_file(path: Path) -> types.ModuleType:
     if not path.is_file():
         raise SpecError(f"spec file not found: {path}")
@@ -44,22 +88,30 @@ def _exec_file(path: Path) -> types.ModuleType:
     try:
         spec.loader.exec_module(module)
     except SpecError as exc:
-        raise SpecError(f"{path}: {exc}") from exc
+        raise SpecError(f"{_where(exc, path)}: {exc}") from exc
+    except SyntaxError as exc:
+        raise SpecError(f"{_where(exc, path)}: {type(exc).__name__}: {exc.msg}") from exc
     except Exception as exc:  # the user's own code failed: say where, in one line
-        frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == str(path)]
-        where = f"{path}:{frames[-1].lineno}" if frames else str(path)
         message = str(exc).splitlines()[0] if str(exc) else ""
-        raise SpecError(f"{where}: {type(exc).__name__}: {message}") from exc
+        raise SpecError(f"{_where(exc, path)}: {type(exc).__name__}: {message}") from exc
     finally:
         sys.path.remove(str(path.resolve().parent))
     return module
 
 
-def _as_problems(value: object, where: str) -> tuple[Problem, ...]:
+def _identifier(text: str) -> str:
+    """``text`` as a problem name: ``my-model`` → ``my_model``, ``2layer`` → ``problem_2layer``."""
+    name = re.sub(r"\W", "_", text)
+    return name if name.isidentifier() and not keyword.iskeyword(name) else f"problem_{name}"
+
+
+def _as_problems(value: object, where: str, name: str) -> tuple[Problem, ...]:
+    """The Problem or list of Problems ``value``; unnamed ones called ``name`` (a list's
+    items ``name_0``, ``name_1``, ...)."""
     if isinstance(value, Problem):
-        return (value,)
+        return (value if value.named else value.renamed(name),)
     if isinstance(value, (list, tuple)) and value and all(isinstance(v, Problem) for v in value):
-        return tuple(value)
+        return tuple(v if v.named else v.renamed(f"{name}_{i}") for i, v in enumerate(value))
     raise SpecError(f"{where} is not a symgen.Problem (nor a list of them)")
 
 
@@ -70,6 +122,7 @@ def load(spec: str) -> Spec:
         path = Path(target)
         module = _exec_file(path)
         source = _display_path(path)
+        stem = path.stem
     else:
         if not attr:
             raise SpecError(f"spec {spec!r}: give a path to a .py file, or package.module:attr")
@@ -78,10 +131,12 @@ def load(spec: str) -> Spec:
         except ImportError as exc:
             raise SpecError(f"cannot import {target!r}: {exc}") from exc
         source = target
+        stem = target.rpartition(".")[2]
     if attr:
         if not hasattr(module, attr):
             raise SpecError(f"{source} has no attribute {attr!r}")
-        return Spec(_as_problems(getattr(module, attr), f"{source}:{attr}"), f"{source}:{attr}")
+        problems = _as_problems(getattr(module, attr), f"{source}:{attr}", _identifier(attr))
+        return Spec(_distinct(problems, f"{source}:{attr}"), f"{source}:{attr}")
     found = {
         k: v for k, v in vars(module).items() if isinstance(v, Problem) and not k.startswith("_")
     }
@@ -104,4 +159,16 @@ def load(spec: str) -> Spec:
     if len(unique) > 1:
         names = ", ".join(sorted(found))
         raise SpecError(f"{source} defines several Problems ({names}); pick one with {source}:NAME")
-    return Spec((unique[0],), source)
+    return Spec(_as_problems(unique[0], source, _identifier(stem)), source)
+
+
+def _distinct(problems: tuple[Problem, ...], where: str) -> tuple[Problem, ...]:
+    """``problems``, refused when two share a name (they would write the same file)."""
+    names = [p.name for p in problems]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise SpecError(
+            f"{where}: several problems are named {', '.join(map(repr, twice))}, so their "
+            "generated files would overwrite each other; give each its own name="
+        )
+    return problems

@@ -13,7 +13,7 @@ import sympy as sp
 from sympy.matrices.expressions import MatrixExpr
 from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 from sympy.printing.latex import LatexPrinter
-from sympy.printing.precedence import PRECEDENCE
+from sympy.printing.precedence import PRECEDENCE, precedence
 from sympy.printing.str import StrPrinter
 
 from symgen.compiler.autodiff import gradients as backprop
@@ -152,7 +152,21 @@ def _lift(expr: sp.Basic, env: dict) -> sp.Basic:
     return ElementwiseMap(sp.Lambda(tuple(env), expr), *env.values())
 
 
-class _Broadcast(MatrixExpr):
+class _Readable:
+    """A node of a formula for reading: ``str()``, ``repr()`` and ``sympy.latex`` print
+    the expression below it as ``symgen show`` does (``relu(X*W1)``, ``A ⊙ B``), not as
+    SymPy's own printers would (``Lambda(_z, relu(_z)).(X*W1)``)."""
+
+    __slots__ = ()
+
+    def _sympystr(self, printer):
+        return show_matrix(self)
+
+    def _latex(self, printer):
+        return latex_matrix(self)
+
+
+class _Broadcast(_Readable, MatrixExpr):
     """A scalar spread over a matrix, for display only (printed as the scalar)."""
 
     def __new__(cls, value):
@@ -169,14 +183,49 @@ def _shown(call: sp.Function) -> str:
     return home.shown if home is not None and home.shown else type(call).__name__
 
 
+def _readable_kind(base: type) -> type:
+    """``base`` printed as ``_Readable`` says, under the same name: SymPy's printers
+    choose parentheses, and order the terms of sums, by class name."""
+    return type(base.__name__, (_Readable, base), {"__slots__": (), "__module__": __name__})
+
+
+#: The matrix nodes of a formula and their readable kinds (same arguments, same meaning).
+_READABLE = {
+    base: _readable_kind(base)
+    for base in (
+        sp.MatMul,
+        sp.MatAdd,
+        sp.Transpose,
+        sp.HadamardProduct,
+        sp.HadamardPower,
+        ElementwiseApplyFunction,
+        ElementwiseMap,
+        AxisReduce,
+        FullReduce,
+    )
+}
+
+
+def _for_reading(expr: sp.Basic) -> sp.Basic:
+    """``expr`` with each matrix node replaced by its readable kind (see ``_Readable``)."""
+    args = tuple(_for_reading(a) for a in expr.args)
+    kind = _READABLE.get(type(expr))
+    if kind is None and args == expr.args:
+        return expr
+    return (kind or expr.func)(*args)
+
+
 class MatrixFormulaPrinter(StrPrinter):
     """Matrix notation as a person writes it: ``*`` for products, ``⊙`` for elementwise
     products, ``f(A)`` for elementwise functions, ``.T`` for transposes."""
 
+    printmethod = "_symgen_str"  # not ``_sympystr``: that of ``_Readable`` calls this printer
+
     def _print_MatMul(self, expr):
         coeff, matrices = expr.as_coeff_matrices()
-        kept = [m for m in matrices if not isinstance(m, sp.OneMatrix)]  # a broadcast
-        matrices = kept or matrices
+        matrices = [m for m in matrices if not isinstance(m, sp.OneMatrix)]  # a broadcast
+        if not matrices:  # a scalar spread over a matrix
+            return self._print(coeff)
         product = "*".join(self.parenthesize(m, PRECEDENCE["Mul"]) for m in matrices)
         if coeff == 1:
             return product
@@ -202,7 +251,8 @@ class MatrixFormulaPrinter(StrPrinter):
         names = {}
         for var, op in zip(expr.function.variables, expr.operands, strict=True):
             text = self._print(op)
-            names[var] = sp.Symbol(text if op.is_Symbol else f"({text})")
+            atomic = precedence(op) >= PRECEDENCE["Func"]  # a name, a call, a transpose
+            names[var] = sp.Symbol(text if atomic else f"({text})")
         return f"elementwise({self._print(expr.function.expr.xreplace(names))})"
 
     def _print_AxisReduce(self, expr):
@@ -221,6 +271,8 @@ class MatrixFormulaPrinter(StrPrinter):
 class MatrixLatexPrinter(LatexPrinter):
     """LaTeX for the same notation: ``\\operatorname{relu}(X W_1)``, ``\\odot``."""
 
+    printmethod = "_symgen_latex"  # not ``_latex``: that of ``_Readable`` calls this printer
+
     def _print_ElementwiseApplyFunction(self, expr):
         body, (var,) = expr.function.expr, expr.function.variables
         arg = self._print(expr.expr)
@@ -235,7 +287,27 @@ class MatrixLatexPrinter(LatexPrinter):
         base, exp = expr.args
         return rf"{self.parenthesize(base, PRECEDENCE['Pow'])}^{{\circ {self._print(exp)}}}"
 
+    def _print_MatMul(self, expr):
+        coeff, matrices = expr.as_coeff_matrices()
+        kept = [m for m in matrices if not isinstance(m, sp.OneMatrix)]  # a broadcast
+        if not kept:  # a scalar spread over a matrix
+            return self._print(coeff)
+        if len(kept) == 1 and len(matrices) > 1:  # a row or column spread over a matrix
+            return self._print(kept[0] if coeff == 1 else sp.MatMul(coeff, kept[0]))
+        return super()._print_MatMul(expr)
+
+    def _print_ElementwiseMap(self, expr):
+        names = {}
+        for var, op in zip(expr.function.variables, expr.operands, strict=True):
+            text = self._print(op)
+            atomic = precedence(op) >= PRECEDENCE["Func"]  # a name, a call, a transpose
+            names[var] = sp.Symbol(text if atomic else rf"\left({text}\right)")
+        body = self._print(expr.function.expr.xreplace(names))
+        return rf"\operatorname{{elementwise}}\left({body}\right)"
+
     def _print_FullReduce(self, expr):
+        if expr.kind == "sum":
+            return rf"\sum {self.parenthesize(expr.arg, PRECEDENCE['Mul'])}"
         return rf"\operatorname{{{expr.kind}}}\left({self._print(expr.arg)}\right)"
 
     def _print_AxisReduce(self, expr):
@@ -256,8 +328,18 @@ def matrix_gradients(problem: Problem) -> dict[sp.Basic, sp.Basic]:
     lowered = lower(problem)
     grads = backprop(lowered.loss, lowered.params)
     rebuild = _MatrixFormula({s.name: s for s in (*problem.params, *problem.data)})
-    return {p: rebuild(g) for p, g in zip(problem.params, grads, strict=True)}
+    return {p: _for_reading(rebuild(g)) for p, g in zip(problem.params, grads, strict=True)}
 
 
 def show_matrix(expr: sp.Basic) -> str:
     return MatrixFormulaPrinter().doprint(expr)
+
+
+def formula_text(problem: Problem, expr: sp.Basic) -> str:
+    """``expr`` (the loss or a derivative of ``problem``) as ``symgen show`` prints it."""
+    return show_matrix(expr) if problem.kind == "matrix" else sp.sstr(expr)
+
+
+def formula_latex(problem: Problem, expr: sp.Basic) -> str:
+    """``expr`` as ``symgen show --format latex`` prints it."""
+    return latex_matrix(expr) if problem.kind == "matrix" else sp.latex(expr)

@@ -7,6 +7,7 @@ reported where it was made, with a ``SpecError`` naming the offending piece.
 from __future__ import annotations
 
 import builtins
+import copy
 import hashlib
 import keyword
 from collections.abc import Iterable, Sequence
@@ -23,6 +24,11 @@ from symgen.errors import SpecError
 RESERVED_NAMES = frozenset(
     {"np", "math", "lr", "state", "momentum", "nesterov", "beta1", "beta2", "eps"}
 )
+
+
+def _check_problem_name(name: object) -> None:
+    if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
+        raise SpecError(f"problem name {name!r} must be a Python identifier")
 
 
 def _check_name(sym: sp.Basic, role: str) -> str:
@@ -67,10 +73,12 @@ class Problem:
     params and data are ``MatrixSymbol``s with symbolic dimensions and the loss
     is an explicit scalar (``symgen.sum``, a trace, a 1 x 1 product).
     ``dtype`` is the floating type of the generated code, ``name`` names the
-    generated module and its functions. ``binary`` lists data whose entries are
-    0 or 1 (labels): then ``log(f(t))`` is ``t*log(f(1)) + (1 - t)*log(f(0))``,
-    which turns a naive likelihood into the cross-entropy (one ``softplus``
-    instead of a log-sum-exp of two logs); the generated code checks the values.
+    generated module and its functions (without one, the command line names the
+    problem after its spec file or variable; ``"problem"`` elsewhere). ``binary``
+    lists data whose entries are 0 or 1 (labels): then ``log(f(t))`` is
+    ``t*log(f(1)) + (1 - t)*log(f(0))``, which turns a naive likelihood into the
+    cross-entropy (one ``softplus`` instead of a log-sum-exp of two logs); the
+    generated code checks the values.
     """
 
     def __init__(
@@ -80,7 +88,7 @@ class Problem:
         data: Iterable[sp.Symbol] = (),
         reduce: Literal["sum", "mean"] = "sum",
         dtype: Literal["float64", "float32"] = "float64",
-        name: str = "problem",
+        name: str | None = None,
         binary: Iterable[sp.Symbol] = (),
     ) -> None:
         if isinstance(params, sp.Basic) or isinstance(params, str):
@@ -93,8 +101,8 @@ class Problem:
             raise SpecError(f"reduce must be 'sum' or 'mean', got {reduce!r}")
         if dtype not in ("float64", "float32"):
             raise SpecError(f"dtype must be 'float64' or 'float32', got {dtype!r}")
-        if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
-            raise SpecError(f"problem name {name!r} must be a Python identifier")
+        if name is not None:
+            _check_problem_name(name)
         try:
             loss = sp.sympify(loss, strict=True)
         except (sp.SympifyError, TypeError) as exc:
@@ -159,12 +167,21 @@ class Problem:
         self.binary = tuple(d for d in data if d.name in {b.name for b in binary})
         self.reduce = reduce
         self.dtype = dtype
-        self.name = name
+        #: Whether ``name=`` was given (else a spec loader may name the problem: ``renamed``).
+        self.named = name is not None
+        self.name = "problem" if name is None else name
         self.kind: Literal["scalar", "per_sample", "matrix"] = (
             "matrix" if matrix else "per_sample" if data else "scalar"
         )
         if matrix:
             lower(self)  # lowering checks every node and every shape
+
+    def renamed(self, name: str) -> Problem:
+        """The same problem under another name (a copy; this one is unchanged)."""
+        _check_problem_name(name)
+        other = copy.copy(self)
+        other.name, other.named = name, True
+        return other
 
     def real_symbols(self) -> dict[sp.Symbol, sp.Symbol]:
         """The user's symbols mapped to real symbols of the same name.

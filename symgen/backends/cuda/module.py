@@ -59,6 +59,7 @@ from symgen.backends.numpy.steps import Update, tuple_text
 from symgen.codegen import c_ast as c
 from symgen.codegen.c_ast import names_used
 from symgen.codegen.c_printer import CudaPrinter, helpers_used
+from symgen.codegen.formulas import formula_text
 from symgen.codegen.optimizers import Baked
 from symgen.codegen.printers import ScalarPrinter, c_definitions, python_helpers
 from symgen.codegen.templating import render
@@ -84,6 +85,10 @@ THREADS = 256
 #: Most blocks of a grid-stride kernel: ~8 resident blocks of 256 threads on each of
 #: ~130 SMs. Fixed, so that the two-stage reductions sum in the same order everywhere.
 MAX_BLOCKS = 1024
+
+#: How to install CuPy for a generated module: its prebuilt wheels (symgen's extras
+#: ``cuda12``/``cuda13`` install the same; the plain ``cupy`` package builds from source).
+INSTALL_CUPY = "pip install cupy-cuda12x (CUDA 12) or cupy-cuda13x (CUDA 13)"
 
 
 @dataclass(frozen=True)
@@ -642,7 +647,7 @@ def plan(compiled: Compiled, source: str | None, baked: Baked | None = None) -> 
     return CudaPlan(
         name=problem.name,
         header=header,
-        loss_text=sp.sstr(problem.loss),
+        loss_text=formula_text(problem, problem.loss),
         kind=problem.kind,
         reduce=problem.reduce,
         dtype=problem.dtype,
@@ -683,7 +688,13 @@ def generate(compiled: Compiled, source: str | None = None, baked: Baked | None 
         module = numpy_backend.plan(compiled, source, baked)
         return numpy_backend.render_module(replace(module, backend="CUDA", note=SCALAR_NOTE))
     cplan = plan(compiled, source, baked)
-    return render(TEMPLATES, "cuda_module.py.j2", plan=cplan, source=kernel_source(cplan))
+    return render(
+        TEMPLATES,
+        "cuda_module.py.j2",
+        plan=cplan,
+        source=kernel_source(cplan),
+        install_cupy=INSTALL_CUPY,
+    )
 
 
 #: The docstring's note of a module over scalars, which computes on the host.

@@ -18,6 +18,7 @@ import sympy as sp
 
 from symgen.backends.numpy.inplace import InPlace
 from symgen.backends.numpy.steps import Update, updates
+from symgen.codegen.formulas import formula_text
 from symgen.codegen.optimizers import Baked
 from symgen.codegen.printers import ArrayPrinter, ScalarPrinter, python_helpers
 from symgen.codegen.templating import render
@@ -480,7 +481,7 @@ def plan(
     return ModulePlan(
         name=problem.name,
         header=header,
-        loss_text=sp.sstr(problem.loss),
+        loss_text=formula_text(problem, problem.loss),
         kind=problem.kind,
         reduce=problem.reduce,
         dtype=problem.dtype,
