@@ -372,7 +372,6 @@ def _mismatch(name, array, first, n):
     )
 
 
-
 def _arguments(a, b, c, d, e, g, t, y):
     """The arguments as arrays of DTYPE, and the dimensions, checked against each other."""
     if a.__class__ is not float:

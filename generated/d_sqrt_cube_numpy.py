@@ -31,7 +31,6 @@ def _as_scalar(name, value):
     )
 
 
-
 def loss(x):
     """The loss, as a float."""
     if x.__class__ is not float:

@@ -385,7 +385,6 @@ def _wrong_dim(name, array, axis, dim, expected, source, source_axis):
     )
 
 
-
 def _arguments(w, X, t):
     """The arguments as arrays of DTYPE, and the dimensions, checked against each other."""
     w = _as_matrix("w", w, "(D, 1)")

@@ -42,7 +42,6 @@ def _wrong_dim(name, array, axis, dim, expected, source, source_axis):
     )
 
 
-
 def _arguments(W1, W2, X, Y):
     """The arguments as arrays of DTYPE, and the dimensions, checked against each other."""
     W1 = _as_matrix("W1", W1, "(N_I, N_H)")

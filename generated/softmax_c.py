@@ -448,7 +448,6 @@ def _wrong_dim(name, array, axis, dim, expected, source, source_axis):
     )
 
 
-
 def _arguments(W, b, X, Y):
     """The arguments as arrays of DTYPE, and the dimensions, checked against each other."""
     W = _as_matrix("W", W, "(D, K)")

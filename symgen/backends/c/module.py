@@ -70,7 +70,8 @@ from symgen.compiler.optimize import (
 )
 from symgen.compiler.pipeline import Compiled
 
-TEMPLATES = (Path(__file__).parent / "templates",)
+#: Its own templates, then the NumPy backend's (``c_module.py.j2`` extends ``numpy_module.py.j2``).
+TEMPLATES = (Path(__file__).parent / "templates", *numpy_backend.TEMPLATES)
 
 
 @dataclass(frozen=True)
@@ -576,9 +577,10 @@ def generate(compiled: Compiled, source_path: str | None = None, baked: Baked | 
     refuse_reserved([i.name for i in (*lowered.params, *lowered.data)] + sorted(dims), "C")
     native = NativeKernels(problem.dtype, dims)
     module = numpy_backend.plan(compiled, source_path, baked, native=native)
-    if module.native is None:
-        module = replace(module, backend="C", note=SCALAR_NOTE)
-    return numpy_backend.render_module(module)
+    if module.native is not None:
+        return render(TEMPLATES, "c_module.py.j2", plan=module)
+    # no pass to compile: the NumPy module, saying so
+    return numpy_backend.render_module(replace(module, backend="C", note=SCALAR_NOTE))
 
 
 #: The docstring's note of a module with no pass to compile.

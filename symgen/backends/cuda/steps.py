@@ -20,10 +20,10 @@ from symgen.backends.numpy.steps import (
     frame,
     keywords,
     names,
-    tuple_text,
     values_of,
 )
 from symgen.codegen.optimizers import STEPS, Baked, StepFunction, bound, spelling
+from symgen.codegen.plan import tuple_text
 from symgen.codegen.update_rules import (
     Branch,
     CPrinter,

@@ -18,8 +18,9 @@ import sympy as sp
 
 from symgen.backends.numpy.inplace import InPlace
 from symgen.backends.numpy.steps import Update, updates
-from symgen.codegen.formulas import formula_text
 from symgen.codegen.optimizers import Baked
+from symgen.codegen.plan import Arg, ModulePlan, module_fields
+from symgen.codegen.plan import shape_text as _shape_text
 from symgen.codegen.printers import ArrayPrinter, ScalarPrinter, python_helpers
 from symgen.codegen.templating import render
 from symgen.compiler.optimize import (
@@ -62,26 +63,6 @@ class PassCompiler(Protocol):
 
 
 @dataclass(frozen=True)
-class Arg:
-    name: str
-    kind: str  # "scalar" | "vector" (per-sample data) | "matrix"
-    shape: str  # for documentation and errors: "()", "(N,)", "(M, N_I)"
-    #: Data declared binary (``Problem(binary=...)``): its entries are checked to be 0 or 1.
-    binary: bool = False
-
-
-@dataclass(frozen=True)
-class DimCheck:
-    """``arg.shape[axis]`` must equal ``dim`` (a dimension variable or a literal)."""
-
-    arg: str
-    axis: int
-    dim: str
-    source: str  # the argument that defined the dimension ("" for a literal)
-    source_axis: int
-
-
-@dataclass(frozen=True)
 class Body:
     """Statements of one function, grouped by kernel, each group with a comment."""
 
@@ -93,49 +74,17 @@ class Body:
     modules: frozenset[str] = frozenset()
 
 
-@dataclass(frozen=True)
-class ModulePlan:
-    name: str
-    header: tuple[str, ...]
-    loss_text: str
-    kind: str
-    reduce: str
-    dtype: str
-    params: tuple[Arg, ...]
-    data: tuple[Arg, ...]
-    #: ``PARAMS`` and ``DATA`` as Python literals.
-    params_literal: str
-    data_literal: str
-    #: (dimension name, argument, axis) for each dimension symbol.
-    dims: tuple[tuple[str, str, int], ...]
-    checks: tuple[DimCheck, ...]
+@dataclass(frozen=True, kw_only=True)
+class NumpyPlan(ModulePlan):
+    """A NumPy module: the bodies as lines of Python grouped by pass, in the versions of
+    the helpers that take arrays too; the C backend's compiled passes, if any."""
+
     loss_body: Body
     grad_body: Body
     #: The optimizer steps (sgd_step, momentum_step, adam_step) and their states.
     updates: tuple[Update, ...]
-    #: The sources of the module-level helpers the statements call (``_safelog`` ...), in
-    #: the versions that take arrays too.
-    helpers: tuple[str, ...]
-    #: The standard modules the module uses besides NumPy (``math``), or none.
-    imports: frozenset[str]
-    #: The optimizer whose step has its hyperparameters baked in, or None: then the
-    #: docstring's paragraph on it, ``OPTIMIZER``/``HYPERPARAMETERS`` as Python
-    #: literals, and the generic names (``step = adam_step``).
-    baked: Baked | None = None
-    baked_doc: tuple[str, ...] = ()
-    baked_constants: tuple[tuple[str, str], ...] = ()
-    aliases: tuple[tuple[str, str], ...] = ()
     #: The C backend's compiled passes (their C source and signatures), or None.
     native: CompiledPasses | None = None
-    #: The backend named in the docstring's first line ("" for NumPy's own), and a
-    #: paragraph after it (why a backend computes as the NumPy module does).
-    backend: str = ""
-    note: tuple[str, ...] = ()
-
-
-def _shape_text(shape: tuple) -> str:
-    inner = ", ".join(str(d) for d in shape)
-    return f"({inner},)" if len(shape) == 1 else f"({inner})"
 
 
 class _StatementPrinter:
@@ -387,45 +336,6 @@ def _body(
     )
 
 
-def _checks(compiled: Compiled) -> tuple[DimCheck, ...]:
-    lowered = compiled.lowered
-    defined = {sym: (inp.name, axis) for sym, inp, axis in lowered.dims}
-    checks = []
-    for inp in (*lowered.params, *lowered.data):
-        for axis, d in enumerate(inp.shape):
-            if isinstance(d, sp.Symbol):
-                source, source_axis = defined[d]
-                if (source, source_axis) != (inp.name, axis):
-                    checks.append(DimCheck(inp.name, axis, str(d), source, source_axis))
-            else:
-                checks.append(DimCheck(inp.name, axis, str(d), "", 0))
-    return tuple(checks)
-
-
-def _baked_plan(baked: Baked | None) -> dict:
-    """The ModulePlan fields describing ``baked``: header line, docstring, constants, aliases."""
-    if baked is None:
-        return {}
-    aliases = [("step", baked.step_function)]
-    if baked.state_function:
-        aliases.append(("step_state", baked.state_function))
-    removed = ", ".join(baked.removed_keywords)
-    return {
-        "baked": baked,
-        "baked_doc": (
-            f"Optimizer baked in at generation time: {baked.optimizer} ({baked.describe()}).",
-            f"{baked.step_function} has these values built in and takes no {removed} keywords;",
-            " and ".join(f"{alias} is {target}" for alias, target in aliases) + ".",
-            "The other step functions take their hyperparameters as keyword arguments.",
-        ),
-        "baked_constants": (
-            ("OPTIMIZER", repr(baked.optimizer)),
-            ("HYPERPARAMETERS", repr(baked.as_dict())),
-        ),
-        "aliases": tuple(aliases),
-    }
-
-
 #: The standard modules that the module's helper functions use (the template's
 #: ``_safelog`` and ``_logaddexp``).
 HELPER_IMPORTS = {"_safelog": frozenset({"math"}), "_logaddexp": frozenset({"math"})}
@@ -446,27 +356,12 @@ def plan(
     source: str | None,
     baked: Baked | None = None,
     native: PassCompiler | None = None,
-) -> ModulePlan:
+) -> NumpyPlan:
+    """The NumPy module's plan; ``native`` (the C backend) takes the passes it compiles."""
     problem = compiled.problem
-    lowered = compiled.lowered
-
-    def arg(inp) -> Arg:
-        if not inp.shape:
-            return Arg(inp.name, "scalar", "()")
-        kind = "vector" if problem.kind == "per_sample" else "matrix"
-        binary = inp.name in {b.name for b in problem.binary}
-        return Arg(inp.name, kind, _shape_text(inp.shape), binary)
-
-    params = tuple(arg(p) for p in lowered.params)
-    data = tuple(arg(d) for d in lowered.data)
-    origin = f"{source}, problem '{problem.name}'" if source else f"problem '{problem.name}'"
-    header = (
-        f"Generated by symgen {compiled.version} from {origin}.",
-        f"Spec hash: sha256:{problem.spec_hash()}. Do not edit: regenerate with `symgen generate`.",
-    )
-    if baked is not None:
-        header += (f"Baked in: {baked.step_function}, {baked.describe()} ({baked.flags()}).",)
-    names = tuple(d.name for d in lowered.data)
+    fields = module_fields(compiled, source, baked)
+    params = fields["params"]
+    names = tuple(d.name for d in compiled.lowered.data)
     loss_body = _body(compiled.loss_program, problem.dtype, names, problem.kind, native, "loss")
     grad_body = _body(
         compiled.grad_program, problem.dtype, names, problem.kind, native, "loss_and_grad"
@@ -478,19 +373,8 @@ def plan(
         grad_body.results[0],
         baked,
     )
-    return ModulePlan(
-        name=problem.name,
-        header=header,
-        loss_text=formula_text(problem, problem.loss),
-        kind=problem.kind,
-        reduce=problem.reduce,
-        dtype=problem.dtype,
-        params=params,
-        data=data,
-        params_literal=repr(tuple(p.name for p in params)),
-        data_literal=repr(tuple(d.name for d in data)),
-        dims=tuple((str(sym), inp.name, axis) for sym, inp, axis in lowered.dims),
-        checks=_checks(compiled),
+    return NumpyPlan(
+        **fields,
         loss_body=loss_body,
         grad_body=grad_body,
         updates=steps,
@@ -502,21 +386,14 @@ def plan(
             params, loss_body.helpers | grad_body.helpers, loss_body.modules | grad_body.modules
         ),
         native=native.module(problem.name) if native is not None else None,
-        **_baked_plan(baked),
     )
 
 
-def generate(
-    compiled: Compiled,
-    source: str | None = None,
-    baked: Baked | None = None,
-    native: PassCompiler | None = None,
-) -> str:
-    """The module's source; ``baked``: the optimizer whose hyperparameters are built in;
-    ``native``: compile the passes to C (the C backend, ``backends/c``)."""
-    return render_module(plan(compiled, source, baked, native))
+def generate(compiled: Compiled, source: str | None = None, baked: Baked | None = None) -> str:
+    """The module's source; ``baked``: the optimizer whose hyperparameters are built in."""
+    return render_module(plan(compiled, source, baked))
 
 
-def render_module(module_plan: ModulePlan) -> str:
-    """The source of the module ``module_plan`` describes."""
+def render_module(module_plan: NumpyPlan) -> str:
+    """The source of the NumPy module ``module_plan`` describes."""
     return render(TEMPLATES, "numpy_module.py.j2", plan=module_plan)

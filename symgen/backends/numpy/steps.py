@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from symgen.codegen.optimizers import REQUIRED, STEPS, Baked, StepFunction, bound
+from symgen.codegen.plan import tuple_text
 from symgen.codegen.update_rules import (
     COMMUTATIVE,
     Bin,
@@ -76,11 +77,6 @@ def keywords(step: StepFunction, baked: Baked | None) -> tuple[str, ...]:
         return state
     spelled = (n if d is REQUIRED else f"{n}={d!r}" for n, d in step.keywords())
     return (*state, *spelled)
-
-
-def tuple_text(items: list[str]) -> str:
-    """A Python tuple of ``items``: ``(a, b)``, ``(a,)``."""
-    return f"({', '.join(items)}{',' if len(items) == 1 else ''})"
 
 
 def names(step: StepFunction, param: str = "", grad: str = "") -> dict[str, str]:
@@ -223,7 +219,6 @@ __all__ = [
     "keywords",
     "names",
     "scalar_lines",
-    "tuple_text",
     "updates",
     "values_of",
 ]

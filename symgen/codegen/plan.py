@@ -1,0 +1,166 @@
+"""The backend-neutral module plan: what every generated module states, whatever runs it.
+
+A backend turns a compiled problem into a plan (plain data) and renders it with its
+module template, which extends ``templates/module.py.j2``. This module holds the
+plan's common part and builds it (``module_fields``): the name and header, the loss
+as text, the arguments and their checks, the baked optimizer's description. Each
+backend's plan extends ``ModulePlan`` with its bodies' own form and its extras
+(``backends.numpy.module.NumpyPlan``, ``backends.cuda.module.CudaPlan``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy as sp
+
+from symgen.codegen.formulas import formula_text
+from symgen.codegen.optimizers import Baked
+from symgen.compiler.pipeline import Compiled
+
+
+@dataclass(frozen=True)
+class Arg:
+    name: str
+    kind: str  # "scalar" | "vector" (per-sample data) | "matrix"
+    shape: str  # for documentation and errors: "()", "(N,)", "(M, N_I)"
+    #: Data declared binary (``Problem(binary=...)``): its entries are checked to be 0 or 1.
+    binary: bool = False
+
+
+@dataclass(frozen=True)
+class DimCheck:
+    """``arg.shape[axis]`` must equal ``dim`` (a dimension variable or a literal)."""
+
+    arg: str
+    axis: int
+    dim: str
+    source: str  # the argument that defined the dimension ("" for a literal)
+    source_axis: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModulePlan:
+    """The fields every module template reads; a backend's plan adds its bodies and extras."""
+
+    name: str
+    header: tuple[str, ...]
+    loss_text: str
+    kind: str  # "scalar" | "per_sample" | "matrix"
+    reduce: str
+    dtype: str
+    params: tuple[Arg, ...]
+    data: tuple[Arg, ...]
+    #: ``PARAMS`` and ``DATA`` as Python literals.
+    params_literal: str
+    data_literal: str
+    #: (dimension name, argument, axis) for each dimension symbol.
+    dims: tuple[tuple[str, str, int], ...]
+    checks: tuple[DimCheck, ...]
+    #: The sources of the module-level helpers the host lines call (``_safelog`` ...).
+    helpers: tuple[str, ...] = ()
+    #: The standard modules the module imports besides NumPy (``math``), or none.
+    imports: frozenset[str] = frozenset()
+    #: The optimizer whose step has its hyperparameters baked in, or None: then the
+    #: docstring's paragraph on it, ``OPTIMIZER``/``HYPERPARAMETERS`` as Python
+    #: literals, and the generic names (``step = adam_step``).
+    baked: Baked | None = None
+    baked_doc: tuple[str, ...] = ()
+    baked_constants: tuple[tuple[str, str], ...] = ()
+    aliases: tuple[tuple[str, str], ...] = ()
+    #: The backend named in the docstring's first line ("" for the module's own), and a
+    #: paragraph after it (why a backend computes as the NumPy module does).
+    backend: str = ""
+    note: tuple[str, ...] = ()
+
+
+def shape_text(shape: tuple) -> str:
+    """A shape as a Python tuple literal: ``(N,)``, ``(M, K)``."""
+    inner = ", ".join(str(d) for d in shape)
+    return f"({inner},)" if len(shape) == 1 else f"({inner})"
+
+
+def tuple_text(items: list[str]) -> str:
+    """Python expressions as a tuple literal: ``(a,)``, ``(a, b)``."""
+    return f"({', '.join(items)}{',' if len(items) == 1 else ''})"
+
+
+def checks(compiled: Compiled) -> tuple[DimCheck, ...]:
+    """The dimension checks of the arguments: each axis that repeats a dimension another
+    argument defines, or that has a literal extent."""
+    lowered = compiled.lowered
+    defined = {sym: (inp.name, axis) for sym, inp, axis in lowered.dims}
+    found = []
+    for inp in (*lowered.params, *lowered.data):
+        for axis, d in enumerate(inp.shape):
+            if isinstance(d, sp.Symbol):
+                source, source_axis = defined[d]
+                if (source, source_axis) != (inp.name, axis):
+                    found.append(DimCheck(inp.name, axis, str(d), source, source_axis))
+            else:
+                found.append(DimCheck(inp.name, axis, str(d), "", 0))
+    return tuple(found)
+
+
+def baked_fields(baked: Baked | None) -> dict:
+    """The ModulePlan fields describing ``baked``: docstring, constants, aliases."""
+    if baked is None:
+        return {}
+    aliases = [("step", baked.step_function)]
+    if baked.state_function:
+        aliases.append(("step_state", baked.state_function))
+    removed = ", ".join(baked.removed_keywords)
+    return {
+        "baked": baked,
+        "baked_doc": (
+            f"Optimizer baked in at generation time: {baked.optimizer} ({baked.describe()}).",
+            f"{baked.step_function} has these values built in and takes no {removed} keywords;",
+            " and ".join(f"{alias} is {target}" for alias, target in aliases) + ".",
+            "The other step functions take their hyperparameters as keyword arguments.",
+        ),
+        "baked_constants": (
+            ("OPTIMIZER", repr(baked.optimizer)),
+            ("HYPERPARAMETERS", repr(baked.as_dict())),
+        ),
+        "aliases": tuple(aliases),
+    }
+
+
+def module_fields(compiled: Compiled, source: str | None, baked: Baked | None) -> dict:
+    """The ModulePlan fields of ``compiled`` (all but ``helpers`` and ``imports``), as
+    keyword arguments for a backend's plan: ``source`` is the spec it came from (for the
+    header)."""
+    problem = compiled.problem
+    lowered = compiled.lowered
+    binary = {b.name for b in problem.binary}
+
+    def arg(inp) -> Arg:
+        if not inp.shape:
+            return Arg(inp.name, "scalar", "()")
+        kind = "vector" if problem.kind == "per_sample" else "matrix"
+        return Arg(inp.name, kind, shape_text(inp.shape), inp.name in binary)
+
+    params = tuple(arg(p) for p in lowered.params)
+    data = tuple(arg(d) for d in lowered.data)
+    origin = f"{source}, problem '{problem.name}'" if source else f"problem '{problem.name}'"
+    header = (
+        f"Generated by symgen {compiled.version} from {origin}.",
+        f"Spec hash: sha256:{problem.spec_hash()}. Do not edit: regenerate with `symgen generate`.",
+    )
+    if baked is not None:
+        header += (f"Baked in: {baked.step_function}, {baked.describe()} ({baked.flags()}).",)
+    return {
+        "name": problem.name,
+        "header": header,
+        "loss_text": formula_text(problem, problem.loss),
+        "kind": problem.kind,
+        "reduce": problem.reduce,
+        "dtype": problem.dtype,
+        "params": params,
+        "data": data,
+        "params_literal": repr(tuple(p.name for p in params)),
+        "data_literal": repr(tuple(d.name for d in data)),
+        "dims": tuple((str(sym), inp.name, axis) for sym, inp, axis in lowered.dims),
+        "checks": checks(compiled),
+        **baked_fields(baked),
+    }
