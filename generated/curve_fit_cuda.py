@@ -289,7 +289,11 @@ def loss(a, b, c, d, e, g, t, y):
 
 def loss_and_grad(a, b, c, d, e, g, t, y):
     """(loss, gradients): one pass computes both; gradients in PARAMS order."""
-    a, b, c, d, e, g, t, y, N = _arguments(a, b, c, d, e, g, t, y)
+    return _loss_and_grad(*_arguments(a, b, c, d, e, g, t, y))
+
+
+def _loss_and_grad(a, b, c, d, e, g, t, y, N):
+    """loss_and_grad on arguments that _arguments has checked (the steps call it too)."""
     x0 = 2.0/N
     _red_loss_and_grad_0 = _reduce('loss_and_grad_0', N, (t, y, DTYPE(a), DTYPE(b), DTYPE(c), DTYPE(d), DTYPE(e), DTYPE(g), np.int64(N)), 7, 0)
     x9, x10, x11, x12, x13, x14, x15 = _red_loss_and_grad_0.get().tolist()
@@ -314,16 +318,7 @@ def sgd_step(a, b, c, d, e, g, t, y, *, lr):
     Returns (loss before the step, new parameters).
     """
     a, b, c, d, e, g, t, y, N = _arguments(a, b, c, d, e, g, t, y)
-    x0 = 2.0/N
-    _red_loss_and_grad_0 = _reduce('loss_and_grad_0', N, (t, y, DTYPE(a), DTYPE(b), DTYPE(c), DTYPE(d), DTYPE(e), DTYPE(g), np.int64(N)), 7, 0)
-    x9, x10, x11, x12, x13, x14, x15 = _red_loss_and_grad_0.get().tolist()
-    grad_a = -x0*x10
-    grad_b = x0*x11
-    grad_c = x0*x12
-    grad_d = x0*x13
-    grad_e = x0*x14
-    grad_g = x0*x15
-    loss = x9/N
+    loss, (grad_a, grad_b, grad_c, grad_d, grad_e, grad_g) = _loss_and_grad(a, b, c, d, e, g, t, y, N)
     a -= lr*grad_a
     b -= lr*grad_b
     c -= lr*grad_c
@@ -345,17 +340,8 @@ def momentum_step(a, b, c, d, e, g, t, y, *, state, lr, momentum=0.9, nesterov=F
     Returns (loss before the step, new parameters, new state).
     """
     a, b, c, d, e, g, t, y, N = _arguments(a, b, c, d, e, g, t, y)
-    x0 = 2.0/N
-    _red_loss_and_grad_0 = _reduce('loss_and_grad_0', N, (t, y, DTYPE(a), DTYPE(b), DTYPE(c), DTYPE(d), DTYPE(e), DTYPE(g), np.int64(N)), 7, 0)
+    loss, (grad_a, grad_b, grad_c, grad_d, grad_e, grad_g) = _loss_and_grad(a, b, c, d, e, g, t, y, N)
     (_v_a, _v_b, _v_c, _v_d, _v_e, _v_g) = state
-    x9, x10, x11, x12, x13, x14, x15 = _red_loss_and_grad_0.get().tolist()
-    grad_a = -x0*x10
-    grad_b = x0*x11
-    grad_c = x0*x12
-    grad_d = x0*x13
-    grad_e = x0*x14
-    grad_g = x0*x15
-    loss = x9/N
     _v_a = momentum*_v_a - lr*grad_a
     a += (-lr*grad_a + momentum*_v_a if nesterov else _v_a)
     _v_b = momentum*_v_b - lr*grad_b
@@ -384,20 +370,11 @@ def adam_step(a, b, c, d, e, g, t, y, *, state, lr=0.001, beta1=0.9, beta2=0.999
     Returns (loss before the step, new parameters, new state).
     """
     a, b, c, d, e, g, t, y, N = _arguments(a, b, c, d, e, g, t, y)
-    x0 = 2.0/N
-    _red_loss_and_grad_0 = _reduce('loss_and_grad_0', N, (t, y, DTYPE(a), DTYPE(b), DTYPE(c), DTYPE(d), DTYPE(e), DTYPE(g), np.int64(N)), 7, 0)
+    loss, (grad_a, grad_b, grad_c, grad_d, grad_e, grad_g) = _loss_and_grad(a, b, c, d, e, g, t, y, N)
     _step, (_m_a, _m_b, _m_c, _m_d, _m_e, _m_g), (_s_a, _s_b, _s_c, _s_d, _s_e, _s_g) = state
     _step += 1
     _c1 = lr/(1.0 - beta1**_step)
     _c2 = 1.0/(1.0 - beta2**_step)
-    x9, x10, x11, x12, x13, x14, x15 = _red_loss_and_grad_0.get().tolist()
-    grad_a = -x0*x10
-    grad_b = x0*x11
-    grad_c = x0*x12
-    grad_d = x0*x13
-    grad_e = x0*x14
-    grad_g = x0*x15
-    loss = x9/N
     _m_a = beta1*_m_a + (1.0 - beta1)*grad_a
     _s_a = beta2*_s_a + (1.0 - beta2)*(grad_a*grad_a)
     a -= _c1*(_m_a/(math.sqrt(_s_a*_c2) + eps))

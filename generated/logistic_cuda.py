@@ -268,7 +268,11 @@ def loss(w, X, t):
 
 def loss_and_grad(w, X, t):
     """(loss, gradients): one pass computes both; gradients in PARAMS order."""
-    w, X, t, D, N = _arguments(w, X, t)
+    return _loss_and_grad(*_arguments(w, X, t))
+
+
+def _loss_and_grad(w, X, t, D, N):
+    """loss_and_grad on arguments that _arguments has checked (the steps call it too)."""
     x0 = X @ w
     x2 = cp.empty((N, 1), dtype=DTYPE)
     _red_loss_and_grad_1 = _reduce('loss_and_grad_1', N*1, (t, x0, x2, np.int64(N)), 1, 0)
@@ -290,13 +294,8 @@ def sgd_step(w, X, t, *, lr):
     array parameters are updated in place, one kernel each.
     """
     w, X, t, D, N = _arguments(w, X, t)
-    x0 = X @ w
-    x2 = cp.empty((N, 1), dtype=DTYPE)
-    _red_loss_and_grad_1 = _reduce('loss_and_grad_1', N*1, (t, x0, x2, np.int64(N)), 1, 0)
-    grad_w = X.T @ x2
+    loss, (grad_w, ) = _loss_and_grad(w, X, t, D, N)
     _launch('sg_sgd', w.size, (w, grad_w, DTYPE(lr), np.int64(w.size)))
-    x3, = _red_loss_and_grad_1.get().tolist()
-    loss = -x3
     return loss, (w,)
 
 
@@ -313,14 +312,9 @@ def momentum_step(w, X, t, *, state, lr, momentum=0.9, nesterov=False):
     array parameters and the state are updated in place, one kernel each.
     """
     w, X, t, D, N = _arguments(w, X, t)
-    x0 = X @ w
-    x2 = cp.empty((N, 1), dtype=DTYPE)
-    _red_loss_and_grad_1 = _reduce('loss_and_grad_1', N*1, (t, x0, x2, np.int64(N)), 1, 0)
-    grad_w = X.T @ x2
+    loss, (grad_w, ) = _loss_and_grad(w, X, t, D, N)
     (_v_w,) = state
     _launch('sg_momentum', w.size, (w, _v_w, grad_w, DTYPE(momentum), DTYPE(lr), DTYPE(-lr), np.bool_(nesterov), np.int64(w.size)))
-    x3, = _red_loss_and_grad_1.get().tolist()
-    loss = -x3
     return loss, (w,), (_v_w,)
 
 
@@ -338,15 +332,10 @@ def adam_step(w, X, t, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-08):
     array parameters and the state are updated in place, one kernel each.
     """
     w, X, t, D, N = _arguments(w, X, t)
-    x0 = X @ w
-    x2 = cp.empty((N, 1), dtype=DTYPE)
-    _red_loss_and_grad_1 = _reduce('loss_and_grad_1', N*1, (t, x0, x2, np.int64(N)), 1, 0)
-    grad_w = X.T @ x2
+    loss, (grad_w, ) = _loss_and_grad(w, X, t, D, N)
     _step, (_m_w,), (_s_w,) = state
     _step += 1
     _c1 = lr/(1.0 - beta1**_step)
     _c2 = 1.0/(1.0 - beta2**_step)
     _launch('sg_adam', w.size, (w, _m_w, _s_w, grad_w, DTYPE(beta1), DTYPE(1.0 - beta1), DTYPE(beta2), DTYPE(1.0 - beta2), DTYPE(_c2), DTYPE(eps), DTYPE(_c1), np.int64(w.size)))
-    x3, = _red_loss_and_grad_1.get().tolist()
-    loss = -x3
     return loss, (w,), (_step, (_m_w,), (_s_w,))

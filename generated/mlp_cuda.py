@@ -309,7 +309,11 @@ def loss(W1, W2, X, Y):
 
 def loss_and_grad(W1, W2, X, Y):
     """(loss, gradients): one pass computes both; gradients in PARAMS order."""
-    W1, W2, X, Y, N_I, N_H, N_O, M = _arguments(W1, W2, X, Y)
+    return _loss_and_grad(*_arguments(W1, W2, X, Y))
+
+
+def _loss_and_grad(W1, W2, X, Y, N_I, N_H, N_O, M):
+    """loss_and_grad on arguments that _arguments has checked (the steps call it too)."""
     x0 = X @ W1
     x1 = cp.empty((M, N_H), dtype=DTYPE)
     _launch('loss_and_grad_1', M*N_H, (x0, x1, np.int64(M), np.int64(N_H)))
@@ -340,23 +344,9 @@ def sgd_step(W1, W2, X, Y, *, lr):
     array parameters are updated in place, one kernel each.
     """
     W1, W2, X, Y, N_I, N_H, N_O, M = _arguments(W1, W2, X, Y)
-    x0 = X @ W1
-    x1 = cp.empty((M, N_H), dtype=DTYPE)
-    _launch('loss_and_grad_1', M*N_H, (x0, x1, np.int64(M), np.int64(N_H)))
-    x2 = x1 @ W2
-    x3 = 1.0/M
-    x4 = 1.0/N_O
-    x6 = cp.empty((M, N_O), dtype=DTYPE)
-    _red_loss_and_grad_3 = _reduce('loss_and_grad_3', M*N_O, (Y, x2, x6, DTYPE(x3), DTYPE(x4), np.int64(M), np.int64(N_O)), 1, 0)
-    x8 = x6 @ W2.T
-    grad_W2 = x1.T @ x6
-    x9 = cp.empty((M, N_H), dtype=DTYPE)
-    _launch('loss_and_grad_7', M*N_H, (x0, x8, x9, np.int64(M), np.int64(N_H)))
-    grad_W1 = X.T @ x9
+    loss, (grad_W1, grad_W2) = _loss_and_grad(W1, W2, X, Y, N_I, N_H, N_O, M)
     _launch('sg_sgd', W1.size, (W1, grad_W1, DTYPE(lr), np.int64(W1.size)))
     _launch('sg_sgd', W2.size, (W2, grad_W2, DTYPE(lr), np.int64(W2.size)))
-    x7, = _red_loss_and_grad_3.get().tolist()
-    loss = x7/(M*N_O)
     return loss, (W1, W2)
 
 
@@ -373,24 +363,10 @@ def momentum_step(W1, W2, X, Y, *, state, lr, momentum=0.9, nesterov=False):
     array parameters and the state are updated in place, one kernel each.
     """
     W1, W2, X, Y, N_I, N_H, N_O, M = _arguments(W1, W2, X, Y)
-    x0 = X @ W1
-    x1 = cp.empty((M, N_H), dtype=DTYPE)
-    _launch('loss_and_grad_1', M*N_H, (x0, x1, np.int64(M), np.int64(N_H)))
-    x2 = x1 @ W2
-    x3 = 1.0/M
-    x4 = 1.0/N_O
-    x6 = cp.empty((M, N_O), dtype=DTYPE)
-    _red_loss_and_grad_3 = _reduce('loss_and_grad_3', M*N_O, (Y, x2, x6, DTYPE(x3), DTYPE(x4), np.int64(M), np.int64(N_O)), 1, 0)
-    x8 = x6 @ W2.T
-    grad_W2 = x1.T @ x6
-    x9 = cp.empty((M, N_H), dtype=DTYPE)
-    _launch('loss_and_grad_7', M*N_H, (x0, x8, x9, np.int64(M), np.int64(N_H)))
-    grad_W1 = X.T @ x9
+    loss, (grad_W1, grad_W2) = _loss_and_grad(W1, W2, X, Y, N_I, N_H, N_O, M)
     (_v_W1, _v_W2) = state
     _launch('sg_momentum', W1.size, (W1, _v_W1, grad_W1, DTYPE(momentum), DTYPE(lr), DTYPE(-lr), np.bool_(nesterov), np.int64(W1.size)))
     _launch('sg_momentum', W2.size, (W2, _v_W2, grad_W2, DTYPE(momentum), DTYPE(lr), DTYPE(-lr), np.bool_(nesterov), np.int64(W2.size)))
-    x7, = _red_loss_and_grad_3.get().tolist()
-    loss = x7/(M*N_O)
     return loss, (W1, W2), (_v_W1, _v_W2)
 
 
@@ -408,25 +384,11 @@ def adam_step(W1, W2, X, Y, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-0
     array parameters and the state are updated in place, one kernel each.
     """
     W1, W2, X, Y, N_I, N_H, N_O, M = _arguments(W1, W2, X, Y)
-    x0 = X @ W1
-    x1 = cp.empty((M, N_H), dtype=DTYPE)
-    _launch('loss_and_grad_1', M*N_H, (x0, x1, np.int64(M), np.int64(N_H)))
-    x2 = x1 @ W2
-    x3 = 1.0/M
-    x4 = 1.0/N_O
-    x6 = cp.empty((M, N_O), dtype=DTYPE)
-    _red_loss_and_grad_3 = _reduce('loss_and_grad_3', M*N_O, (Y, x2, x6, DTYPE(x3), DTYPE(x4), np.int64(M), np.int64(N_O)), 1, 0)
-    x8 = x6 @ W2.T
-    grad_W2 = x1.T @ x6
-    x9 = cp.empty((M, N_H), dtype=DTYPE)
-    _launch('loss_and_grad_7', M*N_H, (x0, x8, x9, np.int64(M), np.int64(N_H)))
-    grad_W1 = X.T @ x9
+    loss, (grad_W1, grad_W2) = _loss_and_grad(W1, W2, X, Y, N_I, N_H, N_O, M)
     _step, (_m_W1, _m_W2), (_s_W1, _s_W2) = state
     _step += 1
     _c1 = lr/(1.0 - beta1**_step)
     _c2 = 1.0/(1.0 - beta2**_step)
     _launch('sg_adam', W1.size, (W1, _m_W1, _s_W1, grad_W1, DTYPE(beta1), DTYPE(1.0 - beta1), DTYPE(beta2), DTYPE(1.0 - beta2), DTYPE(_c2), DTYPE(eps), DTYPE(_c1), np.int64(W1.size)))
     _launch('sg_adam', W2.size, (W2, _m_W2, _s_W2, grad_W2, DTYPE(beta1), DTYPE(1.0 - beta1), DTYPE(beta2), DTYPE(1.0 - beta2), DTYPE(_c2), DTYPE(eps), DTYPE(_c1), np.int64(W2.size)))
-    x7, = _red_loss_and_grad_3.get().tolist()
-    loss = x7/(M*N_O)
     return loss, (W1, W2), (_step, (_m_W1, _m_W2), (_s_W1, _s_W2))

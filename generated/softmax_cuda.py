@@ -437,7 +437,11 @@ def loss(W, b, X, Y):
 
 def loss_and_grad(W, b, X, Y):
     """(loss, gradients): one pass computes both; gradients in PARAMS order."""
-    W, b, X, Y, D, K, N = _arguments(W, b, X, Y)
+    return _loss_and_grad(*_arguments(W, b, X, Y))
+
+
+def _loss_and_grad(W, b, X, Y, D, K, N):
+    """loss_and_grad on arguments that _arguments has checked (the steps call it too)."""
     x0 = 1.0/N
     x1 = cp.empty((N, 1), dtype=DTYPE)
     x3 = cp.empty((N, 1), dtype=DTYPE)
@@ -480,35 +484,9 @@ def sgd_step(W, b, X, Y, *, lr):
     array parameters are updated in place, one kernel each.
     """
     W, b, X, Y, D, K, N = _arguments(W, b, X, Y)
-    x0 = 1.0/N
-    x1 = cp.empty((N, 1), dtype=DTYPE)
-    x3 = cp.empty((N, 1), dtype=DTYPE)
-    _launch('loss_and_grad_0_0', N, (Y, x1, x3, DTYPE(x0), np.int64(K), np.int64(N)))
-    x2 = cp.empty((1, K), dtype=DTYPE)
-    x4 = cp.empty((1, K), dtype=DTYPE)
-    _slices = _slices_for(K, N)
-    _lines = cp.empty(1*_slices*K, dtype=np.float64)
-    _launch('loss_and_grad_0_1', _slices*K, (Y, np.int64(K), np.int64(N), np.int64(_slices), _lines))
-    _launch_blocks('loss_and_grad_0_1_end', K, (x2, x4, DTYPE(x0), np.int64(K), np.int64(N), np.int64(_slices), _lines))
-    x5 = X @ W
-    x6 = cp.empty((N, 1), dtype=DTYPE)
-    _launch('loss_and_grad_2', N, (b, x5, x6, np.int64(K), np.int64(N)))
-    x7 = cp.empty((N, 1), dtype=DTYPE)
-    _launch('loss_and_grad_3', N, (b, x5, x6, x7, np.int64(K), np.int64(N)))
-    x8 = 1.0/N
-    x11 = cp.empty((N, K), dtype=DTYPE)
-    x13 = cp.empty((1, K), dtype=DTYPE)
-    _slices = _slices_for(K, N)
-    _lines = cp.empty(1*_slices*K, dtype=np.float64)
-    _red_loss_and_grad_4 = _reduce('loss_and_grad_4', _slices*K, (Y, b, x3, x5, x6, x7, x11, DTYPE(x8), np.int64(K), np.int64(N), np.int64(_slices), _lines), 1, 0)
-    _launch_blocks('loss_and_grad_4_end', K, (x13, np.int64(K), np.int64(N), np.int64(_slices), _lines))
-    grad_b = cp.empty((1, K), dtype=DTYPE)
-    _launch('loss_and_grad_6', 1*K, (x13, x4, grad_b, np.int64(K)))
-    grad_W = X.T @ x11
+    loss, (grad_W, grad_b) = _loss_and_grad(W, b, X, Y, D, K, N)
     _launch('sg_sgd', W.size, (W, grad_W, DTYPE(lr), np.int64(W.size)))
     _launch('sg_sgd', b.size, (b, grad_b, DTYPE(lr), np.int64(b.size)))
-    x12, = _red_loss_and_grad_4.get().tolist()
-    loss = -x12/N
     return loss, (W, b)
 
 
@@ -525,36 +503,10 @@ def momentum_step(W, b, X, Y, *, state, lr, momentum=0.9, nesterov=False):
     array parameters and the state are updated in place, one kernel each.
     """
     W, b, X, Y, D, K, N = _arguments(W, b, X, Y)
-    x0 = 1.0/N
-    x1 = cp.empty((N, 1), dtype=DTYPE)
-    x3 = cp.empty((N, 1), dtype=DTYPE)
-    _launch('loss_and_grad_0_0', N, (Y, x1, x3, DTYPE(x0), np.int64(K), np.int64(N)))
-    x2 = cp.empty((1, K), dtype=DTYPE)
-    x4 = cp.empty((1, K), dtype=DTYPE)
-    _slices = _slices_for(K, N)
-    _lines = cp.empty(1*_slices*K, dtype=np.float64)
-    _launch('loss_and_grad_0_1', _slices*K, (Y, np.int64(K), np.int64(N), np.int64(_slices), _lines))
-    _launch_blocks('loss_and_grad_0_1_end', K, (x2, x4, DTYPE(x0), np.int64(K), np.int64(N), np.int64(_slices), _lines))
-    x5 = X @ W
-    x6 = cp.empty((N, 1), dtype=DTYPE)
-    _launch('loss_and_grad_2', N, (b, x5, x6, np.int64(K), np.int64(N)))
-    x7 = cp.empty((N, 1), dtype=DTYPE)
-    _launch('loss_and_grad_3', N, (b, x5, x6, x7, np.int64(K), np.int64(N)))
-    x8 = 1.0/N
-    x11 = cp.empty((N, K), dtype=DTYPE)
-    x13 = cp.empty((1, K), dtype=DTYPE)
-    _slices = _slices_for(K, N)
-    _lines = cp.empty(1*_slices*K, dtype=np.float64)
-    _red_loss_and_grad_4 = _reduce('loss_and_grad_4', _slices*K, (Y, b, x3, x5, x6, x7, x11, DTYPE(x8), np.int64(K), np.int64(N), np.int64(_slices), _lines), 1, 0)
-    _launch_blocks('loss_and_grad_4_end', K, (x13, np.int64(K), np.int64(N), np.int64(_slices), _lines))
-    grad_b = cp.empty((1, K), dtype=DTYPE)
-    _launch('loss_and_grad_6', 1*K, (x13, x4, grad_b, np.int64(K)))
-    grad_W = X.T @ x11
+    loss, (grad_W, grad_b) = _loss_and_grad(W, b, X, Y, D, K, N)
     (_v_W, _v_b) = state
     _launch('sg_momentum', W.size, (W, _v_W, grad_W, DTYPE(momentum), DTYPE(lr), DTYPE(-lr), np.bool_(nesterov), np.int64(W.size)))
     _launch('sg_momentum', b.size, (b, _v_b, grad_b, DTYPE(momentum), DTYPE(lr), DTYPE(-lr), np.bool_(nesterov), np.int64(b.size)))
-    x12, = _red_loss_and_grad_4.get().tolist()
-    loss = -x12/N
     return loss, (W, b), (_v_W, _v_b)
 
 
@@ -572,37 +524,11 @@ def adam_step(W, b, X, Y, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-08)
     array parameters and the state are updated in place, one kernel each.
     """
     W, b, X, Y, D, K, N = _arguments(W, b, X, Y)
-    x0 = 1.0/N
-    x1 = cp.empty((N, 1), dtype=DTYPE)
-    x3 = cp.empty((N, 1), dtype=DTYPE)
-    _launch('loss_and_grad_0_0', N, (Y, x1, x3, DTYPE(x0), np.int64(K), np.int64(N)))
-    x2 = cp.empty((1, K), dtype=DTYPE)
-    x4 = cp.empty((1, K), dtype=DTYPE)
-    _slices = _slices_for(K, N)
-    _lines = cp.empty(1*_slices*K, dtype=np.float64)
-    _launch('loss_and_grad_0_1', _slices*K, (Y, np.int64(K), np.int64(N), np.int64(_slices), _lines))
-    _launch_blocks('loss_and_grad_0_1_end', K, (x2, x4, DTYPE(x0), np.int64(K), np.int64(N), np.int64(_slices), _lines))
-    x5 = X @ W
-    x6 = cp.empty((N, 1), dtype=DTYPE)
-    _launch('loss_and_grad_2', N, (b, x5, x6, np.int64(K), np.int64(N)))
-    x7 = cp.empty((N, 1), dtype=DTYPE)
-    _launch('loss_and_grad_3', N, (b, x5, x6, x7, np.int64(K), np.int64(N)))
-    x8 = 1.0/N
-    x11 = cp.empty((N, K), dtype=DTYPE)
-    x13 = cp.empty((1, K), dtype=DTYPE)
-    _slices = _slices_for(K, N)
-    _lines = cp.empty(1*_slices*K, dtype=np.float64)
-    _red_loss_and_grad_4 = _reduce('loss_and_grad_4', _slices*K, (Y, b, x3, x5, x6, x7, x11, DTYPE(x8), np.int64(K), np.int64(N), np.int64(_slices), _lines), 1, 0)
-    _launch_blocks('loss_and_grad_4_end', K, (x13, np.int64(K), np.int64(N), np.int64(_slices), _lines))
-    grad_b = cp.empty((1, K), dtype=DTYPE)
-    _launch('loss_and_grad_6', 1*K, (x13, x4, grad_b, np.int64(K)))
-    grad_W = X.T @ x11
+    loss, (grad_W, grad_b) = _loss_and_grad(W, b, X, Y, D, K, N)
     _step, (_m_W, _m_b), (_s_W, _s_b) = state
     _step += 1
     _c1 = lr/(1.0 - beta1**_step)
     _c2 = 1.0/(1.0 - beta2**_step)
     _launch('sg_adam', W.size, (W, _m_W, _s_W, grad_W, DTYPE(beta1), DTYPE(1.0 - beta1), DTYPE(beta2), DTYPE(1.0 - beta2), DTYPE(_c2), DTYPE(eps), DTYPE(_c1), np.int64(W.size)))
     _launch('sg_adam', b.size, (b, _m_b, _s_b, grad_b, DTYPE(beta1), DTYPE(1.0 - beta1), DTYPE(beta2), DTYPE(1.0 - beta2), DTYPE(_c2), DTYPE(eps), DTYPE(_c1), np.int64(b.size)))
-    x12, = _red_loss_and_grad_4.get().tolist()
-    loss = -x12/N
     return loss, (W, b), (_step, (_m_W, _m_b), (_s_W, _s_b))

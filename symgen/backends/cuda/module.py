@@ -605,7 +605,7 @@ def plan(compiled: Compiled, source: str | None, baked: Baked | None = None) -> 
     steps = []
     for u, lines in updates(tuple(p.name for p in params), arrays, results[1:], results[0], baked):
         host = [_HostLine(line.code, line.defines, line.uses) for line in lines]
-        steps.append(replace(u, lines=_schedule([*grad.host, *host])))
+        steps.append(replace(u, lines=_schedule(host)))  # after _loss_and_grad
     ctype = "float" if problem.dtype == "float32" else "double"
     helpers = loss.scalar.helpers | grad.scalar.helpers
     modules = {*loss.scalar.module_imports, *grad.scalar.module_imports}
