@@ -1,0 +1,139 @@
+"""Reliability of training (issue 15): Ctrl-C keeps the progress made, data files are
+read lazily and checked (missing or corrupt chunks, non-numbers, odd CSVs), and every
+mistake is one line with exit status 2."""
+
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import sympy as sp
+
+import symgen
+from examples import curve_fit
+from symgen.cli.commands import interrupted_path, main
+
+CURVE = "examples/curve_fit.py"
+m, d = sp.symbols("M D", integer=True, positive=True)
+X, Y, W = sp.MatrixSymbol("X", m, d), sp.MatrixSymbol("Y", m, 1), sp.MatrixSymbol("w", d, 1)
+LINREG = symgen.Problem(symgen.sum(symgen.square(X * W - Y)), [W], [X, Y], name="linreg")
+
+
+@pytest.fixture(autouse=True)
+def _in_root(root, monkeypatch):
+    monkeypatch.chdir(root)
+
+
+@pytest.fixture(scope="module")
+def linreg():
+    return symgen.compile(LINREG)
+
+
+@pytest.fixture
+def linreg_data():
+    rng = np.random.default_rng(0)
+    return {"X": rng.standard_normal((20, 2)), "Y": rng.standard_normal((20, 1))}
+
+
+@pytest.fixture
+def curve_files(tmp_path):
+    ts, ys = curve_fit.synthetic(n=200)
+    np.savez(tmp_path / "data.npz", t=ts, y=ys)
+    np.savez(tmp_path / "init.npz", **dict(zip("abcdeg", curve_fit.START, strict=True)))
+    return tmp_path
+
+
+def one_error_line(capsys):
+    captured = capsys.readouterr()
+    lines = captured.err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("symgen: error: "), captured.err
+    return lines[0]
+
+
+def train(files, *extra, data="data.npz"):
+    return main(
+        [CURVE, "--data", str(files / data), "--init", str(files / "init.npz"),
+         "--out", str(files / "out.npz"), "--steps", "3", "-q", *extra]
+    )  # fmt: skip
+
+
+# --- Ctrl-C --------------------------------------------------------------------------
+
+
+def test_fit_returns_the_partial_result_when_the_callback_is_interrupted(linreg, linreg_data):
+    def callback(step, loss, params):
+        if step == 4:
+            raise KeyboardInterrupt
+
+    w0 = np.ones((2, 1))
+    result = symgen.fit(
+        linreg, (w0,), linreg_data, optimizer="sgd", lr=0.01, steps=100, callback=callback,
+        progress=False,
+    )  # fmt: skip
+    assert result.stopped == "interrupted" and result.interrupted
+    assert result.steps == len(result.history) == len(result.times) == 4
+    w = w0.copy()
+    for _ in range(4):
+        linreg.sgd_step(w, **linreg_data, lr=0.01)
+    np.testing.assert_array_equal(result.params[0], w)
+    assert np.isfinite(result.loss)
+
+
+class InterruptedStep:
+    """A generated module whose ``sgd_step`` is interrupted on call ``at``, after it has
+    updated the parameters in place (as Ctrl-C in the middle of a step may)."""
+
+    def __init__(self, module, at):
+        self.module, self.at, self.calls = module, at, 0
+        self.PARAMS, self.DATA, self.DTYPE = module.PARAMS, module.DATA, module.DTYPE
+
+    def loss(self, *params, **data):
+        return self.module.loss(*params, **data)
+
+    def sgd_step(self, *params, lr, **data):
+        self.calls += 1
+        out = self.module.sgd_step(*params, **data, lr=lr)
+        if self.calls == self.at:
+            raise KeyboardInterrupt
+        return out
+
+
+def test_fit_undoes_a_step_cut_short_by_ctrl_c(linreg, linreg_data):
+    w0 = np.ones((2, 1))
+    spy = InterruptedStep(linreg, at=3)
+    result = symgen.fit(spy, (w0,), linreg_data, optimizer="sgd", lr=0.01, steps=100,
+                        progress=False)  # fmt: skip
+    assert result.stopped == "interrupted" and result.steps == 2
+    w = w0.copy()
+    for _ in range(2):
+        linreg.sgd_step(w, **linreg_data, lr=0.01)
+    np.testing.assert_array_equal(result.params[0], w)  # step 3's in-place update undone
+    assert "interrupted" in repr(result)
+
+
+def test_ctrl_c_during_train_writes_the_parameters_and_exits_130(curve_files):
+    out = curve_files / "params.npz"
+    command = [sys.executable, "-m", "symgen", "train", CURVE, "--data",
+               str(curve_files / "data.npz"), "--init", str(curve_files / "init.npz"),
+               "--out", str(out), "--steps", "100000000", "--report-every", "100"]  # fmt: skip
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().split()[0] == "step"  # training has begun
+        proc.stdout.readline()
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, stderr
+    lines = stderr.splitlines()
+    assert len(lines) == 1 and "Traceback" not in stderr, stderr
+    assert lines[0].startswith("symgen: interrupted after ")
+    saved = interrupted_path(str(out))
+    assert saved.name == "params.interrupted.npz" and str(saved) in lines[0]
+    assert not out.exists()  # a finished run's output is never overwritten by a partial one
+    with np.load(saved) as params:
+        assert sorted(params.files) == list("abcdeg")
+        assert all(np.isfinite(params[n]) for n in params.files)
+        start = dict(zip("abcdeg", curve_fit.START, strict=True))
+        assert any(float(params[n]) != start[n] for n in params.files)
