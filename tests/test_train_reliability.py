@@ -53,7 +53,7 @@ def one_error_line(capsys):
 
 def train(files, *extra, data="data.npz"):
     return main(
-        [CURVE, "--data", str(files / data), "--init", str(files / "init.npz"),
+        ["train", CURVE, "--data", str(files / data), "--init", str(files / "init.npz"),
          "--out", str(files / "out.npz"), "--steps", "3", "-q", *extra]
     )  # fmt: skip
 
@@ -137,3 +137,69 @@ def test_ctrl_c_during_train_writes_the_parameters_and_exits_130(curve_files):
         assert all(np.isfinite(params[n]) for n in params.files)
         start = dict(zip("abcdeg", curve_fit.START, strict=True))
         assert any(float(params[n]) != start[n] for n in params.files)
+
+
+# --- values that are not real numbers, odd CSVs, hyperparameters out of range -------------
+
+
+@pytest.mark.parametrize(
+    ("bad", "held"),
+    [
+        (np.array([[1 + 2j, 0]] * 20), "complex numbers"),
+        (np.array([["1", "2"]] * 20), "strings"),
+        (np.array([[None, None]] * 20), "Python objects"),
+        (np.array([[True, False]] * 20), "booleans"),
+    ],
+)
+def test_fit_refuses_data_that_are_not_real_numbers(linreg, linreg_data, bad, held):
+    with pytest.raises(TypeError, match=f"data 'X' must hold real numbers, not {held}"):
+        symgen.fit(linreg, (np.ones((2, 1)),), {**linreg_data, "X": bad}, steps=1, progress=False)
+
+
+@pytest.mark.parametrize(("bad", "held"), [(True, "booleans"), ("0.5", "strings"), (1j, "complex")])
+def test_fit_refuses_parameters_that_are_not_real_numbers(bad, held):
+    a, b = sp.symbols("a b")
+    problem = symgen.Problem((a - 1) ** 2 + (b - 2) ** 2, params=[a, b], name="bowl")
+    with pytest.raises(TypeError, match=f"parameter 'a' must hold real numbers, not {held}"):
+        symgen.fit(problem, (bad, 0.0), steps=1, progress=False)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "fragment"),
+    [(complex, "dtype complex128"), (str, "dtype <U"), (bool, "holds booleans")],
+)
+def test_train_refuses_data_files_that_are_not_real_numbers(curve_files, capsys, dtype, fragment):
+    ts, ys = curve_fit.synthetic(n=20)
+    np.savez(curve_files / "bad.npz", t=ts.astype(dtype), y=ys)
+    assert train(curve_files, data="bad.npz") == 2
+    line = one_error_line(capsys)
+    assert "data 't' in " in line and fragment in line
+
+
+def test_train_reads_a_csv_header_after_a_byte_order_mark(curve_files, capsys):
+    ts, ys = curve_fit.synthetic(n=50)
+    rows = "\n".join(f"{t},{y}" for t, y in zip(ts, ys, strict=True))
+    (curve_files / "bom.csv").write_text("t,y\n" + rows + "\n", encoding="utf-8-sig")
+    assert train(curve_files, data="bom.csv") == 0, capsys.readouterr().err
+
+
+def test_train_says_an_empty_csv_is_empty(curve_files, capsys):
+    (curve_files / "empty.csv").write_text("")
+    assert train(curve_files, data="empty.csv") == 2
+    assert "empty.csv is empty" in one_error_line(capsys)
+
+
+@pytest.mark.parametrize(
+    ("option", "fragment"),
+    [("beta1=2", "beta1 must be in [0, 1), got 2.0"), ("eps=0", "eps must be a finite number > 0")],
+)
+def test_train_refuses_hyperparameters_out_of_range(curve_files, capsys, option, fragment):
+    assert train(curve_files, "--hyper", option) == 2
+    assert fragment in one_error_line(capsys)
+    assert not (curve_files / "out.npz").exists()
+
+
+def test_fit_refuses_hyperparameters_out_of_range(linreg, linreg_data):
+    with pytest.raises(ValueError, match=r"momentum must be in \[0, 1\), got 1.5"):
+        symgen.fit(linreg, (np.ones((2, 1)),), linreg_data, optimizer="momentum", momentum=1.5,
+                   steps=1, progress=False)  # fmt: skip

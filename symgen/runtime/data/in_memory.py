@@ -33,7 +33,8 @@ def read_npz(path: str) -> dict[str, np.ndarray]:
 
 
 def read_csv(path: str) -> dict[str, np.ndarray]:
-    """The columns of a ``.csv`` file with a header row, by header name."""
+    """The columns of a ``.csv`` file with a header row, by header name (UTF-8, with or
+    without a byte-order mark)."""
     if not Path(path).is_file():
         raise SpecError(f"file not found: {path}")
     with warnings.catch_warnings():
@@ -46,8 +47,10 @@ def read_csv(path: str) -> dict[str, np.ndarray]:
                 dtype=float,
                 deletechars="",
                 autostrip=True,
-                encoding="utf-8",
+                encoding="utf-8-sig",  # a byte-order mark before the header is not a name
             )
+        except IndexError:  # numpy's genfromtxt on a file without a line
+            raise SpecError(f"{path} is empty: expected a header row naming its columns") from None
         except (ValueError, UnicodeDecodeError) as exc:
             raise SpecError(f"cannot read {path} as .csv: {exc}") from None
     if table.dtype.names is None:
