@@ -203,3 +203,56 @@ def test_fit_refuses_hyperparameters_out_of_range(linreg, linreg_data):
     with pytest.raises(ValueError, match=r"momentum must be in \[0, 1\), got 1.5"):
         symgen.fit(linreg, (np.ones((2, 1)),), linreg_data, optimizer="momentum", momentum=1.5,
                    steps=1, progress=False)  # fmt: skip
+
+
+# --- .npz read lazily -----------------------------------------------------------------
+
+
+def test_an_unused_array_in_an_npz_is_never_read(curve_files, monkeypatch, capsys):
+    ts, ys = curve_fit.synthetic(n=50)
+    np.savez_compressed(curve_files / "big.npz", t=ts, y=ys, unused=np.zeros(2**24))
+    read = []
+    original = np.lib.npyio.NpzFile.__getitem__
+
+    def reading(self, key):
+        read.append(key)
+        return original(self, key)
+
+    monkeypatch.setattr(np.lib.npyio.NpzFile, "__getitem__", reading)
+    assert train(curve_files, data="big.npz") == 0, capsys.readouterr().err
+    assert "unused" not in read and {"t", "y"} <= set(read)
+
+
+def _npz_with_a_lying_header(path, shape):
+    """An .npz whose arrays' headers claim ``shape`` but hold 64 bytes."""
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    header = {"descr": "<f8", "fortran_order": False, "shape": shape}
+    np.lib.format.write_array_header_1_0(buf, header)
+    buf.write(bytes(64))
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("t.npy", buf.getvalue())
+        archive.writestr("y.npy", buf.getvalue())
+
+
+def test_an_npz_header_larger_than_its_entry_is_corrupt_before_anything_is_allocated(
+    curve_files, capsys
+):
+    _npz_with_a_lying_header(curve_files / "lie.npz", (10**12,))
+    assert train(curve_files, data="lie.npz") == 2
+    line = one_error_line(capsys)
+    assert "array 't' in" in line and "is corrupt" in line and "(1000000000000,)" in line
+
+
+def test_an_npz_array_larger_than_memory_is_refused_before_it_is_read(
+    curve_files, capsys, monkeypatch
+):
+    from symgen.runtime.data import in_memory
+
+    monkeypatch.setattr(in_memory, "_memory_bytes", lambda: 1000)
+    ts, ys = curve_fit.synthetic(n=200)  # 1600 bytes each
+    np.savez_compressed(curve_files / "bomb.npz", t=ts, y=ys)
+    assert train(curve_files, data="bomb.npz") == 2
+    assert "more than this machine's memory" in one_error_line(capsys)
