@@ -256,3 +256,53 @@ def test_an_npz_array_larger_than_memory_is_refused_before_it_is_read(
     np.savez_compressed(curve_files / "bomb.npz", t=ts, y=ys)
     assert train(curve_files, data="bomb.npz") == 2
     assert "more than this machine's memory" in one_error_line(capsys)
+
+
+# --- Zarr chunks, lost Dask workers -----------------------------------------------------
+
+
+@pytest.fixture
+def zarr_store(curve_files):
+    pytest.importorskip("zarr")
+    da = pytest.importorskip("dask.array")
+    ts, ys = curve_fit.synthetic(n=200)
+    store = curve_files / "data.zarr"
+    da.from_array(ts, chunks=50).to_zarr(str(store), component="t")
+    da.from_array(ys, chunks=50).to_zarr(str(store), component="y")
+    return store
+
+
+def test_train_on_a_whole_zarr_store(curve_files, zarr_store, capsys):
+    assert train(curve_files, data="data.zarr") == 0, capsys.readouterr().err
+
+
+def test_a_missing_zarr_chunk_is_an_error_naming_the_array_and_chunk(
+    curve_files, zarr_store, capsys
+):
+    (zarr_store / "y" / "c" / "2").unlink()
+    assert train(curve_files, data="data.zarr") == 2
+    line = one_error_line(capsys)
+    assert "array 'y'" in line and "chunk 2 (rows 100 to 149) is missing" in line
+    assert not (curve_files / "out.npz").exists()
+
+
+def test_a_corrupt_zarr_chunk_is_one_line(curve_files, zarr_store, capsys):
+    (zarr_store / "t" / "c" / "1").write_bytes(b"not a zstd frame" * 4)
+    assert train(curve_files, data="data.zarr") == 2
+    line = one_error_line(capsys)
+    assert "array 't'" in line and "chunk 1 cannot be read" in line
+
+
+def test_a_killed_dask_worker_is_one_line(curve_files, capsys, monkeypatch):
+    distributed = pytest.importorskip("distributed")
+    from symgen.cli import commands
+
+    def dying(*args, **kwargs):
+        raise distributed.KilledWorker("symgen-curve_fit-loss-0", "tcp://10.0.0.7:4011", 3)
+
+    monkeypatch.setattr(commands, "fit", dying)
+    assert train(curve_files) == 2
+    line = one_error_line(capsys)
+    assert (
+        "task symgen-curve_fit-loss-0 kept dying (4 tries, the last on tcp://10.0.0.7:4011)" in line
+    )

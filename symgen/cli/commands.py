@@ -31,7 +31,7 @@ from symgen.runtime.data.data_source import read_data
 from symgen.runtime.data.initial_values import read_init
 from symgen.runtime.data.lazy import is_lazy
 from symgen.runtime.data.shapes import check_shapes
-from symgen.runtime.distributed.cluster import connect
+from symgen.runtime.distributed.cluster import connect, lost_worker_errors, lost_worker_message
 from symgen.runtime.distributed.sources import problem_module
 from symgen.runtime.training.fitting import fit
 from symgen.runtime.training.result import NonFiniteError
@@ -217,6 +217,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise ValueError(
             f"{problem.name}: training stopped at step {exc.step}: {exc.reason}; "
             f"nothing written; try a smaller --lr than {lr:g}"
+        ) from None
+    except lost_worker_errors() as exc:
+        raise ValueError(
+            f"{problem.name}: training stopped: {lost_worker_message(exc)}; nothing written"
         ) from None
     trained = {n: np.asarray(v) for n, v in zip(module.PARAMS, result.params, strict=True)}
     if result.interrupted:
