@@ -306,3 +306,17 @@ def test_a_killed_dask_worker_is_one_line(curve_files, capsys, monkeypatch):
     assert (
         "task symgen-curve_fit-loss-0 kept dying (4 tries, the last on tcp://10.0.0.7:4011)" in line
     )
+
+
+def test_a_corrupt_parquet_row_group_is_one_line_naming_the_file(curve_files, capsys):
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    ts, ys = curve_fit.synthetic(n=2000)
+    path = curve_files / "data.parquet"
+    pq.write_table(pa.table({"t": ts, "y": ys}), path, row_group_size=500, compression="zstd")
+    corrupt = bytearray(path.read_bytes())
+    corrupt[100:300] = bytes(b ^ 0x5A for b in corrupt[100:300])  # inside the first page
+    path.write_bytes(bytes(corrupt))
+    assert train(curve_files, data="data.parquet") == 2
+    line = one_error_line(capsys)
+    assert "data.parquet: row group(s) 0 cannot be read" in line
