@@ -3,7 +3,8 @@
 Conventions (docs/API.md, "Command line conventions"): results on stdout, errors on
 stderr as one ``symgen: error: ...`` line and exit status 2, a usage mistake (an
 unknown command or option, a missing argument) with the usage line above it and a
-suggestion for a misspelt choice; ``check`` exits 1 when a generated file is stale.
+suggestion for a misspelt choice; ``check`` exits 1 when a generated file is stale;
+Ctrl-C is one ``symgen: interrupted ...`` line and exit status 130.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from symgen.runtime.data.data_source import read_data
 from symgen.runtime.data.initial_values import read_init
 from symgen.runtime.data.lazy import is_lazy
 from symgen.runtime.data.shapes import check_shapes
-from symgen.runtime.distributed.cluster import connect
+from symgen.runtime.distributed.cluster import connect, lost_worker_errors, lost_worker_message
 from symgen.runtime.distributed.sources import problem_module
 from symgen.runtime.training.fitting import fit
 from symgen.runtime.training.result import NonFiniteError
@@ -217,10 +218,15 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"{problem.name}: training stopped at step {exc.step}: {exc.reason}; "
             f"nothing written; try a smaller --lr than {lr:g}"
         ) from None
+    except lost_worker_errors() as exc:
+        raise ValueError(
+            f"{problem.name}: training stopped: {lost_worker_message(exc)}; nothing written"
+        ) from None
+    trained = {n: np.asarray(v) for n, v in zip(module.PARAMS, result.params, strict=True)}
+    if result.interrupted:
+        return _interrupted(args, result.steps, trained)
     with open(args.out, "wb") as handle:
-        np.savez(
-            handle, **{n: np.asarray(v) for n, v in zip(module.PARAMS, result.params, strict=True)}
-        )
+        np.savez(handle, **trained)
     print(f"wrote {args.out}")
     if args.plot:
         batches = None
@@ -236,6 +242,32 @@ def cmd_train(args: argparse.Namespace) -> int:
     epochs = f", {result.epochs:.4g} epochs" if args.batch_size else ""
     print(f"loss {first}{result.loss:.6g} after {result.steps} {args.optimizer} steps{epochs}{why}")
     return 0
+
+
+#: The exit status of a command stopped by Ctrl-C (128 + SIGINT, as shells report it).
+INTERRUPTED = 130
+
+
+def interrupted_path(out: str) -> Path:
+    """Where ``train --out OUT`` writes the parameters of a run stopped by Ctrl-C:
+    ``params.npz`` -> ``params.interrupted.npz`` (never over a finished run's ``OUT``)."""
+    path = Path(out)
+    return path.with_name(f"{path.stem}.interrupted{path.suffix or '.npz'}")
+
+
+def _interrupted(args: argparse.Namespace, steps: int, trained: dict[str, object]) -> int:
+    """Save the parameters of a run stopped by Ctrl-C after ``steps`` steps; one line."""
+    import numpy as np
+
+    path = interrupted_path(args.out)
+    with open(path, "wb") as handle:
+        np.savez(handle, **trained)
+    print(
+        f"symgen: interrupted after {steps} of {args.steps} steps; wrote the parameters "
+        f"reached to {path} (resume with --init {path})",
+        file=sys.stderr,
+    )
+    return INTERRUPTED
 
 
 SPEC_HELP = (
@@ -405,6 +437,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parse(argv)
         return COMMANDS[args.command](args)
+    except KeyboardInterrupt:  # before or after training (train handles it during)
+        print("symgen: interrupted", file=sys.stderr)
+        return INTERRUPTED
     except UsageError as exc:
         sys.stderr.write(exc.usage)
         print(f"symgen: error: {exc}", file=sys.stderr)

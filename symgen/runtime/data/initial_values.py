@@ -47,9 +47,10 @@ def read_init(problem: Problem, items: list[str]) -> dict[str, Value]:
             values[name] = Value(np.asarray(number), f"from --init {item}")
         else:
             files.append(item)
-            for name, array in read_npz(item).items():
+            arrays = read_npz(item)  # only the parameters' arrays are read
+            for name in arrays:
                 if name in param_slots:
-                    values[name] = numeric(param_slots[name], Value(array, f"in {item}"))
+                    values[name] = numeric(param_slots[name], Value(arrays[name], f"in {item}"))
     for name, slot in param_slots.items():
         if name not in values:
             where = f"not in {', '.join(files)}; " if files else ""

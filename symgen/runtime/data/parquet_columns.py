@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from symgen.errors import SpecError
 from symgen.runtime.data.lazy import pyarrow_modules
 
 
@@ -103,7 +104,14 @@ class ParquetColumns:
     def _read(self, run: list[int]) -> np.ndarray:
         """Consecutive pieces of one file as an array of ``self.dtype``."""
         path = self.pieces[run[0]][0]
-        table = read_row_groups(path, [self.pieces[k][1] for k in run], list(self.columns))
+        groups = [self.pieces[k][1] for k in run]
+        try:
+            table = read_row_groups(path, groups, list(self.columns))
+        except (OSError, ValueError) as exc:  # pyarrow's ArrowIOError, ArrowInvalid
+            raise SpecError(
+                f"columns {', '.join(self.columns)} of {path}: row group(s) "
+                f"{', '.join(map(str, groups))} cannot be read ({exc})"
+            ) from None
         pa, _ = pyarrow_modules(path)
         target = pa.float32() if self.dtype == np.float32 else pa.float64()
         rows = table.num_rows

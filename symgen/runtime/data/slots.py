@@ -60,13 +60,19 @@ def slots(problem: Problem) -> tuple[Slot, ...]:
 
 
 def numeric(slot: Slot, value: Value) -> Value:
-    """``value`` as an array of real numbers (integers and booleans converted), checked
-    finite unless it is read lazily; ``SpecError`` naming the first bad entry."""
+    """``value`` as an array of real numbers (integers converted), checked finite unless
+    it is read lazily; ``SpecError`` naming the array for booleans, complex numbers,
+    strings and objects, or naming the first bad entry."""
     array = value.array
     label = f"{slot.role} {slot.name!r} {value.source}"
     if not isinstance(array, np.ndarray) and not hasattr(array, "dask"):
         array = np.asarray(array)
-    if array.dtype == bool or np.issubdtype(array.dtype, np.integer):
+    if array.dtype == bool:
+        raise SpecError(
+            f"{label} holds booleans (dtype bool), not real numbers; "
+            "save it as numbers (e.g. x.astype(float)) if 0 and 1 are meant"
+        )
+    if np.issubdtype(array.dtype, np.integer):
         array = array.astype(float)
     if not np.issubdtype(array.dtype, np.floating):
         raise SpecError(f"{label} is not an array of real numbers (dtype {array.dtype})")

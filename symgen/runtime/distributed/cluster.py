@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 
@@ -30,3 +31,25 @@ def connect() -> Any:
         return default_client()
     except ValueError:
         return Client(address)
+
+
+def lost_worker_errors() -> tuple[type[BaseException], ...]:
+    """What ``dask.distributed`` raises when the workers running a task kept dying
+    (``KilledWorker``); none while it is not loaded (then it cannot have raised it)."""
+    module = sys.modules.get("distributed")
+    killed = getattr(module, "KilledWorker", None)
+    return (killed,) if killed is not None else ()
+
+
+def lost_worker_message(error: BaseException) -> str:
+    """One line for a ``KilledWorker``: which task, how many tries, the last worker."""
+    task = getattr(error, "task", None) or (error.args[0] if error.args else "?")
+    tries = getattr(error, "allowed_failures", None)
+    worker = getattr(error, "last_worker", None)
+    address = getattr(worker, "address", worker)
+    return (
+        f"the Dask workers running task {task} kept dying"
+        + (f" ({tries + 1} tries" if isinstance(tries, int) else " (")
+        + (f", the last on {address})" if address else ")")
+        + "; look at the workers' logs and memory limits"
+    )

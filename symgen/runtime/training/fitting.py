@@ -93,6 +93,10 @@ def fit(
     loss elapsed``) every ``report_every`` steps (default: about 10 lines);
     ``False`` prints nothing.
 
+    Ctrl-C (a ``KeyboardInterrupt`` in a step, the callback or the progress output)
+    stops the fit cleanly: it returns the ``FitResult`` of the steps completed so far,
+    with ``stopped == "interrupted"`` (``.interrupted``); a step cut short is undone.
+
     A NaN or infinite loss or parameter stops the fit: the parameters are put
     back to the last finite ones and ``NonFiniteError`` (a
     ``FloatingPointError``) is raised, naming the step and the parameter, with

@@ -49,6 +49,7 @@ def initial_params(
         )
     out = []
     for pname, value in zip(names, params, strict=True):
+        real_numbers(name, f"parameter {pname!r}", value)
         if np.ndim(value) == 0:
             try:
                 number = float(value)
@@ -131,6 +132,7 @@ def data_arrays(
     arrays: dict[str, Any] = {}
     for dname in names:
         value = data[dname]
+        real_numbers(name, f"data {dname!r}", value)
         if lazy and hasattr(value, "dask"):
             arrays[dname] = value
         elif np.ndim(value) == 0:
@@ -146,3 +148,22 @@ def data_arrays(
                     f"{name}: data {dname!r} must be an array of numbers: {exc}"
                 ) from None
     return arrays
+
+
+#: What arrays of other kinds of dtype hold, for messages (``numpy.dtype.kind``).
+_NOT_REAL = {"b": "booleans", "c": "complex numbers", "O": "Python objects", "U": "strings",
+             "S": "bytes", "M": "dates", "m": "time spans", "V": "records"}  # fmt: skip
+
+
+def real_numbers(name: str, what: str, value: Any) -> None:
+    """``TypeError`` naming ``what`` unless ``value`` holds integers or real floats (never
+    converted: complex numbers would lose their imaginary part, strings be parsed,
+    ``None`` become NaN, booleans pass for 0 and 1)."""
+    dtype = getattr(value, "dtype", None)  # NumPy, CuPy and Dask arrays, NumPy scalars
+    try:
+        kind = np.dtype(dtype).kind if dtype is not None else np.asarray(value).dtype.kind
+    except (TypeError, ValueError):  # ragged lists and the like: the conversion says so
+        return
+    if kind not in "iuf":
+        held = _NOT_REAL.get(kind, f"dtype kind {kind!r}")
+        raise TypeError(f"{name}: {what} must hold real numbers, not {held}")

@@ -1,5 +1,9 @@
 """The step loop of ``fit``: take a batch, step, check for non-finite values, record the
-loss and the time, report progress, and ask the stopping rules whether to go on."""
+loss and the time, report progress, and ask the stopping rules whether to go on.
+
+A ``KeyboardInterrupt`` (Ctrl-C) ends the loop with the parameters after the last
+completed step: a step it cuts short is undone (its array parameters put back from the
+copy taken before it, its loss and time not recorded)."""
 
 from __future__ import annotations
 
@@ -32,8 +36,8 @@ class Steps:
 @dataclass(frozen=True)
 class Outcome:
     """How the loop ended: the parameters it kept, why it stopped (``"steps"``,
-    ``"tolerance"``, ``"callback"`` or ``"non-finite"``) and, for ``"non-finite"``, what
-    went non-finite."""
+    ``"tolerance"``, ``"callback"``, ``"non-finite"`` or ``"interrupted"``) and, for
+    ``"non-finite"``, what went non-finite."""
 
     params: tuple[Any, ...] | list[Any]
     stopped: str
@@ -56,12 +60,14 @@ def run_steps(
     backups = Backups(params, xp)
     rows = steps.rows
     current: tuple[Any, ...] | list[Any] = params
+    done = _Done(current, rows.seen, len(history))
     start = time.perf_counter()
     try:
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             for step in range(1, settings.steps + 1):
                 batch, seen = next(steps.batches)
                 backups.save(current)
+                done.complete = False
                 loss, new, failure = checked_step(steps.advance, current, batch, step, names, xp)
                 if failure is not None:
                     backups.restore(current)
@@ -71,13 +77,31 @@ def run_steps(
                 history.append(float(loss))
                 elapsed = time.perf_counter() - start
                 times.append(elapsed)
+                done = _Done(current, rows.seen, len(history))
                 reporter.update(step, rows, loss, elapsed)
                 stopped = stop_reason(settings, step, float(loss), current, history)
                 if stopped is not None:
                     return Outcome(current, stopped)
         return Outcome(current, "steps")
+    except KeyboardInterrupt:
+        if not done.complete:  # cut short inside a step: undo it
+            backups.restore(done.params)
+            rows.seen = done.seen
+            del history[done.recorded :], times[done.recorded :]
+        return Outcome(done.params, "interrupted")
     finally:
         reporter.close(len(history), rows, history[-1] if history else None, _elapsed(times))
+
+
+@dataclass
+class _Done:
+    """The state after the last completed step (what a Ctrl-C keeps): its parameters, the
+    rows seen and the losses recorded; ``complete`` is False while a step is under way."""
+
+    params: tuple[Any, ...] | list[Any]
+    seen: int
+    recorded: int
+    complete: bool = True
 
 
 def _elapsed(times: list[float]) -> float:

@@ -103,6 +103,10 @@ def step_function(
             f"fit() got unexpected hyperparameter(s) {', '.join(map(repr, unknown))} for "
             f"optimizer {optimizer!r}; it takes {', '.join(sorted(accepted)) or 'none besides lr'}"
         )
+    # in range (beta1 in [0, 1), eps > 0, ...) as for baking: SpecError, a ValueError
+    optimizers.bake(
+        optimizer, lr=lr, **{n: v for n, v in hyper.items() if n in optimizers.HYPERPARAMETERS}
+    )
     options = dict(hyper, lr=lr)
     if optimizer == "nesterov":
         options["nesterov"] = True

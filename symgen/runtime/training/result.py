@@ -34,8 +34,10 @@ class FitResult:
     loss (on that step's batch) before step ``i + 1``, i.e. at the parameters
     after step ``i``. ``times[i]``: seconds since the fit started, at the end of
     step ``i + 1``. ``steps``: steps run (``len(history)``). ``stopped``: why it
-    stopped, ``"steps"``, ``"tolerance"``, ``"callback"`` or ``"non-finite"``.
-    ``epochs``: passes over the data. ``loss``: the loss at ``params`` over all the data.
+    stopped, ``"steps"``, ``"tolerance"``, ``"callback"``, ``"non-finite"`` or
+    ``"interrupted"`` (Ctrl-C, ``KeyboardInterrupt``: ``params`` are those after the last
+    completed step; ``interrupted`` is True). ``epochs``: passes over the data. ``loss``:
+    the loss at ``params`` over all the data.
     """
 
     params: tuple[Any, ...]
@@ -45,6 +47,11 @@ class FitResult:
     stopped: str = "steps"
     epochs: float = 0.0
     loss: float = math.nan
+
+    @property
+    def interrupted(self) -> bool:
+        """Whether the fit was stopped by Ctrl-C (``KeyboardInterrupt``)."""
+        return self.stopped == "interrupted"
 
     def __repr__(self) -> str:
         first = f"{self.history[0]:.6g} -> " if self.history else ""
