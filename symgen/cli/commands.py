@@ -89,7 +89,7 @@ def _outputs(args: argparse.Namespace) -> dict[Path, str]:
     for problem in loaded.problems:
         for backend in args.backend or ["numpy"]:
             files[out / f"{problem.name}_{backend}.py"] = generate(
-                problem, backend, source=loaded.source, **baking
+                problem, backend, source=loaded.origin, **baking
             )
     return files
 
