@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import math
 import sys
 from pathlib import Path
 
@@ -18,10 +19,11 @@ import sympy as sp
 
 from symgen.api import BACKENDS, generate
 from symgen.api import compile as compile_problem
+from symgen.cli import budget
 from symgen.cli import show as show_module
 from symgen.cli.specfile import load
 from symgen.codegen import optimizers
-from symgen.codegen.formulas import derivative
+from symgen.codegen.formulas import derivative, value_at
 from symgen.codegen.optimizers import DEFAULT_LR, DEFAULTS, OPTIMIZERS, bake, help_text
 from symgen.compiler.exprparse import parse_assignment, parse_expression
 from symgen.errors import SpecError
@@ -88,7 +90,7 @@ def _outputs(args: argparse.Namespace) -> dict[Path, str]:
     for problem in loaded.problems:
         for backend in args.backend or ["numpy"]:
             files[out / f"{problem.name}_{backend}.py"] = generate(
-                problem, backend, source=loaded.source, **baking
+                problem, backend, source=loaded.origin, **baking
             )
     return files
 
@@ -116,29 +118,34 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_show(args: argparse.Namespace) -> int:
-    problems = load(args.spec).problems
+def _shown(args: argparse.Namespace) -> str:
+    """``symgen show``'s answer (the worker's work: see ``budget``)."""
     blocks = []
-    for problem in problems:
+    for problem in load(args.spec).problems:
         block = show_module.render(problem, args.format)
         if args.program:
             block += "\n\n" + show_module.program(problem)
         blocks.append(block)
-    print("\n\n".join(blocks))
+    return "\n\n".join(blocks)
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    print(budget.run(lambda: _shown(args), "showing the derivatives"))
     return 0
 
 
-def _number(value: sp.Expr) -> str:
-    if value.is_Integer or value.is_Rational and value.q == 1:
-        return str(value)
-    if value.has(sp.zoo, sp.oo, -sp.oo, sp.nan):
-        raise SpecError(f"the derivative is not finite at that point: {value}")
-    if value.is_real is False or value.has(sp.I):
-        raise SpecError(f"the derivative is not real at that point: {value}")
-    return repr(float(value))
+def _number(value: float) -> str:
+    """A float64 as ``symgen diff --at`` prints it: integers without ``.0``; inf is an error."""
+    if math.isinf(value):
+        sign = "-" if value < 0 else ""
+        raise SpecError(f"the derivative overflows float64 at that point ({sign}inf in float64)")
+    if value.is_integer() and abs(value) < 2**53:
+        return str(int(value))
+    return repr(value)
 
 
-def cmd_diff(args: argparse.Namespace) -> int:
+def _derivatives(args: argparse.Namespace) -> str:
+    """``symgen diff``'s answer (the worker's work: see ``budget``)."""
     expr = parse_expression(args.expr)
     free = {s.name: s for s in expr.free_symbols}
     point = dict(parse_assignment(a) for a in args.at or [])
@@ -146,17 +153,22 @@ def cmd_diff(args: argparse.Namespace) -> int:
     for name in wrt + list(point):
         if name not in free:
             raise SpecError(f"'{name}' does not appear in {args.expr}")
+    lines = []
     for name in wrt:
         d = derivative(expr, free[name])
         prefix = f"d/d{name}: " if len(wrt) > 1 else ""
         if point:
-            value = d.xreplace({free[k]: v for k, v in point.items()})
-            missing = sorted(s.name for s in value.free_symbols)
+            missing = sorted(s.name for s in d.free_symbols if s.name not in point)
             if missing:
                 raise SpecError(f"--at gives no value for {', '.join(missing)}")
-            print(f"{prefix}{_number(sp.N(value, 15) if not value.is_Rational else value)}")
+            lines.append(prefix + _number(value_at(d, {free[k]: v for k, v in point.items()})))
         else:
-            print(f"{prefix}{sp.sstr(d)}")
+            lines.append(f"{prefix}{sp.sstr(d)}")
+    return "\n".join(lines)
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    print(budget.run(lambda: _derivatives(args), "the derivative"))
     return 0
 
 
@@ -423,11 +435,39 @@ COMMANDS = {
 }
 
 
+#: What ``symgen diff`` reads as an option; any other word starting with "-" is EXPR.
+DIFF_OPTIONS = ("-h", "--help", "--wrt", "--at")
+
+
+def _expression_last(argv: list[str]) -> list[str]:
+    """``diff "-x**2" --wrt x`` as ``diff --wrt x -- "-x**2"``: argparse would read an
+    expression that starts with "-" as an unknown option (it takes only negative
+    numbers, or words with a space, as positional)."""
+    argv = list(argv)
+    if not argv or argv[0] != "diff" or "--" in argv:
+        return argv
+    for i, word in enumerate(argv[1:], 1):
+        option = word.partition("=")[0]
+        takes_value = argv[i - 1] in DIFF_OPTIONS[2:]
+        if word.startswith("-") and not takes_value and not _is_option(option):
+            return [*argv[:i], *argv[i + 1 :], "--", word]
+    return argv
+
+
+def _is_option(word: str) -> bool:
+    """``word`` names a ``diff`` option, or abbreviates a long one as argparse allows."""
+    return word in DIFF_OPTIONS or (
+        word.startswith("--") and any(o.startswith(word) for o in DIFF_OPTIONS if o[1] == "-")
+    )
+
+
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     """The parsed command line; an option that its subcommand does not know is an error
     with that subcommand's usage (argparse's own would show the top-level usage)."""
     parser = build_parser()
-    args, unknown = parser.parse_known_args(argv)
+    args, unknown = parser.parse_known_args(
+        _expression_last(sys.argv[1:] if argv is None else argv)
+    )
     if unknown:
         parser.commands[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     return args

@@ -24,12 +24,41 @@ from pathlib import Path
 from symgen.compiler.problem import Problem
 from symgen.errors import SpecError
 
+#: Files that mark a project's root folder: a spec's path in headers starts there.
+PROJECT_MARKERS = ("pyproject.toml", "setup.py", "setup.cfg", ".git")
+
 
 @dataclass(frozen=True)
 class Spec:
     problems: tuple[Problem, ...]
-    #: Where the spec came from, as written in generated headers.
+    #: Where the spec came from, as messages name it (a path relative to the cwd).
     source: str
+    #: The spec file (None for ``package.module:attr``), and the ``:attr`` part.
+    file: Path | None = None
+    attr: str = ""
+
+    @property
+    def origin(self) -> str:
+        """Where the spec came from, as generated headers say: the same wherever symgen
+        runs from. A spec file is named by its path from its project's root (the nearest
+        folder above it holding one of ``PROJECT_MARKERS``), or by its file name when it
+        is in no project; a module spec by its dotted name."""
+        if self.file is None:
+            return self.source
+        file = self.file.resolve()
+        root = project_root(file.parent)
+        path = file.relative_to(root).as_posix() if root else file.name
+        return f"{path}:{self.attr}" if self.attr else path
+
+
+def project_root(folder: Path) -> Path | None:
+    """The nearest of ``folder`` and the folders above it that holds one of
+    ``PROJECT_MARKERS``; None if none does."""
+    folder = Path(folder).resolve()
+    for candidate in (folder, *folder.parents):
+        if any((candidate / marker).exists() for marker in PROJECT_MARKERS):
+            return candidate
+    return None
 
 
 def _display_path(path: Path) -> str:
@@ -132,11 +161,12 @@ def load(spec: str) -> Spec:
             raise SpecError(f"cannot import {target!r}: {exc}") from exc
         source = target
         stem = target.rpartition(".")[2]
+        path = None
     if attr:
         if not hasattr(module, attr):
             raise SpecError(f"{source} has no attribute {attr!r}")
         problems = _as_problems(getattr(module, attr), f"{source}:{attr}", _identifier(attr))
-        return Spec(_distinct(problems, f"{source}:{attr}"), f"{source}:{attr}")
+        return Spec(_distinct(problems, f"{source}:{attr}"), f"{source}:{attr}", path, attr)
     found = {
         k: v for k, v in vars(module).items() if isinstance(v, Problem) and not k.startswith("_")
     }
@@ -159,7 +189,7 @@ def load(spec: str) -> Spec:
     if len(unique) > 1:
         names = ", ".join(sorted(found))
         raise SpecError(f"{source} defines several Problems ({names}); pick one with {source}:NAME")
-    return Spec(_as_problems(unique[0], source, _identifier(stem)), source)
+    return Spec(_as_problems(unique[0], source, _identifier(stem)), source, path)
 
 
 def _distinct(problems: tuple[Problem, ...], where: str) -> tuple[Problem, ...]:

@@ -9,7 +9,11 @@ small enough for that to be quick.
 
 from __future__ import annotations
 
+import math
+
 import sympy as sp
+from mpmath import libmp as mlib
+from sympy.core.evalf import PrecisionExhausted
 from sympy.matrices.expressions import MatrixExpr
 from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 from sympy.printing.latex import LatexPrinter
@@ -23,17 +27,54 @@ from symgen.compiler.ir import Const, Eye, Input, Map, MatMul, Reduce, Transpose
 from symgen.compiler.problem import Problem
 from symgen.compiler.scalar_functions import BY_CLASS
 
+#: Working precision (decimal digits) up to which ``value_at`` tells a value from zero.
+MAX_DIGITS = 3000
+
+#: ``readable`` leaves an expression of more operations than this as it is.
+REWRITE_LIMIT = 2000
+
+#: ``expand`` is only tried when its result has at most this many terms (see ``expanded_terms``).
+EXPAND_LIMIT = 1000
+
 #: ``simplify`` is only tried below this many operations (it can take seconds on big inputs).
 SIMPLIFY_LIMIT = 60
 
 
 def readable(expr: sp.Expr) -> sp.Expr:
     """The shortest of ``expr``, its common factors pulled out, ``expand(expr)``
-    and (when small) ``simplify(expr)``; the first of equals wins."""
-    candidates = [expr, sp.factor_terms(expr), sp.expand(expr)]
-    if sp.count_ops(expr) <= SIMPLIFY_LIMIT:
-        candidates.append(sp.simplify(expr))
+    and (when small) ``simplify(expr)``; the first of equals wins. Nothing is tried on an
+    expression of more than ``REWRITE_LIMIT`` operations, nor ``expand`` or ``simplify``
+    where expanding would write more than ``EXPAND_LIMIT`` terms: their time and memory
+    grow too fast (``(x + 1)**10**9``, a power tower)."""
+    ops = sp.count_ops(expr)
+    if ops > REWRITE_LIMIT:
+        return expr
+    candidates = [expr, sp.factor_terms(expr)]
+    if expanded_terms(expr) <= EXPAND_LIMIT:
+        candidates.append(sp.expand(expr))
+        if ops <= SIMPLIFY_LIMIT:
+            candidates.append(sp.simplify(expr))
     return min(candidates, key=sp.count_ops)  # min keeps the first of equals
+
+
+def expanded_terms(expr: sp.Expr) -> int:
+    """An upper bound on the number of terms in the largest sum that ``expand(expr)``
+    writes (``(x + y)**10000`` has 10001), computed without expanding."""
+    terms: dict[sp.Basic, int] = {}
+    for node in sp.postorder_traversal(expr):
+        if node in terms:
+            continue
+        if node.is_Add:
+            count = sum(terms.get(a, 1) for a in node.args)
+        elif node.is_Mul:
+            count = math.prod(terms.get(a, 1) for a in node.args)
+        elif node.is_Pow and node.exp.is_Integer:
+            n, k = abs(int(node.exp)), terms.get(node.base, 1)
+            count = 1 if k == 1 else math.comb(n + k - 1, k - 1) if n < 10**6 else 10**6 * k
+        else:  # a function or symbol: one term (its arguments are counted on their own)
+            count = 1
+        terms[node] = min(count, 10**9)
+    return max(terms.values(), default=1)
 
 
 def derivative(expr: sp.Expr, wrt: sp.Symbol) -> sp.Expr:
@@ -43,6 +84,46 @@ def derivative(expr: sp.Expr, wrt: sp.Symbol) -> sp.Expr:
     wrt_real = real.get(wrt, sp.Symbol(wrt.name, real=True))
     d = sp.diff(expr.xreplace(real), wrt_real)
     return _pull_number(readable(d).xreplace(back))
+
+
+def value_at(expr: sp.Expr, point: dict[sp.Symbol, sp.Expr]) -> float:
+    """``expr`` where ``point`` says, computed to 20 significant digits and rounded to the
+    nearest float64 (``inf`` when it overflows float64, 0.0 when it underflows or cannot be
+    told from zero with ``MAX_DIGITS`` digits of working precision).
+
+    Nothing is evaluated exactly (``2**(2**x)`` at ``x=100`` would be an integer of 2**100
+    bits): the values go in unevaluated, functions are applied to them (symgen's written
+    out as their meaning: ``sigmoid(z)`` as ``1/(1 + exp(-z))``), and SymPy's ``evalf``
+    raises its working precision until the digits are right (``1 - sigmoid(400)`` is
+    1.9e-174, not 0).
+    Raises ``ValueError`` when the value is not finite or not real.
+    """
+    with sp.evaluate(False):
+        value = expr.xreplace(point)
+    value = value.replace(lambda e: isinstance(e, sp.Function), _function_value)
+    try:
+        number = value.evalf(20, strict=True, maxn=MAX_DIGITS)
+    except PrecisionExhausted:
+        return 0.0
+    except OverflowError:  # an exponent too large even for mpmath's floats
+        return math.inf
+    if (
+        number.has(sp.zoo, sp.oo, -sp.oo, sp.nan)
+        or not number.is_Number
+        and number.is_finite is False
+    ):
+        raise ValueError(f"the derivative is not finite at that point: {number}")
+    if number.has(sp.I) or not number.is_Float:
+        raise ValueError(f"the derivative is not real at that point: {sp.N(number, 6)}")
+    return float(mlib.to_str(number._mpf_, 20))
+
+
+def _function_value(call: sp.Function) -> sp.Expr:
+    """A function of numbers, evaluated (``Heaviside(2, 0)`` is 1), symgen's as their meaning."""
+    home = BY_CLASS.get(type(call))
+    if home is not None and home.meaning is not None:
+        return home.meaning(*call.args)
+    return call.func(*call.args)
 
 
 def _pull_number(expr: sp.Expr) -> sp.Expr:
