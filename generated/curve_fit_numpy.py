@@ -22,7 +22,8 @@ DTYPE = np.float64
 
 def _as_scalar(name, value):
     try:
-        if np.ndim(value) == 0 and not isinstance(value, (str, bytes)):
+        # Not bools, complex numbers or strings, which float() would also take.
+        if np.ndim(value) == 0 and np.asarray(value).dtype.kind in "fiuO":
             return float(value)
     except (TypeError, ValueError):
         pass
@@ -32,11 +33,21 @@ def _as_scalar(name, value):
     )
 
 
+def _not_real(what, array):
+    raise TypeError(
+        f"curve_fit: {what} must be an array of numbers (ints or floats), got dtype"
+        f" {array.dtype}: pass real values as {np.dtype(DTYPE).name}"
+    )
+
+
 def _as_samples(name, value):
     try:
-        array = np.asarray(value, dtype=DTYPE)
+        array = np.asarray(value)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"curve_fit: data {name!r} must be an array of numbers: {exc}") from None
+    if array.dtype.kind not in "fiu":
+        _not_real(f"data {name!r}", array)
+    array = array.astype(DTYPE, copy=False)
     if array.ndim != 1:
         raise ValueError(
             f"curve_fit: data {name!r} must be a 1-D array of samples, shape (N,);"

@@ -18,16 +18,50 @@ DATA = ('X', 't')
 DTYPE = np.float64
 
 
+def _not_real(what, array):
+    raise TypeError(
+        f"logistic: {what} must be an array of numbers (ints or floats), got dtype"
+        f" {array.dtype}: pass real values as {np.dtype(DTYPE).name}"
+    )
+
+
 def _as_matrix(name, value, shape):
     try:
-        array = np.asarray(value, dtype=DTYPE)
+        array = np.asarray(value)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"logistic: {name!r} must be an array of numbers: {exc}") from None
+    if array.dtype.kind not in "fiu":
+        _not_real(repr(name), array)
+    array = array.astype(DTYPE, copy=False)
     if array.ndim != 2:
         raise ValueError(
             f"logistic: {name!r} must be a 2-D array of shape {shape}, got shape {array.shape}"
         )
     return array
+
+
+def _in_place(name, value):
+    """A step updates ``value`` in place: it must be a writable array of DTYPE."""
+    dtype = np.dtype(DTYPE).name
+    if not isinstance(value, np.ndarray) or value.dtype != DTYPE:
+        what = value.dtype if isinstance(value, np.ndarray) else f"a {type(value).__name__}"
+        raise TypeError(
+            f"logistic: {name} is {what}; this module updates parameters in place in"
+            f" {dtype}: pass {name} as a NumPy array of {dtype}, e.g. {name}.astype(np.{dtype})"
+        )
+    if not value.flags.writeable:
+        raise ValueError(f"logistic: {name} is read-only; a step updates it in place")
+
+
+def _apart(*arrays, updated):
+    """The first ``updated`` arrays (parameters) share no memory with any other argument."""
+    for i, (name, array) in enumerate(arrays[:updated]):
+        for other, array2 in arrays[i + 1:]:
+            if np.shares_memory(array, array2):
+                raise ValueError(
+                    f"logistic: {name} and {other} share memory; a step updates {name}"
+                    f" in place: pass separate arrays (e.g. {name}.copy())"
+                )
 
 
 def _wrong_dim(name, array, axis, dim, expected, source, source_axis):
@@ -117,7 +151,9 @@ def sgd_step(w, X, t, *, lr):
     Returns (loss before the step, new parameters);
     array parameters are updated in place.
     """
+    _in_place("w", w)
     w, X, t, D, N = _arguments(w, X, t)
+    _apart(("w", w), ("X", X), ("t", t), updated=1)
     loss, (grad_w, ) = _loss_and_grad(w, X, t, D, N)
     w -= lr*grad_w
     return loss, (w,)
@@ -135,7 +171,9 @@ def momentum_step(w, X, t, *, state, lr, momentum=0.9, nesterov=False):
     Returns (loss before the step, new parameters, new state);
     array parameters and the state are updated in place.
     """
+    _in_place("w", w)
     w, X, t, D, N = _arguments(w, X, t)
+    _apart(("w", w), ("X", X), ("t", t), updated=1)
     loss, (grad_w, ) = _loss_and_grad(w, X, t, D, N)
     (_v_w,) = state
     _v_w *= momentum
@@ -162,7 +200,9 @@ def adam_step(w, X, t, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-08):
     Returns (loss before the step, new parameters, new state);
     array parameters and the state are updated in place.
     """
+    _in_place("w", w)
     w, X, t, D, N = _arguments(w, X, t)
+    _apart(("w", w), ("X", X), ("t", t), updated=1)
     loss, (grad_w, ) = _loss_and_grad(w, X, t, D, N)
     _step, (_m_w,), (_s_w,) = state
     _step += 1

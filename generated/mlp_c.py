@@ -366,11 +366,21 @@ def _remove_stale_builds(folder):
             pass
 
 
+def _not_real(what, array):
+    raise TypeError(
+        f"mlp: {what} must be an array of numbers (ints or floats), got dtype"
+        f" {array.dtype}: pass real values as {np.dtype(DTYPE).name}"
+    )
+
+
 def _as_matrix(name, value, shape):
     try:
-        array = np.asarray(value, dtype=DTYPE)
+        array = np.asarray(value)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"mlp: {name!r} must be an array of numbers: {exc}") from None
+    if array.dtype.kind not in "fiu":
+        _not_real(repr(name), array)
+    array = array.astype(DTYPE, copy=False)
     if array.ndim != 2:
         raise ValueError(
             f"mlp: {name!r} must be a 2-D array of shape {shape}, got shape {array.shape}"
@@ -378,6 +388,35 @@ def _as_matrix(name, value, shape):
     if not array.flags.c_contiguous:  # the C passes index rows one after another
         array = np.ascontiguousarray(array)
     return array
+
+
+def _in_place(name, value):
+    """A step updates ``value`` in place: it must be a writable array of DTYPE and C-contiguous."""
+    dtype = np.dtype(DTYPE).name
+    if not isinstance(value, np.ndarray) or value.dtype != DTYPE:
+        what = value.dtype if isinstance(value, np.ndarray) else f"a {type(value).__name__}"
+        raise TypeError(
+            f"mlp: {name} is {what}; this module updates parameters in place in"
+            f" {dtype}: pass {name} as a NumPy array of {dtype}, e.g. {name}.astype(np.{dtype})"
+        )
+    if not value.flags.writeable:
+        raise ValueError(f"mlp: {name} is read-only; a step updates it in place")
+    if not value.flags.c_contiguous:  # the C passes would update a contiguous copy
+        raise ValueError(
+            f"mlp: {name} is not C-contiguous (a transposed or strided view); a step"
+            f" updates it in place: pass np.ascontiguousarray({name})"
+        )
+
+
+def _apart(*arrays, updated):
+    """The first ``updated`` arrays (parameters) share no memory with any other argument."""
+    for i, (name, array) in enumerate(arrays[:updated]):
+        for other, array2 in arrays[i + 1:]:
+            if np.shares_memory(array, array2):
+                raise ValueError(
+                    f"mlp: {name} and {other} share memory; a step updates {name}"
+                    f" in place: pass separate arrays (e.g. {name}.copy())"
+                )
 
 
 def _wrong_dim(name, array, axis, dim, expected, source, source_axis):
@@ -410,6 +449,10 @@ def _arguments(W1, W2, X, Y):
         _wrong_dim("Y", Y, 0, "M", M, "X", 0)
     if Y.shape[1] != N_O:
         _wrong_dim("Y", Y, 1, "N_O", N_O, "W2", 1)
+    if N_O == 0:
+        raise ValueError("mlp: the loss divides by N_O, and W2 has 0 columns; it needs at least one")
+    if M == 0:
+        raise ValueError("mlp: the loss divides by M, and X has 0 rows; it needs at least one")
     return W1, W2, X, Y, N_I, N_H, N_O, M
 
 
@@ -478,7 +521,10 @@ def sgd_step(W1, W2, X, Y, *, lr):
     Returns (loss before the step, new parameters);
     array parameters are updated in place.
     """
+    _in_place("W1", W1)
+    _in_place("W2", W2)
     W1, W2, X, Y, N_I, N_H, N_O, M = _arguments(W1, W2, X, Y)
+    _apart(("W1", W1), ("W2", W2), ("X", X), ("Y", Y), updated=2)
     loss, (grad_W1, grad_W2) = _loss_and_grad(W1, W2, X, Y, N_I, N_H, N_O, M)
     W1 -= lr*grad_W1
     W2 -= lr*grad_W2
@@ -497,7 +543,10 @@ def momentum_step(W1, W2, X, Y, *, state, lr, momentum=0.9, nesterov=False):
     Returns (loss before the step, new parameters, new state);
     array parameters and the state are updated in place.
     """
+    _in_place("W1", W1)
+    _in_place("W2", W2)
     W1, W2, X, Y, N_I, N_H, N_O, M = _arguments(W1, W2, X, Y)
+    _apart(("W1", W1), ("W2", W2), ("X", X), ("Y", Y), updated=2)
     loss, (grad_W1, grad_W2) = _loss_and_grad(W1, W2, X, Y, N_I, N_H, N_O, M)
     (_v_W1, _v_W2) = state
     _v_W1 *= momentum
@@ -532,7 +581,10 @@ def adam_step(W1, W2, X, Y, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-0
     Returns (loss before the step, new parameters, new state);
     array parameters and the state are updated in place.
     """
+    _in_place("W1", W1)
+    _in_place("W2", W2)
     W1, W2, X, Y, N_I, N_H, N_O, M = _arguments(W1, W2, X, Y)
+    _apart(("W1", W1), ("W2", W2), ("X", X), ("Y", Y), updated=2)
     loss, (grad_W1, grad_W2) = _loss_and_grad(W1, W2, X, Y, N_I, N_H, N_O, M)
     _step, (_m_W1, _m_W2), (_s_W1, _s_W2) = state
     _step += 1

@@ -291,6 +291,10 @@ def _arguments(W1, W2, X, Y):
         _wrong_dim("Y", Y, 0, "M", M, "X", 0)
     if Y.shape[1] != N_O:
         _wrong_dim("Y", Y, 1, "N_O", N_O, "W2", 1)
+    if N_O == 0:
+        raise ValueError("mlp: the loss divides by N_O, and W2 has 0 columns; it needs at least one")
+    if M == 0:
+        raise ValueError("mlp: the loss divides by M, and X has 0 rows; it needs at least one")
     return W1, W2, X, Y, N_I, N_H, N_O, M
 
 

@@ -21,7 +21,8 @@ DTYPE = np.float64
 
 def _as_scalar(name, value):
     try:
-        if np.ndim(value) == 0 and not isinstance(value, (str, bytes)):
+        # Not bools, complex numbers or strings, which float() would also take.
+        if np.ndim(value) == 0 and np.asarray(value).dtype.kind in "fiuO":
             return float(value)
     except (TypeError, ValueError):
         pass

@@ -418,6 +418,8 @@ def _arguments(W, b, X, Y):
         _wrong_dim("Y", Y, 0, "N", N, "X", 0)
     if Y.shape[1] != K:
         _wrong_dim("Y", Y, 1, "K", K, "W", 1)
+    if N == 0:
+        raise ValueError("softmax: the loss divides by N, and X has 0 rows; it needs at least one")
     return W, b, X, Y, D, K, N
 
 

@@ -18,16 +18,50 @@ DATA = ('X', 'Y')
 DTYPE = np.float64
 
 
+def _not_real(what, array):
+    raise TypeError(
+        f"softmax: {what} must be an array of numbers (ints or floats), got dtype"
+        f" {array.dtype}: pass real values as {np.dtype(DTYPE).name}"
+    )
+
+
 def _as_matrix(name, value, shape):
     try:
-        array = np.asarray(value, dtype=DTYPE)
+        array = np.asarray(value)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"softmax: {name!r} must be an array of numbers: {exc}") from None
+    if array.dtype.kind not in "fiu":
+        _not_real(repr(name), array)
+    array = array.astype(DTYPE, copy=False)
     if array.ndim != 2:
         raise ValueError(
             f"softmax: {name!r} must be a 2-D array of shape {shape}, got shape {array.shape}"
         )
     return array
+
+
+def _in_place(name, value):
+    """A step updates ``value`` in place: it must be a writable array of DTYPE."""
+    dtype = np.dtype(DTYPE).name
+    if not isinstance(value, np.ndarray) or value.dtype != DTYPE:
+        what = value.dtype if isinstance(value, np.ndarray) else f"a {type(value).__name__}"
+        raise TypeError(
+            f"softmax: {name} is {what}; this module updates parameters in place in"
+            f" {dtype}: pass {name} as a NumPy array of {dtype}, e.g. {name}.astype(np.{dtype})"
+        )
+    if not value.flags.writeable:
+        raise ValueError(f"softmax: {name} is read-only; a step updates it in place")
+
+
+def _apart(*arrays, updated):
+    """The first ``updated`` arrays (parameters) share no memory with any other argument."""
+    for i, (name, array) in enumerate(arrays[:updated]):
+        for other, array2 in arrays[i + 1:]:
+            if np.shares_memory(array, array2):
+                raise ValueError(
+                    f"softmax: {name} and {other} share memory; a step updates {name}"
+                    f" in place: pass separate arrays (e.g. {name}.copy())"
+                )
 
 
 def _wrong_dim(name, array, axis, dim, expected, source, source_axis):
@@ -61,6 +95,8 @@ def _arguments(W, b, X, Y):
         _wrong_dim("Y", Y, 0, "N", N, "X", 0)
     if Y.shape[1] != K:
         _wrong_dim("Y", Y, 1, "K", K, "W", 1)
+    if N == 0:
+        raise ValueError("softmax: the loss divides by N, and X has 0 rows; it needs at least one")
     return W, b, X, Y, D, K, N
 
 
@@ -172,7 +208,10 @@ def sgd_step(W, b, X, Y, *, lr):
     Returns (loss before the step, new parameters);
     array parameters are updated in place.
     """
+    _in_place("W", W)
+    _in_place("b", b)
     W, b, X, Y, D, K, N = _arguments(W, b, X, Y)
+    _apart(("W", W), ("b", b), ("X", X), ("Y", Y), updated=2)
     loss, (grad_W, grad_b) = _loss_and_grad(W, b, X, Y, D, K, N)
     W -= lr*grad_W
     b -= lr*grad_b
@@ -191,7 +230,10 @@ def momentum_step(W, b, X, Y, *, state, lr, momentum=0.9, nesterov=False):
     Returns (loss before the step, new parameters, new state);
     array parameters and the state are updated in place.
     """
+    _in_place("W", W)
+    _in_place("b", b)
     W, b, X, Y, D, K, N = _arguments(W, b, X, Y)
+    _apart(("W", W), ("b", b), ("X", X), ("Y", Y), updated=2)
     loss, (grad_W, grad_b) = _loss_and_grad(W, b, X, Y, D, K, N)
     (_v_W, _v_b) = state
     _v_W *= momentum
@@ -226,7 +268,10 @@ def adam_step(W, b, X, Y, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-08)
     Returns (loss before the step, new parameters, new state);
     array parameters and the state are updated in place.
     """
+    _in_place("W", W)
+    _in_place("b", b)
     W, b, X, Y, D, K, N = _arguments(W, b, X, Y)
+    _apart(("W", W), ("b", b), ("X", X), ("Y", Y), updated=2)
     loss, (grad_W, grad_b) = _loss_and_grad(W, b, X, Y, D, K, N)
     _step, (_m_W, _m_b), (_s_W, _s_b) = state
     _step += 1

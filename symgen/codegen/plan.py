@@ -57,6 +57,9 @@ class ModulePlan:
     #: (dimension name, argument, axis) for each dimension symbol.
     dims: tuple[tuple[str, str, int], ...]
     checks: tuple[DimCheck, ...]
+    #: (dimension, argument, "rows" or "columns") for each dimension the loss divides by
+    #: (a mean written as ``sum(...)/(M*N_O)``): the module checks it is not 0.
+    divisors: tuple[tuple[str, str, str], ...] = ()
     #: The sources of the module-level helpers the host lines call (``_safelog`` ...).
     helpers: tuple[str, ...] = ()
     #: The standard modules the module imports besides NumPy (``math``), or none.
@@ -100,6 +103,22 @@ def checks(compiled: Compiled) -> tuple[DimCheck, ...]:
             else:
                 found.append(DimCheck(inp.name, axis, str(d), "", 0))
     return tuple(found)
+
+
+def divisors(compiled: Compiled) -> tuple[tuple[str, str, str], ...]:
+    """The dimensions the loss divides by (a negative power of an expression that holds
+    them), each with the argument and axis that define it, in ``lowered.dims`` order."""
+    loss = compiled.problem.loss
+    divided = set()
+    for power in loss.atoms(sp.Pow):
+        if power.exp.is_negative:
+            divided |= power.base.free_symbols
+    what = ("rows", "columns")
+    return tuple(
+        (str(sym), inp.name, what[axis])
+        for sym, inp, axis in compiled.lowered.dims
+        if sym in divided
+    )
 
 
 def baked_fields(baked: Baked | None) -> dict:
@@ -162,5 +181,6 @@ def module_fields(compiled: Compiled, source: str | None, baked: Baked | None) -
         "data_literal": repr(tuple(d.name for d in data)),
         "dims": tuple((str(sym), inp.name, axis) for sym, inp, axis in lowered.dims),
         "checks": checks(compiled),
+        "divisors": divisors(compiled),
         **baked_fields(baked),
     }
