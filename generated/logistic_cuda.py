@@ -224,6 +224,37 @@ def _on_device(name, value, shape, ndim):
     return value
 
 
+def _check_state(step, state, params, count, slots):
+    """Raise unless ``state`` is what the step's state function makes for ``params``: the
+    step count (if any), then one tuple per slot with an entry like each parameter. Checked
+    before anything changes, so a step never writes past a wrong-sized entry."""
+    made = f"{step.removesuffix('_step')}_state(...)"
+    if slots == 1 and count == 0:  # one slot alone is not wrapped in a tuple
+        state = (state,)
+    if not isinstance(state, tuple) or len(state) != count + slots:
+        raise TypeError(f"logistic: {step}: state must be the tuple {made} returns")
+    if count and (isinstance(state[0], bool) or not isinstance(state[0], int) or state[0] < 0):
+        raise TypeError(f"logistic: {step}: the state's step count must be an int >= 0")
+    for entries in state[count:]:
+        if not isinstance(entries, tuple) or len(entries) != len(params):
+            raise TypeError(
+                f"logistic: {step}: each slot of the state holds one entry per parameter,"
+                f" as {made} returns"
+            )
+        for name, p, e in zip(PARAMS, params, entries):
+            if isinstance(p, float):
+                if isinstance(e, bool) or not isinstance(e, (int, float)):
+                    raise TypeError(f"logistic: {step}: the state of {name!r} must be a float")
+            elif not isinstance(e, type(p)) or e.shape != p.shape or e.dtype != p.dtype:
+                raise ValueError(
+                    f"logistic: {step}: the state of {name!r} must be an array of shape"
+                    f" {p.shape} and dtype {p.dtype}, like {name}; got"
+                    f" {type(e).__name__} {getattr(e, 'shape', '')} {getattr(e, 'dtype', '')}"
+                )
+            elif not e.flags.c_contiguous:
+                raise ValueError(f"logistic: {step}: the state of {name!r} is not C-contiguous")
+
+
 def _wrong_dim(name, array, axis, dim, expected, source, source_axis):
     what = ("rows", "columns")
     if source:
@@ -312,6 +343,7 @@ def momentum_step(w, X, t, *, state, lr, momentum=0.9, nesterov=False):
     array parameters and the state are updated in place, one kernel each.
     """
     w, X, t, D, N = _arguments(w, X, t)
+    _check_state("momentum_step", state, (w,), 0, 1)
     loss, (grad_w, ) = _loss_and_grad(w, X, t, D, N)
     (_v_w,) = state
     _launch('sg_momentum', w.size, (w, _v_w, grad_w, DTYPE(momentum), DTYPE(lr), DTYPE(-lr), np.bool_(nesterov), np.int64(w.size)))
@@ -332,6 +364,7 @@ def adam_step(w, X, t, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-08):
     array parameters and the state are updated in place, one kernel each.
     """
     w, X, t, D, N = _arguments(w, X, t)
+    _check_state("adam_step", state, (w,), 1, 2)
     loss, (grad_w, ) = _loss_and_grad(w, X, t, D, N)
     _step, (_m_w,), (_s_w,) = state
     _step += 1

@@ -25,6 +25,37 @@ def _not_real(what, array):
     )
 
 
+def _check_state(step, state, params, count, slots):
+    """Raise unless ``state`` is what the step's state function makes for ``params``: the
+    step count (if any), then one tuple per slot with an entry like each parameter. Checked
+    before anything changes, so a step never writes past a wrong-sized entry."""
+    made = f"{step.removesuffix('_step')}_state(...)"
+    if slots == 1 and count == 0:  # one slot alone is not wrapped in a tuple
+        state = (state,)
+    if not isinstance(state, tuple) or len(state) != count + slots:
+        raise TypeError(f"mlp: {step}: state must be the tuple {made} returns")
+    if count and (isinstance(state[0], bool) or not isinstance(state[0], int) or state[0] < 0):
+        raise TypeError(f"mlp: {step}: the state's step count must be an int >= 0")
+    for entries in state[count:]:
+        if not isinstance(entries, tuple) or len(entries) != len(params):
+            raise TypeError(
+                f"mlp: {step}: each slot of the state holds one entry per parameter,"
+                f" as {made} returns"
+            )
+        for name, p, e in zip(PARAMS, params, entries):
+            if isinstance(p, float):
+                if isinstance(e, bool) or not isinstance(e, (int, float)):
+                    raise TypeError(f"mlp: {step}: the state of {name!r} must be a float")
+            elif not isinstance(e, type(p)) or e.shape != p.shape or e.dtype != p.dtype:
+                raise ValueError(
+                    f"mlp: {step}: the state of {name!r} must be an array of shape"
+                    f" {p.shape} and dtype {p.dtype}, like {name}; got"
+                    f" {type(e).__name__} {getattr(e, 'shape', '')} {getattr(e, 'dtype', '')}"
+                )
+            elif not e.flags.writeable:
+                raise ValueError(f"mlp: {step}: the state of {name!r} is read-only")
+
+
 def _as_matrix(name, value, shape):
     try:
         array = np.asarray(value)
@@ -199,6 +230,7 @@ def momentum_step(W1, W2, X, Y, *, state, lr, momentum=0.9, nesterov=False):
     _in_place("W2", W2)
     W1, W2, X, Y, N_I, N_H, N_O, M = _arguments(W1, W2, X, Y)
     _apart(("W1", W1), ("W2", W2), ("X", X), ("Y", Y), updated=2)
+    _check_state("momentum_step", state, (W1, W2), 0, 1)
     loss, (grad_W1, grad_W2) = _loss_and_grad(W1, W2, X, Y, N_I, N_H, N_O, M)
     (_v_W1, _v_W2) = state
     _v_W1 *= momentum
@@ -237,6 +269,7 @@ def adam_step(W1, W2, X, Y, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-0
     _in_place("W2", W2)
     W1, W2, X, Y, N_I, N_H, N_O, M = _arguments(W1, W2, X, Y)
     _apart(("W1", W1), ("W2", W2), ("X", X), ("Y", Y), updated=2)
+    _check_state("adam_step", state, (W1, W2), 1, 2)
     loss, (grad_W1, grad_W2) = _loss_and_grad(W1, W2, X, Y, N_I, N_H, N_O, M)
     _step, (_m_W1, _m_W2), (_s_W1, _s_W2) = state
     _step += 1

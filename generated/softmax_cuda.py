@@ -387,6 +387,37 @@ def _on_device(name, value, shape, ndim):
     return value
 
 
+def _check_state(step, state, params, count, slots):
+    """Raise unless ``state`` is what the step's state function makes for ``params``: the
+    step count (if any), then one tuple per slot with an entry like each parameter. Checked
+    before anything changes, so a step never writes past a wrong-sized entry."""
+    made = f"{step.removesuffix('_step')}_state(...)"
+    if slots == 1 and count == 0:  # one slot alone is not wrapped in a tuple
+        state = (state,)
+    if not isinstance(state, tuple) or len(state) != count + slots:
+        raise TypeError(f"softmax: {step}: state must be the tuple {made} returns")
+    if count and (isinstance(state[0], bool) or not isinstance(state[0], int) or state[0] < 0):
+        raise TypeError(f"softmax: {step}: the state's step count must be an int >= 0")
+    for entries in state[count:]:
+        if not isinstance(entries, tuple) or len(entries) != len(params):
+            raise TypeError(
+                f"softmax: {step}: each slot of the state holds one entry per parameter,"
+                f" as {made} returns"
+            )
+        for name, p, e in zip(PARAMS, params, entries):
+            if isinstance(p, float):
+                if isinstance(e, bool) or not isinstance(e, (int, float)):
+                    raise TypeError(f"softmax: {step}: the state of {name!r} must be a float")
+            elif not isinstance(e, type(p)) or e.shape != p.shape or e.dtype != p.dtype:
+                raise ValueError(
+                    f"softmax: {step}: the state of {name!r} must be an array of shape"
+                    f" {p.shape} and dtype {p.dtype}, like {name}; got"
+                    f" {type(e).__name__} {getattr(e, 'shape', '')} {getattr(e, 'dtype', '')}"
+                )
+            elif not e.flags.c_contiguous:
+                raise ValueError(f"softmax: {step}: the state of {name!r} is not C-contiguous")
+
+
 def _wrong_dim(name, array, axis, dim, expected, source, source_axis):
     what = ("rows", "columns")
     if source:
@@ -505,6 +536,7 @@ def momentum_step(W, b, X, Y, *, state, lr, momentum=0.9, nesterov=False):
     array parameters and the state are updated in place, one kernel each.
     """
     W, b, X, Y, D, K, N = _arguments(W, b, X, Y)
+    _check_state("momentum_step", state, (W, b), 0, 1)
     loss, (grad_W, grad_b) = _loss_and_grad(W, b, X, Y, D, K, N)
     (_v_W, _v_b) = state
     _launch('sg_momentum', W.size, (W, _v_W, grad_W, DTYPE(momentum), DTYPE(lr), DTYPE(-lr), np.bool_(nesterov), np.int64(W.size)))
@@ -526,6 +558,7 @@ def adam_step(W, b, X, Y, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-08)
     array parameters and the state are updated in place, one kernel each.
     """
     W, b, X, Y, D, K, N = _arguments(W, b, X, Y)
+    _check_state("adam_step", state, (W, b), 1, 2)
     loss, (grad_W, grad_b) = _loss_and_grad(W, b, X, Y, D, K, N)
     _step, (_m_W, _m_b), (_s_W, _s_b) = state
     _step += 1

@@ -41,6 +41,9 @@ class StateFunction:
     name: str
     doc: str
     value: str
+    #: Whether the state starts with a step count, and how many per-parameter slots follow.
+    count: bool = False
+    slots: int = 0
 
 
 @dataclass(frozen=True)
@@ -119,7 +122,9 @@ def frame(
     return Frame(
         (unpack,),
         f"{loss}, {new_params}, {state}",
-        StateFunction(step.state_function or "", step.state_doc, value),
+        StateFunction(
+            step.state_function or "", step.state_doc, value, bool(step.count), len(step.slots)
+        ),
     )
 
 
