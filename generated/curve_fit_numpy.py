@@ -40,45 +40,22 @@ def _not_real(what, array):
     )
 
 
-def _check_state(step, state, params, count, slots):
-    """Raise unless ``state`` is what the step's state function makes for ``params``: the
-    step count (if any), then one tuple per slot with an entry like each parameter. Checked
-    before anything changes, so a step never writes past a wrong-sized entry."""
-    made = f"{step.removesuffix('_step')}_state(...)"
-    if slots == 1 and count == 0:  # one slot alone is not wrapped in a tuple
-        state = (state,)
-    if not isinstance(state, tuple) or len(state) != count + slots:
-        raise TypeError(f"curve_fit: {step}: state must be the tuple {made} returns")
-    if count and (isinstance(state[0], bool) or not isinstance(state[0], int) or state[0] < 0):
-        raise TypeError(f"curve_fit: {step}: the state's step count must be an int >= 0")
-    for entries in state[count:]:
-        if not isinstance(entries, tuple) or len(entries) != len(params):
-            raise TypeError(
-                f"curve_fit: {step}: each slot of the state holds one entry per parameter,"
-                f" as {made} returns"
-            )
-        for name, p, e in zip(PARAMS, params, entries):
-            if isinstance(p, float):
-                if isinstance(e, bool) or not isinstance(e, (int, float)):
-                    raise TypeError(f"curve_fit: {step}: the state of {name!r} must be a float")
-            elif not isinstance(e, type(p)) or e.shape != p.shape or e.dtype != p.dtype:
-                raise ValueError(
-                    f"curve_fit: {step}: the state of {name!r} must be an array of shape"
-                    f" {p.shape} and dtype {p.dtype}, like {name}; got"
-                    f" {type(e).__name__} {getattr(e, 'shape', '')} {getattr(e, 'dtype', '')}"
-                )
-            elif not e.flags.writeable:
-                raise ValueError(f"curve_fit: {step}: the state of {name!r} is read-only")
-
-
-def _as_samples(name, value):
+def _numbers(what, value):
+    """``value`` as an array of DTYPE (itself when it is one); a TypeError naming ``what``
+    unless it holds real numbers."""
+    if value.__class__ is np.ndarray and value.dtype == DTYPE:
+        return value
     try:
         array = np.asarray(value)
     except (TypeError, ValueError) as exc:
-        raise TypeError(f"curve_fit: data {name!r} must be an array of numbers: {exc}") from None
+        raise TypeError(f"curve_fit: {what} must be an array of numbers: {exc}") from None
     if array.dtype.kind not in "fiu":
-        _not_real(f"data {name!r}", array)
-    array = array.astype(DTYPE, copy=False)
+        _not_real(what, array)
+    return array.astype(DTYPE, copy=False)
+
+
+def _as_samples(name, value):
+    array = _numbers(f"data {name!r}", value)
     if array.ndim != 1:
         raise ValueError(
             f"curve_fit: data {name!r} must be a 1-D array of samples, shape (N,);"
@@ -232,7 +209,6 @@ def momentum_step(a, b, c, d, e, g, t, y, *, state, lr, momentum=0.9, nesterov=F
     Returns (loss before the step, new parameters, new state).
     """
     a, b, c, d, e, g, t, y, N = _arguments(a, b, c, d, e, g, t, y)
-    _check_state("momentum_step", state, (a, b, c, d, e, g), 0, 1)
     loss, (grad_a, grad_b, grad_c, grad_d, grad_e, grad_g) = _loss_and_grad(a, b, c, d, e, g, t, y, N)
     (_v_a, _v_b, _v_c, _v_d, _v_e, _v_g) = state
     _v_a = momentum*_v_a - lr*grad_a
@@ -263,7 +239,6 @@ def adam_step(a, b, c, d, e, g, t, y, *, state, lr=0.001, beta1=0.9, beta2=0.999
     Returns (loss before the step, new parameters, new state).
     """
     a, b, c, d, e, g, t, y, N = _arguments(a, b, c, d, e, g, t, y)
-    _check_state("adam_step", state, (a, b, c, d, e, g), 1, 2)
     loss, (grad_a, grad_b, grad_c, grad_d, grad_e, grad_g) = _loss_and_grad(a, b, c, d, e, g, t, y, N)
     _step, (_m_a, _m_b, _m_c, _m_d, _m_e, _m_g), (_s_a, _s_b, _s_c, _s_d, _s_e, _s_g) = state
     _step += 1

@@ -32,37 +32,6 @@ def _as_scalar(name, value):
     )
 
 
-def _check_state(step, state, params, count, slots):
-    """Raise unless ``state`` is what the step's state function makes for ``params``: the
-    step count (if any), then one tuple per slot with an entry like each parameter. Checked
-    before anything changes, so a step never writes past a wrong-sized entry."""
-    made = f"{step.removesuffix('_step')}_state(...)"
-    if slots == 1 and count == 0:  # one slot alone is not wrapped in a tuple
-        state = (state,)
-    if not isinstance(state, tuple) or len(state) != count + slots:
-        raise TypeError(f"d_binomial: {step}: state must be the tuple {made} returns")
-    if count and (isinstance(state[0], bool) or not isinstance(state[0], int) or state[0] < 0):
-        raise TypeError(f"d_binomial: {step}: the state's step count must be an int >= 0")
-    for entries in state[count:]:
-        if not isinstance(entries, tuple) or len(entries) != len(params):
-            raise TypeError(
-                f"d_binomial: {step}: each slot of the state holds one entry per parameter,"
-                f" as {made} returns"
-            )
-        for name, p, e in zip(PARAMS, params, entries):
-            if isinstance(p, float):
-                if isinstance(e, bool) or not isinstance(e, (int, float)):
-                    raise TypeError(f"d_binomial: {step}: the state of {name!r} must be a float")
-            elif not isinstance(e, type(p)) or e.shape != p.shape or e.dtype != p.dtype:
-                raise ValueError(
-                    f"d_binomial: {step}: the state of {name!r} must be an array of shape"
-                    f" {p.shape} and dtype {p.dtype}, like {name}; got"
-                    f" {type(e).__name__} {getattr(e, 'shape', '')} {getattr(e, 'dtype', '')}"
-                )
-            elif not e.flags.writeable:
-                raise ValueError(f"d_binomial: {step}: the state of {name!r} is read-only")
-
-
 def loss(x, y):
     """The loss, as a float."""
     if x.__class__ is not float:
@@ -128,7 +97,6 @@ def momentum_step(x, y, *, state, lr, momentum=0.9, nesterov=False):
         x = _as_scalar("x", x)
     if y.__class__ is not float:
         y = _as_scalar("y", y)
-    _check_state("momentum_step", state, (x, y), 0, 1)
     # scalar arithmetic
     x0 = x + 2.0*y
     loss = (x0*x0)
@@ -158,7 +126,6 @@ def adam_step(x, y, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-08):
         x = _as_scalar("x", x)
     if y.__class__ is not float:
         y = _as_scalar("y", y)
-    _check_state("adam_step", state, (x, y), 1, 2)
     # scalar arithmetic
     x0 = x + 2.0*y
     loss = (x0*x0)

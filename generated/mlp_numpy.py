@@ -25,6 +25,20 @@ def _not_real(what, array):
     )
 
 
+def _numbers(what, value):
+    """``value`` as an array of DTYPE (itself when it is one); a TypeError naming ``what``
+    unless it holds real numbers."""
+    if value.__class__ is np.ndarray and value.dtype == DTYPE:
+        return value
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"mlp: {what} must be an array of numbers: {exc}") from None
+    if array.dtype.kind not in "fiu":
+        _not_real(what, array)
+    return array.astype(DTYPE, copy=False)
+
+
 def _check_state(step, state, params, count, slots):
     """Raise unless ``state`` is what the step's state function makes for ``params``: the
     step count (if any), then one tuple per slot with an entry like each parameter. Checked
@@ -57,13 +71,7 @@ def _check_state(step, state, params, count, slots):
 
 
 def _as_matrix(name, value, shape):
-    try:
-        array = np.asarray(value)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"mlp: {name!r} must be an array of numbers: {exc}") from None
-    if array.dtype.kind not in "fiu":
-        _not_real(repr(name), array)
-    array = array.astype(DTYPE, copy=False)
+    array = _numbers(repr(name), value)
     if array.ndim != 2:
         raise ValueError(
             f"mlp: {name!r} must be a 2-D array of shape {shape}, got shape {array.shape}"
@@ -73,8 +81,8 @@ def _as_matrix(name, value, shape):
 
 def _in_place(name, value):
     """A step updates ``value`` in place: it must be a writable array of DTYPE."""
-    dtype = np.dtype(DTYPE).name
-    if not isinstance(value, np.ndarray) or value.dtype != DTYPE:
+    if value.__class__ is not np.ndarray or value.dtype != DTYPE:
+        dtype = np.dtype(DTYPE).name
         what = value.dtype if isinstance(value, np.ndarray) else f"a {type(value).__name__}"
         raise TypeError(
             f"mlp: {name} is {what}; this module updates parameters in place in"
@@ -88,7 +96,8 @@ def _apart(*arrays, updated):
     """The first ``updated`` arrays (parameters) share no memory with any other argument."""
     for i, (name, array) in enumerate(arrays[:updated]):
         for other, array2 in arrays[i + 1:]:
-            if np.shares_memory(array, array2):
+            # the bounds first (cheap); the exact answer only when they overlap
+            if np.may_share_memory(array, array2) and np.shares_memory(array, array2):
                 raise ValueError(
                     f"mlp: {name} and {other} share memory; a step updates {name}"
                     f" in place: pass separate arrays (e.g. {name}.copy())"
