@@ -14,7 +14,7 @@ from symgen.compiler.functions import (
     tanh,
 )
 from symgen.compiler.problem import Problem
-from symgen.compiler.scalar_functions import relu, sigmoid, softplus
+from symgen.compiler.scalar_functions import relu, sigmoid, softplus, stop_gradient, xlogy
 from symgen.errors import SpecError
 from symgen.runtime.training.fitting import fit
 from symgen.runtime.training.result import FitResult, NonFiniteError
@@ -41,6 +41,8 @@ __all__ = [
     "softplus",
     "sqrt",
     "square",
+    "stop_gradient",
     "sum",
     "tanh",
+    "xlogy",
 ]

@@ -218,6 +218,72 @@ class safelog(_Defined):  # noqa: N801
     nargs = 1
 
 
+class xlogy(_Defined):  # noqa: N801
+    """x*log(y), 0 where x == 0 (and y is not NaN), as ``scipy.special.xlogy``: the
+    convention 0*log(0) = 0 of entropies, KL divergences and Poisson deviances. Partials
+    log(y) and xdivy(x, y), 0 where x == 0."""
+
+    nargs = 2
+
+    @classmethod
+    def eval(cls, x, y):
+        if x.is_zero or y == 1:
+            return sp.S.Zero
+        if x.is_Number and y.is_Number:
+            return x * sp.log(y)
+        return None
+
+
+class xdivy(_Defined):  # noqa: N801
+    """x/y, 0 where x == 0 (and y is not NaN): xlogy's derivative in y."""
+
+    nargs = 2
+
+    @classmethod
+    def eval(cls, x, y):
+        if x.is_zero:
+            return sp.S.Zero
+        if y == 1:
+            return x
+        if x.is_Number and y.is_Number:
+            return x / y
+        return None
+
+
+class logcosh(_ElementwiseFunction):  # noqa: N801
+    """log(cosh(r)) as |r| + log1p(exp(-2|r|)) - log(2), finite for every r; derivative tanh(r)."""
+
+    nargs = 1
+
+    @classmethod
+    def eval(cls, r):
+        if r.is_zero:
+            return sp.S.Zero
+        if r.could_extract_minus_sign():
+            return cls(-r)
+        return None
+
+
+class log1mexp(_Defined):  # noqa: N801
+    """log(1 - exp(-x)) for x > 0, accurate for small and large x (Maechler's two
+    branches); derivative 1/expm1(x), written exp(-x)/(-expm1(-x)) to stay finite."""
+
+    nargs = 1
+
+
+class stop_gradient(_ElementwiseFunction):  # noqa: N801
+    """Its argument's value, with derivative 0 (JAX's ``lax.stop_gradient``): no gradient
+    flows through it."""
+
+    nargs = 1
+
+    @classmethod
+    def eval(cls, z):
+        if z.is_number or isinstance(z, stop_gradient):
+            return z
+        return None
+
+
 # -- Python helpers -------------------------------------------------------------------------
 _LOGADDEXP = Helper(
     "_logaddexp",
@@ -237,6 +303,43 @@ _SAFELOG = Helper(
     if np.ndim(u) == 0:
         return math.log(u) if u > 0 else -math.inf
     return np.log(u, out=np.full(np.shape(u), -np.inf, dtype=np.result_type(u)), where=u > 0)''',
+)
+
+
+_XLOGY = Helper(
+    "_xlogy",
+    '''def _xlogy(x, y):
+    """x*log(y) on floats, 0 where x == 0 and y is not NaN."""
+    return 0.0 if x == 0 and y == y else x * math.log(y)''',
+    array_source='''def _xlogy(x, y):
+    """x*log(y), 0 where x == 0 and y is not NaN (log(1) there: no warning)."""
+    return x * np.log(np.where((x == 0) & (y == y), 1.0, y))''',
+)
+
+_XDIVY = Helper(
+    "_xdivy",
+    '''def _xdivy(x, y):
+    """x/y on floats, 0 where x == 0 and y is not NaN."""
+    return 0.0 if x == 0 and y == y else x / y''',
+    array_source='''def _xdivy(x, y):
+    """x/y, 0 where x == 0 and y is not NaN (x/1 there: no warning)."""
+    return x / np.where((x == 0) & (y == y), 1.0, y)''',
+)
+
+_LOG1MEXP = Helper(
+    "_log1mexp",
+    '''def _log1mexp(x):
+    """log(1 - exp(-x)) on floats: -inf at 0, NaN below."""
+    if x > 0.6931471805599453:
+        return math.log1p(-math.exp(-x))
+    u = -math.expm1(-x)
+    return math.log(u) if u > 0 else (-math.inf if u == 0 else math.nan)''',
+    array_source='''def _log1mexp(x):
+    """log(1 - exp(-x)): log(-expm1(-x)) up to log(2), log1p(-exp(-x)) above."""
+    small = x <= 0.6931471805599453
+    near = np.log(-np.expm1(-np.where(small, x, 1.0)))
+    far = np.log1p(-np.exp(-np.where(small, 1.0, x)))
+    return np.where(small, near, far)''',
 )
 
 
@@ -408,6 +511,68 @@ FUNCTIONS: tuple[ScalarFunction, ...] = (
         helper=_SAFELOG,
         partials=lambda u: (1 / u,),
         meaning=lambda u: sp.Piecewise((sp.log(u), u > 0), (-sp.oo, True)),
+    ),
+    ScalarFunction(
+        xlogy,
+        "loss",
+        numpy="_xlogy({0}, {1})",
+        python="_xlogy({0}, {1})",
+        c="sg_xlogy({0}, {1})",
+        c_definition="{T} sg_xlogy({T} x, {T} y) "
+        "{{ return x*log{f}((x == 0 && y == y) ? 1.0{F} : y); }}",
+        helper=_XLOGY,
+        partials=lambda x, y: (sp.log(y), xdivy(x, y)),
+        meaning=lambda x, y: sp.Piecewise((0, sp.Eq(x, 0)), (x * sp.log(y), True)),
+        parse="xlogy",
+        parse_counts=(2,),
+    ),
+    ScalarFunction(
+        xdivy,
+        "internal",
+        numpy="_xdivy({0}, {1})",
+        python="_xdivy({0}, {1})",
+        c="sg_xdivy({0}, {1})",
+        c_definition="{T} sg_xdivy({T} x, {T} y) {{ return x/((x == 0 && y == y) ? 1.0{F} : y); }}",
+        helper=_XDIVY,
+        partials=lambda x, y: (1 / y, -xdivy(x, y**2)),
+        meaning=lambda x, y: sp.Piecewise((0, sp.Eq(x, 0)), (x / y, True)),
+    ),
+    ScalarFunction(
+        logcosh,
+        "internal",
+        numpy="(np.logaddexp({0}, -{0:factor}) - 0.6931471805599453)",
+        python="(abs({0}) + math.log1p(math.exp(-2.0*abs({0}))) - 0.6931471805599453)",
+        c="sg_logcosh({0})",
+        c_definition=(
+            "{T} sg_logcosh({T} r) {{ const {T} a = fabs{f}(r); "
+            "return a + log1p{f}(exp{f}(-2.0{F}*a)) - 0.6931471805599453{F}; }}"
+        ),
+        partials=lambda r: (sp.tanh(r),),
+        meaning=lambda r: sp.log(sp.cosh(r)),
+    ),
+    ScalarFunction(
+        log1mexp,
+        "internal",
+        numpy="_log1mexp({0})",
+        python="_log1mexp({0})",
+        c="sg_log1mexp({0})",
+        c_definition="""{T} sg_log1mexp({T} x)
+{{
+    return x <= 0.6931471805599453{F} ? log{f}(-expm1{f}(-x)) : log1p{f}(-exp{f}(-x));
+}}""",
+        helper=_LOG1MEXP,
+        partials=lambda x: (-sp.exp(-x) / expm1(-x),),
+        meaning=lambda x: sp.log(1 - sp.exp(-x)),
+    ),
+    ScalarFunction(
+        stop_gradient,
+        "loss",
+        numpy="({0})",
+        python="({0})",
+        c="({0})",
+        partials=lambda z: (sp.S.Zero,),
+        meaning=lambda z: z,
+        parse="stop_gradient",
     ),
 )
 

@@ -607,7 +607,7 @@ def plan(compiled: Compiled, source: str | None, baked: Baked | None = None) -> 
         host = [_HostLine(line.code, line.defines, line.uses) for line in lines]
         steps.append(replace(u, lines=_schedule(host)))  # after _loss_and_grad
     ctype = "float" if problem.dtype == "float32" else "double"
-    helpers = loss.scalar.helpers | grad.scalar.helpers
+    helpers = tuple(h.source for h in python_helpers(loss.scalar.helpers | grad.scalar.helpers))
     modules = {*loss.scalar.module_imports, *grad.scalar.module_imports}
     pass_kernels = (*loss.kernels, *grad.kernels)
     # sg_finish (cuda_kernels.cu.j2), which every module has, calls sg_block_reduce
@@ -622,7 +622,7 @@ def plan(compiled: Compiled, source: str | None, baked: Baked | None = None) -> 
         update_kernels=kernels(ctype) if any(arrays) else (),
         threads=THREADS,
         max_blocks=MAX_BLOCKS,
-        helpers=tuple(h.source for h in python_helpers(helpers)),
+        helpers=helpers,
         imports=imports(params, helpers, modules),
         device_helpers=helpers_used(calls),
     )

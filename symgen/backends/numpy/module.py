@@ -9,6 +9,7 @@ with transposes passed as views, and fused NumPy expressions around them.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -336,16 +337,11 @@ def _body(
     )
 
 
-#: The standard modules that the module's helper functions use (the template's
-#: ``_safelog`` and ``_logaddexp``).
-HELPER_IMPORTS = {"_safelog": frozenset({"math"}), "_logaddexp": frozenset({"math"})}
-
-
-def imports(params: tuple[Arg, ...], helpers: set[str], modules: set[str]) -> frozenset[str]:
+def imports(params: tuple[Arg, ...], helpers: tuple[str, ...], modules: set[str]) -> frozenset[str]:
     """The modules a module imports besides NumPy: ``modules`` (those its statements use),
-    those of its ``helpers``, and ``math`` when a parameter is a float (the Adam step of a
-    float calls ``math.sqrt``)."""
-    out = set(modules).union(*(HELPER_IMPORTS[h] for h in helpers))
+    those its ``helpers`` (their sources, as the module defines them) call, and ``math``
+    when a parameter is a float (the Adam step of a float calls ``math.sqrt``)."""
+    out = set(modules).union(*(re.findall(r"\b(math)\.", h) for h in helpers))
     if any(p.kind == "scalar" for p in params):
         out.add("math")
     return frozenset(out - {"np"})  # NumPy is always imported, as np
@@ -373,18 +369,16 @@ def plan(
         grad_body.results[0],
         baked,
     )
+    helpers = tuple(
+        h.array_source or h.source for h in python_helpers(loss_body.helpers | grad_body.helpers)
+    )
     return NumpyPlan(
         **fields,
         loss_body=loss_body,
         grad_body=grad_body,
         updates=steps,
-        helpers=tuple(
-            h.array_source or h.source
-            for h in python_helpers(loss_body.helpers | grad_body.helpers)
-        ),
-        imports=imports(
-            params, loss_body.helpers | grad_body.helpers, loss_body.modules | grad_body.modules
-        ),
+        helpers=helpers,
+        imports=imports(params, helpers, loss_body.modules | grad_body.modules),
         native=native.module(problem.name) if native is not None else None,
     )
 
