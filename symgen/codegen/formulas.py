@@ -107,6 +107,8 @@ def value_at(expr: sp.Expr, point: dict[sp.Symbol, sp.Expr]) -> float:
         return 0.0
     except OverflowError:  # an exponent too large even for mpmath's floats
         return math.inf
+    if number.is_zero:  # exactly 0 (2*x at x = 0): SymPy's zero, not a Float
+        return 0.0
     if (
         number.has(sp.zoo, sp.oo, -sp.oo, sp.nan)
         or not number.is_Number

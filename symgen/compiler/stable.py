@@ -234,14 +234,15 @@ def _xlogy_form(expr: sp.Expr, binary: frozenset) -> sp.Expr | None:
     c_stable = stabilize(c, binary)
     parts = [k * xlogy(c_stable, c_stable), c_stable * _log(coeff)]
     for f in factors:
-        base, e = f.as_base_exp()
-        if not (e.is_Integer and e % 2 == 1):  # log(f**e) = e*log(f) only for odd e
-            base, e = f, sp.S.One
+        sign = -1 if f.is_Pow and f.exp.is_negative else 1  # log(1/g) = -log(g)
+        base, e = (f**sign).as_base_exp()
+        if not (e.is_Integer and e % 2 == 1):  # log(g**e) = e*log(g) only for odd e
+            base, e = f**sign, sp.S.One
         stable = stabilize(sp.log(base), binary)
         if isinstance(stable, (sp.log, log1p)):
-            parts.append(e * xlogy(c_stable, stabilize(base, binary)))
+            parts.append(sign * e * xlogy(c_stable, stabilize(base, binary)))
         else:
-            parts.append(e * c_stable * stable)
+            parts.append(sign * e * c_stable * stable)
     return stabilize(expr / (lg * c), binary) * sp.Add(*parts)
 
 
