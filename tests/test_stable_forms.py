@@ -542,6 +542,7 @@ REWRITES = [
     ((1 - tr) * sp.log((1 - tr) / (1 - p)), xlogy(1 - tr, 1 - tr) - xlogy(1 - tr, 1 - p)),
     (tr * sp.log(tr / S(z)), xlogy(tr, tr) + tr * softplus(-z)),
     (-ar * u * sp.log(ar * u), -xlogy(ar * u, ar * u)),
+    (xlogy(tr, S(z)), -tr * softplus(-z)),
     # log-sum-exp
     (sp.log(sp.exp(ar) + sp.exp(br)), logaddexp(ar, br)),
     (sp.log(sp.exp(ar) + sp.exp(br) + sp.exp(cr)), _max_shift(ar, br, cr)),
@@ -585,6 +586,8 @@ UNCHANGED = [
     sp.log(sp.cosh(r) - 1),
     sp.log(-sp.exp(xr)),
     sp.sqrt(1 + xr**2),
+    xlogy(tr, p),
+    xlogy(tr, tr * S(z)),
 ]
 
 
@@ -707,6 +710,14 @@ MATRIX_CASES = {
             d["X"].T @ ((1 - _xdivy(d["T"], (d["X"] @ p[0]) ** 2)) * 2 * (d["X"] @ p[0]))
         ],
         naive=lambda w, x, s: anp.sum(s * anp.log(s / anp.dot(x, w) ** 2) - s + anp.dot(x, w) ** 2),
+    ),
+    "matrix_xlogy_sigmoid": MatrixCase(
+        symgen.sum(symgen.elementwise(symgen.xlogy, T, symgen.sigmoid(X * W))),
+        (W,),
+        (X, T),
+        value=lambda p, d: np.sum(-d["T"] * _softplus(-(d["X"] @ p[0]))),
+        grads=lambda p, d: [d["X"].T @ (d["T"] * special.expit(-(d["X"] @ p[0])))],
+        naive=lambda w, x, s: anp.sum(s * anp.log(1 / (1 + anp.exp(-anp.dot(x, w))))),
     ),
     "matrix_logcosh": MatrixCase(
         symgen.sum(symgen.log(symgen.elementwise(sp.cosh, X * W - T))),

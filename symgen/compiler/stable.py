@@ -31,6 +31,7 @@ arguments by an equal one that does not:
   (``t*log(t/p)``) and Poisson deviances (``y*log(y/mu)``); ``c*log(f)`` for a factor
   ``f`` of ``r`` without a stable log is ``xlogy(c, f)`` too, so the gradient in ``f``
   where ``c = 0`` is 0 (``xdivy(c, f)``). ``c*(log(c) - log(p))`` is distributed first.
+  ``xlogy(c, f)`` for an ``f`` with a stable log (``sigmoid(z)``) is ``c`` times it.
 
 ``softplus``, ``sigmoid``, ``logaddexp``, ``logcosh`` and ``log1mexp`` are printed in
 stable forms, and their derivatives (``sigmoid``, ``sigmoid*(1-sigmoid)``, ``tanh``,
@@ -299,6 +300,9 @@ def stabilize(expr: sp.Expr, binary: frozenset = frozenset()) -> sp.Expr:
         return _expm1(e)
     if isinstance(e, sp.log):
         return _log_of(e.args[0]) or e
+    if isinstance(e, xlogy):  # xlogy(c, sigmoid(z)) = -c*softplus(-z): finite, 0 where c is
+        stable = _positive_log(e.args[1]) or _log_linear_in_sigmoid(e.args[1])
+        return e if stable is None or stable.has(sp.log, safelog) else e.args[0] * stable
     if e.is_Pow and e.exp == -1:
         return _reciprocal(e.base) or e
     return e
