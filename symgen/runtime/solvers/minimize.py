@@ -72,8 +72,8 @@ def minimize(
     one ``loss_and_grad`` call (``jac=True``); ``trust-exact`` and ``dogleg`` get the
     module's ``hessian`` as ``hess``, ``Newton-CG``, ``trust-ncg``, ``trust-krylov`` and
     ``trust-constr`` its ``hvp`` as ``hessp`` (a ``TypeError`` when the module has none).
-    ``options`` go to SciPy as they are (``tol``, ``bounds``, ``options={"maxiter": ...}``,
-    ``callback``).
+    ``options`` go to SciPy as they are (``tol``, ``bounds``, ``options={"maxiter": ...}``);
+    a ``callback(intermediate_result)`` finds the parameters as given in its ``.params``.
 
     Returns SciPy's ``OptimizeResult`` (``x`` flat, float64) with ``params``: the solution
     as the parameters were given (a dict by name, or a tuple in ``PARAMS`` order, arrays
@@ -89,6 +89,14 @@ def minimize(
         return float(loss), place.flatten(grads)
 
     second = _second_order(module, method, place, arrays)
+    watch = options.pop("callback", None)
+    if watch is not None:  # SciPy's intermediate result, with the parameters as given
+
+        def callback(intermediate_result: Any) -> Any:
+            intermediate_result.params = place.returned(place.unflatten(intermediate_result.x))
+            return watch(intermediate_result)
+
+        options["callback"] = callback
     result = optimize.minimize(fun, start, jac=True, method=method, **second, **options)
     values = place.unflatten(result.x)
     result.params = place.returned(values)
