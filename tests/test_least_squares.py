@@ -43,6 +43,9 @@ CASES = {
         symgen.sum(sp.HadamardPower(v * X.T - col.T, 2)) / 3, [v], [X, col], name="row"
     ),
     "gram": symgen.Problem((X * w - col).T * (X * w - col), [w], [X, col], name="gram"),
+    "gram_element": symgen.Problem(
+        ((X * w - col).T * (X * w - col))[0, 0] / 2, [w], [X, col], name="gram_element"
+    ),
     "matrix_scalars": symgen.Problem(
         symgen.sum(symgen.square(symgen.elementwise(lambda u, s: sp.sin(a * u) + b * s, Z, Y)))
         / (M * K),
@@ -67,6 +70,7 @@ REFERENCES = {
     "glm_bias": lambda p, d: anp.exp(anp.dot(d["X"], p[:-1]) / 4) + p[-1] - d["y"][:, 0],
     "row": lambda p, d: anp.dot(d["X"], p) - d["y"][:, 0],
     "gram": lambda p, d: anp.dot(d["X"], p) - d["y"][:, 0],
+    "gram_element": lambda p, d: anp.dot(d["X"], p) - d["y"][:, 0],
     "matrix_scalars": lambda p, d: (anp.sin(p[0] * d["Z"]) + p[1] * d["Y"]).ravel(),
 }
 
@@ -78,6 +82,7 @@ SCALING = {
     "glm_bias": (1.0, "mean"),
     "row": (1 / 3, "sum"),
     "gram": (1.0, "sum"),
+    "gram_element": (0.5, "sum"),
     "matrix_scalars": (1.0, "mean"),
 }
 

@@ -85,17 +85,23 @@ def _squared_matrix(expr: sp.Basic) -> tuple[sp.Expr, MatrixExpr] | None:
     return None
 
 
-def _gram(expr: sp.Basic) -> MatrixExpr | None:
-    """``R`` when ``expr`` is ``R.T*R`` (a 1 x 1 product), or its ``[0, 0]``."""
+def _gram(expr: sp.Basic) -> tuple[sp.Expr, MatrixExpr] | None:
+    """``(k, R)`` when ``expr`` is ``k * R.T*R`` (a 1 x 1 product), or its ``[0, 0]`` (which
+    SymPy may have expanded into a ``Sum``)."""
+    if isinstance(expr, sp.Sum):
+        expr = MatrixExpr.from_index_summation(expr)
     if isinstance(expr, MatrixElement) and tuple(expr.args[1:]) == (0, 0):
         expr = expr.args[0]
     if not isinstance(expr, sp.MatMul):
         return None
     factors = [a for a in expr.args if isinstance(a, MatrixExpr)]
-    if len(factors) != 2 or any(not a.is_number for a in expr.args if a not in factors):
+    numbers = [a for a in expr.args if not isinstance(a, MatrixExpr)]
+    if len(factors) != 2 or any(not a.is_number for a in numbers):
         return None
     left, right = factors
-    return right if sp.Transpose(left).doit() == right.doit() and right.shape[1] == 1 else None
+    if right.shape[1] != 1 or sp.Transpose(left).doit() != right.doit():
+        return None
+    return sp.Mul(*numbers), right
 
 
 def _matrix_residuals(problem) -> tuple[sp.Expr, MatrixExpr] | None:
@@ -110,9 +116,9 @@ def _matrix_residuals(problem) -> tuple[sp.Expr, MatrixExpr] | None:
             k, found = squared
             coefficient *= k
         elif (gram := _gram(factor)) is not None and found is None:
-            found = gram
-            coefficient *= sp.Mul(*[a for a in getattr(factor, "args", ()) if a.is_number])
-        elif isinstance(factor, (sp.Expr,)) and not isinstance(factor, MatrixExpr):
+            k, found = gram
+            coefficient *= k
+        elif isinstance(factor, sp.Expr) and not isinstance(factor, MatrixExpr):
             coefficient *= factor
         else:
             return None
