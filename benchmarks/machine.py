@@ -87,6 +87,8 @@ def software_lines() -> list[str]:
         f"torch {version('torch')}, pytensor {version('pytensor')} (numba "
         f"{version('numba')}); C/C++ compiler for `torch.compile` and PyTensor's C linker: "
         f"{_compiler()}",
+        f"solvers (time to solution): SciPy {version('scipy')}, scikit-learn "
+        f"{version('scikit-learn')}",
     ]
 
 

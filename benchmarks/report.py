@@ -79,6 +79,8 @@ class WorkloadResult:
             next(m for m in self.measurements if m.contender.name == n).samples
             for n in (name or self.symgen, self.reference)
         )
+        if not mine:  # a contender that did not run (not generated, not installed)
+            return math.nan
         pairs = [a / b for a, b in zip(mine, ref, strict=True)]
         return statistics.median(pairs) if pairs else math.nan
 
@@ -128,6 +130,8 @@ TARGETS = {
     "w3-large-step": (0.97, "W3 large, SGD step"),
     "w4-100000": (1.0, "W4, N = 10⁵"),
     "w4-10000000": (0.8, "W4, N = 10⁷"),
+    "solve-w4": (0.5, "W4 time to solution, N = 10⁵"),
+    "solve-w2": (0.5, "W2 large time to solution"),
 }
 
 
@@ -169,6 +173,9 @@ def targets_section(
         for name, label in r.symgen_rows():
             label = title + label.removeprefix(r.short_title)
             ratio = r.ratio_of(name)
+            if math.isnan(ratio):
+                lines.append(f"| {label} ≤ {bound:g}× | {r.reference} | not run | — |")
+                continue
             lines.append(
                 f"| {label} ≤ {bound:g}× | {r.reference} | {ratio:.2f}× "
                 f"({r.paired_ratio(name):.2f}) | {_met(ratio, bound)} |"
@@ -178,9 +185,10 @@ def targets_section(
         seconds = generated.get(key, math.nan)
         shown = "not measured" if math.isnan(seconds) else f"{format_seconds(seconds)} (first call)"
         lines.append(f"| {label} < {bound:g} s | — | {shown} | {_met(seconds, bound, True)} |")
+    shown = "not measured" if math.isnan(memory_ratio) else f"{memory_ratio:.2f}×"
     lines.append(
         f"| W4 peak memory at N = {memory_n:,} < {memory_target:g}× the inputs | inputs t, y "
-        f"| {memory_ratio:.2f}× | {_met(memory_ratio, memory_target, True)} |"
+        f"| {shown} | {_met(memory_ratio, memory_target, True)} |"
     )
     return "Targets", lines
 
@@ -200,6 +208,9 @@ def peers_section(results: list[WorkloadResult]) -> tuple[str, list[str]]:
         peers = [m for m in r.measurements if m.samples and is_peer(m.contender.name)]
         for name, label in r.symgen_rows():
             mine = r.median_of(name)
+            if math.isnan(mine):
+                lines.append(f"| {label} | not run | — | — | — | — |")
+                continue
             if not peers:
                 lines.append(f"| {label} | {format_seconds(mine)} | none ran | — | — | — |")
                 continue

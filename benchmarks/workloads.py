@@ -1,7 +1,8 @@
 """The workloads by key, with their contenders, correctness check and labels.
 
 Keys: "w1", "w2-large", "w3-seed", "w3-seed-step", "w3-large", "w3-large-step", "w4-N"
-(N samples, e.g. "w4-100000", "w4-10000000").
+(N samples, e.g. "w4-100000", "w4-10000000"); "solve-w4" and "solve-w2", the time to
+solution of whole fits (``solve_times``).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import curve_fit_grad, logistic_grad, mlp_grad, rosenbrock_step
+from . import curve_fit_grad, logistic_grad, mlp_grad, rosenbrock_step, solve_times
 from .correctness import RTOL, RTOL_FLOAT32, tolerance
 from .timing import Contender
 
@@ -93,5 +94,36 @@ def build(key: str) -> Workload:
             lambda: mlp_grad.check(contenders, arrays, step=bool(step)),
             tolerance(RTOL_FLOAT32, "max"),
             other_symgen=((c_backend, "C backend"),),
+        )
+    if key == "solve-w4":
+        contenders, found = solve_times.w4_contenders()
+        return Workload(
+            key,
+            solve_times.w4_title(),
+            solve_times.w4_description(),
+            solve_times.W4_REFERENCE,
+            solve_times.W4_SYMGEN,
+            contenders,
+            lambda: solve_times.check_w4(contenders, found["optimum"]),
+            f"every parameter within {solve_times.W4_ACCURACY:g} of the optimum (relative)",
+            other_symgen=((solve_times.W4_SYMGEN_NUMPY, "NumPy module"),),
+            symgen_label="C backend",
+        )
+    if key == "solve-w2":
+        contenders, found = solve_times.w2_contenders()
+        return Workload(
+            key,
+            solve_times.w2_title(),
+            solve_times.w2_description(),
+            solve_times.W2_REFERENCE,
+            solve_times.W2_SYMGEN,
+            contenders,
+            lambda: solve_times.check_w2(contenders, found["x"], found["t"]),
+            f"mean gradient of max-norm ≤ {solve_times.W2_GRADIENT:g}",
+            other_symgen=(
+                (solve_times.W2_SYMGEN_NUMPY, "L-BFGS-B, NumPy module"),
+                (solve_times.W2_NEWTON, "newton_step, C backend"),
+            ),
+            symgen_label="L-BFGS-B, C backend",
         )
     raise ValueError(f"unknown workload {key!r}")

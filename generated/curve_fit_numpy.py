@@ -18,6 +18,9 @@ import numpy as np
 PARAMS = ('a', 'b', 'c', 'd', 'e', 'g')
 DATA = ('t', 'y')
 DTYPE = np.float64
+#: The loss is RESIDUAL_SCALE * mean(residuals(...)**2).
+RESIDUAL_SCALE = 1.0
+RESIDUAL_REDUCE = "mean"
 
 
 def _as_scalar(name, value):
@@ -179,6 +182,74 @@ def _loss_and_grad(a, b, c, d, e, g, t, y, N):
 def grad(a, b, c, d, e, g, t, y):
     """Gradients of the loss, one per parameter in PARAMS order."""
     return loss_and_grad(a, b, c, d, e, g, t, y)[1]
+
+
+def residuals(a, b, c, d, e, g, t, y):
+    """The residuals r, shape (N,): the loss is RESIDUAL_SCALE * mean(r**2)."""
+    a, b, c, d, e, g, t, y, N = _arguments(a, b, c, d, e, g, t, y)
+    # one pass over the samples (N,), in blocks of 8192
+    residual = np.empty((N,), dtype=DTYPE)
+    _work = np.empty((4, min(N, 8192)), dtype=DTYPE)
+    for _start in range(0, N, 8192):
+        _t = t[_start:_start + 8192]
+        _y = y[_start:_start + 8192]
+        _w0, _w1, _w2, _w3 = _work[:, :N - _start]
+        np.multiply(_t, e, out=_w0)
+        np.multiply(_t, _t, out=_w1)
+        _w1 *= d
+        _w0 += _w1
+        np.multiply(_t, -a, out=_w2)
+        np.exp(_w2, out=_w2)
+        np.multiply(_t, b, out=_w3)
+        _w3 += c
+        np.sin(_w3, out=_w3)
+        _w2 *= _w3
+        _w0 += _w2
+        _w0 -= _y
+        _w0 += g
+        _residual = _w0
+        residual[_start:_start + 8192] = _residual
+    return residual
+
+
+def jacobian(a, b, c, d, e, g, t, y):
+    """The Jacobian of residuals(), shape (N, 6): a column per parameter element, in PARAMS order (arrays row-major)."""
+    a, b, c, d, e, g, t, y, N = _arguments(a, b, c, d, e, g, t, y)
+    # one pass over the samples (N,), in blocks of 8192
+    jac_a = np.empty((N,), dtype=DTYPE)
+    jac_b = np.empty((N,), dtype=DTYPE)
+    jac_c = np.empty((N,), dtype=DTYPE)
+    jac_d = np.empty((N,), dtype=DTYPE)
+    jac_e = np.empty((N,), dtype=DTYPE)
+    _work = np.empty((4, min(N, 8192)), dtype=DTYPE)
+    for _start in range(0, N, 8192):
+        _t = t[_start:_start + 8192]
+        _y = y[_start:_start + 8192]
+        _w0, _w1, _w2, _w3 = _work[:, :N - _start]
+        np.multiply(_t, -a, out=_w0)
+        x0 = np.exp(_w0, out=_w0)
+        np.multiply(_t, b, out=_w1)
+        _w1 += c
+        x1 = _w1
+        np.cos(x1, out=_w2)
+        _w2 *= x0
+        x2 = _w2
+        np.sin(x1, out=_w3)
+        _w3 *= _t
+        _w3 *= x0
+        _w3 *= -1.0
+        _jac_a = _w3
+        jac_a[_start:_start + 8192] = _jac_a
+        _jac_b = np.multiply(_t, x2, out=_w0)
+        jac_b[_start:_start + 8192] = _jac_b
+        _jac_c = x2
+        jac_c[_start:_start + 8192] = _jac_c
+        _jac_d = np.multiply(_t, _t, out=_w0)
+        jac_d[_start:_start + 8192] = _jac_d
+        _jac_e = _t
+        jac_e[_start:_start + 8192] = _jac_e
+    jac_g = np.full((N,), 1, dtype=DTYPE)
+    return np.column_stack((jac_a, jac_b, jac_c, jac_d, jac_e, jac_g))
 
 
 def sgd_step(a, b, c, d, e, g, t, y, *, lr):

@@ -16,6 +16,8 @@ from symgen.compiler.functions import (
 from symgen.compiler.problem import Problem
 from symgen.compiler.scalar_functions import relu, sigmoid, softplus, stop_gradient, xlogy
 from symgen.errors import SpecError
+from symgen.runtime.solvers.least_squares import least_squares
+from symgen.runtime.solvers.minimize import minimize
 from symgen.runtime.training.fitting import fit
 from symgen.runtime.training.result import FitResult, NonFiniteError
 from symgen.version import __version__
@@ -33,9 +35,11 @@ __all__ = [
     "fit",
     "generate",
     "gradients",
+    "least_squares",
     "log",
     "logsumexp",
     "mean",
+    "minimize",
     "relu",
     "sigmoid",
     "softplus",

@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+import pytest
+
 from benchmarks.__main__ import parse
 from benchmarks.report import MARKER, write
 
@@ -22,3 +24,12 @@ def test_write_makes_the_folder_and_keeps_the_notes(tmp_path):
     write(path, "# Benchmarks\n\ntable 2")
     text = path.read_text()
     assert "table 2" in text and "table 1" not in text and text.endswith(f"{MARKER}\n\na note\n")
+
+
+def test_a_run_of_some_workloads_leaves_the_committed_benchmarks_alone(root):
+    only = parse(["--only", "solve-w4,solve-w2"])
+    assert only.only == ["solve-w4", "solve-w2"] and only.output != root / "BENCHMARKS.md"
+    assert only.output.parent == parse(["--quick"]).output.parent
+    assert parse(["--only", "solve-w4", "--output", "o.md"]).output == Path("o.md")
+    with pytest.raises(SystemExit):
+        parse(["--only", "solve-w9"])

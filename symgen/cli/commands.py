@@ -37,6 +37,7 @@ from symgen.runtime.distributed.cluster import connect, lost_worker_errors, lost
 from symgen.runtime.distributed.sources import problem_module
 from symgen.runtime.training.fitting import fit
 from symgen.runtime.training.result import NonFiniteError
+from symgen.runtime.training.settings import FULL_BATCH
 from symgen.version import __version__
 
 #: The top-level help's description.
@@ -191,7 +192,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     hyper = {}
     for item in args.hyper or []:
         name, value = parse_assignment(item)
-        hyper[name] = float(value)
+        number = float(value)
+        # a solver's counts (lbfgs's maxcor, maxls) are integers
+        integral = args.optimizer in FULL_BATCH and number.is_integer()
+        hyper[name] = int(number) if integral else number
     values = read_init(problem, args.init or [])
     data = read_data(problem, args.data)
     check_shapes(problem, {**values, **data})
@@ -209,7 +213,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         module = problem_module(problem)
     else:
         module = compile_problem(problem, args.backend)
-    lr = DEFAULT_LR[args.optimizer] if args.lr is None else args.lr
+    full_batch = args.optimizer in FULL_BATCH
+    if full_batch:  # they choose their own steps
+        lr = args.lr
+    else:
+        lr = DEFAULT_LR[args.optimizer] if args.lr is None else args.lr
     try:
         result = fit(
             problem if lazy else module,
@@ -226,9 +234,10 @@ def cmd_train(args: argparse.Namespace) -> int:
             **hyper,
         )
     except NonFiniteError as exc:
+        advice = "" if full_batch else f"; try a smaller --lr than {lr:g}"
         raise ValueError(
             f"{problem.name}: training stopped at step {exc.step}: {exc.reason}; "
-            f"nothing written; try a smaller --lr than {lr:g}"
+            f"nothing written{advice}"
         ) from None
     except lost_worker_errors() as exc:
         raise ValueError(
@@ -244,7 +253,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         batches = None
         if args.batch_size and result.epochs:
             batches = max(1, round(result.steps / result.epochs))
-        title = f"{problem.name}: {args.optimizer}, lr {lr:g}"
+        title = f"{problem.name}: {args.optimizer}" + ("" if full_batch else f", lr {lr:g}")
         if args.batch_size:
             title += f", batches of {args.batch_size}"
         lossplot.save_loss_plot(result.history, args.plot, title, smooth=batches)
@@ -252,7 +261,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     first = f"{result.history[0]:.6g} -> " if result.history else ""
     why = "" if result.stopped == "steps" else f", stopped by {result.stopped}"
     epochs = f", {result.epochs:.4g} epochs" if args.batch_size else ""
-    print(f"loss {first}{result.loss:.6g} after {result.steps} {args.optimizer} steps{epochs}{why}")
+    unit = "evaluations" if args.optimizer == "lm" else "iterations" if full_batch else "steps"
+    ran = f"{result.steps} {args.optimizer} {unit}"
+    print(f"loss {first}{result.loss:.6g} after {ran}{epochs}{why}")
     return 0
 
 
@@ -401,12 +412,19 @@ def build_parser() -> argparse.ArgumentParser:
         default="numpy",
         help="the module that computes the steps: NumPy (default) or its compiled C passes",
     )
-    p.add_argument("--steps", type=int, default=1000, help="steps to run (default: 1000)")
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=1000,
+        help="steps to run (default: 1000; lbfgs: iterations, lm: evaluations at most)",
+    )
     p.add_argument(
         "--optimizer",
-        choices=list(OPTIMIZERS),
+        choices=[*OPTIMIZERS, *FULL_BATCH],
         default="adam",
-        help="the update rule (default: adam)",
+        help="the update rule (default: adam); lbfgs (SciPy's L-BFGS-B), lm "
+        "(Levenberg-Marquardt, for least-squares losses) and newton (the module's "
+        "newton_step) use all the data at every iteration, with no --lr or --batch-size",
     )
     p.add_argument("--lr", type=float, help=help_text("lr"))
     p.add_argument("--batch-size", type=int, metavar="B", help="rows per step (default: all)")
@@ -414,7 +432,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--hyper",
         action="append",
         metavar="NAME=VALUE",
-        help=f"optimizer setting: {', '.join(DEFAULTS)} (repeatable)",
+        help=f"optimizer setting: {', '.join(DEFAULTS)}; for lbfgs and lm SciPy's options "
+        "(gtol, maxcor, xtol, ...) (repeatable)",
     )
     p.add_argument(
         "--tol", type=float, help="stop when the loss changes by less than this, relatively"

@@ -11,6 +11,7 @@ backend's plan extends ``ModulePlan`` with its bodies' own form and its extras
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import sympy as sp
 
@@ -75,6 +76,27 @@ class ModulePlan:
     #: paragraph after it (why a backend computes as the NumPy module does).
     backend: str = ""
     note: tuple[str, ...] = ()
+    #: ``residuals`` and ``jacobian`` of a least-squares loss, or None.
+    least_squares: LeastSquaresPlan | None = None
+
+
+@dataclass(frozen=True)
+class LeastSquaresPlan:
+    """The module's ``residuals`` and ``jacobian`` (``compiler.least_squares``): their bodies
+    (in the backend's form), what they return, and the loss's scaling, ``loss ==
+    scale * reduce(residuals**2)`` (``RESIDUAL_SCALE``, ``RESIDUAL_REDUCE``)."""
+
+    residual_body: Any
+    jacobian_body: Any
+    #: The returned expressions: the residuals as a vector; the Jacobian's blocks side by
+    #: side, one column per parameter element in PARAMS order.
+    residual_value: str
+    jacobian_value: str
+    scale: str
+    reduce: str
+    #: The number of residuals and of parameter elements, as text (``N``, ``D + 1``).
+    size: str
+    parameters: str
 
 
 def shape_text(shape: tuple) -> str:
@@ -143,6 +165,39 @@ def baked_fields(baked: Baked | None) -> dict:
         ),
         "aliases": tuple(aliases),
     }
+
+
+def least_squares_plan(
+    compiled: Compiled, residual_body: Any, jacobian_body: Any
+) -> LeastSquaresPlan | None:
+    """The ``least_squares`` field of a module whose backend wrote ``compiled.residuals``'s
+    programs as ``residual_body`` and ``jacobian_body`` (None without residuals)."""
+    found = compiled.residuals
+    if found is None:
+        return None
+    matrix = compiled.problem.kind == "matrix"
+    (residual,) = residual_body.results
+    shapes = dict(found.residual_program.shapes)
+    size = sp.Mul(*shapes[residual]) if matrix else compiled.lowered.data[0].shape[0]
+    params = compiled.lowered.params
+    blocks = [
+        f"{name}.ravel()" if matrix and not p.shape else name
+        for name, p in zip(jacobian_body.results, params, strict=True)
+    ]
+    if len(blocks) == 1 and matrix and params[0].shape:
+        jacobian = blocks[0]  # already (residuals, elements)
+    else:
+        jacobian = f"np.column_stack({tuple_text(blocks)})"
+    return LeastSquaresPlan(
+        residual_body=residual_body,
+        jacobian_body=jacobian_body,
+        residual_value=f"{residual}.ravel()" if matrix else residual,
+        jacobian_value=jacobian,
+        scale=repr(float(found.scale)),
+        reduce=found.reduce,
+        size=str(size),
+        parameters=str(sp.Add(*[sp.Mul(*p.shape) for p in params])),
+    )
 
 
 def module_fields(compiled: Compiled, source: str | None, baked: Baked | None) -> dict:

@@ -41,6 +41,11 @@ def _diff(body: sp.Expr, var: sp.Symbol) -> sp.Expr:
     return d.replace(sp.DiracDelta, lambda *args: sp.S.Zero) if d.has(sp.DiracDelta) else d
 
 
+def partial(body: sp.Expr, var: sp.Symbol) -> sp.Expr:
+    """``∂body/∂var`` as reverse mode takes it (forward mode, ``compiler.forward``, too)."""
+    return _diff(body, var)
+
+
 def _map_rule(node: Map, g: Node) -> Contribution:
     gv = sp.Dummy("g")
     for var, arg in zip(node.fn.variables, node.args, strict=True):

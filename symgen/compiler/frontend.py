@@ -79,6 +79,12 @@ def lower(problem) -> Lowered:
     return Lowered(total, params, data, _dims(data))
 
 
+def lower_matrix(problem, expr: sp.Basic) -> Node:
+    """The IR of a matrix expression over ``problem``'s symbols (a part of its loss, such as
+    the residuals of a least-squares loss); its inputs are the nodes ``lower`` makes."""
+    return _MatrixLowering(problem).matrix(expr)
+
+
 def _ones(shape: Shape) -> Node:
     return Map(sp.Lambda((), sp.S.One), (), shape)
 

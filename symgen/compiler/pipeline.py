@@ -4,22 +4,39 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import sympy as sp
+
 from symgen.compiler.autodiff import gradients
 from symgen.compiler.frontend import Lowered, lower
+from symgen.compiler.least_squares import detect
 from symgen.compiler.optimize import Namer, Program, build_program
 from symgen.compiler.problem import RESERVED_NAMES, Problem
 from symgen.version import __version__
 
 
 @dataclass(frozen=True)
+class Residuals:
+    """The programs of a least-squares loss (``compiler.least_squares``): its residuals, and
+    their Jacobian as one block per parameter; the loss is ``scale`` times the sum
+    (``reduce="sum"``) or the mean (``"mean"``) of the squared residuals."""
+
+    residual_program: Program
+    jacobian_program: Program
+    scale: sp.Expr
+    reduce: str
+
+
+@dataclass(frozen=True)
 class Compiled:
-    """A problem with its IR and its two programs: loss only, and loss with gradients."""
+    """A problem with its IR and its two programs: loss only, and loss with gradients;
+    ``residuals`` when the loss is a least-squares loss."""
 
     problem: Problem
     lowered: Lowered
     loss_program: Program
     grad_program: Program
     version: str = __version__
+    residuals: Residuals | None = None
 
 
 def _namer(lowered: Lowered) -> Namer:
@@ -28,10 +45,21 @@ def _namer(lowered: Lowered) -> Namer:
     return Namer(taken)
 
 
+def _residuals(problem: Problem, lowered: Lowered) -> Residuals | None:
+    found = detect(problem, lowered)
+    if found is None:
+        return None
+    residual = build_program(lowered, [found.residual], ["residual"], _namer(lowered))
+    names = [f"jac_{p.name}" for p in lowered.params]
+    jacobian = build_program(lowered, list(found.jacobian), names, _namer(lowered))
+    return Residuals(residual, jacobian, found.scale, found.reduce)
+
+
 def run(problem: Problem) -> Compiled:
     lowered = lower(problem)
     grads = gradients(lowered.loss, lowered.params)
     loss_program = build_program(lowered, [lowered.loss], ["loss"], _namer(lowered))
     names = ["loss"] + [f"grad_{p.name}" for p in lowered.params]
     grad_program = build_program(lowered, [lowered.loss, *grads], names, _namer(lowered))
-    return Compiled(problem, lowered, loss_program, grad_program)
+    residuals = _residuals(problem, lowered)
+    return Compiled(problem, lowered, loss_program, grad_program, residuals=residuals)

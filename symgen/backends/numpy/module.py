@@ -20,7 +20,7 @@ import sympy as sp
 from symgen.backends.numpy.inplace import InPlace
 from symgen.backends.numpy.steps import Update, updates
 from symgen.codegen.optimizers import Baked
-from symgen.codegen.plan import Arg, ModulePlan, module_fields
+from symgen.codegen.plan import Arg, ModulePlan, least_squares_plan, module_fields
 from symgen.codegen.plan import shape_text as _shape_text
 from symgen.codegen.printers import ArrayPrinter, ScalarPrinter, python_helpers
 from symgen.codegen.templating import render
@@ -161,32 +161,49 @@ def _describe(kernel: Kernel) -> str:
 BLOCK = 8192
 
 
-def _blocked(kernel: Kernel, printer: _StatementPrinter, data: dict[str, str]) -> list[str]:
+def _blocked(
+    kernel: Kernel, printer: _StatementPrinter, data: dict[str, str], stored: set[str] = frozenset()
+) -> list[str]:
     """A per-sample pass evaluated block by block, the sums accumulated across blocks.
 
     The statements are scalar set-up, then array work and sums, then scalar
-    results; only the middle runs per block, on views of the data arrays.
+    results (and fills); only the middle runs per block, on views of the data arrays.
+    Values in ``stored`` (what other passes or the function's results read: residuals,
+    the columns of a Jacobian) are written block by block into arrays of N samples.
     """
     stmts = list(kernel.stmts)
-    first = next(i for i, s in enumerate(stmts) if not isinstance(s, Assign))
-    last = max(i for i, s in enumerate(stmts) if not isinstance(s, Assign))
+    inner = [i for i, s in enumerate(stmts) if isinstance(s, (Elementwise, Reduction))]
+    if not inner or any(isinstance(s, Fill) for s in stmts[: inner[0]]):
+        return [printer.line(s, kernel) for s in stmts]
+    first, last = inner[0], inner[-1]
     middle = stmts[first : last + 1]
     if any(not isinstance(s, (Elementwise, Sum, Dot)) for s in middle):
         return [printer.line(s, kernel) for s in stmts]
     n = str(kernel.domain[0])
     views = {sp.Symbol(name, real=True): sp.Symbol(view, real=True) for name, view in data.items()}
+    kept = [s.target for s in middle if isinstance(s, Elementwise) and s.target.name in stored]
+    views |= {t: sp.Symbol(f"_{t.name}", real=True) for t in kept}
     sums = [s.target.name for s in middle if isinstance(s, Reduction)]
-    renamed = [s.substituted(views) for s in middle]
+    renamed = [replace(s.substituted(views), target=views.get(s.target, s.target)) for s in middle]
     inplace = InPlace(printer.array.arrays, renamed, printer.scalar)
     body = []
     for position, s in enumerate(renamed):
-        written = inplace.lines(s, position)
+        stored_value = middle[position].target in kept
+        if stored_value and s.value.is_Symbol:  # a value computed before: no copy
+            written = [f"{s.target.name} = {s.value.name}"]
+        else:
+            written = inplace.lines(s, position)
         if written is None:  # a sum adds this block's part
             written = [printer.line(s, kernel, "+=" if isinstance(s, Reduction) else "=")]
+        if stored_value:
+            name = middle[position].target.name
+            written = [*written, f"{name}[_start:_start + {BLOCK}] = {s.target.name}"]
         body += [f"    {line}" for line in written]
         inplace.release_after(position)
     lines = [printer.line(s, kernel) for s in stmts[:first]]
-    lines.append(" = ".join([*sums, "0.0"]))
+    if sums:
+        lines.append(" = ".join([*sums, "0.0"]))
+    lines += [f"{t.name} = np.empty(({n},), dtype=DTYPE)" for t in kept]
     if inplace.count:  # the buffers every block writes into (the last block: a prefix)
         lines.append(f"_work = np.empty(({inplace.count}, min({n}, {BLOCK})), dtype=DTYPE)")
     lines.append(f"for _start in range(0, {n}, {BLOCK}):")
@@ -320,7 +337,7 @@ def _body(
                 and len(k.domain) == 1
                 and any(not isinstance(s, Assign) for s in k.stmts)
             ):
-                lines = _blocked(k, printer, views)
+                lines = _blocked(k, printer, views, stored[n])
                 comment = f"{_describe(k)}, in blocks of {BLOCK}"
             elif kind == "matrix" and len(k.domain) == 2 and not k.is_step:
                 lines = _row_blocked(k, printer, shapes, stored[n])
@@ -362,6 +379,18 @@ def plan(
     grad_body = _body(
         compiled.grad_program, problem.dtype, names, problem.kind, native, "loss_and_grad"
     )
+    bodies = [loss_body, grad_body]
+    least_squares = None
+    if compiled.residuals is not None:
+        residual_body, jacobian_body = (
+            _body(program, problem.dtype, names, problem.kind, native, prefix)
+            for program, prefix in (
+                (compiled.residuals.residual_program, "residuals"),
+                (compiled.residuals.jacobian_program, "jacobian"),
+            )
+        )
+        least_squares = least_squares_plan(compiled, residual_body, jacobian_body)
+        bodies += [residual_body, jacobian_body]
     steps = updates(
         tuple(p.name for p in params),
         tuple(p.kind != "scalar" for p in params),
@@ -370,7 +399,8 @@ def plan(
         baked,
     )
     helpers = tuple(
-        h.array_source or h.source for h in python_helpers(loss_body.helpers | grad_body.helpers)
+        h.array_source or h.source
+        for h in python_helpers(frozenset().union(*(b.helpers for b in bodies)))
     )
     return NumpyPlan(
         **fields,
@@ -378,8 +408,9 @@ def plan(
         grad_body=grad_body,
         updates=steps,
         helpers=helpers,
-        imports=imports(params, helpers, loss_body.modules | grad_body.modules),
+        imports=imports(params, helpers, frozenset().union(*(b.modules for b in bodies))),
         native=native.module(problem.name) if native is not None else None,
+        least_squares=least_squares,
     )
 
 

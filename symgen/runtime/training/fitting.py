@@ -11,6 +11,7 @@ import numpy as np
 from symgen.runtime.training.arrays import array_library
 from symgen.runtime.training.batches import batches
 from symgen.runtime.training.dask_steps import dask_steps
+from symgen.runtime.training.full_batch import newton_steps, solve
 from symgen.runtime.training.inputs import data_arrays, has_dask_arrays, initial_params
 from symgen.runtime.training.loop import Outcome, Steps, run_steps
 from symgen.runtime.training.modules import generated_module, module_name, module_names
@@ -18,7 +19,7 @@ from symgen.runtime.training.nonfinite import full_loss, non_finite_error
 from symgen.runtime.training.optimizers import stepper
 from symgen.runtime.training.progress import reporter
 from symgen.runtime.training.result import FitResult
-from symgen.runtime.training.settings import Settings, resolve
+from symgen.runtime.training.settings import FULL_BATCH, Settings, resolve, resolve_full_batch
 
 
 def fit(
@@ -68,6 +69,16 @@ def fit(
     ``**hyper``. ``lr`` defaults to ``DEFAULT_LR[optimizer]``. ``optimizer``
     defaults to the module's baked optimizer (``module.OPTIMIZER``), else ``"adam"``.
 
+    ``optimizer="lbfgs"``, ``"lm"`` or ``"newton"`` see all the data at every iteration and
+    take no ``lr`` nor ``batch_size`` (data in memory, NumPy or C modules): ``"lbfgs"`` is
+    SciPy's L-BFGS-B on ``loss_and_grad`` (``symgen.minimize``; ``steps`` iterations at
+    most, ``tol`` its ``ftol``, ``**hyper`` its options such as ``gtol``, ``maxcor``);
+    ``"lm"`` is Levenberg-Marquardt on the module's ``residuals`` and ``jacobian``
+    (``symgen.least_squares``, for least-squares losses; ``steps`` evaluations at most,
+    ``tol`` its ``ftol``, ``**hyper`` its keywords; no callback); ``"newton"`` runs the
+    module's ``newton_step`` in the step loop (``**hyper`` its keywords). For ``"lbfgs"``
+    ``history`` holds the loss before each iteration, for ``"lm"`` at each evaluation.
+
     A module generated with ``--optimizer`` (``symgen.generate(...,
     optimizer=...)``) has that optimizer's hyperparameters built into its step
     function (``module.HYPERPARAMETERS``): fitting with that optimizer uses
@@ -112,24 +123,45 @@ def fit(
             f"{name}: fit() cannot run a CUDA module on Dask arrays; pass the data as "
             f"CuPy or NumPy arrays, or fit the NumPy module (or the symgen.Problem) on them"
         )
-    settings = resolve(
-        module,
-        name,
-        optimizer=optimizer,
-        steps=steps,
-        lr=lr,
-        batch_size=batch_size,
-        callback=callback,
-        tol=tol,
-        seed=seed,
-        progress=progress,
-        report_every=report_every,
-        hyper=hyper,
-    )
+    full_batch = optimizer in FULL_BATCH
+    if full_batch:
+        settings = resolve_full_batch(
+            name,
+            optimizer=optimizer,
+            lazy=lazy,
+            on_device=xp is not np,
+            steps=steps,
+            lr=lr,
+            batch_size=batch_size,
+            callback=callback,
+            tol=tol,
+            progress=progress,
+            report_every=report_every,
+            hyper=hyper,
+        )
+    else:
+        settings = resolve(
+            module,
+            name,
+            optimizer=optimizer,
+            steps=steps,
+            lr=lr,
+            batch_size=batch_size,
+            callback=callback,
+            tol=tol,
+            seed=seed,
+            progress=progress,
+            report_every=report_every,
+            hyper=hyper,
+        )
     current = initial_params(name, names, params, module.DTYPE, xp)
     arrays = data_arrays(name, data_names, data, module.DTYPE, lazy=lazy, xp=xp)
+    if full_batch and optimizer != "newton":
+        return solve(module, name, settings, current, arrays)
     if lazy:
         stepping = dask_steps(problem or module, module, name, settings, current, arrays)
+    elif full_batch:
+        stepping = newton_steps(module, name, settings, arrays)
     else:
         stepping = _steps_in_memory(module, name, settings, current, arrays, xp)
     result = FitResult(params=current)

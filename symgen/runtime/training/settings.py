@@ -69,14 +69,7 @@ def resolve(
         lr = DEFAULT_LR[optimizer] if lr is None else _positive("lr", lr)
     if batch_size is not None:
         batch_size = _count("batch_size", batch_size, minimum=1)
-    if tol is not None:
-        tol = _non_negative("tol", tol)
-    if report_every is not None:
-        report_every = _count("report_every", report_every, minimum=1)
-    if callback is not None and not callable(callback):
-        raise TypeError(f"callback must be callable, got {type(callback).__name__}")
-    if progress not in (None, True, False):
-        raise TypeError(f"progress must be None, True or False, got {progress!r}")
+    tol, report_every = _loop_options(tol, report_every, callback, progress)
     return Settings(
         optimizer=optimizer,
         steps=steps,
@@ -90,6 +83,21 @@ def resolve(
         progress=progress,
         report_every=report_every,
     )
+
+
+def _loop_options(
+    tol: Any, report_every: Any, callback: Any, progress: Any
+) -> tuple[float | None, int | None]:
+    """``tol`` and ``report_every`` checked (with ``callback`` and ``progress``)."""
+    if tol is not None:
+        tol = _non_negative("tol", tol)
+    if report_every is not None:
+        report_every = _count("report_every", report_every, minimum=1)
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable, got {type(callback).__name__}")
+    if progress not in (None, True, False):
+        raise TypeError(f"progress must be None, True or False, got {progress!r}")
+    return tol, report_every
 
 
 def _count(what: str, value: Any, *, minimum: int) -> int:
@@ -115,3 +123,58 @@ def _non_negative(what: str, value: Any) -> float:
     if not math.isfinite(number) or number < 0:
         raise ValueError(f"{what} must be a finite number >= 0, got {value!r}")
     return number
+
+
+#: The optimizers that see all the data at every iteration and take no learning rate:
+#: SciPy's L-BFGS-B (``symgen.minimize``), Levenberg-Marquardt on the residuals of a
+#: least-squares loss (``symgen.least_squares``), and the module's ``newton_step``.
+FULL_BATCH = ("lbfgs", "lm", "newton")
+
+
+def resolve_full_batch(
+    name: str,
+    *,
+    optimizer: str,
+    lazy: bool,
+    on_device: bool,
+    steps: Any,
+    lr: Any,
+    batch_size: Any,
+    callback: Any,
+    tol: Any,
+    progress: Any,
+    report_every: Any,
+    hyper: dict[str, Any],
+) -> Settings:
+    """The settings of a fit by one of ``FULL_BATCH`` (no learning rate, no batches; data in
+    memory, NumPy or C modules), or the error of the first argument that does not apply."""
+    if lr is not None or batch_size is not None:
+        what = "lr" if lr is not None else "batch_size"
+        raise TypeError(
+            f"{name}: optimizer {optimizer!r} takes no {what}: it sees all the data at every "
+            "iteration and chooses its own steps"
+        )
+    if lazy or on_device:
+        where = "Dask arrays" if lazy else "a CUDA module"
+        raise TypeError(
+            f"{name}: optimizer {optimizer!r} runs on data in memory with a NumPy or C module, "
+            f"not on {where}; use sgd, momentum, nesterov or adam"
+        )
+    if callback is not None and optimizer == "lm":
+        raise TypeError(
+            f"{name}: optimizer 'lm' (MINPACK, through SciPy) takes no callback; use lbfgs"
+        )
+    tol, report_every = _loop_options(tol, report_every, callback, progress)
+    return Settings(
+        optimizer=optimizer,
+        steps=_count("steps", steps, minimum=0),
+        lr=math.nan,
+        hyper=dict(hyper),
+        baked=None,
+        batch_size=None,
+        tol=tol,
+        seed=0,
+        callback=callback,
+        progress=progress,
+        report_every=report_every,
+    )

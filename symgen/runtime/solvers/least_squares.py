@@ -1,0 +1,61 @@
+"""``symgen.least_squares``: ``scipy.optimize.least_squares`` on the residuals and Jacobian
+that symgen generates for a least-squares loss (``residuals``, ``jacobian``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from symgen.runtime.solvers.layout import data_arrays, layout, module_name
+from symgen.runtime.solvers.optional import scipy_optimize
+
+
+def least_squares(
+    module: Any,
+    x0: Any,
+    data: Any = None,
+    method: str = "lm",
+    **options: Any,
+) -> Any:
+    """Fit a generated module whose loss is a least-squares loss with
+    ``scipy.optimize.least_squares``, given its residuals and their exact Jacobian.
+
+    ``x0`` and ``data`` as for ``symgen.minimize``. ``method``: ``"lm"`` (Levenberg-Marquardt,
+    MINPACK; needs at least as many residuals as parameter elements) or ``"trf"`` (trust
+    region, takes ``bounds``) or ``"dogbox"``; ``options`` go to SciPy as they are (``ftol``,
+    ``xtol``, ``gtol``, ``max_nfev``, ``x_scale``, ...). The module must have ``residuals``
+    and ``jacobian``: symgen writes them when the loss is a sum (or mean) of squares it
+    recognises (a ``TypeError`` otherwise).
+
+    Returns SciPy's ``OptimizeResult`` with ``params`` (the solution as the parameters were
+    given: a dict by name or a tuple in ``PARAMS`` order) and ``loss``: the module's loss
+    there, ``RESIDUAL_SCALE * sum`` (or ``mean``) of the squared residuals (SciPy's ``cost``
+    is half their sum).
+    """
+    missing = [f for f in ("residuals", "jacobian") if not hasattr(module, f)]
+    if missing:
+        raise TypeError(
+            f"{module_name(module)}: least_squares needs the module's residuals() and "
+            "jacobian(), which symgen writes when the loss is a sum or mean of squares "
+            "(k*(model - y)**2 per sample, symgen.sum(symgen.square(R)), ...); this module "
+            "has none: its loss has another form, or it was generated before symgen wrote "
+            "them. symgen.minimize fits any loss"
+        )
+    optimize = scipy_optimize("least_squares")
+    place, start = layout(module, x0)
+    arrays = data_arrays(module, data)
+
+    def fun(x: np.ndarray) -> np.ndarray:
+        return np.asarray(module.residuals(*place.unflatten(x), **arrays), dtype=np.float64)
+
+    def jac(x: np.ndarray) -> np.ndarray:
+        return np.asarray(module.jacobian(*place.unflatten(x), **arrays), dtype=np.float64)
+
+    result = optimize.least_squares(fun, start, jac=jac, method=method, **options)
+    result.params = place.returned(place.unflatten(result.x))
+    squares = float(np.dot(result.fun, result.fun))
+    if module.RESIDUAL_REDUCE == "mean":
+        squares /= max(result.fun.size, 1)
+    result.loss = module.RESIDUAL_SCALE * squares
+    return result

@@ -1,0 +1,104 @@
+"""``symgen.minimize``: ``scipy.optimize.minimize`` on a generated module, with the loss and
+its gradient from one call of ``loss_and_grad`` (``jac=True``) and, for the methods that
+use one, the module's Hessian (``hessian``) or Hessian-vector product (``hvp``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from symgen.runtime.solvers.layout import Layout, data_arrays, layout, module_name
+from symgen.runtime.solvers.optional import scipy_optimize
+
+#: The methods that take second derivatives, and which: SciPy's ``hess`` (the dense
+#: Hessian, the module's ``hessian``) or ``hessp`` (products, the module's ``hvp``).
+SECOND_ORDER = {
+    "newton-cg": "hessp",
+    "trust-ncg": "hessp",
+    "trust-krylov": "hessp",
+    "trust-constr": "hessp",
+    "trust-exact": "hess",
+    "dogleg": "hess",
+}
+#: The module's function behind each of SciPy's arguments.
+FUNCTIONS = {"hess": "hessian", "hessp": "hvp"}
+
+
+def _second_order(
+    module: Any, method: str, place: Layout, data: dict[str, Any]
+) -> dict[str, Callable[..., np.ndarray]]:
+    """``{"hess": ...}`` or ``{"hessp": ...}`` for ``method``, from the module's own
+    functions (or nothing, for a method that uses none)."""
+    kind = SECOND_ORDER.get(method.lower())
+    if kind is None:
+        return {}
+    function = getattr(module, FUNCTIONS[kind], None)
+    if function is None:
+        raise TypeError(
+            f"{module_name(module)}: method {method!r} needs the Hessian "
+            f"({'the dense matrix' if kind == 'hess' else 'products with it'}), and the module "
+            f"has no {FUNCTIONS[kind]}(); regenerate it with a symgen that writes hessian() "
+            "and hvp(), or choose a method that needs only the gradient (L-BFGS-B, BFGS, CG)"
+        )
+    if kind == "hess":
+
+        def hess(x: np.ndarray) -> np.ndarray:
+            return np.asarray(function(*place.unflatten(x), **data), dtype=np.float64)
+
+        return {"hess": hess}
+
+    def hessp(x: np.ndarray, p: np.ndarray) -> np.ndarray:
+        products = function(*place.unflatten(x), **data, v=tuple(place.unflatten(p)))
+        return place.flatten(products)
+
+    return {"hessp": hessp}
+
+
+def minimize(
+    module: Any,
+    x0: Any,
+    data: Any = None,
+    method: str = "L-BFGS-B",
+    **options: Any,
+) -> Any:
+    """Minimise the loss of a generated module with ``scipy.optimize.minimize``.
+
+    ``x0``: the initial parameters, a dict by name or a tuple in ``module.PARAMS`` order
+    (floats for scalar parameters, arrays for array ones; one array alone for a module of
+    one parameter). ``data``: a dict by name or a tuple in ``module.DATA`` order (converted
+    once to the module's dtype). ``method``: any of SciPy's; the loss and gradient come from
+    one ``loss_and_grad`` call (``jac=True``); ``trust-exact`` and ``dogleg`` get the
+    module's ``hessian`` as ``hess``, ``Newton-CG``, ``trust-ncg``, ``trust-krylov`` and
+    ``trust-constr`` its ``hvp`` as ``hessp`` (a ``TypeError`` when the module has none).
+    ``options`` go to SciPy as they are (``tol``, ``bounds``, ``options={"maxiter": ...}``);
+    a ``callback(intermediate_result)`` finds the parameters as given in its ``.params``.
+
+    Returns SciPy's ``OptimizeResult`` (``x`` flat, float64) with ``params``: the solution
+    as the parameters were given (a dict by name, or a tuple in ``PARAMS`` order, arrays
+    shaped like ``x0``'s in the module's dtype) and ``loss``: the loss there.
+    """
+    optimize = scipy_optimize("minimize")
+    place, start = layout(module, x0)
+    arrays = data_arrays(module, data)
+    loss_and_grad = module.loss_and_grad
+
+    def fun(x: np.ndarray) -> tuple[float, np.ndarray]:
+        loss, grads = loss_and_grad(*place.unflatten(x), **arrays)
+        return float(loss), place.flatten(grads)
+
+    second = _second_order(module, method, place, arrays)
+    watch = options.pop("callback", None)
+    if watch is not None:  # SciPy's intermediate result, with the parameters as given
+
+        def callback(intermediate_result: Any) -> Any:
+            intermediate_result.params = place.returned(place.unflatten(intermediate_result.x))
+            return watch(intermediate_result)
+
+        options["callback"] = callback
+    result = optimize.minimize(fun, start, jac=True, method=method, **second, **options)
+    values = place.unflatten(result.x)
+    result.params = place.returned(values)
+    result.loss = float(module.loss(*values, **arrays))
+    return result

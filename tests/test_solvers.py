@@ -1,0 +1,206 @@
+"""symgen.minimize and symgen.least_squares: SciPy's solvers on generated modules reach the
+known optima of W1 (Rosenbrock), W2 (logistic regression) and W4 (the curve fit); parameters
+go in and come back by name and shape; the errors say what is missing."""
+
+import types
+
+import numpy as np
+import pytest
+import sympy as sp
+
+import symgen
+from examples import curve_fit, logistic, rosenbrock
+
+M, D = sp.symbols("M D", integer=True, positive=True)
+X, y, w = sp.MatrixSymbol("X", M, D), sp.MatrixSymbol("y", M, 1), sp.MatrixSymbol("w", D, 1)
+b = sp.Symbol("b")
+LINEAR = symgen.Problem(
+    symgen.sum(symgen.elementwise(lambda z, t: (z + b - t) ** 2, X * w, y)) / 2,
+    params=[w, b],
+    data=[X, y],
+    name="linear",
+)
+
+
+def with_second_order(module):
+    """``module`` with ``hvp`` and ``hessian`` made here, for this test only, from central
+    differences of its generated gradient (modules will generate their own); data by name,
+    as the solvers pass them."""
+
+    def flat_grad(values, data):
+        return np.concatenate([np.ravel(g) for g in module.grad(*values, **data)])
+
+    def split(values, flat):
+        out, at = [], 0
+        for v in values:
+            size = np.size(v)
+            piece = flat[at : at + size]
+            out.append(piece.reshape(np.shape(v)) if np.ndim(v) else float(piece[0]))
+            at += size
+        return out
+
+    def hvp(*values, v, **data):
+        x = np.concatenate([np.ravel(p) for p in values])
+        u = np.concatenate([np.ravel(p) for p in v])
+        h = 1e-5 / max(1.0, np.linalg.norm(u))
+        plus = flat_grad(split(values, x + h * u), data)
+        minus = flat_grad(split(values, x - h * u), data)
+        return tuple(split(values, (plus - minus) / (2 * h)))
+
+    def hessian(*values, **data):
+        size = sum(np.size(v) for v in values)
+        columns = []
+        for k in range(size):
+            e = np.zeros(size)
+            e[k] = 1.0
+            product = hvp(*values, v=split(values, e), **data)
+            columns.append(np.concatenate([np.ravel(p) for p in product]))
+        h = np.array(columns)
+        return (h + h.T) / 2
+
+    names = ("PARAMS", "DATA", "DTYPE", "loss", "loss_and_grad", "grad")
+    return types.SimpleNamespace(**{n: getattr(module, n) for n in names}, hvp=hvp, hessian=hessian)
+
+
+@pytest.mark.parametrize("method", ["L-BFGS-B", "BFGS", "CG"])
+def test_rosenbrock_first_order(method):
+    module = symgen.compile(rosenbrock.rosenbrock)
+    result = symgen.minimize(module, (-1.2, 1.0), method=method, tol=1e-12)
+    assert result.success
+    assert isinstance(result.params, tuple) and all(isinstance(p, float) for p in result.params)
+    np.testing.assert_allclose(result.params, (1.0, 1.0), atol=1e-5)
+    assert result.loss == pytest.approx(module.loss(*result.params), rel=1e-12)
+
+
+@pytest.mark.parametrize("method", ["trust-exact", "trust-ncg", "trust-krylov", "Newton-CG"])
+def test_rosenbrock_second_order(method):
+    module = with_second_order(symgen.compile(rosenbrock.rosenbrock))
+    result = symgen.minimize(module, {"x": -1.2, "y": 1.0}, method=method, tol=1e-8)
+    assert result.success, result.message
+    assert set(result.params) == {"x", "y"}
+    np.testing.assert_allclose([result.params["x"], result.params["y"]], (1.0, 1.0), atol=1e-5)
+
+
+def test_second_order_methods_need_the_modules_hessian():
+    module = symgen.compile(rosenbrock.rosenbrock)
+    for method, function in (("trust-exact", "hessian()"), ("Newton-CG", "hvp()")):
+        with pytest.raises(TypeError, match=f"method '{method}' needs the Hessian.*no {function}"):
+            symgen.minimize(module, (2.0, 2.0), method=method)
+
+
+def _newton_reference(x, t, steps=50):
+    """The maximum-likelihood w by Newton's method, written out here (w = 0 start)."""
+    weights = np.zeros((x.shape[1], 1))
+    for _ in range(steps):
+        p = 1 / (1 + np.exp(-x @ weights))
+        hessian = x.T @ (p * (1 - p) * x)
+        weights -= np.linalg.solve(hessian, x.T @ (p - t))
+    return weights
+
+
+@pytest.mark.parametrize("backend", ["numpy", "c"])
+def test_logistic_reaches_the_maximum_likelihood(backend):
+    module = symgen.compile(logistic.logistic, backend)
+    x, t = logistic.large(n=3000, d=5, seed=3)
+    expected = _newton_reference(x, t)
+    result = symgen.minimize(
+        module, np.zeros((5, 1)), {"X": x, "t": t}, options={"gtol": 1e-10, "ftol": 0}
+    )
+    (weights,) = result.params
+    assert weights.shape == (5, 1) and weights.dtype == np.float64
+    np.testing.assert_allclose(weights, expected, rtol=1e-6)
+    assert np.abs(module.grad(weights, x, t)[0]).max() < 1e-6
+
+
+def test_logistic_tiny_separable_data_goes_to_zero_loss():
+    """W2's tiny data are separable: the likelihood has no finite maximum, the loss tends to 0
+    along a direction that classifies every sample."""
+    module = symgen.compile(logistic.logistic)
+    x, t = np.array(logistic.TINY_X), np.array(logistic.TINY_T)
+    start = module.loss(np.zeros((3, 1)), x, t)
+    assert start == pytest.approx(2.77258872224, rel=1e-11)
+    result = symgen.minimize(module, {"w": np.zeros((3, 1))}, (x, t))
+    assert result.loss < 1e-4
+    assert np.all((x @ result.params["w"] > 0) == (t == 1))
+
+
+@pytest.mark.parametrize("backend", ["numpy", "c"])
+@pytest.mark.parametrize("method", ["lm", "trf"])
+def test_curve_fit_least_squares(backend, method):
+    module = symgen.compile(curve_fit.curve_fit, backend)
+    ts, ys = curve_fit.synthetic(20_000, seed=1)
+    result = symgen.least_squares(module, curve_fit.START, {"t": ts, "y": ys}, method=method)
+    assert result.success
+    np.testing.assert_allclose(result.params, curve_fit.TRUE, atol=2e-3)
+    # the optimum: the gradient of the loss vanishes there
+    assert np.abs(module.grad(*result.params, ts, ys)).max() < 1e-9
+    assert result.loss == pytest.approx(module.loss(*result.params, ts, ys), rel=1e-12)
+    assert result.nfev < 30  # against 3000 Adam steps
+    # the same optimum by L-BFGS-B on the loss and gradient
+    other = symgen.minimize(
+        module, curve_fit.START, {"t": ts, "y": ys}, options={"gtol": 1e-12, "ftol": 0}
+    )
+    np.testing.assert_allclose(other.params, result.params, rtol=1e-5)
+
+
+def test_linear_least_squares_solution():
+    """Residuals of a matrix loss with a vector and a scalar parameter: the normal equations."""
+    module = symgen.compile(LINEAR)
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((200, 4))
+    t = x @ rng.standard_normal((4, 1)) + 0.3 + 0.1 * rng.standard_normal((200, 1))
+    result = symgen.least_squares(module, {"w": np.zeros((4, 1)), "b": 0.0}, {"X": x, "y": t})
+    design = np.column_stack((x, np.ones(200)))
+    expected = np.linalg.lstsq(design, t[:, 0], rcond=None)[0]
+    np.testing.assert_allclose(result.params["w"].ravel(), expected[:4], rtol=1e-10)
+    assert result.params["b"] == pytest.approx(expected[4], rel=1e-10)
+    assert result.loss == pytest.approx(module.loss(result.params["w"], result.params["b"], x, t))
+
+
+def test_least_squares_needs_residuals():
+    module = symgen.compile(logistic.logistic)
+    with pytest.raises(TypeError, match="least_squares needs the module's residuals"):
+        symgen.least_squares(module, np.zeros((3, 1)), (np.eye(3), np.ones((3, 1))))
+
+
+def test_parameters_and_data_are_checked_by_name():
+    module = symgen.compile(curve_fit.curve_fit)
+    ts, ys = curve_fit.synthetic(100)
+    with pytest.raises(ValueError, match="no value for 'g'"):
+        symgen.minimize(module, dict(zip("abcde", curve_fit.START, strict=False)), (ts, ys))
+    with pytest.raises(ValueError, match="x0 has 2 values; the module takes 6"):
+        symgen.minimize(module, (1.0, 2.0), (ts, ys))
+    with pytest.raises(ValueError, match="unknown name"):
+        symgen.least_squares(module, curve_fit.START, {"t": ts, "y": ys, "z": ys})
+    with pytest.raises(TypeError, match="data 't' must be real numbers"):
+        symgen.least_squares(module, curve_fit.START, {"t": ts.astype(complex), "y": ys})
+
+
+def test_float32_module_solves_in_float64_and_returns_its_dtype():
+    single = symgen.Problem(
+        LINEAR.loss, LINEAR.params, LINEAR.data, dtype="float32", name="linear32"
+    )
+    module = symgen.compile(single)
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((100, 4)).astype(np.float32)
+    t = (x @ np.ones((4, 1)) + 1.0).astype(np.float32)
+    result = symgen.least_squares(module, (np.zeros((4, 1), np.float32), 0.0), (x, t))
+    assert result.params[0].dtype == np.float32
+    np.testing.assert_allclose(result.params[0], np.ones((4, 1)), atol=1e-4)
+    assert result.params[1] == pytest.approx(1.0, abs=1e-4)
+
+
+def test_missing_scipy_is_a_clear_import_error(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_scipy(name, *args, **kwargs):
+        if name == "scipy" or name.startswith("scipy."):
+            raise ImportError("no scipy here")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_scipy)
+    module = symgen.compile(rosenbrock.rosenbrock)
+    with pytest.raises(ImportError, match=r"pip install 'symgen\[scipy\]'"):
+        symgen.minimize(module, (2.0, 2.0))
