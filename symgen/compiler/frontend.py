@@ -24,7 +24,12 @@ from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 from sympy.matrices.expressions.matexpr import MatrixElement
 
 from symgen.compiler.autodiff import transpose
-from symgen.compiler.functions import AxisReduce, ElementwiseMap, FullReduce
+from symgen.compiler.functions import (
+    AxisReduce,
+    ElementwiseMap,
+    FullReduce,
+    refuse_scalar_functions_of_matrices,
+)
 from symgen.compiler.ir import Eye, Input, Map, MatMul, Node, Reduce, Shape, broadcast_shapes, map_
 from symgen.compiler.stable import stabilize
 from symgen.compiler.supported import check_scalar_expression
@@ -179,8 +184,17 @@ class _MatrixLowering:
 
     def _matpow(self, expr: sp.MatPow) -> Node:
         base, exp = expr.args
-        if not (exp.is_Integer and exp > 0):
-            raise SpecError(f"unsupported matrix power {expr}; only positive integer powers")
+        rows, cols = base.shape
+        square = sp.simplify(rows - cols) == 0
+        if not (exp.is_Integer and exp > 0 and square):
+            entrywise = {sp.S.Half: "symgen.sqrt", sp.S(2): "symgen.square"}.get(exp)
+            rewrite = f"{entrywise}({base})" if entrywise else f"sp.HadamardPower({base}, {exp})"
+            shape = "" if square else f", and {base} is {rows} x {cols}, not square"
+            raise SpecError(
+                f"{expr} is a matrix power (SymPy's ** and sqrt of a matrix are matrix "
+                f"functions){shape}; symgen takes positive integer powers of square matrices: "
+                f"for the power of each entry write {rewrite}"
+            )
         node = self.matrix(base)
         out = node
         for _ in range(int(exp) - 1):
@@ -273,6 +287,7 @@ class _MatrixLowering:
         elif isinstance(expr, (sp.Sum, MatrixElement)):
             node = self._element(expr)
         elif any(isinstance(a, MatrixExpr) for a in expr.args):
+            refuse_scalar_functions_of_matrices(expr)
             raise SpecError(
                 f"unsupported matrix operation {type(expr).__name__} ({expr}); scalars come from "
                 "matrices through symgen.sum/mean/logsumexp, Trace or [0, 0] of a 1 x 1 product"
@@ -361,7 +376,7 @@ def _transpose(node: Node) -> Node:
 def _product(a: Node, b: Node) -> Node:
     """``a @ b``, where a ``OneMatrix`` factor is a sum and a broadcast, not a product."""
     (m, k), (k2, n) = a.shape, b.shape
-    if k != k2 and k != 1 and k2 != 1:
+    if k != k2:
         raise SpecError(f"matrix product of shapes {a.shape} and {b.shape} does not match")
     if _is_ones(b):
         summed = a if k == 1 else reduce_sum(a, (1,), keepdims=True)
