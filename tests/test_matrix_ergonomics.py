@@ -5,6 +5,7 @@ HIPS autograd and central differences."""
 
 from __future__ import annotations
 
+import math
 import shutil
 
 import autograd
@@ -293,3 +294,177 @@ def test_the_helpers_named_compute_what_was_meant():
     module = symgen.compile(symgen.Problem(loss, [w], [X], name="meant"))
     z = x @ weights
     assert module.loss(weights, x) == pytest.approx(np.sum(1 / (1 + np.exp(-z)) + z**2))
+
+
+# -- integer dimensions ----------------------------------------------------------------------
+X5, t5, w3 = sp.MatrixSymbol("X", 5, 3), sp.MatrixSymbol("t", 5, 1), sp.MatrixSymbol("w", 3, 1)
+W34, Y4 = sp.MatrixSymbol("W", 3, 4), sp.MatrixSymbol("Y", N, 4)
+XN = sp.MatrixSymbol("X", N, 3)
+R = X5 * w3 + symgen.ones(5) * b - t5
+
+# name: (loss, params, data, autograd reference over a dict of arrays, sizes)
+INTEGER = {
+    "least_squares_with_bias": (
+        symgen.sum(symgen.square(R)),
+        [w3, b],
+        [X5, t5],
+        lambda v: anp.sum((v["X"] @ v["w"] + v["b"] - v["t"]) ** 2),
+    ),
+    "one_by_one_product_and_trace": (
+        symgen.sum(R.T * R) + sp.Trace(w3 * w3.T) / 2,
+        [w3, b],
+        [X5, t5],
+        lambda v: anp.sum((v["X"] @ v["w"] + v["b"] - v["t"]) ** 2) + anp.sum(v["w"] ** 2) / 2,
+    ),
+    "mixed_symbolic_rows_integer_columns": (
+        -symgen.sum(sp.HadamardProduct(Y4, XN * W34 - symgen.logsumexp(XN * W34, axis=1))),
+        [W34],
+        [XN, Y4],
+        lambda v: -anp.sum(v["Y"] * (v["X"] @ v["W"] - logsumexp_rows(v["X"] @ v["W"]))),
+    ),
+}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name", sorted(INTEGER))
+def test_integer_dimensions_against_autograd_and_differences(name, backend):
+    loss, params, data, reference = INTEGER[name]
+    module = Built(symgen.Problem(loss, params=params, data=data, name=name), backend)
+    rng = np.random.default_rng()
+    values = _values((*params, *data), rng)
+    order = [s.name for s in (*params, *data)]
+
+    def call(fn, vals):
+        return fn(*[vals[n] if np.ndim(vals[n]) == 0 else module.put(vals[n]) for n in order])
+
+    value, grads = call(module.loss_and_grad, values)
+    assert value == pytest.approx(float(reference(values)), rel=1e-12)
+    for p, g in zip(params, grads, strict=True):
+        expected = autograd.grad(lambda x, p=p: reference({**values, p.name: x}))(values[p.name])
+        np.testing.assert_allclose(module.get(g), expected, rtol=1e-7, atol=1e-12)
+        shape = np.shape(values[p.name])
+
+        def loss_of(*entries, p=p, shape=shape):
+            entry = np.reshape(np.array(entries), shape)
+            return call(module.loss, {**values, p.name: float(entry) if not shape else entry})
+
+        fd = central_differences(loss_of, np.ravel(values[p.name]))
+        np.testing.assert_allclose(np.ravel(module.get(g)), fd, rtol=1e-7, atol=1e-8)
+
+
+def test_integer_dimensions_are_checked_and_vectors_may_be_one_dimensional():
+    module = symgen.compile(
+        symgen.Problem(INTEGER["least_squares_with_bias"][0], [w3, b], [X5, t5])
+    )
+    rng = np.random.default_rng(3)
+    x, target, weights = rng.standard_normal((5, 3)), rng.standard_normal(5), np.zeros(3)
+    value, (g, _) = module.loss_and_grad(weights, 0.5, x, target)
+    assert value == pytest.approx(np.sum((0.5 - target) ** 2)) and g.shape == (3,)
+    with pytest.raises(ValueError, match=r"'X' must have 5 rows, got shape \(4, 3\)"):
+        module.loss(weights, 0.5, x[:4], target[:4])
+    with pytest.raises(ValueError, match=r"'w' must have 3 rows"):
+        module.loss(np.zeros(2), 0.5, x, target)
+
+
+def test_entry_of_a_product_with_integer_dimensions_says_what_to_write():
+    with pytest.raises(
+        SpecError, match=r"integer dimensions out entry by entry.*symgen.sum\(A\*B\)"
+    ):
+        symgen.Problem((R.T * R)[0, 0], [w3, b], [X5, t5])
+    mixed = XN * w3 - sp.MatrixSymbol("t", N, 1)
+    with pytest.raises(SpecError, match=r"pass the 1 x 1 product itself"):
+        symgen.Problem((mixed.T * mixed)[0, 0], [w3], [XN, sp.MatrixSymbol("t", N, 1)])
+
+
+# -- data-only terms ------------------------------------------------------------------------------
+a_, b_, x_, y_ = sp.symbols("a b x y")
+POISSON = symgen.Problem(  # torch's poisson_nll_loss(log_input=True, full=True), exactly
+    sp.exp(a_ * x_ + b_) - y_ * (a_ * x_ + b_) + sp.loggamma(y_ + 1),
+    params=[a_, b_],
+    data=[x_, y_],
+    reduce="mean",
+    name="poisson",
+)
+Z1 = X * w + symgen.ones(N) * b
+POISSON_MATRIX = symgen.Problem(
+    symgen.sum(
+        symgen.exp(Z1)
+        - sp.HadamardProduct(t, Z1)
+        + symgen.elementwise(lambda y: sp.loggamma(y + 1), t)
+    ),
+    params=[w, b],
+    data=[X, t],
+    name="poisson_rows",
+)
+
+
+def _counts(rng, n=50):
+    x = rng.standard_normal(n)
+    return x, rng.poisson(np.exp(0.4 * x + 1.0)).astype(float)
+
+
+def poisson_nll(a, b, x, y):
+    eta = a * x + b
+    return anp.mean(anp.exp(eta) - y * eta) + np.mean([math.lgamma(v + 1) for v in y])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_poisson_nll_with_its_data_only_term(backend):
+    module = Built(POISSON, backend)
+    rng = np.random.default_rng()
+    x, y = _counts(rng)
+    y[:3] = [0.0, 1.0, 170.0]  # log(0!) = log(1!) = 0; a large count
+    value, grads = module.loss_and_grad(0.4, 1.0, module.put(x), module.put(y))
+    assert value == pytest.approx(poisson_nll(0.4, 1.0, x, y), rel=1e-12)
+    for i in range(2):
+        expected = autograd.grad(poisson_nll, i)(0.4, 1.0, x, y)
+        assert grads[i] == pytest.approx(expected, rel=1e-7)
+    fd = central_differences(
+        lambda a, b: module.loss(a, b, module.put(x), module.put(y)), [0.4, 1.0]
+    )
+    np.testing.assert_allclose(grads, fd, rtol=1e-7)
+    as32 = symgen.Problem(POISSON.loss, POISSON.params, POISSON.data, "mean", "float32", "p32")
+    single = Built(as32, backend)
+    put32 = lambda a: single.put(a.astype(np.float32))  # noqa: E731
+    assert single.loss(0.4, 1.0, put32(x), put32(y)) == pytest.approx(value, rel=1e-5)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_data_only_term_in_a_matrix_loss(backend):
+    module = Built(POISSON_MATRIX, backend)
+    rng = np.random.default_rng()
+    x = rng.standard_normal((30, 3))
+    counts = rng.poisson(2.0, 30).astype(float)
+    weights, bias = 0.3 * rng.standard_normal(3), 0.2
+
+    def reference(wv, bv):
+        eta = x @ wv + bv
+        return anp.sum(anp.exp(eta) - counts * eta) + sum(math.lgamma(v + 1) for v in counts)
+
+    value, (gw, gb) = module.loss_and_grad(
+        module.put(weights), bias, module.put(x), module.put(counts)
+    )
+    assert value == pytest.approx(reference(weights, bias), rel=1e-12)
+    np.testing.assert_allclose(
+        module.get(gw), autograd.grad(reference, 0)(weights, bias), rtol=1e-7
+    )
+    assert gb == pytest.approx(autograd.grad(reference, 1)(weights, bias), rel=1e-7)
+
+
+def test_data_only_functions_of_parameters_are_refused_with_the_reason():
+    r = sp.Symbol("r")
+    with pytest.raises(SpecError, match=r"loggamma\(r\) depends on the parameter r.*make r data"):
+        symgen.Problem(sp.loggamma(y_ + r) - sp.loggamma(r) + r * x_, [r], [x_, y_])
+    with pytest.raises(SpecError, match=r"loggamma\(X\*w \+ 1\) depends on the parameter w"):
+        symgen.Problem(
+            symgen.sum(symgen.elementwise(lambda v: sp.loggamma(v + 1), X * w)), [w], [X]
+        )
+    with pytest.raises(SpecError, match=r"'factorial'.*for log\(y!\) write loggamma\(y \+ 1\)"):
+        symgen.Problem(sp.log(sp.factorial(y_)) + a_ * x_, [a_], [x_, y_])
+    with pytest.raises(SpecError, match=r"'gamma' in the loss \(gamma\(t\)\)"):
+        symgen.Problem(symgen.sum(X * w) + symgen.sum(symgen.elementwise(sp.gamma, t)), [w], [X, t])
+
+
+def test_loggamma_at_its_poles_is_infinite_as_in_c():
+    module = symgen.compile(symgen.Problem(a_ * x_ + sp.loggamma(y_), [a_], [x_, y_], name="pole"))
+    assert module.loss(1.0, np.array([1.0, 2.0]), np.array([1.0, 0.0])) == math.inf

@@ -128,6 +128,9 @@ class _MatrixLowering:
                 shape = tuple(sp.sympify(d) for d in s.shape) if isinstance(s, MatrixExpr) else ()
                 self.inputs[s.name] = Input(s.name, shape, role, real.get(s))
         self.memo: dict[sp.Basic, Node] = {}
+        self.param_names = frozenset(p.name for p in problem.params)
+        #: The SymPy expression of each reduction bound in a scalar formula (for messages).
+        self.reductions: dict[sp.Symbol, sp.Basic] = {}
         self.rules: dict[type, Callable[[sp.Basic], Node]] = {
             sp.MatrixSymbol: lambda e: self.inputs[e.name],
             sp.MatMul: self._matmul,
@@ -223,10 +226,33 @@ class _MatrixLowering:
         return self.elementwise(sp.Lambda((u, k), u**k), [self.matrix(base), self.scalar(exp)])
 
     def _applyfunc(self, expr: ElementwiseApplyFunction) -> Node:
+        (variable,) = expr.function.variables
+        self._check_formula(expr.function.expr, {variable: expr.expr})
         return self.elementwise(expr.function, [self.matrix(expr.expr)])
 
     def _elementwise(self, expr: ElementwiseMap) -> Node:
+        self._check_formula(
+            expr.function.expr, dict(zip(expr.function.variables, expr.operands, strict=True))
+        )
         return self.elementwise(expr.function, [self.matrix(op) for op in expr.operands])
+
+    def _params_in(self, expr: sp.Basic) -> frozenset[str]:
+        """The names of the parameters the SymPy expression ``expr`` holds."""
+        return frozenset(
+            s.name for s in expr.free_symbols if getattr(s, "name", None) in self.param_names
+        )
+
+    def _check_formula(self, body: sp.Expr, operands: dict[sp.Symbol, sp.Basic]) -> None:
+        """Check a scalar formula of the user's, shown with each variable replaced by the
+        expression it stands for (``loggamma(Y + 1)``, ``sum(X*w)``), so that a message
+        names the user's symbols, never a variable of symgen's."""
+        shown = {v: sp.Symbol(str(e)) for v, e in operands.items()}
+        params = {shown[v]: self._params_in(e) for v, e in operands.items()}
+        body = body.xreplace(shown)
+        params.update(
+            {s: frozenset({s.name}) for s in body.free_symbols if s.name in self.param_names}
+        )
+        check_scalar_expression(body, params)
 
     def _axis_reduce(self, expr: AxisReduce) -> Node:
         node = self.matrix(expr.arg)
@@ -273,6 +299,7 @@ class _MatrixLowering:
         bindings: dict[sp.Symbol, Node] = {}
         body = self._bind_reductions(sp.sympify(expr), bindings)
         us = list(bindings)
+        self._check_formula(body, {u: self.reductions[u] for u in us})
         return self.elementwise(sp.Lambda(tuple(us), body), [bindings[u] for u in us])
 
     def _bind_reductions(self, expr: sp.Basic, bindings: dict) -> sp.Basic:
@@ -295,6 +322,7 @@ class _MatrixLowering:
         if node is not None:
             u = sp.Dummy("r")
             bindings[u] = node
+            self.reductions[u] = expr
             return u
         if not expr.args:
             return expr
@@ -302,14 +330,25 @@ class _MatrixLowering:
 
     def _element(self, expr: sp.Basic) -> Node:
         """``A[0, 0]`` of a 1 x 1 matrix (SymPy may have expanded it into a ``Sum``)."""
-        element = MatrixExpr.from_index_summation(expr) if isinstance(expr, sp.Sum) else expr
+        try:
+            element = MatrixExpr.from_index_summation(expr) if isinstance(expr, sp.Sum) else expr
+        except (ValueError, TypeError, NotImplementedError, IndexError):  # SymPy's own failure
+            element = expr
         if isinstance(element, MatrixElement):
             matrix = element.args[0]
             if tuple(matrix.shape) == (1, 1) and tuple(element.args[1:]) == (0, 0):
                 return reduce_sum(self.matrix(matrix), (0, 1), keepdims=False)
+        integer = any(d.is_Integer and d > 1 for m in expr.atoms(sp.MatrixSymbol) for d in m.shape)
+        written_out = (
+            "; SymPy writes [0, 0] of a product with integer dimensions out entry by entry "
+            "before symgen sees it: pass the 1 x 1 product itself as the loss (Problem(A*B, "
+            "...)) or symgen.sum(A*B) (the sum of a 1 x 1 matrix is its entry)"
+            if integer
+            else ""
+        )
         raise SpecError(
             f"unsupported indexing {expr}; only [0, 0] of a 1 x 1 matrix expression is "
-            "supported (use symgen.sum for sums of elements)"
+            f"supported (use symgen.sum for sums of elements){written_out}"
         )
 
     def _trace(self, arg: sp.Basic) -> Node:

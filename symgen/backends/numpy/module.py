@@ -9,6 +9,7 @@ with transposes passed as views, and fused NumPy expressions around them.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -39,6 +40,7 @@ from symgen.compiler.optimize import (
     transposed,
 )
 from symgen.compiler.pipeline import Compiled
+from symgen.compiler.scalar_functions import HELPERS
 
 TEMPLATES = (Path(__file__).parent / "templates",)
 
@@ -336,9 +338,11 @@ def _body(
     )
 
 
-#: The standard modules that the module's helper functions use (the template's
-#: ``_safelog`` and ``_logaddexp``).
-HELPER_IMPORTS = {"_safelog": frozenset({"math"}), "_logaddexp": frozenset({"math"})}
+#: The standard modules that the module's helper functions use (``math``), read off the
+#: source each module holds.
+HELPER_IMPORTS = {
+    h.name: frozenset(re.findall(r"\b(math)\.", h.array_source or h.source)) for h in HELPERS
+}
 
 
 def imports(params: tuple[Arg, ...], helpers: set[str], modules: set[str]) -> frozenset[str]:
