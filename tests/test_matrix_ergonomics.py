@@ -468,3 +468,30 @@ def test_data_only_functions_of_parameters_are_refused_with_the_reason():
 def test_loggamma_at_its_poles_is_infinite_as_in_c():
     module = symgen.compile(symgen.Problem(a_ * x_ + sp.loggamma(y_), [a_], [x_, y_], name="pole"))
     assert module.loss(1.0, np.array([1.0, 2.0]), np.array([1.0, 0.0])) == math.inf
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_bias_and_one_dimensional_vectors_at_extremes_and_in_float32(backend):
+    module = Built(LOGREG, backend)
+    x = np.array([[1000.0, 0.0, 0.0], [-1000.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, -2.0]])
+    labels = np.array([0.0, 1.0, 1.0, 0.0])
+    weights = np.array([1.0, 0.5, -0.5])
+    with np.errstate(over="raise", divide="raise", invalid="raise"):
+        value, (gw, gb) = module.loss_and_grad(
+            module.put(weights), 3.0, module.put(x), module.put(labels)
+        )
+    z = x @ weights + 3.0
+    sig = 0.5 * np.tanh(0.5 * z) + 0.5
+    assert value == pytest.approx(np.sum(np.logaddexp(0, z) - labels * z), rel=1e-12)
+    np.testing.assert_allclose(module.get(gw), x.T @ (sig - labels), rtol=1e-12, atol=1e-12)
+    assert gb == pytest.approx(np.sum(sig - labels), rel=1e-12)
+    as32 = symgen.Problem(LOGREG.loss, LOGREG.params, LOGREG.data, dtype="float32", name="l32")
+    single = Built(as32, backend)
+    value32, (gw32, _) = single.loss_and_grad(
+        *(single.put(v.astype(np.float32)) for v in (weights,)),
+        3.0,
+        *(single.put(v.astype(np.float32)) for v in (x, labels)),
+    )
+    assert gw32.dtype == np.float32 and gw32.shape == (3,)
+    assert value32 == pytest.approx(value, rel=1e-5)
+    np.testing.assert_allclose(single.get(gw32), module.get(gw), rtol=1e-5, atol=1e-3)
