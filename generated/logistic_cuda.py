@@ -304,7 +304,7 @@ def loss(w, X, t):
 def loss_and_grad(w, X, t):
     """(loss, gradients): one pass computes both; gradients in PARAMS order."""
     loss, (grad_w, ) = _loss_and_grad(*_arguments(w, X, t))
-    if np.ndim(w) == 1:  # given 1-D: its gradient 1-D
+    if getattr(w, "ndim", 0) != 2 and np.ndim(w) == 1:  # given 1-D: gradient 1-D
         grad_w = grad_w.reshape(-1)
     return loss, (grad_w, )
 

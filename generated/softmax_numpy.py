@@ -181,7 +181,7 @@ def loss(W, b, X, Y):
 def loss_and_grad(W, b, X, Y):
     """(loss, gradients): one pass computes both; gradients in PARAMS order."""
     loss, (grad_W, grad_b) = _loss_and_grad(*_arguments(W, b, X, Y))
-    if np.ndim(b) == 1:  # given 1-D: its gradient 1-D
+    if getattr(b, "ndim", 0) != 2 and np.ndim(b) == 1:  # given 1-D: gradient 1-D
         grad_b = grad_b.reshape(-1)
     return loss, (grad_W, grad_b)
 

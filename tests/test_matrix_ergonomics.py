@@ -495,3 +495,34 @@ def test_bias_and_one_dimensional_vectors_at_extremes_and_in_float32(backend):
     assert gw32.dtype == np.float32 and gw32.shape == (3,)
     assert value32 == pytest.approx(value, rel=1e-5)
     np.testing.assert_allclose(single.get(gw32), module.get(gw), rtol=1e-5, atol=1e-3)
+
+
+LOGREG_SPEC = """\
+import sympy as sp
+import symgen
+
+N, D = sp.symbols("N D", integer=True, positive=True)
+X, t = sp.MatrixSymbol("X", N, D), sp.MatrixSymbol("t", N, 1)
+w, b = sp.MatrixSymbol("w", D, 1), sp.Symbol("b")
+z = X*w + symgen.ones(N)*b
+logreg = symgen.Problem(symgen.sum(symgen.softplus(z) - sp.HadamardProduct(t, z)) / N,
+                        params=[w, b], data=[X, t], name="logreg")
+"""
+
+
+def test_train_from_the_command_line_with_one_dimensional_vectors(tmp_path, capsys):
+    from symgen.cli.commands import main
+
+    rng = np.random.default_rng(4)
+    x, labels = _logreg_data(rng, n=100)
+    (tmp_path / "logreg.py").write_text(LOGREG_SPEC)
+    np.savez(tmp_path / "data.npz", X=x, t=labels)  # t 1-D, as (N, 1)
+    np.savez(tmp_path / "init.npz", w=np.zeros(3), b=0.0)  # w 1-D, as (D, 1)
+    argv = ["train", str(tmp_path / "logreg.py"), "--data", str(tmp_path / "data.npz")]
+    argv += ["--init", str(tmp_path / "init.npz"), "--steps", "20", "--lr", "0.1"]
+    assert main([*argv, "--out", str(tmp_path / "out.npz"), "--quiet"]) == 0
+    with np.load(tmp_path / "out.npz") as out:
+        assert out["w"].shape == (3,)
+    np.savez(tmp_path / "data.npz", X=x, t=labels[:99])
+    assert main([*argv, "--out", str(tmp_path / "out.npz"), "--quiet"]) == 2
+    assert "data 't' in" in capsys.readouterr().err
