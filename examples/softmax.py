@@ -16,7 +16,7 @@ N, D, K = sp.symbols("N D K", integer=True, positive=True)
 X, Y = sp.MatrixSymbol("X", N, D), sp.MatrixSymbol("Y", N, K)
 W, b = sp.MatrixSymbol("W", D, K), sp.MatrixSymbol("b", 1, K)
 
-Z = X * W + sp.OneMatrix(N, 1) * b  # the bias row broadcast over the N samples
+Z = X * W + symgen.ones(N) * b  # the bias row added to each of the N rows
 softmax = symgen.Problem(
     -symgen.sum(sp.HadamardProduct(Y, Z - symgen.logsumexp(Z, axis=1))) / N,
     params=[W, b],

@@ -11,6 +11,8 @@ Data (CuPy arrays): X (N, D), t (N, 1)
 dtype: float64. Arrays must be C-contiguous CuPy arrays of this dtype (cupy.asarray);
 the loss and the partials of scalar parameters are returned as Python floats,
 array gradients as CuPy arrays; array parameters are updated in place by the steps.
+Vectors may be given as 1-D arrays: w (D,), t (N,); a parameter given
+1-D gets its gradient and optimizer state 1-D and is updated in place as given.
 
 Kernels: 2 fused kernels plus cuBLAS products (`@`), compiled once per process.
 """
@@ -197,7 +199,7 @@ def _reduce(name, n, args, count, nmax):
     return out
 
 
-def _on_device(name, value, shape, ndim):
+def _on_device(name, value, shape, ndim, flat=None):
     """``value`` itself if it is a C-contiguous CuPy array of DTYPE with ``ndim`` axes."""
     if not isinstance(value, cp.ndarray):
         if isinstance(value, np.ndarray):
@@ -210,6 +212,8 @@ def _on_device(name, value, shape, ndim):
             f" got {type(value).__name__}"
         )
     if value.ndim != ndim:
+        if value.ndim == 1 and flat is not None:  # a vector given 1-D: viewed as 2-D
+            return _on_device(name, value, shape, 1).reshape(flat)
         raise ValueError(f"logistic: {name!r} must have shape {shape}, got shape {value.shape}")
     if value.dtype != DTYPE:
         raise TypeError(
@@ -269,9 +273,9 @@ def _wrong_dim(name, array, axis, dim, expected, source, source_axis):
 
 def _arguments(w, X, t):
     """The arguments checked (device arrays, dtype, layout, shapes), and the dimensions."""
-    w = _on_device("w", w, "(D, 1)", 2)
+    w = _on_device("w", w, "(D, 1) (or 1-D, (D,))", 2, (-1, 1))
     X = _on_device("X", X, "(N, D)", 2)
-    t = _on_device("t", t, "(N, 1)", 2)
+    t = _on_device("t", t, "(N, 1) (or 1-D, (N,))", 2, (-1, 1))
     D = w.shape[0]
     N = X.shape[0]
     if w.shape[1] != 1:
@@ -299,7 +303,10 @@ def loss(w, X, t):
 
 def loss_and_grad(w, X, t):
     """(loss, gradients): one pass computes both; gradients in PARAMS order."""
-    return _loss_and_grad(*_arguments(w, X, t))
+    loss, (grad_w, ) = _loss_and_grad(*_arguments(w, X, t))
+    if getattr(w, "ndim", 0) != 2 and np.ndim(w) == 1:  # given 1-D: gradient 1-D
+        grad_w = grad_w.reshape(-1)
+    return loss, (grad_w, )
 
 
 def _loss_and_grad(w, X, t, D, N):
@@ -324,8 +331,11 @@ def sgd_step(w, X, t, *, lr):
     Returns (loss before the step, new parameters);
     array parameters are updated in place, one kernel each.
     """
+    _given_w = w
     w, X, t, D, N = _arguments(w, X, t)
     loss, (grad_w, ) = _loss_and_grad(w, X, t, D, N)
+    if w is not _given_w:  # given 1-D: updated in its own shape
+        w, grad_w = _given_w, grad_w.reshape(-1)
     _launch('sg_sgd', w.size, (w, grad_w, DTYPE(lr), np.int64(w.size)))
     return loss, (w,)
 
@@ -342,9 +352,12 @@ def momentum_step(w, X, t, *, state, lr, momentum=0.9, nesterov=False):
     Returns (loss before the step, new parameters, new state);
     array parameters and the state are updated in place, one kernel each.
     """
+    _given_w = w
     w, X, t, D, N = _arguments(w, X, t)
-    _check_state("momentum_step", state, (w,), 0, 1)
+    _check_state("momentum_step", state, (_given_w,), 0, 1)
     loss, (grad_w, ) = _loss_and_grad(w, X, t, D, N)
+    if w is not _given_w:  # given 1-D: updated in its own shape
+        w, grad_w = _given_w, grad_w.reshape(-1)
     (_v_w,) = state
     _launch('sg_momentum', w.size, (w, _v_w, grad_w, DTYPE(momentum), DTYPE(lr), DTYPE(-lr), np.bool_(nesterov), np.int64(w.size)))
     return loss, (w,), (_v_w,)
@@ -363,9 +376,12 @@ def adam_step(w, X, t, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-08):
     Returns (loss before the step, new parameters, new state);
     array parameters and the state are updated in place, one kernel each.
     """
+    _given_w = w
     w, X, t, D, N = _arguments(w, X, t)
-    _check_state("adam_step", state, (w,), 1, 2)
+    _check_state("adam_step", state, (_given_w,), 1, 2)
     loss, (grad_w, ) = _loss_and_grad(w, X, t, D, N)
+    if w is not _given_w:  # given 1-D: updated in its own shape
+        w, grad_w = _given_w, grad_w.reshape(-1)
     _step, (_m_w,), (_s_w,) = state
     _step += 1
     _c1 = lr/(1.0 - beta1**_step)

@@ -9,6 +9,8 @@ Loss:
 Parameters: w (D, 1)
 Data: X (N, D), t (N, 1)
 dtype: float64; array parameters are updated in place by sgd_step
+Vectors may be given as 1-D arrays: w (D,), t (N,); a parameter given
+1-D gets its gradient and optimizer state 1-D and is updated in place as given.
 """
 
 import numpy as np
@@ -70,9 +72,11 @@ def _check_state(step, state, params, count, slots):
                 raise ValueError(f"logistic: {step}: the state of {name!r} is read-only")
 
 
-def _as_matrix(name, value, shape):
+def _as_matrix(name, value, shape, flat=None):
     array = _numbers(repr(name), value)
     if array.ndim != 2:
+        if array.ndim == 1 and flat is not None:  # a vector given 1-D: viewed as 2-D
+            return _as_matrix(name, array.reshape(flat), shape)
         raise ValueError(
             f"logistic: {name!r} must be a 2-D array of shape {shape}, got shape {array.shape}"
         )
@@ -118,9 +122,9 @@ def _wrong_dim(name, array, axis, dim, expected, source, source_axis):
 
 def _arguments(w, X, t):
     """The arguments as arrays of DTYPE, and the dimensions, checked against each other."""
-    w = _as_matrix("w", w, "(D, 1)")
+    w = _as_matrix("w", w, "(D, 1) (or 1-D, (D,))", (-1, 1))
     X = _as_matrix("X", X, "(N, D)")
-    t = _as_matrix("t", t, "(N, 1)")
+    t = _as_matrix("t", t, "(N, 1) (or 1-D, (N,))", (-1, 1))
     D = w.shape[0]
     N = X.shape[0]
     if w.shape[1] != 1:
@@ -155,7 +159,10 @@ def loss(w, X, t):
 
 def loss_and_grad(w, X, t):
     """(loss, gradients): one pass computes both; gradients in PARAMS order."""
-    return _loss_and_grad(*_arguments(w, X, t))
+    loss, (grad_w, ) = _loss_and_grad(*_arguments(w, X, t))
+    if getattr(w, "ndim", 0) != 2 and np.ndim(w) == 1:  # given 1-D: gradient 1-D
+        grad_w = grad_w.reshape(-1)
+    return loss, (grad_w, )
 
 
 def _loss_and_grad(w, X, t, D, N):
@@ -192,9 +199,12 @@ def sgd_step(w, X, t, *, lr):
     array parameters are updated in place.
     """
     _in_place("w", w)
+    _given_w = w
     w, X, t, D, N = _arguments(w, X, t)
     _apart(("w", w), ("X", X), ("t", t), updated=1)
     loss, (grad_w, ) = _loss_and_grad(w, X, t, D, N)
+    if w is not _given_w:  # given 1-D: updated in its own shape
+        w, grad_w = _given_w, grad_w.reshape(-1)
     w -= lr*grad_w
     return loss, (w,)
 
@@ -212,10 +222,13 @@ def momentum_step(w, X, t, *, state, lr, momentum=0.9, nesterov=False):
     array parameters and the state are updated in place.
     """
     _in_place("w", w)
+    _given_w = w
     w, X, t, D, N = _arguments(w, X, t)
     _apart(("w", w), ("X", X), ("t", t), updated=1)
-    _check_state("momentum_step", state, (w,), 0, 1)
+    _check_state("momentum_step", state, (_given_w,), 0, 1)
     loss, (grad_w, ) = _loss_and_grad(w, X, t, D, N)
+    if w is not _given_w:  # given 1-D: updated in its own shape
+        w, grad_w = _given_w, grad_w.reshape(-1)
     (_v_w,) = state
     _v_w *= momentum
     _v_w -= lr*grad_w
@@ -242,10 +255,13 @@ def adam_step(w, X, t, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-08):
     array parameters and the state are updated in place.
     """
     _in_place("w", w)
+    _given_w = w
     w, X, t, D, N = _arguments(w, X, t)
     _apart(("w", w), ("X", X), ("t", t), updated=1)
-    _check_state("adam_step", state, (w,), 1, 2)
+    _check_state("adam_step", state, (_given_w,), 1, 2)
     loss, (grad_w, ) = _loss_and_grad(w, X, t, D, N)
+    if w is not _given_w:  # given 1-D: updated in its own shape
+        w, grad_w = _given_w, grad_w.reshape(-1)
     _step, (_m_w,), (_s_w,) = state
     _step += 1
     _c1 = lr/(1.0 - beta1**_step)

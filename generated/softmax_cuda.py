@@ -11,6 +11,8 @@ Data (CuPy arrays): X (N, D), Y (N, K)
 dtype: float64. Arrays must be C-contiguous CuPy arrays of this dtype (cupy.asarray);
 the loss and the partials of scalar parameters are returned as Python floats,
 array gradients as CuPy arrays; array parameters are updated in place by the steps.
+Vectors may be given as 1-D arrays: b (K,); a parameter given
+1-D gets its gradient and optimizer state 1-D and is updated in place as given.
 
 Kernels: 11 fused kernels plus cuBLAS products (`@`), compiled once per process.
 """
@@ -360,7 +362,7 @@ def _reduce(name, n, args, count, nmax):
     return out
 
 
-def _on_device(name, value, shape, ndim):
+def _on_device(name, value, shape, ndim, flat=None):
     """``value`` itself if it is a C-contiguous CuPy array of DTYPE with ``ndim`` axes."""
     if not isinstance(value, cp.ndarray):
         if isinstance(value, np.ndarray):
@@ -373,6 +375,8 @@ def _on_device(name, value, shape, ndim):
             f" got {type(value).__name__}"
         )
     if value.ndim != ndim:
+        if value.ndim == 1 and flat is not None:  # a vector given 1-D: viewed as 2-D
+            return _on_device(name, value, shape, 1).reshape(flat)
         raise ValueError(f"softmax: {name!r} must have shape {shape}, got shape {value.shape}")
     if value.dtype != DTYPE:
         raise TypeError(
@@ -433,7 +437,7 @@ def _wrong_dim(name, array, axis, dim, expected, source, source_axis):
 def _arguments(W, b, X, Y):
     """The arguments checked (device arrays, dtype, layout, shapes), and the dimensions."""
     W = _on_device("W", W, "(D, K)", 2)
-    b = _on_device("b", b, "(1, K)", 2)
+    b = _on_device("b", b, "(1, K) (or 1-D, (K,))", 2, (1, -1))
     X = _on_device("X", X, "(N, D)", 2)
     Y = _on_device("Y", Y, "(N, K)", 2)
     D = W.shape[0]
@@ -470,7 +474,10 @@ def loss(W, b, X, Y):
 
 def loss_and_grad(W, b, X, Y):
     """(loss, gradients): one pass computes both; gradients in PARAMS order."""
-    return _loss_and_grad(*_arguments(W, b, X, Y))
+    loss, (grad_W, grad_b) = _loss_and_grad(*_arguments(W, b, X, Y))
+    if getattr(b, "ndim", 0) != 2 and np.ndim(b) == 1:  # given 1-D: gradient 1-D
+        grad_b = grad_b.reshape(-1)
+    return loss, (grad_W, grad_b)
 
 
 def _loss_and_grad(W, b, X, Y, D, K, N):
@@ -516,8 +523,11 @@ def sgd_step(W, b, X, Y, *, lr):
     Returns (loss before the step, new parameters);
     array parameters are updated in place, one kernel each.
     """
+    _given_b = b
     W, b, X, Y, D, K, N = _arguments(W, b, X, Y)
     loss, (grad_W, grad_b) = _loss_and_grad(W, b, X, Y, D, K, N)
+    if b is not _given_b:  # given 1-D: updated in its own shape
+        b, grad_b = _given_b, grad_b.reshape(-1)
     _launch('sg_sgd', W.size, (W, grad_W, DTYPE(lr), np.int64(W.size)))
     _launch('sg_sgd', b.size, (b, grad_b, DTYPE(lr), np.int64(b.size)))
     return loss, (W, b)
@@ -535,9 +545,12 @@ def momentum_step(W, b, X, Y, *, state, lr, momentum=0.9, nesterov=False):
     Returns (loss before the step, new parameters, new state);
     array parameters and the state are updated in place, one kernel each.
     """
+    _given_b = b
     W, b, X, Y, D, K, N = _arguments(W, b, X, Y)
-    _check_state("momentum_step", state, (W, b), 0, 1)
+    _check_state("momentum_step", state, (W, _given_b), 0, 1)
     loss, (grad_W, grad_b) = _loss_and_grad(W, b, X, Y, D, K, N)
+    if b is not _given_b:  # given 1-D: updated in its own shape
+        b, grad_b = _given_b, grad_b.reshape(-1)
     (_v_W, _v_b) = state
     _launch('sg_momentum', W.size, (W, _v_W, grad_W, DTYPE(momentum), DTYPE(lr), DTYPE(-lr), np.bool_(nesterov), np.int64(W.size)))
     _launch('sg_momentum', b.size, (b, _v_b, grad_b, DTYPE(momentum), DTYPE(lr), DTYPE(-lr), np.bool_(nesterov), np.int64(b.size)))
@@ -557,9 +570,12 @@ def adam_step(W, b, X, Y, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-08)
     Returns (loss before the step, new parameters, new state);
     array parameters and the state are updated in place, one kernel each.
     """
+    _given_b = b
     W, b, X, Y, D, K, N = _arguments(W, b, X, Y)
-    _check_state("adam_step", state, (W, b), 1, 2)
+    _check_state("adam_step", state, (W, _given_b), 1, 2)
     loss, (grad_W, grad_b) = _loss_and_grad(W, b, X, Y, D, K, N)
+    if b is not _given_b:  # given 1-D: updated in its own shape
+        b, grad_b = _given_b, grad_b.reshape(-1)
     _step, (_m_W, _m_b), (_s_W, _s_b) = state
     _step += 1
     _c1 = lr/(1.0 - beta1**_step)

@@ -9,6 +9,8 @@ Loss:
 Parameters: W (D, K), b (1, K)
 Data: X (N, D), Y (N, K)
 dtype: float64; array parameters are updated in place by sgd_step
+Vectors may be given as 1-D arrays: b (K,); a parameter given
+1-D gets its gradient and optimizer state 1-D and is updated in place as given.
 """
 
 import numpy as np
@@ -70,9 +72,11 @@ def _check_state(step, state, params, count, slots):
                 raise ValueError(f"softmax: {step}: the state of {name!r} is read-only")
 
 
-def _as_matrix(name, value, shape):
+def _as_matrix(name, value, shape, flat=None):
     array = _numbers(repr(name), value)
     if array.ndim != 2:
+        if array.ndim == 1 and flat is not None:  # a vector given 1-D: viewed as 2-D
+            return _as_matrix(name, array.reshape(flat), shape)
         raise ValueError(
             f"softmax: {name!r} must be a 2-D array of shape {shape}, got shape {array.shape}"
         )
@@ -119,7 +123,7 @@ def _wrong_dim(name, array, axis, dim, expected, source, source_axis):
 def _arguments(W, b, X, Y):
     """The arguments as arrays of DTYPE, and the dimensions, checked against each other."""
     W = _as_matrix("W", W, "(D, K)")
-    b = _as_matrix("b", b, "(1, K)")
+    b = _as_matrix("b", b, "(1, K) (or 1-D, (K,))", (1, -1))
     X = _as_matrix("X", X, "(N, D)")
     Y = _as_matrix("Y", Y, "(N, K)")
     D = W.shape[0]
@@ -176,7 +180,10 @@ def loss(W, b, X, Y):
 
 def loss_and_grad(W, b, X, Y):
     """(loss, gradients): one pass computes both; gradients in PARAMS order."""
-    return _loss_and_grad(*_arguments(W, b, X, Y))
+    loss, (grad_W, grad_b) = _loss_and_grad(*_arguments(W, b, X, Y))
+    if getattr(b, "ndim", 0) != 2 and np.ndim(b) == 1:  # given 1-D: gradient 1-D
+        grad_b = grad_b.reshape(-1)
+    return loss, (grad_W, grad_b)
 
 
 def _loss_and_grad(W, b, X, Y, D, K, N):
@@ -250,9 +257,12 @@ def sgd_step(W, b, X, Y, *, lr):
     """
     _in_place("W", W)
     _in_place("b", b)
+    _given_b = b
     W, b, X, Y, D, K, N = _arguments(W, b, X, Y)
     _apart(("W", W), ("b", b), ("X", X), ("Y", Y), updated=2)
     loss, (grad_W, grad_b) = _loss_and_grad(W, b, X, Y, D, K, N)
+    if b is not _given_b:  # given 1-D: updated in its own shape
+        b, grad_b = _given_b, grad_b.reshape(-1)
     W -= lr*grad_W
     b -= lr*grad_b
     return loss, (W, b)
@@ -272,10 +282,13 @@ def momentum_step(W, b, X, Y, *, state, lr, momentum=0.9, nesterov=False):
     """
     _in_place("W", W)
     _in_place("b", b)
+    _given_b = b
     W, b, X, Y, D, K, N = _arguments(W, b, X, Y)
     _apart(("W", W), ("b", b), ("X", X), ("Y", Y), updated=2)
-    _check_state("momentum_step", state, (W, b), 0, 1)
+    _check_state("momentum_step", state, (W, _given_b), 0, 1)
     loss, (grad_W, grad_b) = _loss_and_grad(W, b, X, Y, D, K, N)
+    if b is not _given_b:  # given 1-D: updated in its own shape
+        b, grad_b = _given_b, grad_b.reshape(-1)
     (_v_W, _v_b) = state
     _v_W *= momentum
     _v_W -= lr*grad_W
@@ -311,10 +324,13 @@ def adam_step(W, b, X, Y, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-08)
     """
     _in_place("W", W)
     _in_place("b", b)
+    _given_b = b
     W, b, X, Y, D, K, N = _arguments(W, b, X, Y)
     _apart(("W", W), ("b", b), ("X", X), ("Y", Y), updated=2)
-    _check_state("adam_step", state, (W, b), 1, 2)
+    _check_state("adam_step", state, (W, _given_b), 1, 2)
     loss, (grad_W, grad_b) = _loss_and_grad(W, b, X, Y, D, K, N)
+    if b is not _given_b:  # given 1-D: updated in its own shape
+        b, grad_b = _given_b, grad_b.reshape(-1)
     _step, (_m_W, _m_b), (_s_W, _s_b) = state
     _step += 1
     _c1 = lr/(1.0 - beta1**_step)

@@ -29,6 +29,7 @@ from symgen.codegen.printers import (
 from symgen.compiler import exprparse
 from symgen.compiler.scalar_functions import (
     BY_CLASS,
+    DATA_ONLY_FUNCTIONS,
     FUNCTIONS,
     HELPERS,
     PARSED,
@@ -186,7 +187,12 @@ def test_c_spelling(ctype, tmp_path):
 
 
 # -- every function differentiates, to something every target spells -----------------------
-DIFFERENTIABLE = [fn for fn in PRINTED if fn.meaning is None or fn.partials is not None]
+# data-only functions are never differentiated (no target spells digamma, loggamma's derivative)
+DIFFERENTIABLE = [
+    fn
+    for fn in PRINTED
+    if fn.role != "data_only" and (fn.meaning is None or fn.partials is not None)
+]
 
 
 @pytest.mark.parametrize("fn", DIFFERENTIABLE, ids=lambda fn: fn.name)
@@ -222,10 +228,16 @@ def test_derivatives(fn):
 # -- every list of functions is the homes' ------------------------------------------------------
 def test_a_loss_may_use_exactly_the_loss_functions():
     assert SUPPORTED_FUNCTIONS == {fn.name: fn.sympy for fn in FUNCTIONS if fn.role == "loss"}
+    assert DATA_ONLY_FUNCTIONS == {fn.name: fn.sympy for fn in FUNCTIONS if fn.role == "data_only"}
     for fn in FUNCTIONS:
         symbols = sp.symbols(NAMES[: _counts(fn)[0]], real=True)
         if fn.role == "loss":
             check_scalar_expression(fn.sympy(*symbols))
+        elif fn.role == "data_only":  # in terms free of the parameters only
+            check_scalar_expression(fn.sympy(*symbols) * symbols[0])
+            holds = {symbols[0]: frozenset({"p"})}
+            with pytest.raises(SpecError, match=f"depends on the parameter p.*evaluates {fn.name}"):
+                check_scalar_expression(symbols[0] + fn.sympy(*symbols), holds)
         else:
             with pytest.raises(SpecError, match="unsupported function"):
                 check_scalar_expression(fn.sympy(*symbols))

@@ -27,6 +27,11 @@ class Arg:
     shape: str  # for documentation and errors: "()", "(N,)", "(M, N_I)"
     #: Data declared binary (``Problem(binary=...)``): its entries are checked to be 0 or 1.
     binary: bool = False
+    #: A column (n, 1) or row (1, n) matrix may be given as a 1-D array (n,): the shape
+    #: it is viewed as then, "(-1, 1)" or "(1, -1)" ("" for other arguments), and the
+    #: 1-D shape for messages, "(n,)". A parameter given 1-D gets its gradient 1-D.
+    flat: str = ""
+    flat_shape: str = ""
 
 
 @dataclass(frozen=True)
@@ -211,8 +216,12 @@ def module_fields(compiled: Compiled, source: str | None, baked: Baked | None) -
     def arg(inp) -> Arg:
         if not inp.shape:
             return Arg(inp.name, "scalar", "()")
-        kind = "vector" if problem.kind == "per_sample" else "matrix"
-        return Arg(inp.name, kind, shape_text(inp.shape), inp.name in binary)
+        if problem.kind == "per_sample":
+            return Arg(inp.name, "vector", shape_text(inp.shape), inp.name in binary)
+        rows, cols = inp.shape
+        flat = "(-1, 1)" if cols == 1 else "(1, -1)" if rows == 1 else ""
+        length = shape_text((rows if cols == 1 else cols,)) if flat else ""
+        return Arg(inp.name, "matrix", shape_text(inp.shape), inp.name in binary, flat, length)
 
     params = tuple(arg(p) for p in lowered.params)
     data = tuple(arg(d) for d in lowered.data)

@@ -24,7 +24,12 @@ from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 from sympy.matrices.expressions.matexpr import MatrixElement
 
 from symgen.compiler.autodiff import transpose
-from symgen.compiler.functions import AxisReduce, ElementwiseMap, FullReduce
+from symgen.compiler.functions import (
+    AxisReduce,
+    ElementwiseMap,
+    FullReduce,
+    refuse_scalar_functions_of_matrices,
+)
 from symgen.compiler.ir import Eye, Input, Map, MatMul, Node, Reduce, Shape, broadcast_shapes, map_
 from symgen.compiler.stable import stabilize
 from symgen.compiler.supported import check_scalar_expression
@@ -129,6 +134,9 @@ class _MatrixLowering:
                 shape = tuple(sp.sympify(d) for d in s.shape) if isinstance(s, MatrixExpr) else ()
                 self.inputs[s.name] = Input(s.name, shape, role, real.get(s))
         self.memo: dict[sp.Basic, Node] = {}
+        self.param_names = frozenset(p.name for p in problem.params)
+        #: The SymPy expression of each reduction bound in a scalar formula (for messages).
+        self.reductions: dict[sp.Symbol, sp.Basic] = {}
         self.rules: dict[type, Callable[[sp.Basic], Node]] = {
             sp.MatrixSymbol: lambda e: self.inputs[e.name],
             sp.MatMul: self._matmul,
@@ -185,8 +193,17 @@ class _MatrixLowering:
 
     def _matpow(self, expr: sp.MatPow) -> Node:
         base, exp = expr.args
-        if not (exp.is_Integer and exp > 0):
-            raise SpecError(f"unsupported matrix power {expr}; only positive integer powers")
+        rows, cols = base.shape
+        square = sp.simplify(rows - cols) == 0
+        if not (exp.is_Integer and exp > 0 and square):
+            entrywise = {sp.S.Half: "symgen.sqrt", sp.S(2): "symgen.square"}.get(exp)
+            rewrite = f"{entrywise}({base})" if entrywise else f"sp.HadamardPower({base}, {exp})"
+            shape = "" if square else f", and {base} is {rows} x {cols}, not square"
+            raise SpecError(
+                f"{expr} is a matrix power (SymPy's ** and sqrt of a matrix are matrix "
+                f"functions){shape}; symgen takes positive integer powers of square matrices: "
+                f"for the power of each entry write {rewrite}"
+            )
         node = self.matrix(base)
         out = node
         for _ in range(int(exp) - 1):
@@ -215,10 +232,33 @@ class _MatrixLowering:
         return self.elementwise(sp.Lambda((u, k), u**k), [self.matrix(base), self.scalar(exp)])
 
     def _applyfunc(self, expr: ElementwiseApplyFunction) -> Node:
+        (variable,) = expr.function.variables
+        self._check_formula(expr.function.expr, {variable: expr.expr})
         return self.elementwise(expr.function, [self.matrix(expr.expr)])
 
     def _elementwise(self, expr: ElementwiseMap) -> Node:
+        self._check_formula(
+            expr.function.expr, dict(zip(expr.function.variables, expr.operands, strict=True))
+        )
         return self.elementwise(expr.function, [self.matrix(op) for op in expr.operands])
+
+    def _params_in(self, expr: sp.Basic) -> frozenset[str]:
+        """The names of the parameters the SymPy expression ``expr`` holds."""
+        return frozenset(
+            s.name for s in expr.free_symbols if getattr(s, "name", None) in self.param_names
+        )
+
+    def _check_formula(self, body: sp.Expr, operands: dict[sp.Symbol, sp.Basic]) -> None:
+        """Check a scalar formula of the user's, shown with each variable replaced by the
+        expression it stands for (``loggamma(Y + 1)``, ``sum(X*w)``), so that a message
+        names the user's symbols, never a variable of symgen's."""
+        shown = {v: sp.Symbol(str(e)) for v, e in operands.items()}
+        params = {shown[v]: self._params_in(e) for v, e in operands.items()}
+        body = body.xreplace(shown)
+        params.update(
+            {s: frozenset({s.name}) for s in body.free_symbols if s.name in self.param_names}
+        )
+        check_scalar_expression(body, params)
 
     def _axis_reduce(self, expr: AxisReduce) -> Node:
         node = self.matrix(expr.arg)
@@ -265,6 +305,7 @@ class _MatrixLowering:
         bindings: dict[sp.Symbol, Node] = {}
         body = self._bind_reductions(sp.sympify(expr), bindings)
         us = list(bindings)
+        self._check_formula(body, {u: self.reductions[u] for u in us})
         return self.elementwise(sp.Lambda(tuple(us), body), [bindings[u] for u in us])
 
     def _bind_reductions(self, expr: sp.Basic, bindings: dict) -> sp.Basic:
@@ -279,6 +320,7 @@ class _MatrixLowering:
         elif isinstance(expr, (sp.Sum, MatrixElement)):
             node = self._element(expr)
         elif any(isinstance(a, MatrixExpr) for a in expr.args):
+            refuse_scalar_functions_of_matrices(expr)
             raise SpecError(
                 f"unsupported matrix operation {type(expr).__name__} ({expr}); scalars come from "
                 "matrices through symgen.sum/mean/logsumexp, Trace or [0, 0] of a 1 x 1 product"
@@ -286,6 +328,7 @@ class _MatrixLowering:
         if node is not None:
             u = sp.Dummy("r")
             bindings[u] = node
+            self.reductions[u] = expr
             return u
         if not expr.args:
             return expr
@@ -293,14 +336,25 @@ class _MatrixLowering:
 
     def _element(self, expr: sp.Basic) -> Node:
         """``A[0, 0]`` of a 1 x 1 matrix (SymPy may have expanded it into a ``Sum``)."""
-        element = MatrixExpr.from_index_summation(expr) if isinstance(expr, sp.Sum) else expr
+        try:
+            element = MatrixExpr.from_index_summation(expr) if isinstance(expr, sp.Sum) else expr
+        except (ValueError, TypeError, NotImplementedError, IndexError):  # SymPy's own failure
+            element = expr
         if isinstance(element, MatrixElement):
             matrix = element.args[0]
             if tuple(matrix.shape) == (1, 1) and tuple(element.args[1:]) == (0, 0):
                 return reduce_sum(self.matrix(matrix), (0, 1), keepdims=False)
+        integer = any(d.is_Integer and d > 1 for m in expr.atoms(sp.MatrixSymbol) for d in m.shape)
+        written_out = (
+            "; SymPy writes [0, 0] of a product with integer dimensions out entry by entry "
+            "before symgen sees it: pass the 1 x 1 product itself as the loss (Problem(A*B, "
+            "...)) or symgen.sum(A*B) (the sum of a 1 x 1 matrix is its entry)"
+            if integer
+            else ""
+        )
         raise SpecError(
             f"unsupported indexing {expr}; only [0, 0] of a 1 x 1 matrix expression is "
-            "supported (use symgen.sum for sums of elements)"
+            f"supported (use symgen.sum for sums of elements){written_out}"
         )
 
     def _trace(self, arg: sp.Basic) -> Node:
@@ -367,7 +421,7 @@ def _transpose(node: Node) -> Node:
 def _product(a: Node, b: Node) -> Node:
     """``a @ b``, where a ``OneMatrix`` factor is a sum and a broadcast, not a product."""
     (m, k), (k2, n) = a.shape, b.shape
-    if k != k2 and k != 1 and k2 != 1:
+    if k != k2:
         raise SpecError(f"matrix product of shapes {a.shape} and {b.shape} does not match")
     if _is_ones(b):
         summed = a if k == 1 else reduce_sum(a, (1,), keepdims=True)

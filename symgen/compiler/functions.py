@@ -13,9 +13,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import sympy as sp
+from sympy.core.function import Application
 from sympy.core.symbol import Str
 from sympy.matrices.expressions import MatrixExpr
 from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
+from sympy.matrices.expressions.matexpr import MatrixElement
 
 from symgen.errors import SpecError
 
@@ -158,6 +160,8 @@ def elementwise(fn: Callable | sp.Lambda | type, *operands):
     """
     if not operands:
         raise TypeError("elementwise() needs at least one operand")
+    for op in operands:
+        refuse_scalar_functions_of_matrices(op)
     if any(isinstance(op, MatrixExpr) for op in operands):
         if isinstance(fn, sp.Lambda):
             lam = fn
@@ -175,6 +179,7 @@ def _reduce(kind: str, expr, axis):
         raise ValueError(f"axis must be None, 0 or 1, got {axis!r}")
     if not isinstance(expr, MatrixExpr):
         expr = sp.sympify(expr)
+        refuse_scalar_functions_of_matrices(expr)
         return expr  # a scalar is its own sum and its own logsumexp
     if axis is None:
         return FullReduce(kind, expr)
@@ -201,7 +206,25 @@ def logsumexp(expr, axis=None):
     return _reduce("logsumexp", expr, axis)
 
 
+def ones(rows, cols=1):
+    """A ``rows`` x ``cols`` matrix of ones (SymPy's ``OneMatrix``): the way to add a bias.
+
+    SymPy refuses ``X*w + b`` for a scalar ``b`` ("Mix of Matrix and Scalar symbols") and
+    ``X*W + b`` for a row ``b`` (1 x K); ``X*w + symgen.ones(N)*b`` adds ``b`` to each of
+    the N rows, whether ``b`` is a scalar or a row (symgen reads the product with ones as
+    a broadcast: nothing is multiplied)."""
+    return sp.OneMatrix(rows, cols)
+
+
+#: symgen's elementwise helper for each SymPy function that has one, by class (named in
+#: the error for ``sympy.exp(X*w)``); the others are ``symgen.elementwise(sp.f, ...)``.
+HELPER_OF: dict[type, str] = {}
+
+
 def _unary(fn: Callable, name: str, doc: str) -> Callable:
+    if isinstance(fn, type):
+        HELPER_OF[fn] = name
+
     def apply(z):
         return elementwise(fn, z)
 
@@ -217,3 +240,57 @@ tanh = _unary(sp.tanh, "tanh", "Elementwise tanh(z).")
 sqrt = _unary(sp.sqrt, "sqrt", "Elementwise square root.")
 square = _unary(lambda z: z**2, "square", "Elementwise z**2.")
 abs = _unary(sp.Abs, "abs", "Elementwise |z|.")  # noqa: A001 - public helper name
+
+
+def _one_plus_exp(expr) -> sp.Expr | None:
+    """``u`` if ``expr`` is ``1 + exp(u)``, else None."""
+    if isinstance(expr, sp.Add) and len(expr.args) == 2 and sp.S.One in expr.args:
+        (rest,) = [a for a in expr.args if a != 1]
+        if isinstance(rest, sp.exp):
+            return rest.args[0]
+    return None
+
+
+def _rewrite(node: sp.Basic) -> str | None:
+    """What to write instead of ``node`` if it applies a SymPy function to a matrix
+    expression (the common compositions first: sigmoid, softplus), else None."""
+    if isinstance(node, sp.Pow) and node.exp == -1:
+        u = _one_plus_exp(node.base)
+        if isinstance(u, MatrixExpr):
+            return f"symgen.sigmoid({-u}), the elementwise 1/(1 + exp(-z)), evaluated stably"
+    if isinstance(node, sp.log):
+        u = _one_plus_exp(node.args[0])
+        if isinstance(u, MatrixExpr):
+            return f"symgen.softplus({u}), the elementwise log(1 + exp(z)), evaluated stably"
+    if isinstance(node, Application) and any(isinstance(a, MatrixExpr) for a in node.args):
+        args = ", ".join(str(a) for a in node.args)
+        helper = HELPER_OF.get(node.func)
+        if helper is not None:
+            return f"symgen.{helper}({args})"
+        return f"symgen.elementwise(sp.{node.func.__name__}, {args})"
+    return None
+
+
+def refuse_scalar_functions_of_matrices(expr) -> None:
+    """Raise ``SpecError`` if the scalar expression ``expr`` applies a SymPy function to a
+    matrix expression (``sympy.exp(X*w)``), naming the symgen helper to write instead.
+
+    SymPy's functions take scalars: ``sympy.exp(X*w)`` is a scalar expression with a
+    matrix inside, not the matrix of the entries' exponentials."""
+    stack = [sp.sympify(expr)]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (MatrixExpr, MatrixElement, FullReduce, sp.Trace)):
+            continue  # matrices, and the scalars that come from them
+        rewrite = _rewrite(node)
+        if rewrite is not None:
+            name = next(
+                type(n).__name__
+                for n in sp.preorder_traversal(node)
+                if isinstance(n, Application) and any(isinstance(a, MatrixExpr) for a in n.args)
+            )
+            raise SpecError(
+                f"{node} applies sympy.{name} to a matrix expression; SymPy's functions take "
+                f"scalars, not each entry of a matrix: write {rewrite}"
+            )
+        stack.extend(reversed(node.args))

@@ -149,7 +149,7 @@ class Problem:
         if not matrix:
             if isinstance(loss, MatrixExpr) or loss.has(MatrixExpr):
                 raise SpecError("a loss over matrix expressions needs MatrixSymbol params or data")
-            check_scalar_expression(loss)
+            check_scalar_expression(loss, {p: frozenset({p.name}) for p in params})
 
         binary = tuple(binary)
         data_names = {d.name for d in data}

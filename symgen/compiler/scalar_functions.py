@@ -20,9 +20,11 @@ Spellings are ``str.format`` templates, plain data read by ``codegen.printers``:
 A ``Spelling`` with ``fold`` writes a call of any number of arguments with a two-argument
 spelling, nested to the left (``f(f(a, b), c)``) or to the right (``f(a, f(b, c))``).
 
-Roles: ``"loss"``: a loss may use it; ``"internal"``: made by symgen's rewrites (stable
-forms, shared exponentials), printed but refused in a user's loss; ``"diff"``: only
-``symgen diff`` parses it (no target spells it). ``SHORTHANDS`` are names for powers
+Roles: ``"loss"``: a loss may use it; ``"data_only"``: a loss may use it in terms that do
+not depend on the parameters (it is evaluated, never differentiated: ``loggamma``, whose
+derivative no target spells); ``"internal"``: made by symgen's rewrites (stable forms,
+shared exponentials), printed but refused in a user's loss; ``"diff"``: only ``symgen
+diff`` parses it (no target spells it). ``SHORTHANDS`` are names for powers
 (``sqrt``, ``square``) that ``symgen diff`` parses too; the printers spell them as powers.
 
 By convention the derivative of ``relu`` at 0 is 0: ``relu'(z) = Heaviside(z, 0)``.
@@ -39,7 +41,7 @@ from sympy.codegen.cfunctions import expm1, log1p
 from sympy.matrices.expressions import MatrixExpr
 from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 
-Role = Literal["loss", "internal", "diff"]
+Role = Literal["loss", "data_only", "internal", "diff"]
 
 
 @dataclass(frozen=True)
@@ -342,6 +344,29 @@ _LOG1MEXP = Helper(
     return np.where(small, near, far)''',
 )
 
+_LOGGAMMA = Helper(
+    "_loggamma",
+    '''def _loggamma(x):
+    """log|gamma(x)| on floats; inf at the poles 0, -1, -2, ... (as C's lgamma)."""
+    try:
+        return math.lgamma(x)
+    except ValueError:
+        return math.inf''',
+    array_source='''def _loggamma(x):
+    """log|gamma(x)| elementwise; inf at the poles 0, -1, -2, ... (as C's lgamma). NumPy has
+    no log-gamma: this is math.lgamma on each element (a few tenths of a microsecond each)."""
+
+    def one(v):
+        try:
+            return math.lgamma(v)
+        except ValueError:
+            return math.inf
+
+    if np.ndim(x) == 0:
+        return one(x)
+    return np.frompyfunc(one, 1, 1)(x).astype(np.result_type(x, 0.0))''',
+)
+
 
 def _math(name: str, np_name: str = "", *, parse: bool = False, in_place: bool = True):
     """The spellings of a function that NumPy (``np_name`` when it differs), ``math`` and
@@ -387,6 +412,16 @@ FUNCTIONS: tuple[ScalarFunction, ...] = (
     ScalarFunction(log1p, "internal", **_math("log1p")),
     ScalarFunction(expm1, "internal", **_math("expm1")),
     ScalarFunction(sp.erf, "diff", parse="erf"),  # NumPy has no erf: symgen diff only
+    # evaluated in terms constant in the parameters (a Poisson NLL's log(y!) = loggamma(y + 1)):
+    # its derivative, digamma, has no NumPy or C spelling
+    ScalarFunction(
+        sp.loggamma,
+        "data_only",
+        numpy="_loggamma({0})",
+        python="_loggamma({0})",
+        c="lgamma{f}({0})",
+        helper=_LOGGAMMA,
+    ),
     # piecewise linear; maxima are comparisons, not fmax(): a C compiler vectorises a
     # comparison, while fmax() is a library call without a vector variant; and a NaN
     # propagates, as in NumPy's maximum
@@ -586,6 +621,11 @@ SHORTHANDS: tuple[Shorthand, ...] = (
 
 #: The function classes a loss may apply (besides + - * / and powers), by name.
 SUPPORTED_FUNCTIONS: dict[str, type] = {fn.name: fn.sympy for fn in FUNCTIONS if fn.role == "loss"}
+
+#: The function classes a loss may apply only in terms constant in the parameters, by name.
+DATA_ONLY_FUNCTIONS: dict[str, type] = {
+    fn.name: fn.sympy for fn in FUNCTIONS if fn.role == "data_only"
+}
 
 #: ``symgen diff``'s functions: name -> (argument counts accepted, builder).
 PARSED: dict[str, tuple[tuple[int, ...], Callable[..., sp.Expr]]] = {

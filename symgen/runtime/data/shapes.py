@@ -14,7 +14,8 @@ def check_shapes(problem: Problem, values: dict[str, Value]) -> None:
     """Raise ``SpecError`` unless every array has its slot's shape, dimensions agreeing.
 
     Dimensions are fixed in order, parameters first, by the first array that
-    has them; a later array that disagrees is the one reported.
+    has them; a later array that disagrees is the one reported. A column (n, 1) or
+    row (1, n) may be a 1-D array, as the generated modules take it.
     """
     bound: dict[str, tuple[int, str]] = {}
     for slot in slots(problem):
@@ -25,6 +26,8 @@ def check_shapes(problem: Problem, values: dict[str, Value]) -> None:
             if shape:
                 raise SpecError(f"{label}; expected a single number")
             continue
+        if len(shape) == 1 and len(slot.shape) == 2 and 1 in slot.shape:  # a vector, 1-D
+            shape = (shape[0], 1) if slot.shape[1] == 1 else (1, shape[0])
         if len(shape) != len(slot.shape):
             raise SpecError(f"{label}; expected a {len(slot.shape)}-D array {slot.shape_text}")
         conflicts, fresh = [], {}
