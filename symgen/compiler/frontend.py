@@ -24,6 +24,7 @@ from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 from sympy.matrices.expressions.matexpr import MatrixElement
 
 from symgen.compiler.autodiff import transpose
+from symgen.compiler.conditions import normalize
 from symgen.compiler.functions import AxisReduce, ElementwiseMap, FullReduce
 from symgen.compiler.ir import Eye, Input, Map, MatMul, Node, Reduce, Shape, broadcast_shapes, map_
 from symgen.compiler.stable import stabilize
@@ -62,7 +63,7 @@ def lower(problem) -> Lowered:
     if problem.kind == "matrix":
         return _MatrixLowering(problem).lower()
     real = problem.real_symbols()
-    loss = stabilize(problem.real_loss(), frozenset(real[b] for b in problem.binary))
+    loss = stabilize(normalize(problem.real_loss()), frozenset(real[b] for b in problem.binary))
     params = tuple(Input(p.name, (), "param", real[p]) for p in problem.params)
     if not problem.data:
         body = Map(sp.Lambda(tuple(real[p] for p in problem.params), loss), params, ())
@@ -209,27 +210,38 @@ class _MatrixLowering:
         return self.elementwise(sp.Lambda((u, k), u**k), [self.matrix(base), self.scalar(exp)])
 
     def _applyfunc(self, expr: ElementwiseApplyFunction) -> Node:
-        return self.elementwise(expr.function, [self.matrix(expr.expr)])
+        return self.elementwise(expr.function, [self.matrix(expr.expr)], [expr.expr])
 
     def _elementwise(self, expr: ElementwiseMap) -> Node:
-        return self.elementwise(expr.function, [self.matrix(op) for op in expr.operands])
+        nodes = [self.matrix(op) for op in expr.operands]
+        return self.elementwise(expr.function, nodes, list(expr.operands))
 
     def _axis_reduce(self, expr: AxisReduce) -> Node:
         node = self.matrix(expr.arg)
         fn = reduce_sum if expr.kind == "sum" else logsumexp
         return fn(node, (expr.axis,), keepdims=True)
 
-    def elementwise(self, fn: sp.Lambda, nodes: list[Node]) -> Node:
-        """A ``Map`` of ``fn`` over ``nodes``; scalar symbols free in its body become operands."""
+    def elementwise(
+        self, fn: sp.Lambda, nodes: list[Node], operands: list[sp.Basic] | None = None
+    ) -> Node:
+        """A ``Map`` of ``fn`` over ``nodes``; scalar symbols free in its body become operands.
+        ``operands``: the SymPy expressions that ``nodes`` lower, which an error names in
+        place of ``fn``'s variables."""
         try:
             shape = broadcast_shapes(*(n.shape for n in nodes))
         except ValueError as exc:
             raise SpecError(f"elementwise operands do not broadcast: {exc}") from None
-        check_scalar_expression(fn.expr.xreplace({v: sp.Dummy() for v in fn.variables}))
+        dummies = [sp.Dummy() for _ in fn.variables]
+        shown = operands or fn.variables
+        names = {d: _named(op) for d, op in zip(dummies, shown, strict=True)}
+        check_scalar_expression(
+            fn.expr.xreplace(dict(zip(fn.variables, dummies, strict=True))),
+            lambda e: str(e.xreplace(names)),
+        )
         fn, nodes = _compose(fn, nodes)
         binary = {b.name for b in self.problem.binary}
         body = stabilize(
-            fn.expr,
+            normalize(fn.expr),
             frozenset(
                 v
                 for v, n in zip(fn.variables, nodes, strict=True)
@@ -257,11 +269,14 @@ class _MatrixLowering:
     def scalar(self, expr: sp.Expr) -> Node:
         """A scalar expression whose leaves may be matrix reductions, as a ``Map`` of shape ()."""
         bindings: dict[sp.Symbol, Node] = {}
-        body = self._bind_reductions(sp.sympify(expr), bindings)
+        originals: dict[sp.Symbol, sp.Basic] = {}
+        body = self._bind_reductions(sp.sympify(expr), bindings, originals)
         us = list(bindings)
-        return self.elementwise(sp.Lambda(tuple(us), body), [bindings[u] for u in us])
+        return self.elementwise(
+            sp.Lambda(tuple(us), body), [bindings[u] for u in us], [originals[u] for u in us]
+        )
 
-    def _bind_reductions(self, expr: sp.Basic, bindings: dict) -> sp.Basic:
+    def _bind_reductions(self, expr: sp.Basic, bindings: dict, originals: dict) -> sp.Basic:
         if isinstance(expr, MatrixExpr):
             raise SpecError(f"the loss must be a scalar; {expr} is a matrix of shape {expr.shape}")
         node = None
@@ -279,11 +294,11 @@ class _MatrixLowering:
             )
         if node is not None:
             u = sp.Dummy("r")
-            bindings[u] = node
+            bindings[u], originals[u] = node, expr
             return u
         if not expr.args:
             return expr
-        return expr.func(*[self._bind_reductions(a, bindings) for a in expr.args])
+        return expr.func(*[self._bind_reductions(a, bindings, originals) for a in expr.args])
 
     def _element(self, expr: sp.Basic) -> Node:
         """``A[0, 0]`` of a 1 x 1 matrix (SymPy may have expanded it into a ``Sum``)."""
@@ -328,6 +343,14 @@ class _MatrixLowering:
         u, v = sp.Dummy("u"), sp.Dummy("v")
         total = reduce_sum(map_(sp.Lambda((u, v), u * v), (left, right)), (0, 1), keepdims=False)
         return total if coeff == 1 else self._scale(coeff, total)
+
+
+def _named(expr: sp.Basic) -> sp.Symbol:
+    """A symbol printed as ``expr`` is (parenthesized unless it is a name or a call): what an
+    error shows for a variable of an elementwise function, the operand it stands for."""
+    text = str(expr)
+    atomic = isinstance(expr, (sp.Symbol, sp.MatrixSymbol, sp.Function)) or text.isidentifier()
+    return sp.Symbol(text if atomic else f"({text})")
 
 
 def _compose(fn: sp.Lambda, nodes: list[Node]) -> tuple[sp.Lambda, list[Node]]:

@@ -1,0 +1,82 @@
+"""The conditions of a ``Piecewise``: what they may be, and the form code is made from.
+
+A condition compares two real expressions (``<``, ``<=``, ``>``, ``>=``, ``Eq``, ``Ne``),
+is ``True`` or ``False``, or joins conditions with ``And`` (``&``), ``Or`` (``|``) and
+``Not`` (``~``). ``ITE``, ``Xor``, ``Implies``, ``Equivalent``, ``Nand`` and ``Nor`` are
+accepted too: ``normalize`` rewrites every condition into its negation normal form, where
+only ``And`` and ``Or`` join comparisons (``Not(x > 0)`` is ``x <= 0``), which every target
+spells. A ``Piecewise`` takes the value of the first piece whose condition holds (as SymPy
+does); where none holds its value is NaN.
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+from sympy.logic.boolalg import Boolean, BooleanFalse, BooleanTrue
+
+from symgen.errors import SpecError
+
+#: Comparisons of two real expressions.
+COMPARISONS = (
+    sp.StrictLessThan,
+    sp.LessThan,
+    sp.StrictGreaterThan,
+    sp.GreaterThan,
+    sp.Eq,
+    sp.Ne,
+)
+#: The connectives that the generated code spells.
+CONNECTIVES = (sp.And, sp.Or, sp.Not)
+#: Connectives accepted in a loss and rewritten with ``And``, ``Or`` (``normalize``).
+REWRITTEN = (sp.ITE, sp.Xor, sp.Implies, sp.Equivalent, sp.Nand, sp.Nor)
+
+_SUPPORTED = "a comparison (<, <=, >, >=, Eq, Ne) of real expressions, or And (&), Or (|), Not (~)"
+
+
+def check_condition_node(node: Boolean, shown) -> None:
+    """Raise ``SpecError`` unless ``node`` (a node of a condition) is one symgen spells or
+    rewrites; the message says how to write it when SymPy knows an equivalent comparison.
+    ``shown`` prints an expression as the user wrote it."""
+    if isinstance(node, (*COMPARISONS, *CONNECTIVES, *REWRITTEN, BooleanTrue, BooleanFalse)):
+        return
+    hint = _as_comparisons(node)
+    rewrite = f"; write it as {shown(hint)}" if hint is not None else ""
+    raise SpecError(
+        f"unsupported condition {shown(node)} ({type(node).__name__}) in a Piecewise; a "
+        f"condition is {_SUPPORTED} of conditions{rewrite}"
+    )
+
+
+def _as_comparisons(node: Boolean) -> Boolean | None:
+    """``node`` written with comparisons (``Contains(x, Interval(0, 1))``: ``(0 <= x) &
+    (x <= 1)``), or None when SymPy knows no such form."""
+    symbols = node.free_symbols
+    if len(symbols) != 1:
+        return None
+    (x,) = symbols
+    try:
+        out = node.as_set().as_relational(x)
+    except (NotImplementedError, TypeError, ValueError, AttributeError):
+        return None
+    spelled = (*COMPARISONS, *CONNECTIVES)
+    nodes = sp.preorder_traversal(out)
+    if any(isinstance(n, Boolean) and not isinstance(n, spelled) for n in nodes):
+        return None
+    return out
+
+
+def _normal(condition: Boolean) -> Boolean:
+    if not any(isinstance(n, (*REWRITTEN, sp.Not)) for n in sp.preorder_traversal(condition)):
+        return condition
+    return condition.to_nnf()
+
+
+def normalize(expr: sp.Expr) -> sp.Expr:
+    """``expr`` with the condition of each ``Piecewise`` written with ``And``, ``Or`` and
+    comparisons only (its negation normal form)."""
+    if not expr.has(sp.Piecewise):
+        return expr
+    return expr.replace(
+        lambda e: isinstance(e, sp.Piecewise),
+        lambda e: sp.Piecewise(*[(value, _normal(cond)) for value, cond in e.args]),
+    )
