@@ -24,9 +24,9 @@ from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 from sympy.matrices.expressions.matexpr import MatrixElement
 
 from symgen.compiler.autodiff import transpose
-from symgen.compiler.conditions import normalize
 from symgen.compiler.functions import AxisReduce, ElementwiseMap, FullReduce
 from symgen.compiler.ir import Eye, Input, Map, MatMul, Node, Reduce, Shape, broadcast_shapes, map_
+from symgen.compiler.piecewise import normalize
 from symgen.compiler.stable import stabilize
 from symgen.compiler.supported import check_scalar_expression
 from symgen.errors import SpecError

@@ -12,7 +12,7 @@ from sympy.core.function import Application
 from sympy.functions.elementary.piecewise import ExprCondPair
 from sympy.logic.boolalg import Boolean
 
-from symgen.compiler.conditions import check_condition_node
+from symgen.compiler.piecewise import check_condition_node
 from symgen.compiler.scalar_functions import SUPPORTED_FUNCTIONS
 from symgen.errors import SpecError
 

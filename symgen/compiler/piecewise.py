@@ -1,4 +1,4 @@
-"""The conditions of a ``Piecewise``: what they may be, and the form code is made from.
+"""``Piecewise`` in a loss: what its conditions may be, and the form code is made from.
 
 A condition compares two real expressions (``<``, ``<=``, ``>``, ``>=``, ``Eq``, ``Ne``),
 is ``True`` or ``False``, or joins conditions with ``And`` (``&``), ``Or`` (``|``) and
@@ -7,6 +7,11 @@ accepted too: ``normalize`` rewrites every condition into its negation normal fo
 only ``And`` and ``Or`` join comparisons (``Not(x > 0)`` is ``x <= 0``), which every target
 spells. A ``Piecewise`` takes the value of the first piece whose condition holds (as SymPy
 does); where none holds its value is NaN.
+
+``normalize`` also moves a function of a ``Piecewise`` into its branches:
+``sqrt(Piecewise((x, x > 0), (0, True)))`` is ``Piecewise((sqrt(x), x > 0), (0, True))``, so
+that each branch is differentiated where it holds (the derivative of the first form is
+``inf*0`` where ``x <= 0``; of the second, 0).
 """
 
 from __future__ import annotations
@@ -71,12 +76,33 @@ def _normal(condition: Boolean) -> Boolean:
     return condition.to_nnf()
 
 
+def _foldable(e: sp.Basic) -> bool:
+    """A function (or a power that is not a polynomial) of an expression with one
+    ``Piecewise`` in it: folded, it keeps as many pieces."""
+    if isinstance(e, (sp.Piecewise, Boolean)) or not (
+        isinstance(e, sp.Function) or (e.is_Pow and not (e.exp.is_Integer and e.exp >= 0))
+    ):
+        return False
+    return len(e.atoms(sp.Piecewise)) == 1
+
+
+def _fold(e: sp.Basic) -> sp.Basic:
+    """``f(Piecewise((a, c), ...))`` as ``Piecewise((f(a), c), ...)``, unless a branch of it
+    would be infinite (``log(0)``: then the loss itself is, there)."""
+    folded = sp.piecewise_fold(e)
+    if folded.has(sp.zoo, sp.oo, -sp.oo, sp.nan):
+        return e
+    return folded
+
+
 def normalize(expr: sp.Expr) -> sp.Expr:
     """``expr`` with the condition of each ``Piecewise`` written with ``And``, ``Or`` and
-    comparisons only (its negation normal form)."""
+    comparisons only (its negation normal form), and functions of a ``Piecewise`` moved
+    into its branches."""
     if not expr.has(sp.Piecewise):
         return expr
-    return expr.replace(
+    expr = expr.replace(
         lambda e: isinstance(e, sp.Piecewise),
         lambda e: sp.Piecewise(*[(value, _normal(cond)) for value, cond in e.args]),
     )
+    return expr.replace(_foldable, _fold)
