@@ -27,6 +27,7 @@ from symgen.compiler.autodiff import transpose
 from symgen.compiler.functions import AxisReduce, ElementwiseMap, FullReduce
 from symgen.compiler.ir import Eye, Input, Map, MatMul, Node, Reduce, Shape, broadcast_shapes, map_
 from symgen.compiler.piecewise import normalize
+from symgen.compiler.shown import shown
 from symgen.compiler.stable import stabilize
 from symgen.compiler.supported import check_scalar_expression
 from symgen.errors import SpecError
@@ -158,7 +159,7 @@ class _MatrixLowering:
         rule = self.rules.get(type(expr))
         if rule is None:
             raise SpecError(
-                f"unsupported matrix expression {type(expr).__name__} ({expr}); supported: "
+                f"unsupported matrix expression {type(expr).__name__} ({shown(expr)}); supported: "
                 "MatrixSymbol, products, sums, scalar multiples, .T, HadamardProduct, "
                 "HadamardPower, applyfunc and symgen's elementwise helpers, symgen.sum/mean/"
                 "logsumexp, Trace, OneMatrix, ZeroMatrix, Identity"
@@ -181,7 +182,7 @@ class _MatrixLowering:
     def _matpow(self, expr: sp.MatPow) -> Node:
         base, exp = expr.args
         if not (exp.is_Integer and exp > 0):
-            raise SpecError(f"unsupported matrix power {expr}; only positive integer powers")
+            raise SpecError(f"unsupported matrix power {shown(expr)}; only positive integer powers")
         node = self.matrix(base)
         out = node
         for _ in range(int(exp) - 1):
@@ -232,11 +233,10 @@ class _MatrixLowering:
         except ValueError as exc:
             raise SpecError(f"elementwise operands do not broadcast: {exc}") from None
         dummies = [sp.Dummy() for _ in fn.variables]
-        shown = operands or fn.variables
-        names = {d: _named(op) for d, op in zip(dummies, shown, strict=True)}
+        named = dict(zip(dummies, operands or fn.variables, strict=True))
         check_scalar_expression(
             fn.expr.xreplace(dict(zip(fn.variables, dummies, strict=True))),
-            lambda e: str(e.xreplace(names)),
+            lambda e: shown(e, named),
         )
         fn, nodes = _compose(fn, nodes)
         binary = {b.name for b in self.problem.binary}
@@ -278,7 +278,9 @@ class _MatrixLowering:
 
     def _bind_reductions(self, expr: sp.Basic, bindings: dict, originals: dict) -> sp.Basic:
         if isinstance(expr, MatrixExpr):
-            raise SpecError(f"the loss must be a scalar; {expr} is a matrix of shape {expr.shape}")
+            raise SpecError(
+                f"the loss must be a scalar; {shown(expr)} is a matrix of shape {expr.shape}"
+            )
         node = None
         if isinstance(expr, FullReduce):
             fn = reduce_sum if expr.kind == "sum" else logsumexp
@@ -289,8 +291,9 @@ class _MatrixLowering:
             node = self._element(expr)
         elif any(isinstance(a, MatrixExpr) for a in expr.args):
             raise SpecError(
-                f"unsupported matrix operation {type(expr).__name__} ({expr}); scalars come from "
-                "matrices through symgen.sum/mean/logsumexp, Trace or [0, 0] of a 1 x 1 product"
+                f"unsupported matrix operation {type(expr).__name__} ({shown(expr)}); scalars "
+                "come from matrices through symgen.sum/mean/logsumexp, Trace or [0, 0] of a "
+                "1 x 1 product"
             )
         if node is not None:
             u = sp.Dummy("r")
@@ -308,7 +311,7 @@ class _MatrixLowering:
             if tuple(matrix.shape) == (1, 1) and tuple(element.args[1:]) == (0, 0):
                 return reduce_sum(self.matrix(matrix), (0, 1), keepdims=False)
         raise SpecError(
-            f"unsupported indexing {expr}; only [0, 0] of a 1 x 1 matrix expression is "
+            f"unsupported indexing {shown(element)}; only [0, 0] of a 1 x 1 matrix expression is "
             "supported (use symgen.sum for sums of elements)"
         )
 
@@ -322,7 +325,9 @@ class _MatrixLowering:
             us = [sp.Dummy(f"t{i}") for i in range(len(parts))]
             return map_(sp.Lambda(tuple(us), sp.Add(*us)), tuple(parts), ())
         if arg.shape[0] != arg.shape[1]:
-            raise SpecError(f"unsupported Trace({arg}): the trace of a matrix that is not square")
+            raise SpecError(
+                f"unsupported Trace({shown(arg)}): the trace of a matrix that is not square"
+            )
         factors = arg.args if isinstance(arg, sp.MatMul) else (arg,)
         coeff = sp.Mul(*[f for f in factors if not isinstance(f, MatrixExpr)])
         mats: list[sp.Basic] = []
@@ -343,14 +348,6 @@ class _MatrixLowering:
         u, v = sp.Dummy("u"), sp.Dummy("v")
         total = reduce_sum(map_(sp.Lambda((u, v), u * v), (left, right)), (0, 1), keepdims=False)
         return total if coeff == 1 else self._scale(coeff, total)
-
-
-def _named(expr: sp.Basic) -> sp.Symbol:
-    """A symbol printed as ``expr`` is (parenthesized unless it is a name or a call): what an
-    error shows for a variable of an elementwise function, the operand it stands for."""
-    text = str(expr)
-    atomic = isinstance(expr, (sp.Symbol, sp.MatrixSymbol, sp.Function)) or text.isidentifier()
-    return sp.Symbol(text if atomic else f"({text})")
 
 
 def _compose(fn: sp.Lambda, nodes: list[Node]) -> tuple[sp.Lambda, list[Node]]:

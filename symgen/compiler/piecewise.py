@@ -65,7 +65,7 @@ def _as_comparisons(node: Boolean) -> Boolean | None:
         return None
     spelled = (*COMPARISONS, *CONNECTIVES)
     nodes = sp.preorder_traversal(out)
-    if any(isinstance(n, Boolean) and not isinstance(n, spelled) for n in nodes):
+    if any(isinstance(n, Boolean) and not (n.is_Symbol or isinstance(n, spelled)) for n in nodes):
         return None
     return out
 
