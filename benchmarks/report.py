@@ -128,6 +128,8 @@ TARGETS = {
     "w3-large-step": (0.97, "W3 large, SGD step"),
     "w4-100000": (1.0, "W4, N = 10⁵"),
     "w4-10000000": (0.8, "W4, N = 10⁷"),
+    "huber-numpy-1000000": (1.2, "Huber as a Piecewise (NumPy), N = 10⁶"),
+    "huber-c-1000000": (1.2, "Huber as a Piecewise (C backend), N = 10⁶"),
 }
 
 

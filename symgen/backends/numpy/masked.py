@@ -105,7 +105,7 @@ class MaskedPieces:
         """The lines computing the ``Piecewise`` of ``stmt`` that must be masked, inner ones
         first, and ``stmt`` reading them; an ``Elementwise`` statement that is one such
         ``Piecewise`` is written whole (then ``stmt`` is None)."""
-        if isinstance(stmt, Assign):
+        if isinstance(stmt, Assign) or not any(e.has(sp.Piecewise) for e in stmt.inputs):
             return [], stmt
         lines: list[str] = []
         used: set[str] = set()
