@@ -75,13 +75,12 @@ void loss_and_grad_0(const double* restrict x, const double* restrict y, const d
         const double _v_x = x[_i];
         const double _v_y = y[_i];
         const double x1 = a*_v_x + b - _v_y;
-        const double x2 = -x1;
-        const double x3 = fabs(x1);
-        const double x4 = x3 <= (27.0/20.0);
-        const double x5 = ((27.0/20.0))*((x1 > 0) ? 1.0 : ((x1 < 0) ? -1.0 : x1));
-        _acc0 += (double)((x4 ? ((1.0/2.0))*(x2*x2) : ((27.0/20.0))*x3 + (-729.0/800.0)));
-        _acc1 += (double)((x4 ? -_v_x*x2 : _v_x*x5));
-        _acc2 += (double)((x4 ? x1 : x5));
+        const double x2 = fabs(x1);
+        const double x3 = x2 <= (27.0/20.0);
+        const double x4 = (x3 ? x1 : ((27.0/20.0))*((x1 > 0) ? 1.0 : ((x1 < 0) ? -1.0 : x1)));
+        _acc0 += (double)((x3 ? ((1.0/2.0))*(x1*x1) : ((27.0/20.0))*x2 + (-729.0/800.0)));
+        _acc1 += (double)(_v_x*x4);
+        _acc2 += (double)x4;
     }
     _out[0] = _acc0;
     _out[1] = _acc1;
@@ -416,11 +415,11 @@ def _loss_and_grad(a, b, x, y, N):
     x0 = 1.0/N
     _acc = _ACCUMULATORS[3]()
     _lib().loss_and_grad_0(x.ctypes.data, y.ctypes.data, a, b, N, _acc)
-    x6, x7, x8 = _acc
-    grad_a = x0*x7
-    grad_b = x0*x8
+    x5, x6, x7 = _acc
+    grad_a = x0*x6
+    grad_b = x0*x7
     # scalar arithmetic
-    loss = x6/N
+    loss = x5/N
     return loss, (grad_a, grad_b)
 
 

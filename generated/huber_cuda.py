@@ -115,13 +115,12 @@ extern "C" __global__ void loss_and_grad_0(const double* __restrict__ x, const d
         const double _v_x = x[_e];
         const double _v_y = y[_e];
         const double x1 = a*_v_x + b - _v_y;
-        const double x2 = -x1;
-        const double x3 = fabs(x1);
-        const double x4 = x3 <= (27.0/20.0);
-        const double x5 = ((27.0/20.0))*((x1 > 0) ? 1.0 : ((x1 < 0) ? -1.0 : x1));
-        _acc0 += (double)((x4 ? ((1.0/2.0))*(x2*x2) : ((27.0/20.0))*x3 + (-729.0/800.0)));
-        _acc1 += (double)((x4 ? -_v_x*x2 : _v_x*x5));
-        _acc2 += (double)((x4 ? x1 : x5));
+        const double x2 = fabs(x1);
+        const double x3 = x2 <= (27.0/20.0);
+        const double x4 = (x3 ? x1 : ((27.0/20.0))*((x1 > 0) ? 1.0 : ((x1 < 0) ? -1.0 : x1)));
+        _acc0 += (double)((x3 ? ((1.0/2.0))*(x1*x1) : ((27.0/20.0))*x2 + (-729.0/800.0)));
+        _acc1 += (double)(_v_x*x4);
+        _acc2 += (double)x4;
     }
     __shared__ double _shared[256];
     {
@@ -263,10 +262,10 @@ def _loss_and_grad(a, b, x, y, N):
     """loss_and_grad on arguments that _arguments has checked (the steps call it too)."""
     x0 = 1.0/N
     _red_loss_and_grad_0 = _reduce('loss_and_grad_0', N, (x, y, DTYPE(a), DTYPE(b), np.int64(N)), 3, 0)
-    x6, x7, x8 = _red_loss_and_grad_0.get().tolist()
-    grad_a = x0*x7
-    grad_b = x0*x8
-    loss = x6/N
+    x5, x6, x7 = _red_loss_and_grad_0.get().tolist()
+    grad_a = x0*x6
+    grad_b = x0*x7
+    loss = x5/N
     return loss, (grad_a, grad_b)
 
 

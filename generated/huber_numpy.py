@@ -117,27 +117,26 @@ def _loss_and_grad(a, b, x, y, N):
     """loss_and_grad on arguments that _arguments has checked (the steps call it too)."""
     # one pass over the samples (N,), 3 reductions, in blocks of 8192
     x0 = 1.0/N
-    x6 = x7 = x8 = 0.0
-    _work = np.empty((3, min(N, 8192)), dtype=DTYPE)
+    x5 = x6 = x7 = 0.0
+    _work = np.empty((2, min(N, 8192)), dtype=DTYPE)
     for _start in range(0, N, 8192):
         _x = x[_start:_start + 8192]
         _y = y[_start:_start + 8192]
-        _w0, _w1, _w2 = _work[:, :N - _start]
+        _w0, _w1 = _work[:, :N - _start]
         np.multiply(_x, a, out=_w0)
         _w0 -= _y
         _w0 += b
         x1 = _w0
-        x2 = np.multiply(x1, -1.0, out=_w1)
-        x3 = np.absolute(x1, out=_w2)
-        x4 = (x3 <= 27/20)
-        x5 = (27/20)*np.sign(x1)
-        x6 += float(np.sum(np.where(x4, (1/2)*x2**2, (27/20)*x3 - 729/800)))
-        x7 += float(np.sum(np.where(x4, -_x*x2, _x*x5)))
-        x8 += float(np.sum(np.where(x4, x1, x5)))
-    grad_a = x0*x7
-    grad_b = x0*x8
+        x2 = np.absolute(x1, out=_w1)
+        x3 = (x2 <= 27/20)
+        x4 = np.where(x3, x1, (27/20)*np.sign(x1))
+        x5 += float(np.sum(np.where(x3, (1/2)*x1**2, (27/20)*x2 - 729/800)))
+        x6 += float(np.dot(_x, x4))
+        x7 += float(np.sum(x4))
+    grad_a = x0*x6
+    grad_b = x0*x7
     # scalar arithmetic
-    loss = x6/N
+    loss = x5/N
     return loss, (grad_a, grad_b)
 
 

@@ -511,3 +511,34 @@ def test_show_writes_cases():
     shown = show_text(_problem("huber"))
     assert "ℓ = { (-a*x - b + y)**2/2 if Abs(a*x + b - y) <= 27/20; " in shown
     assert "otherwise }" in shown
+
+
+def test_a_factor_of_every_piece_is_taken_out():
+    """Both partials of the Huber loss of a line are Piecewise with the factor x (or 1) in
+    every piece: taken out, one np.where serves both, and x's sum is a dot product."""
+    source = symgen.generate(_problem("huber"))
+    body = source.split("def _loss_and_grad", 1)[1].split("def grad", 1)[0]
+    assert body.count("np.where(") == 2  # the loss's, and the gradients' shared one
+    assert "np.dot(_x, " in body
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_pieces_that_are_numbers_keep_the_dtype(dtype, backend):
+    """The gradient of a ramp is a Piecewise of numbers, an array of the problem's dtype."""
+    ramp = symgen.elementwise(lambda u: sp.Piecewise((u, u > 0), (0, True)), X * W - Y)
+    problem = symgen.Problem(
+        symgen.sum(ramp), params=[W], data=[X, Y], dtype=dtype, name=f"ramp_{dtype}"
+    )
+    rng = np.random.default_rng()
+    xs, ws = rng.standard_normal((9, 3)).astype(dtype), rng.standard_normal((3, 4)).astype(dtype)
+    ys = rng.standard_normal((9, 4)).astype(dtype)
+    module, cp = _module(problem, backend)
+    args = (ws, xs, ys) if cp is None else tuple(cp.asarray(v) for v in (ws, xs, ys))
+    _, (g,) = module.loss_and_grad(*args)
+    g = g.get() if hasattr(g, "get") else g
+    assert g.dtype == np.dtype(dtype)
+    r = xs.astype(float) @ ws.astype(float) - ys
+    np.testing.assert_allclose(
+        g, xs.T.astype(float) @ (r > 0), rtol=1e-5 if dtype == "float32" else 1e-12
+    )

@@ -261,6 +261,9 @@ class ArrayPrinter(NumPyPrinter):
         are safe to compute anywhere (``compiler.guards.pieces_total``); the NumPy backend
         computes the others only where they hold."""
         pairs, text = _pieces(self, expr, "np.nan")
+        if pairs and not any(self._is_array(value) for value, _ in expr.args):
+            # no piece is an array to give the result its type: the module's (DTYPE)
+            pairs[0] = (f"DTYPE({pairs[0][0]})", pairs[0][1])
         for value, cond in reversed(pairs):
             text = f"np.where({cond}, {value}, {text})"
         return text

@@ -42,6 +42,7 @@ from symgen.compiler.ir import (
     Transpose,
     broadcast_shapes,
 )
+from symgen.compiler.piecewise import pull_factors
 from symgen.compiler.scalar_functions import sigmoid, sigmoid_from_exp, softplus
 
 
@@ -435,7 +436,7 @@ class _Builder:
         factor_use: dict[sp.Expr, int] = defaultdict(int)
         split = {}
         targets = [self._unbroadcast(t, domain) for t in targets]
-        shared = _share_logistic_exp([t.expr for t in targets])
+        shared = _share_logistic_exp([pull_factors(t.expr) for t in targets])
         targets = [replace(t, expr=e) for t, e in zip(targets, shared, strict=True)]
         for t in targets:
             if t.reduce_axes is not None and t.op == "sum" and is_array(t.expr):

@@ -8,6 +8,11 @@ only ``And`` and ``Or`` join comparisons (``Not(x > 0)`` is ``x <= 0``), which e
 spells. A ``Piecewise`` takes the value of the first piece whose condition holds (as SymPy
 does); where none holds its value is NaN.
 
+``pull_factors`` takes a factor that every piece has out of a ``Piecewise``
+(``Piecewise((x*r, c), (x*delta*sign(r), True))``, a gradient by the chain rule, is
+``x*Piecewise((r, c), (delta*sign(r), True))``): the optimizer then sums it as a dot
+product, and shares the ``Piecewise`` between the gradients that differ by that factor.
+
 ``normalize`` also moves a function of a ``Piecewise`` into its branches:
 ``sqrt(Piecewise((x, x > 0), (0, True)))`` is ``Piecewise((sqrt(x), x > 0), (0, True))``, so
 that each branch is differentiated where it holds (the derivative of the first form is
@@ -19,6 +24,7 @@ from __future__ import annotations
 import sympy as sp
 from sympy.logic.boolalg import Boolean, BooleanFalse, BooleanTrue
 
+from symgen.compiler.guards import total
 from symgen.errors import SpecError
 
 #: Comparisons of two real expressions.
@@ -106,3 +112,29 @@ def normalize(expr: sp.Expr) -> sp.Expr:
         lambda e: sp.Piecewise(*[(value, _normal(cond)) for value, cond in e.args]),
     )
     return expr.replace(_foldable, _fold)
+
+
+def _pull(pw: sp.Piecewise) -> sp.Expr:
+    values = [value for value, _ in pw.args]
+    if any(v == 0 for v in values):  # 0 would become f*0: NaN where f overflows
+        return pw
+    common = set.intersection(*(set(sp.Mul.make_args(v)) for v in values))
+    # a factor outside the pieces is computed where none holds: it must be safe there (and
+    # a number stays inside, where it costs nothing)
+    common = sorted((f for f in common if not f.is_Number and total(f)), key=sp.default_sort_key)
+    if not common:
+        return pw
+    kept = set(common)
+    pieces = [
+        (sp.Mul(*[f for f in sp.Mul.make_args(value) if f not in kept]), cond)
+        for value, cond in pw.args
+    ]
+    return sp.Mul(*common) * sp.Piecewise(*pieces)
+
+
+def pull_factors(expr: sp.Expr) -> sp.Expr:
+    """``expr`` with the factors that every piece of a ``Piecewise`` has (and that are safe
+    to compute anywhere) taken out of it."""
+    if not expr.has(sp.Piecewise):
+        return expr
+    return expr.replace(lambda e: isinstance(e, sp.Piecewise), _pull)
