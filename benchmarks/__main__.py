@@ -39,6 +39,8 @@ PLANS = {
         "w4-1000000": (2, 3, 20),
         "solve-w4": (2, 1, 3),
         "solve-w2": (2, 1, 3),
+        "huber-numpy-1000000": (2, 5, 100),
+        "huber-c-1000000": (2, 5, 100),
     },
     "full": {
         "w1": (20, 30, 1000),
@@ -53,6 +55,8 @@ PLANS = {
         # whole fits: the README's Adam loop takes seconds, so a few rounds
         "solve-w4": (60, 5, 100),
         "solve-w2": (60, 5, 100),
+        "huber-numpy-1000000": (20, 15, 600),
+        "huber-c-1000000": (20, 15, 600),
     },
 }
 #: W4's peak memory is measured at this N (the issue's target is stated at 10⁷).

@@ -132,6 +132,8 @@ TARGETS = {
     "w4-10000000": (0.8, "W4, N = 10⁷"),
     "solve-w4": (0.5, "W4 time to solution, N = 10⁵"),
     "solve-w2": (0.5, "W2 large time to solution"),
+    "huber-numpy-1000000": (1.2, "Huber as a Piecewise (NumPy), N = 10⁶"),
+    "huber-c-1000000": (1.2, "Huber as a Piecewise (C backend), N = 10⁶"),
 }
 
 

@@ -2,7 +2,8 @@
 
 Keys: "w1", "w2-large", "w3-seed", "w3-seed-step", "w3-large", "w3-large-step", "w4-N"
 (N samples, e.g. "w4-100000", "w4-10000000"); "solve-w4" and "solve-w2", the time to
-solution of whole fits (``solve_times``).
+solution of whole fits (``solve_times``); "huber-BACKEND-N" (BACKEND numpy or c: the
+Huber loss as a Piecewise against its Min/Abs spelling).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import curve_fit_grad, logistic_grad, mlp_grad, rosenbrock_step, solve_times
+from . import curve_fit_grad, huber_grad, logistic_grad, mlp_grad, rosenbrock_step, solve_times
 from .correctness import RTOL, RTOL_FLOAT32, tolerance
 from .timing import Contender
 
@@ -125,5 +126,19 @@ def build(key: str) -> Workload:
                 (solve_times.W2_NEWTON, "newton_step, C backend"),
             ),
             symgen_label="L-BFGS-B, C backend",
+        )
+    if key.startswith("huber-"):
+        backend, _, size = key.removeprefix("huber-").partition("-")
+        n = int(size)
+        xs, ys = huber_grad.data(n)
+        contenders = huber_grad.contenders(backend, xs, ys)
+        return Workload(
+            key,
+            huber_grad.title(backend, n),
+            huber_grad.description(backend, n),
+            huber_grad.reference_name(backend),
+            huber_grad.symgen_name(backend),
+            contenders,
+            lambda: huber_grad.check(backend, contenders, xs, ys),
         )
     raise ValueError(f"unknown workload {key!r}")

@@ -8,6 +8,7 @@ SPECS = [
     "examples/logistic.py",
     "examples/mlp.py",
     "examples/softmax.py",
+    "examples/huber.py",
 ]
 
 #: Specs whose CUDA module is committed too (generated/NAME_cuda.py; CI checks them with
@@ -17,6 +18,7 @@ CUDA_SPECS = [
     "examples/logistic.py",
     "examples/mlp.py",
     "examples/softmax.py",
+    "examples/huber.py",
 ]
 
 #: Specs whose C-backend module is committed too (generated/NAME_c.py; CI checks them with
@@ -26,4 +28,5 @@ C_SPECS = [
     "examples/logistic.py",
     "examples/mlp.py",
     "examples/softmax.py",
+    "examples/huber.py",
 ]

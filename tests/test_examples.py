@@ -27,6 +27,19 @@ def test_rosenbrock_script(root):
     assert "after 10000 steps: x = 1.00806, y = 1.01622" in proc.stdout
 
 
+@pytest.mark.parametrize("backend", ["numpy", "c"])
+def test_huber_script(root, backend):
+    """The Huber fit stays near the true line where least squares follows the outliers."""
+    proc = subprocess.run(
+        [sys.executable, "examples/huber.py", backend], cwd=root, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "loss: 5.5834 -> 3.0218 after 2000 Adam steps"
+    assert lines[1] == "  a = +2.002   (least squares +2.008, true +2.000)"
+    assert lines[2] == "  b = -0.809   (least squares +1.018, true -1.000)"
+
+
 def test_derivatives_script(root):
     proc = subprocess.run(
         [sys.executable, "examples/derivatives.py"], cwd=root, capture_output=True, text=True

@@ -212,6 +212,8 @@ def _lift(expr: sp.Basic, env: dict) -> sp.Basic:
         return env[expr]
     if not expr.args:
         return expr
+    if isinstance(expr, sp.Piecewise):
+        return _lift_whole(expr, env)
     args = [_lift(a, env) for a in expr.args]
     matrices = [a for a in args if isinstance(a, MatrixExpr)]
     if not matrices:
@@ -233,6 +235,18 @@ def _lift(expr: sp.Basic, env: dict) -> sp.Basic:
         inner[index] = z
         return ElementwiseApplyFunction(sp.Lambda(z, expr.func(*inner)), args[index])
     return ElementwiseMap(sp.Lambda(tuple(env), expr), *env.values())
+
+
+def _lift_whole(expr: sp.Basic, env: dict) -> sp.Basic:
+    """``expr`` (a ``Piecewise``) as one elementwise function of the matrices it reads."""
+    scalars = {v: e for v, e in env.items() if not isinstance(e, MatrixExpr)}
+    expr = expr.xreplace(scalars)
+    used = [v for v in env if v not in scalars and v in expr.free_symbols]
+    if not used:
+        return expr
+    if len(used) == 1:
+        return ElementwiseApplyFunction(sp.Lambda(used[0], expr), env[used[0]])
+    return ElementwiseMap(sp.Lambda(tuple(used), expr), *[env[v] for v in used])
 
 
 class _Readable:
@@ -298,7 +312,45 @@ def _for_reading(expr: sp.Basic) -> sp.Basic:
     return (kind or expr.func)(*args)
 
 
-class MatrixFormulaPrinter(StrPrinter):
+class FormulaPrinter(StrPrinter):
+    """SymPy's plain notation, with a ``Piecewise`` written as cases:
+    ``{ r**2/2 if Abs(r) <= delta; delta*(Abs(r) - delta/2) otherwise }`` (the first piece
+    whose condition holds gives the value), and its conditions with ``==``, ``!=``,
+    ``and``, ``or``, ``not``."""
+
+    def _print_Piecewise(self, expr):
+        pieces = []
+        for value, cond in expr.args:
+            text = self._print(value)
+            pieces.append(
+                f"{text} otherwise" if cond == sp.true else f"{text} if {self._print(cond)}"
+            )
+        return "{ " + "; ".join(pieces) + " }"
+
+    def _print_Relational(self, expr):
+        return f"{self._print(expr.lhs)} {expr.rel_op} {self._print(expr.rhs)}"
+
+    def _connect(self, expr, word):
+        parts = [self._print(a) for a in expr.args]
+        parts = [
+            f"({p})" if isinstance(a, (sp.And, sp.Or)) else p
+            for a, p in zip(expr.args, parts, strict=True)
+        ]
+        return f" {word} ".join(parts)
+
+    def _print_And(self, expr):
+        return self._connect(expr, "and")
+
+    def _print_Or(self, expr):
+        return self._connect(expr, "or")
+
+    def _print_Not(self, expr):
+        arg = expr.args[0]
+        text = self._print(arg)
+        return f"not ({text})" if isinstance(arg, (sp.And, sp.Or)) else f"not {text}"
+
+
+class MatrixFormulaPrinter(FormulaPrinter):
     """Matrix notation as a person writes it: ``*`` for products, ``⊙`` for elementwise
     products, ``f(A)`` for elementwise functions, ``.T`` for transposes."""
 
@@ -420,7 +472,7 @@ def show_matrix(expr: sp.Basic) -> str:
 
 def formula_text(problem: Problem, expr: sp.Basic) -> str:
     """``expr`` (the loss or a derivative of ``problem``) as ``symgen show`` prints it."""
-    return show_matrix(expr) if problem.kind == "matrix" else sp.sstr(expr)
+    return show_matrix(expr) if problem.kind == "matrix" else FormulaPrinter().doprint(expr)
 
 
 def formula_latex(problem: Problem, expr: sp.Basic) -> str:

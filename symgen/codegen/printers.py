@@ -105,6 +105,18 @@ def _spells(target: str):
     return install
 
 
+def _pieces(printer, expr: sp.Piecewise, otherwise: str) -> tuple[list[tuple[str, str]], str]:
+    """The printed ``(value, condition)`` pairs of a ``Piecewise`` and its last value: that of
+    its ``True`` piece, else ``otherwise`` (NaN: where no condition holds, SymPy's
+    ``Piecewise`` is undefined)."""
+    pairs = []
+    for value, cond in expr.args:
+        if cond == sp.true:
+            return pairs, printer._print(value)
+        pairs.append((printer._print(value), printer._print(cond)))
+    return pairs, otherwise
+
+
 def python_helpers(names: Iterable[str]) -> tuple[Helper, ...]:
     """The module-level Python helpers named ``names`` (as printers record them), in the
     order of their homes."""
@@ -153,6 +165,14 @@ class ScalarPrinter(PythonCodePrinter):
 
     def _spell(self, spelling: Spelling, expr) -> str:
         return spell(self, spelling, expr.args)
+
+    def _print_Piecewise(self, expr):
+        # a conditional expression computes only the branch that holds
+        self.module_imports["math"].add("nan")
+        pairs, text = _pieces(self, expr, "math.nan")
+        for value, cond in reversed(pairs):
+            text = f"{value} if {cond} else {text}"
+        return f"({text})"
 
 
 #: ``f(a) - f(b)`` in one NumPy expression, for the functions whose homes spell it.
@@ -216,6 +236,37 @@ class ArrayPrinter(NumPyPrinter):
 
     def _print_transposed(self, expr):
         return f"{self._print(expr.args[0])}.T"
+
+    # conditions: NumPy's operators on boolean arrays (or Python bools)
+    def _print_Relational(self, expr):
+        return f"({self._print(expr.lhs)} {expr.rel_op} {self._print(expr.rhs)})"
+
+    def _print_And(self, expr):
+        return "(" + " & ".join(self._print(a) for a in expr.args) + ")"
+
+    def _print_Or(self, expr):
+        return "(" + " | ".join(self._print(a) for a in expr.args) + ")"
+
+    def _print_Not(self, expr):
+        return f"np.logical_not({self._print(expr.args[0])})"
+
+    def _print_BooleanTrue(self, expr):
+        return "True"
+
+    def _print_BooleanFalse(self, expr):
+        return "False"
+
+    def _print_Piecewise(self, expr):
+        """Every piece computed everywhere, the first that holds selected: for pieces that
+        are safe to compute anywhere (``compiler.guards.pieces_total``); the NumPy backend
+        computes the others only where they hold."""
+        pairs, text = _pieces(self, expr, "np.nan")
+        if pairs and not any(self._is_array(value) for value, _ in expr.args):
+            # no piece is an array to give the result its type: the module's (DTYPE)
+            pairs[0] = (f"DTYPE({pairs[0][0]})", pairs[0][1])
+        for value, cond in reversed(pairs):
+            text = f"np.where({cond}, {value}, {text})"
+        return text
 
     def _spell(self, spelling: Spelling, expr) -> str:
         return spell(self, spelling, expr.args)
@@ -354,6 +405,19 @@ class CExpressionPrinter(C99CodePrinter):
 
     def _print_Infinity(self, expr):
         return "INFINITY"
+
+    def _print_BooleanTrue(self, expr):
+        return "1"
+
+    def _print_BooleanFalse(self, expr):
+        return "0"
+
+    def _print_Piecewise(self, expr):
+        # a ternary computes only the branch that holds
+        pairs, text = _pieces(self, expr, "NAN")
+        for value, cond in reversed(pairs):
+            text = f"({cond} ? {value} : {text})"
+        return text
 
     def _print_NegativeInfinity(self, expr):
         return "(-INFINITY)"

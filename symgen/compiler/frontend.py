@@ -31,6 +31,8 @@ from symgen.compiler.functions import (
     refuse_scalar_functions_of_matrices,
 )
 from symgen.compiler.ir import Eye, Input, Map, MatMul, Node, Reduce, Shape, broadcast_shapes, map_
+from symgen.compiler.piecewise import normalize
+from symgen.compiler.shown import shown
 from symgen.compiler.stable import stabilize
 from symgen.compiler.supported import check_scalar_expression
 from symgen.errors import SpecError
@@ -67,7 +69,7 @@ def lower(problem) -> Lowered:
     if problem.kind == "matrix":
         return _MatrixLowering(problem).lower()
     real = problem.real_symbols()
-    loss = stabilize(problem.real_loss(), frozenset(real[b] for b in problem.binary))
+    loss = stabilize(normalize(problem.real_loss()), frozenset(real[b] for b in problem.binary))
     params = tuple(Input(p.name, (), "param", real[p]) for p in problem.params)
     if not problem.data:
         body = Map(sp.Lambda(tuple(real[p] for p in problem.params), loss), params, ())
@@ -171,7 +173,7 @@ class _MatrixLowering:
         rule = self.rules.get(type(expr))
         if rule is None:
             raise SpecError(
-                f"unsupported matrix expression {type(expr).__name__} ({expr}); supported: "
+                f"unsupported matrix expression {type(expr).__name__} ({shown(expr)}); supported: "
                 "MatrixSymbol, products, sums, scalar multiples, .T, HadamardProduct, "
                 "HadamardPower, applyfunc and symgen's elementwise helpers, symgen.sum/mean/"
                 "logsumexp, Trace, OneMatrix, ZeroMatrix, Identity"
@@ -234,13 +236,14 @@ class _MatrixLowering:
     def _applyfunc(self, expr: ElementwiseApplyFunction) -> Node:
         (variable,) = expr.function.variables
         self._check_formula(expr.function.expr, {variable: expr.expr})
-        return self.elementwise(expr.function, [self.matrix(expr.expr)])
+        return self.elementwise(expr.function, [self.matrix(expr.expr)], [expr.expr])
 
     def _elementwise(self, expr: ElementwiseMap) -> Node:
         self._check_formula(
             expr.function.expr, dict(zip(expr.function.variables, expr.operands, strict=True))
         )
-        return self.elementwise(expr.function, [self.matrix(op) for op in expr.operands])
+        nodes = [self.matrix(op) for op in expr.operands]
+        return self.elementwise(expr.function, nodes, list(expr.operands))
 
     def _params_in(self, expr: sp.Basic) -> frozenset[str]:
         """The names of the parameters the SymPy expression ``expr`` holds."""
@@ -265,17 +268,26 @@ class _MatrixLowering:
         fn = reduce_sum if expr.kind == "sum" else logsumexp
         return fn(node, (expr.axis,), keepdims=True)
 
-    def elementwise(self, fn: sp.Lambda, nodes: list[Node]) -> Node:
-        """A ``Map`` of ``fn`` over ``nodes``; scalar symbols free in its body become operands."""
+    def elementwise(
+        self, fn: sp.Lambda, nodes: list[Node], operands: list[sp.Basic] | None = None
+    ) -> Node:
+        """A ``Map`` of ``fn`` over ``nodes``; scalar symbols free in its body become operands.
+        ``operands``: the SymPy expressions that ``nodes`` lower, which an error names in
+        place of ``fn``'s variables."""
         try:
             shape = broadcast_shapes(*(n.shape for n in nodes))
         except ValueError as exc:
             raise SpecError(f"elementwise operands do not broadcast: {exc}") from None
-        check_scalar_expression(fn.expr.xreplace({v: sp.Dummy() for v in fn.variables}))
+        dummies = [sp.Dummy() for _ in fn.variables]
+        named = dict(zip(dummies, operands or fn.variables, strict=True))
+        check_scalar_expression(
+            fn.expr.xreplace(dict(zip(fn.variables, dummies, strict=True))),
+            shown=lambda e: shown(e, named),
+        )
         fn, nodes = _compose(fn, nodes)
         binary = {b.name for b in self.problem.binary}
         body = stabilize(
-            fn.expr,
+            normalize(fn.expr),
             frozenset(
                 v
                 for v, n in zip(fn.variables, nodes, strict=True)
@@ -303,14 +315,19 @@ class _MatrixLowering:
     def scalar(self, expr: sp.Expr) -> Node:
         """A scalar expression whose leaves may be matrix reductions, as a ``Map`` of shape ()."""
         bindings: dict[sp.Symbol, Node] = {}
-        body = self._bind_reductions(sp.sympify(expr), bindings)
+        originals: dict[sp.Symbol, sp.Basic] = {}
+        body = self._bind_reductions(sp.sympify(expr), bindings, originals)
         us = list(bindings)
         self._check_formula(body, {u: self.reductions[u] for u in us})
-        return self.elementwise(sp.Lambda(tuple(us), body), [bindings[u] for u in us])
+        return self.elementwise(
+            sp.Lambda(tuple(us), body), [bindings[u] for u in us], [originals[u] for u in us]
+        )
 
-    def _bind_reductions(self, expr: sp.Basic, bindings: dict) -> sp.Basic:
+    def _bind_reductions(self, expr: sp.Basic, bindings: dict, originals: dict) -> sp.Basic:
         if isinstance(expr, MatrixExpr):
-            raise SpecError(f"the loss must be a scalar; {expr} is a matrix of shape {expr.shape}")
+            raise SpecError(
+                f"the loss must be a scalar; {shown(expr)} is a matrix of shape {expr.shape}"
+            )
         node = None
         if isinstance(expr, FullReduce):
             fn = reduce_sum if expr.kind == "sum" else logsumexp
@@ -322,17 +339,18 @@ class _MatrixLowering:
         elif any(isinstance(a, MatrixExpr) for a in expr.args):
             refuse_scalar_functions_of_matrices(expr)
             raise SpecError(
-                f"unsupported matrix operation {type(expr).__name__} ({expr}); scalars come from "
-                "matrices through symgen.sum/mean/logsumexp, Trace or [0, 0] of a 1 x 1 product"
+                f"unsupported matrix operation {type(expr).__name__} ({shown(expr)}); scalars "
+                "come from matrices through symgen.sum/mean/logsumexp, Trace or [0, 0] of a "
+                "1 x 1 product"
             )
         if node is not None:
             u = sp.Dummy("r")
-            bindings[u] = node
+            bindings[u], originals[u] = node, expr
             self.reductions[u] = expr
             return u
         if not expr.args:
             return expr
-        return expr.func(*[self._bind_reductions(a, bindings) for a in expr.args])
+        return expr.func(*[self._bind_reductions(a, bindings, originals) for a in expr.args])
 
     def _element(self, expr: sp.Basic) -> Node:
         """``A[0, 0]`` of a 1 x 1 matrix (SymPy may have expanded it into a ``Sum``)."""
@@ -353,7 +371,7 @@ class _MatrixLowering:
             else ""
         )
         raise SpecError(
-            f"unsupported indexing {expr}; only [0, 0] of a 1 x 1 matrix expression is "
+            f"unsupported indexing {shown(element)}; only [0, 0] of a 1 x 1 matrix expression is "
             f"supported (use symgen.sum for sums of elements){written_out}"
         )
 
@@ -367,7 +385,9 @@ class _MatrixLowering:
             us = [sp.Dummy(f"t{i}") for i in range(len(parts))]
             return map_(sp.Lambda(tuple(us), sp.Add(*us)), tuple(parts), ())
         if arg.shape[0] != arg.shape[1]:
-            raise SpecError(f"unsupported Trace({arg}): the trace of a matrix that is not square")
+            raise SpecError(
+                f"unsupported Trace({shown(arg)}): the trace of a matrix that is not square"
+            )
         factors = arg.args if isinstance(arg, sp.MatMul) else (arg,)
         coeff = sp.Mul(*[f for f in factors if not isinstance(f, MatrixExpr)])
         mats: list[sp.Basic] = []

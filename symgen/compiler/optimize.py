@@ -29,6 +29,7 @@ import sympy as sp
 from sympy.codegen.cfunctions import log1p
 
 from symgen.compiler.frontend import Lowered
+from symgen.compiler.guards import guard, total
 from symgen.compiler.ir import (
     Const,
     Eye,
@@ -41,6 +42,7 @@ from symgen.compiler.ir import (
     Transpose,
     broadcast_shapes,
 )
+from symgen.compiler.piecewise import pull_factors
 from symgen.compiler.scalar_functions import sigmoid, sigmoid_from_exp, softplus
 
 
@@ -434,7 +436,7 @@ class _Builder:
         factor_use: dict[sp.Expr, int] = defaultdict(int)
         split = {}
         targets = [self._unbroadcast(t, domain) for t in targets]
-        shared = _share_logistic_exp([t.expr for t in targets])
+        shared = _share_logistic_exp([pull_factors(t.expr) for t in targets])
         targets = [replace(t, expr=e) for t, e in zip(targets, shared, strict=True)]
         for t in targets:
             if t.reduce_axes is not None and t.op == "sum" and is_array(t.expr):
@@ -524,13 +526,18 @@ class _Builder:
             replacements, reduced = _name_squared_bases(replacements, reduced, self.temps)
             replacements = [(sym, _collected(e)) for sym, e in replacements]
             reduced = [_collected(e) for e in reduced]
+        # what only a Piecewise branch needs is computed only where it holds
+        replacements, reduced = guard(replacements, reduced, leaves=(transposed,))
         prologue, body = [], []
         hoisted: dict[sp.Expr, sp.Symbol] = {}
 
-        def hoist(e: sp.Expr) -> sp.Expr:
-            """Move array-independent subexpressions of an array expression to the prologue."""
+        def hoist(e: sp.Expr, branch: bool = False) -> sp.Expr:
+            """Move array-independent subexpressions of an array expression to the prologue
+            (inside a ``Piecewise`` branch, only those that are safe to compute anyway)."""
             if not is_array(e):
                 if e.is_Atom or (e.is_Mul and len(e.args) == 2 and e.args[0] == -1):
+                    return e
+                if branch and not total(e):
                     return e
                 if e not in hoisted:
                     hoisted[e] = next(self.temps)
@@ -538,7 +545,14 @@ class _Builder:
                 return hoisted[e]
             if isinstance(e, transposed):
                 return e
-            return e.func(*[hoist(a) for a in e.args]) if e.args else e
+            if isinstance(e, sp.Piecewise):
+                return e.func(
+                    *[
+                        (hoist(value, True), hoist(cond, branch or i > 0))
+                        for i, (value, cond) in enumerate(e.args)
+                    ]
+                )
+            return e.func(*[hoist(a, branch) for a in e.args]) if e.args else e
 
         for sym, e in replacements:
             if is_array(e):

@@ -17,6 +17,7 @@ import sympy as sp
 from sympy.matrices.expressions import MatrixExpr
 
 from symgen.compiler.frontend import lower
+from symgen.compiler.shown import shown
 from symgen.compiler.supported import check_scalar_expression
 from symgen.errors import SpecError
 
@@ -119,7 +120,7 @@ class Problem:
             )
         if not isinstance(loss, (sp.Expr, MatrixExpr)):
             raise SpecError(
-                f"the loss must be a scalar expression, got {type(loss).__name__}: {loss}"
+                f"the loss must be a scalar expression, got {type(loss).__name__}: {shown(loss)}"
             )
         names = [_check_name(s, "param") for s in params] + [_check_name(s, "data") for s in data]
         duplicates = sorted({n for n in names if names.count(n) > 1})
@@ -129,7 +130,7 @@ class Problem:
         for role, syms in (("param", params), ("data", data)):
             for s in syms:
                 if s.name not in free:
-                    raise SpecError(f"{role} '{s.name}' does not appear in the loss {loss}")
+                    raise SpecError(f"{role} '{s.name}' does not appear in the loss {shown(loss)}")
         dims = {
             d.name
             for s in (*params, *data)

@@ -97,6 +97,11 @@ class ScalarFunction:
     parse_counts: tuple[int, ...] = (1,)
     #: Its name in symgen's matrix formulas, where it differs from the class name.
     shown: str | None = None
+    #: Defined, finite and silent (no error, no floating-point warning) at every finite
+    #: real argument: a ``Piecewise`` branch calling only such functions may be computed
+    #: where its condition does not hold (``compiler/guards.py``); any other is computed
+    #: only where it holds.
+    total: bool = False
 
     def __post_init__(self) -> None:
         for target in (*TARGETS, "numpy_difference"):
@@ -390,23 +395,24 @@ FUNCTIONS: tuple[ScalarFunction, ...] = (
     # smooth functions of <math.h>
     ScalarFunction(sp.exp, "loss", **_math("exp", parse=True)),
     ScalarFunction(sp.log, "loss", **_math("log", parse=True), parse_counts=(1, 2)),
-    ScalarFunction(sp.sin, "loss", **_math("sin", parse=True)),
-    ScalarFunction(sp.cos, "loss", **_math("cos", parse=True)),
+    ScalarFunction(sp.sin, "loss", **_math("sin", parse=True), total=True),
+    ScalarFunction(sp.cos, "loss", **_math("cos", parse=True), total=True),
     ScalarFunction(sp.tan, "loss", **_math("tan", parse=True)),
     ScalarFunction(sp.asin, "loss", **_math("asin", "arcsin", parse=True)),
     ScalarFunction(sp.acos, "loss", **_math("acos", "arccos", parse=True)),
-    ScalarFunction(sp.atan, "loss", **_math("atan", "arctan", parse=True)),
+    ScalarFunction(sp.atan, "loss", **_math("atan", "arctan", parse=True), total=True),
     ScalarFunction(
         sp.atan2,
         "loss",
         numpy="np.arctan2({0}, {1})",
         python="math.atan2({0}, {1})",
         c="atan2{f}({0}, {1})",
+        total=True,
     ),
     ScalarFunction(sp.sinh, "loss", **_math("sinh", parse=True)),
     ScalarFunction(sp.cosh, "loss", **_math("cosh", parse=True)),
-    ScalarFunction(sp.tanh, "loss", **_math("tanh", parse=True)),
-    ScalarFunction(sp.asinh, "loss", **_math("asinh", "arcsinh", in_place=False)),
+    ScalarFunction(sp.tanh, "loss", **_math("tanh", parse=True), total=True),
+    ScalarFunction(sp.asinh, "loss", **_math("asinh", "arcsinh", in_place=False), total=True),
     ScalarFunction(sp.acosh, "loss", **_math("acosh", "arccosh", in_place=False)),
     ScalarFunction(sp.atanh, "loss", **_math("atanh", "arctanh", in_place=False)),
     ScalarFunction(log1p, "internal", **_math("log1p")),
@@ -428,6 +434,7 @@ FUNCTIONS: tuple[ScalarFunction, ...] = (
     ScalarFunction(
         relu,
         "loss",
+        total=True,
         numpy="np.maximum({0}, 0.0)",
         ufunc="np.maximum({0}, 0.0, out={out})",
         python="max({0}, 0.0)",
@@ -440,6 +447,7 @@ FUNCTIONS: tuple[ScalarFunction, ...] = (
     ScalarFunction(
         sp.Heaviside,  # SymPy keeps the value at 0 as the second argument
         "loss",
+        total=True,
         numpy="np.heaviside({0}, {1})",
         python="(1.0 if {0} > 0 else ({1} if {0} == 0 else 0.0))",
         c="sg_heaviside({0}, {1})",
@@ -452,6 +460,7 @@ FUNCTIONS: tuple[ScalarFunction, ...] = (
     ScalarFunction(
         sp.Max,
         "loss",
+        total=True,
         numpy=Spelling("np.maximum({0}, {1})", fold="left"),
         python="max({args})",
         c=Spelling("sg_maximum({0}, {1})", fold="right"),
@@ -460,6 +469,7 @@ FUNCTIONS: tuple[ScalarFunction, ...] = (
     ScalarFunction(
         sp.Min,
         "loss",
+        total=True,
         numpy=Spelling("np.minimum({0}, {1})", fold="left"),
         python="min({args})",
         c=Spelling("sg_minimum({0}, {1})", fold="right"),
@@ -468,6 +478,7 @@ FUNCTIONS: tuple[ScalarFunction, ...] = (
     ScalarFunction(
         sp.Abs,
         "loss",
+        total=True,
         numpy="abs({0})",
         ufunc="np.absolute({0}, out={out})",
         python="abs({0})",
@@ -478,6 +489,7 @@ FUNCTIONS: tuple[ScalarFunction, ...] = (
     ScalarFunction(
         sp.sign,
         "loss",
+        total=True,
         numpy="np.sign({0})",  # (not yet written with out=, as asinh)
         python="(0.0 if {0} == 0 else math.copysign(1, {0}))",
         c="(({0} > 0) ? 1.0{F} : (({0} < 0) ? -1.0{F} : {0}))",
@@ -486,6 +498,7 @@ FUNCTIONS: tuple[ScalarFunction, ...] = (
     ScalarFunction(
         sigmoid,
         "loss",
+        total=True,
         numpy="(0.5*np.tanh(0.5*{0:factor}) + 0.5)",
         numpy_difference="0.5*(np.tanh(0.5*{0:factor}) - np.tanh(0.5*{1:factor}))",
         python="(0.5*math.tanh(0.5*{0:factor}) + 0.5)",
@@ -509,6 +522,7 @@ FUNCTIONS: tuple[ScalarFunction, ...] = (
     ScalarFunction(
         softplus,
         "loss",
+        total=True,
         numpy="np.logaddexp(0.0, {0})",
         ufunc="np.logaddexp(0.0, {0}, out={out})",
         python="(max({0}, 0.0) + math.log1p(math.exp(-abs({0}))))",
@@ -524,6 +538,7 @@ FUNCTIONS: tuple[ScalarFunction, ...] = (
     ScalarFunction(
         logaddexp,
         "internal",
+        total=True,
         numpy="np.logaddexp({0}, {1})",
         python="_logaddexp({0}, {1})",
         c="sg_logaddexp({0}, {1})",

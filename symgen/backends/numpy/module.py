@@ -18,6 +18,7 @@ from typing import Protocol
 import sympy as sp
 
 from symgen.backends.numpy.inplace import InPlace
+from symgen.backends.numpy.masked import MaskedPieces
 from symgen.backends.numpy.steps import Update, updates
 from symgen.codegen.optimizers import Baked
 from symgen.codegen.plan import Arg, ModulePlan, least_squares_plan, module_fields
@@ -92,10 +93,12 @@ class _StatementPrinter:
     """Python lines of statements: ``ScalarPrinter`` for scalar arithmetic, ``ArrayPrinter``
     for array work; both record the helpers and modules their text uses."""
 
-    def __init__(self, arrays: frozenset[str], dtype: str) -> None:
+    def __init__(self, arrays: frozenset[str], dtype: str, shapes: dict | None = None) -> None:
         self.scalar = ScalarPrinter()
         self.array = ArrayPrinter(arrays)
         self.dtype = dtype
+        #: The ``Piecewise`` that ``np.where`` must not compute (``shapes``: of each array).
+        self.masked = MaskedPieces(self.array, dict(shapes or {}))
 
     def value(self, stmt: Stmt, kernel: Kernel) -> str:
         """The expression ``stmt`` assigns to its target (a reduction over the whole domain:
@@ -130,6 +133,14 @@ class _StatementPrinter:
         """``target = value``; ``op="+="``: the value added into the target (a sum across
         blocks)."""
         return f"{stmt.target.name} {op} {self.value(stmt, kernel)}"
+
+    def lines(self, stmt: Stmt, kernel: Kernel, op: str = "=") -> list[str]:
+        """``line``, after the lines computing its ``Piecewise`` whose branches are computed
+        only where they hold (``masked``)."""
+        before, rest = self.masked.split(stmt)
+        lines = before if rest is None else [*before, self.line(rest, kernel, op)]
+        self.masked.release()
+        return lines
 
     @property
     def helpers(self) -> set[str]:
@@ -174,11 +185,11 @@ def _blocked(
     stmts = list(kernel.stmts)
     inner = [i for i, s in enumerate(stmts) if isinstance(s, (Elementwise, Reduction))]
     if not inner or any(isinstance(s, Fill) for s in stmts[: inner[0]]):
-        return [printer.line(s, kernel) for s in stmts]
+        return [line for s in stmts for line in printer.lines(s, kernel)]
     first, last = inner[0], inner[-1]
     middle = stmts[first : last + 1]
     if any(not isinstance(s, (Elementwise, Sum, Dot)) for s in middle):
-        return [printer.line(s, kernel) for s in stmts]
+        return [line for s in stmts for line in printer.lines(s, kernel)]
     n = str(kernel.domain[0])
     views = {sp.Symbol(name, real=True): sp.Symbol(view, real=True) for name, view in data.items()}
     kept = [s.target for s in middle if isinstance(s, Elementwise) and s.target.name in stored]
@@ -194,7 +205,7 @@ def _blocked(
         else:
             written = inplace.lines(s, position)
         if written is None:  # a sum adds this block's part
-            written = [printer.line(s, kernel, "+=" if isinstance(s, Reduction) else "=")]
+            written = printer.lines(s, kernel, "+=" if isinstance(s, Reduction) else "=")
         if stored_value:
             name = middle[position].target.name
             written = [*written, f"{name}[_start:_start + {BLOCK}] = {s.target.name}"]
@@ -288,11 +299,13 @@ def _row_blocked(
             block = replace(block, target=sp.Symbol(f"_{s.target.name}", real=True))
             local[s.target] = block.target
         if s in whole and isinstance(s, Max):
+            before, block = printer.masked.split(block)
             value = printer.value(block, kernel)
-            line = f"{s.target.name} = max({s.target.name}, {value})"
+            printer.masked.release()
+            written = [*before, f"{s.target.name} = max({s.target.name}, {value})"]
         else:  # whole and column sums add this block's part
-            line = printer.line(block, kernel, "+=" if s in whole or s in column else "=")
-        lines.append(f"    {line}")
+            written = printer.lines(block, kernel, "+=" if s in whole or s in column else "=")
+        lines += [f"    {line}" for line in written]
         if s.target.name in kept:
             lines.append(f"    {s.target.name}[_start:_start + _rows] = {block.target.name}")
     lines += [printer.line(s, kernel) for s in stmts[last + 1 :]]
@@ -313,9 +326,15 @@ def _body(
     views = {name: f"_{name}" for name in data}
     shapes = dict(program.shapes)
     local = {f"_{n}" for n in shapes} | {f"_{n}_T" for n in shapes}
-    printer = _StatementPrinter(program.arrays | frozenset(views.values()) | local, dtype)
-    stored = program.used_elsewhere()
     all_shapes = program.array_shapes()
+    views_shapes = {  # the blocks of rows or samples that passes read (same symbolic shape)
+        **{f"_{n}": shape for n, shape in all_shapes.items()},
+        **{f"_{n}_T": tuple(reversed(shape)) for n, shape in all_shapes.items()},
+    }
+    printer = _StatementPrinter(
+        program.arrays | frozenset(views.values()) | local, dtype, {**views_shapes, **all_shapes}
+    )
+    stored = program.used_elsewhere()
     fused = native.fused_products(program, all_shapes) if native is not None else {}
     absorbed = {i for products in fused.values() for i in products.absorbed}
     groups = []
@@ -343,7 +362,7 @@ def _body(
                 lines = _row_blocked(k, printer, shapes, stored[n])
                 comment = f"{_describe(k)}, in blocks of rows ({BLOCK} elements)"
         if lines is None:
-            lines = [printer.line(s, k) for s in k.stmts]
+            lines = [line for s in k.stmts for line in printer.lines(s, k)]
             comment = _describe(k)
         groups.append((comment, tuple(lines)))
     return Body(
