@@ -157,7 +157,7 @@ def loss(W1, W2, X, Y):
         _Y = Y[_start:_start + _rows]
         _x2 = x2[_start:_start + _rows]
         x3 = _x2 - _Y
-        x4 += float(np.vdot(x3, x3))
+        x4 += float(np.sum(np.multiply(x3, x3), dtype=np.float64))
     # scalar arithmetic
     loss = x4/(M*N_O)
     return loss
@@ -188,7 +188,7 @@ def _loss_and_grad(W1, W2, X, Y, N_I, N_H, N_O, M):
         x5 = _x2 - _Y
         _x6 = (2*x3*x4)*x5
         x6[_start:_start + _rows] = _x6
-        x7 += float(np.vdot(x5, x5))
+        x7 += float(np.sum(np.multiply(x5, x5), dtype=np.float64))
     # scalar arithmetic
     loss = x7/(M*N_O)
     # matrix product (BLAS)
