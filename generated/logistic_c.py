@@ -143,10 +143,6 @@ _FLAGS = (
 )
 #: The fallback for a compiler that rejects one of _FLAGS.
 _PORTABLE_FLAGS = ("-O2",)
-#: Builds run in temporary folders in the cache named so; one older than
-#: _STALE_BUILD_SECONDS is left over from a build that was killed.
-_BUILD_PREFIX = ".build-"
-_STALE_BUILD_SECONDS = 600
 _LIBRARY = None
 
 
@@ -168,88 +164,16 @@ def _lib():
 
 
 def _build(again=False):
-    """The absolute path of the shared library of _SOURCE in the cache: the one there if it
-    is intact, else (or when ``again``) compiled.
-
-    A library found is used only if it and its record are this user's files that no one
-    else can write, and its sha256 is the one recorded when it was built (``_untrusted``).
-    A build runs in a private temporary folder in the cache and then renames the library
-    and its record into place, so that no one ever finds half a file."""
-    folder = _cache_folder()
+    """The absolute path of the shared library of _SOURCE in the cache SYMGEN_CACHE_DIR
+    (default ~/.cache/symgen): the one there if it is intact, else (or when ``again``)
+    compiled. The cache's checks are symgen's library_cache (the functions after
+    _compile)."""
+    root = _cache_root("SYMGEN_CACHE_DIR", "symgen")
+    what = "the cache of compiled C passes"
+    folder = _private_folder(root, "logistic", what, "SYMGEN_CACHE_DIR")
     compiler = _compiler()
-    path = folder / _library_name(compiler)
-    record = path.with_name(path.name + ".sha256")  # as `sha256sum` writes it
-    _remove_stale_builds(folder)
-    if not again and os.path.lexists(path):
-        reason = _untrusted(path, record)
-        if reason is None:
-            return path
-        warnings.warn(f"logistic: not loading {path} ({reason}); building it again")
-    errors = []
-    with tempfile.TemporaryDirectory(prefix=_BUILD_PREFIX, dir=folder) as scratch:
-        source = Path(scratch) / "passes.c"
-        source.write_text(_SOURCE)
-        built = Path(scratch) / path.name
-        for flags in (_FLAGS, _PORTABLE_FLAGS):
-            done = _run(_command(compiler, flags, source, built))
-            if done.returncode == 0:
-                break
-            errors.append(f"$ {shlex.join(done.args)}\n{done.stderr.strip()}")
-        else:
-            raise RuntimeError(
-                "logistic: compiling the C passes failed:\n" + "\n".join(errors)
-            )
-        written = Path(scratch) / record.name
-        written.write_text(f"{_sha256(built)}  {path.name}\n")
-        for file in (built, written):
-            file.chmod(0o600)  # whatever the umask
-        os.replace(built, path)
-        os.replace(written, record)
-    return path
-
-
-def _cache_folder():
-    """SYMGEN_CACHE_DIR (default ~/.cache/symgen) as an absolute path; missing folders are
-    created 0700. It is used only if no other user can change what is in it: it must be
-    this user's and writable by no one else, and each folder above it this user's or
-    root's, and writable by others only if sticky (as /tmp is), so that no one else can
-    rename it either."""
-    root = os.environ.get("SYMGEN_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"),
-        "symgen",
-    )
-    folder = Path(os.path.realpath(root))
-    for missing in reversed([p for p in (folder, *folder.parents) if not p.exists()]):
-        try:
-            missing.mkdir(mode=0o700)
-            missing.chmod(0o700)  # whatever the umask
-        except FileExistsError:  # made by another process meanwhile: checked below
-            pass
-        except OSError as exc:
-            raise RuntimeError(
-                f"logistic: cannot write the cache of compiled C passes {root!r}"
-                f" ({exc}); set SYMGEN_CACHE_DIR to a writable folder"
-            ) from None
-    user = os.geteuid()
-    for place in (folder, *folder.parents):
-        info = place.stat()
-        mode = stat.S_IMODE(info.st_mode)
-        if place == folder and info.st_uid != user:
-            problem = f"belongs to user {info.st_uid}"
-        elif place == folder and mode & 0o022:
-            problem = f"can be written by others (mode {mode:o})"
-        elif info.st_uid not in (0, user):
-            problem = f"(a folder above it) belongs to user {info.st_uid}"
-        elif mode & 0o002 and not mode & stat.S_ISVTX:
-            problem = f"(a folder above it) can be written by anyone (mode {mode:o})"
-        else:
-            continue
-        raise RuntimeError(
-            f"logistic: not using the cache of compiled C passes {folder}: {place}"
-            f" {problem}, so another user could replace a library in it; set"
-            " SYMGEN_CACHE_DIR to a folder that only you can write"
-        )
-    return folder
+    build = functools.partial(_compile, compiler)
+    return _cached_library(folder, _library_name(compiler), build, "logistic", again)
 
 
 def _compiler():
@@ -281,29 +205,28 @@ def _compiler():
 
 def _library_name(compiler):
     """The library's file name: the module's name and a key of everything that changes the
-    library: the source, the compiler and its flags, and the CPU."""
-    key = "\0".join([_SOURCE, *_compiler_identity(tuple(compiler))])
+    library: the source, both build commands, and the compiler and the CPU it compiles for
+    (_compiler_identity)."""
+    flag_sets = (_FLAGS, _PORTABLE_FLAGS)
+    commands = [w for f in flag_sets for w in _command(compiler, f, "passes.c", "passes.so")]
+    identity = _compiler_identity(tuple(compiler), flag_sets, "c", _run)
+    key = "\0".join([_SOURCE, *commands, *identity])
     return f"logistic_{hashlib.sha256(key.encode()).hexdigest()[:20]}.so"
 
 
-@functools.cache
-def _compiler_identity(compiler):
-    """What the cache key holds of the compiler (asked once per process): the build
-    commands; its program (path, size and time of change: a reinstalled compiler or an
-    edited wrapper script); and what it predefines with those flags: its version, its
-    target, each instruction set that -march=native enables on this CPU (__AVX2__,
-    __AVX512F__, ...), and what flags in $CC change (__SANITIZE_ADDRESS__, ...)."""
-    program = os.path.realpath(compiler[0])
-    info = os.stat(program)
-    identity = [program, str(info.st_size), str(info.st_mtime_ns)]
+def _compile(compiler, scratch, name):
+    """_SOURCE compiled in the folder ``scratch`` into the library ``name`` there, with
+    _FLAGS, else _PORTABLE_FLAGS; its path."""
+    source = scratch / "passes.c"
+    source.write_text(_SOURCE)
+    built = scratch / name
+    errors = []
     for flags in (_FLAGS, _PORTABLE_FLAGS):
-        identity += _command(compiler, flags, "passes.c", "passes.so")
-    for flags in (_FLAGS, _PORTABLE_FLAGS):
-        done = _run([*compiler, *flags, "-dM", "-E", "-x", "c", os.devnull])
-        identity += [str(done.returncode), done.stdout]
+        done = _run(_command(compiler, flags, source, built))
         if done.returncode == 0:
-            break
-    return tuple(identity)
+            return built
+        errors.append(f"$ {shlex.join(done.args)}\n{done.stderr.strip()}")
+    raise RuntimeError("logistic: compiling the C passes failed:\n" + "\n".join(errors))
 
 
 def _command(compiler, flags, source, library):
@@ -319,6 +242,95 @@ def _run(command):
         raise RuntimeError(
             f"logistic: cannot run the C compiler {command[0]}: {exc}"
         ) from None
+
+
+def _cache_root(variable, *parts):
+    """The cache folder the environment variable ``variable`` names, else the folder
+    ``parts`` in this user's caches ($XDG_CACHE_HOME, else ~/.cache)."""
+    home = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.environ.get(variable) or os.path.join(home, *parts)
+
+
+def _private_folder(root, who, what, variable):
+    """``root`` as an absolute path; missing folders are created 0700. It is used only if no
+    other user can change what is in it: it must be this user's and writable by no one
+    else, and each folder above it this user's or root's, and writable by others only if
+    sticky (as /tmp is), so that no one else can rename it either."""
+    folder = Path(os.path.realpath(root))
+    for missing in reversed([p for p in (folder, *folder.parents) if not p.exists()]):
+        try:
+            missing.mkdir(mode=0o700)
+            missing.chmod(0o700)  # whatever the umask
+        except FileExistsError:  # made by another process meanwhile: checked below
+            pass
+        except OSError as exc:
+            raise RuntimeError(
+                f"{who}: cannot write {what} {root!r} ({exc}); set {variable} to a writable folder"
+            ) from None
+    user = os.geteuid()
+    for place in (folder, *folder.parents):
+        info = place.stat()
+        mode = stat.S_IMODE(info.st_mode)
+        if place == folder and info.st_uid != user:
+            problem = f"belongs to user {info.st_uid}"
+        elif place == folder and mode & 0o022:
+            problem = f"can be written by others (mode {mode:o})"
+        elif info.st_uid not in (0, user):
+            problem = f"(a folder above it) belongs to user {info.st_uid}"
+        elif mode & 0o002 and not mode & stat.S_ISVTX:
+            problem = f"(a folder above it) can be written by anyone (mode {mode:o})"
+        else:
+            continue
+        raise RuntimeError(
+            f"{who}: not using {what} {folder}: {place} {problem}, so another user could"
+            f" replace a library in it; set {variable} to a folder that only you can write"
+        )
+    return folder
+
+
+@functools.cache
+def _compiler_identity(compiler, flag_sets, language, run):
+    """What a cache key holds of the compiler (asked once per process): its program (path,
+    size and time of change: a reinstalled compiler or an edited wrapper script), and what
+    it predefines (``run``, on the command, gives its output) with the first of
+    ``flag_sets`` it accepts: its version, its target, each instruction set that
+    -march=native enables on this CPU (__AVX2__, ...), and what flags in the command
+    change (__SANITIZE_ADDRESS__, ...)."""
+    program = os.path.realpath(compiler[0])
+    info = os.stat(program)
+    identity = [program, str(info.st_size), str(info.st_mtime_ns)]
+    for flags in flag_sets:
+        done = run([*compiler, *flags, "-dM", "-E", "-x", language, os.devnull])
+        identity += [str(done.returncode), done.stdout]
+        if done.returncode == 0:
+            break
+    return tuple(identity)
+
+
+def _cached_library(folder, name, build, who, again=False, prefix=".build-"):
+    """The path of the library ``name`` in the checked ``folder``: the one there if
+    ``_untrusted`` finds nothing against it (else a warning from ``who`` says what it found),
+    otherwise (or when ``again``) the one ``build(scratch, name)`` makes in the temporary
+    folder ``scratch`` and returns. A build runs in a private temporary folder in the cache
+    (named ``prefix``...) and then renames the library and its record into place, so that
+    no one ever finds half a file."""
+    path = folder / name
+    record = path.with_name(path.name + ".sha256")  # as `sha256sum` writes it
+    _remove_stale_builds(folder, prefix)
+    if not again and os.path.lexists(path):
+        reason = _untrusted(path, record)
+        if reason is None:
+            return path
+        warnings.warn(f"{who}: not loading {path} ({reason}); building it again", stacklevel=2)
+    with tempfile.TemporaryDirectory(prefix=prefix, dir=folder) as scratch:
+        built = build(Path(scratch), path.name)
+        written = Path(scratch) / record.name
+        written.write_text(f"{_sha256(built)}  {path.name}\n")
+        for file in (built, written):
+            file.chmod(0o600)  # whatever the umask
+        os.replace(built, path)
+        os.replace(written, record)
+    return path
 
 
 def _untrusted(path, record):
@@ -351,11 +363,12 @@ def _sha256(path):
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _remove_stale_builds(folder):
-    """Removes the temporary folders of builds that were killed (kill -9, power loss)."""
-    for scratch in folder.glob(_BUILD_PREFIX + "*"):
+def _remove_stale_builds(folder, prefix, seconds=600):
+    """Removes the temporary folders (named ``prefix``...) of builds that were killed (kill
+    -9, power loss): those older than ``seconds``, which no running build still uses."""
+    for scratch in folder.glob(prefix + "*"):
         try:
-            if time.time() - scratch.lstat().st_mtime > _STALE_BUILD_SECONDS:
+            if time.time() - scratch.lstat().st_mtime > seconds:
                 shutil.rmtree(scratch)
         except OSError:  # removed by another process meanwhile
             pass
@@ -411,6 +424,30 @@ def _check_state(step, state, params, count, slots):
                 )
             elif not e.flags.writeable:
                 raise ValueError(f"logistic: {step}: the state of {name!r} is read-only")
+
+
+def _number(step, name, value):
+    """The hyperparameter ``value`` as a float: a step checks its keywords before it changes
+    anything, so that none fails half-way through its updates."""
+    try:
+        if np.ndim(value) == 0 and np.asarray(value).dtype.kind in "fiu":
+            return float(value)
+    except (TypeError, ValueError):
+        pass
+    shape = getattr(value, "shape", ())
+    raise TypeError(
+        f"logistic: {step}: {name} must be a real number, got {type(value).__name__}"
+        + (f" of shape {shape}" if shape else "")
+    )
+
+
+def _flag(step, name, value):
+    """The flag ``value`` as a bool (True, False or NumPy's), checked as ``_number`` is."""
+    if isinstance(value, np.bool_):
+        return bool(value)
+    raise TypeError(
+        f"logistic: {step}: {name} must be True or False, got {type(value).__name__}"
+    )
 
 
 def _as_matrix(name, value, shape, flat=None):
@@ -532,6 +569,8 @@ def sgd_step(w, X, t, *, lr):
     Returns (loss before the step, new parameters);
     array parameters are updated in place.
     """
+    if lr.__class__ is not float:
+        lr = _number("sgd_step", "lr", lr)
     _in_place("w", w)
     _given_w = w
     w, X, t, D, N = _arguments(w, X, t)
@@ -539,7 +578,9 @@ def sgd_step(w, X, t, *, lr):
     loss, (grad_w, ) = _loss_and_grad(w, X, t, D, N)
     if w is not _given_w:  # given 1-D: updated in its own shape
         w, grad_w = _given_w, grad_w.reshape(-1)
-    w -= lr*grad_w
+    # no overflow warning or error (np.seterr) stops an update half-way
+    with np.errstate(all="ignore"):
+        w -= lr*grad_w
     return loss, (w,)
 
 
@@ -555,6 +596,12 @@ def momentum_step(w, X, t, *, state, lr, momentum=0.9, nesterov=False):
     Returns (loss before the step, new parameters, new state);
     array parameters and the state are updated in place.
     """
+    if lr.__class__ is not float:
+        lr = _number("momentum_step", "lr", lr)
+    if momentum.__class__ is not float:
+        momentum = _number("momentum_step", "momentum", momentum)
+    if nesterov.__class__ is not bool:
+        nesterov = _flag("momentum_step", "nesterov", nesterov)
     _in_place("w", w)
     _given_w = w
     w, X, t, D, N = _arguments(w, X, t)
@@ -563,15 +610,17 @@ def momentum_step(w, X, t, *, state, lr, momentum=0.9, nesterov=False):
     loss, (grad_w, ) = _loss_and_grad(w, X, t, D, N)
     if w is not _given_w:  # given 1-D: updated in its own shape
         w, grad_w = _given_w, grad_w.reshape(-1)
-    (_v_w,) = state
-    _v_w *= momentum
-    _v_w -= lr*grad_w
-    if nesterov:
-        grad_w *= -lr
-        grad_w += momentum*_v_w
-        w += grad_w
-    else:
-        w += _v_w
+    # no overflow warning or error (np.seterr) stops an update half-way
+    with np.errstate(all="ignore"):
+        (_v_w,) = state
+        _v_w *= momentum
+        _v_w -= lr*grad_w
+        if nesterov:
+            grad_w *= -lr
+            grad_w += momentum*_v_w
+            w += grad_w
+        else:
+            w += _v_w
     return loss, (w,), (_v_w,)
 
 
@@ -588,6 +637,14 @@ def adam_step(w, X, t, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-08):
     Returns (loss before the step, new parameters, new state);
     array parameters and the state are updated in place.
     """
+    if lr.__class__ is not float:
+        lr = _number("adam_step", "lr", lr)
+    if beta1.__class__ is not float:
+        beta1 = _number("adam_step", "beta1", beta1)
+    if beta2.__class__ is not float:
+        beta2 = _number("adam_step", "beta2", beta2)
+    if eps.__class__ is not float:
+        eps = _number("adam_step", "eps", eps)
     _in_place("w", w)
     _given_w = w
     w, X, t, D, N = _arguments(w, X, t)
@@ -596,19 +653,21 @@ def adam_step(w, X, t, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-08):
     loss, (grad_w, ) = _loss_and_grad(w, X, t, D, N)
     if w is not _given_w:  # given 1-D: updated in its own shape
         w, grad_w = _given_w, grad_w.reshape(-1)
-    _step, (_m_w,), (_s_w,) = state
-    _step += 1
-    _c1 = lr/(1.0 - beta1**_step)
-    _c2 = 1.0/(1.0 - beta2**_step)
-    _m_w *= beta1
-    _m_w += (1.0 - beta1)*grad_w
-    grad_w *= grad_w
-    _s_w *= beta2
-    _s_w += (1.0 - beta2)*grad_w
-    np.multiply(_s_w, _c2, out=grad_w)
-    np.sqrt(grad_w, out=grad_w)
-    grad_w += eps
-    np.divide(_m_w, grad_w, out=grad_w)
-    grad_w *= _c1
-    w -= grad_w
+    # no overflow warning or error (np.seterr) stops an update half-way
+    with np.errstate(all="ignore"):
+        _step, (_m_w,), (_s_w,) = state
+        _step += 1
+        _c1 = lr/(1.0 - beta1**_step)
+        _c2 = 1.0/(1.0 - beta2**_step)
+        _m_w *= beta1
+        _m_w += (1.0 - beta1)*grad_w
+        grad_w *= grad_w
+        _s_w *= beta2
+        _s_w += (1.0 - beta2)*grad_w
+        np.multiply(_s_w, _c2, out=grad_w)
+        np.sqrt(grad_w, out=grad_w)
+        grad_w += eps
+        np.divide(_m_w, grad_w, out=grad_w)
+        grad_w *= _c1
+        w -= grad_w
     return loss, (w,), (_step, (_m_w,), (_s_w,))

@@ -259,6 +259,42 @@ def _check_state(step, state, params, count, slots):
                 raise ValueError(f"logistic: {step}: the state of {name!r} is not C-contiguous")
 
 
+def _number(step, name, value):
+    """The hyperparameter ``value`` as a float: a step checks its keywords before it changes
+    anything, so that none fails half-way through its updates."""
+    try:
+        if np.ndim(value) == 0 and np.asarray(value).dtype.kind in "fiu":
+            return float(value)
+    except (TypeError, ValueError):
+        pass
+    shape = getattr(value, "shape", ())
+    raise TypeError(
+        f"logistic: {step}: {name} must be a real number, got {type(value).__name__}"
+        + (f" of shape {shape}" if shape else "")
+    )
+
+
+def _flag(step, name, value):
+    """The flag ``value`` as a bool (True, False or NumPy's), checked as ``_number`` is."""
+    if isinstance(value, np.bool_):
+        return bool(value)
+    raise TypeError(
+        f"logistic: {step}: {name} must be True or False, got {type(value).__name__}"
+    )
+
+
+def _apart(*arrays, updated):
+    """The first ``updated`` arrays (parameters) share no memory with any other argument."""
+    for i, (name, array) in enumerate(arrays[:updated]):
+        for other, array2 in arrays[i + 1:]:
+            # both C-contiguous (checked): overlapping bounds are shared memory
+            if cp.may_share_memory(array, array2):
+                raise ValueError(
+                    f"logistic: {name} and {other} share memory; a step updates {name}"
+                    f" in place: pass separate arrays (e.g. {name}.copy())"
+                )
+
+
 def _wrong_dim(name, array, axis, dim, expected, source, source_axis):
     what = ("rows", "columns")
     if source:
@@ -331,8 +367,11 @@ def sgd_step(w, X, t, *, lr):
     Returns (loss before the step, new parameters);
     array parameters are updated in place, one kernel each.
     """
+    if lr.__class__ is not float:
+        lr = _number("sgd_step", "lr", lr)
     _given_w = w
     w, X, t, D, N = _arguments(w, X, t)
+    _apart(("w", w), ("X", X), ("t", t), updated=1)
     loss, (grad_w, ) = _loss_and_grad(w, X, t, D, N)
     if w is not _given_w:  # given 1-D: updated in its own shape
         w, grad_w = _given_w, grad_w.reshape(-1)
@@ -352,8 +391,15 @@ def momentum_step(w, X, t, *, state, lr, momentum=0.9, nesterov=False):
     Returns (loss before the step, new parameters, new state);
     array parameters and the state are updated in place, one kernel each.
     """
+    if lr.__class__ is not float:
+        lr = _number("momentum_step", "lr", lr)
+    if momentum.__class__ is not float:
+        momentum = _number("momentum_step", "momentum", momentum)
+    if nesterov.__class__ is not bool:
+        nesterov = _flag("momentum_step", "nesterov", nesterov)
     _given_w = w
     w, X, t, D, N = _arguments(w, X, t)
+    _apart(("w", w), ("X", X), ("t", t), updated=1)
     _check_state("momentum_step", state, (_given_w,), 0, 1)
     loss, (grad_w, ) = _loss_and_grad(w, X, t, D, N)
     if w is not _given_w:  # given 1-D: updated in its own shape
@@ -376,8 +422,17 @@ def adam_step(w, X, t, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-08):
     Returns (loss before the step, new parameters, new state);
     array parameters and the state are updated in place, one kernel each.
     """
+    if lr.__class__ is not float:
+        lr = _number("adam_step", "lr", lr)
+    if beta1.__class__ is not float:
+        beta1 = _number("adam_step", "beta1", beta1)
+    if beta2.__class__ is not float:
+        beta2 = _number("adam_step", "beta2", beta2)
+    if eps.__class__ is not float:
+        eps = _number("adam_step", "eps", eps)
     _given_w = w
     w, X, t, D, N = _arguments(w, X, t)
+    _apart(("w", w), ("X", X), ("t", t), updated=1)
     _check_state("adam_step", state, (_given_w,), 1, 2)
     loss, (grad_w, ) = _loss_and_grad(w, X, t, D, N)
     if w is not _given_w:  # given 1-D: updated in its own shape

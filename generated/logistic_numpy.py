@@ -72,6 +72,30 @@ def _check_state(step, state, params, count, slots):
                 raise ValueError(f"logistic: {step}: the state of {name!r} is read-only")
 
 
+def _number(step, name, value):
+    """The hyperparameter ``value`` as a float: a step checks its keywords before it changes
+    anything, so that none fails half-way through its updates."""
+    try:
+        if np.ndim(value) == 0 and np.asarray(value).dtype.kind in "fiu":
+            return float(value)
+    except (TypeError, ValueError):
+        pass
+    shape = getattr(value, "shape", ())
+    raise TypeError(
+        f"logistic: {step}: {name} must be a real number, got {type(value).__name__}"
+        + (f" of shape {shape}" if shape else "")
+    )
+
+
+def _flag(step, name, value):
+    """The flag ``value`` as a bool (True, False or NumPy's), checked as ``_number`` is."""
+    if isinstance(value, np.bool_):
+        return bool(value)
+    raise TypeError(
+        f"logistic: {step}: {name} must be True or False, got {type(value).__name__}"
+    )
+
+
 def _as_matrix(name, value, shape, flat=None):
     array = _numbers(repr(name), value)
     if array.ndim != 2:
@@ -198,6 +222,8 @@ def sgd_step(w, X, t, *, lr):
     Returns (loss before the step, new parameters);
     array parameters are updated in place.
     """
+    if lr.__class__ is not float:
+        lr = _number("sgd_step", "lr", lr)
     _in_place("w", w)
     _given_w = w
     w, X, t, D, N = _arguments(w, X, t)
@@ -205,7 +231,9 @@ def sgd_step(w, X, t, *, lr):
     loss, (grad_w, ) = _loss_and_grad(w, X, t, D, N)
     if w is not _given_w:  # given 1-D: updated in its own shape
         w, grad_w = _given_w, grad_w.reshape(-1)
-    w -= lr*grad_w
+    # no overflow warning or error (np.seterr) stops an update half-way
+    with np.errstate(all="ignore"):
+        w -= lr*grad_w
     return loss, (w,)
 
 
@@ -221,6 +249,12 @@ def momentum_step(w, X, t, *, state, lr, momentum=0.9, nesterov=False):
     Returns (loss before the step, new parameters, new state);
     array parameters and the state are updated in place.
     """
+    if lr.__class__ is not float:
+        lr = _number("momentum_step", "lr", lr)
+    if momentum.__class__ is not float:
+        momentum = _number("momentum_step", "momentum", momentum)
+    if nesterov.__class__ is not bool:
+        nesterov = _flag("momentum_step", "nesterov", nesterov)
     _in_place("w", w)
     _given_w = w
     w, X, t, D, N = _arguments(w, X, t)
@@ -229,15 +263,17 @@ def momentum_step(w, X, t, *, state, lr, momentum=0.9, nesterov=False):
     loss, (grad_w, ) = _loss_and_grad(w, X, t, D, N)
     if w is not _given_w:  # given 1-D: updated in its own shape
         w, grad_w = _given_w, grad_w.reshape(-1)
-    (_v_w,) = state
-    _v_w *= momentum
-    _v_w -= lr*grad_w
-    if nesterov:
-        grad_w *= -lr
-        grad_w += momentum*_v_w
-        w += grad_w
-    else:
-        w += _v_w
+    # no overflow warning or error (np.seterr) stops an update half-way
+    with np.errstate(all="ignore"):
+        (_v_w,) = state
+        _v_w *= momentum
+        _v_w -= lr*grad_w
+        if nesterov:
+            grad_w *= -lr
+            grad_w += momentum*_v_w
+            w += grad_w
+        else:
+            w += _v_w
     return loss, (w,), (_v_w,)
 
 
@@ -254,6 +290,14 @@ def adam_step(w, X, t, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-08):
     Returns (loss before the step, new parameters, new state);
     array parameters and the state are updated in place.
     """
+    if lr.__class__ is not float:
+        lr = _number("adam_step", "lr", lr)
+    if beta1.__class__ is not float:
+        beta1 = _number("adam_step", "beta1", beta1)
+    if beta2.__class__ is not float:
+        beta2 = _number("adam_step", "beta2", beta2)
+    if eps.__class__ is not float:
+        eps = _number("adam_step", "eps", eps)
     _in_place("w", w)
     _given_w = w
     w, X, t, D, N = _arguments(w, X, t)
@@ -262,19 +306,21 @@ def adam_step(w, X, t, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-08):
     loss, (grad_w, ) = _loss_and_grad(w, X, t, D, N)
     if w is not _given_w:  # given 1-D: updated in its own shape
         w, grad_w = _given_w, grad_w.reshape(-1)
-    _step, (_m_w,), (_s_w,) = state
-    _step += 1
-    _c1 = lr/(1.0 - beta1**_step)
-    _c2 = 1.0/(1.0 - beta2**_step)
-    _m_w *= beta1
-    _m_w += (1.0 - beta1)*grad_w
-    grad_w *= grad_w
-    _s_w *= beta2
-    _s_w += (1.0 - beta2)*grad_w
-    np.multiply(_s_w, _c2, out=grad_w)
-    np.sqrt(grad_w, out=grad_w)
-    grad_w += eps
-    np.divide(_m_w, grad_w, out=grad_w)
-    grad_w *= _c1
-    w -= grad_w
+    # no overflow warning or error (np.seterr) stops an update half-way
+    with np.errstate(all="ignore"):
+        _step, (_m_w,), (_s_w,) = state
+        _step += 1
+        _c1 = lr/(1.0 - beta1**_step)
+        _c2 = 1.0/(1.0 - beta2**_step)
+        _m_w *= beta1
+        _m_w += (1.0 - beta1)*grad_w
+        grad_w *= grad_w
+        _s_w *= beta2
+        _s_w += (1.0 - beta2)*grad_w
+        np.multiply(_s_w, _c2, out=grad_w)
+        np.sqrt(grad_w, out=grad_w)
+        grad_w += eps
+        np.divide(_m_w, grad_w, out=grad_w)
+        grad_w *= _c1
+        w -= grad_w
     return loss, (w,), (_step, (_m_w,), (_s_w,))

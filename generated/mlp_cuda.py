@@ -292,6 +292,42 @@ def _check_state(step, state, params, count, slots):
                 raise ValueError(f"mlp: {step}: the state of {name!r} is not C-contiguous")
 
 
+def _number(step, name, value):
+    """The hyperparameter ``value`` as a float: a step checks its keywords before it changes
+    anything, so that none fails half-way through its updates."""
+    try:
+        if np.ndim(value) == 0 and np.asarray(value).dtype.kind in "fiu":
+            return float(value)
+    except (TypeError, ValueError):
+        pass
+    shape = getattr(value, "shape", ())
+    raise TypeError(
+        f"mlp: {step}: {name} must be a real number, got {type(value).__name__}"
+        + (f" of shape {shape}" if shape else "")
+    )
+
+
+def _flag(step, name, value):
+    """The flag ``value`` as a bool (True, False or NumPy's), checked as ``_number`` is."""
+    if isinstance(value, np.bool_):
+        return bool(value)
+    raise TypeError(
+        f"mlp: {step}: {name} must be True or False, got {type(value).__name__}"
+    )
+
+
+def _apart(*arrays, updated):
+    """The first ``updated`` arrays (parameters) share no memory with any other argument."""
+    for i, (name, array) in enumerate(arrays[:updated]):
+        for other, array2 in arrays[i + 1:]:
+            # both C-contiguous (checked): overlapping bounds are shared memory
+            if cp.may_share_memory(array, array2):
+                raise ValueError(
+                    f"mlp: {name} and {other} share memory; a step updates {name}"
+                    f" in place: pass separate arrays (e.g. {name}.copy())"
+                )
+
+
 def _wrong_dim(name, array, axis, dim, expected, source, source_axis):
     what = ("rows", "columns")
     if source:
@@ -378,7 +414,10 @@ def sgd_step(W1, W2, X, Y, *, lr):
     Returns (loss before the step, new parameters);
     array parameters are updated in place, one kernel each.
     """
+    if lr.__class__ is not float:
+        lr = _number("sgd_step", "lr", lr)
     W1, W2, X, Y, N_I, N_H, N_O, M = _arguments(W1, W2, X, Y)
+    _apart(("W1", W1), ("W2", W2), ("X", X), ("Y", Y), updated=2)
     loss, (grad_W1, grad_W2) = _loss_and_grad(W1, W2, X, Y, N_I, N_H, N_O, M)
     _launch('sg_sgd', W1.size, (W1, grad_W1, DTYPE(lr), np.int64(W1.size)))
     _launch('sg_sgd', W2.size, (W2, grad_W2, DTYPE(lr), np.int64(W2.size)))
@@ -397,7 +436,14 @@ def momentum_step(W1, W2, X, Y, *, state, lr, momentum=0.9, nesterov=False):
     Returns (loss before the step, new parameters, new state);
     array parameters and the state are updated in place, one kernel each.
     """
+    if lr.__class__ is not float:
+        lr = _number("momentum_step", "lr", lr)
+    if momentum.__class__ is not float:
+        momentum = _number("momentum_step", "momentum", momentum)
+    if nesterov.__class__ is not bool:
+        nesterov = _flag("momentum_step", "nesterov", nesterov)
     W1, W2, X, Y, N_I, N_H, N_O, M = _arguments(W1, W2, X, Y)
+    _apart(("W1", W1), ("W2", W2), ("X", X), ("Y", Y), updated=2)
     _check_state("momentum_step", state, (W1, W2), 0, 1)
     loss, (grad_W1, grad_W2) = _loss_and_grad(W1, W2, X, Y, N_I, N_H, N_O, M)
     (_v_W1, _v_W2) = state
@@ -419,7 +465,16 @@ def adam_step(W1, W2, X, Y, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-0
     Returns (loss before the step, new parameters, new state);
     array parameters and the state are updated in place, one kernel each.
     """
+    if lr.__class__ is not float:
+        lr = _number("adam_step", "lr", lr)
+    if beta1.__class__ is not float:
+        beta1 = _number("adam_step", "beta1", beta1)
+    if beta2.__class__ is not float:
+        beta2 = _number("adam_step", "beta2", beta2)
+    if eps.__class__ is not float:
+        eps = _number("adam_step", "eps", eps)
     W1, W2, X, Y, N_I, N_H, N_O, M = _arguments(W1, W2, X, Y)
+    _apart(("W1", W1), ("W2", W2), ("X", X), ("Y", Y), updated=2)
     _check_state("adam_step", state, (W1, W2), 1, 2)
     loss, (grad_W1, grad_W2) = _loss_and_grad(W1, W2, X, Y, N_I, N_H, N_O, M)
     _step, (_m_W1, _m_W2), (_s_W1, _s_W2) = state

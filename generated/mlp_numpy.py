@@ -70,6 +70,30 @@ def _check_state(step, state, params, count, slots):
                 raise ValueError(f"mlp: {step}: the state of {name!r} is read-only")
 
 
+def _number(step, name, value):
+    """The hyperparameter ``value`` as a float: a step checks its keywords before it changes
+    anything, so that none fails half-way through its updates."""
+    try:
+        if np.ndim(value) == 0 and np.asarray(value).dtype.kind in "fiu":
+            return float(value)
+    except (TypeError, ValueError):
+        pass
+    shape = getattr(value, "shape", ())
+    raise TypeError(
+        f"mlp: {step}: {name} must be a real number, got {type(value).__name__}"
+        + (f" of shape {shape}" if shape else "")
+    )
+
+
+def _flag(step, name, value):
+    """The flag ``value`` as a bool (True, False or NumPy's), checked as ``_number`` is."""
+    if isinstance(value, np.bool_):
+        return bool(value)
+    raise TypeError(
+        f"mlp: {step}: {name} must be True or False, got {type(value).__name__}"
+    )
+
+
 def _as_matrix(name, value, shape):
     array = _numbers(repr(name), value)
     if array.ndim != 2:
@@ -157,7 +181,7 @@ def loss(W1, W2, X, Y):
         _Y = Y[_start:_start + _rows]
         _x2 = x2[_start:_start + _rows]
         x3 = _x2 - _Y
-        x4 += float(np.vdot(x3, x3))
+        x4 += float(np.sum(np.multiply(x3, x3), dtype=np.float64))
     # scalar arithmetic
     loss = x4/(M*N_O)
     return loss
@@ -188,7 +212,7 @@ def _loss_and_grad(W1, W2, X, Y, N_I, N_H, N_O, M):
         x5 = _x2 - _Y
         _x6 = (2*x3*x4)*x5
         x6[_start:_start + _rows] = _x6
-        x7 += float(np.vdot(x5, x5))
+        x7 += float(np.sum(np.multiply(x5, x5), dtype=np.float64))
     # scalar arithmetic
     loss = x7/(M*N_O)
     # matrix product (BLAS)
@@ -213,13 +237,17 @@ def sgd_step(W1, W2, X, Y, *, lr):
     Returns (loss before the step, new parameters);
     array parameters are updated in place.
     """
+    if lr.__class__ is not float:
+        lr = _number("sgd_step", "lr", lr)
     _in_place("W1", W1)
     _in_place("W2", W2)
     W1, W2, X, Y, N_I, N_H, N_O, M = _arguments(W1, W2, X, Y)
     _apart(("W1", W1), ("W2", W2), ("X", X), ("Y", Y), updated=2)
     loss, (grad_W1, grad_W2) = _loss_and_grad(W1, W2, X, Y, N_I, N_H, N_O, M)
-    W1 -= lr*grad_W1
-    W2 -= lr*grad_W2
+    # no overflow warning or error (np.seterr) stops an update half-way
+    with np.errstate(all="ignore"):
+        W1 -= lr*grad_W1
+        W2 -= lr*grad_W2
     return loss, (W1, W2)
 
 
@@ -235,29 +263,37 @@ def momentum_step(W1, W2, X, Y, *, state, lr, momentum=0.9, nesterov=False):
     Returns (loss before the step, new parameters, new state);
     array parameters and the state are updated in place.
     """
+    if lr.__class__ is not float:
+        lr = _number("momentum_step", "lr", lr)
+    if momentum.__class__ is not float:
+        momentum = _number("momentum_step", "momentum", momentum)
+    if nesterov.__class__ is not bool:
+        nesterov = _flag("momentum_step", "nesterov", nesterov)
     _in_place("W1", W1)
     _in_place("W2", W2)
     W1, W2, X, Y, N_I, N_H, N_O, M = _arguments(W1, W2, X, Y)
     _apart(("W1", W1), ("W2", W2), ("X", X), ("Y", Y), updated=2)
     _check_state("momentum_step", state, (W1, W2), 0, 1)
     loss, (grad_W1, grad_W2) = _loss_and_grad(W1, W2, X, Y, N_I, N_H, N_O, M)
-    (_v_W1, _v_W2) = state
-    _v_W1 *= momentum
-    _v_W1 -= lr*grad_W1
-    if nesterov:
-        grad_W1 *= -lr
-        grad_W1 += momentum*_v_W1
-        W1 += grad_W1
-    else:
-        W1 += _v_W1
-    _v_W2 *= momentum
-    _v_W2 -= lr*grad_W2
-    if nesterov:
-        grad_W2 *= -lr
-        grad_W2 += momentum*_v_W2
-        W2 += grad_W2
-    else:
-        W2 += _v_W2
+    # no overflow warning or error (np.seterr) stops an update half-way
+    with np.errstate(all="ignore"):
+        (_v_W1, _v_W2) = state
+        _v_W1 *= momentum
+        _v_W1 -= lr*grad_W1
+        if nesterov:
+            grad_W1 *= -lr
+            grad_W1 += momentum*_v_W1
+            W1 += grad_W1
+        else:
+            W1 += _v_W1
+        _v_W2 *= momentum
+        _v_W2 -= lr*grad_W2
+        if nesterov:
+            grad_W2 *= -lr
+            grad_W2 += momentum*_v_W2
+            W2 += grad_W2
+        else:
+            W2 += _v_W2
     return loss, (W1, W2), (_v_W1, _v_W2)
 
 
@@ -274,36 +310,46 @@ def adam_step(W1, W2, X, Y, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-0
     Returns (loss before the step, new parameters, new state);
     array parameters and the state are updated in place.
     """
+    if lr.__class__ is not float:
+        lr = _number("adam_step", "lr", lr)
+    if beta1.__class__ is not float:
+        beta1 = _number("adam_step", "beta1", beta1)
+    if beta2.__class__ is not float:
+        beta2 = _number("adam_step", "beta2", beta2)
+    if eps.__class__ is not float:
+        eps = _number("adam_step", "eps", eps)
     _in_place("W1", W1)
     _in_place("W2", W2)
     W1, W2, X, Y, N_I, N_H, N_O, M = _arguments(W1, W2, X, Y)
     _apart(("W1", W1), ("W2", W2), ("X", X), ("Y", Y), updated=2)
     _check_state("adam_step", state, (W1, W2), 1, 2)
     loss, (grad_W1, grad_W2) = _loss_and_grad(W1, W2, X, Y, N_I, N_H, N_O, M)
-    _step, (_m_W1, _m_W2), (_s_W1, _s_W2) = state
-    _step += 1
-    _c1 = lr/(1.0 - beta1**_step)
-    _c2 = 1.0/(1.0 - beta2**_step)
-    _m_W1 *= beta1
-    _m_W1 += (1.0 - beta1)*grad_W1
-    grad_W1 *= grad_W1
-    _s_W1 *= beta2
-    _s_W1 += (1.0 - beta2)*grad_W1
-    np.multiply(_s_W1, _c2, out=grad_W1)
-    np.sqrt(grad_W1, out=grad_W1)
-    grad_W1 += eps
-    np.divide(_m_W1, grad_W1, out=grad_W1)
-    grad_W1 *= _c1
-    W1 -= grad_W1
-    _m_W2 *= beta1
-    _m_W2 += (1.0 - beta1)*grad_W2
-    grad_W2 *= grad_W2
-    _s_W2 *= beta2
-    _s_W2 += (1.0 - beta2)*grad_W2
-    np.multiply(_s_W2, _c2, out=grad_W2)
-    np.sqrt(grad_W2, out=grad_W2)
-    grad_W2 += eps
-    np.divide(_m_W2, grad_W2, out=grad_W2)
-    grad_W2 *= _c1
-    W2 -= grad_W2
+    # no overflow warning or error (np.seterr) stops an update half-way
+    with np.errstate(all="ignore"):
+        _step, (_m_W1, _m_W2), (_s_W1, _s_W2) = state
+        _step += 1
+        _c1 = lr/(1.0 - beta1**_step)
+        _c2 = 1.0/(1.0 - beta2**_step)
+        _m_W1 *= beta1
+        _m_W1 += (1.0 - beta1)*grad_W1
+        grad_W1 *= grad_W1
+        _s_W1 *= beta2
+        _s_W1 += (1.0 - beta2)*grad_W1
+        np.multiply(_s_W1, _c2, out=grad_W1)
+        np.sqrt(grad_W1, out=grad_W1)
+        grad_W1 += eps
+        np.divide(_m_W1, grad_W1, out=grad_W1)
+        grad_W1 *= _c1
+        W1 -= grad_W1
+        _m_W2 *= beta1
+        _m_W2 += (1.0 - beta1)*grad_W2
+        grad_W2 *= grad_W2
+        _s_W2 *= beta2
+        _s_W2 += (1.0 - beta2)*grad_W2
+        np.multiply(_s_W2, _c2, out=grad_W2)
+        np.sqrt(grad_W2, out=grad_W2)
+        grad_W2 += eps
+        np.divide(_m_W2, grad_W2, out=grad_W2)
+        grad_W2 *= _c1
+        W2 -= grad_W2
     return loss, (W1, W2), (_step, (_m_W1, _m_W2), (_s_W1, _s_W2))

@@ -422,6 +422,42 @@ def _check_state(step, state, params, count, slots):
                 raise ValueError(f"softmax: {step}: the state of {name!r} is not C-contiguous")
 
 
+def _number(step, name, value):
+    """The hyperparameter ``value`` as a float: a step checks its keywords before it changes
+    anything, so that none fails half-way through its updates."""
+    try:
+        if np.ndim(value) == 0 and np.asarray(value).dtype.kind in "fiu":
+            return float(value)
+    except (TypeError, ValueError):
+        pass
+    shape = getattr(value, "shape", ())
+    raise TypeError(
+        f"softmax: {step}: {name} must be a real number, got {type(value).__name__}"
+        + (f" of shape {shape}" if shape else "")
+    )
+
+
+def _flag(step, name, value):
+    """The flag ``value`` as a bool (True, False or NumPy's), checked as ``_number`` is."""
+    if isinstance(value, np.bool_):
+        return bool(value)
+    raise TypeError(
+        f"softmax: {step}: {name} must be True or False, got {type(value).__name__}"
+    )
+
+
+def _apart(*arrays, updated):
+    """The first ``updated`` arrays (parameters) share no memory with any other argument."""
+    for i, (name, array) in enumerate(arrays[:updated]):
+        for other, array2 in arrays[i + 1:]:
+            # both C-contiguous (checked): overlapping bounds are shared memory
+            if cp.may_share_memory(array, array2):
+                raise ValueError(
+                    f"softmax: {name} and {other} share memory; a step updates {name}"
+                    f" in place: pass separate arrays (e.g. {name}.copy())"
+                )
+
+
 def _wrong_dim(name, array, axis, dim, expected, source, source_axis):
     what = ("rows", "columns")
     if source:
@@ -523,8 +559,11 @@ def sgd_step(W, b, X, Y, *, lr):
     Returns (loss before the step, new parameters);
     array parameters are updated in place, one kernel each.
     """
+    if lr.__class__ is not float:
+        lr = _number("sgd_step", "lr", lr)
     _given_b = b
     W, b, X, Y, D, K, N = _arguments(W, b, X, Y)
+    _apart(("W", W), ("b", b), ("X", X), ("Y", Y), updated=2)
     loss, (grad_W, grad_b) = _loss_and_grad(W, b, X, Y, D, K, N)
     if b is not _given_b:  # given 1-D: updated in its own shape
         b, grad_b = _given_b, grad_b.reshape(-1)
@@ -545,8 +584,15 @@ def momentum_step(W, b, X, Y, *, state, lr, momentum=0.9, nesterov=False):
     Returns (loss before the step, new parameters, new state);
     array parameters and the state are updated in place, one kernel each.
     """
+    if lr.__class__ is not float:
+        lr = _number("momentum_step", "lr", lr)
+    if momentum.__class__ is not float:
+        momentum = _number("momentum_step", "momentum", momentum)
+    if nesterov.__class__ is not bool:
+        nesterov = _flag("momentum_step", "nesterov", nesterov)
     _given_b = b
     W, b, X, Y, D, K, N = _arguments(W, b, X, Y)
+    _apart(("W", W), ("b", b), ("X", X), ("Y", Y), updated=2)
     _check_state("momentum_step", state, (W, _given_b), 0, 1)
     loss, (grad_W, grad_b) = _loss_and_grad(W, b, X, Y, D, K, N)
     if b is not _given_b:  # given 1-D: updated in its own shape
@@ -570,8 +616,17 @@ def adam_step(W, b, X, Y, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-08)
     Returns (loss before the step, new parameters, new state);
     array parameters and the state are updated in place, one kernel each.
     """
+    if lr.__class__ is not float:
+        lr = _number("adam_step", "lr", lr)
+    if beta1.__class__ is not float:
+        beta1 = _number("adam_step", "beta1", beta1)
+    if beta2.__class__ is not float:
+        beta2 = _number("adam_step", "beta2", beta2)
+    if eps.__class__ is not float:
+        eps = _number("adam_step", "eps", eps)
     _given_b = b
     W, b, X, Y, D, K, N = _arguments(W, b, X, Y)
+    _apart(("W", W), ("b", b), ("X", X), ("Y", Y), updated=2)
     _check_state("adam_step", state, (W, _given_b), 1, 2)
     loss, (grad_W, grad_b) = _loss_and_grad(W, b, X, Y, D, K, N)
     if b is not _given_b:  # given 1-D: updated in its own shape

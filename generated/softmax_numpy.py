@@ -72,6 +72,30 @@ def _check_state(step, state, params, count, slots):
                 raise ValueError(f"softmax: {step}: the state of {name!r} is read-only")
 
 
+def _number(step, name, value):
+    """The hyperparameter ``value`` as a float: a step checks its keywords before it changes
+    anything, so that none fails half-way through its updates."""
+    try:
+        if np.ndim(value) == 0 and np.asarray(value).dtype.kind in "fiu":
+            return float(value)
+    except (TypeError, ValueError):
+        pass
+    shape = getattr(value, "shape", ())
+    raise TypeError(
+        f"softmax: {step}: {name} must be a real number, got {type(value).__name__}"
+        + (f" of shape {shape}" if shape else "")
+    )
+
+
+def _flag(step, name, value):
+    """The flag ``value`` as a bool (True, False or NumPy's), checked as ``_number`` is."""
+    if isinstance(value, np.bool_):
+        return bool(value)
+    raise TypeError(
+        f"softmax: {step}: {name} must be True or False, got {type(value).__name__}"
+    )
+
+
 def _as_matrix(name, value, shape, flat=None):
     array = _numbers(repr(name), value)
     if array.ndim != 2:
@@ -255,6 +279,8 @@ def sgd_step(W, b, X, Y, *, lr):
     Returns (loss before the step, new parameters);
     array parameters are updated in place.
     """
+    if lr.__class__ is not float:
+        lr = _number("sgd_step", "lr", lr)
     _in_place("W", W)
     _in_place("b", b)
     _given_b = b
@@ -263,8 +289,10 @@ def sgd_step(W, b, X, Y, *, lr):
     loss, (grad_W, grad_b) = _loss_and_grad(W, b, X, Y, D, K, N)
     if b is not _given_b:  # given 1-D: updated in its own shape
         b, grad_b = _given_b, grad_b.reshape(-1)
-    W -= lr*grad_W
-    b -= lr*grad_b
+    # no overflow warning or error (np.seterr) stops an update half-way
+    with np.errstate(all="ignore"):
+        W -= lr*grad_W
+        b -= lr*grad_b
     return loss, (W, b)
 
 
@@ -280,6 +308,12 @@ def momentum_step(W, b, X, Y, *, state, lr, momentum=0.9, nesterov=False):
     Returns (loss before the step, new parameters, new state);
     array parameters and the state are updated in place.
     """
+    if lr.__class__ is not float:
+        lr = _number("momentum_step", "lr", lr)
+    if momentum.__class__ is not float:
+        momentum = _number("momentum_step", "momentum", momentum)
+    if nesterov.__class__ is not bool:
+        nesterov = _flag("momentum_step", "nesterov", nesterov)
     _in_place("W", W)
     _in_place("b", b)
     _given_b = b
@@ -289,23 +323,25 @@ def momentum_step(W, b, X, Y, *, state, lr, momentum=0.9, nesterov=False):
     loss, (grad_W, grad_b) = _loss_and_grad(W, b, X, Y, D, K, N)
     if b is not _given_b:  # given 1-D: updated in its own shape
         b, grad_b = _given_b, grad_b.reshape(-1)
-    (_v_W, _v_b) = state
-    _v_W *= momentum
-    _v_W -= lr*grad_W
-    if nesterov:
-        grad_W *= -lr
-        grad_W += momentum*_v_W
-        W += grad_W
-    else:
-        W += _v_W
-    _v_b *= momentum
-    _v_b -= lr*grad_b
-    if nesterov:
-        grad_b *= -lr
-        grad_b += momentum*_v_b
-        b += grad_b
-    else:
-        b += _v_b
+    # no overflow warning or error (np.seterr) stops an update half-way
+    with np.errstate(all="ignore"):
+        (_v_W, _v_b) = state
+        _v_W *= momentum
+        _v_W -= lr*grad_W
+        if nesterov:
+            grad_W *= -lr
+            grad_W += momentum*_v_W
+            W += grad_W
+        else:
+            W += _v_W
+        _v_b *= momentum
+        _v_b -= lr*grad_b
+        if nesterov:
+            grad_b *= -lr
+            grad_b += momentum*_v_b
+            b += grad_b
+        else:
+            b += _v_b
     return loss, (W, b), (_v_W, _v_b)
 
 
@@ -322,6 +358,14 @@ def adam_step(W, b, X, Y, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-08)
     Returns (loss before the step, new parameters, new state);
     array parameters and the state are updated in place.
     """
+    if lr.__class__ is not float:
+        lr = _number("adam_step", "lr", lr)
+    if beta1.__class__ is not float:
+        beta1 = _number("adam_step", "beta1", beta1)
+    if beta2.__class__ is not float:
+        beta2 = _number("adam_step", "beta2", beta2)
+    if eps.__class__ is not float:
+        eps = _number("adam_step", "eps", eps)
     _in_place("W", W)
     _in_place("b", b)
     _given_b = b
@@ -331,30 +375,32 @@ def adam_step(W, b, X, Y, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-08)
     loss, (grad_W, grad_b) = _loss_and_grad(W, b, X, Y, D, K, N)
     if b is not _given_b:  # given 1-D: updated in its own shape
         b, grad_b = _given_b, grad_b.reshape(-1)
-    _step, (_m_W, _m_b), (_s_W, _s_b) = state
-    _step += 1
-    _c1 = lr/(1.0 - beta1**_step)
-    _c2 = 1.0/(1.0 - beta2**_step)
-    _m_W *= beta1
-    _m_W += (1.0 - beta1)*grad_W
-    grad_W *= grad_W
-    _s_W *= beta2
-    _s_W += (1.0 - beta2)*grad_W
-    np.multiply(_s_W, _c2, out=grad_W)
-    np.sqrt(grad_W, out=grad_W)
-    grad_W += eps
-    np.divide(_m_W, grad_W, out=grad_W)
-    grad_W *= _c1
-    W -= grad_W
-    _m_b *= beta1
-    _m_b += (1.0 - beta1)*grad_b
-    grad_b *= grad_b
-    _s_b *= beta2
-    _s_b += (1.0 - beta2)*grad_b
-    np.multiply(_s_b, _c2, out=grad_b)
-    np.sqrt(grad_b, out=grad_b)
-    grad_b += eps
-    np.divide(_m_b, grad_b, out=grad_b)
-    grad_b *= _c1
-    b -= grad_b
+    # no overflow warning or error (np.seterr) stops an update half-way
+    with np.errstate(all="ignore"):
+        _step, (_m_W, _m_b), (_s_W, _s_b) = state
+        _step += 1
+        _c1 = lr/(1.0 - beta1**_step)
+        _c2 = 1.0/(1.0 - beta2**_step)
+        _m_W *= beta1
+        _m_W += (1.0 - beta1)*grad_W
+        grad_W *= grad_W
+        _s_W *= beta2
+        _s_W += (1.0 - beta2)*grad_W
+        np.multiply(_s_W, _c2, out=grad_W)
+        np.sqrt(grad_W, out=grad_W)
+        grad_W += eps
+        np.divide(_m_W, grad_W, out=grad_W)
+        grad_W *= _c1
+        W -= grad_W
+        _m_b *= beta1
+        _m_b += (1.0 - beta1)*grad_b
+        grad_b *= grad_b
+        _s_b *= beta2
+        _s_b += (1.0 - beta2)*grad_b
+        np.multiply(_s_b, _c2, out=grad_b)
+        np.sqrt(grad_b, out=grad_b)
+        grad_b += eps
+        np.divide(_m_b, grad_b, out=grad_b)
+        grad_b *= _c1
+        b -= grad_b
     return loss, (W, b), (_step, (_m_W, _m_b), (_s_W, _s_b))

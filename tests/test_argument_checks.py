@@ -139,3 +139,25 @@ def test_cuda_empty_dimension_is_a_value_error():
         w1, w2, x, y = (cp.asarray(a) for a in mlp_args(m=0))
         with pytest.raises(ValueError, match="divides by M, and X has 0 rows"):
             module.loss(w1, w2, x, y)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "c", "cuda"])
+def test_no_samples_in_every_backend(backend):
+    """N = 0: a mean over no samples is a ValueError, a sum over none is 0 (and a step then
+    changes nothing), in every backend; M = 0 rows of a matrix loss divided by M too."""
+    from symgen.testing import fake_cupy_installed
+
+    with fake_cupy_installed() as cp:
+        xp = cp if backend == "cuda" else np
+        mean = symgen.compile(curve_fit.curve_fit, backend)
+        with pytest.raises(ValueError, match="mean over samples needs at least one sample"):
+            mean.loss_and_grad(*curve_fit.START, xp.zeros(0), xp.zeros(0))
+        summed = symgen.compile(logistic.logistic, backend)
+        weights = xp.zeros((3, 1))
+        loss, (grad,) = summed.loss_and_grad(weights, xp.ones((0, 3)), xp.ones((0, 1)))
+        assert loss == 0.0 and not np.asarray(grad.get() if backend == "cuda" else grad).any()
+        network = symgen.compile(mlp.mlp, backend)
+        w1, w2, x, y = (xp.asarray(a) for a in mlp_args(m=0))
+        for function in ("loss", "loss_and_grad"):
+            with pytest.raises(ValueError, match="divides by M, and X has 0 rows"):
+                getattr(network, function)(w1, w2, x, y)

@@ -398,3 +398,15 @@ def test_a_c_module_imports_only_numpy_and_the_standard_library():
         if line.startswith(("import ", "from "))
     }
     assert imported - sys.stdlib_module_names == {"numpy"}
+
+
+def test_a_c_module_carries_the_library_cache_of_symgen():
+    """The checks are written once (symgen.library_cache, which the CUDA emulator's cache
+    uses too): a C module carries that code as it is."""
+    import inspect
+
+    from symgen import library_cache
+
+    source = symgen.generate(problem("carried"), "c")
+    for function in library_cache.EMBEDDED:
+        assert inspect.getsource(function) in source

@@ -320,3 +320,92 @@ def test_a_corrupt_parquet_row_group_is_one_line_naming_the_file(curve_files, ca
     assert train(curve_files, data="data.parquet") == 2
     line = one_error_line(capsys)
     assert "data.parquet: row group(s) 0 cannot be read" in line
+
+
+def test_a_truncated_parquet_file_is_one_line(curve_files, capsys):
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    ts, ys = curve_fit.synthetic(n=200)
+    path = curve_files / "data.parquet"
+    pq.write_table(pa.table({"t": ts, "y": ys}), path, row_group_size=50)
+    path.write_bytes(path.read_bytes()[:-40])  # a copy cut short: no footer
+    assert train(curve_files, data="data.parquet") == 2
+    assert "cannot read" in one_error_line(capsys)
+
+
+# --- more data mistakes (issue 15 item 8: each probe of the issue, one line) -------------
+
+
+def test_an_npz_array_of_python_objects_is_refused_without_unpickling(curve_files, capsys):
+    ts, ys = curve_fit.synthetic(n=20)
+    np.savez(curve_files / "objects.npz", t=np.array([None] * 20, dtype=object), y=ys)
+    assert train(curve_files, data="objects.npz") == 2
+    line = one_error_line(capsys)
+    assert "array 't'" in line and "holds Python objects" in line and "corrupt" not in line
+
+
+def test_a_csv_naming_a_column_twice_is_refused(curve_files, capsys):
+    (curve_files / "twice.csv").write_text("t,y,y\n1,2,3\n2,3,4\n")
+    assert train(curve_files, data="twice.csv") == 2
+    assert "names column(s) y more than once" in one_error_line(capsys)
+
+
+@pytest.fixture
+def npy_folder(curve_files):
+    ts, ys = curve_fit.synthetic(n=200)
+    folder = curve_files / "arrays"
+    folder.mkdir()
+    np.save(folder / "t.npy", ts)
+    np.save(folder / "y.npy", ys)
+    return folder
+
+
+def test_an_npy_folder_is_memory_mapped_and_an_unused_file_never_read(
+    curve_files, npy_folder, monkeypatch, capsys
+):
+    pytest.importorskip("dask.array")
+    from symgen.runtime.data import npy_folder as reader
+
+    huge = npy_folder / "unused.npy"  # 8 GB as its header says, sparse on disk
+    with open(huge, "wb") as handle:
+        np.lib.format.write_array_header_1_0(
+            handle, {"descr": "<f8", "fortran_order": False, "shape": (10**9,)}
+        )
+        handle.truncate(handle.tell() + 8 * 10**9)
+    loads, sliced = [], []
+    original_load, original_slice = np.load, reader.NpyFile.__getitem__
+
+    def load(path, *args, **kwargs):
+        if str(path).startswith(str(npy_folder)):
+            loads.append(kwargs.get("mmap_mode"))
+        return original_load(path, *args, **kwargs)
+
+    def slicing(self, key):
+        sliced.append((self.path, key))
+        return original_slice(self, key)
+
+    monkeypatch.setattr(reader.np, "load", load)
+    monkeypatch.setattr(reader.NpyFile, "__getitem__", slicing)
+    assert train(curve_files, data="arrays") == 0, capsys.readouterr().err
+    assert loads and set(loads) == {"r"}  # every file opened memory-mapped
+    assert any(path != str(huge) for path, _ in sliced)
+    # the unused file is never read: at most Dask's empty probe of its dtype, x[0:0]
+    unused = [key for path, key in sliced if path == str(huge)]
+    assert all(key[0].start == key[0].stop for key in unused), unused
+
+
+def test_a_truncated_npy_file_is_one_line(curve_files, npy_folder, capsys):
+    pytest.importorskip("dask.array")
+    y = npy_folder / "y.npy"
+    y.write_bytes(y.read_bytes()[:-100])
+    assert train(curve_files, data="arrays") == 2
+    line = one_error_line(capsys)
+    assert "y.npy" in line and "cannot read" in line
+
+
+def test_train_with_the_c_backend_and_an_odd_cc_is_one_line(curve_files, capsys, monkeypatch):
+    monkeypatch.setenv("CC", 'gcc "-O2')
+    assert train(curve_files, "--backend", "c") == 2
+    line = one_error_line(capsys)
+    assert "--backend c" in line and "is not a command (No closing quotation)" in line
+    assert not (curve_files / "out.npz").exists()

@@ -243,6 +243,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise ValueError(
             f"{problem.name}: training stopped: {lost_worker_message(exc)}; nothing written"
         ) from None
+    except RuntimeError as exc:
+        if args.backend != "c":
+            raise
+        # the C module builds its passes on the first call: no compiler, an odd $CC, a
+        # failed build or a cache it may not use (its message says which)
+        raise SpecError(f"--backend c: {exc}; nothing written") from None
     trained = {n: np.asarray(v) for n, v in zip(module.PARAMS, result.params, strict=True)}
     if result.interrupted:
         return _interrupted(args, result.steps, trained)

@@ -148,6 +148,17 @@ def arange(
     return np.arange(start, stop, step, dtype=dtype).view(ndarray)
 
 
+def may_share_memory(a: ndarray, b: ndarray, max_work: None = None) -> bool:
+    """Whether the byte ranges of two device arrays overlap (CuPy checks the bounds only,
+    and takes device arrays only)."""
+    if max_work is not None:
+        raise NotImplementedError("Only supported for `max_work` is `None`")  # as CuPy
+    for x in (a, b):
+        if not isinstance(x, ndarray):
+            raise TypeError(f"cupy.may_share_memory takes cupy.ndarray, got {type(x).__name__}")
+    return bool(np.may_share_memory(a.view(np.ndarray), b.view(np.ndarray)))
+
+
 def _device_function(function: Callable[..., Any]) -> Callable[..., Any]:
     """``function`` on device arrays: host arrays rejected, results on the device."""
     name = f"cupy.{function.__name__}"

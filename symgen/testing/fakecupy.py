@@ -18,10 +18,12 @@ Kernels
     use, after prepending ``emulator.h`` (the CUDA built-ins on fibers; see that file
     for what is and is not emulated), and launch it through a generated C++ trampoline
     per ``__global__`` function, called with ctypes. Libraries are cached on disk by a
-    hash of (header, source, flags, compiler version) in ``$SYMGEN_EMULATOR_CACHE``,
-    else ``$XDG_CACHE_HOME/symgen/emulator`` or ``~/.cache/symgen/emulator``, and kept
-    in memory per process. Kernel arguments are checked more strictly than CuPy does
-    (CuPy checks nothing): see :meth:`RawKernel.__call__`.
+    hash of (header, source, command, g++'s identity) in ``$SYMGEN_EMULATOR_CACHE``,
+    else ``$XDG_CACHE_HOME/symgen/emulator`` or ``~/.cache/symgen/emulator``, checked as
+    the C backend's cache is (``symgen.library_cache``: a private folder, libraries of
+    this user with the recorded sha256), and kept in memory per process. Kernel arguments
+    are checked more strictly than CuPy does (CuPy checks nothing): see
+    :meth:`RawKernel.__call__`.
 
 Not emulated: streams, events, the ``cupy.cuda`` namespace, memory pools, templates
 in ``name_expressions``, ``RawModule(path=...)`` (cubins), NVRTC options other than
@@ -61,6 +63,7 @@ from symgen.testing.device_arrays import (
     log1p,
     matmul,
     maximum,
+    may_share_memory,
     mean,
     minimum,
     multiply,
@@ -113,6 +116,7 @@ __all__ = [
     "log1p",
     "matmul",
     "maximum",
+    "may_share_memory",
     "mean",
     "minimum",
     "multiply",

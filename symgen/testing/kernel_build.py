@@ -1,6 +1,7 @@
 """Building kernel libraries with g++: the flags for NVRTC options, and the cache of
-compiled libraries (on disk by a hash of source, flags and compiler version; in memory
-per process)."""
+compiled libraries: on disk, keyed by the source, the command and g++'s identity, and
+checked before anything in it is loaded, as the C backend's cache is
+(``symgen.library_cache``); in memory per process."""
 
 from __future__ import annotations
 
@@ -9,12 +10,13 @@ import functools
 import hashlib
 import os
 import re
+import shutil
 import subprocess
-import tempfile
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+from symgen.library_cache import cache_root, cached_library, compiler_identity
 from symgen.testing.errors import CompileError
 
 _BASE_FLAGS = (
@@ -57,20 +59,41 @@ def gxx_flags(options: Sequence[str]) -> tuple[str, ...]:
 
 
 def cache_dir() -> Path:
-    """Where compiled kernel libraries are kept (``$SYMGEN_EMULATOR_CACHE`` if set)."""
-    if env := os.environ.get("SYMGEN_EMULATOR_CACHE"):
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "symgen" / "emulator"
+    """Where compiled kernel libraries are kept: ``$SYMGEN_EMULATOR_CACHE`` if set, else
+    ``$XDG_CACHE_HOME/symgen/emulator`` or ``~/.cache/symgen/emulator``, as an absolute path.
+    It is checked as the C backend's cache is (``symgen.library_cache``)."""
+    return Path(os.path.realpath(cache_root("SYMGEN_EMULATOR_CACHE", "symgen", "emulator")))
 
 
-@functools.cache
-def _compiler_version() -> str:
+def _compiler() -> tuple[str, ...]:
+    """g++'s command, by its absolute path."""
+    program = shutil.which("g++")
+    if program is None:
+        raise CompileError("the CUDA emulator needs g++ on PATH")
+    return (os.path.abspath(program),)
+
+
+def _run(command: Sequence[str]) -> subprocess.CompletedProcess:
     try:
-        done = subprocess.run(["g++", "--version"], capture_output=True, text=True, check=True)
-    except (OSError, subprocess.CalledProcessError) as exc:
-        raise CompileError(f"the CUDA emulator needs g++ on PATH ({exc})") from exc
-    return done.stdout.splitlines()[0]
+        return subprocess.run(
+            command, stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace"
+        )
+    except OSError as exc:
+        raise CompileError(f"the CUDA emulator cannot run g++ ({exc})") from None
+
+
+def _key(compiler: tuple[str, ...], source: str, flags: Sequence[str]) -> str:
+    """The library's key: the source, the command, and g++'s identity (its program, and what
+    it predefines with the module's standard and the base flags: its version and target)."""
+    identity = compiler_identity(compiler, ((flags[0], *_BASE_FLAGS),), "c++", _run)
+    command = _command(compiler, flags, "kernel.cpp", "kernel.so")
+    return hashlib.sha256("\0".join([source, *command, *identity]).encode()).hexdigest()[:40]
+
+
+def _command(
+    compiler: tuple[str, ...], flags: Sequence[str], source: object, library: object
+) -> list[str]:
+    return [*compiler, *flags, "-o", str(library), str(source)]
 
 
 _stats = {"compiles": 0, "disk_hits": 0, "memory_hits": 0}
@@ -90,44 +113,43 @@ def clear_memory_cache() -> None:
         _loaded.clear()
 
 
-def _write_atomically(path: Path, data: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        f.write(data)
-    os.replace(tmp, path)
-
-
-def _compile(source: str, flags: Sequence[str], library: Path) -> None:
-    """g++ ``source`` into ``library``, written under a temporary name then renamed."""
-    cpp = library.with_suffix(".cpp")
-    _write_atomically(cpp, source)
-    fd, tmp = tempfile.mkstemp(dir=library.parent, prefix=f".{library.name}.")
-    os.close(fd)
-    command = ["g++", *flags, "-o", tmp, str(cpp)]
-    done = subprocess.run(command, capture_output=True, text=True)
+def _compile(
+    compiler: tuple[str, ...], source: str, flags: Sequence[str], scratch: Path, name: str
+) -> Path:
+    """g++ ``source`` in the folder ``scratch`` into the library ``name`` there; its path."""
+    cpp = scratch / "kernel.cpp"
+    cpp.write_text(source)
+    library = scratch / name
+    command = _command(compiler, flags, cpp, library)
+    done = _run(command)
     if done.returncode != 0:
-        os.unlink(tmp)
         raise CompileError(
-            f"g++ failed to compile the CUDA source (kept in {cpp}):\n"
-            f"$ {' '.join(command)}\n{done.stderr.strip()}"
+            f"g++ failed to compile the CUDA source:\n$ {' '.join(command)}\n{done.stderr.strip()}"
         )
-    os.replace(tmp, library)
+    _stats["compiles"] += 1
+    return library
 
 
 def load_library(source: str, flags: Sequence[str]) -> ctypes.CDLL:
-    """The shared library of ``source``: from memory, from the disk cache or compiled."""
-    key = hashlib.sha256("\0".join([_compiler_version(), *flags, source]).encode()).hexdigest()[:40]
+    """The shared library of ``source``: from memory, from the disk cache (if it passes the
+    cache's checks) or compiled, and loaded by its absolute path."""
+    compiler = _compiler()
+    key = _key(compiler, source, flags)
     with _lock:
         if key in _loaded:
             _stats["memory_hits"] += 1
             return _loaded[key]
-        directory = cache_dir()
-        directory.mkdir(parents=True, exist_ok=True)
-        library = directory / f"{key}.so"
-        if library.exists():
+        build = functools.partial(_compile, compiler, source, flags)
+        compiles = _stats["compiles"]
+        where = {"who": "the CUDA emulator", "what": "the cache of compiled kernels"}
+        where["variable"] = "SYMGEN_EMULATOR_CACHE"
+        path = cached_library(cache_dir(), f"{key}.so", build, **where)
+        if _stats["compiles"] == compiles:
             _stats["disk_hits"] += 1
-        else:
-            _compile(source, flags, library)
-            _stats["compiles"] += 1
-        _loaded[key] = ctypes.CDLL(str(library))
-        return _loaded[key]
+        try:
+            library = ctypes.CDLL(str(path))  # an absolute path: no library search path
+        except OSError:  # an intact library this system cannot load: build it again
+            path = cached_library(cache_dir(), path.name, build, **where, again=True)
+            library = ctypes.CDLL(str(path))
+        _loaded[key] = library
+        return library

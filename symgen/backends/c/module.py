@@ -32,12 +32,14 @@ C costs more than a Rosenbrock step).
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import sympy as sp
 
+from symgen import library_cache
 from symgen.backends.c.elements import (
     COL,
     INITIAL,
@@ -185,6 +187,13 @@ class NativeModule:
     kernels: tuple[CKernel, ...]
     #: Sizes of the accumulator arrays the calls pass (``_ACCUMULATORS``).
     accumulators: tuple[int, ...]
+    #: The checked library cache's functions (``symgen.library_cache``), as the module
+    #: carries them.
+    cache: tuple[str, ...] = ()
+
+
+#: The source of the library cache's functions, which each module carries (it is standalone).
+CACHE_SOURCE = tuple(inspect.getsource(f).rstrip() for f in library_cache.EMBEDDED)
 
 
 @dataclass
@@ -211,7 +220,9 @@ class NativeKernels:
         kernels = tuple(self.kernels)
         sizes = sorted({k.sums for k in kernels if k.sums})
         helpers = helpers_used(frozenset().union(*(k.calls for k in kernels)))
-        return NativeModule(source(name, self.dtype, kernels, helpers), kernels, tuple(sizes))
+        return NativeModule(
+            source(name, self.dtype, kernels, helpers), kernels, tuple(sizes), CACHE_SOURCE
+        )
 
     def pass_lines(
         self,

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from symgen.backends.numpy.steps import (
     Update,
     baked_doc,
+    checked,
     frame,
     keywords,
     names,
@@ -172,7 +173,15 @@ def updates(
             else:
                 lines += [_line((op,), PythonPrinter(own)) for op in inline(rule)]
         doc = step.doc + (baked_doc(baked) if values is not None else "")
-        update = Update(step.function, doc, keywords(step, baked), (), around.returns, around.state)
+        update = Update(
+            step.function,
+            doc,
+            keywords(step, baked),
+            (),
+            around.returns,
+            around.state,
+            **checked(step, baked),
+        )
         out.append((update, tuple(lines)))
     return tuple(out)
 

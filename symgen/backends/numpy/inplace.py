@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import sympy as sp
 
+from symgen.backends.numpy import sums
 from symgen.codegen.printers import ScalarPrinter
 from symgen.compiler.optimize import Dot, Elementwise, Stmt, Sum
 from symgen.compiler.scalar_functions import FUNCTIONS, relu
@@ -67,9 +68,14 @@ class InPlace:
     """
 
     def __init__(
-        self, arrays: frozenset[str], stmts: list[Stmt], scalar: ScalarPrinter | None = None
+        self,
+        arrays: frozenset[str],
+        stmts: list[Stmt],
+        scalar: ScalarPrinter | None = None,
+        dtype: str = "float64",
     ) -> None:
         self.arrays = arrays
+        self.dtype = dtype  # the module's: a float32 module's sums are float64 (``sums``)
         self.scalar = scalar or ScalarPrinter()  # prints scalar operands (and records their use)
         self.free: list[int] = []
         self.count = 0
@@ -113,12 +119,12 @@ class InPlace:
             if written is None:
                 return None
             out, values = written
-            call = (
-                f"np.dot({values[0]}, {values[1]})"
+            total = (
+                sums.whole_dot(values[0], values[1], self.dtype, flat=True)
                 if isinstance(stmt, Dot)
-                else f"np.sum({values[0]})"
+                else sums.whole_sum(values[0], self.dtype)
             )
-            return [*map(str, out), f"{stmt.target.name} += float({call})"]
+            return [*map(str, out), f"{stmt.target.name} += {total}"]
         if not isinstance(stmt, Elementwise):
             return None
         expr = stmt.value

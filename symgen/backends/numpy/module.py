@@ -17,6 +17,7 @@ from typing import Protocol
 
 import sympy as sp
 
+from symgen.backends.numpy import sums
 from symgen.backends.numpy.inplace import InPlace
 from symgen.backends.numpy.masked import MaskedPieces
 from symgen.backends.numpy.steps import Update, updates
@@ -100,9 +101,9 @@ class _StatementPrinter:
         #: The ``Piecewise`` that ``np.where`` must not compute (``shapes``: of each array).
         self.masked = MaskedPieces(self.array, dict(shapes or {}))
 
-    def value(self, stmt: Stmt, kernel: Kernel) -> str:
+    def value(self, stmt: Stmt, kernel: Kernel, accumulator: bool = False) -> str:
         """The expression ``stmt`` assigns to its target (a reduction over the whole domain:
-        a float)."""
+        a float); ``accumulator``: a sum over axes added into an accumulator (``sums``)."""
         a = self.array.doprint
         match stmt:
             case Assign(value=e):
@@ -119,20 +120,22 @@ class _StatementPrinter:
             case Identity(size=size):
                 return f"np.eye({self.scalar.doprint(size)}, dtype=DTYPE)"
             case Dot(left=left, right=right):
-                fn = "np.dot" if len(kernel.domain) == 1 else "np.vdot"
-                return f"float({fn}({a(left)}, {a(right)}))"
-            case Sum(value=e) | Max(value=e):
-                fn = "np.sum" if isinstance(stmt, Sum) else "np.max"
+                return sums.whole_dot(a(left), a(right), self.dtype, len(kernel.domain) == 1)
+            case Sum(value=e) if not stmt.axes:
+                return sums.whole_sum(a(e), self.dtype)
+            case Sum(value=e):
+                return sums.axis_sum(a(e), stmt.axes, self.dtype, accumulator)
+            case Max(value=e):
                 if not stmt.axes:
-                    return f"float({fn}({a(e)}))"
+                    return f"float(np.max({a(e)}))"
                 axes = ", ".join(str(x) for x in stmt.axes)
-                return f"{fn}({a(e)}, axis=({axes},), keepdims=True)"
+                return f"np.max({a(e)}, axis=({axes},), keepdims=True)"
         raise TypeError(f"no Python spelling for {type(stmt).__name__}")
 
     def line(self, stmt: Stmt, kernel: Kernel, op: str = "=") -> str:
         """``target = value``; ``op="+="``: the value added into the target (a sum across
         blocks)."""
-        return f"{stmt.target.name} {op} {self.value(stmt, kernel)}"
+        return f"{stmt.target.name} {op} {self.value(stmt, kernel, op == '+=')}"
 
     def lines(self, stmt: Stmt, kernel: Kernel, op: str = "=") -> list[str]:
         """``line``, after the lines computing its ``Piecewise`` whose branches are computed
@@ -196,7 +199,7 @@ def _blocked(
     views |= {t: sp.Symbol(f"_{t.name}", real=True) for t in kept}
     sums = [s.target.name for s in middle if isinstance(s, Reduction)]
     renamed = [replace(s.substituted(views), target=views.get(s.target, s.target)) for s in middle]
-    inplace = InPlace(printer.array.arrays, renamed, printer.scalar)
+    inplace = InPlace(printer.array.arrays, renamed, printer.scalar, printer.dtype)
     body = []
     for position, s in enumerate(renamed):
         stored_value = middle[position].target in kept
@@ -287,7 +290,7 @@ def _row_blocked(
     for s in whole:
         lines.append(f"{s.target.name} = {'-np.inf' if isinstance(s, Max) else '0.0'}")
     for s in column:
-        lines.append(f"{s.target.name} = np.zeros((1, {k}), dtype=DTYPE)")
+        lines.append(f"{s.target.name} = {sums.accumulator_zeros(f'(1, {k})', printer.dtype)}")
     lines.append(f"for _start in range(0, {rows}, _rows):")
     for v, name in names.items():
         lines.append(f"    {name} = {printer.array.doprint(v)}[_start:_start + _rows]")
@@ -308,6 +311,9 @@ def _row_blocked(
         lines += [f"    {line}" for line in written]
         if s.target.name in kept:
             lines.append(f"    {s.target.name}[_start:_start + _rows] = {block.target.name}")
+    for s in column:
+        if (line := sums.accumulator_result(s.target.name, printer.dtype)) is not None:
+            lines.append(line)
     lines += [printer.line(s, kernel) for s in stmts[last + 1 :]]
     return lines
 

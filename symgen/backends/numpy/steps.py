@@ -57,6 +57,10 @@ class Update:
     lines: tuple[str, ...]
     returns: str
     state: StateFunction | None
+    #: The keyword hyperparameters (real numbers) and flags (booleans) it checks before it
+    #: changes anything (none when baked).
+    numbers: tuple[str, ...] = ()
+    flags: tuple[str, ...] = ()
 
 
 def baked_doc(baked: Baked) -> str:
@@ -80,6 +84,14 @@ def keywords(step: StepFunction, baked: Baked | None) -> tuple[str, ...]:
         return state
     spelled = (n if d is REQUIRED else f"{n}={d!r}" for n, d in step.keywords())
     return (*state, *spelled)
+
+
+def checked(step: StepFunction, baked: Baked | None) -> dict[str, tuple[str, ...]]:
+    """``Update``'s ``numbers`` and ``flags``: the keyword arguments a step checks (none
+    when ``baked`` holds them as literals)."""
+    if values_of(step, baked) is not None:
+        return {"numbers": (), "flags": ()}
+    return {"numbers": step.hyperparameters, "flags": tuple(name for name, _ in step.flags)}
 
 
 def names(step: StepFunction, param: str = "", grad: str = "") -> dict[str, str]:
@@ -209,6 +221,7 @@ def updates(
                 tuple(lines),
                 around.returns,
                 around.state,
+                **checked(step, baked),
             )
         )
     return tuple(out)
@@ -219,6 +232,7 @@ __all__ = [
     "StateFunction",
     "Update",
     "baked_doc",
+    "checked",
     "frame",
     "inplace_lines",
     "keywords",

@@ -75,6 +75,11 @@ class NpzArrays(Mapping[str, np.ndarray]):
                     header = member.tell()
         except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as exc:
             raise SpecError(f"cannot read array {name!r} from {self.path}: {exc}") from None
+        if dtype.hasobject:  # a pickle: never loaded (it runs code), and not numbers anyway
+            raise SpecError(
+                f"array {name!r} in {self.path} holds Python objects (dtype object, stored as"
+                " a pickle), not numbers: save it as an array of numbers"
+            )
         declared = math.prod(shape) * dtype.itemsize
         if declared > entry.file_size - header:
             raise SpecError(
@@ -120,7 +125,18 @@ def read_csv(path: str) -> dict[str, np.ndarray]:
             raise SpecError(f"cannot read {path} as .csv: {exc}") from None
     if table.dtype.names is None:
         raise SpecError(f"{path} has no header row naming its columns")
+    _refuse_repeated_columns(path)
     table = np.atleast_1d(table)
     if table.size == 0:
         raise SpecError(f"{path} has a header but no rows")
     return {name: np.ascontiguousarray(table[name]) for name in table.dtype.names}
+
+
+def _refuse_repeated_columns(path: str) -> None:
+    """``SpecError`` when a name appears twice in the header row (NumPy would rename the
+    second ``y_1`` and the first would be used, silently)."""
+    with open(path, encoding="utf-8-sig") as handle:
+        names = [name.strip() for name in handle.readline().split(",")]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise SpecError(f"{path}: the header names column(s) {', '.join(repeated)} more than once")
