@@ -11,6 +11,7 @@ from symgen.compiler.functions import (
     sqrt,
     square,
     sum,
+    take,
     tanh,
 )
 from symgen.compiler.problem import Problem
@@ -42,5 +43,6 @@ __all__ = [
     "sqrt",
     "square",
     "sum",
+    "take",
     "tanh",
 ]

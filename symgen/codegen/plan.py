@@ -22,10 +22,13 @@ from symgen.compiler.pipeline import Compiled
 @dataclass(frozen=True)
 class Arg:
     name: str
-    kind: str  # "scalar" | "vector" (per-sample data) | "matrix"
+    kind: str  # "scalar" | "vector" (per-sample data) | "matrix" | "labels" (class indices)
     shape: str  # for documentation and errors: "()", "(N,)", "(M, N_I)"
     #: Data declared binary (``Problem(binary=...)``): its entries are checked to be 0 or 1.
     binary: bool = False
+    #: Labels (``symgen.take``): the extents (dimension names or literals) their entries
+    #: must stay below; the module checks their dtype (integers) and range.
+    bounds: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -152,10 +155,14 @@ def module_fields(compiled: Compiled, source: str | None, baked: Baked | None) -
     problem = compiled.problem
     lowered = compiled.lowered
     binary = {b.name for b in problem.binary}
+    labels = {inp.name: bounds for inp, bounds in lowered.labels}
 
     def arg(inp) -> Arg:
         if not inp.shape:
             return Arg(inp.name, "scalar", "()")
+        if inp.name in labels:
+            bounds = tuple(str(b) for b in labels[inp.name])
+            return Arg(inp.name, "labels", shape_text(inp.shape), bounds=bounds)
         kind = "vector" if problem.kind == "per_sample" else "matrix"
         return Arg(inp.name, kind, shape_text(inp.shape), inp.name in binary)
 

@@ -217,6 +217,10 @@ class ArrayPrinter(NumPyPrinter):
     def _print_transposed(self, expr):
         return f"{self._print(expr.args[0])}.T"
 
+    def _print_gathered(self, expr):
+        array, index = (self._print(a) for a in expr.args)
+        return f"np.take_along_axis({array}, {index}, 1)"
+
     def _spell(self, spelling: Spelling, expr) -> str:
         return spell(self, spelling, expr.args)
 

@@ -46,7 +46,9 @@ from symgen.backends.c.elements import (
     accumulate,
     array_name,
     element_index,
+    gathered_index,
     is_one,
+    label_arrays,
     operands,
     refuse_reserved,
     store,
@@ -66,6 +68,7 @@ from symgen.compiler.optimize import (
     Program,
     Reduction,
     Stmt,
+    gathered,
     transposed,
 )
 from symgen.compiler.pipeline import Compiled
@@ -282,6 +285,8 @@ class _Pass:
             for d in self.shapes[name]:
                 dims |= {str(x) for x in sp.sympify(d).free_symbols}
         self.arrays = sorted(read - computed)
+        #: The integer arrays (class labels) that gathered loads index by.
+        self.labels = label_arrays(self.loads)
         self.scalars = sorted(scalars)
         self.dims = sorted(dims)
         self.stores = [
@@ -304,8 +309,12 @@ class _Pass:
 
     # -- C ------------------------------------------------------------------------------
     def element(self, e: sp.Expr) -> sp.Expr:
-        """``e`` reading the registers its transposed operands are loaded into."""
-        views = {v: sp.Symbol(var) for v, var in self.loads.items() if isinstance(v, transposed)}
+        """``e`` reading the registers its transposed and gathered operands are loaded into."""
+        views = {
+            v: sp.Symbol(var)
+            for v, var in self.loads.items()
+            if isinstance(v, (transposed, gathered))
+        }
         return e.xreplace(views)
 
     def out(self, name: str, index: c.Expr) -> c.Index:
@@ -322,7 +331,9 @@ class _Pass:
             if fused is not None and array_name(v) == fused.into:  # this chunk's products
                 element.append(c.Declare(value, var, c.Index(c.Var("_a"), c.Var("_k"))))
                 continue
-            if isinstance(v, transposed):
+            if isinstance(v, gathered):
+                at = gathered_index(v, self.shapes, self.names)
+            elif isinstance(v, transposed):
                 at = transposed_index(self.shapes[v.args[0].name], self.names)
             else:
                 at = element_index(self.shapes[v.name], self.domain, False, self.names)
@@ -405,6 +416,7 @@ class _Pass:
         pointer = {"pointer": True, "restrict": True}
         params = (
             *(c.Param(c.Type(t, const=True, **pointer), cname(x)) for x in self.arrays),
+            *(c.Param(c.Type("long long", const=True, **pointer), cname(x)) for x in self.labels),
             *(c.Param(c.Type(t, **pointer), f"_w_{cname(x)}") for x in self.stores),
             *(
                 c.Param(c.Type("double", **pointer), f"_w_{cname(x)}")
@@ -416,7 +428,7 @@ class _Pass:
         )
         scalar_type = "ctypes.c_float" if t == "float" else "ctypes.c_double"
         argtypes = (
-            *("ctypes.c_void_p" for _ in (*self.arrays, *written)),
+            *("ctypes.c_void_p" for _ in (*self.arrays, *self.labels, *written)),
             *(scalar_type for _ in self.scalars),
             *("ctypes.c_longlong" for _ in self.dims),
             *(("ctypes.c_void_p",) if self.whole else ()),
@@ -518,7 +530,7 @@ class _Pass:
         if fused is not None and fused.out is not None:
             cols = self.shapes[fused.matrix][1]
             lines.append(f"_r_{fused.out} = np.zeros(({cols},))")
-        args = [f"{x}.ctypes.data" for x in self.arrays]
+        args = [f"{x}.ctypes.data" for x in (*self.arrays, *self.labels)]
         args += [f"{x}.ctypes.data" for x in self.stores]
         args += [f"_r_{s.target.name}.ctypes.data" for s in axis_sums]
         if fused is not None and fused.out is not None:
