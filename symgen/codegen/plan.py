@@ -57,6 +57,8 @@ class ModulePlan:
     #: ``PARAMS`` and ``DATA`` as Python literals.
     params_literal: str
     data_literal: str
+    #: ``LABELS`` (the data holding class labels) as a Python literal.
+    labels_literal: str = "()"
     #: (dimension name, argument, axis) for each dimension symbol.
     dims: tuple[tuple[str, str, int], ...]
     checks: tuple[DimCheck, ...]
@@ -186,6 +188,7 @@ def module_fields(compiled: Compiled, source: str | None, baked: Baked | None) -
         "data": data,
         "params_literal": repr(tuple(p.name for p in params)),
         "data_literal": repr(tuple(d.name for d in data)),
+        "labels_literal": repr(tuple(d.name for d in data if d.kind == "labels")),
         "dims": tuple((str(sym), inp.name, axis) for sym, inp, axis in lowered.dims),
         "checks": checks(compiled),
         "divisors": divisors(compiled),

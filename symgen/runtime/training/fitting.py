@@ -127,7 +127,8 @@ def fit(
         hyper=hyper,
     )
     current = initial_params(name, names, params, module.DTYPE, xp)
-    arrays = data_arrays(name, data_names, data, module.DTYPE, lazy=lazy, xp=xp)
+    labels = tuple(getattr(module, "LABELS", ()))  # integer class indices: not converted
+    arrays = data_arrays(name, data_names, data, module.DTYPE, lazy=lazy, xp=xp, labels=labels)
     if lazy:
         stepping = dask_steps(problem or module, module, name, settings, current, arrays)
     else:
