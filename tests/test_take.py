@@ -197,6 +197,7 @@ def test_no_one_hot_matrix_is_made():
     assert "np.zeros((N, K)" not in numpy_source and "np.eye" not in numpy_source
     c_source = symgen.generate(softmax_regression(), "c")
     assert "x0[_i*K + y[_i]]" in c_source  # the logit of the sample's class, loaded
+    assert "_w_out[_i*K + y[_i]] +=" in c_source and "np.put_along_axis" not in c_source
     cuda_source = symgen.generate(softmax_regression(), "cuda")
     assert "x0[_i*K + y[_i]]" in cuda_source and "_w_out[_i*K + y[_i]] +=" in cuda_source
 
