@@ -239,3 +239,8 @@ def test_generated_source_does_not_depend_on_the_hash_seed(root):
         assert done.returncode == 0, done.stderr
         outputs.add(done.stdout)
     assert len(outputs) == 1 and len(outputs.pop().split()) == 3
+
+
+def test_an_array_the_loss_does_not_read_is_named():
+    with pytest.raises(SpecError, match=r"param 'w' does not appear in the loss"):
+        symgen.Problem(sp.Sum(X[i, j] * a, (i, 0, n - 1), (j, 0, d - 1)), [a, w], [X])

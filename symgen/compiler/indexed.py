@@ -7,7 +7,8 @@ Two translations, tried in this order:
   symbols, and the loss is a sum over samples, ``Sum(f(x[i], y[i]), (i, 0, n - 1))``
   (several such sums, constant terms ``n*g`` and a division by ``n``, a mean, allowed). It
   becomes the per-sample problem ``f(x, y)`` over data symbols ``x, y``, reduced by ``sum``
-  (``mean`` when divided by ``n``).
+  (``mean`` when divided by ``n``). ``n`` is a symbol: with a literal length the problem is a
+  matrix problem, whose module checks the length.
 - **matrices**: otherwise each array is a ``MatrixSymbol`` (a 1-D array of length ``d`` a
   ``d x 1`` column) and each expression with free indices a matrix expression: entries
   ``X[i, j]`` are ``X`` (``X.T`` when the indices come the other way round), operations on
@@ -173,7 +174,7 @@ def _per_sample(loss, params, data, arrays: _Arrays) -> Translated | None:
     if not sums or any(len(s.limits) != 1 for s in sums):
         return None
     extents = {_extent(s.limits[0]) for s in sums}
-    if len(extents) != 1:
+    if len(extents) != 1 or not next(iter(extents)).is_Symbol:  # a literal length: checked
         return None
     (n,) = extents
     symbols = {_name(d): sp.Symbol(_name(d)) for d in data}
@@ -269,6 +270,10 @@ class _Matrices:
         if term.indices:
             free = ", ".join(str(x) for x in term.indices)
             raise SpecError(f"the loss has the free index {free}: sum over it")
+        for name, role in self.arrays.role.items():
+            if name not in self.numbers | self.label_names and name not in self.symbols:
+                if isinstance(self.arrays.declared[name], sp.IndexedBase):
+                    raise SpecError(f"{role} '{name}' does not appear in the loss {loss}")
         both = sorted(self.numbers & self.label_names)
         if both:
             raise SpecError(
