@@ -277,3 +277,13 @@ def test_show_and_fit_take_labels():
     assert fitted.loss == pytest.approx(reference.loss, rel=1e-12)
     for p, q in zip(fitted.params, reference.params, strict=True):
         np.testing.assert_allclose(p, q, rtol=1e-10, atol=1e-12)
+
+
+def test_the_labels_benchmark_times_modules_that_agree():
+    from benchmarks.labels import CASES, contenders
+
+    for kind, _, d, k in CASES:
+        found = contenders(kind, 50, d, k, "numpy")  # checks that they agree, or exits
+        assert [c.name for c in found] == ["labels", "one-hot"]
+        loss, _ = found[0].evaluate()
+        assert loss == pytest.approx(found[1].evaluate()[0], rel=1e-12)
