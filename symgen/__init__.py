@@ -12,6 +12,7 @@ from symgen.compiler.functions import (
     sqrt,
     square,
     sum,
+    take,
     tanh,
 )
 from symgen.compiler.problem import Problem
@@ -49,6 +50,7 @@ __all__ = [
     "square",
     "stop_gradient",
     "sum",
+    "take",
     "tanh",
     "xlogy",
 ]

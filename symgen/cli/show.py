@@ -41,6 +41,8 @@ def _intro(problem: Problem) -> str:
 def text(problem: Problem) -> str:
     name = _loss_name(problem)
     lines = [f"# {problem.name}"]
+    if problem.written != problem.loss:  # index notation: what it was read as follows
+        lines.append(f"# written: {sp.sstr(problem.written)}")
     if problem.data:
         lines.append(f"# {_intro(problem)}")
     lines.append(f"{name} = {formula_text(problem, problem.loss)}")

@@ -22,8 +22,18 @@ from sympy.printing.str import StrPrinter
 
 from symgen.compiler.autodiff import gradients as backprop
 from symgen.compiler.frontend import lower
-from symgen.compiler.functions import AxisReduce, ElementwiseMap, FullReduce
-from symgen.compiler.ir import Const, Eye, Input, Map, MatMul, Reduce, Transpose
+from symgen.compiler.functions import AxisReduce, ElementwiseMap, FullReduce, Take
+from symgen.compiler.ir import (
+    Const,
+    Eye,
+    Gather,
+    Input,
+    Map,
+    MatMul,
+    Reduce,
+    ScatterAdd,
+    Transpose,
+)
 from symgen.compiler.problem import Problem
 from symgen.compiler.scalar_functions import BY_CLASS
 
@@ -189,6 +199,12 @@ class _MatrixFormula:
         elif isinstance(node, Map):
             env = {v: self(a) for v, a in zip(node.fn.variables, node.args, strict=True)}
             out = _lift(sp.factor_terms(node.fn.expr), env)
+        elif isinstance(node, Gather):
+            out = Take(self(node.arg), self.symbols[node.index.name])
+        elif isinstance(node, ScatterAdd):
+            out = _Scatter(self(node.value), self.symbols[node.index.name], *node.shape)
+            if node.base is not None:
+                out = sp.MatAdd(self(node.base), out)
         else:  # pragma: no cover
             raise TypeError(type(node).__name__)
         self.memo[node] = out
@@ -274,6 +290,18 @@ class _Broadcast(_Readable, MatrixExpr):
         return (sp.S.One, sp.S.One)
 
 
+class _Scatter(_Readable, MatrixExpr):
+    """For display: the N x K matrix with ``value[r]`` at ``[r, labels[r]]``, zero elsewhere
+    (the gradient of ``take``)."""
+
+    def __new__(cls, value, labels, *shape):
+        return MatrixExpr.__new__(cls, sp.sympify(value), labels, *map(sp.sympify, shape))
+
+    @property
+    def shape(self):
+        return tuple(self.args[2:])
+
+
 def _shown(call: sp.Function) -> str:
     """A function's name in a matrix formula (``abs``, not SymPy's ``Abs``)."""
     home = BY_CLASS.get(type(call))
@@ -299,6 +327,7 @@ _READABLE = {
         ElementwiseMap,
         AxisReduce,
         FullReduce,
+        Take,
     )
 }
 
@@ -396,6 +425,12 @@ class MatrixFormulaPrinter(FormulaPrinter):
     def _print_FullReduce(self, expr):
         return f"{expr.kind}({self._print(expr.arg)})"
 
+    def _print_Take(self, expr):
+        return f"take({self._print(expr.matrix)}, {self._print(expr.labels)})"
+
+    def _print__Scatter(self, expr):
+        return f"scatter({self._print(expr.args[0])}, {self._print(expr.args[1])})"
+
     def _print__Broadcast(self, expr):
         return self._print(expr.args[0])
 
@@ -448,6 +483,14 @@ class MatrixLatexPrinter(LatexPrinter):
     def _print_AxisReduce(self, expr):
         arg = self._print(expr.arg)
         return rf"\operatorname{{{expr.kind}}}_{{{expr.axis}}}\left({arg}\right)"
+
+    def _print_Take(self, expr):
+        matrix, labels = self._print(expr.matrix), self._print(expr.labels)
+        return rf"\operatorname{{take}}\left({matrix}, {labels}\right)"
+
+    def _print__Scatter(self, expr):
+        value, labels = self._print(expr.args[0]), self._print(expr.args[1])
+        return rf"\operatorname{{scatter}}\left({value}, {labels}\right)"
 
     def _print__Broadcast(self, expr):
         return self._print(expr.args[0])

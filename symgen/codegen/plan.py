@@ -23,7 +23,7 @@ from symgen.compiler.pipeline import Compiled
 @dataclass(frozen=True)
 class Arg:
     name: str
-    kind: str  # "scalar" | "vector" (per-sample data) | "matrix"
+    kind: str  # "scalar" | "vector" (per-sample data) | "matrix" | "labels" (class indices)
     shape: str  # for documentation and errors: "()", "(N,)", "(M, N_I)"
     #: Data declared binary (``Problem(binary=...)``): its entries are checked to be 0 or 1.
     binary: bool = False
@@ -32,6 +32,9 @@ class Arg:
     #: 1-D shape for messages, "(n,)". A parameter given 1-D gets its gradient 1-D.
     flat: str = ""
     flat_shape: str = ""
+    #: Labels (``symgen.take``): the extents (dimension names or literals) their entries
+    #: must stay below; the module checks their dtype (integers) and range.
+    bounds: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,8 @@ class ModulePlan:
     #: ``PARAMS`` and ``DATA`` as Python literals.
     params_literal: str
     data_literal: str
+    #: ``LABELS`` (the data holding class labels) as a Python literal.
+    labels_literal: str = "()"
     #: (dimension name, argument, axis) for each dimension symbol.
     dims: tuple[tuple[str, str, int], ...]
     checks: tuple[DimCheck, ...]
@@ -212,10 +217,14 @@ def module_fields(compiled: Compiled, source: str | None, baked: Baked | None) -
     problem = compiled.problem
     lowered = compiled.lowered
     binary = {b.name for b in problem.binary}
+    labels = {inp.name: bounds for inp, bounds in lowered.labels}
 
     def arg(inp) -> Arg:
         if not inp.shape:
             return Arg(inp.name, "scalar", "()")
+        if inp.name in labels:
+            bounds = tuple(str(b) for b in labels[inp.name])
+            return Arg(inp.name, "labels", shape_text(inp.shape), bounds=bounds)
         if problem.kind == "per_sample":
             return Arg(inp.name, "vector", shape_text(inp.shape), inp.name in binary)
         rows, cols = inp.shape
@@ -243,6 +252,7 @@ def module_fields(compiled: Compiled, source: str | None, baked: Baked | None) -
         "data": data,
         "params_literal": repr(tuple(p.name for p in params)),
         "data_literal": repr(tuple(d.name for d in data)),
+        "labels_literal": repr(tuple(d.name for d in data if d.kind == "labels")),
         "dims": tuple((str(sym), inp.name, axis) for sym, inp, axis in lowered.dims),
         "checks": checks(compiled),
         "divisors": divisors(compiled),

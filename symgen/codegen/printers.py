@@ -268,6 +268,10 @@ class ArrayPrinter(NumPyPrinter):
             text = f"np.where({cond}, {value}, {text})"
         return text
 
+    def _print_gathered(self, expr):
+        array, index = (self._print(a) for a in expr.args)
+        return f"np.take_along_axis({array}, {index}, 1)"
+
     def _spell(self, spelling: Spelling, expr) -> str:
         return spell(self, spelling, expr.args)
 

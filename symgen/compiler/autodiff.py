@@ -20,11 +20,13 @@ import sympy as sp
 
 from symgen.compiler.ir import (
     Const,
+    Gather,
     Input,
     Map,
     MatMul,
     Node,
     Reduce,
+    ScatterAdd,
     Shape,
     Transpose,
     map_,
@@ -72,11 +74,26 @@ def _transpose_rule(node: Transpose, g: Node) -> Contribution:
     yield node.arg, transpose(g)
 
 
+def _gather_rule(node: Gather, g: Node) -> Contribution:
+    """The gradient goes to the one entry per row that was read: a scatter, not a one-hot
+    product (an argument with one row gets the scattered rows summed by ``unbroadcast``)."""
+    shape = (node.shape[0], node.arg.shape[1])
+    yield node.arg, ScatterAdd(None, g, node.index, shape)
+
+
+def _scatter_rule(node: ScatterAdd, g: Node) -> Contribution:
+    if node.base is not None:
+        yield node.base, g
+    yield node.value, Gather(g, node.index, node.index.shape)
+
+
 RULES: dict[type, Callable[[Node, Node], Contribution]] = {
     Map: _map_rule,
     Reduce: _reduce_rule,
     MatMul: _matmul_rule,
     Transpose: _transpose_rule,
+    Gather: _gather_rule,
+    ScatterAdd: _scatter_rule,
 }
 
 
@@ -104,6 +121,16 @@ def unbroadcast(node: Node, shape: Shape) -> Node:
 def _add(nodes: list[Node]) -> Node:
     if len(nodes) == 1:
         return nodes[0]
+    scattered = [n for n in nodes if isinstance(n, ScatterAdd) and n.base is None]
+    if scattered:  # the scatters add into the sum of the rest: no zeros, no one-hot
+        rest = [n for n in nodes if not (isinstance(n, ScatterAdd) and n.base is None)]
+        out = _add(rest) if rest else None
+        values: dict[Input, list[Node]] = {}
+        for n in scattered:
+            values.setdefault(n.index, []).append(n.value)
+        for index, vs in values.items():
+            out = ScatterAdd(out, _add(vs), index, scattered[0].shape)
+        return out
     vs = [sp.Dummy(f"a{i}") for i in range(len(nodes))]
     return map_(sp.Lambda(tuple(vs), sp.Add(*vs)), tuple(nodes))
 

@@ -10,7 +10,8 @@ A matrix loss is lowered node by node: ``MatMul``/``Transpose`` as they are,
 every elementwise operation (``MatAdd``, Hadamard products and powers,
 ``applyfunc``, symgen's helpers) as a ``Map``, sums as ``Reduce``, and
 ``logsumexp`` in its stable form ``m + log(sum(exp(z - m)))`` with ``m`` the
-maximum. Anything else raises ``SpecError`` naming the node.
+maximum, ``take`` as a ``Gather`` at its integer labels. Anything else raises
+``SpecError`` naming the node.
 """
 
 from __future__ import annotations
@@ -28,9 +29,21 @@ from symgen.compiler.functions import (
     AxisReduce,
     ElementwiseMap,
     FullReduce,
+    Take,
     refuse_scalar_functions_of_matrices,
 )
-from symgen.compiler.ir import Eye, Input, Map, MatMul, Node, Reduce, Shape, broadcast_shapes, map_
+from symgen.compiler.ir import (
+    Eye,
+    Gather,
+    Input,
+    Map,
+    MatMul,
+    Node,
+    Reduce,
+    Shape,
+    broadcast_shapes,
+    map_,
+)
 from symgen.compiler.piecewise import normalize
 from symgen.compiler.shown import shown
 from symgen.compiler.stable import stabilize
@@ -47,6 +60,9 @@ class Lowered:
     data: tuple[Input, ...]
     #: Dimension symbols, each with the input (and axis) whose shape defines it.
     dims: tuple[tuple[sp.Symbol, Input, int], ...]
+    #: Data holding class indices (``symgen.take``'s labels), each with the extents its
+    #: entries must stay below (the columns of the matrices they index).
+    labels: tuple[tuple[Input, tuple[sp.Expr, ...]], ...] = ()
 
 
 def sample_dim(problem) -> sp.Symbol:
@@ -139,8 +155,12 @@ class _MatrixLowering:
         self.param_names = frozenset(p.name for p in problem.params)
         #: The SymPy expression of each reduction bound in a scalar formula (for messages).
         self.reductions: dict[sp.Symbol, sp.Basic] = {}
+        #: The labels of ``take``, each with the column counts of the matrices it indexes.
+        self.labels: dict[str, list[sp.Expr]] = {}
+        self.numbers: set[str] = set()  # inputs read as numbers
         self.rules: dict[type, Callable[[sp.Basic], Node]] = {
-            sp.MatrixSymbol: lambda e: self.inputs[e.name],
+            sp.MatrixSymbol: self._symbol,
+            Take: self._take,
             sp.MatMul: self._matmul,
             sp.MatPow: self._matpow,
             sp.MatAdd: self._matadd,
@@ -164,7 +184,32 @@ class _MatrixLowering:
         inputs = tuple(self.inputs.values())
         params = tuple(i for i in inputs if i.role == "param")
         data = tuple(i for i in inputs if i.role == "data")
-        return Lowered(node, params, data, _dims(inputs))
+        both = sorted(self.numbers & set(self.labels))
+        if both:
+            raise SpecError(
+                f"data '{both[0]}' holds class labels (symgen.take) and is also used as numbers; "
+                "labels can only index: pass a separate float array for the arithmetic"
+            )
+        labels = tuple(
+            (self.inputs[name], tuple(dict.fromkeys(bounds)))
+            for name, bounds in self.labels.items()
+        )
+        return Lowered(node, params, data, _dims(inputs), labels)
+
+    def _symbol(self, expr: sp.MatrixSymbol) -> Node:
+        self.numbers.add(expr.name)
+        return self.inputs[expr.name]
+
+    def _take(self, expr: Take) -> Node:
+        name = expr.labels.name
+        labels = self.inputs.get(name)
+        if labels is None or labels.role != "data":
+            raise SpecError(
+                f"take(): the labels {name} must be data (class indices), not a "
+                f"{'parameter' if labels is not None else 'symbol outside params and data'}"
+            )
+        self.labels.setdefault(name, []).append(sp.sympify(expr.matrix.shape[1]))
+        return Gather(self.matrix(expr.matrix), labels, tuple(expr.shape))
 
     # -- matrix expressions -------------------------------------------------
     def matrix(self, expr: sp.Basic) -> Node:

@@ -1,5 +1,6 @@
 """What a loss is written with, beyond SymPy: elementwise application, broadcasting,
-reductions (``sum``, ``mean``, ``logsumexp``) and the lowercase helpers.
+reductions (``sum``, ``mean``, ``logsumexp``), ``take`` (one entry per row, at integer
+labels) and the lowercase helpers.
 
 ``relu``, ``sigmoid``, ``softplus`` and every other scalar function live in
 ``scalar_functions`` (their derivatives and spellings). The lowercase helpers (``exp``,
@@ -125,6 +126,28 @@ class AxisReduce(_Broadcasting):
         raise NotImplementedError
 
 
+class Take(_Broadcasting):
+    """``matrix[r, labels[r]]`` for each row ``r``: an (N, 1) column (``symgen.take``)."""
+
+    def __new__(cls, matrix, labels):
+        return MatrixExpr.__new__(cls, matrix, labels)
+
+    @property
+    def matrix(self):
+        return self.args[0]
+
+    @property
+    def labels(self):
+        return self.args[1]
+
+    @property
+    def shape(self):
+        return (self.labels.shape[0], sp.S.One)
+
+    def _entry(self, i, j, **kwargs):
+        return self.matrix[i if self.matrix.shape[0] != 1 else 0, self.labels[i, 0]]
+
+
 class FullReduce(sp.Expr):
     """A sum or logsumexp of all elements of a matrix expression: a scalar."""
 
@@ -204,6 +227,32 @@ def mean(expr, axis=None):
 def logsumexp(expr, axis=None):
     """log(sum(exp(expr))), evaluated stably (shifted by the maximum)."""
     return _reduce("logsumexp", expr, axis)
+
+
+def take(matrix, labels):
+    """One entry per row of ``matrix`` (N x K): ``matrix[r, labels[r]]``, an N x 1 column.
+
+    ``labels`` is a data ``MatrixSymbol`` of shape N x 1 holding class indices (integers in
+    ``0 .. K-1``; the generated module takes them as an integer array of shape (N,) or
+    (N, 1), refuses floats and checks the range). This is how a multinomial loss reads the
+    score of each sample's class without a one-hot matrix: ``take(Z, y)`` gathers, and its
+    gradient adds into one entry per row. ``matrix`` may also be a 1 x K row (every label
+    reads it: a per-class bias).
+    """
+    if not isinstance(matrix, MatrixExpr):
+        raise SpecError(f"take() needs a matrix expression (N x K), got {type(matrix).__name__}")
+    if not isinstance(labels, sp.MatrixSymbol) or labels.shape[1] != 1:
+        raise SpecError(
+            f"take()'s labels must be a data MatrixSymbol of shape N x 1 (class indices), got "
+            f"{labels!r}"
+        )
+    rows = matrix.shape[0]
+    if rows != 1 and rows != labels.shape[0]:
+        raise SpecError(
+            f"take(): {matrix} has {rows} rows but the labels {labels.name} have "
+            f"{labels.shape[0]}; one label per row"
+        )
+    return Take(matrix, labels)
 
 
 def ones(rows, cols=1):

@@ -14,6 +14,9 @@ Kinds:
   than its operands: that is how a ``Reduce`` adjoint spreads a gradient).
 - ``Reduce``: a sum over ``axes``.
 - ``MatMul``, ``Transpose``: matrix product and transpose of 2-D operands.
+- ``Gather``: one entry per row of a matrix, at the column an integer data array (class
+  labels) gives; ``ScatterAdd``, its adjoint: a matrix with a value added at those
+  entries. No one-hot matrix is ever formed.
 """
 
 from __future__ import annotations
@@ -118,6 +121,36 @@ class Transpose(Node):
     @property
     def operands(self) -> tuple[Node, ...]:
         return (self.arg,)
+
+
+@dataclass(frozen=True, eq=False)
+class Gather(Node):
+    """``arg[r, index[r]]`` for each row ``r`` of ``index`` (an (N, 1) integer data input,
+    class labels): shape (N, 1). ``arg`` has N rows, or one row that every label reads."""
+
+    arg: Node
+    index: Input
+    shape: Shape
+
+    @property
+    def operands(self) -> tuple[Node, ...]:
+        return (self.arg,)
+
+
+@dataclass(frozen=True, eq=False)
+class ScatterAdd(Node):
+    """``base`` (zeros when None) with ``value[r]`` added at ``[r, index[r]]`` for each
+    row ``r``: the adjoint of ``Gather``, of ``shape`` (N, K). ``value`` has shape (N, 1)
+    or is a scalar."""
+
+    base: Node | None
+    value: Node
+    index: Input
+    shape: Shape
+
+    @property
+    def operands(self) -> tuple[Node, ...]:
+        return (self.value,) if self.base is None else (self.base, self.value)
 
 
 def broadcast_shapes(*shapes: Shape) -> Shape:

@@ -9,6 +9,12 @@ dependency level. A ``Map`` followed by a ``Reduce`` is one pass: the
 reduction is an output of the kernel that computes the map. Matrix products
 are steps of their own (BLAS), taking transposed views as they are.
 
+Integer labels: a ``Gather`` is no array of its own but an element expression,
+``gathered(a, labels)`` (entry ``[r, labels[r]]`` of each array ``a`` of its operand's
+value: elementwise functions commute with the gather), which the backends print as an
+indexed load; a ``ScatterAdd`` is a step (``Scatter``), one added value per row, in place
+when nothing else reads the array it adds into.
+
 Inside a kernel, ``sympy.cse`` runs once over all its outputs together (the
 loss and every gradient), so each shared subexpression is computed once.
 Subexpressions that do not depend on the arrays are hoisted out of the array
@@ -33,11 +39,13 @@ from symgen.compiler.guards import guard, total
 from symgen.compiler.ir import (
     Const,
     Eye,
+    Gather,
     Input,
     Map,
     MatMul,
     Node,
     Reduce,
+    ScatterAdd,
     Shape,
     Transpose,
     broadcast_shapes,
@@ -56,6 +64,14 @@ class transposed(sp.Function):  # noqa: N801 - printed as ``x.T``
         if isinstance(x, transposed):
             return x.args[0]
         return None
+
+
+class gathered(sp.Function):  # noqa: N801 - an indexed load
+    """Entry ``[r, index[r]]`` of an array (a symbol or a ``transposed`` view) for each row
+    ``r`` of ``index`` (class labels, shape (N, 1)): a column; an array of one row is read
+    by every label."""
+
+    nargs = 2
 
 
 @dataclass(frozen=True)
@@ -176,6 +192,19 @@ class MatrixProduct(Stmt):
 
 
 @dataclass(frozen=True)
+class Scatter(Stmt):
+    """``target`` = ``base`` (an array of ``shape``, or 0: zeros) with ``value`` (a column
+    of one value per row, or a scalar) added at ``[r, index[r]]`` for each row ``r``.
+    ``in_place``: ``base`` is a temporary that nothing else reads, so the target may be it."""
+
+    base: sp.Expr
+    value: sp.Expr
+    index: sp.Expr
+    shape: tuple[sp.Expr, ...]
+    in_place: bool = False
+
+
+@dataclass(frozen=True)
 class Identity(Stmt):
     """The identity matrix of size ``size``."""
 
@@ -196,8 +225,12 @@ class Kernel:
 
     @property
     def is_step(self) -> bool:
-        """A matrix product or an identity matrix: one library call, not a fused pass."""
-        return any(isinstance(s, (MatrixProduct, Identity)) for s in self.stmts)
+        """A matrix product, an identity matrix or a scatter: one step, not a fused pass."""
+        return any(isinstance(s, (MatrixProduct, Identity, Scatter)) for s in self.stmts)
+
+    @property
+    def is_scatter(self) -> bool:
+        return any(isinstance(s, Scatter) for s in self.stmts)
 
 
 @dataclass(frozen=True)
@@ -328,9 +361,13 @@ class _Builder:
         return any(s in self.shapes for s in e.free_symbols)
 
     def shape_of(self, e: sp.Expr) -> Shape:
+        loads = e.atoms(gathered)  # a gathered load is a column, one entry per label
+        shapes = [self.shapes[g.args[1]] for g in loads]
+        if loads:
+            e = e.xreplace({g: sp.Dummy() for g in loads})
         views = e.atoms(transposed)  # a transposed view has the reversed shape
         plain = e.xreplace({v: sp.Dummy() for v in views}).free_symbols
-        shapes = [self.shapes[s] for s in plain if s in self.shapes]
+        shapes += [self.shapes[s] for s in plain if s in self.shapes]
         shapes += [tuple(reversed(self.shapes[v.args[0]])) for v in views]
         return broadcast_shapes(*shapes) if shapes else ()
 
@@ -347,8 +384,14 @@ class _Builder:
             args = {v: self.value(a) for v, a in zip(node.fn.variables, node.args, strict=True)}
             expr = self.inline[node] = node.fn.expr.xreplace(args)
             return expr
+        if isinstance(node, Gather):
+            expr = self.inline[node] = self._gather(node)
+            return expr
         if isinstance(node, Transpose):
             inner = self.value(node.arg)
+            if inner.has(gathered):  # a column of loads, transposed: made an array first
+                expr = self.inline[node] = transposed(self.materialized(node.arg))
+                return expr
             expr = self.inline[node] = inner.xreplace(
                 {s: transposed(s) for s in inner.free_symbols if s in self.shapes}
             )
@@ -357,8 +400,42 @@ class _Builder:
         self._add(sym, node)
         return sym
 
+    def _gather(self, node: Gather) -> sp.Expr:
+        """The element expression of ``node``: its operand's, with each array that spans
+        the indexed columns read at the labels (``gathered``)."""
+        inner = self.value(node.arg)
+        columns = node.arg.shape[1]
+        if columns == 1:
+            return inner
+        index = self.leaf[node.index]
+        loads = {}
+        hidden = inner.xreplace({g: sp.Dummy() for g in inner.atoms(gathered)})
+        for v in hidden.atoms(transposed):
+            if self.shapes[v.args[0]][0] == columns:
+                loads[v] = gathered(v, index)
+        plain = hidden.xreplace({v: sp.Dummy() for v in hidden.atoms(transposed)})
+        for sym in plain.free_symbols:
+            if sym in self.shapes and self.shapes[sym][-1] == columns:
+                loads[sym] = gathered(sym, index)
+        return inner.xreplace(loads)
+
+    def _plain(self, node: Node) -> sp.Symbol:
+        """An array symbol holding ``node`` (a copy of a transposed view)."""
+        expr = self.materialized(node)
+        if expr.is_Symbol:
+            return expr
+        sym = next(self.temps)
+        self._add_target(_Target(sym, expr, node.shape))
+        self.shapes[sym] = node.shape
+        return sym
+
     def _add(self, sym: sp.Symbol, node: Node) -> None:
-        if isinstance(node, Reduce):
+        if isinstance(node, ScatterAdd):
+            base = sp.S.Zero if node.base is None else self._plain(node.base)
+            operands = (base, self.leaf[node.index])
+            value = self.value(node.value)
+            self._add_target(_Target(sym, value, node.shape, op="scatter", operands=operands))
+        elif isinstance(node, Reduce):
             self._add_target(_Target(sym, self.value(node.arg), node.arg.shape, node.axes, node.op))
         elif isinstance(node, MatMul):
             operands = (self.materialized(node.a), self.materialized(node.b))
@@ -389,7 +466,7 @@ class _Builder:
         self.targets.append(target)
 
     def output(self, node: Node, sym: sp.Symbol) -> None:
-        if isinstance(node, (Reduce, MatMul)) and node not in self.leaf:
+        if isinstance(node, (Reduce, MatMul, ScatterAdd)) and node not in self.leaf:
             self.leaf[node] = sym  # the result lands in the output variable directly
             self._add(sym, node)
             return
@@ -401,7 +478,7 @@ class _Builder:
     def kernels(self) -> list[Kernel]:
         groups: dict[tuple, list[_Target]] = defaultdict(list)
         for t in self.targets:
-            groups[(self.level[t.symbol], t.op in ("matmul", "eye"), t.domain)].append(t)
+            groups[(self.level[t.symbol], t.op in STEPS, t.domain)].append(t)
         ordered = sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], str(kv[0][2])))
         out = []
         for (_, is_step, domain), targets in ordered:
@@ -594,11 +671,42 @@ class _Builder:
         return Kernel(domain, tuple(prologue + body + reductions + epilogue))
 
 
+#: The targets that are steps of their own, not parts of a fused pass.
+STEPS = ("matmul", "eye", "scatter")
+
+
 def _step(t: _Target) -> Stmt:
-    """The one statement of a library step: a matrix product or an identity matrix."""
+    """The one statement of a step: a matrix product, an identity matrix or a scatter."""
     if t.op == "matmul":
         return MatrixProduct(t.symbol, *t.operands)
+    if t.op == "scatter":
+        base, index = t.operands
+        return Scatter(t.symbol, base, t.expr, index, tuple(map(sp.sympify, t.domain)))
     return Identity(t.symbol, *t.operands)
+
+
+def _scatter_in_place(kernels: list[Kernel], outputs: set[str]) -> list[Kernel]:
+    """Scatters whose base is a temporary read by nothing else add into it."""
+    defined = {s.target.name for k in kernels for s in k.stmts}
+    reads: dict[str, int] = defaultdict(int)
+    for k in kernels:
+        for s in k.stmts:
+            for name in {x.name for e in s.inputs for x in e.free_symbols}:
+                reads[name] += 1
+    out = []
+    for k in kernels:
+        stmts = tuple(
+            replace(s, in_place=True)
+            if isinstance(s, Scatter)
+            and s.base.is_Symbol
+            and s.base.name in defined
+            and s.base.name not in outputs
+            and reads[s.base.name] == 1
+            else s
+            for s in k.stmts
+        )
+        out.append(Kernel(k.domain, stmts))
+    return out
 
 
 def _reduction(kind: str, target: sp.Symbol, parts: tuple, axes: tuple[int, ...]) -> Reduction:
@@ -687,6 +795,7 @@ def build_program(lowered: Lowered, outputs: list[Node], names: list[str], namer
         builder.output(node, sym)
         symbols.append(sym)
     mapping, kernels = namer.renumber(builder.kernels())
+    kernels = _scatter_in_place(kernels, {s.name for s in symbols})
     shapes = {mapping.get(s, s).name: shape for s, shape in builder.shapes.items()}
     return Program(tuple(kernels), tuple(symbols), frozenset(shapes), tuple(sorted(shapes.items())))
 
@@ -704,8 +813,10 @@ __all__ = [
     "Namer",
     "Program",
     "Reduction",
+    "Scatter",
     "Stmt",
     "Sum",
     "build_program",
+    "gathered",
     "transposed",
 ]

@@ -17,6 +17,7 @@ import sympy as sp
 from sympy.matrices.expressions import MatrixExpr
 
 from symgen.compiler.frontend import lower
+from symgen.compiler.indexed import is_index_notation, translate
 from symgen.compiler.shown import shown
 from symgen.compiler.supported import check_scalar_expression
 from symgen.errors import SpecError
@@ -80,6 +81,11 @@ class Problem:
     ``t*log(f(1)) + (1 - t)*log(f(0))``, which turns a naive likelihood into the
     cross-entropy (one ``softplus`` instead of a log-sum-exp of two logs); the
     generated code checks the values.
+
+    Index notation: params and data may be ``IndexedBase`` arrays and the loss a ``Sum``
+    over their entries (``Sum((y[i] - a*x[i] - b)**2, (i, 0, n - 1))``); the problem is
+    then the equivalent per-sample or matrix problem (``compiler/indexed.py``), whose
+    symbols ``params`` and ``data`` hold; ``written`` keeps the loss as written.
     """
 
     def __init__(
@@ -110,6 +116,12 @@ class Problem:
             raise SpecError(
                 f"the loss must be a SymPy expression, got {type(loss).__name__}"
             ) from exc
+        #: The loss as written (in index notation, the ``Sum``; ``loss`` is what it means).
+        self.written = loss
+        if isinstance(loss, sp.Expr) and is_index_notation(loss, (*params, *data)):
+            translated = translate(loss, params, data, reduce)
+            loss, params, data = translated.loss, translated.params, translated.data
+            reduce = translated.reduce
         matrix = any(isinstance(s, MatrixExpr) for s in (*params, *data))
         if isinstance(loss, sp.MatrixBase) or (
             isinstance(loss, MatrixExpr) and tuple(loss.shape) != (1, 1)

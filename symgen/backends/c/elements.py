@@ -14,7 +14,7 @@ import sympy as sp
 from symgen.codegen import c_ast as c
 from symgen.codegen.printers import C_RESERVED
 from symgen.compiler.ir import Shape
-from symgen.compiler.optimize import Reduction, transposed
+from symgen.compiler.optimize import Reduction, gathered, transposed
 from symgen.errors import SpecError
 
 
@@ -115,21 +115,52 @@ def store(target: c.Expr, value: c.Expr, shape: Shape, domain: Shape) -> c.Stmt:
 
 
 def array_name(v: sp.Expr) -> str:
+    if isinstance(v, gathered):
+        return array_name(v.args[0])
     return v.args[0].name if isinstance(v, transposed) else v.name
 
 
+def label_index(shape: Shape, index: str, names: CNames) -> c.Expr:
+    """The index of entry ``[_i, index[_i]]`` of an array of ``shape`` (N, K) (or (1, K):
+    every row reads the one row), in a loop whose rows are ``_i``."""
+    return _index(*shape, ROW, c.Index(c.Var(names.c(index)), ROW), names)
+
+
+def gathered_index(load: gathered, shapes: dict, names: CNames) -> c.Expr:
+    """The index of the entry that ``load`` reads (``label_index``; a view ``x.T`` reads
+    ``x[index[_i], _i]``), in a loop whose rows are ``_i``."""
+    array, index = load.args
+    if isinstance(array, transposed):
+        label = c.Index(c.Var(names.c(index.name)), ROW)
+        return _index(*shapes[array.args[0].name], label, ROW, names)
+    return label_index(shapes[array.name], index.name, names)
+
+
+def label_arrays(loads) -> list[str]:
+    """The integer arrays (class labels) that the gathered loads among ``loads`` index by."""
+    return sorted({v.args[1].name for v in loads if isinstance(v, gathered)})
+
+
 def operands(exprs, computed: set[str], shapes: dict) -> tuple[dict[sp.Expr, str], set[str]]:
-    """The arrays ``exprs`` read from memory (plain or transposed), each with the register
-    it is loaded into, and their other symbols (scalars and dimensions); names in
+    """The arrays ``exprs`` read from memory (plain, transposed or at labels), each with the
+    register it is loaded into, and their other symbols (scalars and dimensions); names in
     ``computed`` are neither."""
     loads: dict[sp.Expr, str] = {}
     scalars: set[str] = set()
     for e in exprs:
+        gathers = e.atoms(gathered)
+        for g in sorted(gathers, key=str):
+            array, index = g.args
+            view = "_T" if isinstance(array, transposed) else ""
+            loads.setdefault(g, f"_v_{array_name(array)}{view}_at_{index.name}")
+        e = e.xreplace({g: sp.Dummy() for g in gathers})  # not 0: x*0 would drop x
         views = e.atoms(transposed)
         for v in sorted(views, key=str):
             loads.setdefault(v, f"_v_{v.args[0].name}_T")
-        plain = e.xreplace({v: sp.S.Zero for v in views}).free_symbols
+        plain = e.xreplace({v: sp.Dummy() for v in views}).free_symbols
         for sym in sorted(plain, key=str):
+            if isinstance(sym, sp.Dummy):
+                continue
             if sym.name in computed:
                 continue
             if sym.name in shapes:

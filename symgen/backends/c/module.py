@@ -48,7 +48,10 @@ from symgen.backends.c.elements import (
     accumulate,
     array_name,
     element_index,
+    gathered_index,
     is_one,
+    label_arrays,
+    label_index,
     operands,
     refuse_reserved,
     store,
@@ -67,7 +70,9 @@ from symgen.compiler.optimize import (
     Kernel,
     Program,
     Reduction,
+    Scatter,
     Stmt,
+    gathered,
     transposed,
 )
 from symgen.compiler.pipeline import Compiled
@@ -237,6 +242,9 @@ class NativeKernels:
         over the elements of a matrix) as one C function; the scalar set-up before it
         and the scalar results after it stay in Python. None when the pass holds a
         statement the C function does not run (then NumPy runs the pass)."""
+        if kernel.is_scatter:
+            (stmt,) = kernel.stmts
+            return self.scatter_lines(stmt, prefix, shapes)
         span = _array_span(kernel)
         if span is None:
             return None
@@ -251,6 +259,71 @@ class NativeKernels:
         lines += lowered.python_call(name)
         lines += [scalar_line(s) for s in stmts[last + 1 :]]
         return lines
+
+    def scatter_lines(self, s: Scatter, prefix: str, shapes: dict[str, tuple]) -> list[str]:
+        """A scatter as a C loop over the rows, adding each row's value at its label into
+        the target: its base itself (in place), a copy, or zeros; C-contiguous."""
+        numbered = [k.name.removeprefix(f"{prefix}_") for k in self.kernels]
+        name = f"{prefix}_{sum(n.isdigit() for n in numbered)}"
+        names = CNames()
+        shapes = {n: (tuple(v) if len(v) == 2 else (v[0], sp.S.One)) for n, v in shapes.items()}
+        loads, scalars = operands([s.value], set(), shapes)
+        arrays = sorted({array_name(v) for v in loads})
+        labels = sorted({s.index.name, *label_arrays(loads)})
+        dims = {str(x) for d in s.shape for x in sp.sympify(d).free_symbols}
+        for v in loads:
+            dims |= {str(x) for d in shapes[array_name(v)] for x in sp.sympify(d).free_symbols}
+        dims |= scalars & self.dims
+        scalars = sorted(scalars - self.dims)
+        domain = (s.shape[0], sp.S.One)
+        value = c.Type(self.ctype, const=True)
+        body: list[c.Stmt] = []
+        for v, var in loads.items():
+            if isinstance(v, gathered):
+                at = gathered_index(v, shapes, names)
+            elif isinstance(v, transposed):
+                at = transposed_index(shapes[v.args[0].name], names)
+            else:
+                at = element_index(shapes[v.name], domain, False, names)
+            body.append(c.Declare(value, var, c.Index(c.Var(names.c(array_name(v))), at)))
+        registers = {v: sp.Symbol(var) for v, var in loads.items() if not v.is_Symbol}
+        at = label_index(s.shape, s.index.name, names)
+        body.append(c.Assign(c.Index(c.Var("_w_out"), at), s.value.xreplace(registers), "+="))
+        pointer = {"pointer": True, "restrict": True}
+        params = (
+            c.Param(c.Type(self.ctype, **pointer), "_w_out"),
+            *(c.Param(c.Type(self.ctype, const=True, **pointer), names.c(x)) for x in arrays),
+            *(c.Param(c.Type("long long", const=True, **pointer), names.c(x)) for x in labels),
+            *(c.Param(c.Type(self.ctype, const=True), names.c(x)) for x in scalars),
+            *(c.Param(c.Type("long long", const=True), names.c(x)) for x in sorted(dims)),
+        )
+        rows = c.Loop("_i", c.Literal("0"), names.dim(s.shape[0]), tuple(body))
+        comment = "one value per row, added at its label"
+        printer = CPrinter(
+            self.dtype,
+            {
+                **{x: names.c(x) for x in (*arrays, *labels, *scalars, *dims)},
+                **{str(v): var for v, var in loads.items()},
+            },
+        )
+        text = printer.function(c.Function(name, params, (rows,), comment))
+        scalar_type = "ctypes.c_float" if self.ctype == "float" else "ctypes.c_double"
+        argtypes = (
+            *("ctypes.c_void_p" for _ in (0, *arrays, *labels)),
+            *(scalar_type for _ in scalars),
+            *("ctypes.c_longlong" for _ in dims),
+        )
+        self.kernels.append(CKernel(name, argtypes, text, frozenset(printer.calls), 0))
+        target = s.target.name
+        if s.base == 0:
+            start = f"np.zeros({_shape(s.shape, False)}, dtype=DTYPE)"
+        elif s.in_place:  # itself, unless a view that is not C-contiguous
+            start = f"np.ascontiguousarray({s.base.name})"
+        else:
+            start = f'np.array({s.base.name}, order="C")'
+        args = [f"{x}.ctypes.data" for x in (target, *arrays, *labels)]
+        args += [*scalars, *sorted(dims)]
+        return [f"{target} = {start}", f"_lib().{name}({', '.join(args)})"]
 
 
 class _Pass:
@@ -293,6 +366,8 @@ class _Pass:
             for d in self.shapes[name]:
                 dims |= {str(x) for x in sp.sympify(d).free_symbols}
         self.arrays = sorted(read - computed)
+        #: The integer arrays (class labels) that gathered loads index by.
+        self.labels = label_arrays(self.loads)
         self.scalars = sorted(scalars)
         self.dims = sorted(dims)
         self.stores = [
@@ -315,8 +390,12 @@ class _Pass:
 
     # -- C ------------------------------------------------------------------------------
     def element(self, e: sp.Expr) -> sp.Expr:
-        """``e`` reading the registers its transposed operands are loaded into."""
-        views = {v: sp.Symbol(var) for v, var in self.loads.items() if isinstance(v, transposed)}
+        """``e`` reading the registers its transposed and gathered operands are loaded into."""
+        views = {
+            v: sp.Symbol(var)
+            for v, var in self.loads.items()
+            if isinstance(v, (transposed, gathered))
+        }
         return e.xreplace(views)
 
     def out(self, name: str, index: c.Expr) -> c.Index:
@@ -333,7 +412,9 @@ class _Pass:
             if fused is not None and array_name(v) == fused.into:  # this chunk's products
                 element.append(c.Declare(value, var, c.Index(c.Var("_a"), c.Var("_k"))))
                 continue
-            if isinstance(v, transposed):
+            if isinstance(v, gathered):
+                at = gathered_index(v, self.shapes, self.names)
+            elif isinstance(v, transposed):
                 at = transposed_index(self.shapes[v.args[0].name], self.names)
             else:
                 at = element_index(self.shapes[v.name], self.domain, False, self.names)
@@ -416,6 +497,7 @@ class _Pass:
         pointer = {"pointer": True, "restrict": True}
         params = (
             *(c.Param(c.Type(t, const=True, **pointer), cname(x)) for x in self.arrays),
+            *(c.Param(c.Type("long long", const=True, **pointer), cname(x)) for x in self.labels),
             *(c.Param(c.Type(t, **pointer), f"_w_{cname(x)}") for x in self.stores),
             *(
                 c.Param(c.Type("double", **pointer), f"_w_{cname(x)}")
@@ -427,7 +509,7 @@ class _Pass:
         )
         scalar_type = "ctypes.c_float" if t == "float" else "ctypes.c_double"
         argtypes = (
-            *("ctypes.c_void_p" for _ in (*self.arrays, *written)),
+            *("ctypes.c_void_p" for _ in (*self.arrays, *self.labels, *written)),
             *(scalar_type for _ in self.scalars),
             *("ctypes.c_longlong" for _ in self.dims),
             *(("ctypes.c_void_p",) if self.whole else ()),
@@ -529,7 +611,7 @@ class _Pass:
         if fused is not None and fused.out is not None:
             cols = self.shapes[fused.matrix][1]
             lines.append(f"_r_{fused.out} = np.zeros(({cols},))")
-        args = [f"{x}.ctypes.data" for x in self.arrays]
+        args = [f"{x}.ctypes.data" for x in (*self.arrays, *self.labels)]
         args += [f"{x}.ctypes.data" for x in self.stores]
         args += [f"_r_{s.target.name}.ctypes.data" for s in axis_sums]
         if fused is not None and fused.out is not None:

@@ -47,6 +47,9 @@ from symgen.backends.c.elements import (
     accumulate,
     array_name,
     element_index,
+    gathered_index,
+    label_arrays,
+    label_index,
     operands,
     refuse_reserved,
     store,
@@ -72,7 +75,9 @@ from symgen.compiler.optimize import (
     Kernel,
     Program,
     Reduction,
+    Scatter,
     Stmt,
+    gathered,
     transposed,
 )
 from symgen.compiler.pipeline import Compiled
@@ -179,6 +184,9 @@ class _ProgramLowering:
                 a, b = self._view(s.left), self._view(s.right)
                 uses = {sym.name for e in s.inputs for sym in e.free_symbols}
                 self.emit(f"{s.target.name} = {a} @ {b}", [s.target.name], uses)
+            elif k.is_scatter:
+                (s,) = k.stmts
+                self._scatter(n, s)
             elif k.is_step:
                 (s,) = k.stmts  # the identity matrix
                 size = self.scalar.doprint(s.size)
@@ -238,6 +246,63 @@ class _ProgramLowering:
             self._launch(name, kernel.domain, loop, values, st, wh, ax, fi)
         for s in host_after:
             self._host_stmt(s)
+
+    def _scatter(self, n: int, s: Scatter) -> None:
+        """The target from its base (itself in place, a copy, or zeros), then one thread per
+        row adds the row's value at its label."""
+        target, index = s.target.name, s.index.name
+        shape = _shape_text(s.shape)
+        if s.base == 0:
+            self.emit(f"{target} = cp.zeros({shape}, dtype=DTYPE)", [target], [])
+        else:
+            copy = "" if s.in_place else ".copy()"
+            self.emit(f"{target} = {s.base.name}{copy}", [target], [s.base.name])
+        domain = (s.shape[0], sp.S.One)
+        loads, scalars = self._operands([s.value], set())
+        dims = {str(x) for d in s.shape for x in sp.sympify(d).free_symbols}
+        for v in loads:
+            dims |= {str(x) for d in self.shapes[array_name(v)] for x in sp.sympify(d).free_symbols}
+        dims |= scalars & self.dims
+        scalars = sorted(scalars - self.dims)
+        pointers = sorted({array_name(v) for v in loads})
+        labels = sorted({index, *label_arrays(loads)})
+        names = {n: self.names.c(n) for n in (*pointers, *labels, *scalars, *dims)}
+        printer = CudaPrinter(self.dtype, {**names, **{str(v): var for v, var in loads.items()}})
+        value = c.Type(self.ctype, const=True)
+        body: list[c.Stmt] = []
+        for v, var in loads.items():
+            if isinstance(v, gathered):
+                at = gathered_index(v, self.shapes, self.names)
+            elif isinstance(v, transposed):
+                at = transposed_index(self.shapes[v.args[0].name], self.names)
+            else:
+                at = element_index(self.shapes[v.name], domain, False, self.names)
+            body.append(c.Declare(value, var, c.Index(c.Var(self.names.c(array_name(v))), at)))
+        registers = {v: sp.Symbol(var) for v, var in loads.items() if not v.is_Symbol}
+        at = label_index(s.shape, index, self.names)
+        body.append(c.Assign(c.Index(c.Var("_w_out"), at), s.value.xreplace(registers), "+="))
+        pointer = {"pointer": True, "restrict": True}
+        params = (
+            *(c.Param(c.Type(self.ctype, const=True, **pointer), names[p]) for p in pointers),
+            *(c.Param(c.Type("long long", const=True, **pointer), names[p]) for p in labels),
+            c.Param(c.Type(self.ctype, **pointer), "_w_out"),
+            *(c.Param(c.Type(self.ctype), names[x]) for x in scalars),
+            *(c.Param(c.Type("long long"), names[d]) for d in sorted(dims)),
+        )
+        name = f"{self.prefix}_{n}"
+        rows = self.names.dim(s.shape[0])
+        comment = "one thread per row: its value added at its label"
+        function = c.Function(name, params, tuple(_grid(ROW, rows, body)), comment)
+        self.kernels.append(CudaKernel(name, printer.function(function), frozenset(printer.calls)))
+        args = (
+            *pointers,
+            *labels,
+            target,
+            *(f"DTYPE({x})" for x in scalars),
+            *(f"np.int64({d})" for d in sorted(dims)),
+        )
+        uses = {*pointers, *labels, target, *scalars, *dims}
+        self.emit(f"_launch({name!r}, {s.shape[0]}, {tuple_text(list(args))})", [], uses)
 
     def _on_axis_result(self, s: Stmt, axis_results: dict) -> bool:
         return isinstance(s, Assign) and self._axis_of(s, axis_results) is not None
@@ -303,19 +368,25 @@ class _ProgramLowering:
         scalars -= self.dims
         end_scalars -= self.dims
         pointers = sorted({array_name(v) for v in loads})
+        labels = label_arrays(loads)
         printer = CudaPrinter(
             self.dtype,
             {
                 **{
-                    n: self.names.c(n) for n in (*pointers, *written, *scalars, *end_scalars, *dims)
+                    n: self.names.c(n)
+                    for n in (*pointers, *labels, *written, *scalars, *end_scalars, *dims)
                 },
                 **{str(v): var for v, var in loads.items()},
             },
         )
 
         def element(e: sp.Expr) -> sp.Expr:
-            """``e`` reading the registers its transposed operands are loaded into."""
-            views = {v: sp.Symbol(var) for v, var in loads.items() if isinstance(v, transposed)}
+            """``e`` reading the registers its transposed and gathered operands are loaded into."""
+            views = {
+                v: sp.Symbol(var)
+                for v, var in loads.items()
+                if isinstance(v, (transposed, gathered))
+            }
             return e.xreplace(views)
 
         def out(name: str, index: c.Expr) -> c.Index:
@@ -325,7 +396,9 @@ class _ProgramLowering:
         value = c.Type(ctype, const=True)
         body: list[c.Stmt] = []
         for v, var in loads.items():
-            if isinstance(v, transposed):
+            if isinstance(v, gathered):
+                index = gathered_index(v, self.shapes, self.names)
+            elif isinstance(v, transposed):
                 index = transposed_index(self.shapes[v.args[0].name], self.names)
             else:
                 index = element_index(self.shapes[v.name], domain, flat, self.names)
@@ -385,7 +458,8 @@ class _ProgramLowering:
         pointer = {"pointer": True, "restrict": True}
         ptr_params = [
             c.Param(c.Type(ctype, const=True, **pointer), self.names.c(p)) for p in pointers
-        ]
+        ] + [c.Param(c.Type("long long", const=True, **pointer), self.names.c(p)) for p in labels]
+        pointers = [*pointers, *labels]
         dim_params = [c.Param(c.Type("long long"), self.names.c(n)) for n in sorted(dims)]
         host_dims = [f"np.int64({n})" for n in sorted(dims)]
 

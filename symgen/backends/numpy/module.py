@@ -37,6 +37,7 @@ from symgen.compiler.optimize import (
     Max,
     Program,
     Reduction,
+    Scatter,
     Stmt,
     Sum,
     transposed,
@@ -132,6 +133,23 @@ class _StatementPrinter:
                 return f"np.max({a(e)}, axis=({axes},), keepdims=True)"
         raise TypeError(f"no Python spelling for {type(stmt).__name__}")
 
+    def scatter_lines(self, stmt: Scatter) -> list[str]:
+        """The target made from its base (itself when ``in_place``, else a copy, or zeros),
+        then the value added at one entry per row: gathered, added, put back."""
+        a = self.array.doprint
+        target, index = stmt.target.name, a(stmt.index)
+        if stmt.base == 0:
+            start = f"np.zeros({_shape_text(stmt.shape)}, dtype=DTYPE)"
+        else:
+            start = a(stmt.base) if stmt.in_place else f"{a(stmt.base)}.copy()"
+        value = stmt.value
+        value = a(value) if self.array._is_array(value) else self.scalar.doprint(value)
+        return [
+            f"{target} = {start}",
+            f"np.put_along_axis({target}, {index}, np.take_along_axis({target}, {index}, 1)"
+            f" + {value}, 1)",
+        ]
+
     def line(self, stmt: Stmt, kernel: Kernel, op: str = "=") -> str:
         """``target = value``; ``op="+="``: the value added into the target (a sum across
         blocks)."""
@@ -159,6 +177,8 @@ class _StatementPrinter:
 def _describe(kernel: Kernel) -> str:
     if kernel.is_matmul:
         return "matrix product (BLAS)"
+    if kernel.is_scatter:
+        return "one value added per row, at its label (no one-hot matrix)"
     if kernel.is_step:
         return "identity matrix"
     if not kernel.domain:
@@ -367,6 +387,9 @@ def _body(
             elif kind == "matrix" and len(k.domain) == 2 and not k.is_step:
                 lines = _row_blocked(k, printer, shapes, stored[n])
                 comment = f"{_describe(k)}, in blocks of rows ({BLOCK} elements)"
+        if lines is None and k.is_scatter:
+            (stmt,) = k.stmts
+            lines, comment = printer.scatter_lines(stmt), _describe(k)
         if lines is None:
             lines = [line for s in k.stmts for line in printer.lines(s, k)]
             comment = _describe(k)

@@ -155,7 +155,8 @@ def fit(
             hyper=hyper,
         )
     current = initial_params(name, names, params, module.DTYPE, xp)
-    arrays = data_arrays(name, data_names, data, module.DTYPE, lazy=lazy, xp=xp)
+    labels = tuple(getattr(module, "LABELS", ()))  # integer class indices: not converted
+    arrays = data_arrays(name, data_names, data, module.DTYPE, lazy=lazy, xp=xp, labels=labels)
     if full_batch and optimizer != "newton":
         return solve(module, name, settings, current, arrays)
     if lazy:

@@ -108,10 +108,12 @@ def data_arrays(
     *,
     lazy: bool = False,
     xp: Any = np,
+    labels: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """The data by name, checked against the module's names; arrays of ``xp`` (NumPy, or
     C-contiguous CuPy arrays for a CUDA module) of ``dtype`` (Dask arrays, when ``lazy``,
-    are left as they are: they are read chunk by chunk)."""
+    are left as they are: they are read chunk by chunk). The ``labels`` (class indices)
+    keep their dtype: the module checks that they are integers."""
     if data is None:
         data = {}
     if not isinstance(data, Mapping):
@@ -139,7 +141,9 @@ def data_arrays(
             arrays[dname] = float(value)
         else:
             try:
-                if xp is np:
+                if dname in labels:
+                    arrays[dname] = xp.asarray(value)
+                elif xp is np:
                     arrays[dname] = np.asarray(value, dtype=dtype)
                 else:
                     arrays[dname] = xp.ascontiguousarray(xp.asarray(value, dtype=dtype))
