@@ -88,6 +88,10 @@ class CKernel:
     calls: frozenset[str]
     #: How many whole sums it writes to ``_out`` (the caller's accumulator array).
     sums: int
+    #: Whether it shares its rows among threads (it takes the thread count, ``_threads``).
+    threaded: bool = False
+    #: Whether it allocates its tasks' partial sums (it returns 1 when it cannot).
+    allocates: bool = False
 
 
 def _array_span(kernel: Kernel) -> tuple[int, int] | None:
@@ -235,9 +239,10 @@ class NativeKernels:
         numbered = [k.name.removeprefix(f"{prefix}_") for k in self.kernels]
         name = f"{prefix}_{sum(n.isdigit() for n in numbered)}"
         lowered = _Pass(self, kernel, middle, shapes, stored, products)
-        self.kernels.append(lowered.c_kernel(name))
+        compiled = lowered.c_kernel(name)
+        self.kernels.append(compiled)
         lines = [scalar_line(s) for s in stmts[:first]]
-        lines += lowered.python_call(name)
+        lines += lowered.python_call(name, compiled.threaded, compiled.allocates)
         lines += [scalar_line(s) for s in stmts[last + 1 :]]
         return lines
 
@@ -316,6 +321,7 @@ class _Pass:
         t, cname, dim = self.t, self.names.c, self.names.dim
         m, k = self.domain
         value = c.Type(t, const=True)
+        threaded = self.loop != "cols"  # a pass over one row runs on the calling thread
         element: list[c.Stmt] = []
         fused = self.products
         for v, var in self.loads.items():
@@ -336,13 +342,17 @@ class _Pass:
         for x in self.stores:
             at = element_index(self.shapes[x], self.domain, False, self.names)
             element.append(store(self.out(x, at), c.Var(cname(x)), self.shapes[x], self.domain))
-        before: list[c.Stmt] = []  # declarations before the loops
+        before: list[c.Stmt] = []  # declarations before the loops (in each task)
         after: list[c.Stmt] = []  # results after them
         outer: list[c.Stmt] = []  # declarations in the loop over rows
         line_finals: list[c.Stmt] = []  # results of the loop over columns
         sums: list[str] = []  # the accumulators the vectorised loop adds to
         has_max = False
         whole_outputs = 0
+        #: What each task adds up and the caller combines, task by task: the scalar
+        #: reductions, then the column reductions (each a partial array of ``width``).
+        scalar_parts: list[tuple[c.Var, Reduction]] = []
+        column_parts: list[tuple[c.Var, c.Index, str, sp.Expr, str]] = []
 
         scalar_reductions = list(self.whole)
         # a row sum when every row is one element, a column sum over one row: whole sums
@@ -354,6 +364,7 @@ class _Pass:
             element.append(accumulate(acc, s, self.element(s.summand)))
             sums += [acc.name] if s.op == "sum" else []
             has_max |= s.op == "max"
+            scalar_parts.append((acc, s))
             if s in self.whole:
                 at = c.Literal(str(whole_outputs))
                 after.append(c.Assign(c.Index(c.Var("_out"), at), acc))
@@ -375,21 +386,36 @@ class _Pass:
             w = self.out(s.target.name, COL)
             if self.loop == "cols":  # one element per column: the value itself
                 element.append(c.Assign(w, c.Cast("double", self.element(s.summand))))
-            else:  # each column its own accumulator, in the array
-                element.append(accumulate(w, s, self.element(s.summand)))
+                continue
+            # each column its own accumulator, in the task's partial array
+            part = c.Var(f"_col{len(column_parts)}")
+            column_parts.append((part, w, "_j", k, s.op))
+            element.append(accumulate(c.Index(part, COL), s, self.element(s.summand)))
+        if fused is not None and fused.out is not None:
+            part = c.Var(f"_col{len(column_parts)}")
+            out = c.Index(c.Var(f"_w_{cname(fused.out)}"), c.Var("_q"))
+            column_parts.append((part, out, "_q", self.shapes[fused.matrix][1], "sum"))
         # OpenMP's max reduction would not keep a NaN: a pass with a maximum is not vectorised
         simd = None if has_max else c.Simd(tuple(sums))
         zero = c.Literal("0")
-        body = list(before)
+        first, last = (c.Var("_first"), c.Var("_last")) if threaded else (zero, dim(m))
+        loops: list[c.Stmt] = []
         if fused is not None:
-            body += self.chunked(element, simd)
+            out = column_parts[-1][0] if fused.out is not None else None
+            loops += self.chunked(element, simd, first, last, out)
         elif self.loop == "nested":
             columns = c.Loop("_j", zero, dim(k), tuple(element), simd=simd)
-            body.append(c.Loop("_i", zero, dim(m), (*outer, columns, *line_finals)))
+            loops.append(c.Loop("_i", first, last, (*outer, columns, *line_finals)))
+        elif self.loop == "rows":
+            loops.append(c.Loop("_i", first, last, tuple(element), simd=simd))
         else:
-            var, extent = ("_i", m) if self.loop == "rows" else ("_j", k)
-            body.append(c.Loop(var, zero, dim(extent), tuple(element), simd=simd))
-        body += after
+            loops.append(c.Loop("_j", zero, dim(k), tuple(element), simd=simd))
+        if threaded:
+            width = self.shapes[fused.matrix][1] if fused is not None else k
+            body = self.tasks(m, width, before, loops, scalar_parts, column_parts)
+        else:
+            body = [*before, *loops]
+        body += [*after, c.Return(zero)]
         what = f"the samples ({m},)" if self.flat else f"the elements ({m}, {k})"
         if fused is not None:
             what = f"the rows of {fused.matrix} with {fused.into} = {fused.matrix} @ {fused.vector}"
@@ -399,6 +425,8 @@ class _Pass:
         comment = f"one pass over {what}" + (
             f", {reds} reduction{'s' if reds != 1 else ''}" if reds else ""
         )
+        if threaded:
+            comment += ", in tasks of rows shared among _threads threads"
         written = [*self.stores, *(s.target.name for s in (*self.rowwise, *self.colwise))]
         if fused is not None and fused.out is not None:
             written.append(fused.out)
@@ -412,6 +440,7 @@ class _Pass:
             ),
             *(c.Param(c.Type(t, const=True), cname(x)) for x in self.scalars),
             *(c.Param(c.Type("long long", const=True), cname(x)) for x in self.dims),
+            *((c.Param(c.Type("int", const=True), "_threads"),) if threaded else ()),
             *((c.Param(c.Type("double", **pointer), "_out"),) if self.whole else ()),
         )
         scalar_type = "ctypes.c_float" if t == "float" else "ctypes.c_double"
@@ -419,17 +448,108 @@ class _Pass:
             *("ctypes.c_void_p" for _ in (*self.arrays, *written)),
             *(scalar_type for _ in self.scalars),
             *("ctypes.c_longlong" for _ in self.dims),
+            *(("ctypes.c_int",) if threaded else ()),
             *(("ctypes.c_void_p",) if self.whole else ()),
         )
-        text = self.printer.function(c.Function(name, params, tuple(body), comment))
-        return CKernel(name, argtypes, text, frozenset(self.printer.calls), len(self.whole))
+        function = c.Function(name, params, tuple(body), comment, returns="int")
+        text = self.printer.function(function)
+        allocates = threaded and bool(scalar_parts or column_parts)
+        return CKernel(
+            name, argtypes, text, frozenset(self.printer.calls), len(self.whole), threaded,
+            allocates,
+        )  # fmt: skip
 
-    def chunked(self, element: list[c.Stmt], simd: c.Simd | None) -> list[c.Stmt]:
-        """The loop over rows in chunks that stay in cache: a chunk's products with the
-        matrix, the pass over its rows, then its rows added into ``matrix.T @ value``."""
+    def tasks(self, rows, width, before, loops, scalar_parts, column_parts) -> list[c.Stmt]:
+        """The loops over rows ``_first`` to ``_last`` as tasks of consecutive rows shared
+        among the threads, then what the tasks added up, combined task after task.
+
+        How the rows are cut into tasks depends on the shape alone (``TASK_VALUES``,
+        ``MAX_TASKS``), never on the thread count; each task adds its sums into its own
+        partial sums (``scalar_parts``, then the arrays of ``column_parts``), and these are
+        added in the order of the tasks. So the results are the same, bit for bit, on any
+        number of threads; on one task, they are those of one loop over all the rows."""
+        dim = self.names.dim
+        zero, one = c.Literal("0"), c.Literal("1")
+        m, values = dim(rows), c.mul(dim(rows), dim(width))
+        tasks, per, task, part = c.Var("_tasks"), c.Var("_per"), c.Var("_t"), c.Var("_part")
+        threads, count, stride = c.Var("_threads"), c.Var("_nt"), c.Var("_size")
+        first, last = c.Var("_first"), c.Var("_last")
+        long, fixed = c.Type("long long"), c.Type("long long", const=True)
+        # a task's partial sums: its scalars, then each column reduction's array
+        offsets, size = [], c.Literal(str(len(scalar_parts)))
+        for *_, extent, _ in column_parts:
+            offsets.append(size)
+            size = c.add(size, dim(extent))
+
+        def at_most(limit: c.Expr) -> c.Stmt:
+            return c.If(c.BinOp(">", tasks, limit), (c.Assign(tasks, limit),))
+
+        body: list[c.Stmt] = [
+            c.Declare(long, tasks.name, c.BinOp("/", values, c.Literal(str(TASK_VALUES)))),
+            at_most(c.Literal(str(MAX_TASKS))),
+            at_most(m),
+            c.If(c.BinOp("<", tasks, one), (c.Assign(tasks, one),)),
+            c.Declare(fixed, per.name, c.BinOp("/", c.BinOp("-", c.add(m, tasks), one), tasks)),
+            c.Declare(
+                c.Type("int", const=True),
+                count.name,
+                c.Ternary(c.BinOp("<", threads, tasks), threads, c.Cast("int", tasks)),
+            ),
+        ]
+        partials = bool(scalar_parts or column_parts)
+        if partials:
+            bytes_ = c.mul(c.Call("sizeof", (c.Var("double"),)), c.mul(tasks, stride))
+            body += [
+                c.Declare(fixed, stride.name, size),
+                c.Declare(c.Type("double", pointer=True), part.name, c.Call("malloc", (bytes_,))),
+                c.If(c.BinOp("==", part, c.Var("NULL")), (c.Return(one),)),
+            ]
+        mine = c.mul(task, stride)  # where this task's partial sums start in _part
+
+        def slot(offset: c.Expr, at: c.Expr | None = None) -> c.Expr:
+            """Where partial sum ``offset`` (+ ``at``) of task ``_t`` is in ``_part``."""
+            place = mine if offset == c.Literal("0") else c.add(mine, offset)
+            return place if at is None else c.add(place, at)
+
+        in_task: list[c.Stmt] = [
+            c.Declare(fixed, first.name, c.mul(task, per)),
+            c.Declare(
+                fixed,
+                last.name,
+                c.Ternary(c.BinOp("<", c.add(first, per), m), c.add(first, per), m),
+            ),
+        ]
+        array = c.Type("double", pointer=True, restrict=True)
+        for (var, _, index, extent, op), offset in zip(column_parts, offsets, strict=True):
+            start = c.Assign(c.Index(var, c.Var(index)), INITIAL[op])
+            in_task.append(c.Declare(array, var.name, c.add(part, slot(offset))))
+            in_task.append(c.Loop(index, zero, dim(extent), (start,)))
+        in_task += [*before, *loops]
+        for r, (acc, _) in enumerate(scalar_parts):
+            in_task.append(c.Assign(c.Index(part, slot(c.Literal(str(r)))), acc))
+        body.append(c.Loop(task.name, zero, tasks, tuple(in_task), parallel=c.Parallel(count)))
+        for r, (acc, s) in enumerate(scalar_parts):
+            add = combine(acc, c.Index(part, slot(c.Literal(str(r)))), s.op)
+            body.append(c.Declare(c.Type("double"), acc.name, INITIAL[s.op]))
+            body.append(c.Loop(task.name, zero, tasks, (add,)))
+        for (_, target, index, extent, op), offset in zip(column_parts, offsets, strict=True):
+            add = combine(target, c.Index(part, slot(offset, c.Var(index))), op)
+            simd = c.Simd() if op == "sum" else None  # each column on its own: same sums
+            each = c.Loop(index, zero, dim(extent), (add,), simd=simd)
+            body.append(c.Loop(task.name, zero, tasks, (each,)))
+        if partials:
+            body.append(c.Evaluate(c.Call("free", (part,))))
+        return body
+
+    def chunked(
+        self, element: list[c.Stmt], simd: c.Simd | None, start: c.Expr, stop: c.Expr, out
+    ) -> list[c.Stmt]:
+        """The loop over rows ``start`` to ``stop`` in chunks that stay in cache: a chunk's
+        products with the matrix, the pass over its rows, then its rows added into ``out``
+        (the task's partial sums of ``matrix.T @ value``; None when there is none)."""
         fused, t, cname = self.products, self.t, self.names.c
         assert fused is not None
-        rows, cols = (self.names.dim(d) for d in self.shapes[fused.matrix])
+        cols = self.names.dim(self.shapes[fused.matrix][1])
         matrix, vector = c.Var(cname(fused.matrix)), c.Var(cname(fused.vector))
         zero, one, k, q = c.Literal("0"), c.Literal("1"), c.Var("_k"), c.Var("_q")
         chunk_rows, first, count = c.Var("_rows"), c.Var("_c"), c.Var("_m")
@@ -466,8 +586,8 @@ class _Pass:
                 c.Type("long long", const=True),
                 "_m",
                 c.Ternary(
-                    c.BinOp("<", c.BinOp("-", rows, first), chunk_rows),
-                    c.BinOp("-", rows, first),
+                    c.BinOp("<", c.BinOp("-", stop, first), chunk_rows),
+                    c.BinOp("-", stop, first),
                     chunk_rows,
                 ),
             ),
@@ -476,9 +596,7 @@ class _Pass:
         ]
         if fused.out is not None:
             r_k = c.Var("_rk")
-            add_row = c.Assign(
-                c.Index(c.Var(f"_w_{cname(fused.out)}"), q), c.mul(r_k, c.Index(row, q)), "+="
-            )
+            add_row = c.Assign(c.Index(out, q), c.mul(r_k, c.Index(row, q)), "+=")
             chunk.append(
                 c.Loop(
                     "_k",
@@ -500,11 +618,11 @@ class _Pass:
             c.Declare(c.Type("long long"), "_rows", per_chunk),
             c.If(c.BinOp("<", chunk_rows, one), (c.Assign(chunk_rows, one),)),
             c.If(c.BinOp(">", chunk_rows, limit), (c.Assign(chunk_rows, limit),)),
-            c.Loop("_c", zero, rows, tuple(chunk), step=chunk_rows),
+            c.Loop("_c", start, stop, tuple(chunk), step=chunk_rows),
         ]
 
     # -- Python -------------------------------------------------------------------------
-    def python_call(self, name: str) -> list[str]:
+    def python_call(self, name: str, threaded: bool, allocates: bool) -> list[str]:
         lines = []
         for x in self.stores:
             lines.append(f"{x} = np.empty({_shape(self.shapes[x], self.flat)}, dtype=DTYPE)")
@@ -524,10 +642,16 @@ class _Pass:
         if fused is not None and fused.out is not None:
             args.append(f"_r_{fused.out}.ctypes.data")
         args += [*self.scalars, *self.dims]
+        if threaded:
+            args.append("_THREADS")
         if self.whole:
             lines.append(f"_acc = _ACCUMULATORS[{len(self.whole)}]()")
             args.append("_acc")
-        lines.append(f"_lib().{name}({', '.join(args)})")
+        call = f"_lib().{name}({', '.join(args)})"
+        if allocates:
+            lines += [f"if {call}:", f"    _out_of_memory({name!r})"]
+        else:
+            lines.append(call)
         if self.whole:
             targets = ", ".join(s.target.name for s in self.whole)
             lines.append(f"{targets}{',' if len(self.whole) == 1 else ''} = _acc")
@@ -539,6 +663,19 @@ class _Pass:
             lines.append(f"{fused.out} = _r_{fused.out}.reshape(({cols}, 1)){convert}")
         return lines
 
+
+def combine(target: c.Expr, value: c.Expr, op: str) -> c.Stmt:
+    """``target`` combined with a task's partial ``value`` of a reduction ``op``."""
+    if op == "max":
+        return c.Assign(target, c.Call("sg_max", (target, value)))
+    return c.Assign(target, value, "+=")
+
+
+#: A pass is cut into tasks of at least TASK_VALUES elements (rows x width), so that a task
+#: is worth handing to a thread; and into at most MAX_TASKS tasks, so that the partial
+#: sums stay small. Below 2 x TASK_VALUES elements a pass runs on one thread.
+TASK_VALUES = 16384
+MAX_TASKS = 256
 
 #: Rows per chunk of a pass with fused products at most, and values per chunk of the
 #: matrix (2048 float64 values are 16 KiB: a chunk stays in the L1 cache between the
