@@ -61,8 +61,8 @@ int loss_0(const double* restrict t, const double* restrict y, const double a, c
     if (_tasks < 1) _tasks = 1;
     const long long _per = (N + _tasks - 1) / _tasks;
     const int _nt = _threads < _tasks ? _threads : (int)_tasks;
-    const long long _size = 1;
-    double* _part = malloc(sizeof(double)*(_tasks*_size));
+    const long long _size = (1 + 7) / 8*8;
+    double* _part = aligned_alloc(64, sizeof(double)*(_tasks*_size));
     if (_part == NULL) {
         return 1;
     }
@@ -98,8 +98,8 @@ int loss_and_grad_0(const double* restrict t, const double* restrict y, const do
     if (_tasks < 1) _tasks = 1;
     const long long _per = (N + _tasks - 1) / _tasks;
     const int _nt = _threads < _tasks ? _threads : (int)_tasks;
-    const long long _size = 7;
-    double* _part = malloc(sizeof(double)*(_tasks*_size));
+    const long long _size = (7 + 7) / 8*8;
+    double* _part = aligned_alloc(64, sizeof(double)*(_tasks*_size));
     if (_part == NULL) {
         return 1;
     }

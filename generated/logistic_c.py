@@ -63,8 +63,8 @@ int loss_0(const double* restrict X, const double* restrict t, const double* res
     if (_tasks < 1) _tasks = 1;
     const long long _per = (N + _tasks - 1) / _tasks;
     const int _nt = _threads < _tasks ? _threads : (int)_tasks;
-    const long long _size = 1;
-    double* _part = malloc(sizeof(double)*(_tasks*_size));
+    const long long _size = (1 + 7) / 8*8;
+    double* _part = aligned_alloc(64, sizeof(double)*(_tasks*_size));
     if (_part == NULL) {
         return 1;
     }
@@ -79,7 +79,29 @@ int loss_0(const double* restrict X, const double* restrict t, const double* res
         if (_rows > 256) _rows = 256;
         for (long long _c = _first; _c < _last; _c += _rows) {
             const long long _m = _last - _c < _rows ? _last - _c : _rows;
-            for (long long _k = 0; _k < _m; ++_k) {
+            const long long _mg = _m - _m % 4;
+            for (long long _k = 0; _k < _mg; _k += 4) {
+                const double* restrict _row0 = X + (_c + _k)*D;
+                const double* restrict _row1 = X + (_c + (_k + 1))*D;
+                const double* restrict _row2 = X + (_c + (_k + 2))*D;
+                const double* restrict _row3 = X + (_c + (_k + 3))*D;
+                double _s0 = 0.0;
+                double _s1 = 0.0;
+                double _s2 = 0.0;
+                double _s3 = 0.0;
+                #pragma omp simd reduction(+:_s0, _s1, _s2, _s3)
+                for (long long _q = 0; _q < D; ++_q) {
+                    _s0 += (double)_row0[_q]*w[_q];
+                    _s1 += (double)_row1[_q]*w[_q];
+                    _s2 += (double)_row2[_q]*w[_q];
+                    _s3 += (double)_row3[_q]*w[_q];
+                }
+                _a[_k] = (double)_s0;
+                _a[_k + 1] = (double)_s1;
+                _a[_k + 2] = (double)_s2;
+                _a[_k + 3] = (double)_s3;
+            }
+            for (long long _k = _mg; _k < _m; ++_k) {
                 const double* restrict _row = X + (_c + _k)*D;
                 double _s = 0.0;
                 #pragma omp simd reduction(+:_s)
@@ -107,6 +129,42 @@ int loss_0(const double* restrict X, const double* restrict t, const double* res
     return 0;
 }
 
+// loss_1: one pass over the elements (N, 1), 1 reduction, in tasks of rows shared among _threads threads
+int loss_1(const double* restrict t, const double* restrict x0, const long long N, const int _threads, double* restrict _out)
+{
+    long long _tasks = N*1LL / 16384;
+    if (_tasks > 256) _tasks = 256;
+    if (_tasks > N) _tasks = N;
+    if (_tasks < 1) _tasks = 1;
+    const long long _per = (N + _tasks - 1) / _tasks;
+    const int _nt = _threads < _tasks ? _threads : (int)_tasks;
+    const long long _size = (1 + 7) / 8*8;
+    double* _part = aligned_alloc(64, sizeof(double)*(_tasks*_size));
+    if (_part == NULL) {
+        return 1;
+    }
+    #pragma omp parallel for schedule(dynamic, 1) num_threads(_nt) if(_nt > 1)
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        const long long _first = _t*_per;
+        const long long _last = _first + _per < N ? _first + _per : N;
+        double _acc0 = 0.0;
+        #pragma omp simd reduction(+:_acc0)
+        for (long long _i = _first; _i < _last; ++_i) {
+            const double _v_t = t[_i];
+            const double _v_x0 = x0[_i];
+            _acc0 += (double)(_v_t*_v_x0 - sg_softplus(_v_x0));
+        }
+        _part[_t*_size] = _acc0;
+    }
+    double _acc0 = 0.0;
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        _acc0 += _part[_t*_size];
+    }
+    free(_part);
+    _out[0] = _acc0;
+    return 0;
+}
+
 // loss_and_grad_0: one pass over the rows of X with x0 = X @ w and grad_w = X.T @ x2, 1 reduction, in tasks of rows shared among _threads threads
 int loss_and_grad_0(const double* restrict X, const double* restrict t, const double* restrict w, double* restrict _w_grad_w, const long long D, const long long N, const int _threads, double* restrict _out)
 {
@@ -116,8 +174,8 @@ int loss_and_grad_0(const double* restrict X, const double* restrict t, const do
     if (_tasks < 1) _tasks = 1;
     const long long _per = (N + _tasks - 1) / _tasks;
     const int _nt = _threads < _tasks ? _threads : (int)_tasks;
-    const long long _size = 1 + D;
-    double* _part = malloc(sizeof(double)*(_tasks*_size));
+    const long long _size = (1 + D + 7) / 8*8;
+    double* _part = aligned_alloc(64, sizeof(double)*(_tasks*_size));
     if (_part == NULL) {
         return 1;
     }
@@ -137,7 +195,29 @@ int loss_and_grad_0(const double* restrict X, const double* restrict t, const do
         if (_rows > 256) _rows = 256;
         for (long long _c = _first; _c < _last; _c += _rows) {
             const long long _m = _last - _c < _rows ? _last - _c : _rows;
-            for (long long _k = 0; _k < _m; ++_k) {
+            const long long _mg = _m - _m % 4;
+            for (long long _k = 0; _k < _mg; _k += 4) {
+                const double* restrict _row0 = X + (_c + _k)*D;
+                const double* restrict _row1 = X + (_c + (_k + 1))*D;
+                const double* restrict _row2 = X + (_c + (_k + 2))*D;
+                const double* restrict _row3 = X + (_c + (_k + 3))*D;
+                double _s0 = 0.0;
+                double _s1 = 0.0;
+                double _s2 = 0.0;
+                double _s3 = 0.0;
+                #pragma omp simd reduction(+:_s0, _s1, _s2, _s3)
+                for (long long _q = 0; _q < D; ++_q) {
+                    _s0 += (double)_row0[_q]*w[_q];
+                    _s1 += (double)_row1[_q]*w[_q];
+                    _s2 += (double)_row2[_q]*w[_q];
+                    _s3 += (double)_row3[_q]*w[_q];
+                }
+                _a[_k] = (double)_s0;
+                _a[_k + 1] = (double)_s1;
+                _a[_k + 2] = (double)_s2;
+                _a[_k + 3] = (double)_s3;
+            }
+            for (long long _k = _mg; _k < _m; ++_k) {
                 const double* restrict _row = X + (_c + _k)*D;
                 double _s = 0.0;
                 #pragma omp simd reduction(+:_s)
@@ -156,12 +236,26 @@ int loss_and_grad_0(const double* restrict X, const double* restrict t, const do
                 _r[_k] = (double)x2;
                 _acc0 += (double)(_v_t*_v_x0 - log1p(x1) - sg_maximum(0.0, _v_x0));
             }
-            for (long long _k = 0; _k < _m; ++_k) {
+            for (long long _k = 0; _k < _mg; _k += 4) {
+                const double* restrict _row0 = X + (_c + _k)*D;
+                const double* restrict _row1 = X + (_c + (_k + 1))*D;
+                const double* restrict _row2 = X + (_c + (_k + 2))*D;
+                const double* restrict _row3 = X + (_c + (_k + 3))*D;
+                const double _rk0 = _r[_k];
+                const double _rk1 = _r[_k + 1];
+                const double _rk2 = _r[_k + 2];
+                const double _rk3 = _r[_k + 3];
+                #pragma omp simd
+                for (long long _q = 0; _q < D; ++_q) {
+                    _col0[_q] = _col0[_q] + _rk0*_row0[_q] + _rk1*_row1[_q] + _rk2*_row2[_q] + _rk3*_row3[_q];
+                }
+            }
+            for (long long _k = _mg; _k < _m; ++_k) {
                 const double* restrict _row = X + (_c + _k)*D;
                 const double _rk = _r[_k];
                 #pragma omp simd
                 for (long long _q = 0; _q < D; ++_q) {
-                    _col0[_q] += _rk*_row[_q];
+                    _col0[_q] = _col0[_q] + _rk*_row[_q];
                 }
             }
         }
@@ -181,13 +275,60 @@ int loss_and_grad_0(const double* restrict X, const double* restrict t, const do
     _out[0] = _acc0;
     return 0;
 }
+
+// loss_and_grad_1: one pass over the elements (N, 1), 1 reduction, in tasks of rows shared among _threads threads
+int loss_and_grad_1(const double* restrict t, const double* restrict x0, double* restrict _w_x2, const long long N, const int _threads, double* restrict _out)
+{
+    long long _tasks = N*1LL / 16384;
+    if (_tasks > 256) _tasks = 256;
+    if (_tasks > N) _tasks = N;
+    if (_tasks < 1) _tasks = 1;
+    const long long _per = (N + _tasks - 1) / _tasks;
+    const int _nt = _threads < _tasks ? _threads : (int)_tasks;
+    const long long _size = (1 + 7) / 8*8;
+    double* _part = aligned_alloc(64, sizeof(double)*(_tasks*_size));
+    if (_part == NULL) {
+        return 1;
+    }
+    #pragma omp parallel for schedule(dynamic, 1) num_threads(_nt) if(_nt > 1)
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        const long long _first = _t*_per;
+        const long long _last = _first + _per < N ? _first + _per : N;
+        double _acc0 = 0.0;
+        #pragma omp simd reduction(+:_acc0)
+        for (long long _i = _first; _i < _last; ++_i) {
+            const double _v_x0 = x0[_i];
+            const double _v_t = t[_i];
+            const double x1 = exp(-fabs(_v_x0));
+            const double x2 = -_v_t + sg_sigmoid_e(_v_x0, x1);
+            _w_x2[_i] = x2;
+            _acc0 += (double)(_v_t*_v_x0 - log1p(x1) - sg_maximum(0.0, _v_x0));
+        }
+        _part[_t*_size] = _acc0;
+    }
+    double _acc0 = 0.0;
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        _acc0 += _part[_t*_size];
+    }
+    free(_part);
+    _out[0] = _acc0;
+    return 0;
+}
 """
 
 #: Argument types of the C functions.
 _SIGNATURES = {
     "loss_0": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_int, ctypes.c_void_p),
+    "loss_1": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_longlong, ctypes.c_int, ctypes.c_void_p),
     "loss_and_grad_0": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_int, ctypes.c_void_p),
+    "loss_and_grad_1": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_longlong, ctypes.c_int, ctypes.c_void_p),
 }
+#: A matrix's products run inside the pass over its rows when it has at most
+#: _FUSED_AT_MOST bytes (in cache: two BLAS calls saved) or at least _FUSED_AT_LEAST
+#: (beyond the last-level cache: read once, not twice); in between, BLAS's faster
+#: products on the cached matrix, and the pass without them.
+_FUSED_AT_MOST = 65536
+_FUSED_AT_LEAST = 16777216
 #: The arrays the C functions write their sums into, by length.
 _ACCUMULATORS = {1: ctypes.c_double * 1}
 #: Compiler flags: optimised for this machine, loops vectorised with the C library's
@@ -611,11 +752,18 @@ def _arguments(w, X, t):
 def loss(w, X, t):
     """The loss, as a float."""
     w, X, t, D, N = _arguments(w, X, t)
-    # one pass over the elements (N, 1), 1 reduction, compiled C (_SOURCE), with the products by X
-    _acc = _ACCUMULATORS[1]()
-    if _lib().loss_0(X.ctypes.data, t.ctypes.data, w.ctypes.data, D, N, _THREADS, _acc):
-        _out_of_memory('loss_0')
-    x1, = _acc
+    # one pass over the elements (N, 1), 1 reduction, compiled C (_SOURCE), with the products by X (or BLAS)
+    if X.nbytes <= _FUSED_AT_MOST or X.nbytes >= _FUSED_AT_LEAST:
+        _acc = _ACCUMULATORS[1]()
+        if _lib().loss_0(X.ctypes.data, t.ctypes.data, w.ctypes.data, D, N, _THREADS, _acc):
+            _out_of_memory('loss_0')
+        x1, = _acc
+    else:
+        x0 = X @ w
+        _acc = _ACCUMULATORS[1]()
+        if _lib().loss_1(t.ctypes.data, x0.ctypes.data, N, _THREADS, _acc):
+            _out_of_memory('loss_1')
+        x1, = _acc
     # scalar arithmetic
     loss = -x1
     return loss
@@ -628,13 +776,22 @@ def loss_and_grad(w, X, t):
 
 def _loss_and_grad(w, X, t, D, N):
     """loss_and_grad on arguments that _arguments has checked (the steps call it too)."""
-    # one pass over the elements (N, 1), 1 reduction, compiled C (_SOURCE), with the products by X
-    _r_grad_w = np.zeros((D,))
-    _acc = _ACCUMULATORS[1]()
-    if _lib().loss_and_grad_0(X.ctypes.data, t.ctypes.data, w.ctypes.data, _r_grad_w.ctypes.data, D, N, _THREADS, _acc):
-        _out_of_memory('loss_and_grad_0')
-    x3, = _acc
-    grad_w = _r_grad_w.reshape((D, 1))
+    # one pass over the elements (N, 1), 1 reduction, compiled C (_SOURCE), with the products by X (or BLAS)
+    if X.nbytes <= _FUSED_AT_MOST or X.nbytes >= _FUSED_AT_LEAST:
+        _r_grad_w = np.zeros((D,))
+        _acc = _ACCUMULATORS[1]()
+        if _lib().loss_and_grad_0(X.ctypes.data, t.ctypes.data, w.ctypes.data, _r_grad_w.ctypes.data, D, N, _THREADS, _acc):
+            _out_of_memory('loss_and_grad_0')
+        x3, = _acc
+        grad_w = _r_grad_w.reshape((D, 1))
+    else:
+        x0 = X @ w
+        x2 = np.empty((N, 1), dtype=DTYPE)
+        _acc = _ACCUMULATORS[1]()
+        if _lib().loss_and_grad_1(t.ctypes.data, x0.ctypes.data, x2.ctypes.data, N, _THREADS, _acc):
+            _out_of_memory('loss_and_grad_1')
+        x3, = _acc
+        grad_w = X.T @ x2
     # scalar arithmetic
     loss = -x3
     return loss, (grad_w, )

@@ -90,8 +90,8 @@ int loss_1(const float* restrict Y, const float* restrict x2, const long long M,
     if (_tasks < 1) _tasks = 1;
     const long long _per = (M + _tasks - 1) / _tasks;
     const int _nt = _threads < _tasks ? _threads : (int)_tasks;
-    const long long _size = 1;
-    double* _part = malloc(sizeof(double)*(_tasks*_size));
+    const long long _size = (1 + 7) / 8*8;
+    double* _part = aligned_alloc(64, sizeof(double)*(_tasks*_size));
     if (_part == NULL) {
         return 1;
     }
@@ -154,8 +154,8 @@ int loss_and_grad_1(const float* restrict Y, const float* restrict x2, float* re
     if (_tasks < 1) _tasks = 1;
     const long long _per = (M + _tasks - 1) / _tasks;
     const int _nt = _threads < _tasks ? _threads : (int)_tasks;
-    const long long _size = 1;
-    double* _part = malloc(sizeof(double)*(_tasks*_size));
+    const long long _size = (1 + 7) / 8*8;
+    double* _part = aligned_alloc(64, sizeof(double)*(_tasks*_size));
     if (_part == NULL) {
         return 1;
     }

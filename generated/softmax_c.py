@@ -117,8 +117,8 @@ int loss_2(const double* restrict Y, const double* restrict b, const double* res
     if (_tasks < 1) _tasks = 1;
     const long long _per = (N + _tasks - 1) / _tasks;
     const int _nt = _threads < _tasks ? _threads : (int)_tasks;
-    const long long _size = 1;
-    double* _part = malloc(sizeof(double)*(_tasks*_size));
+    const long long _size = (1 + 7) / 8*8;
+    double* _part = aligned_alloc(64, sizeof(double)*(_tasks*_size));
     if (_part == NULL) {
         return 1;
     }
@@ -158,8 +158,8 @@ int loss_and_grad_0(const double* restrict Y, double* restrict _w_x1, double* re
     if (_tasks < 1) _tasks = 1;
     const long long _per = (N + _tasks - 1) / _tasks;
     const int _nt = _threads < _tasks ? _threads : (int)_tasks;
-    const long long _size = 0 + K;
-    double* _part = malloc(sizeof(double)*(_tasks*_size));
+    const long long _size = (0 + K + 7) / 8*8;
+    double* _part = aligned_alloc(64, sizeof(double)*(_tasks*_size));
     if (_part == NULL) {
         return 1;
     }
@@ -255,8 +255,8 @@ int loss_and_grad_3(const double* restrict Y, const double* restrict b, const do
     if (_tasks < 1) _tasks = 1;
     const long long _per = (N + _tasks - 1) / _tasks;
     const int _nt = _threads < _tasks ? _threads : (int)_tasks;
-    const long long _size = 1 + K;
-    double* _part = malloc(sizeof(double)*(_tasks*_size));
+    const long long _size = (1 + K + 7) / 8*8;
+    double* _part = aligned_alloc(64, sizeof(double)*(_tasks*_size));
     if (_part == NULL) {
         return 1;
     }

@@ -189,6 +189,9 @@ class NativeModule:
     kernels: tuple[CKernel, ...]
     #: Sizes of the accumulator arrays the calls pass (``_ACCUMULATORS``).
     accumulators: tuple[int, ...]
+    #: The sizes of a matrix (bytes) at most and at least which its products run inside
+    #: the pass over its rows (``_FUSED_AT_MOST``, ``_FUSED_AT_LEAST``); None: no such pass.
+    fusion: tuple[int, int] | None = None
 
 
 @dataclass
@@ -199,6 +202,8 @@ class NativeKernels:
     #: The dimension variables (``N``, ``M``, ...): passed as ``long long``.
     dims: frozenset[str] = frozenset()
     kernels: list[CKernel] = field(default_factory=list)
+    #: Whether a pass chooses between fused products and BLAS (``choose``).
+    chooses: bool = False
 
     @property
     def ctype(self) -> str:
@@ -208,6 +213,19 @@ class NativeKernels:
         """The matrix-vector products this backend runs inside passes (``fused_products``)."""
         return fused_products(program, shapes)
 
+    def choose(self, products: Products, fused: list[str], apart: list[str]) -> list[str]:
+        """The lines that run a pass with its products inside (``fused``) when its matrix is
+        small or large, else the products by BLAS around the pass (``apart``): chosen at
+        call time from the matrix's size in bytes (``FUSED_AT_MOST``, ``FUSED_AT_LEAST``)."""
+        self.chooses = True
+        size = f"{products.matrix}.nbytes"
+        return [
+            f"if {size} <= _FUSED_AT_MOST or {size} >= _FUSED_AT_LEAST:",
+            *(f"    {line}" for line in fused),
+            "else:",
+            *(f"    {line}" for line in apart),
+        ]
+
     def module(self, name: str) -> NativeModule | None:
         """The compiled part of module ``name``: its C source and the passes' signatures."""
         if not self.kernels:
@@ -215,7 +233,10 @@ class NativeKernels:
         kernels = tuple(self.kernels)
         sizes = sorted({k.sums for k in kernels if k.sums})
         helpers = helpers_used(frozenset().union(*(k.calls for k in kernels)))
-        return NativeModule(source(name, self.dtype, kernels, helpers), kernels, tuple(sizes))
+        fusion = (FUSED_AT_MOST, FUSED_AT_LEAST) if self.chooses else None
+        return NativeModule(
+            source(name, self.dtype, kernels, helpers), kernels, tuple(sizes), fusion
+        )
 
     def pass_lines(
         self,
@@ -498,10 +519,17 @@ class _Pass:
         ]
         partials = bool(scalar_parts or column_parts)
         if partials:
+            # each task's partial sums on cache lines of their own (64 bytes, 8 doubles):
+            # tasks running at once on different threads never write to the same line
+            line = c.Literal(str(CACHE_LINE // 8))
+            padded = c.mul(
+                c.BinOp("/", c.add(size, c.Literal(str(CACHE_LINE // 8 - 1))), line), line
+            )
             bytes_ = c.mul(c.Call("sizeof", (c.Var("double"),)), c.mul(tasks, stride))
+            allocate = c.Call("aligned_alloc", (c.Literal(str(CACHE_LINE)), bytes_))
             body += [
-                c.Declare(fixed, stride.name, size),
-                c.Declare(c.Type("double", pointer=True), part.name, c.Call("malloc", (bytes_,))),
+                c.Declare(fixed, stride.name, padded),
+                c.Declare(c.Type("double", pointer=True), part.name, allocate),
                 c.If(c.BinOp("==", part, c.Var("NULL")), (c.Return(one),)),
             ]
         mine = c.mul(task, stride)  # where this task's partial sums start in _part
@@ -546,69 +574,90 @@ class _Pass:
     ) -> list[c.Stmt]:
         """The loop over rows ``start`` to ``stop`` in chunks that stay in cache: a chunk's
         products with the matrix, the pass over its rows, then its rows added into ``out``
-        (the task's partial sums of ``matrix.T @ value``; None when there is none)."""
+        (the task's partial sums of ``matrix.T @ value``; None when there is none).
+
+        The products take ``GROUP`` rows at a time (the vector is loaded once for them,
+        and ``out`` read and written once), then the rows left one by one. Each row's dot
+        product is its own sum, and each element of ``out`` adds the rows in their order:
+        the same arithmetic as one row at a time."""
         fused, t, cname = self.products, self.t, self.names.c
         assert fused is not None
         cols = self.names.dim(self.shapes[fused.matrix][1])
         matrix, vector = c.Var(cname(fused.matrix)), c.Var(cname(fused.vector))
         zero, one, k, q = c.Literal("0"), c.Literal("1"), c.Var("_k"), c.Var("_q")
         chunk_rows, first, count = c.Var("_rows"), c.Var("_c"), c.Var("_m")
+        grouped = c.Var("_mg")  # the rows of the chunk in whole groups
         limit = c.Literal(str(CHUNK))
-        row = c.Var("_row")
         row_type = c.Type(t, const=True, pointer=True, restrict=True)
-        row_start = c.Declare(row_type, row.name, c.add(matrix, c.mul(c.add(first, k), cols)))
-        products = c.Loop(
-            "_k",
-            zero,
-            count,
-            (
-                row_start,
-                c.Declare(c.Type("double"), "_s", c.Literal("0.0")),
-                c.Loop(
-                    "_q",
-                    zero,
-                    cols,
-                    (
-                        c.Assign(
-                            c.Var("_s"),
-                            c.mul(c.Cast("double", c.Index(row, q)), c.Index(vector, q)),
-                            "+=",
-                        ),
-                    ),
-                    simd=c.Simd(("_s",)),
+
+        def nth(g: int) -> c.Expr:
+            return k if g == 0 else c.add(k, c.Literal(str(g)))
+
+        def rows(size: int) -> tuple[list[c.Var], list[c.Stmt]]:
+            """Rows _k, _k + 1, ... of the chunk: their names and declarations."""
+            names = [c.Var(f"_row{g}" if size > 1 else "_row") for g in range(size)]
+            starts = [c.add(matrix, c.mul(c.add(first, nth(g)), cols)) for g in range(size)]
+            declared = [
+                c.Declare(row_type, n.name, at) for n, at in zip(names, starts, strict=True)
+            ]
+            return names, declared
+
+        def products(size: int) -> tuple[c.Stmt, ...]:
+            """The dot products of ``size`` rows with the vector, into ``_a``."""
+            names, declared = rows(size)
+            sums = [c.Var(f"_s{g}" if size > 1 else "_s") for g in range(size)]
+            terms = tuple(
+                c.Assign(s, c.mul(c.Cast("double", c.Index(r, q)), c.Index(vector, q)), "+=")
+                for s, r in zip(sums, names, strict=True)
+            )
+            return (
+                *declared,
+                *(c.Declare(c.Type("double"), s.name, c.Literal("0.0")) for s in sums),
+                c.Loop("_q", zero, cols, terms, simd=c.Simd(tuple(s.name for s in sums))),
+                *(c.Assign(c.Index(c.Var("_a"), nth(g)), c.Cast(t, s)) for g, s in enumerate(sums)),
+            )
+
+        def added(size: int) -> tuple[c.Stmt, ...]:
+            """``size`` rows times their values added into ``out``, row after row."""
+            names, declared = rows(size)
+            values = [c.Var(f"_rk{g}" if size > 1 else "_rk") for g in range(size)]
+            terms = (c.mul(v, c.Index(r, q)) for v, r in zip(values, names, strict=True))
+            total = c.add(c.Index(out, q), *terms)
+            value_type = c.Type("double", const=True)
+            return (
+                *declared,
+                *(
+                    c.Declare(value_type, v.name, c.Index(c.Var("_r"), nth(g)))
+                    for g, v in enumerate(values)
                 ),
-                c.Assign(c.Index(c.Var("_a"), k), c.Cast(t, c.Var("_s"))),
-            ),
-        )
+                c.Loop("_q", zero, cols, (c.Assign(c.Index(out, q), total),), simd=c.Simd()),
+            )
+
+        def by_groups(each) -> list[c.Stmt]:
+            step = c.Literal(str(GROUP))
+            return [
+                c.Loop("_k", zero, grouped, each(GROUP), step=step),
+                c.Loop("_k", grouped, count, each(1)),
+            ]
+
         this_row = c.Declare(c.Type("long long", const=True), "_i", c.add(first, k))
+        left = c.BinOp("-", stop, first)
         chunk: list[c.Stmt] = [
             c.Declare(
                 c.Type("long long", const=True),
                 "_m",
-                c.Ternary(
-                    c.BinOp("<", c.BinOp("-", stop, first), chunk_rows),
-                    c.BinOp("-", stop, first),
-                    chunk_rows,
-                ),
+                c.Ternary(c.BinOp("<", left, chunk_rows), left, chunk_rows),
             ),
-            products,
+            c.Declare(
+                c.Type("long long", const=True),
+                grouped.name,
+                c.BinOp("-", count, c.BinOp("%", count, c.Literal(str(GROUP)))),
+            ),
+            *by_groups(products),
             c.Loop("_k", zero, count, (this_row, *element), simd=simd),
         ]
         if fused.out is not None:
-            r_k = c.Var("_rk")
-            add_row = c.Assign(c.Index(out, q), c.mul(r_k, c.Index(row, q)), "+=")
-            chunk.append(
-                c.Loop(
-                    "_k",
-                    zero,
-                    count,
-                    (
-                        row_start,
-                        c.Declare(c.Type("double", const=True), "_rk", c.Index(c.Var("_r"), k)),
-                        c.Loop("_q", zero, cols, (add_row,), simd=c.Simd()),
-                    ),
-                )
-            )
+            chunk += by_groups(added)
         per_chunk = c.BinOp(
             "/", c.Literal(str(CHUNK_VALUES)), c.Ternary(c.BinOp(">", cols, zero), cols, one)
         )
@@ -676,12 +725,25 @@ def combine(target: c.Expr, value: c.Expr, op: str) -> c.Stmt:
 #: sums stay small. Below 2 x TASK_VALUES elements a pass runs on one thread.
 TASK_VALUES = 16384
 MAX_TASKS = 256
+#: Bytes per cache line: the unit in which tasks' partial sums are kept apart.
+CACHE_LINE = 64
+
+#: Products by a matrix run inside the pass over its rows when the matrix has at most
+#: FUSED_AT_MOST bytes (in cache either way: the pass saves two BLAS calls) or at least
+#: FUSED_AT_LEAST (larger than the last-level cache: read once instead of twice); in
+#: between, BLAS's products (it reads the cached matrix faster) and the pass without them.
+#: Measured (BENCHMARKS.md, "Fused products or BLAS"): fused / BLAS 0.95-1.00 up to 50 KiB,
+#: 1.1-1.5 from 128 KiB to 10 MiB, 0.6-0.8 from 16 MiB (D = 128, 784), ~1.0 at D = 16.
+FUSED_AT_MOST = 64 << 10
+FUSED_AT_LEAST = 16 << 20
 
 #: Rows per chunk of a pass with fused products at most, and values per chunk of the
 #: matrix (2048 float64 values are 16 KiB: a chunk stays in the L1 cache between the
 #: products, the pass and the transposed products).
 CHUNK = 256
 CHUNK_VALUES = 2048
+#: Rows whose products are taken together (see ``_Pass.chunked``).
+GROUP = 4
 
 
 def _shape(shape, flat: bool) -> str:

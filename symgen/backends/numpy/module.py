@@ -59,6 +59,8 @@ class PassCompiler(Protocol):
 
     def pass_lines(self, kernel, prefix, shapes, stored, scalar_line, products=None): ...
 
+    def choose(self, products, fused: list[str], apart: list[str]) -> list[str]: ...
+
     def module(self, name: str) -> CompiledPasses | None: ...
 
 
@@ -311,8 +313,13 @@ def _body(
             scalar_line = partial(printer.line, kernel=k)
             lines = native.pass_lines(k, prefix, all_shapes, keep, scalar_line, products)
             comment = f"{_describe(k)}, compiled C (_SOURCE)"
-            if products is not None:
-                comment += f", with the products by {products.matrix}"
+            if products is not None:  # or the products by BLAS and the pass: chosen by size
+                comment += f", with the products by {products.matrix} (or BLAS)"
+                kernels = program.kernels
+                apart = [printer.line(kernels[i].stmts[0], kernels[i]) for i in products.absorbed]
+                plain = native.pass_lines(k, prefix, all_shapes, stored[n], scalar_line)
+                apart[1:1] = plain
+                lines = native.choose(products, lines, apart)
         if lines is None:
             if (
                 per_sample
