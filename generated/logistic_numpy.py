@@ -94,8 +94,11 @@ def _in_place(name, value):
 
 def _apart(*arrays, updated):
     """The first ``updated`` arrays (parameters) share no memory with any other argument."""
+    owners = [array.flags.owndata for _, array in arrays]
     for i, (name, array) in enumerate(arrays[:updated]):
-        for other, array2 in arrays[i + 1:]:
+        for j, (other, array2) in enumerate(arrays[i + 1:], i + 1):
+            if owners[i] and owners[j] and array is not array2:
+                continue  # two arrays that own their memory: none of it is shared
             # the bounds first (cheap); the exact answer only when they overlap
             if np.may_share_memory(array, array2) and np.shares_memory(array, array2):
                 raise ValueError(
@@ -131,7 +134,7 @@ def _arguments(w, X, t):
         _wrong_dim("t", t, 0, "N", N, "X", 0)
     if t.shape[1] != 1:
         _wrong_dim("t", t, 1, "1", 1, "", 0)
-    if not ((t == 0) | (t == 1)).all():
+    if np.count_nonzero(t*(t - 1)):
         raise ValueError("logistic: data 't' is declared binary, but not all its entries are 0 or 1")
     return w, X, t, D, N
 

@@ -94,8 +94,11 @@ def _in_place(name, value):
 
 def _apart(*arrays, updated):
     """The first ``updated`` arrays (parameters) share no memory with any other argument."""
+    owners = [array.flags.owndata for _, array in arrays]
     for i, (name, array) in enumerate(arrays[:updated]):
-        for other, array2 in arrays[i + 1:]:
+        for j, (other, array2) in enumerate(arrays[i + 1:], i + 1):
+            if owners[i] and owners[j] and array is not array2:
+                continue  # two arrays that own their memory: none of it is shared
             # the bounds first (cheap); the exact answer only when they overlap
             if np.may_share_memory(array, array2) and np.shares_memory(array, array2):
                 raise ValueError(

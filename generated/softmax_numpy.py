@@ -94,8 +94,11 @@ def _in_place(name, value):
 
 def _apart(*arrays, updated):
     """The first ``updated`` arrays (parameters) share no memory with any other argument."""
+    owners = [array.flags.owndata for _, array in arrays]
     for i, (name, array) in enumerate(arrays[:updated]):
-        for other, array2 in arrays[i + 1:]:
+        for j, (other, array2) in enumerate(arrays[i + 1:], i + 1):
+            if owners[i] and owners[j] and array is not array2:
+                continue  # two arrays that own their memory: none of it is shared
             # the bounds first (cheap); the exact answer only when they overlap
             if np.may_share_memory(array, array2) and np.shares_memory(array, array2):
                 raise ValueError(
@@ -181,16 +184,10 @@ def loss_and_grad(W, b, X, Y):
 
 def _loss_and_grad(W, b, X, Y, D, K, N):
     """loss_and_grad on arguments that _arguments has checked (the steps call it too)."""
-    # one pass over the elements (N, K), 2 reductions, in blocks of rows (8192 elements)
+    # one pass over the elements (N, K), 2 reductions
     x0 = 1.0/N
-    _rows = max(1, 8192//max(K, 1))
-    x1 = np.empty((N, 1), dtype=DTYPE)
-    x2 = np.zeros((1, K), dtype=DTYPE)
-    for _start in range(0, N, _rows):
-        _Y = Y[_start:_start + _rows]
-        _x1 = np.sum(_Y, axis=(1,), keepdims=True)
-        x1[_start:_start + _rows] = _x1
-        x2 += np.sum(_Y, axis=(0,), keepdims=True)
+    x1 = np.sum(Y, axis=(1,), keepdims=True)
+    x2 = np.sum(Y, axis=(0,), keepdims=True)
     x3 = x0*x1
     x4 = -x0*x2
     # matrix product (BLAS)

@@ -685,11 +685,11 @@ class _Pass:
         if fused is not None and fused.out is not None:
             cols = self.shapes[fused.matrix][1]
             lines.append(f"_r_{fused.out} = np.zeros(({cols},))")
-        args = [f"{x}.ctypes.data" for x in self.arrays]
-        args += [f"{x}.ctypes.data" for x in self.stores]
-        args += [f"_r_{s.target.name}.ctypes.data" for s in axis_sums]
+        args = [f"_address({x})" for x in self.arrays]
+        args += [f"_address({x})" for x in self.stores]
+        args += [f"_address(_r_{s.target.name})" for s in axis_sums]
         if fused is not None and fused.out is not None:
-            args.append(f"_r_{fused.out}.ctypes.data")
+            args.append(f"_address(_r_{fused.out})")
         args += [*self.scalars, *self.dims]
         if threaded:
             args.append("_THREADS")

@@ -244,9 +244,11 @@ def _row_blocked(
     ):
         return None
     # Worth it when the pass reduces, or makes several temporaries per value it keeps
-    # (measured: a lone mask product such as W3's x8*(x0 > 0) runs as fast whole).
+    # (measured: a lone mask product such as W3's x8*(x0 > 0) runs as fast whole); not
+    # when it only reduces arrays it reads (no temporary to keep in cache: the loop would
+    # only add its own cost, ~1-3 us a pass at small sizes).
     work = sum(sp.count_ops(e) for s in middle for e in s.inputs)
-    if not (whole or column or row) and work < 3 * max(1, len(keep)):
+    if work == 0 or (not (whole or column or row) and work < 3 * max(1, len(keep))):
         return None
     names = {
         v: f"_{v.args[0].name}_T" if isinstance(v, transposed) else f"_{v.name}" for v in views
