@@ -16,6 +16,7 @@ from typing import Protocol
 
 import sympy as sp
 
+from symgen.backends.numpy import row_groups, row_reductions
 from symgen.backends.numpy.inplace import InPlace
 from symgen.backends.numpy.steps import Update, updates
 from symgen.codegen.optimizers import Baked
@@ -97,6 +98,8 @@ class _StatementPrinter:
         self.scalar = ScalarPrinter()
         self.array = ArrayPrinter(arrays)
         self.dtype = dtype
+        #: The row reductions' helpers the printed lines call (``row_reductions``).
+        self.row_helpers: set[str] = set()
 
     def value(self, stmt: Stmt, kernel: Kernel) -> str:
         """The expression ``stmt`` assigns to its target (a reduction over the whole domain:
@@ -123,6 +126,10 @@ class _StatementPrinter:
                 fn = "np.sum" if isinstance(stmt, Sum) else "np.max"
                 if not stmt.axes:
                     return f"float({fn}({a(e)}))"
+                if stmt.axes == (1,) and len(kernel.domain) == 2:  # along short rows: faster
+                    helper = "_row_sums" if isinstance(stmt, Sum) else "_row_maxima"
+                    self.row_helpers.add(helper)
+                    return f"{helper}({a(e)})"
                 axes = ", ".join(str(x) for x in stmt.axes)
                 return f"{fn}({a(e)}, axis=({axes},), keepdims=True)"
         raise TypeError(f"no Python spelling for {type(stmt).__name__}")
@@ -135,7 +142,7 @@ class _StatementPrinter:
     @property
     def helpers(self) -> set[str]:
         """The module's helper functions the printed lines call (``_safelog``, ...)."""
-        return self.scalar.helpers | self.array.helpers
+        return self.scalar.helpers | self.array.helpers | self.row_helpers
 
     @property
     def modules(self) -> set[str]:
@@ -304,9 +311,29 @@ def _body(
     all_shapes = program.array_shapes()
     fused = native.fused_products(program, all_shapes) if native is not None else {}
     absorbed = {i for products in fused.values() for i in products.absorbed}
+    # NumPy runs consecutive passes over the same rows in one loop (row_groups)
+    grouped = (
+        row_groups.groups(list(program.kernels)) if kind == "matrix" and native is None else []
+    )
+    group_at = {first: last for first, last in grouped}
+    in_group = {n for first, last in grouped for n in range(first + 1, last + 1)}
     groups = []
     for n, k in enumerate(program.kernels):
         if n in absorbed:  # a matrix product the C pass over its rows computes
+            continue
+        if n in group_at:
+            run = list(program.kernels[n : group_at[n] + 1])
+            reads = program.reads()
+            others = [r for m, r in enumerate(reads) if not n <= m <= group_at[n]]
+            outside = set().union(*others) | {s.name for s in program.outputs}
+            lines = row_groups.lines(run, printer, all_shapes, outside, row_groups.BLOCK)
+            comment = (
+                f"{len(run)} passes over the rows of {_shape_text(k.domain)}"
+                f" in one loop, in blocks of rows ({row_groups.BLOCK} elements)"
+            )
+            groups.append((comment, tuple(lines)))
+            continue
+        if n in in_group:
             continue
         lines = None
         if native is not None:  # None for what is not a pass it runs
@@ -347,7 +374,11 @@ def _body(
 
 #: The standard modules that the module's helper functions use (the template's
 #: ``_safelog`` and ``_logaddexp``).
-HELPER_IMPORTS = {"_safelog": frozenset({"math"}), "_logaddexp": frozenset({"math"})}
+HELPER_IMPORTS = {
+    "_safelog": frozenset({"math"}),
+    "_logaddexp": frozenset({"math"}),
+    **{name: frozenset() for name in row_reductions.HELPERS},  # NumPy only
+}
 
 
 def imports(params: tuple[Arg, ...], helpers: set[str], modules: set[str]) -> frozenset[str]:
@@ -390,6 +421,11 @@ def plan(
         helpers=tuple(
             h.array_source or h.source
             for h in python_helpers(loss_body.helpers | grad_body.helpers)
+        )
+        + tuple(
+            source
+            for name, source in row_reductions.HELPERS.items()
+            if name in loss_body.helpers | grad_body.helpers
         ),
         imports=imports(
             params, loss_body.helpers | grad_body.helpers, loss_body.modules | grad_body.modules
