@@ -324,9 +324,9 @@ _SIGNATURES = {
     "loss_and_grad_1": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_longlong, ctypes.c_int, ctypes.c_void_p),
 }
 #: A matrix's products run inside the pass over its rows when it has at most
-#: _FUSED_AT_MOST bytes (in cache: two BLAS calls saved) or at least _FUSED_AT_LEAST
-#: (beyond the last-level cache: read once, not twice); in between, BLAS's faster
-#: products on the cached matrix, and the pass without them.
+#: _FUSED_AT_MOST bytes (in cache: BLAS calls saved) or, when the pass computes both
+#: M @ v and M.T @ r, at least _FUSED_AT_LEAST (beyond the last-level cache: read once,
+#: not twice); otherwise BLAS's faster products, and the pass without them.
 _FUSED_AT_MOST = 65536
 _FUSED_AT_LEAST = 16777216
 #: The arrays the C functions write their sums into, by length.
@@ -784,7 +784,7 @@ def loss(w, X, t):
     """The loss, as a float."""
     w, X, t, D, N = _arguments(w, X, t)
     # one pass over the elements (N, 1), 1 reduction, compiled C (_SOURCE), with the products by X (or BLAS)
-    if X.nbytes <= _FUSED_AT_MOST or X.nbytes >= _FUSED_AT_LEAST:
+    if X.nbytes <= _FUSED_AT_MOST:
         _acc = _ACCUMULATORS[1]()
         if _lib().loss_0(_address(X), _address(t), _address(w), D, N, _THREADS, _acc):
             _out_of_memory('loss_0')

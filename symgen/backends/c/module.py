@@ -215,12 +215,16 @@ class NativeKernels:
 
     def choose(self, products: Products, fused: list[str], apart: list[str]) -> list[str]:
         """The lines that run a pass with its products inside (``fused``) when its matrix is
-        small or large, else the products by BLAS around the pass (``apart``): chosen at
-        call time from the matrix's size in bytes (``FUSED_AT_MOST``, ``FUSED_AT_LEAST``)."""
+        small, or large and read once instead of twice (both products fused), else the
+        products by BLAS around the pass (``apart``): chosen at call time from the matrix's
+        size in bytes (``FUSED_AT_MOST``, ``FUSED_AT_LEAST``)."""
         self.chooses = True
         size = f"{products.matrix}.nbytes"
+        condition = f"{size} <= _FUSED_AT_MOST"
+        if products.out is not None:
+            condition += f" or {size} >= _FUSED_AT_LEAST"
         return [
-            f"if {size} <= _FUSED_AT_MOST or {size} >= _FUSED_AT_LEAST:",
+            f"if {condition}:",
             *(f"    {line}" for line in fused),
             "else:",
             *(f"    {line}" for line in apart),
@@ -729,9 +733,13 @@ MAX_TASKS = 256
 CACHE_LINE = 64
 
 #: Products by a matrix run inside the pass over its rows when the matrix has at most
-#: FUSED_AT_MOST bytes (in cache either way: the pass saves two BLAS calls) or at least
-#: FUSED_AT_LEAST (larger than the last-level cache: read once instead of twice); in
-#: between, BLAS's products (it reads the cached matrix faster) and the pass without them.
+#: FUSED_AT_MOST bytes (in cache either way: the pass saves two BLAS calls) or, when the
+#: pass computes both M @ v and M.T @ r, at least FUSED_AT_LEAST (larger than the
+#: last-level cache: read once instead of twice); otherwise BLAS's products (its kernels
+#: read the matrix faster) around the pass without them. With M @ v alone, the pass reads
+#: M once either way, so large matrices go to BLAS too (measured: the Theano tutorial's
+#: logistic regression, whose M.T @ r stays in BLAS, at N = 20,000, D = 128: fused 1.38x
+#: the NumPy module's time).
 #: Measured (BENCHMARKS.md, "Fused products or BLAS"): fused / BLAS 0.95-1.00 up to 50 KiB,
 #: 1.1-1.5 from 128 KiB to 10 MiB, 0.6-0.8 from 16 MiB (D = 128, 784), ~1.0 at D = 16.
 FUSED_AT_MOST = 64 << 10
