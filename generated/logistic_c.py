@@ -395,18 +395,15 @@ def set_num_threads(threads=None):
 
 
 def _after_fork():
-    """In a child made by fork: GNU OpenMP's threads of the parent are gone and a parallel
-    region would wait for them forever, so once OpenMP is loaded the passes use one thread."""
+    """In a child made by fork after this module's passes were loaded: GNU OpenMP's threads
+    of the parent are gone and a parallel region would wait for them forever, so the passes
+    use one thread (when OpenMP is loaded: a build with the portable flags has none)."""
     global _THREADS, _FORKED
     try:
         ctypes.CDLL("libgomp.so.1", mode=os.RTLD_NOLOAD)  # loaded already: never loads it
     except (OSError, AttributeError):
         return
     _THREADS, _FORKED = 1, True
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork)
 
 
 def _data_offset():
@@ -454,6 +451,8 @@ def _lib():
             function = getattr(library, name)
             function.argtypes = argtypes
             function.restype = ctypes.c_int  # 0, or 1 when it could not allocate
+        if hasattr(os, "register_at_fork"):  # once its threads can have run
+            os.register_at_fork(after_in_child=_after_fork)
         _LIBRARY = library
     return _LIBRARY
 
