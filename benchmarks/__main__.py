@@ -94,6 +94,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--memory", type=int, metavar="INDEX", help=argparse.SUPPRESS)
     parser.add_argument("--generation", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--family", type=int, metavar="K", help=argparse.SUPPRESS)
+    parser.add_argument("--threads", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--shapes", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--into", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.mode = "quick" if args.quick else "full"
@@ -109,7 +111,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
-    settings = prepare()  # may re-execute this process; NumPy is not imported before it
+    # may re-execute this process; NumPy is not imported before it
+    settings = prepare(all_cores=args.threads)
 
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
@@ -155,6 +158,14 @@ def _child_result(args: argparse.Namespace, mode: str):
         from benchmarks import generation
 
         return generation.family(args.family)
+    if args.threads:
+        from benchmarks import threads
+
+        return threads.measure_all(quick=mode == "quick")
+    if args.shapes:
+        from benchmarks import shapes
+
+        return shapes.measure_all(quick=mode == "quick")
     return None
 
 
@@ -211,7 +222,16 @@ def measure_one(key: str, plan: tuple[int, int, int]):
 
 
 def run_all(args: argparse.Namespace, mode: str, settings: Settings) -> int:
-    from benchmarks import curve_fit_grad, floors, generation, machine, memory, report
+    from benchmarks import (
+        curve_fit_grad,
+        floors,
+        generation,
+        machine,
+        memory,
+        report,
+        shapes,
+        threads,
+    )
 
     started = datetime.datetime.now(datetime.UTC)
     header = [
@@ -257,6 +277,11 @@ def run_all(args: argparse.Namespace, mode: str, settings: Settings) -> int:
             family_times.append(_in_child(["--family", str(k)], mode))
             print(f"  K = {k}: first call {family_times[-1]['samples'][0]:.2f} s", flush=True)
 
+    print("the shapes section (Theano's logistic regression), one thread ...", flush=True)
+    shapes_result = _in_child(["--shapes"], mode)
+    print("the multi-thread section, on every core ...", flush=True)
+    threads_result = _in_child(["--threads"], mode)
+
     print("measuring the rates again ...", flush=True)
     rates = floors.best(rates_at_start, _in_child(["--floors"], mode))
 
@@ -269,6 +294,8 @@ def run_all(args: argparse.Namespace, mode: str, settings: Settings) -> int:
         report.peers_section(results),
     ]
     tail = [
+        threads.section(threads_result),
+        shapes.section(shapes_result),
         floors.section(
             rates,
             [(r.key, label, r.median_of(name)) for r in results for name, label in r.symgen_rows()],
@@ -334,7 +361,9 @@ def _method(mode: str, minutes: float, load: str) -> list[str]:
         "gradient's max-norm ≤ 1e-8), except the README's Adam loop, whose accuracy is noted",
         "compiled contenders (JAX `jit`, `torch.compile`, PyTensor) are compiled and called "
         "before timing; JAX results are waited for with `block_until_ready`; every framework "
-        "runs on one thread (and the process is pinned to one CPU)",
+        "runs on one thread (and the process is pinned to one CPU), except in the "
+        "multi-thread section, run in a child process of its own on every CPU the runner was "
+        "allowed (thread pools as large, not pinned)",
         "every round times every contender once (round-robin, the starting contender "
         f"rotating); a sample is a `timeit` loop of enough calls to last ≥ {TARGET * 1000:.0f} "
         "ms (one call for slower contenders), garbage collection off; the tables give the "

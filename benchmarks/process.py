@@ -21,6 +21,9 @@ OPENBLAS_OVERRIDES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 #: ``XLA_FLAGS`` when the backend starts, so setting it before JAX is imported is enough.
 XLA_ONE_THREAD = "--xla_cpu_multi_thread_eigen=false"
 _HANDOFF = "_SYMGEN_BENCH_SETUP"
+#: The CPUs the runner was allowed before it pinned itself, for the multi-thread child
+#: (which inherits the pin): a comma-separated list, set in the environment by the runner.
+CPUS = "_SYMGEN_BENCH_CPUS"
 
 
 @dataclass
@@ -55,11 +58,16 @@ class Settings:
         return out
 
 
-def prepare() -> Settings:
+def prepare(all_cores: bool = False) -> Settings:
     """Return the settings in force, re-executing this process first if they need changing.
 
-    Must run before anything imports NumPy.
+    Must run before anything imports NumPy. ``all_cores`` (the multi-thread section's child
+    process): every thread pool as large as the CPUs the runner was allowed, not pinned.
     """
+    cpus = _allowed_cpus()
+    wanted = dict(THREAD_VARIABLES)
+    if all_cores:
+        wanted = {name: str(len(cpus)) for name in THREAD_VARIABLES}
     handoff = os.environ.pop(_HANDOFF, None)
     if handoff is not None:
         settings = Settings(**json.loads(handoff))
@@ -69,20 +77,41 @@ def prepare() -> Settings:
         for name in OPENBLAS_OVERRIDES:
             if name in env:
                 settings.unset[name] = env.pop(name)
-        for name, value in THREAD_VARIABLES.items():
+        for name, value in wanted.items():
             if env.get(name) != value:
                 was = f"was {env[name]!r}" if name in env else "was unset"
                 settings.threads[name] = f"{was}; set by the runner for its own process"
                 env[name] = value
+        if all_cores:  # XLA's own thread pool on (the runner asked its children for one)
+            flags = [f for f in env.get("XLA_FLAGS", "").split() if f != XLA_ONE_THREAD]
+            env["XLA_FLAGS"] = " ".join(flags)
         if settings.unset or settings.threads or "numpy" in sys.modules:
             settings.reexecuted = True
             env[_HANDOFF] = json.dumps(settings.__dict__)
             sys.stdout.flush()
             sys.stderr.flush()
             os.execve(sys.executable, sys.orig_argv, env)
+    if all_cores:
+        os.environ.setdefault("JAX_PLATFORMS", "cpu")
+        if hasattr(os, "sched_setaffinity"):
+            os.sched_setaffinity(0, cpus)
+        settings.affinity = f"not pinned: CPUs {sorted(cpus)}"
+        return settings
     settings.xla = _xla_one_thread()
     settings.affinity = _pin_one_core()
     return settings
+
+
+def _allowed_cpus() -> set[int]:
+    """The CPUs the runner was allowed before pinning itself (this process's, at first)."""
+    recorded = os.environ.get(CPUS)
+    if recorded:
+        return {int(c) for c in recorded.split(",")}
+    if not hasattr(os, "sched_getaffinity"):
+        return set(range(os.cpu_count() or 1))
+    cpus = os.sched_getaffinity(0)
+    os.environ[CPUS] = ",".join(str(c) for c in sorted(cpus))  # for the children
+    return cpus
 
 
 def _xla_one_thread() -> str:

@@ -124,6 +124,8 @@ def _apart(*arrays, updated):
     """The first ``updated`` arrays (parameters) share no memory with any other argument."""
     for i, (name, array) in enumerate(arrays[:updated]):
         for other, array2 in arrays[i + 1:]:
+            if array.flags.owndata and array2.flags.owndata and array is not array2:
+                continue  # two arrays that own their memory: none of it is shared
             # the bounds first (cheap); the exact answer only when they overlap
             if np.may_share_memory(array, array2) and np.shares_memory(array, array2):
                 raise ValueError(
@@ -159,7 +161,7 @@ def _arguments(w, X, t):
         _wrong_dim("t", t, 0, "N", N, "X", 0)
     if t.shape[1] != 1:
         _wrong_dim("t", t, 1, "1", 1, "", 0)
-    if not ((t == 0) | (t == 1)).all():
+    if np.count_nonzero(t*(t - 1)):
         raise ValueError("logistic: data 't' is declared binary, but not all its entries are 0 or 1")
     return w, X, t, D, N
 

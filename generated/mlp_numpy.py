@@ -120,6 +120,8 @@ def _apart(*arrays, updated):
     """The first ``updated`` arrays (parameters) share no memory with any other argument."""
     for i, (name, array) in enumerate(arrays[:updated]):
         for other, array2 in arrays[i + 1:]:
+            if array.flags.owndata and array2.flags.owndata and array is not array2:
+                continue  # two arrays that own their memory: none of it is shared
             # the bounds first (cheap); the exact answer only when they overlap
             if np.may_share_memory(array, array2) and np.shares_memory(array, array2):
                 raise ValueError(

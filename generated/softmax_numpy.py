@@ -41,6 +41,28 @@ def _numbers(what, value):
     return array.astype(DTYPE, copy=False)
 
 
+def _row_sums(a):
+    """Sums along the rows of a 2-D array, a column (kept 2-D): the columns added in turn
+    when the rows are short (NumPy's reduction along them costs more per row)."""
+    if not 0 < a.shape[1] <= 16:
+        return np.sum(a, axis=1, keepdims=True)
+    out = a[:, :1].copy()
+    for j in range(1, a.shape[1]):
+        out += a[:, j:j + 1]
+    return out
+
+
+def _row_maxima(a):
+    """Maxima along the rows of a 2-D array, a column (kept 2-D), NaN kept: the columns
+    compared in turn when the rows are short."""
+    if not 0 < a.shape[1] <= 16:
+        return np.max(a, axis=1, keepdims=True)
+    out = a[:, :1].copy()
+    for j in range(1, a.shape[1]):
+        np.maximum(out, a[:, j:j + 1], out=out)
+    return out
+
+
 def _check_state(step, state, params, count, slots):
     """Raise unless ``state`` is what the step's state function makes for ``params``: the
     step count (if any), then one tuple per slot with an entry like each parameter. Checked
@@ -124,6 +146,8 @@ def _apart(*arrays, updated):
     """The first ``updated`` arrays (parameters) share no memory with any other argument."""
     for i, (name, array) in enumerate(arrays[:updated]):
         for other, array2 in arrays[i + 1:]:
+            if array.flags.owndata and array2.flags.owndata and array is not array2:
+                continue  # two arrays that own their memory: none of it is shared
             # the bounds first (cheap); the exact answer only when they overlap
             if np.may_share_memory(array, array2) and np.shares_memory(array, array2):
                 raise ValueError(
@@ -173,29 +197,14 @@ def loss(W, b, X, Y):
     W, b, X, Y, D, K, N = _arguments(W, b, X, Y)
     # matrix product (BLAS)
     x0 = X @ W
-    # one pass over the elements (N, K), 1 reduction, in blocks of rows (8192 elements)
-    _rows = max(1, 8192//max(K, 1))
-    x1 = np.empty((N, 1), dtype=DTYPE)
-    for _start in range(0, N, _rows):
-        _x0 = x0[_start:_start + _rows]
-        _x1 = np.max(_x0 + b, axis=(1,), keepdims=True)
-        x1[_start:_start + _rows] = _x1
-    # one pass over the elements (N, K), 1 reduction, in blocks of rows (8192 elements)
-    _rows = max(1, 8192//max(K, 1))
-    x2 = np.empty((N, 1), dtype=DTYPE)
-    for _start in range(0, N, _rows):
-        _x0 = x0[_start:_start + _rows]
-        _x1 = x1[_start:_start + _rows]
-        _x2 = np.sum(np.exp(_x0 + b - _x1), axis=(1,), keepdims=True)
-        x2[_start:_start + _rows] = _x2
-    # one pass over the elements (N, K), 1 reduction, in blocks of rows (8192 elements)
-    _rows = max(1, 8192//max(K, 1))
+    # 3 passes over the rows of (N, K) in one loop, in blocks of rows (32768 elements)
+    _rows = max(1, 32768//max(K, 1))
     x3 = 0.0
     for _start in range(0, N, _rows):
-        _Y = Y[_start:_start + _rows]
         _x0 = x0[_start:_start + _rows]
-        _x1 = x1[_start:_start + _rows]
-        _x2 = x2[_start:_start + _rows]
+        _Y = Y[_start:_start + _rows]
+        _x1 = _row_maxima(_x0 + b)
+        _x2 = _row_sums(np.exp(_x0 + b - _x1))
         x3 += float(np.vdot(_Y, _x0 + b - _x1 - np.log(_x2)))
     # scalar arithmetic
     loss = -x3/N
@@ -212,53 +221,33 @@ def loss_and_grad(W, b, X, Y):
 
 def _loss_and_grad(W, b, X, Y, D, K, N):
     """loss_and_grad on arguments that _arguments has checked (the steps call it too)."""
-    # one pass over the elements (N, K), 2 reductions, in blocks of rows (8192 elements)
+    # one pass over the elements (N, K), 2 reductions
     x0 = 1.0/N
-    _rows = max(1, 8192//max(K, 1))
-    x1 = np.empty((N, 1), dtype=DTYPE)
-    x2 = np.zeros((1, K), dtype=DTYPE)
-    for _start in range(0, N, _rows):
-        _Y = Y[_start:_start + _rows]
-        _x1 = np.sum(_Y, axis=(1,), keepdims=True)
-        x1[_start:_start + _rows] = _x1
-        x2 += np.sum(_Y, axis=(0,), keepdims=True)
+    x1 = _row_sums(Y)
+    x2 = np.sum(Y, axis=(0,), keepdims=True)
     x3 = x0*x1
     x4 = -x0*x2
     # matrix product (BLAS)
     x5 = X @ W
-    # one pass over the elements (N, K), 1 reduction, in blocks of rows (8192 elements)
-    _rows = max(1, 8192//max(K, 1))
-    x6 = np.empty((N, 1), dtype=DTYPE)
-    for _start in range(0, N, _rows):
-        _x5 = x5[_start:_start + _rows]
-        _x6 = np.max(_x5 + b, axis=(1,), keepdims=True)
-        x6[_start:_start + _rows] = _x6
-    # one pass over the elements (N, K), 1 reduction, in blocks of rows (8192 elements)
-    _rows = max(1, 8192//max(K, 1))
-    x7 = np.empty((N, 1), dtype=DTYPE)
-    for _start in range(0, N, _rows):
-        _x5 = x5[_start:_start + _rows]
-        _x6 = x6[_start:_start + _rows]
-        _x7 = np.sum(np.exp(_x5 + b - _x6), axis=(1,), keepdims=True)
-        x7[_start:_start + _rows] = _x7
-    # one pass over the elements (N, K), 2 reductions, in blocks of rows (8192 elements)
+    # 3 passes over the rows of (N, K) in one loop, in blocks of rows (32768 elements)
     x8 = 1.0/N
-    _rows = max(1, 8192//max(K, 1))
+    _rows = max(1, 32768//max(K, 1))
     x11 = np.empty((N, K), dtype=DTYPE)
     x12 = 0.0
     x13 = np.zeros((1, K), dtype=DTYPE)
     for _start in range(0, N, _rows):
         _x5 = x5[_start:_start + _rows]
-        _x6 = x6[_start:_start + _rows]
         _x3 = x3[_start:_start + _rows]
-        _x7 = x7[_start:_start + _rows]
         _Y = Y[_start:_start + _rows]
-        x9 = _x5 + b - _x6
-        x10 = _x3*np.exp(x9)/_x7
-        _x11 = x10 - x8*_Y
+        _x6 = _row_maxima(_x5 + b)
+        _0 = _x5 + b - _x6
+        _1 = np.exp(_0)
+        _x7 = _row_sums(_1)
+        _2 = _1*_x3/_x7
+        _x11 = _2 - x8*_Y
         x11[_start:_start + _rows] = _x11
-        x12 += float(np.vdot(_Y, x9 - np.log(_x7)))
-        x13 += np.sum(x10, axis=(0,), keepdims=True)
+        x12 += float(np.vdot(_Y, _0 - np.log(_x7)))
+        x13 += np.sum(_2, axis=(0,), keepdims=True)
     # scalar arithmetic
     loss = -x12/N
     # one pass over the elements (1, K)

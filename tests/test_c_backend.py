@@ -445,15 +445,17 @@ GLMS = {
 
 
 @pytest.mark.parametrize("name", sorted(GLMS))
-@pytest.mark.parametrize("n, d", [(1, 3), (37, 5), (2000, 16), (300, 3000)])
+@pytest.mark.parametrize("n, d", [(1, 3), (37, 5), (2000, 16), (300, 3000), (4099, 7)])
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_products_by_the_data_matrix_run_inside_the_pass(name, n, d, dtype):
+def test_products_by_the_data_matrix_run_inside_the_pass(name, n, d, dtype, monkeypatch):
     """X @ w and X.T @ r read X once, a chunk of rows at a time, for every chunk size (more
-    rows than a chunk, fewer, one row per chunk when a row is wider than a chunk)."""
+    rows than a chunk, fewer, one row per chunk when a row is wider than a chunk, a last
+    group of rows shorter than the others)."""
     problem = GLMS[name](dtype)
     source = symgen.generate(problem, "c")
     assert "with the products by X" in source and " @ " not in source.split('_SOURCE = r"""')[0]
     c_module = symgen.compile(problem, "c")
+    monkeypatch.setattr(c_module, "_FUSED_AT_MOST", 1 << 62)  # fused at every size
     reference_module = symgen.compile(with_dtype(problem, "float64"))
     rng = np.random.default_rng(n + d)
     X_ = rng.standard_normal((n, d)) / np.sqrt(d)
@@ -469,6 +471,52 @@ def test_products_by_the_data_matrix_run_inside_the_pass(name, n, d, dtype):
     assert g.shape == (d, 1) and g.dtype == np.dtype(dtype)
     np.testing.assert_allclose(g, want, rtol=rtol * 10, atol=rtol * max(1.0, np.abs(want).max()))
     assert c_module.loss(*args) == pytest.approx(want_loss, rel=rtol, abs=rtol)
+
+
+class _Calls:
+    """The compiled passes of a module, recording the name of each one called."""
+
+    def __init__(self, library):
+        self.library, self.names = library, []
+
+    def __getattr__(self, name):
+        self.names.append(name)
+        return getattr(self.library, name)
+
+
+@pytest.mark.parametrize("name", sorted(GLMS))
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_fused_products_or_blas_by_the_size_of_the_matrix(name, dtype, monkeypatch):
+    """Small (<= _FUSED_AT_MOST bytes) and large (>= _FUSED_AT_LEAST) matrices are read by
+    the pass itself; in between, BLAS computes the products around a pass without them.
+    Both ways give the reference's numbers."""
+    problem = GLMS[name](dtype)
+    c_module = symgen.compile(problem, "c")
+    reference_module = symgen.compile(with_dtype(problem, "float64"))
+    calls = _Calls(c_module._lib())
+    monkeypatch.setattr(c_module, "_lib", lambda: calls)
+    assert (c_module._FUSED_AT_MOST, c_module._FUSED_AT_LEAST) == (64 << 10, 16 << 20)
+    rng = np.random.default_rng(4)
+    for n, d, fused in [(40, 16, True), (4000, 16, False), (300, 300, False)]:
+        X_ = rng.standard_normal((n, d)) / np.sqrt(d)
+        w_ = rng.standard_normal((d, 1)) * 0.5
+        y_ = (rng.random((n, 1)) < 0.5).astype(float)
+        if name == "poisson":
+            y_ = rng.poisson(1.0, (n, 1)).astype(float)
+        want_loss, (want,) = reference_module.loss_and_grad(w_, X_, y_)
+        args = [a.astype(dtype) for a in (w_, X_, y_)]
+        for threshold in (None, n * d * np.dtype(dtype).itemsize):  # as chosen; the other way
+            if threshold is not None:  # the larger threshold down to this matrix: fused
+                monkeypatch.setattr(c_module, "_FUSED_AT_LEAST", threshold)
+            calls.names.clear()
+            loss, (g,) = c_module.loss_and_grad(*args)
+            assert calls.names == ["loss_and_grad_0" if fused or threshold else "loss_and_grad_1"]
+            rtol = 1e-12 if dtype == "float64" else 3e-5
+            assert loss == pytest.approx(want_loss, rel=rtol, abs=rtol)
+            np.testing.assert_allclose(
+                g, want, rtol=rtol * 10, atol=rtol * max(1.0, np.abs(want).max())
+            )
+            monkeypatch.setattr(c_module, "_FUSED_AT_LEAST", 16 << 20)
 
 
 def test_a_second_product_by_the_same_matrix_stays_in_blas():

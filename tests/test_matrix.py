@@ -1,6 +1,7 @@
 """Matrix losses: every operation against HIPS autograd and central differences."""
 
 import math
+import shutil
 import warnings
 
 import autograd
@@ -234,6 +235,29 @@ def test_w2_gradient_against_autograd():
         general.grad(w, x, soft)[0], autograd.grad(naive_logistic)(w, x, soft), rtol=1e-9
     )
     assert general.loss(w, x, t) == pytest.approx(value, rel=1e-12)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "c"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_binary_labels_are_exactly_0_or_1(backend, dtype):
+    """The check of declared labels takes 0 and 1 (and -0.0) only: not NaN, infinities,
+    values next to 0 or 1, or values whose product with (value - 1) overflows."""
+    if backend == "c" and not any(shutil.which(c) for c in ("cc", "gcc", "clang")):
+        pytest.skip("no C compiler")
+    problem = logistic.logistic
+    if dtype == "float32":
+        problem = symgen.Problem(
+            problem.loss, problem.params, problem.data, binary=problem.binary, dtype=dtype
+        )
+    module = symgen.compile(problem, backend)
+    x, w = np.ones((3, 2), dtype=dtype), np.zeros((2, 1), dtype=dtype)
+    tiny = np.finfo(dtype).smallest_subnormal
+    one_up, one_down = np.nextafter(np.array(1, dtype), 2), np.nextafter(np.array(1, dtype), 0)
+    module.loss(w, x, np.array([[0.0], [1.0], [-0.0]], dtype=dtype))
+    for wrong in (np.nan, np.inf, -np.inf, tiny, -tiny, one_up, one_down, 0.5, 2.0, -1.0, 1e30):
+        t = np.array([[1.0], [wrong], [0.0]], dtype=dtype)
+        with pytest.raises(ValueError, match="declared binary"):
+            module.loss(w, x, t)
 
 
 def undeclared(problem):

@@ -8,7 +8,8 @@ indices it uses) is known from its structure.
 
 Expressions: ``Var``, ``Literal``, ``Index`` (``a[i]``), ``BinOp``, ``Call``, ``Cast``,
 ``Ternary``; statements: ``Declare``, ``Assign``, ``Loop``, ``If``, ``Block``,
-``Comment``; a ``Function`` with its ``Param``s. ``SharedArray`` exists in CUDA only.
+``Comment``, ``Evaluate``, ``Return``; a ``Function`` with its ``Param``s. ``SharedArray``
+exists in CUDA only; a loop shared among threads (``Parallel``) in C only.
 """
 
 from __future__ import annotations
@@ -137,9 +138,19 @@ class Simd:
 
 
 @dataclass(frozen=True)
+class Parallel:
+    """``#pragma omp parallel for``: the iterations of a loop shared among ``threads``
+    threads (an ``int`` expression), each iteration run whole by one thread, taken in turn
+    (``schedule(dynamic, 1)``); no threads are started when ``threads`` is 1."""
+
+    threads: Expr
+
+
+@dataclass(frozen=True)
 class Loop:
     """``for (long long var = start; var < stop; ++var)`` (or ``var += step``), its body,
-    and the pragma that vectorises it (``Simd``) or None."""
+    the pragma that vectorises it (``Simd``) or None, and the one that shares its
+    iterations among threads (``Parallel``) or None."""
 
     var: str
     start: Expr
@@ -147,6 +158,7 @@ class Loop:
     body: tuple[Stmt, ...]
     step: Expr | None = None
     simd: Simd | None = None
+    parallel: Parallel | None = None
 
 
 @dataclass(frozen=True)
@@ -170,6 +182,20 @@ class Comment:
 
 
 @dataclass(frozen=True)
+class Evaluate:
+    """``value;``: an expression evaluated for its effect (a call such as ``free(p)``)."""
+
+    value: Expr
+
+
+@dataclass(frozen=True)
+class Return:
+    """``return value;``"""
+
+    value: Expr
+
+
+@dataclass(frozen=True)
 class SharedArray:
     """CUDA's ``__shared__ ctype name[size];`` (the C printer has no such thing)."""
 
@@ -178,7 +204,7 @@ class SharedArray:
     size: Expr
 
 
-Stmt = Union[Declare, Assign, Loop, If, Block, Comment, SharedArray]  # noqa: UP007
+Stmt = Union[Declare, Assign, Loop, If, Block, Comment, Evaluate, Return, SharedArray]  # noqa: UP007
 
 
 @dataclass(frozen=True)
@@ -195,6 +221,8 @@ class Function:
     params: tuple[Param, ...]
     body: tuple[Stmt, ...]
     comment: str = ""
+    #: What it returns: a C pass returns ``int`` (0, or 1 when it could not allocate).
+    returns: str = "void"
     #: How a CUDA printer declares it (the C printer ignores it): callable from the host.
     exported: bool = field(default=True)
 

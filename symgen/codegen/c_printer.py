@@ -20,12 +20,15 @@ from symgen.codegen.c_ast import (
     Cast,
     Comment,
     Declare,
+    Evaluate,
     Function,
     If,
     Index,
     Literal,
     Loop,
+    Parallel,
     Param,
+    Return,
     SharedArray,
     Simd,
     Ternary,
@@ -132,6 +135,13 @@ class CPrinter(CExpressionPrinter):
         clause = f" reduction(+:{', '.join(pragma.sums)})" if pragma.sums else ""
         return [f"#pragma omp simd{clause}"]
 
+    def parallel(self, pragma: Parallel) -> list[str]:
+        threads = self._print(pragma.threads)
+        return [
+            f"#pragma omp parallel for schedule(dynamic, 1) num_threads({threads})"
+            f" if({threads} > 1)"
+        ]
+
     def lines(self, stmts, depth: int = 0) -> list[str]:
         """The lines of ``stmts``, indented ``depth`` levels."""
         out: list[str] = []
@@ -155,7 +165,8 @@ class CPrinter(CExpressionPrinter):
                     f"for (long long {s.var} = {self._print(s.start)}; "
                     f"{s.var} < {self._print(s.stop)}; {step}) {{"
                 )
-                pragma = self.simd(s.simd) if s.simd is not None else []
+                pragma = self.parallel(s.parallel) if s.parallel is not None else []
+                pragma += self.simd(s.simd) if s.simd is not None else []
                 return [*pragma, head, *self.lines(s.body, 1), "}"]
             case If(condition=condition, body=body):
                 head = f"if ({self._print(condition)})"
@@ -166,6 +177,10 @@ class CPrinter(CExpressionPrinter):
                 return ["{", *self.lines(body, 1), "}"]
             case Comment(text=text):
                 return [f"// {text}"]
+            case Evaluate(value=value):
+                return [f"{self._print(value)};"]
+            case Return(value=value):
+                return [f"return {self._print(value)};"]
             case SharedArray():
                 return self.shared(s)
         raise TypeError(f"{type(self).__name__} cannot print {type(s).__name__}")
@@ -177,7 +192,7 @@ class CPrinter(CExpressionPrinter):
         return f"{self.type_name(p.type)} {p.name}"
 
     def signature(self, f: Function) -> str:
-        return f"void {f.name}({', '.join(self.param(p) for p in f.params)})"
+        return f"{f.returns} {f.name}({', '.join(self.param(p) for p in f.params)})"
 
     def function(self, f: Function) -> str:
         """The text of a function: its comment, signature and body."""
@@ -193,6 +208,9 @@ class CudaPrinter(CPrinter):
 
     def simd(self, pragma: Simd) -> list[str]:
         return []
+
+    def parallel(self, pragma: Parallel) -> list[str]:
+        raise TypeError("a CUDA kernel's loops are not shared among host threads (Parallel)")
 
     def shared(self, s: SharedArray) -> list[str]:
         return [f"__shared__ {s.ctype} {s.name}[{self._print(s.size)}];"]

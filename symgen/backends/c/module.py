@@ -95,6 +95,10 @@ class CKernel:
     calls: frozenset[str]
     #: How many whole sums it writes to ``_out`` (the caller's accumulator array).
     sums: int
+    #: Whether it shares its rows among threads (it takes the thread count, ``_threads``).
+    threaded: bool = False
+    #: Whether it allocates its tasks' partial sums (it returns 1 when it cannot).
+    allocates: bool = False
 
 
 def _array_span(kernel: Kernel) -> tuple[int, int] | None:
@@ -196,6 +200,10 @@ class NativeModule:
     #: carries them.
     cache: tuple[str, ...] = ()
 
+    #: The sizes of a matrix (bytes) at most and at least which its products run inside
+    #: the pass over its rows (``_FUSED_AT_MOST``, ``_FUSED_AT_LEAST``); None: no such pass.
+    fusion: tuple[int, int] | None = None
+
 
 #: The source of the library cache's functions, which each module carries (it is standalone).
 CACHE_SOURCE = tuple(inspect.getsource(f).rstrip() for f in library_cache.EMBEDDED)
@@ -209,6 +217,8 @@ class NativeKernels:
     #: The dimension variables (``N``, ``M``, ...): passed as ``long long``.
     dims: frozenset[str] = frozenset()
     kernels: list[CKernel] = field(default_factory=list)
+    #: Whether a pass chooses between fused products and BLAS (``choose``).
+    chooses: bool = False
 
     @property
     def ctype(self) -> str:
@@ -218,6 +228,23 @@ class NativeKernels:
         """The matrix-vector products this backend runs inside passes (``fused_products``)."""
         return fused_products(program, shapes)
 
+    def choose(self, products: Products, fused: list[str], apart: list[str]) -> list[str]:
+        """The lines that run a pass with its products inside (``fused``) when its matrix is
+        small, or large and read once instead of twice (both products fused), else the
+        products by BLAS around the pass (``apart``): chosen at call time from the matrix's
+        size in bytes (``FUSED_AT_MOST``, ``FUSED_AT_LEAST``)."""
+        self.chooses = True
+        size = f"{products.matrix}.nbytes"
+        condition = f"{size} <= _FUSED_AT_MOST"
+        if products.out is not None:
+            condition += f" or {size} >= _FUSED_AT_LEAST"
+        return [
+            f"if {condition}:",
+            *(f"    {line}" for line in fused),
+            "else:",
+            *(f"    {line}" for line in apart),
+        ]
+
     def module(self, name: str) -> NativeModule | None:
         """The compiled part of module ``name``: its C source and the passes' signatures."""
         if not self.kernels:
@@ -225,8 +252,13 @@ class NativeKernels:
         kernels = tuple(self.kernels)
         sizes = sorted({k.sums for k in kernels if k.sums})
         helpers = helpers_used(frozenset().union(*(k.calls for k in kernels)))
+        fusion = (FUSED_AT_MOST, FUSED_AT_LEAST) if self.chooses else None
         return NativeModule(
-            source(name, self.dtype, kernels, helpers), kernels, tuple(sizes), CACHE_SOURCE
+            source(name, self.dtype, kernels, helpers),
+            kernels,
+            tuple(sizes),
+            cache=CACHE_SOURCE,
+            fusion=fusion,
         )
 
     def pass_lines(
@@ -254,9 +286,10 @@ class NativeKernels:
         numbered = [k.name.removeprefix(f"{prefix}_") for k in self.kernels]
         name = f"{prefix}_{sum(n.isdigit() for n in numbered)}"
         lowered = _Pass(self, kernel, middle, shapes, stored, products)
-        self.kernels.append(lowered.c_kernel(name))
+        compiled = lowered.c_kernel(name)
+        self.kernels.append(compiled)
         lines = [scalar_line(s) for s in stmts[:first]]
-        lines += lowered.python_call(name)
+        lines += lowered.python_call(name, compiled.threaded, compiled.allocates)
         lines += [scalar_line(s) for s in stmts[last + 1 :]]
         return lines
 
@@ -406,6 +439,7 @@ class _Pass:
         t, cname, dim = self.t, self.names.c, self.names.dim
         m, k = self.domain
         value = c.Type(t, const=True)
+        threaded = self.loop != "cols"  # a pass over one row runs on the calling thread
         element: list[c.Stmt] = []
         fused = self.products
         for v, var in self.loads.items():
@@ -428,13 +462,17 @@ class _Pass:
         for x in self.stores:
             at = element_index(self.shapes[x], self.domain, False, self.names)
             element.append(store(self.out(x, at), c.Var(cname(x)), self.shapes[x], self.domain))
-        before: list[c.Stmt] = []  # declarations before the loops
+        before: list[c.Stmt] = []  # declarations before the loops (in each task)
         after: list[c.Stmt] = []  # results after them
         outer: list[c.Stmt] = []  # declarations in the loop over rows
         line_finals: list[c.Stmt] = []  # results of the loop over columns
         sums: list[str] = []  # the accumulators the vectorised loop adds to
         has_max = False
         whole_outputs = 0
+        #: What each task adds up and the caller combines, task by task: the scalar
+        #: reductions, then the column reductions (each a partial array of ``width``).
+        scalar_parts: list[tuple[c.Var, Reduction]] = []
+        column_parts: list[tuple[c.Var, c.Index, str, sp.Expr, str]] = []
 
         scalar_reductions = list(self.whole)
         # a row sum when every row is one element, a column sum over one row: whole sums
@@ -446,6 +484,7 @@ class _Pass:
             element.append(accumulate(acc, s, self.element(s.summand)))
             sums += [acc.name] if s.op == "sum" else []
             has_max |= s.op == "max"
+            scalar_parts.append((acc, s))
             if s in self.whole:
                 at = c.Literal(str(whole_outputs))
                 after.append(c.Assign(c.Index(c.Var("_out"), at), acc))
@@ -467,21 +506,36 @@ class _Pass:
             w = self.out(s.target.name, COL)
             if self.loop == "cols":  # one element per column: the value itself
                 element.append(c.Assign(w, c.Cast("double", self.element(s.summand))))
-            else:  # each column its own accumulator, in the array
-                element.append(accumulate(w, s, self.element(s.summand)))
+                continue
+            # each column its own accumulator, in the task's partial array
+            part = c.Var(f"_col{len(column_parts)}")
+            column_parts.append((part, w, "_j", k, s.op))
+            element.append(accumulate(c.Index(part, COL), s, self.element(s.summand)))
+        if fused is not None and fused.out is not None:
+            part = c.Var(f"_col{len(column_parts)}")
+            out = c.Index(c.Var(f"_w_{cname(fused.out)}"), c.Var("_q"))
+            column_parts.append((part, out, "_q", self.shapes[fused.matrix][1], "sum"))
         # OpenMP's max reduction would not keep a NaN: a pass with a maximum is not vectorised
         simd = None if has_max else c.Simd(tuple(sums))
         zero = c.Literal("0")
-        body = list(before)
+        first, last = (c.Var("_first"), c.Var("_last")) if threaded else (zero, dim(m))
+        loops: list[c.Stmt] = []
         if fused is not None:
-            body += self.chunked(element, simd)
+            out = column_parts[-1][0] if fused.out is not None else None
+            loops += self.chunked(element, simd, first, last, out)
         elif self.loop == "nested":
             columns = c.Loop("_j", zero, dim(k), tuple(element), simd=simd)
-            body.append(c.Loop("_i", zero, dim(m), (*outer, columns, *line_finals)))
+            loops.append(c.Loop("_i", first, last, (*outer, columns, *line_finals)))
+        elif self.loop == "rows":
+            loops.append(c.Loop("_i", first, last, tuple(element), simd=simd))
         else:
-            var, extent = ("_i", m) if self.loop == "rows" else ("_j", k)
-            body.append(c.Loop(var, zero, dim(extent), tuple(element), simd=simd))
-        body += after
+            loops.append(c.Loop("_j", zero, dim(k), tuple(element), simd=simd))
+        if threaded:
+            width = self.shapes[fused.matrix][1] if fused is not None else k
+            body = self.tasks(m, width, before, loops, scalar_parts, column_parts)
+        else:
+            body = [*before, *loops]
+        body += [*after, c.Return(zero)]
         what = f"the samples ({m},)" if self.flat else f"the elements ({m}, {k})"
         if fused is not None:
             what = f"the rows of {fused.matrix} with {fused.into} = {fused.matrix} @ {fused.vector}"
@@ -491,6 +545,8 @@ class _Pass:
         comment = f"one pass over {what}" + (
             f", {reds} reduction{'s' if reds != 1 else ''}" if reds else ""
         )
+        if threaded:
+            comment += ", in tasks of rows shared among _threads threads"
         written = [*self.stores, *(s.target.name for s in (*self.rowwise, *self.colwise))]
         if fused is not None and fused.out is not None:
             written.append(fused.out)
@@ -505,6 +561,7 @@ class _Pass:
             ),
             *(c.Param(c.Type(t, const=True), cname(x)) for x in self.scalars),
             *(c.Param(c.Type("long long", const=True), cname(x)) for x in self.dims),
+            *((c.Param(c.Type("int", const=True), "_threads"),) if threaded else ()),
             *((c.Param(c.Type("double", **pointer), "_out"),) if self.whole else ()),
         )
         scalar_type = "ctypes.c_float" if t == "float" else "ctypes.c_double"
@@ -512,78 +569,195 @@ class _Pass:
             *("ctypes.c_void_p" for _ in (*self.arrays, *self.labels, *written)),
             *(scalar_type for _ in self.scalars),
             *("ctypes.c_longlong" for _ in self.dims),
+            *(("ctypes.c_int",) if threaded else ()),
             *(("ctypes.c_void_p",) if self.whole else ()),
         )
-        text = self.printer.function(c.Function(name, params, tuple(body), comment))
-        return CKernel(name, argtypes, text, frozenset(self.printer.calls), len(self.whole))
+        function = c.Function(name, params, tuple(body), comment, returns="int")
+        text = self.printer.function(function)
+        allocates = threaded and bool(scalar_parts or column_parts)
+        return CKernel(
+            name, argtypes, text, frozenset(self.printer.calls), len(self.whole), threaded,
+            allocates,
+        )  # fmt: skip
 
-    def chunked(self, element: list[c.Stmt], simd: c.Simd | None) -> list[c.Stmt]:
-        """The loop over rows in chunks that stay in cache: a chunk's products with the
-        matrix, the pass over its rows, then its rows added into ``matrix.T @ value``."""
+    def tasks(self, rows, width, before, loops, scalar_parts, column_parts) -> list[c.Stmt]:
+        """The loops over rows ``_first`` to ``_last`` as tasks of consecutive rows shared
+        among the threads, then what the tasks added up, combined task after task.
+
+        How the rows are cut into tasks depends on the shape alone (``TASK_VALUES``,
+        ``MAX_TASKS``), never on the thread count; each task adds its sums into its own
+        partial sums (``scalar_parts``, then the arrays of ``column_parts``), and these are
+        added in the order of the tasks. So the results are the same, bit for bit, on any
+        number of threads; on one task, they are those of one loop over all the rows."""
+        dim = self.names.dim
+        zero, one = c.Literal("0"), c.Literal("1")
+        m, values = dim(rows), c.mul(dim(rows), dim(width))
+        tasks, per, task, part = c.Var("_tasks"), c.Var("_per"), c.Var("_t"), c.Var("_part")
+        threads, count, stride = c.Var("_threads"), c.Var("_nt"), c.Var("_size")
+        first, last = c.Var("_first"), c.Var("_last")
+        long, fixed = c.Type("long long"), c.Type("long long", const=True)
+        # a task's partial sums: its scalars, then each column reduction's array
+        offsets, size = [], c.Literal(str(len(scalar_parts)))
+        for *_, extent, _ in column_parts:
+            offsets.append(size)
+            size = c.add(size, dim(extent))
+
+        def at_most(limit: c.Expr) -> c.Stmt:
+            return c.If(c.BinOp(">", tasks, limit), (c.Assign(tasks, limit),))
+
+        body: list[c.Stmt] = [
+            c.Declare(long, tasks.name, c.BinOp("/", values, c.Literal(str(TASK_VALUES)))),
+            at_most(c.Literal(str(MAX_TASKS))),
+            at_most(m),
+            c.If(c.BinOp("<", tasks, one), (c.Assign(tasks, one),)),
+            c.Declare(fixed, per.name, c.BinOp("/", c.BinOp("-", c.add(m, tasks), one), tasks)),
+            c.Declare(
+                c.Type("int", const=True),
+                count.name,
+                c.Ternary(c.BinOp("<", threads, tasks), threads, c.Cast("int", tasks)),
+            ),
+        ]
+        partials = bool(scalar_parts or column_parts)
+        if partials:
+            # each task's partial sums on cache lines of their own (64 bytes, 8 doubles):
+            # tasks running at once on different threads never write to the same line
+            line = c.Literal(str(CACHE_LINE // 8))
+            padded = c.mul(
+                c.BinOp("/", c.add(size, c.Literal(str(CACHE_LINE // 8 - 1))), line), line
+            )
+            bytes_ = c.mul(c.Call("sizeof", (c.Var("double"),)), c.mul(tasks, stride))
+            allocate = c.Call("aligned_alloc", (c.Literal(str(CACHE_LINE)), bytes_))
+            body += [
+                c.Declare(fixed, stride.name, padded),
+                c.Declare(c.Type("double", pointer=True), part.name, allocate),
+                c.If(c.BinOp("==", part, c.Var("NULL")), (c.Return(one),)),
+            ]
+        mine = c.mul(task, stride)  # where this task's partial sums start in _part
+
+        def slot(offset: c.Expr, at: c.Expr | None = None) -> c.Expr:
+            """Where partial sum ``offset`` (+ ``at``) of task ``_t`` is in ``_part``."""
+            place = mine if offset == c.Literal("0") else c.add(mine, offset)
+            return place if at is None else c.add(place, at)
+
+        in_task: list[c.Stmt] = [
+            c.Declare(fixed, first.name, c.mul(task, per)),
+            c.Declare(
+                fixed,
+                last.name,
+                c.Ternary(c.BinOp("<", c.add(first, per), m), c.add(first, per), m),
+            ),
+        ]
+        array = c.Type("double", pointer=True, restrict=True)
+        for (var, _, index, extent, op), offset in zip(column_parts, offsets, strict=True):
+            start = c.Assign(c.Index(var, c.Var(index)), INITIAL[op])
+            in_task.append(c.Declare(array, var.name, c.add(part, slot(offset))))
+            in_task.append(c.Loop(index, zero, dim(extent), (start,)))
+        in_task += [*before, *loops]
+        for r, (acc, _) in enumerate(scalar_parts):
+            in_task.append(c.Assign(c.Index(part, slot(c.Literal(str(r)))), acc))
+        body.append(c.Loop(task.name, zero, tasks, tuple(in_task), parallel=c.Parallel(count)))
+        for r, (acc, s) in enumerate(scalar_parts):
+            add = combine(acc, c.Index(part, slot(c.Literal(str(r)))), s.op)
+            body.append(c.Declare(c.Type("double"), acc.name, INITIAL[s.op]))
+            body.append(c.Loop(task.name, zero, tasks, (add,)))
+        for (_, target, index, extent, op), offset in zip(column_parts, offsets, strict=True):
+            add = combine(target, c.Index(part, slot(offset, c.Var(index))), op)
+            simd = c.Simd() if op == "sum" else None  # each column on its own: same sums
+            each = c.Loop(index, zero, dim(extent), (add,), simd=simd)
+            body.append(c.Loop(task.name, zero, tasks, (each,)))
+        if partials:
+            body.append(c.Evaluate(c.Call("free", (part,))))
+        return body
+
+    def chunked(
+        self, element: list[c.Stmt], simd: c.Simd | None, start: c.Expr, stop: c.Expr, out
+    ) -> list[c.Stmt]:
+        """The loop over rows ``start`` to ``stop`` in chunks that stay in cache: a chunk's
+        products with the matrix, the pass over its rows, then its rows added into ``out``
+        (the task's partial sums of ``matrix.T @ value``; None when there is none).
+
+        The products take ``GROUP`` rows at a time (the vector is loaded once for them,
+        and ``out`` read and written once), then the rows left one by one. Each row's dot
+        product is its own sum, and each element of ``out`` adds the rows in their order:
+        the same arithmetic as one row at a time."""
         fused, t, cname = self.products, self.t, self.names.c
         assert fused is not None
-        rows, cols = (self.names.dim(d) for d in self.shapes[fused.matrix])
+        cols = self.names.dim(self.shapes[fused.matrix][1])
         matrix, vector = c.Var(cname(fused.matrix)), c.Var(cname(fused.vector))
         zero, one, k, q = c.Literal("0"), c.Literal("1"), c.Var("_k"), c.Var("_q")
         chunk_rows, first, count = c.Var("_rows"), c.Var("_c"), c.Var("_m")
+        grouped = c.Var("_mg")  # the rows of the chunk in whole groups
         limit = c.Literal(str(CHUNK))
-        row = c.Var("_row")
         row_type = c.Type(t, const=True, pointer=True, restrict=True)
-        row_start = c.Declare(row_type, row.name, c.add(matrix, c.mul(c.add(first, k), cols)))
-        products = c.Loop(
-            "_k",
-            zero,
-            count,
-            (
-                row_start,
-                c.Declare(c.Type("double"), "_s", c.Literal("0.0")),
-                c.Loop(
-                    "_q",
-                    zero,
-                    cols,
-                    (
-                        c.Assign(
-                            c.Var("_s"),
-                            c.mul(c.Cast("double", c.Index(row, q)), c.Index(vector, q)),
-                            "+=",
-                        ),
-                    ),
-                    simd=c.Simd(("_s",)),
+
+        def nth(g: int) -> c.Expr:
+            return k if g == 0 else c.add(k, c.Literal(str(g)))
+
+        def rows(size: int) -> tuple[list[c.Var], list[c.Stmt]]:
+            """Rows _k, _k + 1, ... of the chunk: their names and declarations."""
+            names = [c.Var(f"_row{g}" if size > 1 else "_row") for g in range(size)]
+            starts = [c.add(matrix, c.mul(c.add(first, nth(g)), cols)) for g in range(size)]
+            declared = [
+                c.Declare(row_type, n.name, at) for n, at in zip(names, starts, strict=True)
+            ]
+            return names, declared
+
+        def products(size: int) -> tuple[c.Stmt, ...]:
+            """The dot products of ``size`` rows with the vector, into ``_a``."""
+            names, declared = rows(size)
+            sums = [c.Var(f"_s{g}" if size > 1 else "_s") for g in range(size)]
+            terms = tuple(
+                c.Assign(s, c.mul(c.Cast("double", c.Index(r, q)), c.Index(vector, q)), "+=")
+                for s, r in zip(sums, names, strict=True)
+            )
+            return (
+                *declared,
+                *(c.Declare(c.Type("double"), s.name, c.Literal("0.0")) for s in sums),
+                c.Loop("_q", zero, cols, terms, simd=c.Simd(tuple(s.name for s in sums))),
+                *(c.Assign(c.Index(c.Var("_a"), nth(g)), c.Cast(t, s)) for g, s in enumerate(sums)),
+            )
+
+        def added(size: int) -> tuple[c.Stmt, ...]:
+            """``size`` rows times their values added into ``out``, row after row."""
+            names, declared = rows(size)
+            values = [c.Var(f"_rk{g}" if size > 1 else "_rk") for g in range(size)]
+            terms = (c.mul(v, c.Index(r, q)) for v, r in zip(values, names, strict=True))
+            total = c.add(c.Index(out, q), *terms)
+            value_type = c.Type("double", const=True)
+            return (
+                *declared,
+                *(
+                    c.Declare(value_type, v.name, c.Index(c.Var("_r"), nth(g)))
+                    for g, v in enumerate(values)
                 ),
-                c.Assign(c.Index(c.Var("_a"), k), c.Cast(t, c.Var("_s"))),
-            ),
-        )
+                c.Loop("_q", zero, cols, (c.Assign(c.Index(out, q), total),), simd=c.Simd()),
+            )
+
+        def by_groups(each) -> list[c.Stmt]:
+            step = c.Literal(str(GROUP))
+            return [
+                c.Loop("_k", zero, grouped, each(GROUP), step=step),
+                c.Loop("_k", grouped, count, each(1)),
+            ]
+
         this_row = c.Declare(c.Type("long long", const=True), "_i", c.add(first, k))
+        left = c.BinOp("-", stop, first)
         chunk: list[c.Stmt] = [
             c.Declare(
                 c.Type("long long", const=True),
                 "_m",
-                c.Ternary(
-                    c.BinOp("<", c.BinOp("-", rows, first), chunk_rows),
-                    c.BinOp("-", rows, first),
-                    chunk_rows,
-                ),
+                c.Ternary(c.BinOp("<", left, chunk_rows), left, chunk_rows),
             ),
-            products,
+            c.Declare(
+                c.Type("long long", const=True),
+                grouped.name,
+                c.BinOp("-", count, c.BinOp("%", count, c.Literal(str(GROUP)))),
+            ),
+            *by_groups(products),
             c.Loop("_k", zero, count, (this_row, *element), simd=simd),
         ]
         if fused.out is not None:
-            r_k = c.Var("_rk")
-            add_row = c.Assign(
-                c.Index(c.Var(f"_w_{cname(fused.out)}"), q), c.mul(r_k, c.Index(row, q)), "+="
-            )
-            chunk.append(
-                c.Loop(
-                    "_k",
-                    zero,
-                    count,
-                    (
-                        row_start,
-                        c.Declare(c.Type("double", const=True), "_rk", c.Index(c.Var("_r"), k)),
-                        c.Loop("_q", zero, cols, (add_row,), simd=c.Simd()),
-                    ),
-                )
-            )
+            chunk += by_groups(added)
         per_chunk = c.BinOp(
             "/", c.Literal(str(CHUNK_VALUES)), c.Ternary(c.BinOp(">", cols, zero), cols, one)
         )
@@ -593,11 +767,11 @@ class _Pass:
             c.Declare(c.Type("long long"), "_rows", per_chunk),
             c.If(c.BinOp("<", chunk_rows, one), (c.Assign(chunk_rows, one),)),
             c.If(c.BinOp(">", chunk_rows, limit), (c.Assign(chunk_rows, limit),)),
-            c.Loop("_c", zero, rows, tuple(chunk), step=chunk_rows),
+            c.Loop("_c", start, stop, tuple(chunk), step=chunk_rows),
         ]
 
     # -- Python -------------------------------------------------------------------------
-    def python_call(self, name: str) -> list[str]:
+    def python_call(self, name: str, threaded: bool, allocates: bool) -> list[str]:
         lines = []
         for x in self.stores:
             lines.append(f"{x} = np.empty({_shape(self.shapes[x], self.flat)}, dtype=DTYPE)")
@@ -611,16 +785,22 @@ class _Pass:
         if fused is not None and fused.out is not None:
             cols = self.shapes[fused.matrix][1]
             lines.append(f"_r_{fused.out} = np.zeros(({cols},))")
-        args = [f"{x}.ctypes.data" for x in (*self.arrays, *self.labels)]
-        args += [f"{x}.ctypes.data" for x in self.stores]
-        args += [f"_r_{s.target.name}.ctypes.data" for s in axis_sums]
+        args = [f"_address({x})" for x in (*self.arrays, *self.labels)]
+        args += [f"_address({x})" for x in self.stores]
+        args += [f"_address(_r_{s.target.name})" for s in axis_sums]
         if fused is not None and fused.out is not None:
-            args.append(f"_r_{fused.out}.ctypes.data")
+            args.append(f"_address(_r_{fused.out})")
         args += [*self.scalars, *self.dims]
+        if threaded:
+            args.append("_THREADS")
         if self.whole:
             lines.append(f"_acc = _ACCUMULATORS[{len(self.whole)}]()")
             args.append("_acc")
-        lines.append(f"_lib().{name}({', '.join(args)})")
+        call = f"_lib().{name}({', '.join(args)})"
+        if allocates:
+            lines += [f"if {call}:", f"    _out_of_memory({name!r})"]
+        else:
+            lines.append(call)
         if self.whole:
             targets = ", ".join(s.target.name for s in self.whole)
             lines.append(f"{targets}{',' if len(self.whole) == 1 else ''} = _acc")
@@ -633,11 +813,41 @@ class _Pass:
         return lines
 
 
+def combine(target: c.Expr, value: c.Expr, op: str) -> c.Stmt:
+    """``target`` combined with a task's partial ``value`` of a reduction ``op``."""
+    if op == "max":
+        return c.Assign(target, c.Call("sg_max", (target, value)))
+    return c.Assign(target, value, "+=")
+
+
+#: A pass is cut into tasks of at least TASK_VALUES elements (rows x width), so that a task
+#: is worth handing to a thread; and into at most MAX_TASKS tasks, so that the partial
+#: sums stay small. Below 2 x TASK_VALUES elements a pass runs on one thread.
+TASK_VALUES = 16384
+MAX_TASKS = 256
+#: Bytes per cache line: the unit in which tasks' partial sums are kept apart.
+CACHE_LINE = 64
+
+#: Products by a matrix run inside the pass over its rows when the matrix has at most
+#: FUSED_AT_MOST bytes (in cache either way: the pass saves two BLAS calls) or, when the
+#: pass computes both M @ v and M.T @ r, at least FUSED_AT_LEAST (larger than the
+#: last-level cache: read once instead of twice); otherwise BLAS's products (its kernels
+#: read the matrix faster) around the pass without them. With M @ v alone, the pass reads
+#: M once either way, so large matrices go to BLAS too (measured: the Theano tutorial's
+#: logistic regression, whose M.T @ r stays in BLAS, at N = 20,000, D = 128: fused 1.38x
+#: the NumPy module's time).
+#: Measured (BENCHMARKS.md, "Fused products or BLAS"): fused / BLAS 0.95-1.00 up to 50 KiB,
+#: 1.1-1.5 from 128 KiB to 10 MiB, 0.6-0.8 from 16 MiB (D = 128, 784), ~1.0 at D = 16.
+FUSED_AT_MOST = 64 << 10
+FUSED_AT_LEAST = 16 << 20
+
 #: Rows per chunk of a pass with fused products at most, and values per chunk of the
 #: matrix (2048 float64 values are 16 KiB: a chunk stays in the L1 cache between the
 #: products, the pass and the transposed products).
 CHUNK = 256
 CHUNK_VALUES = 2048
+#: Rows whose products are taken together (see ``_Pass.chunked``).
+GROUP = 4
 
 
 def _shape(shape, flat: bool) -> str:

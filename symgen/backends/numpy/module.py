@@ -17,7 +17,7 @@ from typing import Protocol
 
 import sympy as sp
 
-from symgen.backends.numpy import sums
+from symgen.backends.numpy import row_groups, row_reductions, sums
 from symgen.backends.numpy.inplace import InPlace
 from symgen.backends.numpy.masked import MaskedPieces
 from symgen.backends.numpy.steps import Update, updates
@@ -63,6 +63,8 @@ class PassCompiler(Protocol):
 
     def pass_lines(self, kernel, prefix, shapes, stored, scalar_line, products=None): ...
 
+    def choose(self, products, fused: list[str], apart: list[str]) -> list[str]: ...
+
     def module(self, name: str) -> CompiledPasses | None: ...
 
 
@@ -101,6 +103,8 @@ class _StatementPrinter:
         self.dtype = dtype
         #: The ``Piecewise`` that ``np.where`` must not compute (``shapes``: of each array).
         self.masked = MaskedPieces(self.array, dict(shapes or {}))
+        #: The row reductions' helpers the printed lines call (``row_reductions``).
+        self.row_helpers: set[str] = set()
 
     def value(self, stmt: Stmt, kernel: Kernel, accumulator: bool = False) -> str:
         """The expression ``stmt`` assigns to its target (a reduction over the whole domain:
@@ -125,10 +129,17 @@ class _StatementPrinter:
             case Sum(value=e) if not stmt.axes:
                 return sums.whole_sum(a(e), self.dtype)
             case Sum(value=e):
+                short_rows = stmt.axes == (1,) and len(kernel.domain) == 2
+                if short_rows and not accumulator and not sums.widened(self.dtype):
+                    self.row_helpers.add("_row_sums")  # along short rows: faster
+                    return f"_row_sums({a(e)})"
                 return sums.axis_sum(a(e), stmt.axes, self.dtype, accumulator)
             case Max(value=e):
                 if not stmt.axes:
                     return f"float(np.max({a(e)}))"
+                if stmt.axes == (1,) and len(kernel.domain) == 2:  # along short rows: faster
+                    self.row_helpers.add("_row_maxima")
+                    return f"_row_maxima({a(e)})"
                 axes = ", ".join(str(x) for x in stmt.axes)
                 return f"np.max({a(e)}, axis=({axes},), keepdims=True)"
         raise TypeError(f"no Python spelling for {type(stmt).__name__}")
@@ -166,7 +177,7 @@ class _StatementPrinter:
     @property
     def helpers(self) -> set[str]:
         """The module's helper functions the printed lines call (``_safelog``, ...)."""
-        return self.scalar.helpers | self.array.helpers
+        return self.scalar.helpers | self.array.helpers | self.row_helpers
 
     @property
     def modules(self) -> set[str]:
@@ -294,9 +305,11 @@ def _row_blocked(
     ):
         return None
     # Worth it when the pass reduces, or makes several temporaries per value it keeps
-    # (measured: a lone mask product such as W3's x8*(x0 > 0) runs as fast whole).
+    # (measured: a lone mask product such as W3's x8*(x0 > 0) runs as fast whole); not
+    # when it only reduces arrays it reads (no temporary to keep in cache: the loop would
+    # only add its own cost, ~1-3 us a pass at small sizes).
     work = sum(sp.count_ops(e) for s in middle for e in s.inputs)
-    if not (whole or column or row) and work < 3 * max(1, len(keep)):
+    if work == 0 or (not (whole or column or row) and work < 3 * max(1, len(keep))):
         return None
     names = {
         v: f"_{v.args[0].name}_T" if isinstance(v, transposed) else f"_{v.name}" for v in views
@@ -363,9 +376,29 @@ def _body(
     stored = program.used_elsewhere()
     fused = native.fused_products(program, all_shapes) if native is not None else {}
     absorbed = {i for products in fused.values() for i in products.absorbed}
+    # NumPy runs consecutive passes over the same rows in one loop (row_groups)
+    grouped = (
+        row_groups.groups(list(program.kernels)) if kind == "matrix" and native is None else []
+    )
+    group_at = {first: last for first, last in grouped}
+    in_group = {n for first, last in grouped for n in range(first + 1, last + 1)}
     groups = []
     for n, k in enumerate(program.kernels):
         if n in absorbed:  # a matrix product the C pass over its rows computes
+            continue
+        if n in group_at:
+            run = list(program.kernels[n : group_at[n] + 1])
+            reads = program.reads()
+            others = [r for m, r in enumerate(reads) if not n <= m <= group_at[n]]
+            outside = set().union(*others) | {s.name for s in program.outputs}
+            lines = row_groups.lines(run, printer, all_shapes, outside, row_groups.BLOCK)
+            comment = (
+                f"{len(run)} passes over the rows of {_shape_text(k.domain)}"
+                f" in one loop, in blocks of rows ({row_groups.BLOCK} elements)"
+            )
+            groups.append((comment, tuple(lines)))
+            continue
+        if n in in_group:
             continue
         lines = None
         if native is not None:  # None for what is not a pass it runs
@@ -374,8 +407,13 @@ def _body(
             scalar_line = partial(printer.line, kernel=k)
             lines = native.pass_lines(k, prefix, all_shapes, keep, scalar_line, products)
             comment = f"{_describe(k)}, compiled C (_SOURCE)"
-            if products is not None:
-                comment += f", with the products by {products.matrix}"
+            if products is not None:  # or the products by BLAS and the pass: chosen by size
+                comment += f", with the products by {products.matrix} (or BLAS)"
+                kernels = program.kernels
+                apart = [printer.line(kernels[i].stmts[0], kernels[i]) for i in products.absorbed]
+                plain = native.pass_lines(k, prefix, all_shapes, stored[n], scalar_line)
+                apart[1:1] = plain
+                lines = native.choose(products, lines, apart)
         if lines is None:
             if (
                 per_sample
@@ -446,9 +484,9 @@ def plan(
         grad_body.results[0],
         baked,
     )
-    helpers = tuple(
-        h.array_source or h.source
-        for h in python_helpers(frozenset().union(*(b.helpers for b in bodies)))
+    used = frozenset().union(*(b.helpers for b in bodies))
+    helpers = tuple(h.array_source or h.source for h in python_helpers(used)) + tuple(
+        source for name, source in row_reductions.HELPERS.items() if name in used
     )
     return NumpyPlan(
         **fields,

@@ -12,7 +12,9 @@ _LOADED: dict[str, types.ModuleType] = {}
 
 
 def load_module(source: str) -> types.ModuleType:
-    """The generated module whose source is ``source``, executed once per process."""
+    """The generated module whose source is ``source``, executed once per process. A C
+    module's passes run on one thread here: Dask's workers and threads each take a chunk,
+    and threads of the passes on top of them would oversubscribe the cores."""
     digest = hashlib.sha256(source.encode()).hexdigest()
     module = _LOADED.get(digest)
     if module is None:
@@ -26,6 +28,8 @@ def load_module(source: str) -> types.ModuleType:
         module.__dict__.update(namespace)
         module.__name__ = f"{name}_numpy"
         module.__file__ = filename
+        if hasattr(module, "set_num_threads"):  # a C module: Dask runs the chunks in parallel
+            module.set_num_threads(1)
         _LOADED[digest] = module
     return module
 

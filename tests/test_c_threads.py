@@ -1,0 +1,162 @@
+"""The C backend's passes on several threads: the same results, bit for bit, whatever the
+thread count (fixed tasks, partial sums added in task order); the settings that choose it;
+a process forked after the threads ran."""
+
+import multiprocessing
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+import symgen
+from examples import curve_fit, logistic, mlp, softmax
+
+pytestmark = pytest.mark.skipif(
+    not any(shutil.which(c) for c in ("cc", "gcc", "clang")), reason="no C compiler"
+)
+
+
+def curve_fit_case(rng):
+    t, y = curve_fit.synthetic(200_003, seed=4)
+    return curve_fit.curve_fit, [float(v) for v in rng.uniform(0.2, 1.0, 6)], {"t": t, "y": y}
+
+
+def logistic_case(rng):  # the products by X run inside the pass: partial X.T @ r per task
+    x = rng.standard_normal((60_001, 16))
+    t = (rng.random((60_001, 1)) < 0.5).astype(float)
+    return logistic.logistic, [0.3 * rng.standard_normal((16, 1))], {"X": x, "t": t}
+
+
+def softmax_case(rng):  # row maxima and sums, and column sums (the bias gradient) per task
+    x, y, _ = softmax.blobs(n=40_000, d=5, k=7, seed=2)
+    params = [0.2 * rng.standard_normal((5, 7)), 0.1 * rng.standard_normal((1, 7))]
+    return softmax.softmax, params, {"X": x, "Y": y}
+
+
+def mlp_case(rng):  # float32; the ReLU mask pass over (M, N_H)
+    x, y, w1, w2 = mlp.seed_data(3000, 64, 48, 4)
+    return mlp.mlp, [0.1 * w1, 0.1 * w2], {"X": x, "Y": y}
+
+
+CASES = {"curve_fit": curve_fit_case, "logistic": logistic_case, "softmax": softmax_case}
+
+
+def results(module, params, data):
+    loss, grads = module.loss_and_grad(*params, **data)
+    return loss, [np.asarray(g) for g in grads], module.loss(*params, **data)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_loss_and_gradients_are_bit_identical_on_1_2_and_16_threads(name):
+    problem, params, data = CASES[name](np.random.default_rng(7))
+    module = symgen.compile(problem, "c")
+    try:
+        runs = {}
+        for threads in (1, 2, 16):
+            module.set_num_threads(threads)
+            assert module.num_threads() == threads
+            runs[threads] = results(module, params, data)
+    finally:
+        module.set_num_threads()
+    loss, grads, alone = runs[1]
+    for threads in (2, 16):
+        other_loss, other_grads, other_alone = runs[threads]
+        assert other_loss == loss and other_alone == alone  # exact: not approx
+        for g, h in zip(grads, other_grads, strict=True):
+            assert g.dtype == h.dtype and g.shape == h.shape
+            assert g.tobytes() == h.tobytes()
+    reference = symgen.compile(problem)  # and they are the NumPy module's numbers
+    ref_loss, ref_grads = reference.loss_and_grad(*params, **data)
+    assert loss == pytest.approx(ref_loss, rel=1e-11)
+    for g, h in zip(grads, ref_grads, strict=True):
+        np.testing.assert_allclose(g, h, rtol=1e-9, atol=1e-12 * np.abs(h).max())
+
+
+def test_steps_are_bit_identical_on_1_and_16_threads():
+    problem, params, data = softmax_case(np.random.default_rng(3))
+    module = symgen.compile(problem, "c")
+    after = {}
+    try:
+        for threads in (1, 16):
+            module.set_num_threads(threads)
+            weights = [p.copy() for p in params]
+            state = module.adam_state(*weights)
+            for _ in range(3):
+                loss, weights, state = module.adam_step(*weights, **data, state=state, lr=0.01)
+            after[threads] = (loss, [w.tobytes() for w in weights])
+    finally:
+        module.set_num_threads()
+    assert after[1] == after[16]
+
+
+def test_thread_settings(monkeypatch):
+    module = symgen.compile(logistic.logistic, "c")
+    monkeypatch.setenv("SYMGEN_NUM_THREADS", "3")
+    monkeypatch.setenv("OMP_NUM_THREADS", "5")
+    module.set_num_threads()  # back to the default, read from the environment
+    assert module.num_threads() == 3
+    monkeypatch.delenv("SYMGEN_NUM_THREADS")
+    module.set_num_threads()
+    assert module.num_threads() == 5
+    monkeypatch.setenv("OMP_NUM_THREADS", "4,2")  # OpenMP's nested form: its first level
+    module.set_num_threads()
+    assert module.num_threads() == 4
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    module.set_num_threads()
+    assert module.num_threads() == len(os.sched_getaffinity(0))
+    monkeypatch.setenv("SYMGEN_NUM_THREADS", "many")
+    with pytest.warns(UserWarning, match="SYMGEN_NUM_THREADS='many'"):
+        module.set_num_threads()
+    assert module.num_threads() == len(os.sched_getaffinity(0))
+    for wrong in (0, -2, 1.5, True, "2"):
+        with pytest.raises(ValueError, match="whole number >= 1"):
+            module.set_num_threads(wrong)
+    monkeypatch.delenv("SYMGEN_NUM_THREADS")
+    module.set_num_threads(2)
+    fresh = symgen.compile(logistic.logistic, "c")  # each module has its own setting
+    assert fresh.num_threads() == len(os.sched_getaffinity(0))
+    module.set_num_threads()
+
+
+def _child_loss(module, params, data, queue):
+    queue.put((module.num_threads(), module.loss(*params, **data)))
+
+
+@pytest.mark.skipif(
+    "fork" not in multiprocessing.get_all_start_methods(), reason="no fork on this system"
+)
+def test_a_process_forked_after_the_threads_ran_computes_on_one_thread():
+    problem, params, data = logistic_case(np.random.default_rng(1))
+    module = symgen.compile(problem, "c")
+    module.set_num_threads(2)
+    try:
+        expected = module.loss(*params, **data)  # OpenMP's threads have run here
+        context = multiprocessing.get_context("fork")
+        queue = context.Queue()
+        child = context.Process(target=_child_loss, args=(module, params, data, queue))
+        child.start()
+        child.join(120)
+        alive = child.is_alive()
+        if alive:
+            child.kill()
+        assert not alive, "the forked child waited for OpenMP threads that do not exist"
+        assert child.exitcode == 0
+        threads, loss = queue.get(timeout=10)
+        assert threads == 1 and loss == expected
+    finally:
+        module.set_num_threads()
+
+
+def test_a_float32_matrix_module_is_bit_identical_on_1_and_16_threads():
+    problem, params, data = mlp_case(np.random.default_rng(5))
+    module = symgen.compile(problem, "c")
+    runs = []
+    try:
+        for threads in (1, 16):
+            module.set_num_threads(threads)
+            loss, grads, _ = results(module, params, data)
+            runs.append((loss, [g.tobytes() for g in grads]))
+    finally:
+        module.set_num_threads()
+    assert runs[0] == runs[1]
