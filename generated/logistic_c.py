@@ -122,12 +122,101 @@ void loss_and_grad_0(const double* restrict X, const double* restrict t, const d
     }
     _out[0] = _acc0;
 }
+
+// hvp_0: one pass over the rows of X with x0 = X @ v_w and hvp_w = X.T @ x3
+void hvp_0(const double* restrict X, const double* restrict v_w, const double* restrict x1, double* restrict _w_hvp_w, const long long D, const long long N)
+{
+    double _a[256];
+    double _r[256];
+    long long _rows = 2048 / (D > 0 ? D : 1);
+    if (_rows < 1) _rows = 1;
+    if (_rows > 256) _rows = 256;
+    for (long long _c = 0; _c < N; _c += _rows) {
+        const long long _m = N - _c < _rows ? N - _c : _rows;
+        for (long long _k = 0; _k < _m; ++_k) {
+            const double* restrict _row = X + (_c + _k)*D;
+            double _s = 0.0;
+            #pragma omp simd reduction(+:_s)
+            for (long long _q = 0; _q < D; ++_q) {
+                _s += (double)_row[_q]*v_w[_q];
+            }
+            _a[_k] = (double)_s;
+        }
+        #pragma omp simd
+        for (long long _k = 0; _k < _m; ++_k) {
+            const long long _i = _c + _k;
+            const double _v_x1 = x1[_i];
+            const double _v_x0 = _a[_k];
+            const double x2 = exp(-fabs(_v_x1));
+            const double x3 = _v_x0*sg_sigmoid_e(-_v_x1, x2)*sg_sigmoid_e(_v_x1, x2);
+            _r[_k] = (double)x3;
+        }
+        for (long long _k = 0; _k < _m; ++_k) {
+            const double* restrict _row = X + (_c + _k)*D;
+            const double _rk = _r[_k];
+            #pragma omp simd
+            for (long long _q = 0; _q < D; ++_q) {
+                _w_hvp_w[_q] += _rk*_row[_q];
+            }
+        }
+    }
+}
+
+// hessian_0: one pass over the elements (N, D)
+void hessian_0(const double* restrict X, const double* restrict x0, double* restrict _w_x2, const long long D, const long long N)
+{
+    for (long long _i = 0; _i < N; ++_i) {
+        #pragma omp simd
+        for (long long _j = 0; _j < D; ++_j) {
+            const double _v_x0 = x0[_i];
+            const double _v_X = X[_i*D + _j];
+            const double x1 = exp(-fabs(_v_x0));
+            const double x2 = _v_X*sqrt(sg_sigmoid_e(-_v_x0, x1)*sg_sigmoid_e(_v_x0, x1));
+            _w_x2[_i*D + _j] = x2;
+        }
+    }
+}
+
+// newton_0: one pass over the elements (N, 1), 1 reduction
+void newton_0(const double* restrict t, const double* restrict x0, double* restrict _w_x2, const long long N, double* restrict _out)
+{
+    double _acc0 = 0.0;
+    #pragma omp simd reduction(+:_acc0)
+    for (long long _i = 0; _i < N; ++_i) {
+        const double _v_x0 = x0[_i];
+        const double _v_t = t[_i];
+        const double x1 = exp(-fabs(_v_x0));
+        const double x2 = -_v_t + sg_sigmoid_e(_v_x0, x1);
+        _w_x2[_i] = x2;
+        _acc0 += (double)(_v_t*_v_x0 - log1p(x1) - sg_maximum(0.0, _v_x0));
+    }
+    _out[0] = _acc0;
+}
+
+// newton_1: one pass over the elements (N, D)
+void newton_1(const double* restrict X, const double* restrict x0, double* restrict _w_x5, const long long D, const long long N)
+{
+    for (long long _i = 0; _i < N; ++_i) {
+        #pragma omp simd
+        for (long long _j = 0; _j < D; ++_j) {
+            const double _v_x0 = x0[_i];
+            const double _v_X = X[_i*D + _j];
+            const double x4 = exp(-fabs(_v_x0));
+            const double x5 = _v_X*sqrt(sg_sigmoid_e(-_v_x0, x4)*sg_sigmoid_e(_v_x0, x4));
+            _w_x5[_i*D + _j] = x5;
+        }
+    }
+}
 """
 
 #: Argument types of the C functions.
 _SIGNATURES = {
     "loss_0": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_void_p),
     "loss_and_grad_0": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_void_p),
+    "hvp_0": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_longlong, ctypes.c_longlong),
+    "hessian_0": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_longlong, ctypes.c_longlong),
+    "newton_0": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_longlong, ctypes.c_void_p),
+    "newton_1": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_longlong, ctypes.c_longlong),
 }
 #: The arrays the C functions write their sums into, by length.
 _ACCUMULATORS = {1: ctypes.c_double * 1}
@@ -596,3 +685,138 @@ def adam_step(w, X, t, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-08):
     grad_w *= _c1
     w -= grad_w
     return loss, (w,), (_step, (_m_w,), (_s_w,))
+
+
+def hvp(w, X, t, *, v):
+    """The Hessian of the loss times directions, H @ v: v holds one direction per
+    parameter, in PARAMS order, each shaped like its parameter; one result per parameter."""
+    w, X, t, D, N = _arguments(w, X, t)
+    return _hvp(w, X, t, D, N, *_directions(v, (w,)))
+
+
+def _hvp(w, X, t, D, N, v_w):
+    """hvp on checked arguments and directions."""
+    # matrix product (BLAS)
+    x1 = X @ w
+    # one pass over the elements (N, 1), compiled C (_SOURCE), with the products by X
+    _r_hvp_w = np.zeros((D,))
+    _lib().hvp_0(X.ctypes.data, v_w.ctypes.data, x1.ctypes.data, _r_hvp_w.ctypes.data, D, N)
+    hvp_w = _r_hvp_w.reshape((D, 1))
+    return (hvp_w,)
+
+
+def _directions(directions, params):
+    """The directions of hvp, checked: one per parameter, a real number for a float
+    parameter, else an array of its shape."""
+    if not isinstance(directions, (tuple, list)) or len(directions) != len(params):
+        raise TypeError(
+            f"logistic: hvp: v must be a tuple of {len(params)} directions, one per"
+            f" parameter of {PARAMS}, each shaped like it"
+        )
+    out = []
+    for i, (name, p, d) in enumerate(zip(PARAMS, params, directions)):
+        d = _numbers(f"hvp: v[{i}]", d)
+        if d.shape != p.shape:
+            raise ValueError(
+                f"logistic: hvp: v[{i}], the direction of {name!r}, must have its"
+                f" shape {p.shape}, got {d.shape}"
+            )
+        out.append(d)
+    return out
+
+
+def hessian(w, X, t):
+    """The Hessian of the loss: shape (P, P) over the parameters flattened in PARAMS order
+    (P = D), symmetric. At most 4096 parameters (ValueError beyond:
+    use hvp)."""
+    return _hessian_of(*_arguments(w, X, t))
+
+
+def _hessian_of(w, X, t, D, N):
+    """hessian on checked arguments."""
+    _limit(D)
+    # matrix product (BLAS)
+    x0 = X @ w
+    # one pass over the elements (N, D), compiled C (_SOURCE)
+    x2 = np.empty((N, D), dtype=DTYPE)
+    _lib().hessian_0(X.ctypes.data, x0.ctypes.data, x2.ctypes.data, D, N)
+    # matrix product (BLAS)
+    h_w_w = x2.T @ x2
+    _hessian = h_w_w
+    return _hessian
+
+
+def newton_step(w, X, t, *, damping=0.0):
+    """One damped Newton step: p -= (H + lam*I)^-1 grad over the parameters flattened in
+    PARAMS order, H the Hessian, lam = damping (>= 0) to begin with. It is solved by
+    Cholesky; when H + lam*I is not positive definite (a saddle, a maximum, a singular H)
+    the Levenberg damping lam is raised, to 1e-10 times the largest |H_ii| (at least
+    1e-10), then tenfold, until the factorization succeeds; far from a minimum, a larger
+    damping makes a shorter step, towards gradient descent. At most 4096 parameters.
+
+    Returns (loss before the step, new parameters); array parameters are
+    updated in place.
+    """
+    _in_place("w", w)
+    w, X, t, D, N = _arguments(w, X, t)
+    _apart(("w", w), ("X", X), ("t", t), updated=1)
+    _limit(D)
+    # matrix product (BLAS)
+    x0 = X @ w
+    # one pass over the elements (N, 1), 1 reduction, compiled C (_SOURCE)
+    x2 = np.empty((N, 1), dtype=DTYPE)
+    _acc = _ACCUMULATORS[1]()
+    _lib().newton_0(t.ctypes.data, x0.ctypes.data, x2.ctypes.data, N, _acc)
+    x3, = _acc
+    # one pass over the elements (N, D), compiled C (_SOURCE)
+    x5 = np.empty((N, D), dtype=DTYPE)
+    _lib().newton_1(X.ctypes.data, x0.ctypes.data, x5.ctypes.data, D, N)
+    # scalar arithmetic
+    loss = -x3
+    # matrix product (BLAS)
+    grad_w = X.T @ x2
+    # matrix product (BLAS)
+    h_w_w = x5.T @ x5
+    _hessian = h_w_w
+    _gradient = _flat((grad_w,))
+    _step = _newton(_hessian, _gradient, damping)
+    w -= _step[0:D].reshape(w.shape)
+    return loss, (w,)
+
+
+def _flat(values):
+    """Values of the parameters' shapes (floats, arrays) as one vector, in PARAMS order."""
+    return np.concatenate([np.ravel(x) for x in values])
+
+
+def _limit(count):
+    if count > 4096:
+        raise ValueError(
+            f"logistic: the Hessian has P = {count} parameters, a {count} x {count} matrix;"
+            " hessian and newton_step take at most 4096: use hvp (Hessian-vector products)"
+        )
+
+
+def _newton(hessian, gradient, damping):
+    """(H + lam*I)^-1 g in float64 by Cholesky, lam raised from ``damping`` until H + lam*I
+    is positive definite (see newton_step)."""
+    if not damping >= 0:
+        raise ValueError(f"logistic: newton_step: damping must be >= 0, got {damping!r}")
+    hessian = np.asarray(hessian, dtype=np.float64)
+    gradient = np.asarray(gradient, dtype=np.float64)
+    if not (np.isfinite(hessian).all() and np.isfinite(gradient).all()):
+        raise FloatingPointError(
+            "logistic: newton_step: the Hessian or the gradient is not finite here"
+        )
+    eye = np.eye(len(gradient))
+    scale = max(float(np.abs(np.diag(hessian)).max(initial=0.0)), 1.0)
+    lam = float(damping)
+    while True:
+        try:
+            factor = np.linalg.cholesky(hessian + lam*eye if lam else hessian)
+        except np.linalg.LinAlgError:
+            if lam > 1e30*scale:
+                raise
+            lam = max(10.0*lam, 1e-10*scale)
+            continue
+        return np.linalg.solve(factor.T, np.linalg.solve(factor, gradient))

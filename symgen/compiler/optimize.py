@@ -496,7 +496,8 @@ class _Builder:
                 break
             (f1, f2), _ = best
             for factors in lists:
-                if len(factors) >= 3 and f1 in factors and f2 in factors:
+                has_pair = factors.count(f1) >= 2 if f1 == f2 else f1 in factors and f2 in factors
+                if len(factors) >= 3 and has_pair:
                     factors.remove(f1)
                     factors.remove(f2)
                     factors.append(sp.Mul(f1, f2, evaluate=False))

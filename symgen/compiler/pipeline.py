@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from symgen.compiler.autodiff import gradients
 from symgen.compiler.frontend import Lowered, lower
 from symgen.compiler.optimize import Namer, Program, build_program
 from symgen.compiler.problem import RESERVED_NAMES, Problem
+from symgen.compiler.second_order import SecondOrder, second_order
 from symgen.version import __version__
 
 
@@ -20,6 +22,13 @@ class Compiled:
     loss_program: Program
     grad_program: Program
     version: str = __version__
+
+    @cached_property
+    def second_order(self) -> SecondOrder:
+        """The hvp, Hessian and Newton programs (``compiler/second_order.py``), built when
+        first asked for."""
+        grads = gradients(self.lowered.loss, self.lowered.params)
+        return second_order(self.lowered, grads, _namer)
 
 
 def _namer(lowered: Lowered) -> Namer:

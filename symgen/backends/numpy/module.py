@@ -18,6 +18,7 @@ import sympy as sp
 
 from symgen.backends.numpy.inplace import InPlace
 from symgen.backends.numpy.steps import Update, updates
+from symgen.codegen import second_order
 from symgen.codegen.optimizers import Baked
 from symgen.codegen.plan import Arg, ModulePlan, module_fields
 from symgen.codegen.plan import shape_text as _shape_text
@@ -366,6 +367,19 @@ def plan(
     grad_body = _body(
         compiled.grad_program, problem.dtype, names, problem.kind, native, "loss_and_grad"
     )
+    second = compiled.second_order
+    bodies = [loss_body, grad_body]
+    hvp_body = _body(second.hvp_program, problem.dtype, names, problem.kind, native, "hvp")
+    bodies.append(hvp_body)
+    hessian_body = newton_body = None
+    if second.hessian_program is not None:
+        hessian_body = _body(
+            second.hessian_program, problem.dtype, names, problem.kind, native, "hessian"
+        )
+        newton_body = _body(
+            second.newton_program, problem.dtype, names, problem.kind, native, "newton"
+        )
+        bodies += [hessian_body, newton_body]
     steps = updates(
         tuple(p.name for p in params),
         tuple(p.kind != "scalar" for p in params),
@@ -380,12 +394,15 @@ def plan(
         updates=steps,
         helpers=tuple(
             h.array_source or h.source
-            for h in python_helpers(loss_body.helpers | grad_body.helpers)
+            for h in python_helpers(frozenset().union(*(b.helpers for b in bodies)))
         ),
         imports=imports(
-            params, loss_body.helpers | grad_body.helpers, loss_body.modules | grad_body.modules
+            params,
+            frozenset().union(*(b.helpers for b in bodies)),
+            frozenset().union(*(b.modules for b in bodies)),
         ),
         native=native.module(problem.name) if native is not None else None,
+        second=second_order.plan(compiled, hvp_body, True, hessian_body, newton_body),
     )
 
 
