@@ -110,7 +110,7 @@ def _inner(g: Node, v: Node) -> Node:
 def hvp(params: tuple[Input, ...], grads: tuple[Node, ...], directions: tuple[Input, ...]):
     """The nodes of ``H v``, one per parameter: the gradient of ``sum_p <grad_p, v_p>``."""
     total = _total([_inner(g, v) for g, v in zip(grads, directions, strict=True)])
-    return stable_second_order(gradients(total, params))
+    return simplified(stable_second_order(gradients(total, params)))
 
 
 # -- stable forms ---------------------------------------------------------------------
@@ -151,6 +151,36 @@ def _with_operands(node: Node, operands: tuple[Node, ...]) -> Node:
     raise TypeError(type(node).__name__)  # pragma: no cover - leaves have no operands
 
 
+def _is_one(node: Node) -> bool:
+    """A node of ones: an identity of size 1, the number 1 spread over (1, 1)."""
+    return (isinstance(node, Eye) and node.shape[0] == 1) or _constant(node) == 1
+
+
+def _simpler(node: Node, operands: tuple[Node, ...]) -> Node:
+    """``node`` over ``operands`` without the work that multiplying by an identity or by a
+    seed of ones would cost: ``X @ I`` is ``X``, ``1 * v`` is ``v``."""
+    node = _with_operands(node, operands)
+    if isinstance(node, Map):
+        fn, args = _folded(node)
+        return map_(fn, args, node.shape)
+    if isinstance(node, MatMul):
+        for one, other in ((node.a, node.b), (node.b, node.a)):
+            if (isinstance(one, Eye) or _is_one(one)) and other.shape == node.shape:
+                return other
+    if isinstance(node, Transpose):
+        if isinstance(node.arg, (Eye, Transpose)):
+            return transpose(node.arg) if isinstance(node.arg, Transpose) else node.arg
+        value = _constant(node.arg)
+        if value is not None and value.is_Number:
+            return Map(sp.Lambda((), value), (), node.shape)
+    return node
+
+
+def simplified(outputs: tuple[Node, ...]) -> tuple[Node, ...]:
+    """``outputs`` rebuilt by ``_simpler``."""
+    return _rebuild(outputs, _simpler)
+
+
 def stable_second_order(outputs: tuple[Node, ...]) -> tuple[Node, ...]:
     """``outputs`` with ``_complements`` applied to every map's body."""
 
@@ -175,7 +205,7 @@ def _entries(params: tuple[Input, ...], grads: tuple[Node, ...]):
         for j in range(i, len(params)):
             pairs.append((i, j))
             nodes.append(row[j])
-    return tuple(pairs), stable_second_order(tuple(nodes))
+    return tuple(pairs), simplified(stable_second_order(tuple(nodes)))
 
 
 # -- the dense Hessian: blocks of vector parameters ------------------------------------
@@ -213,6 +243,8 @@ def _constant(node: Node) -> sp.Expr | None:
     constants: a constant spread over a shape), else None."""
     if isinstance(node, Const):
         return node.value
+    if isinstance(node, Transpose):
+        return _constant(node.arg)
     if isinstance(node, Map):
         values = [_constant(a) for a in node.args]
         if all(v is not None for v in values):
@@ -256,8 +288,9 @@ class _Batch:
     def __call__(self, outputs: tuple[Node, ...]) -> tuple[tuple[Node, Layout] | None, ...]:
         """Each output batched with its layout, or None when it does not depend on ``v``."""
         for node in topological(list(outputs)):
-            if node == self.v:
-                self.made[node] = (Eye((self.n, self.n)), _natural(node.shape) or "col")
+            if node == self.v:  # the identity; of size 1, the number 1
+                eye = Eye((self.n, self.n)) if self.n != 1 else Map(sp.Lambda((), 1), (), (1, 1))
+                self.made[node] = (eye, _natural(node.shape) or "col")
             elif any(o in self.made for o in node.operands):
                 self.made[node] = self._node(node)
         return tuple(self.made.get(o) for o in outputs)
@@ -357,6 +390,8 @@ def _gram(node: Node) -> Node:
 def _symmetric(node: Node) -> bool:
     """Whether ``node`` is exactly symmetric as computed: a symmetric product ``B.T @ B``,
     an identity, a constant, or an elementwise function of such."""
+    if all(d == 1 for d in node.shape):
+        return True
     if isinstance(node, MatMul):
         return isinstance(node.a, Transpose) and node.a.arg == node.b
     if isinstance(node, (Eye, Const)):
@@ -380,7 +415,7 @@ def _blocks(params: tuple[Input, ...], grads: tuple[Node, ...], directions: tupl
                 block = made[0] if made[1] == "col" else transpose(made[0])
             pairs.append((p, q))
             nodes.append(block)
-    nodes = list(_rebuild(tuple(nodes), lambda n, ops: _gram(_with_operands(n, ops))))
+    nodes = list(_rebuild(simplified(tuple(nodes)), lambda n, ops: _gram(_with_operands(n, ops))))
     symmetric = tuple(p != q or _symmetric(n) for (p, q), n in zip(pairs, nodes, strict=True))
     return tuple(pairs), tuple(nodes), symmetric
 
