@@ -1,6 +1,6 @@
 """symgen: symbolic gradients from SymPy losses, emitted as standalone source code."""
 
-from symgen.api import compile, generate, gradients
+from symgen.api import compile, generate, gradients, hessians
 from symgen.compiler.functions import (
     abs,
     elementwise,
@@ -33,6 +33,7 @@ __all__ = [
     "fit",
     "generate",
     "gradients",
+    "hessians",
     "log",
     "logsumexp",
     "mean",

@@ -644,3 +644,53 @@ def test_a_symbol_named_v_renames_the_keyword():
     w, X, yy = rng.standard_normal((3, 1)), rng.standard_normal((7, 3)), rng.standard_normal((7, 1))
     (hv,) = mod.hvp(w, X, yy, v_=(np.ones((3, 1)),))
     assert_close(hv, 2 * X.T @ X @ np.ones((3, 1)), rtol=1e-12)
+
+
+# -- formulas: symgen.hessians and `symgen show --hessian` ----------------------------------
+
+
+def test_hessians_of_rosenbrock_are_the_simplified_second_derivatives():
+    h = symgen.hessians(rosenbrock.rosenbrock)
+    assert {(p.name, q.name): str(e) for (p, q), e in h.items()} == {
+        ("x", "x"): "1200*x**2 - 400*y + 2",
+        ("x", "y"): "-400*x",
+        ("y", "y"): "200",
+    }
+    point = {x: 0.7, y: -1.3}
+    want = module("rosenbrock", "numpy").hessian(0.7, -1.3)
+    assert float(h[x, x].subs(point)) == pytest.approx(want[0, 0], rel=1e-14)
+    assert float(h[x, y].subs(point)) == pytest.approx(want[0, 1], rel=1e-14)
+
+
+def test_hessians_of_a_glm_read_as_an_expert_writes_them():
+    h = symgen.hessians(logistic.logistic)
+    (w,) = logistic.logistic.params
+    assert str(h[w, w]) == "X.T*diag(sigmoid(-X*w) ⊙ sigmoid(X*w))*X"
+    (block,) = symgen.hessians(CASES["lsq"].problem).values()
+    assert str(block) == "2 * X.T*X"
+    blocks = {
+        (p.name, q.name): str(e) for (p, q), e in symgen.hessians(CASES["biased"].problem).items()
+    }
+    assert blocks["w", "w"] == "0.6 * I + X.T*diag(sigmoid(-X*w - b) ⊙ sigmoid(X*w + b))*X"
+    assert blocks["w", "b"] == "X.T*(sigmoid(-X*w - b) ⊙ sigmoid(X*w + b))"
+
+
+def test_show_hessian(capsys, root, monkeypatch):
+    from symgen.cli.commands import main
+
+    monkeypatch.chdir(root)
+    assert main(["show", "examples/rosenbrock.py", "--hessian"]) == 0
+    out = capsys.readouterr().out
+    assert "∂²L/∂x² = 1200*x**2 - 400*y + 2\n∂²L/∂x∂y = -400*x\n∂²L/∂y² = 200" in out
+    assert main(["show", "examples/logistic.py", "--hessian", "--program"]) == 0
+    out = capsys.readouterr().out
+    assert "∂²L/∂w² = X.T*diag(sigmoid(-X*w) ⊙ sigmoid(X*w))*X" in out
+    assert "# logistic: hessian" in out and "h_w_w = x2.T @ x2" in out
+    assert main(["show", "examples/mlp.py", "--hessian", "--format", "latex"]) == 0
+    out = capsys.readouterr().out
+    assert r"\frac{\partial^2 L}{\partial W_{1} \partial W_{2}} \cdot v_W2 = " in out
+    assert main(["show", "examples/softmax.py", "--hessian", "--program"]) == 0
+    out = capsys.readouterr().out
+    assert "hvp (hessian calls it along each unit vector)" in out
+    assert main(["show", "examples/logistic.py", "--hessian", "--format", "markdown"]) == 0
+    assert r"\operatorname{diag}" in capsys.readouterr().out

@@ -371,19 +371,30 @@ def _nonnegative(expr: sp.Expr) -> bool:
     return expr.is_nonnegative is True
 
 
-def _gram(node: Node) -> Node:
-    """``A.T @ (c ⊙ A)`` → ``B.T @ B`` with ``B = sqrt(c) ⊙ A`` when ``c >= 0``."""
+def weighted_product(node: Node) -> tuple[Node, Node, bool] | None:
+    """``(A, c, c >= 0)`` when ``node`` is ``A.T @ (c ⊙ A)`` (the Hessian of a GLM:
+    ``A.T @ diag(c) @ A``), the weight ``c`` a node of its own; else None."""
     if not (isinstance(node, MatMul) and isinstance(node.a, Transpose)):
-        return node
+        return None
     a, m = node.a.arg, node.b
     if not isinstance(m, Map) or a.shape != m.shape or a not in m.args:
-        return node
+        return None
     var = m.fn.variables[m.args.index(a)]
     weight = sp.cancel(m.fn.expr / var)
-    if weight.has(var) or not _nonnegative(weight):
+    if weight.has(var):
+        return None
+    return a, map_(sp.Lambda(m.fn.variables, weight), m.args), _nonnegative(weight)
+
+
+def _gram(node: Node) -> Node:
+    """``A.T @ (c ⊙ A)`` → ``B.T @ B`` with ``B = sqrt(c) ⊙ A`` when ``c >= 0``."""
+    found = weighted_product(node)
+    if found is None or not found[2]:
         return node
-    root = sp.sqrt(weight)
-    b = map_(sp.Lambda(m.fn.variables, root * var), m.args, m.shape)
+    m = node.b
+    var = m.fn.variables[m.args.index(found[0])]
+    weight = sp.cancel(m.fn.expr / var)
+    b = map_(sp.Lambda(m.fn.variables, sp.sqrt(weight) * var), m.args, m.shape)
     return MatMul(transpose(b), b, node.shape)
 
 
@@ -401,7 +412,9 @@ def _symmetric(node: Node) -> bool:
     return False
 
 
-def _blocks(params: tuple[Input, ...], grads: tuple[Node, ...], directions: tuple[Input, ...]):
+def _blocks(params, grads, directions, products: bool = True):
+    """The blocks (p, q), p <= q, of vector parameters; ``products``: diagonal blocks
+    ``A.T @ (c ⊙ A)`` become symmetric products where they can."""
     pairs, nodes = [], []
     for q, (g, v) in enumerate(zip(grads, directions, strict=True)):
         column = stable_second_order(gradients(_inner(g, v), params))
@@ -415,24 +428,40 @@ def _blocks(params: tuple[Input, ...], grads: tuple[Node, ...], directions: tupl
                 block = made[0] if made[1] == "col" else transpose(made[0])
             pairs.append((p, q))
             nodes.append(block)
-    nodes = list(_rebuild(simplified(tuple(nodes)), lambda n, ops: _gram(_with_operands(n, ops))))
+    nodes = list(simplified(tuple(nodes)))
+    if products:
+        nodes = list(_rebuild(tuple(nodes), lambda n, ops: _gram(_with_operands(n, ops))))
     symmetric = tuple(p != q or _symmetric(n) for (p, q), n in zip(pairs, nodes, strict=True))
     return tuple(pairs), tuple(nodes), symmetric
+
+
+def hvp_blocks(params: tuple[Input, ...], grads: tuple[Node, ...], directions: tuple[Input, ...]):
+    """For each pair p <= q, the node of block (p, q) of H applied to the direction of q:
+    ``∂/∂p <grad_q, v_q>``."""
+    out = {}
+    for q, (g, v) in enumerate(zip(grads, directions, strict=True)):
+        column = simplified(stable_second_order(gradients(_inner(g, v), params)))
+        for p in range(q + 1):
+            out[p, q] = column[p]
+    return out
 
 
 def _is_vector(p: Input) -> bool:
     return len(p.shape) == 2 and (p.shape[0] == 1 or p.shape[1] == 1)
 
 
-def hessian_nodes(lowered: Lowered, grads: tuple[Node, ...], directions: tuple[Input, ...]):
-    """The Hessian's form and its output nodes (none for ``directions``)."""
+def hessian_nodes(
+    lowered: Lowered, grads: tuple[Node, ...], directions: tuple[Input, ...], products=True
+):
+    """The Hessian's form and its output nodes (none for ``directions``); ``products``:
+    with symmetric products where they can be (False: the form to read)."""
     params = lowered.params
     if all(not p.shape for p in params) and len(params) <= ENTRY_LIMIT:
         pairs, nodes = _entries(params, grads)
         return HessianForm("entries", pairs, tuple(True for _ in pairs)), nodes
     if all(_is_vector(p) for p in params):
         try:
-            pairs, nodes, symmetric = _blocks(params, grads, directions)
+            pairs, nodes, symmetric = _blocks(params, grads, directions, products)
         except NotBatched:
             pass
         else:
