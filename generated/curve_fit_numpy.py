@@ -483,14 +483,15 @@ def _hessian_of(a, b, c, d, e, g, t, y, N):
     h_b_e = x0*x22
     h_b_g = x0*x23
     h_c_c = x0*x24
-    h_c_d = x0*x22
-    h_c_e = x0*x23
     h_c_g = x0*x25
     h_d_d = x0*x26
     h_d_e = x0*x27
     h_d_g = x0*x28
-    h_e_e = x0*x28
     h_e_g = x0*x29
+    # scalar arithmetic
+    h_c_d = h_b_e
+    h_c_e = h_b_g
+    h_e_e = h_d_g
     _hessian = np.array([[h_a_a, h_a_b, h_a_c, h_a_d, h_a_e, h_a_g], [h_a_b, h_b_b, h_b_c, h_b_d, h_b_e, h_b_g], [h_a_c, h_b_c, h_c_c, h_c_d, h_c_e, h_c_g], [h_a_d, h_b_d, h_c_d, h_d_d, h_d_e, h_d_g], [h_a_e, h_b_e, h_c_e, h_d_e, h_e_e, h_e_g], [h_a_g, h_b_g, h_c_g, h_d_g, h_e_g, h_g_g]], dtype=DTYPE)
     return _hessian
 
@@ -590,16 +591,16 @@ def newton_step(a, b, c, d, e, g, t, y, *, damping=0.0):
     h_b_e = x0*x34
     h_b_g = x0*x35
     h_c_c = x0*x36
-    h_c_d = x0*x34
-    h_c_e = x0*x35
     h_c_g = x0*x37
     h_d_d = x0*x38
     h_d_e = x0*x39
     h_d_g = x0*x40
-    h_e_e = x0*x40
     h_e_g = x0*x41
     # scalar arithmetic
     loss = x18/N
+    h_c_d = h_b_e
+    h_c_e = h_b_g
+    h_e_e = h_d_g
     _hessian = np.array([[h_a_a, h_a_b, h_a_c, h_a_d, h_a_e, h_a_g], [h_a_b, h_b_b, h_b_c, h_b_d, h_b_e, h_b_g], [h_a_c, h_b_c, h_c_c, h_c_d, h_c_e, h_c_g], [h_a_d, h_b_d, h_c_d, h_d_d, h_d_e, h_d_g], [h_a_e, h_b_e, h_c_e, h_d_e, h_e_e, h_e_g], [h_a_g, h_b_g, h_c_g, h_d_g, h_e_g, h_g_g]], dtype=DTYPE)
     _gradient = _flat((grad_a, grad_b, grad_c, grad_d, grad_e, grad_g,))
     _step = _newton(_hessian, _gradient, damping)
