@@ -162,47 +162,101 @@ void hvp_0(const double* restrict X, const double* restrict v_w, const double* r
     }
 }
 
-// hessian_0: one pass over the elements (N, D)
-void hessian_0(const double* restrict X, const double* restrict x0, double* restrict _w_x2, const long long D, const long long N)
+// hessian_0: one pass over the rows of X with x0 = X @ w
+void hessian_0(const double* restrict X, const double* restrict w, double* restrict _w_x1, const long long D, const long long N)
+{
+    double _a[256];
+    long long _rows = 2048 / (D > 0 ? D : 1);
+    if (_rows < 1) _rows = 1;
+    if (_rows > 256) _rows = 256;
+    for (long long _c = 0; _c < N; _c += _rows) {
+        const long long _m = N - _c < _rows ? N - _c : _rows;
+        for (long long _k = 0; _k < _m; ++_k) {
+            const double* restrict _row = X + (_c + _k)*D;
+            double _s = 0.0;
+            #pragma omp simd reduction(+:_s)
+            for (long long _q = 0; _q < D; ++_q) {
+                _s += (double)_row[_q]*w[_q];
+            }
+            _a[_k] = (double)_s;
+        }
+        #pragma omp simd
+        for (long long _k = 0; _k < _m; ++_k) {
+            const long long _i = _c + _k;
+            const double _v_x0 = _a[_k];
+            const double x1 = ((1.0/2.0))/cosh(((1.0/2.0))*_v_x0);
+            _w_x1[_i] = x1;
+        }
+    }
+}
+
+// hessian_1: one pass over the elements (N, D)
+void hessian_1(const double* restrict X, const double* restrict x1, double* restrict _w_x2, const long long D, const long long N)
 {
     for (long long _i = 0; _i < N; ++_i) {
         #pragma omp simd
         for (long long _j = 0; _j < D; ++_j) {
-            const double _v_x0 = x0[_i];
             const double _v_X = X[_i*D + _j];
-            const double x1 = exp(-fabs(_v_x0));
-            const double x2 = _v_X*sqrt(sg_sigmoid_e(-_v_x0, x1)*sg_sigmoid_e(_v_x0, x1));
+            const double _v_x1 = x1[_i];
+            const double x2 = _v_X*_v_x1;
             _w_x2[_i*D + _j] = x2;
         }
     }
 }
 
-// newton_0: one pass over the elements (N, 1), 1 reduction
-void newton_0(const double* restrict t, const double* restrict x0, double* restrict _w_x2, const long long N, double* restrict _out)
+// newton_0: one pass over the rows of X with x0 = X @ w and grad_w = X.T @ x2, 1 reduction
+void newton_0(const double* restrict X, const double* restrict t, const double* restrict w, double* restrict _w_x3, double* restrict _w_grad_w, const long long D, const long long N, double* restrict _out)
 {
     double _acc0 = 0.0;
-    #pragma omp simd reduction(+:_acc0)
-    for (long long _i = 0; _i < N; ++_i) {
-        const double _v_x0 = x0[_i];
-        const double _v_t = t[_i];
-        const double x1 = exp(-fabs(_v_x0));
-        const double x2 = -_v_t + sg_sigmoid_e(_v_x0, x1);
-        _w_x2[_i] = x2;
-        _acc0 += (double)(_v_t*_v_x0 - log1p(x1) - sg_maximum(0.0, _v_x0));
+    double _a[256];
+    double _r[256];
+    long long _rows = 2048 / (D > 0 ? D : 1);
+    if (_rows < 1) _rows = 1;
+    if (_rows > 256) _rows = 256;
+    for (long long _c = 0; _c < N; _c += _rows) {
+        const long long _m = N - _c < _rows ? N - _c : _rows;
+        for (long long _k = 0; _k < _m; ++_k) {
+            const double* restrict _row = X + (_c + _k)*D;
+            double _s = 0.0;
+            #pragma omp simd reduction(+:_s)
+            for (long long _q = 0; _q < D; ++_q) {
+                _s += (double)_row[_q]*w[_q];
+            }
+            _a[_k] = (double)_s;
+        }
+        #pragma omp simd reduction(+:_acc0)
+        for (long long _k = 0; _k < _m; ++_k) {
+            const long long _i = _c + _k;
+            const double _v_x0 = _a[_k];
+            const double _v_t = t[_i];
+            const double x1 = exp(-fabs(_v_x0));
+            const double x2 = -_v_t + sg_sigmoid_e(_v_x0, x1);
+            const double x3 = ((1.0/2.0))/cosh(((1.0/2.0))*_v_x0);
+            _r[_k] = (double)x2;
+            _w_x3[_i] = x3;
+            _acc0 += (double)(_v_t*_v_x0 - log1p(x1) - sg_maximum(0.0, _v_x0));
+        }
+        for (long long _k = 0; _k < _m; ++_k) {
+            const double* restrict _row = X + (_c + _k)*D;
+            const double _rk = _r[_k];
+            #pragma omp simd
+            for (long long _q = 0; _q < D; ++_q) {
+                _w_grad_w[_q] += _rk*_row[_q];
+            }
+        }
     }
     _out[0] = _acc0;
 }
 
 // newton_1: one pass over the elements (N, D)
-void newton_1(const double* restrict X, const double* restrict x0, double* restrict _w_x5, const long long D, const long long N)
+void newton_1(const double* restrict X, const double* restrict x3, double* restrict _w_x5, const long long D, const long long N)
 {
     for (long long _i = 0; _i < N; ++_i) {
         #pragma omp simd
         for (long long _j = 0; _j < D; ++_j) {
-            const double _v_x0 = x0[_i];
             const double _v_X = X[_i*D + _j];
-            const double x4 = exp(-fabs(_v_x0));
-            const double x5 = _v_X*sqrt(sg_sigmoid_e(-_v_x0, x4)*sg_sigmoid_e(_v_x0, x4));
+            const double _v_x3 = x3[_i];
+            const double x5 = _v_X*_v_x3;
             _w_x5[_i*D + _j] = x5;
         }
     }
@@ -215,7 +269,8 @@ _SIGNATURES = {
     "loss_and_grad_0": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_void_p),
     "hvp_0": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_longlong, ctypes.c_longlong),
     "hessian_0": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_longlong, ctypes.c_longlong),
-    "newton_0": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_longlong, ctypes.c_void_p),
+    "hessian_1": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_longlong, ctypes.c_longlong),
+    "newton_0": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_void_p),
     "newton_1": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_longlong, ctypes.c_longlong),
 }
 #: The arrays the C functions write their sums into, by length.
@@ -735,11 +790,12 @@ def hessian(w, X, t):
 def _hessian_of(w, X, t, D, N):
     """hessian on checked arguments."""
     _limit(D)
-    # matrix product (BLAS)
-    x0 = X @ w
+    # one pass over the elements (N, 1), compiled C (_SOURCE), with the products by X
+    x1 = np.empty((N, 1), dtype=DTYPE)
+    _lib().hessian_0(X.ctypes.data, w.ctypes.data, x1.ctypes.data, D, N)
     # one pass over the elements (N, D), compiled C (_SOURCE)
     x2 = np.empty((N, D), dtype=DTYPE)
-    _lib().hessian_0(X.ctypes.data, x0.ctypes.data, x2.ctypes.data, D, N)
+    _lib().hessian_1(X.ctypes.data, x1.ctypes.data, x2.ctypes.data, D, N)
     # matrix product (BLAS)
     h_w_w = x2.T @ x2
     _hessian = h_w_w
@@ -761,20 +817,18 @@ def newton_step(w, X, t, *, damping=0.0):
     w, X, t, D, N = _arguments(w, X, t)
     _apart(("w", w), ("X", X), ("t", t), updated=1)
     _limit(D)
-    # matrix product (BLAS)
-    x0 = X @ w
-    # one pass over the elements (N, 1), 1 reduction, compiled C (_SOURCE)
-    x2 = np.empty((N, 1), dtype=DTYPE)
+    # one pass over the elements (N, 1), 1 reduction, compiled C (_SOURCE), with the products by X
+    x3 = np.empty((N, 1), dtype=DTYPE)
+    _r_grad_w = np.zeros((D,))
     _acc = _ACCUMULATORS[1]()
-    _lib().newton_0(t.ctypes.data, x0.ctypes.data, x2.ctypes.data, N, _acc)
-    x3, = _acc
+    _lib().newton_0(X.ctypes.data, t.ctypes.data, w.ctypes.data, x3.ctypes.data, _r_grad_w.ctypes.data, D, N, _acc)
+    x4, = _acc
+    grad_w = _r_grad_w.reshape((D, 1))
+    # scalar arithmetic
+    loss = -x4
     # one pass over the elements (N, D), compiled C (_SOURCE)
     x5 = np.empty((N, D), dtype=DTYPE)
-    _lib().newton_1(X.ctypes.data, x0.ctypes.data, x5.ctypes.data, D, N)
-    # scalar arithmetic
-    loss = -x3
-    # matrix product (BLAS)
-    grad_w = X.T @ x2
+    _lib().newton_1(X.ctypes.data, x3.ctypes.data, x5.ctypes.data, D, N)
     # matrix product (BLAS)
     h_w_w = x5.T @ x5
     _hessian = h_w_w

@@ -323,15 +323,15 @@ def _hessian_of(w, X, t, D, N):
     _limit(D)
     # matrix product (BLAS)
     x0 = X @ w
-    # one pass over the elements (N, D), in blocks of rows (8192 elements)
-    _rows = max(1, 8192//max(D, 1))
-    x2 = np.empty((N, D), dtype=DTYPE)
+    # one pass over the elements (N, 1), in blocks of rows (8192 elements)
+    _rows = max(1, 8192//max(1, 1))
+    x1 = np.empty((N, 1), dtype=DTYPE)
     for _start in range(0, N, _rows):
         _x0 = x0[_start:_start + _rows]
-        _X = X[_start:_start + _rows]
-        x1 = np.exp(-abs(_x0))
-        _x2 = _X*np.sqrt((np.where(-_x0 >= 0, 1.0, x1)/(1.0 + x1))*(np.where(_x0 >= 0, 1.0, x1)/(1.0 + x1)))
-        x2[_start:_start + _rows] = _x2
+        _x1 = (1/2)/np.cosh((1/2)*_x0)
+        x1[_start:_start + _rows] = _x1
+    # one pass over the elements (N, D)
+    x2 = X*x1
     # matrix product (BLAS)
     h_w_w = x2.T @ x2
     _hessian = h_w_w
@@ -358,25 +358,21 @@ def newton_step(w, X, t, *, damping=0.0):
     # one pass over the elements (N, 1), 1 reduction, in blocks of rows (8192 elements)
     _rows = max(1, 8192//max(1, 1))
     x2 = np.empty((N, 1), dtype=DTYPE)
-    x3 = 0.0
+    x3 = np.empty((N, 1), dtype=DTYPE)
+    x4 = 0.0
     for _start in range(0, N, _rows):
         _x0 = x0[_start:_start + _rows]
         _t = t[_start:_start + _rows]
         x1 = np.exp(-abs(_x0))
         _x2 = (np.where(_x0 >= 0, 1.0, x1)/(1.0 + x1)) - _t
         x2[_start:_start + _rows] = _x2
-        x3 += float(np.sum(_t*_x0 - np.log1p(x1) - np.maximum(0, _x0)))
-    # one pass over the elements (N, D), in blocks of rows (8192 elements)
-    _rows = max(1, 8192//max(D, 1))
-    x5 = np.empty((N, D), dtype=DTYPE)
-    for _start in range(0, N, _rows):
-        _x0 = x0[_start:_start + _rows]
-        _X = X[_start:_start + _rows]
-        x4 = np.exp(-abs(_x0))
-        _x5 = _X*np.sqrt((np.where(-_x0 >= 0, 1.0, x4)/(1.0 + x4))*(np.where(_x0 >= 0, 1.0, x4)/(1.0 + x4)))
-        x5[_start:_start + _rows] = _x5
+        _x3 = (1/2)/np.cosh((1/2)*_x0)
+        x3[_start:_start + _rows] = _x3
+        x4 += float(np.sum(_t*_x0 - np.log1p(x1) - np.maximum(0, _x0)))
     # scalar arithmetic
-    loss = -x3
+    loss = -x4
+    # one pass over the elements (N, D)
+    x5 = X*x3
     # matrix product (BLAS)
     grad_w = X.T @ x2
     # matrix product (BLAS)

@@ -694,3 +694,20 @@ def test_show_hessian(capsys, root, monkeypatch):
     assert "hvp (hessian calls it along each unit vector)" in out
     assert main(["show", "examples/logistic.py", "--hessian", "--format", "markdown"]) == 0
     assert r"\operatorname{diag}" in capsys.readouterr().out
+
+
+def test_a_stored_value_is_its_operand():
+    """``Stored`` (a value the optimizer keeps in an array of its own) differentiates as its
+    operand, and its pass computes it once per row: the weight column of X.T @ (c ⊙ X)."""
+    from symgen.compiler.autodiff import gradients
+    from symgen.compiler.ir import Input, Map, Reduce, Stored
+
+    z = Input("z", (N, sp.S.One), "param", sp.Symbol("z", real=True))
+    u = sp.Dummy("u")
+    square = Map(sp.Lambda(u, u**2), (z,), z.shape)
+    (plain,) = gradients(Reduce(square, (0, 1), ()), (z,))
+    (stored,) = gradients(Reduce(Stored(square, z.shape), (0, 1), ()), (z,))
+    assert str(plain) == str(stored)  # the same graph (up to its lambdas' dummies)
+    program = run(logistic.logistic).second_order.hessian_program
+    column = [k for k in program.kernels if k.domain == (N, 1) and not k.is_step]
+    assert len(column) == 1 and "cosh" in str(column[0].stmts)

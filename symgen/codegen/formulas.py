@@ -23,7 +23,7 @@ from sympy.printing.str import StrPrinter
 from symgen.compiler.autodiff import gradients as backprop
 from symgen.compiler.frontend import lower
 from symgen.compiler.functions import AxisReduce, ElementwiseMap, FullReduce
-from symgen.compiler.ir import Const, Eye, Input, Map, MatMul, Reduce, Transpose
+from symgen.compiler.ir import Const, Eye, Input, Map, MatMul, Reduce, Stored, Transpose
 from symgen.compiler.problem import Problem
 from symgen.compiler.scalar_functions import BY_CLASS
 from symgen.compiler.second_order import hessian_nodes, hvp_blocks, weighted_product
@@ -254,6 +254,8 @@ class _MatrixFormula:
                 out = arg.T if isinstance(arg, MatrixExpr) else arg
         elif isinstance(node, Reduce):
             out = self._reduce(node)
+        elif isinstance(node, Stored):
+            out = self(node.arg)
         elif isinstance(node, Map):
             env = {v: self(a) for v, a in zip(node.fn.variables, node.args, strict=True)}
             out = _lift(sp.factor_terms(node.fn.expr), env)

@@ -26,6 +26,7 @@ from symgen.compiler.ir import (
     Node,
     Reduce,
     Shape,
+    Stored,
     Transpose,
     map_,
     topological,
@@ -67,11 +68,16 @@ def _transpose_rule(node: Transpose, g: Node) -> Contribution:
     yield node.arg, transpose(g)
 
 
+def _stored_rule(node: Stored, g: Node) -> Contribution:
+    yield node.arg, g
+
+
 RULES: dict[type, Callable[[Node, Node], Contribution]] = {
     Map: _map_rule,
     Reduce: _reduce_rule,
     MatMul: _matmul_rule,
     Transpose: _transpose_rule,
+    Stored: _stored_rule,
 }
 
 

@@ -14,6 +14,8 @@ Kinds:
   than its operands: that is how a ``Reduce`` adjoint spreads a gradient).
 - ``Reduce``: a sum over ``axes``.
 - ``MatMul``, ``Transpose``: matrix product and transpose of 2-D operands.
+- ``Stored``: its operand, kept in an array of its own rather than inlined into each
+  consumer (a weight column of an (N, D) pass is computed once per row, not per element).
 """
 
 from __future__ import annotations
@@ -112,6 +114,19 @@ class MatMul(Node):
 
 @dataclass(frozen=True, eq=False)
 class Transpose(Node):
+    arg: Node
+    shape: Shape
+
+    @property
+    def operands(self) -> tuple[Node, ...]:
+        return (self.arg,)
+
+
+@dataclass(frozen=True, eq=False)
+class Stored(Node):
+    """``arg``'s value, computed in a pass of its own and stored: the optimizer does not
+    inline it into its consumers."""
+
     arg: Node
     shape: Shape
 

@@ -38,6 +38,7 @@ from symgen.compiler.ir import (
     Node,
     Reduce,
     Shape,
+    Stored,
     Transpose,
     broadcast_shapes,
 )
@@ -345,6 +346,9 @@ class _Builder:
             args = {v: self.value(a) for v, a in zip(node.fn.variables, node.args, strict=True)}
             expr = self.inline[node] = node.fn.expr.xreplace(args)
             return expr
+        if isinstance(node, Stored):
+            sym = self.leaf[node] = self.materialized(node.arg)
+            return sym
         if isinstance(node, Transpose):
             inner = self.value(node.arg)
             expr = self.inline[node] = inner.xreplace(

@@ -46,6 +46,7 @@ from symgen.compiler.ir import (
     MatMul,
     Node,
     Reduce,
+    Stored,
     Transpose,
     map_,
     topological,
@@ -146,7 +147,7 @@ def _with_operands(node: Node, operands: tuple[Node, ...]) -> Node:
         return replace(node, arg=operands[0])
     if isinstance(node, MatMul):
         return replace(node, a=operands[0], b=operands[1])
-    if isinstance(node, Transpose):
+    if isinstance(node, (Transpose, Stored)):
         return replace(node, arg=operands[0])
     raise TypeError(type(node).__name__)  # pragma: no cover - leaves have no operands
 
@@ -386,15 +387,34 @@ def weighted_product(node: Node) -> tuple[Node, Node, bool] | None:
     return a, map_(sp.Lambda(m.fn.variables, weight), m.args), _nonnegative(weight)
 
 
+def _square_root(c: sp.Expr) -> sp.Expr:
+    """``sqrt(c)`` of a weight ``c >= 0``, factor by factor: ``sigmoid(z)*sigmoid(-z)``
+    (the logistic weight, ``1/(4*cosh(z/2)**2)``) has the root ``1/(2*cosh(z/2))``, one
+    function call where three would be; ``exp(z)`` has ``exp(z/2)``."""
+    factors = list(sp.Mul.make_args(c))
+    out = []
+    for f in factors[:]:
+        if isinstance(f, sigmoid) and f in factors and sigmoid(-f.args[0]) in factors:
+            factors.remove(f)
+            factors.remove(sigmoid(-f.args[0]))
+            out.append(1 / (2 * sp.cosh(f.args[0] / 2)))
+    for f in factors:
+        out.append(sp.exp(f.args[0] / 2) if isinstance(f, sp.exp) else sp.sqrt(f))
+    return sp.Mul(*out)
+
+
 def _gram(node: Node) -> Node:
-    """``A.T @ (c ⊙ A)`` → ``B.T @ B`` with ``B = sqrt(c) ⊙ A`` when ``c >= 0``."""
+    """``A.T @ (c ⊙ A)`` → ``B.T @ B`` with ``B = sqrt(c) ⊙ A`` when ``c >= 0``; a weight
+    that varies is a column of its own (``Stored``), computed once per row."""
     found = weighted_product(node)
     if found is None or not found[2]:
         return node
-    m = node.b
-    var = m.fn.variables[m.args.index(found[0])]
-    weight = sp.cancel(m.fn.expr / var)
-    b = map_(sp.Lambda(m.fn.variables, sp.sqrt(weight) * var), m.args, m.shape)
+    a, weight, _ = found
+    root = map_(sp.Lambda(weight.fn.variables, _square_root(weight.fn.expr)), weight.args)
+    if root.shape:
+        root = Stored(root, root.shape)
+    r, x = sp.Dummy("r"), sp.Dummy("x")
+    b = map_(sp.Lambda((r, x), r * x), (root, a), a.shape)
     return MatMul(transpose(b), b, node.shape)
 
 
