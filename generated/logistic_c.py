@@ -163,7 +163,7 @@ void hvp_0(const double* restrict X, const double* restrict v_w, const double* r
 }
 
 // hessian_0: one pass over the rows of X with x0 = X @ w
-void hessian_0(const double* restrict X, const double* restrict w, double* restrict _w_x1, const long long D, const long long N)
+void hessian_0(const double* restrict X, const double* restrict w, double* restrict _w_x2, const long long D, const long long N)
 {
     double _a[256];
     long long _rows = 2048 / (D > 0 ? D : 1);
@@ -184,28 +184,29 @@ void hessian_0(const double* restrict X, const double* restrict w, double* restr
         for (long long _k = 0; _k < _m; ++_k) {
             const long long _i = _c + _k;
             const double _v_x0 = _a[_k];
-            const double x1 = ((1.0/2.0))/cosh(((1.0/2.0))*_v_x0);
-            _w_x1[_i] = x1;
+            const double x1 = fabs(_v_x0);
+            const double x2 = exp(-(1.0/2.0)*x1)/(1.0 + exp(-x1));
+            _w_x2[_i] = x2;
         }
     }
 }
 
 // hessian_1: one pass over the elements (N, D)
-void hessian_1(const double* restrict X, const double* restrict x1, double* restrict _w_x2, const long long D, const long long N)
+void hessian_1(const double* restrict X, const double* restrict x2, double* restrict _w_x3, const long long D, const long long N)
 {
     for (long long _i = 0; _i < N; ++_i) {
         #pragma omp simd
         for (long long _j = 0; _j < D; ++_j) {
             const double _v_X = X[_i*D + _j];
-            const double _v_x1 = x1[_i];
-            const double x2 = _v_X*_v_x1;
-            _w_x2[_i*D + _j] = x2;
+            const double _v_x2 = x2[_i];
+            const double x3 = _v_X*_v_x2;
+            _w_x3[_i*D + _j] = x3;
         }
     }
 }
 
-// newton_0: one pass over the rows of X with x0 = X @ w and grad_w = X.T @ x2, 1 reduction
-void newton_0(const double* restrict X, const double* restrict t, const double* restrict w, double* restrict _w_x3, double* restrict _w_grad_w, const long long D, const long long N, double* restrict _out)
+// newton_0: one pass over the rows of X with x0 = X @ w and grad_w = X.T @ x3, 1 reduction
+void newton_0(const double* restrict X, const double* restrict t, const double* restrict w, double* restrict _w_x4, double* restrict _w_grad_w, const long long D, const long long N, double* restrict _out)
 {
     double _acc0 = 0.0;
     double _a[256];
@@ -229,12 +230,13 @@ void newton_0(const double* restrict X, const double* restrict t, const double* 
             const long long _i = _c + _k;
             const double _v_x0 = _a[_k];
             const double _v_t = t[_i];
-            const double x1 = exp(-fabs(_v_x0));
-            const double x2 = -_v_t + sg_sigmoid_e(_v_x0, x1);
-            const double x3 = ((1.0/2.0))/cosh(((1.0/2.0))*_v_x0);
-            _r[_k] = (double)x2;
-            _w_x3[_i] = x3;
-            _acc0 += (double)(_v_t*_v_x0 - log1p(x1) - sg_maximum(0.0, _v_x0));
+            const double x1 = fabs(_v_x0);
+            const double x2 = exp(-x1);
+            const double x3 = -_v_t + sg_sigmoid_e(_v_x0, x2);
+            const double x4 = exp(-(1.0/2.0)*x1)/(x2 + 1.0);
+            _r[_k] = (double)x3;
+            _w_x4[_i] = x4;
+            _acc0 += (double)(_v_t*_v_x0 - log1p(x2) - sg_maximum(0.0, _v_x0));
         }
         for (long long _k = 0; _k < _m; ++_k) {
             const double* restrict _row = X + (_c + _k)*D;
@@ -249,15 +251,15 @@ void newton_0(const double* restrict X, const double* restrict t, const double* 
 }
 
 // newton_1: one pass over the elements (N, D)
-void newton_1(const double* restrict X, const double* restrict x3, double* restrict _w_x5, const long long D, const long long N)
+void newton_1(const double* restrict X, const double* restrict x4, double* restrict _w_x6, const long long D, const long long N)
 {
     for (long long _i = 0; _i < N; ++_i) {
         #pragma omp simd
         for (long long _j = 0; _j < D; ++_j) {
             const double _v_X = X[_i*D + _j];
-            const double _v_x3 = x3[_i];
-            const double x5 = _v_X*_v_x3;
-            _w_x5[_i*D + _j] = x5;
+            const double _v_x4 = x4[_i];
+            const double x6 = _v_X*_v_x4;
+            _w_x6[_i*D + _j] = x6;
         }
     }
 }
@@ -791,13 +793,13 @@ def _hessian_of(w, X, t, D, N):
     """hessian on checked arguments."""
     _limit(D)
     # one pass over the elements (N, 1), compiled C (_SOURCE), with the products by X
-    x1 = np.empty((N, 1), dtype=DTYPE)
-    _lib().hessian_0(X.ctypes.data, w.ctypes.data, x1.ctypes.data, D, N)
+    x2 = np.empty((N, 1), dtype=DTYPE)
+    _lib().hessian_0(X.ctypes.data, w.ctypes.data, x2.ctypes.data, D, N)
     # one pass over the elements (N, D), compiled C (_SOURCE)
-    x2 = np.empty((N, D), dtype=DTYPE)
-    _lib().hessian_1(X.ctypes.data, x1.ctypes.data, x2.ctypes.data, D, N)
+    x3 = np.empty((N, D), dtype=DTYPE)
+    _lib().hessian_1(X.ctypes.data, x2.ctypes.data, x3.ctypes.data, D, N)
     # matrix product (BLAS)
-    h_w_w = x2.T @ x2
+    h_w_w = x3.T @ x3
     _hessian = h_w_w
     return _hessian
 
@@ -818,19 +820,19 @@ def newton_step(w, X, t, *, damping=0.0):
     _apart(("w", w), ("X", X), ("t", t), updated=1)
     _limit(D)
     # one pass over the elements (N, 1), 1 reduction, compiled C (_SOURCE), with the products by X
-    x3 = np.empty((N, 1), dtype=DTYPE)
+    x4 = np.empty((N, 1), dtype=DTYPE)
     _r_grad_w = np.zeros((D,))
     _acc = _ACCUMULATORS[1]()
-    _lib().newton_0(X.ctypes.data, t.ctypes.data, w.ctypes.data, x3.ctypes.data, _r_grad_w.ctypes.data, D, N, _acc)
-    x4, = _acc
+    _lib().newton_0(X.ctypes.data, t.ctypes.data, w.ctypes.data, x4.ctypes.data, _r_grad_w.ctypes.data, D, N, _acc)
+    x5, = _acc
     grad_w = _r_grad_w.reshape((D, 1))
     # scalar arithmetic
-    loss = -x4
+    loss = -x5
     # one pass over the elements (N, D), compiled C (_SOURCE)
-    x5 = np.empty((N, D), dtype=DTYPE)
-    _lib().newton_1(X.ctypes.data, x3.ctypes.data, x5.ctypes.data, D, N)
+    x6 = np.empty((N, D), dtype=DTYPE)
+    _lib().newton_1(X.ctypes.data, x4.ctypes.data, x6.ctypes.data, D, N)
     # matrix product (BLAS)
-    h_w_w = x5.T @ x5
+    h_w_w = x6.T @ x6
     _hessian = h_w_w
     _gradient = _flat((grad_w,))
     _step = _newton(_hessian, _gradient, damping)

@@ -325,15 +325,16 @@ def _hessian_of(w, X, t, D, N):
     x0 = X @ w
     # one pass over the elements (N, 1), in blocks of rows (8192 elements)
     _rows = max(1, 8192//max(1, 1))
-    x1 = np.empty((N, 1), dtype=DTYPE)
+    x2 = np.empty((N, 1), dtype=DTYPE)
     for _start in range(0, N, _rows):
         _x0 = x0[_start:_start + _rows]
-        _x1 = (1/2)/np.cosh((1/2)*_x0)
-        x1[_start:_start + _rows] = _x1
+        x1 = abs(_x0)
+        _x2 = np.exp(-1/2*x1)/(1 + np.exp(-x1))
+        x2[_start:_start + _rows] = _x2
     # one pass over the elements (N, D)
-    x2 = X*x1
+    x3 = X*x2
     # matrix product (BLAS)
-    h_w_w = x2.T @ x2
+    h_w_w = x3.T @ x3
     _hessian = h_w_w
     return _hessian
 
@@ -357,26 +358,27 @@ def newton_step(w, X, t, *, damping=0.0):
     x0 = X @ w
     # one pass over the elements (N, 1), 1 reduction, in blocks of rows (8192 elements)
     _rows = max(1, 8192//max(1, 1))
-    x2 = np.empty((N, 1), dtype=DTYPE)
     x3 = np.empty((N, 1), dtype=DTYPE)
-    x4 = 0.0
+    x4 = np.empty((N, 1), dtype=DTYPE)
+    x5 = 0.0
     for _start in range(0, N, _rows):
         _x0 = x0[_start:_start + _rows]
         _t = t[_start:_start + _rows]
-        x1 = np.exp(-abs(_x0))
-        _x2 = (np.where(_x0 >= 0, 1.0, x1)/(1.0 + x1)) - _t
-        x2[_start:_start + _rows] = _x2
-        _x3 = (1/2)/np.cosh((1/2)*_x0)
+        x1 = abs(_x0)
+        x2 = np.exp(-x1)
+        _x3 = (np.where(_x0 >= 0, 1.0, x2)/(1.0 + x2)) - _t
         x3[_start:_start + _rows] = _x3
-        x4 += float(np.sum(_t*_x0 - np.log1p(x1) - np.maximum(0, _x0)))
+        _x4 = np.exp(-1/2*x1)/(x2 + 1)
+        x4[_start:_start + _rows] = _x4
+        x5 += float(np.sum(_t*_x0 - np.log1p(x2) - np.maximum(0, _x0)))
     # scalar arithmetic
-    loss = -x4
+    loss = -x5
     # one pass over the elements (N, D)
-    x5 = X*x3
+    x6 = X*x4
     # matrix product (BLAS)
-    grad_w = X.T @ x2
+    grad_w = X.T @ x3
     # matrix product (BLAS)
-    h_w_w = x5.T @ x5
+    h_w_w = x6.T @ x6
     _hessian = h_w_w
     _gradient = _flat((grad_w,))
     _step = _newton(_hessian, _gradient, damping)

@@ -389,15 +389,17 @@ def weighted_product(node: Node) -> tuple[Node, Node, bool] | None:
 
 def _square_root(c: sp.Expr) -> sp.Expr:
     """``sqrt(c)`` of a weight ``c >= 0``, factor by factor: ``sigmoid(z)*sigmoid(-z)``
-    (the logistic weight, ``1/(4*cosh(z/2)**2)``) has the root ``1/(2*cosh(z/2))``, one
-    function call where three would be; ``exp(z)`` has ``exp(z/2)``."""
+    (the logistic weight, ``1/(4*cosh(z/2)**2)``) has the root
+    ``exp(-|z|/2)/(1 + exp(-|z|))`` (``1/(2*cosh(z/2))`` without its overflow for large
+    |z|); ``exp(z)`` has ``exp(z/2)``."""
     factors = list(sp.Mul.make_args(c))
     out = []
     for f in factors[:]:
         if isinstance(f, sigmoid) and f in factors and sigmoid(-f.args[0]) in factors:
             factors.remove(f)
             factors.remove(sigmoid(-f.args[0]))
-            out.append(1 / (2 * sp.cosh(f.args[0] / 2)))
+            magnitude = sp.Abs(f.args[0])
+            out.append(sp.exp(-magnitude / 2) / (1 + sp.exp(-magnitude)))
     for f in factors:
         out.append(sp.exp(f.args[0] / 2) if isinstance(f, sp.exp) else sp.sqrt(f))
     return sp.Mul(*out)
