@@ -1,7 +1,9 @@
 """The workloads by key, with their contenders, correctness check and labels.
 
 Keys: "w1", "w2-large", "w3-seed", "w3-seed-step", "w3-large", "w3-large-step", "w4-N"
-(N samples, e.g. "w4-100000", "w4-10000000").
+(N samples, e.g. "w4-100000", "w4-10000000"); the second order's "hessian-logistic-D",
+"hessian-quadratic-D", "hvp-factorization", "hvp-w3-seed", "hvp-w3-large", "hvp-w4-N"
+(``second_order.py``).
 """
 
 from __future__ import annotations
@@ -93,5 +95,20 @@ def build(key: str) -> Workload:
             lambda: mlp_grad.check(contenders, arrays, step=bool(step)),
             tolerance(RTOL_FLOAT32, "max"),
             other_symgen=((c_backend, "C backend"),),
+        )
+    if key.startswith(("hessian-", "hvp-")):
+        from . import second_order
+
+        contenders, reference, mine, others, check = second_order.build(key)
+        return Workload(
+            key,
+            second_order.title(key),
+            second_order.description(key),
+            reference,
+            mine,
+            contenders,
+            check,
+            tolerance(second_order.RTOL, "max"),
+            other_symgen=others,
         )
     raise ValueError(f"unknown workload {key!r}")
