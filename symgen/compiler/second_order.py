@@ -122,11 +122,14 @@ def _complements(expr: sp.Expr) -> sp.Expr:
     ``softplus`` twice): exact for large z, where the difference rounds to 0."""
     if not expr.has(sigmoid):
         return expr
+
+    def subtracted(e: sp.Expr) -> sp.Expr | None:
+        """``s`` when ``e`` is ``1 - s``."""
+        return 1 - e if e.is_Add and len(e.args) == 2 and sp.S.One in e.args else None
+
     return expr.replace(
-        lambda e: (
-            e.is_Add and len(e.args) == 2 and sp.S.One in e.args and isinstance(-(e - 1), sigmoid)
-        ),
-        lambda e: sigmoid(-(-(e - 1)).args[0]),
+        lambda e: isinstance(subtracted(e), sigmoid),
+        lambda e: sigmoid(-subtracted(e).args[0]),
     )
 
 
