@@ -83,6 +83,33 @@ def check_against(
                 )
 
 
+def check_arrays(
+    expected: Contender,
+    contenders: list[Contender],
+    convert: Callable[[Any], np.ndarray],
+    *,
+    where: str,
+    rtol: float,
+) -> None:
+    """For contenders that return one array (a Hessian, H v): each runnable contender's,
+    made comparable by ``convert``, within ``rtol`` times the largest |element| of
+    ``expected``'s."""
+    want = convert(expected.evaluate())
+    for c in contenders:
+        if c.missing is not None or c is expected:
+            continue
+        try:
+            got = convert(c.evaluate())
+        except Exception as exc:  # noqa: BLE001 - reported, then the run stops
+            raise CheckFailed(f"{c.name} failed at {where}: {type(exc).__name__}: {exc}") from exc
+        problem = _disagreement(got, want, rtol, "max")
+        if problem:
+            raise CheckFailed(
+                f"{c.name} disagrees with {expected.name} at {where}: {problem} "
+                f"({tolerance(rtol, 'max')}); refusing to time wrong code"
+            )
+
+
 def _disagreement(got: np.ndarray, want: np.ndarray, rtol: float, scale: str) -> str:
     """Empty if ``got`` agrees with ``want``, else what differs."""
     if got.shape != want.shape:

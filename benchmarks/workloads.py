@@ -3,7 +3,9 @@
 Keys: "w1", "w2-large", "w3-seed", "w3-seed-step", "w3-large", "w3-large-step", "w4-N"
 (N samples, e.g. "w4-100000", "w4-10000000"); "solve-w4" and "solve-w2", the time to
 solution of whole fits (``solve_times``); "huber-BACKEND-N" (BACKEND numpy or c: the
-Huber loss as a Piecewise against its Min/Abs spelling).
+Huber loss as a Piecewise against its Min/Abs spelling); the second order's
+"hessian-logistic-D", "hessian-quadratic-D", "hvp-factorization", "hvp-w3-seed",
+"hvp-w3-large", "hvp-w4-N" (``second_order.py``).
 """
 
 from __future__ import annotations
@@ -140,5 +142,20 @@ def build(key: str) -> Workload:
             huber_grad.symgen_name(backend),
             contenders,
             lambda: huber_grad.check(backend, contenders, xs, ys),
+        )
+    if key.startswith(("hessian-", "hvp-")):
+        from . import second_order
+
+        contenders, reference, mine, others, check = second_order.build(key)
+        return Workload(
+            key,
+            second_order.title(key),
+            second_order.description(key),
+            reference,
+            mine,
+            contenders,
+            check,
+            tolerance(second_order.RTOL, "max"),
+            other_symgen=others,
         )
     raise ValueError(f"unknown workload {key!r}")

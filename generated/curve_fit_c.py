@@ -243,6 +243,596 @@ int jacobian_0(const double* restrict t, double* restrict _w_jac_a, double* rest
     }
     return 0;
 }
+
+// hvp_0: one pass over the samples (N,), 17 reductions, in tasks of rows shared among _threads threads
+int hvp_0(const double* restrict t, const double* restrict y, const double a, const double b, const double c, const double d, const double e, const double g, const long long N, const int _threads, double* restrict _out)
+{
+    long long _tasks = N*1LL / 16384;
+    if (_tasks > 256) _tasks = 256;
+    if (_tasks > N) _tasks = N;
+    if (_tasks < 1) _tasks = 1;
+    const long long _per = (N + _tasks - 1) / _tasks;
+    const int _nt = _threads < _tasks ? _threads : (int)_tasks;
+    const long long _size = (17 + 7) / 8*8;
+    double* _part = aligned_alloc(64, sizeof(double)*(_tasks*_size));
+    if (_part == NULL) {
+        return 1;
+    }
+    #pragma omp parallel for schedule(dynamic, 1) num_threads(_nt) if(_nt > 1)
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        const long long _first = _t*_per;
+        const long long _last = _first + _per < N ? _first + _per : N;
+        double _acc0 = 0.0;
+        double _acc1 = 0.0;
+        double _acc2 = 0.0;
+        double _acc3 = 0.0;
+        double _acc4 = 0.0;
+        double _acc5 = 0.0;
+        double _acc6 = 0.0;
+        double _acc7 = 0.0;
+        double _acc8 = 0.0;
+        double _acc9 = 0.0;
+        double _acc10 = 0.0;
+        double _acc11 = 0.0;
+        double _acc12 = 0.0;
+        double _acc13 = 0.0;
+        double _acc14 = 0.0;
+        double _acc15 = 0.0;
+        double _acc16 = 0.0;
+        #pragma omp simd reduction(+:_acc0, _acc1, _acc2, _acc3, _acc4, _acc5, _acc6, _acc7, _acc8, _acc9, _acc10, _acc11, _acc12, _acc13, _acc14, _acc15, _acc16)
+        for (long long _i = _first; _i < _last; ++_i) {
+            const double _v_t = t[_i];
+            const double _v_y = y[_i];
+            const double x9 = b*_v_t + c;
+            const double x10 = sin(x9);
+            const double x11 = exp(-a*_v_t);
+            const double x12 = _v_t*x11;
+            const double x13 = _v_t*x12;
+            const double x14 = _v_t*x13;
+            const double x15 = cos(x9);
+            const double x16 = x10*x11;
+            const double x17 = d*(_v_t*_v_t) + e*_v_t + g - _v_y;
+            const double x18 = 2.0*x16 + x17;
+            const double x19 = x15*x18;
+            const double x20 = -x10*(x16 + x17) + x11*(x15*x15);
+            const double x21 = (_v_t*_v_t);
+            _acc0 += (double)(x10*x12);
+            _acc1 += (double)(x10*x13);
+            _acc2 += (double)(x10*x14);
+            _acc3 += (double)(x12*x19);
+            _acc4 += (double)(x13*x19);
+            _acc5 += (double)(x13*(x10*x18));
+            _acc6 += (double)(x12*x15);
+            _acc7 += (double)(x13*x15);
+            _acc8 += (double)(x14*x15);
+            _acc9 += (double)(x12*x20);
+            _acc10 += (double)(x13*x20);
+            _acc11 += (double)(x11*x15);
+            _acc12 += (double)(x11*x20);
+            _acc13 += (double)(_v_t*_v_t);
+            _acc14 += (double)(_v_t*x21);
+            _acc15 += (double)(_v_t*(_v_t*_v_t*_v_t));
+            _acc16 += (double)_v_t;
+        }
+        _part[_t*_size] = _acc0;
+        _part[_t*_size + 1] = _acc1;
+        _part[_t*_size + 2] = _acc2;
+        _part[_t*_size + 3] = _acc3;
+        _part[_t*_size + 4] = _acc4;
+        _part[_t*_size + 5] = _acc5;
+        _part[_t*_size + 6] = _acc6;
+        _part[_t*_size + 7] = _acc7;
+        _part[_t*_size + 8] = _acc8;
+        _part[_t*_size + 9] = _acc9;
+        _part[_t*_size + 10] = _acc10;
+        _part[_t*_size + 11] = _acc11;
+        _part[_t*_size + 12] = _acc12;
+        _part[_t*_size + 13] = _acc13;
+        _part[_t*_size + 14] = _acc14;
+        _part[_t*_size + 15] = _acc15;
+        _part[_t*_size + 16] = _acc16;
+    }
+    double _acc0 = 0.0;
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        _acc0 += _part[_t*_size];
+    }
+    double _acc1 = 0.0;
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        _acc1 += _part[_t*_size + 1];
+    }
+    double _acc2 = 0.0;
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        _acc2 += _part[_t*_size + 2];
+    }
+    double _acc3 = 0.0;
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        _acc3 += _part[_t*_size + 3];
+    }
+    double _acc4 = 0.0;
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        _acc4 += _part[_t*_size + 4];
+    }
+    double _acc5 = 0.0;
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        _acc5 += _part[_t*_size + 5];
+    }
+    double _acc6 = 0.0;
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        _acc6 += _part[_t*_size + 6];
+    }
+    double _acc7 = 0.0;
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        _acc7 += _part[_t*_size + 7];
+    }
+    double _acc8 = 0.0;
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        _acc8 += _part[_t*_size + 8];
+    }
+    double _acc9 = 0.0;
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        _acc9 += _part[_t*_size + 9];
+    }
+    double _acc10 = 0.0;
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        _acc10 += _part[_t*_size + 10];
+    }
+    double _acc11 = 0.0;
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        _acc11 += _part[_t*_size + 11];
+    }
+    double _acc12 = 0.0;
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        _acc12 += _part[_t*_size + 12];
+    }
+    double _acc13 = 0.0;
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        _acc13 += _part[_t*_size + 13];
+    }
+    double _acc14 = 0.0;
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        _acc14 += _part[_t*_size + 14];
+    }
+    double _acc15 = 0.0;
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        _acc15 += _part[_t*_size + 15];
+    }
+    double _acc16 = 0.0;
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        _acc16 += _part[_t*_size + 16];
+    }
+    free(_part);
+    _out[0] = _acc0;
+    _out[1] = _acc1;
+    _out[2] = _acc2;
+    _out[3] = _acc3;
+    _out[4] = _acc4;
+    _out[5] = _acc5;
+    _out[6] = _acc6;
+    _out[7] = _acc7;
+    _out[8] = _acc8;
+    _out[9] = _acc9;
+    _out[10] = _acc10;
+    _out[11] = _acc11;
+    _out[12] = _acc12;
+    _out[13] = _acc13;
+    _out[14] = _acc14;
+    _out[15] = _acc15;
+    _out[16] = _acc16;
+    return 0;
+}
+
+// hessian_0: one pass over the samples (N,), 17 reductions, in tasks of rows shared among _threads threads
+int hessian_0(const double* restrict t, const double* restrict y, const double a, const double b, const double c, const double d, const double e, const double g, const long long N, const int _threads, double* restrict _out)
+{
+    long long _tasks = N*1LL / 16384;
+    if (_tasks > 256) _tasks = 256;
+    if (_tasks > N) _tasks = N;
+    if (_tasks < 1) _tasks = 1;
+    const long long _per = (N + _tasks - 1) / _tasks;
+    const int _nt = _threads < _tasks ? _threads : (int)_tasks;
+    const long long _size = (17 + 7) / 8*8;
+    double* _part = aligned_alloc(64, sizeof(double)*(_tasks*_size));
+    if (_part == NULL) {
+        return 1;
+    }
+    #pragma omp parallel for schedule(dynamic, 1) num_threads(_nt) if(_nt > 1)
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        const long long _first = _t*_per;
+        const long long _last = _first + _per < N ? _first + _per : N;
+        double _acc0 = 0.0;
+        double _acc1 = 0.0;
+        double _acc2 = 0.0;
+        double _acc3 = 0.0;
+        double _acc4 = 0.0;
+        double _acc5 = 0.0;
+        double _acc6 = 0.0;
+        double _acc7 = 0.0;
+        double _acc8 = 0.0;
+        double _acc9 = 0.0;
+        double _acc10 = 0.0;
+        double _acc11 = 0.0;
+        double _acc12 = 0.0;
+        double _acc13 = 0.0;
+        double _acc14 = 0.0;
+        double _acc15 = 0.0;
+        double _acc16 = 0.0;
+        #pragma omp simd reduction(+:_acc0, _acc1, _acc2, _acc3, _acc4, _acc5, _acc6, _acc7, _acc8, _acc9, _acc10, _acc11, _acc12, _acc13, _acc14, _acc15, _acc16)
+        for (long long _i = _first; _i < _last; ++_i) {
+            const double _v_t = t[_i];
+            const double _v_y = y[_i];
+            const double x1 = exp(-a*_v_t);
+            const double x2 = b*_v_t + c;
+            const double x3 = sin(x2);
+            const double x4 = x1*x3;
+            const double x5 = d*(_v_t*_v_t) + e*_v_t + g - _v_y;
+            const double x6 = 2.0*x4 + x5;
+            const double x7 = _v_t*x1;
+            const double x8 = _v_t*x7;
+            const double x9 = x3*x8;
+            const double x10 = cos(x2);
+            const double x11 = x10*x6;
+            const double x12 = x1*(x10*x10) - x3*(x4 + x5);
+            _acc0 += (double)(x6*x9);
+            _acc1 += (double)(x11*x8);
+            _acc2 += (double)(x11*x7);
+            _acc3 += (double)(_v_t*x9);
+            _acc4 += (double)(x3*x8);
+            _acc5 += (double)(x3*x7);
+            _acc6 += (double)(x12*x8);
+            _acc7 += (double)(x12*x7);
+            _acc8 += (double)(x8*(_v_t*x10));
+            _acc9 += (double)(x10*x8);
+            _acc10 += (double)(x10*x7);
+            _acc11 += (double)(x1*x12);
+            _acc12 += (double)(x1*x10);
+            _acc13 += (double)(_v_t*(_v_t*_v_t*_v_t));
+            _acc14 += (double)(_v_t*(_v_t*_v_t));
+            _acc15 += (double)(_v_t*_v_t);
+            _acc16 += (double)_v_t;
+        }
+        _part[_t*_size] = _acc0;
+        _part[_t*_size + 1] = _acc1;
+        _part[_t*_size + 2] = _acc2;
+        _part[_t*_size + 3] = _acc3;
+        _part[_t*_size + 4] = _acc4;
+        _part[_t*_size + 5] = _acc5;
+        _part[_t*_size + 6] = _acc6;
+        _part[_t*_size + 7] = _acc7;
+        _part[_t*_size + 8] = _acc8;
+        _part[_t*_size + 9] = _acc9;
+        _part[_t*_size + 10] = _acc10;
+        _part[_t*_size + 11] = _acc11;
+        _part[_t*_size + 12] = _acc12;
+        _part[_t*_size + 13] = _acc13;
+        _part[_t*_size + 14] = _acc14;
+        _part[_t*_size + 15] = _acc15;
+        _part[_t*_size + 16] = _acc16;
+    }
+    double _acc0 = 0.0;
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        _acc0 += _part[_t*_size];
+    }
+    double _acc1 = 0.0;
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        _acc1 += _part[_t*_size + 1];
+    }
+    double _acc2 = 0.0;
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        _acc2 += _part[_t*_size + 2];
+    }
+    double _acc3 = 0.0;
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        _acc3 += _part[_t*_size + 3];
+    }
+    double _acc4 = 0.0;
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        _acc4 += _part[_t*_size + 4];
+    }
+    double _acc5 = 0.0;
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        _acc5 += _part[_t*_size + 5];
+    }
+    double _acc6 = 0.0;
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        _acc6 += _part[_t*_size + 6];
+    }
+    double _acc7 = 0.0;
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        _acc7 += _part[_t*_size + 7];
+    }
+    double _acc8 = 0.0;
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        _acc8 += _part[_t*_size + 8];
+    }
+    double _acc9 = 0.0;
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        _acc9 += _part[_t*_size + 9];
+    }
+    double _acc10 = 0.0;
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        _acc10 += _part[_t*_size + 10];
+    }
+    double _acc11 = 0.0;
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        _acc11 += _part[_t*_size + 11];
+    }
+    double _acc12 = 0.0;
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        _acc12 += _part[_t*_size + 12];
+    }
+    double _acc13 = 0.0;
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        _acc13 += _part[_t*_size + 13];
+    }
+    double _acc14 = 0.0;
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        _acc14 += _part[_t*_size + 14];
+    }
+    double _acc15 = 0.0;
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        _acc15 += _part[_t*_size + 15];
+    }
+    double _acc16 = 0.0;
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        _acc16 += _part[_t*_size + 16];
+    }
+    free(_part);
+    _out[0] = _acc0;
+    _out[1] = _acc1;
+    _out[2] = _acc2;
+    _out[3] = _acc3;
+    _out[4] = _acc4;
+    _out[5] = _acc5;
+    _out[6] = _acc6;
+    _out[7] = _acc7;
+    _out[8] = _acc8;
+    _out[9] = _acc9;
+    _out[10] = _acc10;
+    _out[11] = _acc11;
+    _out[12] = _acc12;
+    _out[13] = _acc13;
+    _out[14] = _acc14;
+    _out[15] = _acc15;
+    _out[16] = _acc16;
+    return 0;
+}
+
+// newton_0: one pass over the samples (N,), 24 reductions, in tasks of rows shared among _threads threads
+int newton_0(const double* restrict t, const double* restrict y, const double a, const double b, const double c, const double d, const double e, const double g, const long long N, const int _threads, double* restrict _out)
+{
+    long long _tasks = N*1LL / 16384;
+    if (_tasks > 256) _tasks = 256;
+    if (_tasks > N) _tasks = N;
+    if (_tasks < 1) _tasks = 1;
+    const long long _per = (N + _tasks - 1) / _tasks;
+    const int _nt = _threads < _tasks ? _threads : (int)_tasks;
+    const long long _size = (24 + 7) / 8*8;
+    double* _part = aligned_alloc(64, sizeof(double)*(_tasks*_size));
+    if (_part == NULL) {
+        return 1;
+    }
+    #pragma omp parallel for schedule(dynamic, 1) num_threads(_nt) if(_nt > 1)
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        const long long _first = _t*_per;
+        const long long _last = _first + _per < N ? _first + _per : N;
+        double _acc0 = 0.0;
+        double _acc1 = 0.0;
+        double _acc2 = 0.0;
+        double _acc3 = 0.0;
+        double _acc4 = 0.0;
+        double _acc5 = 0.0;
+        double _acc6 = 0.0;
+        double _acc7 = 0.0;
+        double _acc8 = 0.0;
+        double _acc9 = 0.0;
+        double _acc10 = 0.0;
+        double _acc11 = 0.0;
+        double _acc12 = 0.0;
+        double _acc13 = 0.0;
+        double _acc14 = 0.0;
+        double _acc15 = 0.0;
+        double _acc16 = 0.0;
+        double _acc17 = 0.0;
+        double _acc18 = 0.0;
+        double _acc19 = 0.0;
+        double _acc20 = 0.0;
+        double _acc21 = 0.0;
+        double _acc22 = 0.0;
+        double _acc23 = 0.0;
+        #pragma omp simd reduction(+:_acc0, _acc1, _acc2, _acc3, _acc4, _acc5, _acc6, _acc7, _acc8, _acc9, _acc10, _acc11, _acc12, _acc13, _acc14, _acc15, _acc16, _acc17, _acc18, _acc19, _acc20, _acc21, _acc22, _acc23)
+        for (long long _i = _first; _i < _last; ++_i) {
+            const double _v_t = t[_i];
+            const double _v_y = y[_i];
+            const double x1 = exp(-a*_v_t);
+            const double x2 = b*_v_t + c;
+            const double x3 = sin(x2);
+            const double x4 = x1*x3;
+            const double x5 = (_v_t*_v_t);
+            const double x6 = d*x5 + e*_v_t + g - _v_y;
+            const double x7 = x4 + x6;
+            const double x8 = x3*x7;
+            const double x9 = _v_t*x1;
+            const double x10 = cos(x2);
+            const double x11 = x10*x7;
+            const double x12 = (_v_t*_v_t);
+            const double x13 = 2.0*x4 + x6;
+            const double x14 = _v_t*x9;
+            const double x15 = x14*x3;
+            const double x16 = x10*x13;
+            const double x17 = x1*(x10*x10) - x8;
+            _acc0 += (double)(x7*x7);
+            _acc1 += (double)(x8*x9);
+            _acc2 += (double)(x11*x9);
+            _acc3 += (double)(x1*x11);
+            _acc4 += (double)(x12*x7);
+            _acc5 += (double)(_v_t*x7);
+            _acc6 += (double)x7;
+            _acc7 += (double)(x13*x15);
+            _acc8 += (double)(x14*x16);
+            _acc9 += (double)(x16*x9);
+            _acc10 += (double)(_v_t*x15);
+            _acc11 += (double)(x14*x3);
+            _acc12 += (double)(x3*x9);
+            _acc13 += (double)(x14*x17);
+            _acc14 += (double)(x17*x9);
+            _acc15 += (double)(_v_t*(x1*x10*x5));
+            _acc16 += (double)(x10*x14);
+            _acc17 += (double)(x10*x9);
+            _acc18 += (double)(x1*x17);
+            _acc19 += (double)(x1*x10);
+            _acc20 += (double)(_v_t*(_v_t*_v_t*_v_t));
+            _acc21 += (double)(_v_t*x12);
+            _acc22 += (double)(_v_t*_v_t);
+            _acc23 += (double)_v_t;
+        }
+        _part[_t*_size] = _acc0;
+        _part[_t*_size + 1] = _acc1;
+        _part[_t*_size + 2] = _acc2;
+        _part[_t*_size + 3] = _acc3;
+        _part[_t*_size + 4] = _acc4;
+        _part[_t*_size + 5] = _acc5;
+        _part[_t*_size + 6] = _acc6;
+        _part[_t*_size + 7] = _acc7;
+        _part[_t*_size + 8] = _acc8;
+        _part[_t*_size + 9] = _acc9;
+        _part[_t*_size + 10] = _acc10;
+        _part[_t*_size + 11] = _acc11;
+        _part[_t*_size + 12] = _acc12;
+        _part[_t*_size + 13] = _acc13;
+        _part[_t*_size + 14] = _acc14;
+        _part[_t*_size + 15] = _acc15;
+        _part[_t*_size + 16] = _acc16;
+        _part[_t*_size + 17] = _acc17;
+        _part[_t*_size + 18] = _acc18;
+        _part[_t*_size + 19] = _acc19;
+        _part[_t*_size + 20] = _acc20;
+        _part[_t*_size + 21] = _acc21;
+        _part[_t*_size + 22] = _acc22;
+        _part[_t*_size + 23] = _acc23;
+    }
+    double _acc0 = 0.0;
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        _acc0 += _part[_t*_size];
+    }
+    double _acc1 = 0.0;
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        _acc1 += _part[_t*_size + 1];
+    }
+    double _acc2 = 0.0;
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        _acc2 += _part[_t*_size + 2];
+    }
+    double _acc3 = 0.0;
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        _acc3 += _part[_t*_size + 3];
+    }
+    double _acc4 = 0.0;
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        _acc4 += _part[_t*_size + 4];
+    }
+    double _acc5 = 0.0;
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        _acc5 += _part[_t*_size + 5];
+    }
+    double _acc6 = 0.0;
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        _acc6 += _part[_t*_size + 6];
+    }
+    double _acc7 = 0.0;
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        _acc7 += _part[_t*_size + 7];
+    }
+    double _acc8 = 0.0;
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        _acc8 += _part[_t*_size + 8];
+    }
+    double _acc9 = 0.0;
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        _acc9 += _part[_t*_size + 9];
+    }
+    double _acc10 = 0.0;
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        _acc10 += _part[_t*_size + 10];
+    }
+    double _acc11 = 0.0;
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        _acc11 += _part[_t*_size + 11];
+    }
+    double _acc12 = 0.0;
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        _acc12 += _part[_t*_size + 12];
+    }
+    double _acc13 = 0.0;
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        _acc13 += _part[_t*_size + 13];
+    }
+    double _acc14 = 0.0;
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        _acc14 += _part[_t*_size + 14];
+    }
+    double _acc15 = 0.0;
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        _acc15 += _part[_t*_size + 15];
+    }
+    double _acc16 = 0.0;
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        _acc16 += _part[_t*_size + 16];
+    }
+    double _acc17 = 0.0;
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        _acc17 += _part[_t*_size + 17];
+    }
+    double _acc18 = 0.0;
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        _acc18 += _part[_t*_size + 18];
+    }
+    double _acc19 = 0.0;
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        _acc19 += _part[_t*_size + 19];
+    }
+    double _acc20 = 0.0;
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        _acc20 += _part[_t*_size + 20];
+    }
+    double _acc21 = 0.0;
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        _acc21 += _part[_t*_size + 21];
+    }
+    double _acc22 = 0.0;
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        _acc22 += _part[_t*_size + 22];
+    }
+    double _acc23 = 0.0;
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        _acc23 += _part[_t*_size + 23];
+    }
+    free(_part);
+    _out[0] = _acc0;
+    _out[1] = _acc1;
+    _out[2] = _acc2;
+    _out[3] = _acc3;
+    _out[4] = _acc4;
+    _out[5] = _acc5;
+    _out[6] = _acc6;
+    _out[7] = _acc7;
+    _out[8] = _acc8;
+    _out[9] = _acc9;
+    _out[10] = _acc10;
+    _out[11] = _acc11;
+    _out[12] = _acc12;
+    _out[13] = _acc13;
+    _out[14] = _acc14;
+    _out[15] = _acc15;
+    _out[16] = _acc16;
+    _out[17] = _acc17;
+    _out[18] = _acc18;
+    _out[19] = _acc19;
+    _out[20] = _acc20;
+    _out[21] = _acc21;
+    _out[22] = _acc22;
+    _out[23] = _acc23;
+    return 0;
+}
 """
 
 #: Argument types of the C functions.
@@ -251,9 +841,12 @@ _SIGNATURES = {
     "loss_and_grad_0": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_longlong, ctypes.c_int, ctypes.c_void_p),
     "residuals_0": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_longlong, ctypes.c_int),
     "jacobian_0": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_longlong, ctypes.c_int),
+    "hvp_0": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_longlong, ctypes.c_int, ctypes.c_void_p),
+    "hessian_0": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_longlong, ctypes.c_int, ctypes.c_void_p),
+    "newton_0": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_longlong, ctypes.c_int, ctypes.c_void_p),
 }
 #: The arrays the C functions write their sums into, by length.
-_ACCUMULATORS = {1: ctypes.c_double * 1, 7: ctypes.c_double * 7}
+_ACCUMULATORS = {1: ctypes.c_double * 1, 7: ctypes.c_double * 7, 17: ctypes.c_double * 17, 24: ctypes.c_double * 24}
 #: Compiler flags: optimised for this machine, loops vectorised with the C library's
 #: vector math functions, passes shared among threads with OpenMP; no -ffast-math, so NaN
 #: and infinity behave as in NumPy. sin and cos are not builtins, so that no sincos() call
@@ -735,6 +1328,7 @@ def sgd_step(a, b, c, d, e, g, t, y, *, lr):
     Returns (loss before the step, new parameters).
     """
     a, b, c, d, e, g, t, y, N = _arguments(a, b, c, d, e, g, t, y)
+
     loss, (grad_a, grad_b, grad_c, grad_d, grad_e, grad_g) = _loss_and_grad(a, b, c, d, e, g, t, y, N)
     a -= lr*grad_a
     b -= lr*grad_b
@@ -757,6 +1351,7 @@ def momentum_step(a, b, c, d, e, g, t, y, *, state, lr, momentum=0.9, nesterov=F
     Returns (loss before the step, new parameters, new state).
     """
     a, b, c, d, e, g, t, y, N = _arguments(a, b, c, d, e, g, t, y)
+
     loss, (grad_a, grad_b, grad_c, grad_d, grad_e, grad_g) = _loss_and_grad(a, b, c, d, e, g, t, y, N)
     (_v_a, _v_b, _v_c, _v_d, _v_e, _v_g) = state
     _v_a = momentum*_v_a - lr*grad_a
@@ -787,6 +1382,7 @@ def adam_step(a, b, c, d, e, g, t, y, *, state, lr=0.001, beta1=0.9, beta2=0.999
     Returns (loss before the step, new parameters, new state).
     """
     a, b, c, d, e, g, t, y, N = _arguments(a, b, c, d, e, g, t, y)
+
     loss, (grad_a, grad_b, grad_c, grad_d, grad_e, grad_g) = _loss_and_grad(a, b, c, d, e, g, t, y, N)
     _step, (_m_a, _m_b, _m_c, _m_d, _m_e, _m_g), (_s_a, _s_b, _s_c, _s_d, _s_e, _s_g) = state
     _step += 1
@@ -811,3 +1407,222 @@ def adam_step(a, b, c, d, e, g, t, y, *, state, lr=0.001, beta1=0.9, beta2=0.999
     _s_g = beta2*_s_g + (1.0 - beta2)*(grad_g*grad_g)
     g -= _c1*(_m_g/(math.sqrt(_s_g*_c2) + eps))
     return loss, (a, b, c, d, e, g), (_step, (_m_a, _m_b, _m_c, _m_d, _m_e, _m_g), (_s_a, _s_b, _s_c, _s_d, _s_e, _s_g))
+
+
+def hvp(a, b, c, d, e, g, t, y, *, v):
+    """The Hessian of the loss times directions, H @ v: v holds one direction per
+    parameter, in PARAMS order, each shaped like its parameter; one result per parameter."""
+    a, b, c, d, e, g, t, y, N = _arguments(a, b, c, d, e, g, t, y)
+    return _hvp(a, b, c, d, e, g, t, y, N, *_directions(v, (a, b, c, d, e, g,)))
+
+
+def _hvp(a, b, c, d, e, g, t, y, N, v_a, v_b, v_c, v_d, v_e, v_g):
+    """hvp on checked arguments and directions."""
+    # one pass over the samples (N,), 17 reductions, compiled C (_SOURCE)
+    x0 = 2.0*v_g
+    x1 = 1.0/N
+    x2 = x0*x1
+    x3 = 2.0*x1
+    x4 = v_e*x3
+    x5 = v_d*x3
+    x6 = v_c*x3
+    x7 = v_b*x3
+    x8 = v_a*x3
+    _acc = _ACCUMULATORS[17]()
+    if _lib().hvp_0(_address(t), _address(y), a, b, c, d, e, g, N, _THREADS, _acc):
+        _out_of_memory('hvp_0')
+    x22, x23, x24, x25, x26, x27, x28, x29, x30, x31, x32, x33, x34, x35, x36, x37, x38 = _acc
+    x39 = x0
+    x40 = -x2*x22
+    x41 = -x23*x4
+    x42 = -x24*x5
+    x43 = -x25*x6
+    x44 = -x26*x7
+    x45 = x27*x8
+    x46 = x2*x28
+    x47 = x29*x4
+    x48 = x30*x5
+    x49 = x31*x6
+    x50 = x32*x7
+    x51 = -x26*x8
+    x52 = x2*x33
+    x53 = x28*x4
+    x54 = x29*x5
+    x55 = x34*x6
+    x56 = x31*x7
+    x57 = -x25*x8
+    x58 = x2*x35
+    x59 = x36*x4
+    x60 = x37*x5
+    x61 = x29*x6
+    x62 = x30*x7
+    x63 = -x24*x8
+    x64 = x2*x38
+    x65 = x35*x4
+    x66 = x36*x5
+    x67 = x28*x6
+    x68 = x29*x7
+    x69 = -x23*x8
+    x70 = x38*x4
+    x71 = x35*x5
+    x72 = x33*x6
+    x73 = x28*x7
+    x74 = -x22*x8
+    # scalar arithmetic
+    hvp_a = x40 + x41 + x42 + x43 + x44 + x45
+    hvp_b = x46 + x47 + x48 + x49 + x50 + x51
+    hvp_c = x52 + x53 + x54 + x55 + x56 + x57
+    hvp_d = x58 + x59 + x60 + x61 + x62 + x63
+    hvp_e = x64 + x65 + x66 + x67 + x68 + x69
+    hvp_g = x39 + x70 + x71 + x72 + x73 + x74
+    return (hvp_a, hvp_b, hvp_c, hvp_d, hvp_e, hvp_g,)
+
+
+def _directions(directions, params):
+    """The directions of hvp, checked: one per parameter, a real number for a float
+    parameter, else an array of its shape."""
+    if not isinstance(directions, (tuple, list)) or len(directions) != len(params):
+        raise TypeError(
+            f"curve_fit: hvp: v must be a tuple of {len(params)} directions, one per"
+            f" parameter of {PARAMS}, each shaped like it"
+        )
+    out = []
+    for i, (name, p, d) in enumerate(zip(PARAMS, params, directions)):
+        if isinstance(p, float):
+            try:
+                out.append(_as_scalar(name, d))
+            except TypeError:
+                raise TypeError(
+                    f"curve_fit: hvp: v[{i}], the direction of {name!r}, must be a"
+                    f" real number, got {type(d).__name__}"
+                ) from None
+            continue
+    return out
+
+
+def hessian(a, b, c, d, e, g, t, y):
+    """The Hessian of the loss: shape (P, P) over the parameters flattened in PARAMS order
+    (P = 6), symmetric."""
+    return _hessian_of(*_arguments(a, b, c, d, e, g, t, y))
+
+
+def _hessian_of(a, b, c, d, e, g, t, y, N):
+    """hessian on checked arguments."""
+    # one pass over the samples (N,), 17 reductions, compiled C (_SOURCE)
+    x0 = 2.0/N
+    _acc = _ACCUMULATORS[17]()
+    if _lib().hessian_0(_address(t), _address(y), a, b, c, d, e, g, N, _THREADS, _acc):
+        _out_of_memory('hessian_0')
+    x13, x14, x15, x16, x17, x18, x19, x20, x21, x22, x23, x24, x25, x26, x27, x28, x29 = _acc
+    h_g_g = 2.0
+    h_a_a = x0*x13
+    h_a_b = -x0*x14
+    h_a_c = -x0*x15
+    h_a_d = -x0*x16
+    h_a_e = -x0*x17
+    h_a_g = -x0*x18
+    h_b_b = x0*x19
+    h_b_c = x0*x20
+    h_b_d = x0*x21
+    h_b_e = x0*x22
+    h_b_g = x0*x23
+    h_c_c = x0*x24
+    h_c_g = x0*x25
+    h_d_d = x0*x26
+    h_d_e = x0*x27
+    h_d_g = x0*x28
+    h_e_g = x0*x29
+    # scalar arithmetic
+    h_c_d = h_b_e
+    h_c_e = h_b_g
+    h_e_e = h_d_g
+    _hessian = np.array([[h_a_a, h_a_b, h_a_c, h_a_d, h_a_e, h_a_g], [h_a_b, h_b_b, h_b_c, h_b_d, h_b_e, h_b_g], [h_a_c, h_b_c, h_c_c, h_c_d, h_c_e, h_c_g], [h_a_d, h_b_d, h_c_d, h_d_d, h_d_e, h_d_g], [h_a_e, h_b_e, h_c_e, h_d_e, h_e_e, h_e_g], [h_a_g, h_b_g, h_c_g, h_d_g, h_e_g, h_g_g]], dtype=DTYPE)
+    return _hessian
+
+
+def newton_step(a, b, c, d, e, g, t, y, *, damping=0.0):
+    """One damped Newton step: p -= (H + lam*I)^-1 grad over the parameters flattened in
+    PARAMS order, H the Hessian, lam = damping (>= 0) to begin with. It is solved by
+    Cholesky; when H + lam*I is not positive definite (a saddle, a maximum, a singular H)
+    the Levenberg damping lam is raised, to 1e-10 times the largest |H_ii| (at least
+    1e-10), then tenfold, until the factorization succeeds; far from a minimum, a larger
+    damping makes a shorter step, towards gradient descent.
+
+    Returns (loss before the step, new parameters).
+    """
+    a, b, c, d, e, g, t, y, N = _arguments(a, b, c, d, e, g, t, y)
+    # one pass over the samples (N,), 24 reductions, compiled C (_SOURCE)
+    x0 = 2.0/N
+    _acc = _ACCUMULATORS[24]()
+    if _lib().newton_0(_address(t), _address(y), a, b, c, d, e, g, N, _THREADS, _acc):
+        _out_of_memory('newton_0')
+    x18, x19, x20, x21, x22, x23, x24, x25, x26, x27, x28, x29, x30, x31, x32, x33, x34, x35, x36, x37, x38, x39, x40, x41 = _acc
+    h_g_g = 2.0
+    grad_a = -x0*x19
+    grad_b = x0*x20
+    grad_c = x0*x21
+    grad_d = x0*x22
+    grad_e = x0*x23
+    grad_g = x0*x24
+    h_a_a = x0*x25
+    h_a_b = -x0*x26
+    h_a_c = -x0*x27
+    h_a_d = -x0*x28
+    h_a_e = -x0*x29
+    h_a_g = -x0*x30
+    h_b_b = x0*x31
+    h_b_c = x0*x32
+    h_b_d = x0*x33
+    h_b_e = x0*x34
+    h_b_g = x0*x35
+    h_c_c = x0*x36
+    h_c_g = x0*x37
+    h_d_d = x0*x38
+    h_d_e = x0*x39
+    h_d_g = x0*x40
+    h_e_g = x0*x41
+    # scalar arithmetic
+    loss = x18/N
+    h_c_d = h_b_e
+    h_c_e = h_b_g
+    h_e_e = h_d_g
+    _hessian = np.array([[h_a_a, h_a_b, h_a_c, h_a_d, h_a_e, h_a_g], [h_a_b, h_b_b, h_b_c, h_b_d, h_b_e, h_b_g], [h_a_c, h_b_c, h_c_c, h_c_d, h_c_e, h_c_g], [h_a_d, h_b_d, h_c_d, h_d_d, h_d_e, h_d_g], [h_a_e, h_b_e, h_c_e, h_d_e, h_e_e, h_e_g], [h_a_g, h_b_g, h_c_g, h_d_g, h_e_g, h_g_g]], dtype=DTYPE)
+    _gradient = _flat((grad_a, grad_b, grad_c, grad_d, grad_e, grad_g,))
+    _step = _newton(_hessian, _gradient, damping)
+    a = a - float(_step[0])
+    b = b - float(_step[1])
+    c = c - float(_step[2])
+    d = d - float(_step[3])
+    e = e - float(_step[4])
+    g = g - float(_step[5])
+    return loss, (a, b, c, d, e, g,)
+
+
+def _flat(values):
+    """Values of the parameters' shapes (floats, arrays) as one vector, in PARAMS order."""
+    return np.concatenate([np.ravel(x) for x in values])
+
+
+def _newton(hessian, gradient, damping):
+    """(H + lam*I)^-1 g in float64 by Cholesky, lam raised from ``damping`` until H + lam*I
+    is positive definite (see newton_step)."""
+    if not damping >= 0:
+        raise ValueError(f"curve_fit: newton_step: damping must be >= 0, got {damping!r}")
+    hessian = np.asarray(hessian, dtype=np.float64)
+    gradient = np.asarray(gradient, dtype=np.float64)
+    if not (np.isfinite(hessian).all() and np.isfinite(gradient).all()):
+        raise FloatingPointError(
+            "curve_fit: newton_step: the Hessian or the gradient is not finite here"
+        )
+    eye = np.eye(len(gradient))
+    scale = max(float(np.abs(np.diag(hessian)).max(initial=0.0)), 1.0)
+    lam = float(damping)
+    while True:
+        try:
+            factor = np.linalg.cholesky(hessian + lam*eye if lam else hessian)
+        except np.linalg.LinAlgError:
+            if lam > 1e30*scale:
+                raise
+            lam = max(10.0*lam, 1e-10*scale)
+            continue
+        return np.linalg.solve(factor.T, np.linalg.solve(factor, gradient))

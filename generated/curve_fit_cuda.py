@@ -12,7 +12,7 @@ dtype: float64. Arrays must be C-contiguous CuPy arrays of this dtype (cupy.asar
 the loss and the partials of scalar parameters are returned as Python floats,
 array gradients as CuPy arrays.
 
-Kernels: 2 fused kernels, compiled once per process.
+Kernels: 3 fused kernels, compiled once per process.
 """
 
 import functools
@@ -161,6 +161,132 @@ extern "C" __global__ void loss_and_grad_0(const double* __restrict__ t, const d
     {
         const double _r = sg_block_reduce(_acc6, _shared, false);
         if (threadIdx.x == 0) _partials[6*gridDim.x + blockIdx.x] = _r;
+    }
+}
+
+// hvp_0: every element of (N,), 17 reductions
+extern "C" __global__ void hvp_0(const double* __restrict__ t, const double* __restrict__ y, double a, double b, double c, double d, double e, double g, long long N, double* __restrict__ _partials)
+{
+    double _acc0 = 0.0;
+    double _acc1 = 0.0;
+    double _acc2 = 0.0;
+    double _acc3 = 0.0;
+    double _acc4 = 0.0;
+    double _acc5 = 0.0;
+    double _acc6 = 0.0;
+    double _acc7 = 0.0;
+    double _acc8 = 0.0;
+    double _acc9 = 0.0;
+    double _acc10 = 0.0;
+    double _acc11 = 0.0;
+    double _acc12 = 0.0;
+    double _acc13 = 0.0;
+    double _acc14 = 0.0;
+    double _acc15 = 0.0;
+    double _acc16 = 0.0;
+    const long long _n = N;
+    for (long long _e = (long long)blockIdx.x*blockDim.x + threadIdx.x; _e < _n; _e += (long long)gridDim.x*blockDim.x) {
+        const double _v_t = t[_e];
+        const double _v_y = y[_e];
+        const double x9 = b*_v_t + c;
+        const double x10 = sin(x9);
+        const double x11 = exp(-a*_v_t);
+        const double x12 = _v_t*x11;
+        const double x13 = _v_t*x12;
+        const double x14 = _v_t*x13;
+        const double x15 = cos(x9);
+        const double x16 = x10*x11;
+        const double x17 = d*(_v_t*_v_t) + e*_v_t + g - _v_y;
+        const double x18 = 2.0*x16 + x17;
+        const double x19 = x15*x18;
+        const double x20 = -x10*(x16 + x17) + x11*(x15*x15);
+        const double x21 = (_v_t*_v_t);
+        _acc0 += (double)(x10*x12);
+        _acc1 += (double)(x10*x13);
+        _acc2 += (double)(x10*x14);
+        _acc3 += (double)(x12*x19);
+        _acc4 += (double)(x13*x19);
+        _acc5 += (double)(x13*(x10*x18));
+        _acc6 += (double)(x12*x15);
+        _acc7 += (double)(x13*x15);
+        _acc8 += (double)(x14*x15);
+        _acc9 += (double)(x12*x20);
+        _acc10 += (double)(x13*x20);
+        _acc11 += (double)(x11*x15);
+        _acc12 += (double)(x11*x20);
+        _acc13 += (double)(_v_t*_v_t);
+        _acc14 += (double)(_v_t*x21);
+        _acc15 += (double)(_v_t*(_v_t*_v_t*_v_t));
+        _acc16 += (double)_v_t;
+    }
+    __shared__ double _shared[256];
+    {
+        const double _r = sg_block_reduce(_acc0, _shared, false);
+        if (threadIdx.x == 0) _partials[0*gridDim.x + blockIdx.x] = _r;
+    }
+    {
+        const double _r = sg_block_reduce(_acc1, _shared, false);
+        if (threadIdx.x == 0) _partials[1*gridDim.x + blockIdx.x] = _r;
+    }
+    {
+        const double _r = sg_block_reduce(_acc2, _shared, false);
+        if (threadIdx.x == 0) _partials[2*gridDim.x + blockIdx.x] = _r;
+    }
+    {
+        const double _r = sg_block_reduce(_acc3, _shared, false);
+        if (threadIdx.x == 0) _partials[3*gridDim.x + blockIdx.x] = _r;
+    }
+    {
+        const double _r = sg_block_reduce(_acc4, _shared, false);
+        if (threadIdx.x == 0) _partials[4*gridDim.x + blockIdx.x] = _r;
+    }
+    {
+        const double _r = sg_block_reduce(_acc5, _shared, false);
+        if (threadIdx.x == 0) _partials[5*gridDim.x + blockIdx.x] = _r;
+    }
+    {
+        const double _r = sg_block_reduce(_acc6, _shared, false);
+        if (threadIdx.x == 0) _partials[6*gridDim.x + blockIdx.x] = _r;
+    }
+    {
+        const double _r = sg_block_reduce(_acc7, _shared, false);
+        if (threadIdx.x == 0) _partials[7*gridDim.x + blockIdx.x] = _r;
+    }
+    {
+        const double _r = sg_block_reduce(_acc8, _shared, false);
+        if (threadIdx.x == 0) _partials[8*gridDim.x + blockIdx.x] = _r;
+    }
+    {
+        const double _r = sg_block_reduce(_acc9, _shared, false);
+        if (threadIdx.x == 0) _partials[9*gridDim.x + blockIdx.x] = _r;
+    }
+    {
+        const double _r = sg_block_reduce(_acc10, _shared, false);
+        if (threadIdx.x == 0) _partials[10*gridDim.x + blockIdx.x] = _r;
+    }
+    {
+        const double _r = sg_block_reduce(_acc11, _shared, false);
+        if (threadIdx.x == 0) _partials[11*gridDim.x + blockIdx.x] = _r;
+    }
+    {
+        const double _r = sg_block_reduce(_acc12, _shared, false);
+        if (threadIdx.x == 0) _partials[12*gridDim.x + blockIdx.x] = _r;
+    }
+    {
+        const double _r = sg_block_reduce(_acc13, _shared, false);
+        if (threadIdx.x == 0) _partials[13*gridDim.x + blockIdx.x] = _r;
+    }
+    {
+        const double _r = sg_block_reduce(_acc14, _shared, false);
+        if (threadIdx.x == 0) _partials[14*gridDim.x + blockIdx.x] = _r;
+    }
+    {
+        const double _r = sg_block_reduce(_acc15, _shared, false);
+        if (threadIdx.x == 0) _partials[15*gridDim.x + blockIdx.x] = _r;
+    }
+    {
+        const double _r = sg_block_reduce(_acc16, _shared, false);
+        if (threadIdx.x == 0) _partials[16*gridDim.x + blockIdx.x] = _r;
     }
 }
 """
@@ -319,6 +445,7 @@ def sgd_step(a, b, c, d, e, g, t, y, *, lr):
     Returns (loss before the step, new parameters).
     """
     a, b, c, d, e, g, t, y, N = _arguments(a, b, c, d, e, g, t, y)
+
     loss, (grad_a, grad_b, grad_c, grad_d, grad_e, grad_g) = _loss_and_grad(a, b, c, d, e, g, t, y, N)
     a -= lr*grad_a
     b -= lr*grad_b
@@ -341,6 +468,7 @@ def momentum_step(a, b, c, d, e, g, t, y, *, state, lr, momentum=0.9, nesterov=F
     Returns (loss before the step, new parameters, new state).
     """
     a, b, c, d, e, g, t, y, N = _arguments(a, b, c, d, e, g, t, y)
+
     loss, (grad_a, grad_b, grad_c, grad_d, grad_e, grad_g) = _loss_and_grad(a, b, c, d, e, g, t, y, N)
     (_v_a, _v_b, _v_c, _v_d, _v_e, _v_g) = state
     _v_a = momentum*_v_a - lr*grad_a
@@ -371,6 +499,7 @@ def adam_step(a, b, c, d, e, g, t, y, *, state, lr=0.001, beta1=0.9, beta2=0.999
     Returns (loss before the step, new parameters, new state).
     """
     a, b, c, d, e, g, t, y, N = _arguments(a, b, c, d, e, g, t, y)
+
     loss, (grad_a, grad_b, grad_c, grad_d, grad_e, grad_g) = _loss_and_grad(a, b, c, d, e, g, t, y, N)
     _step, (_m_a, _m_b, _m_c, _m_d, _m_e, _m_g), (_s_a, _s_b, _s_c, _s_d, _s_e, _s_g) = state
     _step += 1
@@ -395,3 +524,90 @@ def adam_step(a, b, c, d, e, g, t, y, *, state, lr=0.001, beta1=0.9, beta2=0.999
     _s_g = beta2*_s_g + (1.0 - beta2)*(grad_g*grad_g)
     g -= _c1*(_m_g/(math.sqrt(_s_g*_c2) + eps))
     return loss, (a, b, c, d, e, g), (_step, (_m_a, _m_b, _m_c, _m_d, _m_e, _m_g), (_s_a, _s_b, _s_c, _s_d, _s_e, _s_g))
+
+
+def hvp(a, b, c, d, e, g, t, y, *, v):
+    """The Hessian of the loss times directions, H @ v: v holds one direction per
+    parameter, in PARAMS order, each shaped like its parameter; one result per parameter."""
+    a, b, c, d, e, g, t, y, N = _arguments(a, b, c, d, e, g, t, y)
+    return _hvp(a, b, c, d, e, g, t, y, N, *_directions(v, (a, b, c, d, e, g,)))
+
+
+def _hvp(a, b, c, d, e, g, t, y, N, v_a, v_b, v_c, v_d, v_e, v_g):
+    """hvp on checked arguments and directions."""
+    x0 = 2.0*v_g
+    x1 = 1.0/N
+    x2 = x0*x1
+    x3 = 2.0*x1
+    x4 = v_e*x3
+    x5 = v_d*x3
+    x6 = v_c*x3
+    x7 = v_b*x3
+    x8 = v_a*x3
+    _red_hvp_0 = _reduce('hvp_0', N, (t, y, DTYPE(a), DTYPE(b), DTYPE(c), DTYPE(d), DTYPE(e), DTYPE(g), np.int64(N)), 17, 0)
+    x39 = x0
+    x22, x23, x24, x25, x26, x27, x28, x29, x30, x31, x32, x33, x34, x35, x36, x37, x38 = _red_hvp_0.get().tolist()
+    x40 = -x2*x22
+    x41 = -x23*x4
+    x42 = -x24*x5
+    x43 = -x25*x6
+    x44 = -x26*x7
+    x45 = x27*x8
+    x46 = x2*x28
+    x47 = x29*x4
+    x48 = x30*x5
+    x49 = x31*x6
+    x50 = x32*x7
+    x51 = -x26*x8
+    x52 = x2*x33
+    x53 = x28*x4
+    x54 = x29*x5
+    x55 = x34*x6
+    x56 = x31*x7
+    x57 = -x25*x8
+    x58 = x2*x35
+    x59 = x36*x4
+    x60 = x37*x5
+    x61 = x29*x6
+    x62 = x30*x7
+    x63 = -x24*x8
+    x64 = x2*x38
+    x65 = x35*x4
+    x66 = x36*x5
+    x67 = x28*x6
+    x68 = x29*x7
+    x69 = -x23*x8
+    x70 = x38*x4
+    x71 = x35*x5
+    x72 = x33*x6
+    x73 = x28*x7
+    x74 = -x22*x8
+    hvp_a = x40 + x41 + x42 + x43 + x44 + x45
+    hvp_b = x46 + x47 + x48 + x49 + x50 + x51
+    hvp_c = x52 + x53 + x54 + x55 + x56 + x57
+    hvp_d = x58 + x59 + x60 + x61 + x62 + x63
+    hvp_e = x64 + x65 + x66 + x67 + x68 + x69
+    hvp_g = x39 + x70 + x71 + x72 + x73 + x74
+    return (hvp_a, hvp_b, hvp_c, hvp_d, hvp_e, hvp_g,)
+
+
+def _directions(directions, params):
+    """The directions of hvp, checked: one per parameter, a real number for a float
+    parameter, else an array of its shape."""
+    if not isinstance(directions, (tuple, list)) or len(directions) != len(params):
+        raise TypeError(
+            f"curve_fit: hvp: v must be a tuple of {len(params)} directions, one per"
+            f" parameter of {PARAMS}, each shaped like it"
+        )
+    out = []
+    for i, (name, p, d) in enumerate(zip(PARAMS, params, directions)):
+        if isinstance(p, float):
+            try:
+                out.append(_as_scalar(name, d))
+            except TypeError:
+                raise TypeError(
+                    f"curve_fit: hvp: v[{i}], the direction of {name!r}, must be a"
+                    f" real number, got {type(d).__name__}"
+                ) from None
+            continue
+    return out

@@ -258,6 +258,7 @@ def sgd_step(a, b, c, d, e, g, t, y, *, lr):
     Returns (loss before the step, new parameters).
     """
     a, b, c, d, e, g, t, y, N = _arguments(a, b, c, d, e, g, t, y)
+
     loss, (grad_a, grad_b, grad_c, grad_d, grad_e, grad_g) = _loss_and_grad(a, b, c, d, e, g, t, y, N)
     a -= lr*grad_a
     b -= lr*grad_b
@@ -280,6 +281,7 @@ def momentum_step(a, b, c, d, e, g, t, y, *, state, lr, momentum=0.9, nesterov=F
     Returns (loss before the step, new parameters, new state).
     """
     a, b, c, d, e, g, t, y, N = _arguments(a, b, c, d, e, g, t, y)
+
     loss, (grad_a, grad_b, grad_c, grad_d, grad_e, grad_g) = _loss_and_grad(a, b, c, d, e, g, t, y, N)
     (_v_a, _v_b, _v_c, _v_d, _v_e, _v_g) = state
     _v_a = momentum*_v_a - lr*grad_a
@@ -310,6 +312,7 @@ def adam_step(a, b, c, d, e, g, t, y, *, state, lr=0.001, beta1=0.9, beta2=0.999
     Returns (loss before the step, new parameters, new state).
     """
     a, b, c, d, e, g, t, y, N = _arguments(a, b, c, d, e, g, t, y)
+
     loss, (grad_a, grad_b, grad_c, grad_d, grad_e, grad_g) = _loss_and_grad(a, b, c, d, e, g, t, y, N)
     _step, (_m_a, _m_b, _m_c, _m_d, _m_e, _m_g), (_s_a, _s_b, _s_c, _s_d, _s_e, _s_g) = state
     _step += 1
@@ -334,3 +337,381 @@ def adam_step(a, b, c, d, e, g, t, y, *, state, lr=0.001, beta1=0.9, beta2=0.999
     _s_g = beta2*_s_g + (1.0 - beta2)*(grad_g*grad_g)
     g -= _c1*(_m_g/(math.sqrt(_s_g*_c2) + eps))
     return loss, (a, b, c, d, e, g), (_step, (_m_a, _m_b, _m_c, _m_d, _m_e, _m_g), (_s_a, _s_b, _s_c, _s_d, _s_e, _s_g))
+
+
+def hvp(a, b, c, d, e, g, t, y, *, v):
+    """The Hessian of the loss times directions, H @ v: v holds one direction per
+    parameter, in PARAMS order, each shaped like its parameter; one result per parameter."""
+    a, b, c, d, e, g, t, y, N = _arguments(a, b, c, d, e, g, t, y)
+    return _hvp(a, b, c, d, e, g, t, y, N, *_directions(v, (a, b, c, d, e, g,)))
+
+
+def _hvp(a, b, c, d, e, g, t, y, N, v_a, v_b, v_c, v_d, v_e, v_g):
+    """hvp on checked arguments and directions."""
+    # one pass over the samples (N,), 17 reductions, in blocks of 8192
+    x0 = 2.0*v_g
+    x1 = 1.0/N
+    x2 = x0*x1
+    x3 = 2.0*x1
+    x4 = v_e*x3
+    x5 = v_d*x3
+    x6 = v_c*x3
+    x7 = v_b*x3
+    x8 = v_a*x3
+    x22 = x23 = x24 = x25 = x26 = x27 = x28 = x29 = x30 = x31 = x32 = x33 = x34 = x35 = x36 = x37 = x38 = 0.0
+    _work = np.empty((12, min(N, 8192)), dtype=DTYPE)
+    for _start in range(0, N, 8192):
+        _t = t[_start:_start + 8192]
+        _y = y[_start:_start + 8192]
+        _w0, _w1, _w2, _w3, _w4, _w5, _w6, _w7, _w8, _w9, _w10, _w11 = _work[:, :N - _start]
+        np.multiply(_t, b, out=_w0)
+        _w0 += c
+        x9 = _w0
+        x10 = np.sin(x9, out=_w1)
+        np.multiply(_t, -a, out=_w2)
+        x11 = np.exp(_w2, out=_w2)
+        x12 = np.multiply(_t, x11, out=_w3)
+        x13 = np.multiply(_t, x12, out=_w4)
+        x14 = np.multiply(_t, x13, out=_w5)
+        x15 = np.cos(x9, out=_w6)
+        x16 = np.multiply(x10, x11, out=_w0)
+        np.multiply(_t, e, out=_w7)
+        np.multiply(_t, _t, out=_w8)
+        _w8 *= d
+        _w7 += _w8
+        _w7 -= _y
+        _w7 += g
+        x17 = _w7
+        np.multiply(x16, 2.0, out=_w8)
+        _w8 += x17
+        x18 = _w8
+        x19 = np.multiply(x15, x18, out=_w9)
+        np.multiply(x15, x15, out=_w10)
+        _w10 *= x11
+        np.add(x16, x17, out=_w11)
+        _w11 *= x10
+        _w10 -= _w11
+        x20 = _w10
+        x21 = np.multiply(_t, _t, out=_w0)
+        x22 += float(np.dot(x10, x12))
+        x23 += float(np.dot(x10, x13))
+        x24 += float(np.dot(x14, x10))
+        x25 += float(np.dot(x19, x12))
+        x26 += float(np.dot(x19, x13))
+        np.multiply(x10, x18, out=_w7)
+        x27 += float(np.dot(_w7, x13))
+        x28 += float(np.dot(x12, x15))
+        x29 += float(np.dot(x13, x15))
+        x30 += float(np.dot(x14, x15))
+        x31 += float(np.dot(x20, x12))
+        x32 += float(np.dot(x20, x13))
+        x33 += float(np.dot(x11, x15))
+        x34 += float(np.dot(x11, x20))
+        x35 += float(np.dot(_t, _t))
+        x36 += float(np.dot(x21, _t))
+        np.power(_t, 3.0, out=_w0)
+        x37 += float(np.dot(_w0, _t))
+        x38 += float(np.sum(_t))
+    x39 = x0
+    x40 = -x2*x22
+    x41 = -x23*x4
+    x42 = -x24*x5
+    x43 = -x25*x6
+    x44 = -x26*x7
+    x45 = x27*x8
+    x46 = x2*x28
+    x47 = x29*x4
+    x48 = x30*x5
+    x49 = x31*x6
+    x50 = x32*x7
+    x51 = -x26*x8
+    x52 = x2*x33
+    x53 = x28*x4
+    x54 = x29*x5
+    x55 = x34*x6
+    x56 = x31*x7
+    x57 = -x25*x8
+    x58 = x2*x35
+    x59 = x36*x4
+    x60 = x37*x5
+    x61 = x29*x6
+    x62 = x30*x7
+    x63 = -x24*x8
+    x64 = x2*x38
+    x65 = x35*x4
+    x66 = x36*x5
+    x67 = x28*x6
+    x68 = x29*x7
+    x69 = -x23*x8
+    x70 = x38*x4
+    x71 = x35*x5
+    x72 = x33*x6
+    x73 = x28*x7
+    x74 = -x22*x8
+    # scalar arithmetic
+    hvp_a = x40 + x41 + x42 + x43 + x44 + x45
+    hvp_b = x46 + x47 + x48 + x49 + x50 + x51
+    hvp_c = x52 + x53 + x54 + x55 + x56 + x57
+    hvp_d = x58 + x59 + x60 + x61 + x62 + x63
+    hvp_e = x64 + x65 + x66 + x67 + x68 + x69
+    hvp_g = x39 + x70 + x71 + x72 + x73 + x74
+    return (hvp_a, hvp_b, hvp_c, hvp_d, hvp_e, hvp_g,)
+
+
+def _directions(directions, params):
+    """The directions of hvp, checked: one per parameter, a real number for a float
+    parameter, else an array of its shape."""
+    if not isinstance(directions, (tuple, list)) or len(directions) != len(params):
+        raise TypeError(
+            f"curve_fit: hvp: v must be a tuple of {len(params)} directions, one per"
+            f" parameter of {PARAMS}, each shaped like it"
+        )
+    out = []
+    for i, (name, p, d) in enumerate(zip(PARAMS, params, directions)):
+        if isinstance(p, float):
+            try:
+                out.append(_as_scalar(name, d))
+            except TypeError:
+                raise TypeError(
+                    f"curve_fit: hvp: v[{i}], the direction of {name!r}, must be a"
+                    f" real number, got {type(d).__name__}"
+                ) from None
+            continue
+    return out
+
+
+def hessian(a, b, c, d, e, g, t, y):
+    """The Hessian of the loss: shape (P, P) over the parameters flattened in PARAMS order
+    (P = 6), symmetric."""
+    return _hessian_of(*_arguments(a, b, c, d, e, g, t, y))
+
+
+def _hessian_of(a, b, c, d, e, g, t, y, N):
+    """hessian on checked arguments."""
+    # one pass over the samples (N,), 17 reductions, in blocks of 8192
+    x0 = 2.0/N
+    x13 = x14 = x15 = x16 = x17 = x18 = x19 = x20 = x21 = x22 = x23 = x24 = x25 = x26 = x27 = x28 = x29 = 0.0
+    _work = np.empty((12, min(N, 8192)), dtype=DTYPE)
+    for _start in range(0, N, 8192):
+        _t = t[_start:_start + 8192]
+        _y = y[_start:_start + 8192]
+        _w0, _w1, _w2, _w3, _w4, _w5, _w6, _w7, _w8, _w9, _w10, _w11 = _work[:, :N - _start]
+        np.multiply(_t, -a, out=_w0)
+        x1 = np.exp(_w0, out=_w0)
+        np.multiply(_t, b, out=_w1)
+        _w1 += c
+        x2 = _w1
+        x3 = np.sin(x2, out=_w2)
+        x4 = np.multiply(x1, x3, out=_w3)
+        np.multiply(_t, e, out=_w4)
+        np.multiply(_t, _t, out=_w5)
+        _w5 *= d
+        _w4 += _w5
+        _w4 -= _y
+        _w4 += g
+        x5 = _w4
+        np.multiply(x4, 2.0, out=_w5)
+        _w5 += x5
+        x6 = _w5
+        x7 = np.multiply(_t, x1, out=_w6)
+        x8 = np.multiply(_t, x7, out=_w7)
+        x9 = np.multiply(x3, x8, out=_w8)
+        x10 = np.cos(x2, out=_w9)
+        x11 = np.multiply(x10, x6, out=_w1)
+        np.multiply(x10, x10, out=_w10)
+        _w10 *= x1
+        np.add(x4, x5, out=_w11)
+        _w11 *= x3
+        _w10 -= _w11
+        x12 = _w10
+        x13 += float(np.dot(x6, x9))
+        x14 += float(np.dot(x11, x8))
+        x15 += float(np.dot(x11, x7))
+        x16 += float(np.dot(x9, _t))
+        x17 += float(np.dot(x3, x8))
+        x18 += float(np.dot(x3, x7))
+        x19 += float(np.dot(x12, x8))
+        x20 += float(np.dot(x12, x7))
+        np.multiply(_t, x10, out=_w1)
+        x21 += float(np.dot(_w1, x8))
+        x22 += float(np.dot(x10, x8))
+        x23 += float(np.dot(x7, x10))
+        x24 += float(np.dot(x1, x12))
+        x25 += float(np.dot(x1, x10))
+        np.power(_t, 3.0, out=_w0)
+        x26 += float(np.dot(_w0, _t))
+        np.multiply(_t, _t, out=_w0)
+        x27 += float(np.dot(_w0, _t))
+        x28 += float(np.dot(_t, _t))
+        x29 += float(np.sum(_t))
+    h_g_g = 2.0
+    h_a_a = x0*x13
+    h_a_b = -x0*x14
+    h_a_c = -x0*x15
+    h_a_d = -x0*x16
+    h_a_e = -x0*x17
+    h_a_g = -x0*x18
+    h_b_b = x0*x19
+    h_b_c = x0*x20
+    h_b_d = x0*x21
+    h_b_e = x0*x22
+    h_b_g = x0*x23
+    h_c_c = x0*x24
+    h_c_g = x0*x25
+    h_d_d = x0*x26
+    h_d_e = x0*x27
+    h_d_g = x0*x28
+    h_e_g = x0*x29
+    # scalar arithmetic
+    h_c_d = h_b_e
+    h_c_e = h_b_g
+    h_e_e = h_d_g
+    _hessian = np.array([[h_a_a, h_a_b, h_a_c, h_a_d, h_a_e, h_a_g], [h_a_b, h_b_b, h_b_c, h_b_d, h_b_e, h_b_g], [h_a_c, h_b_c, h_c_c, h_c_d, h_c_e, h_c_g], [h_a_d, h_b_d, h_c_d, h_d_d, h_d_e, h_d_g], [h_a_e, h_b_e, h_c_e, h_d_e, h_e_e, h_e_g], [h_a_g, h_b_g, h_c_g, h_d_g, h_e_g, h_g_g]], dtype=DTYPE)
+    return _hessian
+
+
+def newton_step(a, b, c, d, e, g, t, y, *, damping=0.0):
+    """One damped Newton step: p -= (H + lam*I)^-1 grad over the parameters flattened in
+    PARAMS order, H the Hessian, lam = damping (>= 0) to begin with. It is solved by
+    Cholesky; when H + lam*I is not positive definite (a saddle, a maximum, a singular H)
+    the Levenberg damping lam is raised, to 1e-10 times the largest |H_ii| (at least
+    1e-10), then tenfold, until the factorization succeeds; far from a minimum, a larger
+    damping makes a shorter step, towards gradient descent.
+
+    Returns (loss before the step, new parameters).
+    """
+    a, b, c, d, e, g, t, y, N = _arguments(a, b, c, d, e, g, t, y)
+    # one pass over the samples (N,), 24 reductions, in blocks of 8192
+    x0 = 2.0/N
+    x18 = x19 = x20 = x21 = x22 = x23 = x24 = x25 = x26 = x27 = x28 = x29 = x30 = x31 = x32 = x33 = x34 = x35 = x36 = x37 = x38 = x39 = x40 = x41 = 0.0
+    _work = np.empty((14, min(N, 8192)), dtype=DTYPE)
+    for _start in range(0, N, 8192):
+        _t = t[_start:_start + 8192]
+        _y = y[_start:_start + 8192]
+        _w0, _w1, _w2, _w3, _w4, _w5, _w6, _w7, _w8, _w9, _w10, _w11, _w12, _w13 = _work[:, :N - _start]
+        np.multiply(_t, -a, out=_w0)
+        x1 = np.exp(_w0, out=_w0)
+        np.multiply(_t, b, out=_w1)
+        _w1 += c
+        x2 = _w1
+        x3 = np.sin(x2, out=_w2)
+        x4 = np.multiply(x1, x3, out=_w3)
+        x5 = np.multiply(_t, _t, out=_w4)
+        np.multiply(_t, e, out=_w5)
+        np.multiply(x5, d, out=_w6)
+        _w5 += _w6
+        _w5 -= _y
+        _w5 += g
+        x6 = _w5
+        x7 = np.add(x4, x6, out=_w6)
+        x8 = np.multiply(x3, x7, out=_w7)
+        x9 = np.multiply(_t, x1, out=_w8)
+        x10 = np.cos(x2, out=_w9)
+        x11 = np.multiply(x10, x7, out=_w1)
+        x12 = np.multiply(_t, _t, out=_w10)
+        np.multiply(x4, 2.0, out=_w11)
+        _w11 += x6
+        x13 = _w11
+        x14 = np.multiply(_t, x9, out=_w3)
+        x15 = np.multiply(x14, x3, out=_w5)
+        x16 = np.multiply(x10, x13, out=_w12)
+        np.multiply(x10, x10, out=_w13)
+        _w13 *= x1
+        _w13 -= x8
+        x17 = _w13
+        x18 += float(np.dot(x7, x7))
+        x19 += float(np.dot(x8, x9))
+        x20 += float(np.dot(x11, x9))
+        x21 += float(np.dot(x11, x1))
+        x22 += float(np.dot(x12, x7))
+        x23 += float(np.dot(x7, _t))
+        x24 += float(np.sum(x7))
+        x25 += float(np.dot(x13, x15))
+        x26 += float(np.dot(x16, x14))
+        x27 += float(np.dot(x16, x9))
+        x28 += float(np.dot(x15, _t))
+        x29 += float(np.dot(x3, x14))
+        x30 += float(np.dot(x3, x9))
+        x31 += float(np.dot(x17, x14))
+        x32 += float(np.dot(x17, x9))
+        np.multiply(x1, x10, out=_w1)
+        _w1 *= x5
+        x33 += float(np.dot(_w1, _t))
+        x34 += float(np.dot(x10, x14))
+        x35 += float(np.dot(x10, x9))
+        x36 += float(np.dot(x1, x17))
+        x37 += float(np.dot(x1, x10))
+        np.power(_t, 3.0, out=_w0)
+        x38 += float(np.dot(_w0, _t))
+        x39 += float(np.dot(x12, _t))
+        x40 += float(np.dot(_t, _t))
+        x41 += float(np.sum(_t))
+    h_g_g = 2.0
+    grad_a = -x0*x19
+    grad_b = x0*x20
+    grad_c = x0*x21
+    grad_d = x0*x22
+    grad_e = x0*x23
+    grad_g = x0*x24
+    h_a_a = x0*x25
+    h_a_b = -x0*x26
+    h_a_c = -x0*x27
+    h_a_d = -x0*x28
+    h_a_e = -x0*x29
+    h_a_g = -x0*x30
+    h_b_b = x0*x31
+    h_b_c = x0*x32
+    h_b_d = x0*x33
+    h_b_e = x0*x34
+    h_b_g = x0*x35
+    h_c_c = x0*x36
+    h_c_g = x0*x37
+    h_d_d = x0*x38
+    h_d_e = x0*x39
+    h_d_g = x0*x40
+    h_e_g = x0*x41
+    # scalar arithmetic
+    loss = x18/N
+    h_c_d = h_b_e
+    h_c_e = h_b_g
+    h_e_e = h_d_g
+    _hessian = np.array([[h_a_a, h_a_b, h_a_c, h_a_d, h_a_e, h_a_g], [h_a_b, h_b_b, h_b_c, h_b_d, h_b_e, h_b_g], [h_a_c, h_b_c, h_c_c, h_c_d, h_c_e, h_c_g], [h_a_d, h_b_d, h_c_d, h_d_d, h_d_e, h_d_g], [h_a_e, h_b_e, h_c_e, h_d_e, h_e_e, h_e_g], [h_a_g, h_b_g, h_c_g, h_d_g, h_e_g, h_g_g]], dtype=DTYPE)
+    _gradient = _flat((grad_a, grad_b, grad_c, grad_d, grad_e, grad_g,))
+    _step = _newton(_hessian, _gradient, damping)
+    a = a - float(_step[0])
+    b = b - float(_step[1])
+    c = c - float(_step[2])
+    d = d - float(_step[3])
+    e = e - float(_step[4])
+    g = g - float(_step[5])
+    return loss, (a, b, c, d, e, g,)
+
+
+def _flat(values):
+    """Values of the parameters' shapes (floats, arrays) as one vector, in PARAMS order."""
+    return np.concatenate([np.ravel(x) for x in values])
+
+
+def _newton(hessian, gradient, damping):
+    """(H + lam*I)^-1 g in float64 by Cholesky, lam raised from ``damping`` until H + lam*I
+    is positive definite (see newton_step)."""
+    if not damping >= 0:
+        raise ValueError(f"curve_fit: newton_step: damping must be >= 0, got {damping!r}")
+    hessian = np.asarray(hessian, dtype=np.float64)
+    gradient = np.asarray(gradient, dtype=np.float64)
+    if not (np.isfinite(hessian).all() and np.isfinite(gradient).all()):
+        raise FloatingPointError(
+            "curve_fit: newton_step: the Hessian or the gradient is not finite here"
+        )
+    eye = np.eye(len(gradient))
+    scale = max(float(np.abs(np.diag(hessian)).max(initial=0.0)), 1.0)
+    lam = float(damping)
+    while True:
+        try:
+            factor = np.linalg.cholesky(hessian + lam*eye if lam else hessian)
+        except np.linalg.LinAlgError:
+            if lam > 1e30*scale:
+                raise
+            lam = max(10.0*lam, 1e-10*scale)
+            continue
+        return np.linalg.solve(factor.T, np.linalg.solve(factor, gradient))

@@ -125,3 +125,111 @@ def adam_step(x, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-08):
     _s_x = beta2*_s_x + (1.0 - beta2)*(grad_x*grad_x)
     x -= _c1*(_m_x/(math.sqrt(_s_x*_c2) + eps))
     return loss, (x,), (_step, (_m_x,), (_s_x,))
+
+
+def hvp(x, *, v):
+    """The Hessian of the loss times directions, H @ v: v holds one direction per
+    parameter, in PARAMS order, each shaped like its parameter; one result per parameter."""
+    if x.__class__ is not float:
+        x = _as_scalar("x", x)
+    return _hvp(x, *_directions(v, (x,)))
+
+
+def _hvp(x, v_x):
+    """hvp on checked arguments and directions."""
+    # scalar arithmetic
+    hvp_x = 4.0*v_x*(3.0*x - 4.0)
+    return (hvp_x,)
+
+
+def _directions(directions, params):
+    """The directions of hvp, checked: one per parameter, a real number for a float
+    parameter, else an array of its shape."""
+    if not isinstance(directions, (tuple, list)) or len(directions) != len(params):
+        raise TypeError(
+            f"d_cubic2: hvp: v must be a tuple of {len(params)} directions, one per"
+            f" parameter of {PARAMS}, each shaped like it"
+        )
+    out = []
+    for i, (name, p, d) in enumerate(zip(PARAMS, params, directions)):
+        if isinstance(p, float):
+            try:
+                out.append(_as_scalar(name, d))
+            except TypeError:
+                raise TypeError(
+                    f"d_cubic2: hvp: v[{i}], the direction of {name!r}, must be a"
+                    f" real number, got {type(d).__name__}"
+                ) from None
+            continue
+    return out
+
+
+def hessian(x):
+    """The Hessian of the loss: shape (P, P) over the parameters flattened in PARAMS order
+    (P = 1), symmetric."""
+    if x.__class__ is not float:
+        x = _as_scalar("x", x)
+    return _hessian_of(x)
+
+
+def _hessian_of(x):
+    """hessian on checked arguments."""
+    # scalar arithmetic
+    h_x_x = 4.0*(3.0*x - 4.0)
+    _hessian = np.array([[h_x_x]], dtype=DTYPE)
+    return _hessian
+
+
+def newton_step(x, *, damping=0.0):
+    """One damped Newton step: p -= (H + lam*I)^-1 grad over the parameters flattened in
+    PARAMS order, H the Hessian, lam = damping (>= 0) to begin with. It is solved by
+    Cholesky; when H + lam*I is not positive definite (a saddle, a maximum, a singular H)
+    the Levenberg damping lam is raised, to 1e-10 times the largest |H_ii| (at least
+    1e-10), then tenfold, until the factorization succeeds; far from a minimum, a larger
+    damping makes a shorter step, towards gradient descent.
+
+    Returns (loss before the step, new parameters).
+    """
+    if x.__class__ is not float:
+        x = _as_scalar("x", x)
+    # scalar arithmetic
+    x0 = (x*x) + 3.0
+    x1 = 2.0*x - 8.0
+    loss = x0*x1
+    grad_x = 2.0*x*x1 + 2.0*x0
+    h_x_x = 4.0*(3.0*x - 4.0)
+    _hessian = np.array([[h_x_x]], dtype=DTYPE)
+    _gradient = _flat((grad_x,))
+    _step = _newton(_hessian, _gradient, damping)
+    x = x - float(_step[0])
+    return loss, (x,)
+
+
+def _flat(values):
+    """Values of the parameters' shapes (floats, arrays) as one vector, in PARAMS order."""
+    return np.concatenate([np.ravel(x) for x in values])
+
+
+def _newton(hessian, gradient, damping):
+    """(H + lam*I)^-1 g in float64 by Cholesky, lam raised from ``damping`` until H + lam*I
+    is positive definite (see newton_step)."""
+    if not damping >= 0:
+        raise ValueError(f"d_cubic2: newton_step: damping must be >= 0, got {damping!r}")
+    hessian = np.asarray(hessian, dtype=np.float64)
+    gradient = np.asarray(gradient, dtype=np.float64)
+    if not (np.isfinite(hessian).all() and np.isfinite(gradient).all()):
+        raise FloatingPointError(
+            "d_cubic2: newton_step: the Hessian or the gradient is not finite here"
+        )
+    eye = np.eye(len(gradient))
+    scale = max(float(np.abs(np.diag(hessian)).max(initial=0.0)), 1.0)
+    lam = float(damping)
+    while True:
+        try:
+            factor = np.linalg.cholesky(hessian + lam*eye if lam else hessian)
+        except np.linalg.LinAlgError:
+            if lam > 1e30*scale:
+                raise
+            lam = max(10.0*lam, 1e-10*scale)
+            continue
+        return np.linalg.solve(factor.T, np.linalg.solve(factor, gradient))

@@ -145,15 +145,205 @@ int loss_and_grad_0(const double* restrict x, const double* restrict y, const do
     _out[2] = _acc2;
     return 0;
 }
+
+// hvp_0: one pass over the samples (N,), 3 reductions, in tasks of rows shared among _threads threads
+int hvp_0(const double* restrict x, const double* restrict y, const double a, const double b, const long long N, const int _threads, double* restrict _out)
+{
+    long long _tasks = N*1LL / 16384;
+    if (_tasks > 256) _tasks = 256;
+    if (_tasks > N) _tasks = N;
+    if (_tasks < 1) _tasks = 1;
+    const long long _per = (N + _tasks - 1) / _tasks;
+    const int _nt = _threads < _tasks ? _threads : (int)_tasks;
+    const long long _size = (3 + 7) / 8*8;
+    double* _part = aligned_alloc(64, sizeof(double)*(_tasks*_size));
+    if (_part == NULL) {
+        return 1;
+    }
+    #pragma omp parallel for schedule(dynamic, 1) num_threads(_nt) if(_nt > 1)
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        const long long _first = _t*_per;
+        const long long _last = _first + _per < N ? _first + _per : N;
+        double _acc0 = 0.0;
+        double _acc1 = 0.0;
+        double _acc2 = 0.0;
+        #pragma omp simd reduction(+:_acc0, _acc1, _acc2)
+        for (long long _i = _first; _i < _last; ++_i) {
+            const double _v_x = x[_i];
+            const double _v_y = y[_i];
+            const double x3 = fabs(a*_v_x + b - _v_y) <= (27.0/20.0);
+            const double x4 = (x3 ? _v_x : 0.0);
+            _acc0 += (double)x4;
+            _acc1 += (double)((x3 ? (_v_x*_v_x) : 0.0));
+            _acc2 += (double)((x3 ? 1.0 : 0.0));
+        }
+        _part[_t*_size] = _acc0;
+        _part[_t*_size + 1] = _acc1;
+        _part[_t*_size + 2] = _acc2;
+    }
+    double _acc0 = 0.0;
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        _acc0 += _part[_t*_size];
+    }
+    double _acc1 = 0.0;
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        _acc1 += _part[_t*_size + 1];
+    }
+    double _acc2 = 0.0;
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        _acc2 += _part[_t*_size + 2];
+    }
+    free(_part);
+    _out[0] = _acc0;
+    _out[1] = _acc1;
+    _out[2] = _acc2;
+    return 0;
+}
+
+// hessian_0: one pass over the samples (N,), 3 reductions, in tasks of rows shared among _threads threads
+int hessian_0(const double* restrict x, const double* restrict y, const double a, const double b, const long long N, const int _threads, double* restrict _out)
+{
+    long long _tasks = N*1LL / 16384;
+    if (_tasks > 256) _tasks = 256;
+    if (_tasks > N) _tasks = N;
+    if (_tasks < 1) _tasks = 1;
+    const long long _per = (N + _tasks - 1) / _tasks;
+    const int _nt = _threads < _tasks ? _threads : (int)_tasks;
+    const long long _size = (3 + 7) / 8*8;
+    double* _part = aligned_alloc(64, sizeof(double)*(_tasks*_size));
+    if (_part == NULL) {
+        return 1;
+    }
+    #pragma omp parallel for schedule(dynamic, 1) num_threads(_nt) if(_nt > 1)
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        const long long _first = _t*_per;
+        const long long _last = _first + _per < N ? _first + _per : N;
+        double _acc0 = 0.0;
+        double _acc1 = 0.0;
+        double _acc2 = 0.0;
+        #pragma omp simd reduction(+:_acc0, _acc1, _acc2)
+        for (long long _i = _first; _i < _last; ++_i) {
+            const double _v_x = x[_i];
+            const double _v_y = y[_i];
+            const double x1 = fabs(a*_v_x + b - _v_y) <= (27.0/20.0);
+            _acc0 += (double)((x1 ? (_v_x*_v_x) : 0.0));
+            _acc1 += (double)((x1 ? _v_x : 0.0));
+            _acc2 += (double)((x1 ? 1.0 : 0.0));
+        }
+        _part[_t*_size] = _acc0;
+        _part[_t*_size + 1] = _acc1;
+        _part[_t*_size + 2] = _acc2;
+    }
+    double _acc0 = 0.0;
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        _acc0 += _part[_t*_size];
+    }
+    double _acc1 = 0.0;
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        _acc1 += _part[_t*_size + 1];
+    }
+    double _acc2 = 0.0;
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        _acc2 += _part[_t*_size + 2];
+    }
+    free(_part);
+    _out[0] = _acc0;
+    _out[1] = _acc1;
+    _out[2] = _acc2;
+    return 0;
+}
+
+// newton_0: one pass over the samples (N,), 6 reductions, in tasks of rows shared among _threads threads
+int newton_0(const double* restrict x, const double* restrict y, const double a, const double b, const long long N, const int _threads, double* restrict _out)
+{
+    long long _tasks = N*1LL / 16384;
+    if (_tasks > 256) _tasks = 256;
+    if (_tasks > N) _tasks = N;
+    if (_tasks < 1) _tasks = 1;
+    const long long _per = (N + _tasks - 1) / _tasks;
+    const int _nt = _threads < _tasks ? _threads : (int)_tasks;
+    const long long _size = (6 + 7) / 8*8;
+    double* _part = aligned_alloc(64, sizeof(double)*(_tasks*_size));
+    if (_part == NULL) {
+        return 1;
+    }
+    #pragma omp parallel for schedule(dynamic, 1) num_threads(_nt) if(_nt > 1)
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        const long long _first = _t*_per;
+        const long long _last = _first + _per < N ? _first + _per : N;
+        double _acc0 = 0.0;
+        double _acc1 = 0.0;
+        double _acc2 = 0.0;
+        double _acc3 = 0.0;
+        double _acc4 = 0.0;
+        double _acc5 = 0.0;
+        #pragma omp simd reduction(+:_acc0, _acc1, _acc2, _acc3, _acc4, _acc5)
+        for (long long _i = _first; _i < _last; ++_i) {
+            const double _v_x = x[_i];
+            const double _v_y = y[_i];
+            const double x1 = a*_v_x + b - _v_y;
+            const double x2 = fabs(x1);
+            const double x3 = x2 <= (27.0/20.0);
+            const double x4 = (x3 ? x1 : ((27.0/20.0))*((x1 > 0) ? 1.0 : ((x1 < 0) ? -1.0 : x1)));
+            _acc0 += (double)((x3 ? ((1.0/2.0))*(x1*x1) : ((27.0/20.0))*x2 + (-729.0/800.0)));
+            _acc1 += (double)(_v_x*x4);
+            _acc2 += (double)x4;
+            _acc3 += (double)((x3 ? (_v_x*_v_x) : 0.0));
+            _acc4 += (double)((x3 ? _v_x : 0.0));
+            _acc5 += (double)((x3 ? 1.0 : 0.0));
+        }
+        _part[_t*_size] = _acc0;
+        _part[_t*_size + 1] = _acc1;
+        _part[_t*_size + 2] = _acc2;
+        _part[_t*_size + 3] = _acc3;
+        _part[_t*_size + 4] = _acc4;
+        _part[_t*_size + 5] = _acc5;
+    }
+    double _acc0 = 0.0;
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        _acc0 += _part[_t*_size];
+    }
+    double _acc1 = 0.0;
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        _acc1 += _part[_t*_size + 1];
+    }
+    double _acc2 = 0.0;
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        _acc2 += _part[_t*_size + 2];
+    }
+    double _acc3 = 0.0;
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        _acc3 += _part[_t*_size + 3];
+    }
+    double _acc4 = 0.0;
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        _acc4 += _part[_t*_size + 4];
+    }
+    double _acc5 = 0.0;
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        _acc5 += _part[_t*_size + 5];
+    }
+    free(_part);
+    _out[0] = _acc0;
+    _out[1] = _acc1;
+    _out[2] = _acc2;
+    _out[3] = _acc3;
+    _out[4] = _acc4;
+    _out[5] = _acc5;
+    return 0;
+}
 """
 
 #: Argument types of the C functions.
 _SIGNATURES = {
     "loss_0": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_double, ctypes.c_double, ctypes.c_longlong, ctypes.c_int, ctypes.c_void_p),
     "loss_and_grad_0": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_double, ctypes.c_double, ctypes.c_longlong, ctypes.c_int, ctypes.c_void_p),
+    "hvp_0": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_double, ctypes.c_double, ctypes.c_longlong, ctypes.c_int, ctypes.c_void_p),
+    "hessian_0": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_double, ctypes.c_double, ctypes.c_longlong, ctypes.c_int, ctypes.c_void_p),
+    "newton_0": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_double, ctypes.c_double, ctypes.c_longlong, ctypes.c_int, ctypes.c_void_p),
 }
 #: The arrays the C functions write their sums into, by length.
-_ACCUMULATORS = {1: ctypes.c_double * 1, 3: ctypes.c_double * 3}
+_ACCUMULATORS = {1: ctypes.c_double * 1, 3: ctypes.c_double * 3, 6: ctypes.c_double * 6}
 #: Compiler flags: optimised for this machine, loops vectorised with the C library's
 #: vector math functions, passes shared among threads with OpenMP; no -ffast-math, so NaN
 #: and infinity behave as in NumPy. sin and cos are not builtins, so that no sincos() call
@@ -600,6 +790,7 @@ def sgd_step(a, b, x, y, *, lr):
     Returns (loss before the step, new parameters).
     """
     a, b, x, y, N = _arguments(a, b, x, y)
+
     loss, (grad_a, grad_b) = _loss_and_grad(a, b, x, y, N)
     a -= lr*grad_a
     b -= lr*grad_b
@@ -618,6 +809,7 @@ def momentum_step(a, b, x, y, *, state, lr, momentum=0.9, nesterov=False):
     Returns (loss before the step, new parameters, new state).
     """
     a, b, x, y, N = _arguments(a, b, x, y)
+
     loss, (grad_a, grad_b) = _loss_and_grad(a, b, x, y, N)
     (_v_a, _v_b) = state
     _v_a = momentum*_v_a - lr*grad_a
@@ -640,6 +832,7 @@ def adam_step(a, b, x, y, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-08)
     Returns (loss before the step, new parameters, new state).
     """
     a, b, x, y, N = _arguments(a, b, x, y)
+
     loss, (grad_a, grad_b) = _loss_and_grad(a, b, x, y, N)
     _step, (_m_a, _m_b), (_s_a, _s_b) = state
     _step += 1
@@ -652,3 +845,135 @@ def adam_step(a, b, x, y, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-08)
     _s_b = beta2*_s_b + (1.0 - beta2)*(grad_b*grad_b)
     b -= _c1*(_m_b/(math.sqrt(_s_b*_c2) + eps))
     return loss, (a, b), (_step, (_m_a, _m_b), (_s_a, _s_b))
+
+
+def hvp(a, b, x, y, *, v):
+    """The Hessian of the loss times directions, H @ v: v holds one direction per
+    parameter, in PARAMS order, each shaped like its parameter; one result per parameter."""
+    a, b, x, y, N = _arguments(a, b, x, y)
+    return _hvp(a, b, x, y, N, *_directions(v, (a, b,)))
+
+
+def _hvp(a, b, x, y, N, v_a, v_b):
+    """hvp on checked arguments and directions."""
+    # one pass over the samples (N,), 3 reductions, compiled C (_SOURCE)
+    x0 = 1.0/N
+    x1 = v_b*x0
+    x2 = v_a*x0
+    _acc = _ACCUMULATORS[3]()
+    if _lib().hvp_0(_address(x), _address(y), a, b, N, _THREADS, _acc):
+        _out_of_memory('hvp_0')
+    x5, x6, x7 = _acc
+    x8 = x1*x5
+    x9 = x2*x6
+    x10 = x1*x7
+    x11 = x2*x5
+    # scalar arithmetic
+    hvp_a = x8 + x9
+    hvp_b = x10 + x11
+    return (hvp_a, hvp_b,)
+
+
+def _directions(directions, params):
+    """The directions of hvp, checked: one per parameter, a real number for a float
+    parameter, else an array of its shape."""
+    if not isinstance(directions, (tuple, list)) or len(directions) != len(params):
+        raise TypeError(
+            f"huber: hvp: v must be a tuple of {len(params)} directions, one per"
+            f" parameter of {PARAMS}, each shaped like it"
+        )
+    out = []
+    for i, (name, p, d) in enumerate(zip(PARAMS, params, directions)):
+        if isinstance(p, float):
+            try:
+                out.append(_as_scalar(name, d))
+            except TypeError:
+                raise TypeError(
+                    f"huber: hvp: v[{i}], the direction of {name!r}, must be a"
+                    f" real number, got {type(d).__name__}"
+                ) from None
+            continue
+    return out
+
+
+def hessian(a, b, x, y):
+    """The Hessian of the loss: shape (P, P) over the parameters flattened in PARAMS order
+    (P = 2), symmetric."""
+    return _hessian_of(*_arguments(a, b, x, y))
+
+
+def _hessian_of(a, b, x, y, N):
+    """hessian on checked arguments."""
+    # one pass over the samples (N,), 3 reductions, compiled C (_SOURCE)
+    x0 = 1.0/N
+    _acc = _ACCUMULATORS[3]()
+    if _lib().hessian_0(_address(x), _address(y), a, b, N, _THREADS, _acc):
+        _out_of_memory('hessian_0')
+    x2, x3, x4 = _acc
+    h_a_a = x0*x2
+    h_a_b = x0*x3
+    h_b_b = x0*x4
+    _hessian = np.array([[h_a_a, h_a_b], [h_a_b, h_b_b]], dtype=DTYPE)
+    return _hessian
+
+
+def newton_step(a, b, x, y, *, damping=0.0):
+    """One damped Newton step: p -= (H + lam*I)^-1 grad over the parameters flattened in
+    PARAMS order, H the Hessian, lam = damping (>= 0) to begin with. It is solved by
+    Cholesky; when H + lam*I is not positive definite (a saddle, a maximum, a singular H)
+    the Levenberg damping lam is raised, to 1e-10 times the largest |H_ii| (at least
+    1e-10), then tenfold, until the factorization succeeds; far from a minimum, a larger
+    damping makes a shorter step, towards gradient descent.
+
+    Returns (loss before the step, new parameters).
+    """
+    a, b, x, y, N = _arguments(a, b, x, y)
+    # one pass over the samples (N,), 6 reductions, compiled C (_SOURCE)
+    x0 = 1.0/N
+    _acc = _ACCUMULATORS[6]()
+    if _lib().newton_0(_address(x), _address(y), a, b, N, _THREADS, _acc):
+        _out_of_memory('newton_0')
+    x5, x6, x7, x8, x9, x10 = _acc
+    grad_a = x0*x6
+    grad_b = x0*x7
+    h_a_a = x0*x8
+    h_a_b = x0*x9
+    h_b_b = x0*x10
+    # scalar arithmetic
+    loss = x5/N
+    _hessian = np.array([[h_a_a, h_a_b], [h_a_b, h_b_b]], dtype=DTYPE)
+    _gradient = _flat((grad_a, grad_b,))
+    _step = _newton(_hessian, _gradient, damping)
+    a = a - float(_step[0])
+    b = b - float(_step[1])
+    return loss, (a, b,)
+
+
+def _flat(values):
+    """Values of the parameters' shapes (floats, arrays) as one vector, in PARAMS order."""
+    return np.concatenate([np.ravel(x) for x in values])
+
+
+def _newton(hessian, gradient, damping):
+    """(H + lam*I)^-1 g in float64 by Cholesky, lam raised from ``damping`` until H + lam*I
+    is positive definite (see newton_step)."""
+    if not damping >= 0:
+        raise ValueError(f"huber: newton_step: damping must be >= 0, got {damping!r}")
+    hessian = np.asarray(hessian, dtype=np.float64)
+    gradient = np.asarray(gradient, dtype=np.float64)
+    if not (np.isfinite(hessian).all() and np.isfinite(gradient).all()):
+        raise FloatingPointError(
+            "huber: newton_step: the Hessian or the gradient is not finite here"
+        )
+    eye = np.eye(len(gradient))
+    scale = max(float(np.abs(np.diag(hessian)).max(initial=0.0)), 1.0)
+    lam = float(damping)
+    while True:
+        try:
+            factor = np.linalg.cholesky(hessian + lam*eye if lam else hessian)
+        except np.linalg.LinAlgError:
+            if lam > 1e30*scale:
+                raise
+            lam = max(10.0*lam, 1e-10*scale)
+            continue
+        return np.linalg.solve(factor.T, np.linalg.solve(factor, gradient))

@@ -12,7 +12,7 @@ dtype: float64. Arrays must be C-contiguous CuPy arrays of this dtype (cupy.asar
 the loss and the partials of scalar parameters are returned as Python floats,
 array gradients as CuPy arrays.
 
-Kernels: 2 fused kernels, compiled once per process.
+Kernels: 3 fused kernels, compiled once per process.
 """
 
 import functools
@@ -121,6 +121,37 @@ extern "C" __global__ void loss_and_grad_0(const double* __restrict__ x, const d
         _acc0 += (double)((x3 ? ((1.0/2.0))*(x1*x1) : ((27.0/20.0))*x2 + (-729.0/800.0)));
         _acc1 += (double)(_v_x*x4);
         _acc2 += (double)x4;
+    }
+    __shared__ double _shared[256];
+    {
+        const double _r = sg_block_reduce(_acc0, _shared, false);
+        if (threadIdx.x == 0) _partials[0*gridDim.x + blockIdx.x] = _r;
+    }
+    {
+        const double _r = sg_block_reduce(_acc1, _shared, false);
+        if (threadIdx.x == 0) _partials[1*gridDim.x + blockIdx.x] = _r;
+    }
+    {
+        const double _r = sg_block_reduce(_acc2, _shared, false);
+        if (threadIdx.x == 0) _partials[2*gridDim.x + blockIdx.x] = _r;
+    }
+}
+
+// hvp_0: every element of (N,), 3 reductions
+extern "C" __global__ void hvp_0(const double* __restrict__ x, const double* __restrict__ y, double a, double b, long long N, double* __restrict__ _partials)
+{
+    double _acc0 = 0.0;
+    double _acc1 = 0.0;
+    double _acc2 = 0.0;
+    const long long _n = N;
+    for (long long _e = (long long)blockIdx.x*blockDim.x + threadIdx.x; _e < _n; _e += (long long)gridDim.x*blockDim.x) {
+        const double _v_x = x[_e];
+        const double _v_y = y[_e];
+        const double x3 = fabs(a*_v_x + b - _v_y) <= (27.0/20.0);
+        const double x4 = (x3 ? _v_x : 0.0);
+        _acc0 += (double)x4;
+        _acc1 += (double)((x3 ? (_v_x*_v_x) : 0.0));
+        _acc2 += (double)((x3 ? 1.0 : 0.0));
     }
     __shared__ double _shared[256];
     {
@@ -280,6 +311,7 @@ def sgd_step(a, b, x, y, *, lr):
     Returns (loss before the step, new parameters).
     """
     a, b, x, y, N = _arguments(a, b, x, y)
+
     loss, (grad_a, grad_b) = _loss_and_grad(a, b, x, y, N)
     a -= lr*grad_a
     b -= lr*grad_b
@@ -298,6 +330,7 @@ def momentum_step(a, b, x, y, *, state, lr, momentum=0.9, nesterov=False):
     Returns (loss before the step, new parameters, new state).
     """
     a, b, x, y, N = _arguments(a, b, x, y)
+
     loss, (grad_a, grad_b) = _loss_and_grad(a, b, x, y, N)
     (_v_a, _v_b) = state
     _v_a = momentum*_v_a - lr*grad_a
@@ -320,6 +353,7 @@ def adam_step(a, b, x, y, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-08)
     Returns (loss before the step, new parameters, new state).
     """
     a, b, x, y, N = _arguments(a, b, x, y)
+
     loss, (grad_a, grad_b) = _loss_and_grad(a, b, x, y, N)
     _step, (_m_a, _m_b), (_s_a, _s_b) = state
     _step += 1
@@ -332,3 +366,48 @@ def adam_step(a, b, x, y, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-08)
     _s_b = beta2*_s_b + (1.0 - beta2)*(grad_b*grad_b)
     b -= _c1*(_m_b/(math.sqrt(_s_b*_c2) + eps))
     return loss, (a, b), (_step, (_m_a, _m_b), (_s_a, _s_b))
+
+
+def hvp(a, b, x, y, *, v):
+    """The Hessian of the loss times directions, H @ v: v holds one direction per
+    parameter, in PARAMS order, each shaped like its parameter; one result per parameter."""
+    a, b, x, y, N = _arguments(a, b, x, y)
+    return _hvp(a, b, x, y, N, *_directions(v, (a, b,)))
+
+
+def _hvp(a, b, x, y, N, v_a, v_b):
+    """hvp on checked arguments and directions."""
+    x0 = 1.0/N
+    x1 = v_b*x0
+    x2 = v_a*x0
+    _red_hvp_0 = _reduce('hvp_0', N, (x, y, DTYPE(a), DTYPE(b), np.int64(N)), 3, 0)
+    x5, x6, x7 = _red_hvp_0.get().tolist()
+    x8 = x1*x5
+    x9 = x2*x6
+    x10 = x1*x7
+    x11 = x2*x5
+    hvp_a = x8 + x9
+    hvp_b = x10 + x11
+    return (hvp_a, hvp_b,)
+
+
+def _directions(directions, params):
+    """The directions of hvp, checked: one per parameter, a real number for a float
+    parameter, else an array of its shape."""
+    if not isinstance(directions, (tuple, list)) or len(directions) != len(params):
+        raise TypeError(
+            f"huber: hvp: v must be a tuple of {len(params)} directions, one per"
+            f" parameter of {PARAMS}, each shaped like it"
+        )
+    out = []
+    for i, (name, p, d) in enumerate(zip(PARAMS, params, directions)):
+        if isinstance(p, float):
+            try:
+                out.append(_as_scalar(name, d))
+            except TypeError:
+                raise TypeError(
+                    f"huber: hvp: v[{i}], the direction of {name!r}, must be a"
+                    f" real number, got {type(d).__name__}"
+                ) from None
+            continue
+    return out

@@ -151,6 +151,7 @@ def sgd_step(a, b, x, y, *, lr):
     Returns (loss before the step, new parameters).
     """
     a, b, x, y, N = _arguments(a, b, x, y)
+
     loss, (grad_a, grad_b) = _loss_and_grad(a, b, x, y, N)
     a -= lr*grad_a
     b -= lr*grad_b
@@ -169,6 +170,7 @@ def momentum_step(a, b, x, y, *, state, lr, momentum=0.9, nesterov=False):
     Returns (loss before the step, new parameters, new state).
     """
     a, b, x, y, N = _arguments(a, b, x, y)
+
     loss, (grad_a, grad_b) = _loss_and_grad(a, b, x, y, N)
     (_v_a, _v_b) = state
     _v_a = momentum*_v_a - lr*grad_a
@@ -191,6 +193,7 @@ def adam_step(a, b, x, y, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-08)
     Returns (loss before the step, new parameters, new state).
     """
     a, b, x, y, N = _arguments(a, b, x, y)
+
     loss, (grad_a, grad_b) = _loss_and_grad(a, b, x, y, N)
     _step, (_m_a, _m_b), (_s_a, _s_b) = state
     _step += 1
@@ -203,3 +206,159 @@ def adam_step(a, b, x, y, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-08)
     _s_b = beta2*_s_b + (1.0 - beta2)*(grad_b*grad_b)
     b -= _c1*(_m_b/(math.sqrt(_s_b*_c2) + eps))
     return loss, (a, b), (_step, (_m_a, _m_b), (_s_a, _s_b))
+
+
+def hvp(a, b, x, y, *, v):
+    """The Hessian of the loss times directions, H @ v: v holds one direction per
+    parameter, in PARAMS order, each shaped like its parameter; one result per parameter."""
+    a, b, x, y, N = _arguments(a, b, x, y)
+    return _hvp(a, b, x, y, N, *_directions(v, (a, b,)))
+
+
+def _hvp(a, b, x, y, N, v_a, v_b):
+    """hvp on checked arguments and directions."""
+    # one pass over the samples (N,), 3 reductions, in blocks of 8192
+    x0 = 1.0/N
+    x1 = v_b*x0
+    x2 = v_a*x0
+    x5 = x6 = x7 = 0.0
+    for _start in range(0, N, 8192):
+        _x = x[_start:_start + 8192]
+        _y = y[_start:_start + 8192]
+        x3 = (abs(a*_x + b - _y) <= 27/20)
+        x4 = np.where(x3, _x, 0)
+        x5 += float(np.sum(x4))
+        x6 += float(np.sum(np.where(x3, _x**2, 0)))
+        x7 += float(np.sum(np.where(x3, DTYPE(1), 0)))
+    x8 = x1*x5
+    x9 = x2*x6
+    x10 = x1*x7
+    x11 = x2*x5
+    # scalar arithmetic
+    hvp_a = x8 + x9
+    hvp_b = x10 + x11
+    return (hvp_a, hvp_b,)
+
+
+def _directions(directions, params):
+    """The directions of hvp, checked: one per parameter, a real number for a float
+    parameter, else an array of its shape."""
+    if not isinstance(directions, (tuple, list)) or len(directions) != len(params):
+        raise TypeError(
+            f"huber: hvp: v must be a tuple of {len(params)} directions, one per"
+            f" parameter of {PARAMS}, each shaped like it"
+        )
+    out = []
+    for i, (name, p, d) in enumerate(zip(PARAMS, params, directions)):
+        if isinstance(p, float):
+            try:
+                out.append(_as_scalar(name, d))
+            except TypeError:
+                raise TypeError(
+                    f"huber: hvp: v[{i}], the direction of {name!r}, must be a"
+                    f" real number, got {type(d).__name__}"
+                ) from None
+            continue
+    return out
+
+
+def hessian(a, b, x, y):
+    """The Hessian of the loss: shape (P, P) over the parameters flattened in PARAMS order
+    (P = 2), symmetric."""
+    return _hessian_of(*_arguments(a, b, x, y))
+
+
+def _hessian_of(a, b, x, y, N):
+    """hessian on checked arguments."""
+    # one pass over the samples (N,), 3 reductions, in blocks of 8192
+    x0 = 1.0/N
+    x2 = x3 = x4 = 0.0
+    for _start in range(0, N, 8192):
+        _x = x[_start:_start + 8192]
+        _y = y[_start:_start + 8192]
+        x1 = (abs(a*_x + b - _y) <= 27/20)
+        x2 += float(np.sum(np.where(x1, _x**2, 0)))
+        x3 += float(np.sum(np.where(x1, _x, 0)))
+        x4 += float(np.sum(np.where(x1, DTYPE(1), 0)))
+    h_a_a = x0*x2
+    h_a_b = x0*x3
+    h_b_b = x0*x4
+    _hessian = np.array([[h_a_a, h_a_b], [h_a_b, h_b_b]], dtype=DTYPE)
+    return _hessian
+
+
+def newton_step(a, b, x, y, *, damping=0.0):
+    """One damped Newton step: p -= (H + lam*I)^-1 grad over the parameters flattened in
+    PARAMS order, H the Hessian, lam = damping (>= 0) to begin with. It is solved by
+    Cholesky; when H + lam*I is not positive definite (a saddle, a maximum, a singular H)
+    the Levenberg damping lam is raised, to 1e-10 times the largest |H_ii| (at least
+    1e-10), then tenfold, until the factorization succeeds; far from a minimum, a larger
+    damping makes a shorter step, towards gradient descent.
+
+    Returns (loss before the step, new parameters).
+    """
+    a, b, x, y, N = _arguments(a, b, x, y)
+    # one pass over the samples (N,), 6 reductions, in blocks of 8192
+    x0 = 1.0/N
+    x5 = x6 = x7 = x8 = x9 = x10 = 0.0
+    _work = np.empty((2, min(N, 8192)), dtype=DTYPE)
+    for _start in range(0, N, 8192):
+        _x = x[_start:_start + 8192]
+        _y = y[_start:_start + 8192]
+        _w0, _w1 = _work[:, :N - _start]
+        np.multiply(_x, a, out=_w0)
+        _w0 -= _y
+        _w0 += b
+        x1 = _w0
+        x2 = np.absolute(x1, out=_w1)
+        x3 = (x2 <= 27/20)
+        x4 = np.where(x3, x1, (27/20)*np.sign(x1))
+        x5 += float(np.sum(np.where(x3, (1/2)*x1**2, (27/20)*x2 - 729/800)))
+        x6 += float(np.dot(_x, x4))
+        x7 += float(np.sum(x4))
+        x8 += float(np.sum(np.where(x3, _x**2, 0)))
+        x9 += float(np.sum(np.where(x3, _x, 0)))
+        x10 += float(np.sum(np.where(x3, DTYPE(1), 0)))
+    grad_a = x0*x6
+    grad_b = x0*x7
+    h_a_a = x0*x8
+    h_a_b = x0*x9
+    h_b_b = x0*x10
+    # scalar arithmetic
+    loss = x5/N
+    _hessian = np.array([[h_a_a, h_a_b], [h_a_b, h_b_b]], dtype=DTYPE)
+    _gradient = _flat((grad_a, grad_b,))
+    _step = _newton(_hessian, _gradient, damping)
+    a = a - float(_step[0])
+    b = b - float(_step[1])
+    return loss, (a, b,)
+
+
+def _flat(values):
+    """Values of the parameters' shapes (floats, arrays) as one vector, in PARAMS order."""
+    return np.concatenate([np.ravel(x) for x in values])
+
+
+def _newton(hessian, gradient, damping):
+    """(H + lam*I)^-1 g in float64 by Cholesky, lam raised from ``damping`` until H + lam*I
+    is positive definite (see newton_step)."""
+    if not damping >= 0:
+        raise ValueError(f"huber: newton_step: damping must be >= 0, got {damping!r}")
+    hessian = np.asarray(hessian, dtype=np.float64)
+    gradient = np.asarray(gradient, dtype=np.float64)
+    if not (np.isfinite(hessian).all() and np.isfinite(gradient).all()):
+        raise FloatingPointError(
+            "huber: newton_step: the Hessian or the gradient is not finite here"
+        )
+    eye = np.eye(len(gradient))
+    scale = max(float(np.abs(np.diag(hessian)).max(initial=0.0)), 1.0)
+    lam = float(damping)
+    while True:
+        try:
+            factor = np.linalg.cholesky(hessian + lam*eye if lam else hessian)
+        except np.linalg.LinAlgError:
+            if lam > 1e30*scale:
+                raise
+            lam = max(10.0*lam, 1e-10*scale)
+            continue
+        return np.linalg.solve(factor.T, np.linalg.solve(factor, gradient))

@@ -316,6 +316,429 @@ int loss_and_grad_1(const double* restrict t, const double* restrict x0, double*
     _out[0] = _acc0;
     return 0;
 }
+
+// hvp_0: one pass over the rows of X with x0 = X @ v_w and hvp_w = X.T @ x3, in tasks of rows shared among _threads threads
+int hvp_0(const double* restrict X, const double* restrict v_w, const double* restrict x1, double* restrict _w_hvp_w, const long long D, const long long N, const int _threads)
+{
+    long long _tasks = N*D / 16384;
+    if (_tasks > 256) _tasks = 256;
+    if (_tasks > N) _tasks = N;
+    if (_tasks < 1) _tasks = 1;
+    const long long _per = (N + _tasks - 1) / _tasks;
+    const int _nt = _threads < _tasks ? _threads : (int)_tasks;
+    const long long _size = (0 + D + 7) / 8*8;
+    double* _part = aligned_alloc(64, sizeof(double)*(_tasks*_size));
+    if (_part == NULL) {
+        return 1;
+    }
+    #pragma omp parallel for schedule(dynamic, 1) num_threads(_nt) if(_nt > 1)
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        const long long _first = _t*_per;
+        const long long _last = _first + _per < N ? _first + _per : N;
+        double* restrict _col0 = _part + _t*_size;
+        for (long long _q = 0; _q < D; ++_q) {
+            _col0[_q] = 0.0;
+        }
+        double _a[256];
+        double _r[256];
+        long long _rows = 2048 / (D > 0 ? D : 1);
+        if (_rows < 1) _rows = 1;
+        if (_rows > 256) _rows = 256;
+        for (long long _c = _first; _c < _last; _c += _rows) {
+            const long long _m = _last - _c < _rows ? _last - _c : _rows;
+            const long long _mg = _m - _m % 4;
+            for (long long _k = 0; _k < _mg; _k += 4) {
+                const double* restrict _row0 = X + (_c + _k)*D;
+                const double* restrict _row1 = X + (_c + (_k + 1))*D;
+                const double* restrict _row2 = X + (_c + (_k + 2))*D;
+                const double* restrict _row3 = X + (_c + (_k + 3))*D;
+                double _s0 = 0.0;
+                double _s1 = 0.0;
+                double _s2 = 0.0;
+                double _s3 = 0.0;
+                #pragma omp simd reduction(+:_s0, _s1, _s2, _s3)
+                for (long long _q = 0; _q < D; ++_q) {
+                    _s0 += (double)_row0[_q]*v_w[_q];
+                    _s1 += (double)_row1[_q]*v_w[_q];
+                    _s2 += (double)_row2[_q]*v_w[_q];
+                    _s3 += (double)_row3[_q]*v_w[_q];
+                }
+                _a[_k] = (double)_s0;
+                _a[_k + 1] = (double)_s1;
+                _a[_k + 2] = (double)_s2;
+                _a[_k + 3] = (double)_s3;
+            }
+            for (long long _k = _mg; _k < _m; ++_k) {
+                const double* restrict _row = X + (_c + _k)*D;
+                double _s = 0.0;
+                #pragma omp simd reduction(+:_s)
+                for (long long _q = 0; _q < D; ++_q) {
+                    _s += (double)_row[_q]*v_w[_q];
+                }
+                _a[_k] = (double)_s;
+            }
+            #pragma omp simd
+            for (long long _k = 0; _k < _m; ++_k) {
+                const long long _i = _c + _k;
+                const double _v_x1 = x1[_i];
+                const double _v_x0 = _a[_k];
+                const double x2 = exp(-fabs(_v_x1));
+                const double x3 = _v_x0*sg_sigmoid_e(-_v_x1, x2)*sg_sigmoid_e(_v_x1, x2);
+                _r[_k] = (double)x3;
+            }
+            for (long long _k = 0; _k < _mg; _k += 4) {
+                const double* restrict _row0 = X + (_c + _k)*D;
+                const double* restrict _row1 = X + (_c + (_k + 1))*D;
+                const double* restrict _row2 = X + (_c + (_k + 2))*D;
+                const double* restrict _row3 = X + (_c + (_k + 3))*D;
+                const double _rk0 = _r[_k];
+                const double _rk1 = _r[_k + 1];
+                const double _rk2 = _r[_k + 2];
+                const double _rk3 = _r[_k + 3];
+                #pragma omp simd
+                for (long long _q = 0; _q < D; ++_q) {
+                    _col0[_q] = _col0[_q] + _rk0*_row0[_q] + _rk1*_row1[_q] + _rk2*_row2[_q] + _rk3*_row3[_q];
+                }
+            }
+            for (long long _k = _mg; _k < _m; ++_k) {
+                const double* restrict _row = X + (_c + _k)*D;
+                const double _rk = _r[_k];
+                #pragma omp simd
+                for (long long _q = 0; _q < D; ++_q) {
+                    _col0[_q] = _col0[_q] + _rk*_row[_q];
+                }
+            }
+        }
+    }
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        #pragma omp simd
+        for (long long _q = 0; _q < D; ++_q) {
+            _w_hvp_w[_q] += _part[_t*_size + _q];
+        }
+    }
+    free(_part);
+    return 0;
+}
+
+// hvp_1: one pass over the elements (N, 1), in tasks of rows shared among _threads threads
+int hvp_1(const double* restrict x0, const double* restrict x1, double* restrict _w_x3, const long long N, const int _threads)
+{
+    long long _tasks = N*1LL / 16384;
+    if (_tasks > 256) _tasks = 256;
+    if (_tasks > N) _tasks = N;
+    if (_tasks < 1) _tasks = 1;
+    const long long _per = (N + _tasks - 1) / _tasks;
+    const int _nt = _threads < _tasks ? _threads : (int)_tasks;
+    #pragma omp parallel for schedule(dynamic, 1) num_threads(_nt) if(_nt > 1)
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        const long long _first = _t*_per;
+        const long long _last = _first + _per < N ? _first + _per : N;
+        #pragma omp simd
+        for (long long _i = _first; _i < _last; ++_i) {
+            const double _v_x1 = x1[_i];
+            const double _v_x0 = x0[_i];
+            const double x2 = exp(-fabs(_v_x1));
+            const double x3 = _v_x0*sg_sigmoid_e(-_v_x1, x2)*sg_sigmoid_e(_v_x1, x2);
+            _w_x3[_i] = x3;
+        }
+    }
+    return 0;
+}
+
+// hessian_0: one pass over the rows of X with x0 = X @ w, in tasks of rows shared among _threads threads
+int hessian_0(const double* restrict X, const double* restrict w, double* restrict _w_x2, const long long D, const long long N, const int _threads)
+{
+    long long _tasks = N*D / 16384;
+    if (_tasks > 256) _tasks = 256;
+    if (_tasks > N) _tasks = N;
+    if (_tasks < 1) _tasks = 1;
+    const long long _per = (N + _tasks - 1) / _tasks;
+    const int _nt = _threads < _tasks ? _threads : (int)_tasks;
+    #pragma omp parallel for schedule(dynamic, 1) num_threads(_nt) if(_nt > 1)
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        const long long _first = _t*_per;
+        const long long _last = _first + _per < N ? _first + _per : N;
+        double _a[256];
+        long long _rows = 2048 / (D > 0 ? D : 1);
+        if (_rows < 1) _rows = 1;
+        if (_rows > 256) _rows = 256;
+        for (long long _c = _first; _c < _last; _c += _rows) {
+            const long long _m = _last - _c < _rows ? _last - _c : _rows;
+            const long long _mg = _m - _m % 4;
+            for (long long _k = 0; _k < _mg; _k += 4) {
+                const double* restrict _row0 = X + (_c + _k)*D;
+                const double* restrict _row1 = X + (_c + (_k + 1))*D;
+                const double* restrict _row2 = X + (_c + (_k + 2))*D;
+                const double* restrict _row3 = X + (_c + (_k + 3))*D;
+                double _s0 = 0.0;
+                double _s1 = 0.0;
+                double _s2 = 0.0;
+                double _s3 = 0.0;
+                #pragma omp simd reduction(+:_s0, _s1, _s2, _s3)
+                for (long long _q = 0; _q < D; ++_q) {
+                    _s0 += (double)_row0[_q]*w[_q];
+                    _s1 += (double)_row1[_q]*w[_q];
+                    _s2 += (double)_row2[_q]*w[_q];
+                    _s3 += (double)_row3[_q]*w[_q];
+                }
+                _a[_k] = (double)_s0;
+                _a[_k + 1] = (double)_s1;
+                _a[_k + 2] = (double)_s2;
+                _a[_k + 3] = (double)_s3;
+            }
+            for (long long _k = _mg; _k < _m; ++_k) {
+                const double* restrict _row = X + (_c + _k)*D;
+                double _s = 0.0;
+                #pragma omp simd reduction(+:_s)
+                for (long long _q = 0; _q < D; ++_q) {
+                    _s += (double)_row[_q]*w[_q];
+                }
+                _a[_k] = (double)_s;
+            }
+            #pragma omp simd
+            for (long long _k = 0; _k < _m; ++_k) {
+                const long long _i = _c + _k;
+                const double _v_x0 = _a[_k];
+                const double x1 = fabs(_v_x0);
+                const double x2 = exp(-(1.0/2.0)*x1)/(1.0 + exp(-x1));
+                _w_x2[_i] = x2;
+            }
+        }
+    }
+    return 0;
+}
+
+// hessian_1: one pass over the elements (N, 1), in tasks of rows shared among _threads threads
+int hessian_1(const double* restrict x0, double* restrict _w_x2, const long long N, const int _threads)
+{
+    long long _tasks = N*1LL / 16384;
+    if (_tasks > 256) _tasks = 256;
+    if (_tasks > N) _tasks = N;
+    if (_tasks < 1) _tasks = 1;
+    const long long _per = (N + _tasks - 1) / _tasks;
+    const int _nt = _threads < _tasks ? _threads : (int)_tasks;
+    #pragma omp parallel for schedule(dynamic, 1) num_threads(_nt) if(_nt > 1)
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        const long long _first = _t*_per;
+        const long long _last = _first + _per < N ? _first + _per : N;
+        #pragma omp simd
+        for (long long _i = _first; _i < _last; ++_i) {
+            const double _v_x0 = x0[_i];
+            const double x1 = fabs(_v_x0);
+            const double x2 = exp(-(1.0/2.0)*x1)/(1.0 + exp(-x1));
+            _w_x2[_i] = x2;
+        }
+    }
+    return 0;
+}
+
+// hessian_2: one pass over the elements (N, D), in tasks of rows shared among _threads threads
+int hessian_2(const double* restrict X, const double* restrict x2, double* restrict _w_x3, const long long D, const long long N, const int _threads)
+{
+    long long _tasks = N*D / 16384;
+    if (_tasks > 256) _tasks = 256;
+    if (_tasks > N) _tasks = N;
+    if (_tasks < 1) _tasks = 1;
+    const long long _per = (N + _tasks - 1) / _tasks;
+    const int _nt = _threads < _tasks ? _threads : (int)_tasks;
+    #pragma omp parallel for schedule(dynamic, 1) num_threads(_nt) if(_nt > 1)
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        const long long _first = _t*_per;
+        const long long _last = _first + _per < N ? _first + _per : N;
+        for (long long _i = _first; _i < _last; ++_i) {
+            #pragma omp simd
+            for (long long _j = 0; _j < D; ++_j) {
+                const double _v_X = X[_i*D + _j];
+                const double _v_x2 = x2[_i];
+                const double x3 = _v_X*_v_x2;
+                _w_x3[_i*D + _j] = x3;
+            }
+        }
+    }
+    return 0;
+}
+
+// newton_0: one pass over the rows of X with x0 = X @ w and grad_w = X.T @ x3, 1 reduction, in tasks of rows shared among _threads threads
+int newton_0(const double* restrict X, const double* restrict t, const double* restrict w, double* restrict _w_x4, double* restrict _w_grad_w, const long long D, const long long N, const int _threads, double* restrict _out)
+{
+    long long _tasks = N*D / 16384;
+    if (_tasks > 256) _tasks = 256;
+    if (_tasks > N) _tasks = N;
+    if (_tasks < 1) _tasks = 1;
+    const long long _per = (N + _tasks - 1) / _tasks;
+    const int _nt = _threads < _tasks ? _threads : (int)_tasks;
+    const long long _size = (1 + D + 7) / 8*8;
+    double* _part = aligned_alloc(64, sizeof(double)*(_tasks*_size));
+    if (_part == NULL) {
+        return 1;
+    }
+    #pragma omp parallel for schedule(dynamic, 1) num_threads(_nt) if(_nt > 1)
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        const long long _first = _t*_per;
+        const long long _last = _first + _per < N ? _first + _per : N;
+        double* restrict _col0 = _part + (_t*_size + 1);
+        for (long long _q = 0; _q < D; ++_q) {
+            _col0[_q] = 0.0;
+        }
+        double _acc0 = 0.0;
+        double _a[256];
+        double _r[256];
+        long long _rows = 2048 / (D > 0 ? D : 1);
+        if (_rows < 1) _rows = 1;
+        if (_rows > 256) _rows = 256;
+        for (long long _c = _first; _c < _last; _c += _rows) {
+            const long long _m = _last - _c < _rows ? _last - _c : _rows;
+            const long long _mg = _m - _m % 4;
+            for (long long _k = 0; _k < _mg; _k += 4) {
+                const double* restrict _row0 = X + (_c + _k)*D;
+                const double* restrict _row1 = X + (_c + (_k + 1))*D;
+                const double* restrict _row2 = X + (_c + (_k + 2))*D;
+                const double* restrict _row3 = X + (_c + (_k + 3))*D;
+                double _s0 = 0.0;
+                double _s1 = 0.0;
+                double _s2 = 0.0;
+                double _s3 = 0.0;
+                #pragma omp simd reduction(+:_s0, _s1, _s2, _s3)
+                for (long long _q = 0; _q < D; ++_q) {
+                    _s0 += (double)_row0[_q]*w[_q];
+                    _s1 += (double)_row1[_q]*w[_q];
+                    _s2 += (double)_row2[_q]*w[_q];
+                    _s3 += (double)_row3[_q]*w[_q];
+                }
+                _a[_k] = (double)_s0;
+                _a[_k + 1] = (double)_s1;
+                _a[_k + 2] = (double)_s2;
+                _a[_k + 3] = (double)_s3;
+            }
+            for (long long _k = _mg; _k < _m; ++_k) {
+                const double* restrict _row = X + (_c + _k)*D;
+                double _s = 0.0;
+                #pragma omp simd reduction(+:_s)
+                for (long long _q = 0; _q < D; ++_q) {
+                    _s += (double)_row[_q]*w[_q];
+                }
+                _a[_k] = (double)_s;
+            }
+            #pragma omp simd reduction(+:_acc0)
+            for (long long _k = 0; _k < _m; ++_k) {
+                const long long _i = _c + _k;
+                const double _v_x0 = _a[_k];
+                const double _v_t = t[_i];
+                const double x1 = fabs(_v_x0);
+                const double x2 = exp(-x1);
+                const double x3 = -_v_t + sg_sigmoid_e(_v_x0, x2);
+                const double x4 = exp(-(1.0/2.0)*x1)/(x2 + 1.0);
+                _r[_k] = (double)x3;
+                _w_x4[_i] = x4;
+                _acc0 += (double)(_v_t*_v_x0 - log1p(x2) - sg_maximum(0.0, _v_x0));
+            }
+            for (long long _k = 0; _k < _mg; _k += 4) {
+                const double* restrict _row0 = X + (_c + _k)*D;
+                const double* restrict _row1 = X + (_c + (_k + 1))*D;
+                const double* restrict _row2 = X + (_c + (_k + 2))*D;
+                const double* restrict _row3 = X + (_c + (_k + 3))*D;
+                const double _rk0 = _r[_k];
+                const double _rk1 = _r[_k + 1];
+                const double _rk2 = _r[_k + 2];
+                const double _rk3 = _r[_k + 3];
+                #pragma omp simd
+                for (long long _q = 0; _q < D; ++_q) {
+                    _col0[_q] = _col0[_q] + _rk0*_row0[_q] + _rk1*_row1[_q] + _rk2*_row2[_q] + _rk3*_row3[_q];
+                }
+            }
+            for (long long _k = _mg; _k < _m; ++_k) {
+                const double* restrict _row = X + (_c + _k)*D;
+                const double _rk = _r[_k];
+                #pragma omp simd
+                for (long long _q = 0; _q < D; ++_q) {
+                    _col0[_q] = _col0[_q] + _rk*_row[_q];
+                }
+            }
+        }
+        _part[_t*_size] = _acc0;
+    }
+    double _acc0 = 0.0;
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        _acc0 += _part[_t*_size];
+    }
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        #pragma omp simd
+        for (long long _q = 0; _q < D; ++_q) {
+            _w_grad_w[_q] += _part[_t*_size + 1 + _q];
+        }
+    }
+    free(_part);
+    _out[0] = _acc0;
+    return 0;
+}
+
+// newton_1: one pass over the elements (N, 1), 1 reduction, in tasks of rows shared among _threads threads
+int newton_1(const double* restrict t, const double* restrict x0, double* restrict _w_x3, double* restrict _w_x4, const long long N, const int _threads, double* restrict _out)
+{
+    long long _tasks = N*1LL / 16384;
+    if (_tasks > 256) _tasks = 256;
+    if (_tasks > N) _tasks = N;
+    if (_tasks < 1) _tasks = 1;
+    const long long _per = (N + _tasks - 1) / _tasks;
+    const int _nt = _threads < _tasks ? _threads : (int)_tasks;
+    const long long _size = (1 + 7) / 8*8;
+    double* _part = aligned_alloc(64, sizeof(double)*(_tasks*_size));
+    if (_part == NULL) {
+        return 1;
+    }
+    #pragma omp parallel for schedule(dynamic, 1) num_threads(_nt) if(_nt > 1)
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        const long long _first = _t*_per;
+        const long long _last = _first + _per < N ? _first + _per : N;
+        double _acc0 = 0.0;
+        #pragma omp simd reduction(+:_acc0)
+        for (long long _i = _first; _i < _last; ++_i) {
+            const double _v_x0 = x0[_i];
+            const double _v_t = t[_i];
+            const double x1 = fabs(_v_x0);
+            const double x2 = exp(-x1);
+            const double x3 = -_v_t + sg_sigmoid_e(_v_x0, x2);
+            const double x4 = exp(-(1.0/2.0)*x1)/(x2 + 1.0);
+            _w_x3[_i] = x3;
+            _w_x4[_i] = x4;
+            _acc0 += (double)(_v_t*_v_x0 - log1p(x2) - sg_maximum(0.0, _v_x0));
+        }
+        _part[_t*_size] = _acc0;
+    }
+    double _acc0 = 0.0;
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        _acc0 += _part[_t*_size];
+    }
+    free(_part);
+    _out[0] = _acc0;
+    return 0;
+}
+
+// newton_2: one pass over the elements (N, D), in tasks of rows shared among _threads threads
+int newton_2(const double* restrict X, const double* restrict x4, double* restrict _w_x6, const long long D, const long long N, const int _threads)
+{
+    long long _tasks = N*D / 16384;
+    if (_tasks > 256) _tasks = 256;
+    if (_tasks > N) _tasks = N;
+    if (_tasks < 1) _tasks = 1;
+    const long long _per = (N + _tasks - 1) / _tasks;
+    const int _nt = _threads < _tasks ? _threads : (int)_tasks;
+    #pragma omp parallel for schedule(dynamic, 1) num_threads(_nt) if(_nt > 1)
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        const long long _first = _t*_per;
+        const long long _last = _first + _per < N ? _first + _per : N;
+        for (long long _i = _first; _i < _last; ++_i) {
+            #pragma omp simd
+            for (long long _j = 0; _j < D; ++_j) {
+                const double _v_X = X[_i*D + _j];
+                const double _v_x4 = x4[_i];
+                const double x6 = _v_X*_v_x4;
+                _w_x6[_i*D + _j] = x6;
+            }
+        }
+    }
+    return 0;
+}
 """
 
 #: Argument types of the C functions.
@@ -324,6 +747,14 @@ _SIGNATURES = {
     "loss_1": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_longlong, ctypes.c_int, ctypes.c_void_p),
     "loss_and_grad_0": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_int, ctypes.c_void_p),
     "loss_and_grad_1": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_longlong, ctypes.c_int, ctypes.c_void_p),
+    "hvp_0": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_int),
+    "hvp_1": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_longlong, ctypes.c_int),
+    "hessian_0": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_int),
+    "hessian_1": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_longlong, ctypes.c_int),
+    "hessian_2": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_int),
+    "newton_0": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_int, ctypes.c_void_p),
+    "newton_1": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_longlong, ctypes.c_int, ctypes.c_void_p),
+    "newton_2": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_int),
 }
 #: A matrix's products run inside the pass over its rows when it has at most
 #: _FUSED_AT_MOST bytes (in cache: BLAS calls saved) or, when the pass computes both
@@ -887,6 +1318,7 @@ def sgd_step(w, X, t, *, lr):
     _given_w = w
     w, X, t, D, N = _arguments(w, X, t)
     _apart(("w", w), ("X", X), ("t", t), updated=1)
+
     loss, (grad_w, ) = _loss_and_grad(w, X, t, D, N)
     if w is not _given_w:  # given 1-D: updated in its own shape
         w, grad_w = _given_w, grad_w.reshape(-1)
@@ -918,6 +1350,7 @@ def momentum_step(w, X, t, *, state, lr, momentum=0.9, nesterov=False):
     _given_w = w
     w, X, t, D, N = _arguments(w, X, t)
     _apart(("w", w), ("X", X), ("t", t), updated=1)
+
     _check_state("momentum_step", state, (_given_w,), 0, 1)
     loss, (grad_w, ) = _loss_and_grad(w, X, t, D, N)
     if w is not _given_w:  # given 1-D: updated in its own shape
@@ -961,6 +1394,7 @@ def adam_step(w, X, t, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-08):
     _given_w = w
     w, X, t, D, N = _arguments(w, X, t)
     _apart(("w", w), ("X", X), ("t", t), updated=1)
+
     _check_state("adam_step", state, (_given_w,), 1, 2)
     loss, (grad_w, ) = _loss_and_grad(w, X, t, D, N)
     if w is not _given_w:  # given 1-D: updated in its own shape
@@ -983,3 +1417,160 @@ def adam_step(w, X, t, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-08):
         grad_w *= _c1
         w -= grad_w
     return loss, (w,), (_step, (_m_w,), (_s_w,))
+
+
+def hvp(w, X, t, *, v):
+    """The Hessian of the loss times directions, H @ v: v holds one direction per
+    parameter, in PARAMS order, each shaped like its parameter; one result per parameter."""
+    w, X, t, D, N = _arguments(w, X, t)
+    return _hvp(w, X, t, D, N, *_directions(v, (w,)))
+
+
+def _hvp(w, X, t, D, N, v_w):
+    """hvp on checked arguments and directions."""
+    # matrix product (BLAS)
+    x1 = X @ w
+    # one pass over the elements (N, 1), compiled C (_SOURCE), with the products by X (or BLAS)
+    if X.nbytes <= _FUSED_AT_MOST or X.nbytes >= _FUSED_AT_LEAST:
+        _r_hvp_w = np.zeros((D,))
+        if _lib().hvp_0(_address(X), _address(v_w), _address(x1), _address(_r_hvp_w), D, N, _THREADS):
+            _out_of_memory('hvp_0')
+        hvp_w = _r_hvp_w.reshape((D, 1))
+    else:
+        x0 = X @ v_w
+        x3 = np.empty((N, 1), dtype=DTYPE)
+        _lib().hvp_1(_address(x0), _address(x1), _address(x3), N, _THREADS)
+        hvp_w = X.T @ x3
+    return (hvp_w,)
+
+
+def _directions(directions, params):
+    """The directions of hvp, checked: one per parameter, a real number for a float
+    parameter, else an array of its shape."""
+    if not isinstance(directions, (tuple, list)) or len(directions) != len(params):
+        raise TypeError(
+            f"logistic: hvp: v must be a tuple of {len(params)} directions, one per"
+            f" parameter of {PARAMS}, each shaped like it"
+        )
+    out = []
+    for i, (name, p, d) in enumerate(zip(PARAMS, params, directions)):
+        d = _numbers(f"hvp: v[{i}]", d)
+        if d.shape != p.shape:
+            raise ValueError(
+                f"logistic: hvp: v[{i}], the direction of {name!r}, must have its"
+                f" shape {p.shape}, got {d.shape}"
+            )
+        out.append(d)
+    return out
+
+
+def hessian(w, X, t):
+    """The Hessian of the loss: shape (P, P) over the parameters flattened in PARAMS order
+    (P = D), symmetric. At most 4096 parameters (ValueError beyond:
+    use hvp)."""
+    return _hessian_of(*_arguments(w, X, t))
+
+
+def _hessian_of(w, X, t, D, N):
+    """hessian on checked arguments."""
+    _limit(D)
+    # one pass over the elements (N, 1), compiled C (_SOURCE), with the products by X (or BLAS)
+    if X.nbytes <= _FUSED_AT_MOST:
+        x2 = np.empty((N, 1), dtype=DTYPE)
+        _lib().hessian_0(_address(X), _address(w), _address(x2), D, N, _THREADS)
+    else:
+        x0 = X @ w
+        x2 = np.empty((N, 1), dtype=DTYPE)
+        _lib().hessian_1(_address(x0), _address(x2), N, _THREADS)
+    # one pass over the elements (N, D), compiled C (_SOURCE)
+    x3 = np.empty((N, D), dtype=DTYPE)
+    _lib().hessian_2(_address(X), _address(x2), _address(x3), D, N, _THREADS)
+    # matrix product (BLAS)
+    h_w_w = x3.T @ x3
+    _hessian = h_w_w
+    return _hessian
+
+
+def newton_step(w, X, t, *, damping=0.0):
+    """One damped Newton step: p -= (H + lam*I)^-1 grad over the parameters flattened in
+    PARAMS order, H the Hessian, lam = damping (>= 0) to begin with. It is solved by
+    Cholesky; when H + lam*I is not positive definite (a saddle, a maximum, a singular H)
+    the Levenberg damping lam is raised, to 1e-10 times the largest |H_ii| (at least
+    1e-10), then tenfold, until the factorization succeeds; far from a minimum, a larger
+    damping makes a shorter step, towards gradient descent. At most 4096 parameters.
+
+    Returns (loss before the step, new parameters); array parameters are
+    updated in place.
+    """
+    _in_place("w", w)
+    w, X, t, D, N = _arguments(w, X, t)
+    _apart(("w", w), ("X", X), ("t", t), updated=1)
+    _limit(D)
+    # one pass over the elements (N, 1), 1 reduction, compiled C (_SOURCE), with the products by X (or BLAS)
+    if X.nbytes <= _FUSED_AT_MOST or X.nbytes >= _FUSED_AT_LEAST:
+        x4 = np.empty((N, 1), dtype=DTYPE)
+        _r_grad_w = np.zeros((D,))
+        _acc = _ACCUMULATORS[1]()
+        if _lib().newton_0(_address(X), _address(t), _address(w), _address(x4), _address(_r_grad_w), D, N, _THREADS, _acc):
+            _out_of_memory('newton_0')
+        x5, = _acc
+        grad_w = _r_grad_w.reshape((D, 1))
+    else:
+        x0 = X @ w
+        x3 = np.empty((N, 1), dtype=DTYPE)
+        x4 = np.empty((N, 1), dtype=DTYPE)
+        _acc = _ACCUMULATORS[1]()
+        if _lib().newton_1(_address(t), _address(x0), _address(x3), _address(x4), N, _THREADS, _acc):
+            _out_of_memory('newton_1')
+        x5, = _acc
+        grad_w = X.T @ x3
+    # scalar arithmetic
+    loss = -x5
+    # one pass over the elements (N, D), compiled C (_SOURCE)
+    x6 = np.empty((N, D), dtype=DTYPE)
+    _lib().newton_2(_address(X), _address(x4), _address(x6), D, N, _THREADS)
+    # matrix product (BLAS)
+    h_w_w = x6.T @ x6
+    _hessian = h_w_w
+    _gradient = _flat((grad_w,))
+    _step = _newton(_hessian, _gradient, damping)
+    w -= _step[0:D].reshape(w.shape)
+    return loss, (w,)
+
+
+def _flat(values):
+    """Values of the parameters' shapes (floats, arrays) as one vector, in PARAMS order."""
+    return np.concatenate([np.ravel(x) for x in values])
+
+
+def _limit(count):
+    if count > 4096:
+        raise ValueError(
+            f"logistic: the Hessian has P = {count} parameters, a {count} x {count} matrix;"
+            " hessian and newton_step take at most 4096: use hvp (Hessian-vector products)"
+        )
+
+
+def _newton(hessian, gradient, damping):
+    """(H + lam*I)^-1 g in float64 by Cholesky, lam raised from ``damping`` until H + lam*I
+    is positive definite (see newton_step)."""
+    if not damping >= 0:
+        raise ValueError(f"logistic: newton_step: damping must be >= 0, got {damping!r}")
+    hessian = np.asarray(hessian, dtype=np.float64)
+    gradient = np.asarray(gradient, dtype=np.float64)
+    if not (np.isfinite(hessian).all() and np.isfinite(gradient).all()):
+        raise FloatingPointError(
+            "logistic: newton_step: the Hessian or the gradient is not finite here"
+        )
+    eye = np.eye(len(gradient))
+    scale = max(float(np.abs(np.diag(hessian)).max(initial=0.0)), 1.0)
+    lam = float(damping)
+    while True:
+        try:
+            factor = np.linalg.cholesky(hessian + lam*eye if lam else hessian)
+        except np.linalg.LinAlgError:
+            if lam > 1e30*scale:
+                raise
+            lam = max(10.0*lam, 1e-10*scale)
+            continue
+        return np.linalg.solve(factor.T, np.linalg.solve(factor, gradient))

@@ -14,7 +14,7 @@ array gradients as CuPy arrays; array parameters are updated in place by the ste
 Vectors may be given as 1-D arrays: w (D,), t (N,); a parameter given
 1-D gets its gradient and optimizer state 1-D and is updated in place as given.
 
-Kernels: 2 fused kernels plus cuBLAS products (`@`), compiled once per process.
+Kernels: 3 fused kernels plus cuBLAS products (`@`), compiled once per process.
 """
 
 import functools
@@ -152,6 +152,19 @@ extern "C" __global__ void loss_and_grad_1(const double* __restrict__ t, const d
     {
         const double _r = sg_block_reduce(_acc0, _shared, false);
         if (threadIdx.x == 0) _partials[0*gridDim.x + blockIdx.x] = _r;
+    }
+}
+
+// hvp_2: every element of (N, 1)
+extern "C" __global__ void hvp_2(const double* __restrict__ x0, const double* __restrict__ x1, double* __restrict__ _w_x3, long long N)
+{
+    const long long _n = N*1LL;
+    for (long long _e = (long long)blockIdx.x*blockDim.x + threadIdx.x; _e < _n; _e += (long long)gridDim.x*blockDim.x) {
+        const double _v_x1 = x1[_e];
+        const double _v_x0 = x0[_e];
+        const double x2 = exp(-fabs(_v_x1));
+        const double x3 = _v_x0*sg_sigmoid_e(-_v_x1, x2)*sg_sigmoid_e(_v_x1, x2);
+        _w_x3[_e] = x3;
     }
 }
 """
@@ -372,6 +385,7 @@ def sgd_step(w, X, t, *, lr):
     _given_w = w
     w, X, t, D, N = _arguments(w, X, t)
     _apart(("w", w), ("X", X), ("t", t), updated=1)
+
     loss, (grad_w, ) = _loss_and_grad(w, X, t, D, N)
     if w is not _given_w:  # given 1-D: updated in its own shape
         w, grad_w = _given_w, grad_w.reshape(-1)
@@ -400,6 +414,7 @@ def momentum_step(w, X, t, *, state, lr, momentum=0.9, nesterov=False):
     _given_w = w
     w, X, t, D, N = _arguments(w, X, t)
     _apart(("w", w), ("X", X), ("t", t), updated=1)
+
     _check_state("momentum_step", state, (_given_w,), 0, 1)
     loss, (grad_w, ) = _loss_and_grad(w, X, t, D, N)
     if w is not _given_w:  # given 1-D: updated in its own shape
@@ -433,6 +448,7 @@ def adam_step(w, X, t, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-08):
     _given_w = w
     w, X, t, D, N = _arguments(w, X, t)
     _apart(("w", w), ("X", X), ("t", t), updated=1)
+
     _check_state("adam_step", state, (_given_w,), 1, 2)
     loss, (grad_w, ) = _loss_and_grad(w, X, t, D, N)
     if w is not _given_w:  # given 1-D: updated in its own shape
@@ -443,3 +459,40 @@ def adam_step(w, X, t, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-08):
     _c2 = 1.0/(1.0 - beta2**_step)
     _launch('sg_adam', w.size, (w, _m_w, _s_w, grad_w, DTYPE(beta1), DTYPE(1.0 - beta1), DTYPE(beta2), DTYPE(1.0 - beta2), DTYPE(_c2), DTYPE(eps), DTYPE(_c1), np.int64(w.size)))
     return loss, (w,), (_step, (_m_w,), (_s_w,))
+
+
+def hvp(w, X, t, *, v):
+    """The Hessian of the loss times directions, H @ v: v holds one direction per
+    parameter, in PARAMS order, each shaped like its parameter; one result per parameter."""
+    w, X, t, D, N = _arguments(w, X, t)
+    return _hvp(w, X, t, D, N, *_directions(v, (w,)))
+
+
+def _hvp(w, X, t, D, N, v_w):
+    """hvp on checked arguments and directions."""
+    x0 = X @ v_w
+    x1 = X @ w
+    x3 = cp.empty((N, 1), dtype=DTYPE)
+    _launch('hvp_2', N*1, (x0, x1, x3, np.int64(N)))
+    hvp_w = X.T @ x3
+    return (hvp_w,)
+
+
+def _directions(directions, params):
+    """The directions of hvp, checked: one per parameter, a real number for a float
+    parameter, else an array of its shape."""
+    if not isinstance(directions, (tuple, list)) or len(directions) != len(params):
+        raise TypeError(
+            f"logistic: hvp: v must be a tuple of {len(params)} directions, one per"
+            f" parameter of {PARAMS}, each shaped like it"
+        )
+    out = []
+    for i, (name, p, d) in enumerate(zip(PARAMS, params, directions)):
+        d = _on_device(f"v[{i}]", d, str(p.shape), p.ndim)
+        if d.shape != p.shape:
+            raise ValueError(
+                f"logistic: hvp: v[{i}], the direction of {name!r}, must have its"
+                f" shape {p.shape}, got {d.shape}"
+            )
+        out.append(d)
+    return out

@@ -230,6 +230,7 @@ def sgd_step(w, X, t, *, lr):
     _given_w = w
     w, X, t, D, N = _arguments(w, X, t)
     _apart(("w", w), ("X", X), ("t", t), updated=1)
+
     loss, (grad_w, ) = _loss_and_grad(w, X, t, D, N)
     if w is not _given_w:  # given 1-D: updated in its own shape
         w, grad_w = _given_w, grad_w.reshape(-1)
@@ -261,6 +262,7 @@ def momentum_step(w, X, t, *, state, lr, momentum=0.9, nesterov=False):
     _given_w = w
     w, X, t, D, N = _arguments(w, X, t)
     _apart(("w", w), ("X", X), ("t", t), updated=1)
+
     _check_state("momentum_step", state, (_given_w,), 0, 1)
     loss, (grad_w, ) = _loss_and_grad(w, X, t, D, N)
     if w is not _given_w:  # given 1-D: updated in its own shape
@@ -304,6 +306,7 @@ def adam_step(w, X, t, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-08):
     _given_w = w
     w, X, t, D, N = _arguments(w, X, t)
     _apart(("w", w), ("X", X), ("t", t), updated=1)
+
     _check_state("adam_step", state, (_given_w,), 1, 2)
     loss, (grad_w, ) = _loss_and_grad(w, X, t, D, N)
     if w is not _given_w:  # given 1-D: updated in its own shape
@@ -326,3 +329,168 @@ def adam_step(w, X, t, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-08):
         grad_w *= _c1
         w -= grad_w
     return loss, (w,), (_step, (_m_w,), (_s_w,))
+
+
+def hvp(w, X, t, *, v):
+    """The Hessian of the loss times directions, H @ v: v holds one direction per
+    parameter, in PARAMS order, each shaped like its parameter; one result per parameter."""
+    w, X, t, D, N = _arguments(w, X, t)
+    return _hvp(w, X, t, D, N, *_directions(v, (w,)))
+
+
+def _hvp(w, X, t, D, N, v_w):
+    """hvp on checked arguments and directions."""
+    # matrix product (BLAS)
+    x0 = X @ v_w
+    # matrix product (BLAS)
+    x1 = X @ w
+    # one pass over the elements (N, 1), in blocks of rows (8192 elements)
+    _rows = max(1, 8192//max(1, 1))
+    x3 = np.empty((N, 1), dtype=DTYPE)
+    for _start in range(0, N, _rows):
+        _x1 = x1[_start:_start + _rows]
+        _x0 = x0[_start:_start + _rows]
+        x2 = np.exp(-abs(_x1))
+        _x3 = _x0*(np.where(-_x1 >= 0, 1.0, x2)/(1.0 + x2))*(np.where(_x1 >= 0, 1.0, x2)/(1.0 + x2))
+        x3[_start:_start + _rows] = _x3
+    # matrix product (BLAS)
+    hvp_w = X.T @ x3
+    return (hvp_w,)
+
+
+def _directions(directions, params):
+    """The directions of hvp, checked: one per parameter, a real number for a float
+    parameter, else an array of its shape."""
+    if not isinstance(directions, (tuple, list)) or len(directions) != len(params):
+        raise TypeError(
+            f"logistic: hvp: v must be a tuple of {len(params)} directions, one per"
+            f" parameter of {PARAMS}, each shaped like it"
+        )
+    out = []
+    for i, (name, p, d) in enumerate(zip(PARAMS, params, directions)):
+        d = _numbers(f"hvp: v[{i}]", d)
+        if d.shape != p.shape:
+            raise ValueError(
+                f"logistic: hvp: v[{i}], the direction of {name!r}, must have its"
+                f" shape {p.shape}, got {d.shape}"
+            )
+        out.append(d)
+    return out
+
+
+def hessian(w, X, t):
+    """The Hessian of the loss: shape (P, P) over the parameters flattened in PARAMS order
+    (P = D), symmetric. At most 4096 parameters (ValueError beyond:
+    use hvp)."""
+    return _hessian_of(*_arguments(w, X, t))
+
+
+def _hessian_of(w, X, t, D, N):
+    """hessian on checked arguments."""
+    _limit(D)
+    # matrix product (BLAS)
+    x0 = X @ w
+    # 2 passes over the rows of (N, 1) in one loop, in blocks of rows (32768 elements)
+    _rows = max(1, 32768//max(D, 1))
+    x3 = np.empty((N, D), dtype=DTYPE)
+    for _start in range(0, N, _rows):
+        _x0 = x0[_start:_start + _rows]
+        _X = X[_start:_start + _rows]
+        _0 = abs(_x0)
+        _1 = -_0
+        _2 = np.exp(_1)
+        _3 = _2 + 1
+        _4 = -1/2*_0
+        _5 = np.exp(_4)
+        _x2 = _5/_3
+        _x3 = _X*_x2
+        x3[_start:_start + _rows] = _x3
+    # matrix product (BLAS)
+    h_w_w = x3.T @ x3
+    _hessian = h_w_w
+    return _hessian
+
+
+def newton_step(w, X, t, *, damping=0.0):
+    """One damped Newton step: p -= (H + lam*I)^-1 grad over the parameters flattened in
+    PARAMS order, H the Hessian, lam = damping (>= 0) to begin with. It is solved by
+    Cholesky; when H + lam*I is not positive definite (a saddle, a maximum, a singular H)
+    the Levenberg damping lam is raised, to 1e-10 times the largest |H_ii| (at least
+    1e-10), then tenfold, until the factorization succeeds; far from a minimum, a larger
+    damping makes a shorter step, towards gradient descent. At most 4096 parameters.
+
+    Returns (loss before the step, new parameters); array parameters are
+    updated in place.
+    """
+    _in_place("w", w)
+    w, X, t, D, N = _arguments(w, X, t)
+    _apart(("w", w), ("X", X), ("t", t), updated=1)
+    _limit(D)
+    # matrix product (BLAS)
+    x0 = X @ w
+    # one pass over the elements (N, 1), 1 reduction, in blocks of rows (8192 elements)
+    _rows = max(1, 8192//max(1, 1))
+    x3 = np.empty((N, 1), dtype=DTYPE)
+    x4 = np.empty((N, 1), dtype=DTYPE)
+    x5 = 0.0
+    for _start in range(0, N, _rows):
+        _x0 = x0[_start:_start + _rows]
+        _t = t[_start:_start + _rows]
+        x1 = abs(_x0)
+        x2 = np.exp(-x1)
+        _x3 = (np.where(_x0 >= 0, 1.0, x2)/(1.0 + x2)) - _t
+        x3[_start:_start + _rows] = _x3
+        _x4 = np.exp(-1/2*x1)/(x2 + 1)
+        x4[_start:_start + _rows] = _x4
+        x5 += float(np.sum(_t*_x0 - np.log1p(x2) - np.maximum(0, _x0)))
+    # scalar arithmetic
+    loss = -x5
+    # one pass over the elements (N, D)
+    x6 = X*x4
+    # matrix product (BLAS)
+    grad_w = X.T @ x3
+    # matrix product (BLAS)
+    h_w_w = x6.T @ x6
+    _hessian = h_w_w
+    _gradient = _flat((grad_w,))
+    _step = _newton(_hessian, _gradient, damping)
+    w -= _step[0:D].reshape(w.shape)
+    return loss, (w,)
+
+
+def _flat(values):
+    """Values of the parameters' shapes (floats, arrays) as one vector, in PARAMS order."""
+    return np.concatenate([np.ravel(x) for x in values])
+
+
+def _limit(count):
+    if count > 4096:
+        raise ValueError(
+            f"logistic: the Hessian has P = {count} parameters, a {count} x {count} matrix;"
+            " hessian and newton_step take at most 4096: use hvp (Hessian-vector products)"
+        )
+
+
+def _newton(hessian, gradient, damping):
+    """(H + lam*I)^-1 g in float64 by Cholesky, lam raised from ``damping`` until H + lam*I
+    is positive definite (see newton_step)."""
+    if not damping >= 0:
+        raise ValueError(f"logistic: newton_step: damping must be >= 0, got {damping!r}")
+    hessian = np.asarray(hessian, dtype=np.float64)
+    gradient = np.asarray(gradient, dtype=np.float64)
+    if not (np.isfinite(hessian).all() and np.isfinite(gradient).all()):
+        raise FloatingPointError(
+            "logistic: newton_step: the Hessian or the gradient is not finite here"
+        )
+    eye = np.eye(len(gradient))
+    scale = max(float(np.abs(np.diag(hessian)).max(initial=0.0)), 1.0)
+    lam = float(damping)
+    while True:
+        try:
+            factor = np.linalg.cholesky(hessian + lam*eye if lam else hessian)
+        except np.linalg.LinAlgError:
+            if lam > 1e30*scale:
+                raise
+            lam = max(10.0*lam, 1e-10*scale)
+            continue
+        return np.linalg.solve(factor.T, np.linalg.solve(factor, gradient))

@@ -211,6 +211,117 @@ int loss_and_grad_2(const float* restrict x0, const float* restrict x8, float* r
     }
     return 0;
 }
+
+// hvp_0: one pass over the elements (M, N_H), in tasks of rows shared among _threads threads
+int hvp_0(const float* restrict x0, const float* restrict x1, float* restrict _w_x2, float* restrict _w_x3, const long long M, const long long N_H, const int _threads)
+{
+    long long _tasks = M*N_H / 16384;
+    if (_tasks > 256) _tasks = 256;
+    if (_tasks > M) _tasks = M;
+    if (_tasks < 1) _tasks = 1;
+    const long long _per = (M + _tasks - 1) / _tasks;
+    const int _nt = _threads < _tasks ? _threads : (int)_tasks;
+    #pragma omp parallel for schedule(dynamic, 1) num_threads(_nt) if(_nt > 1)
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        const long long _first = _t*_per;
+        const long long _last = _first + _per < M ? _first + _per : M;
+        for (long long _i = _first; _i < _last; ++_i) {
+            #pragma omp simd
+            for (long long _j = 0; _j < N_H; ++_j) {
+                const float _v_x0 = x0[_i*N_H + _j];
+                const float _v_x1 = x1[_i*N_H + _j];
+                const float x2 = sg_relu(_v_x0);
+                const float x3 = _v_x1*sg_heaviside(_v_x0, 0.0F);
+                _w_x2[_i*N_H + _j] = x2;
+                _w_x3[_i*N_H + _j] = x3;
+            }
+        }
+    }
+    return 0;
+}
+
+// hvp_1: one pass over the elements (M, N_O), in tasks of rows shared among _threads threads
+int hvp_1(const float* restrict Y, const float* restrict x4, const float* restrict x5, const float* restrict x6, float* restrict _w_x8, float* restrict _w_x9, const float x7, const long long M, const long long N_O, const int _threads)
+{
+    long long _tasks = M*N_O / 16384;
+    if (_tasks > 256) _tasks = 256;
+    if (_tasks > M) _tasks = M;
+    if (_tasks < 1) _tasks = 1;
+    const long long _per = (M + _tasks - 1) / _tasks;
+    const int _nt = _threads < _tasks ? _threads : (int)_tasks;
+    #pragma omp parallel for schedule(dynamic, 1) num_threads(_nt) if(_nt > 1)
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        const long long _first = _t*_per;
+        const long long _last = _first + _per < M ? _first + _per : M;
+        for (long long _i = _first; _i < _last; ++_i) {
+            #pragma omp simd
+            for (long long _j = 0; _j < N_O; ++_j) {
+                const float _v_Y = Y[_i*N_O + _j];
+                const float _v_x4 = x4[_i*N_O + _j];
+                const float _v_x5 = x5[_i*N_O + _j];
+                const float _v_x6 = x6[_i*N_O + _j];
+                const float x8 = x7*(-_v_Y + _v_x4);
+                const float x9 = x7*(_v_x5 + _v_x6);
+                _w_x8[_i*N_O + _j] = x8;
+                _w_x9[_i*N_O + _j] = x9;
+            }
+        }
+    }
+    return 0;
+}
+
+// hvp_2: one pass over the elements (M, N_H), in tasks of rows shared among _threads threads
+int hvp_2(const float* restrict x0, const float* restrict x10, const float* restrict x11, float* restrict _w_x14, const long long M, const long long N_H, const int _threads)
+{
+    long long _tasks = M*N_H / 16384;
+    if (_tasks > 256) _tasks = 256;
+    if (_tasks > M) _tasks = M;
+    if (_tasks < 1) _tasks = 1;
+    const long long _per = (M + _tasks - 1) / _tasks;
+    const int _nt = _threads < _tasks ? _threads : (int)_tasks;
+    #pragma omp parallel for schedule(dynamic, 1) num_threads(_nt) if(_nt > 1)
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        const long long _first = _t*_per;
+        const long long _last = _first + _per < M ? _first + _per : M;
+        for (long long _i = _first; _i < _last; ++_i) {
+            #pragma omp simd
+            for (long long _j = 0; _j < N_H; ++_j) {
+                const float _v_x11_T = x11[_j*M + _i];
+                const float _v_x0 = x0[_i*N_H + _j];
+                const float _v_x10 = x10[_i*N_H + _j];
+                const float x14 = (_v_x11_T + _v_x10)*sg_heaviside(_v_x0, 0.0F);
+                _w_x14[_i*N_H + _j] = x14;
+            }
+        }
+    }
+    return 0;
+}
+
+// hvp_3: one pass over the elements (N_H, N_O), in tasks of rows shared among _threads threads
+int hvp_3(const float* restrict x12, const float* restrict x13, float* restrict _w_hvp_W2, const long long N_H, const long long N_O, const int _threads)
+{
+    long long _tasks = N_H*N_O / 16384;
+    if (_tasks > 256) _tasks = 256;
+    if (_tasks > N_H) _tasks = N_H;
+    if (_tasks < 1) _tasks = 1;
+    const long long _per = (N_H + _tasks - 1) / _tasks;
+    const int _nt = _threads < _tasks ? _threads : (int)_tasks;
+    #pragma omp parallel for schedule(dynamic, 1) num_threads(_nt) if(_nt > 1)
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        const long long _first = _t*_per;
+        const long long _last = _first + _per < N_H ? _first + _per : N_H;
+        for (long long _i = _first; _i < _last; ++_i) {
+            #pragma omp simd
+            for (long long _j = 0; _j < N_O; ++_j) {
+                const float _v_x13_T = x13[_j*N_H + _i];
+                const float _v_x12 = x12[_i*N_O + _j];
+                const float hvp_W2 = _v_x13_T + _v_x12;
+                _w_hvp_W2[_i*N_O + _j] = hvp_W2;
+            }
+        }
+    }
+    return 0;
+}
 """
 
 #: Argument types of the C functions.
@@ -220,6 +331,10 @@ _SIGNATURES = {
     "loss_and_grad_0": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_int),
     "loss_and_grad_1": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_float, ctypes.c_float, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_int, ctypes.c_void_p),
     "loss_and_grad_2": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_int),
+    "hvp_0": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_int),
+    "hvp_1": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_float, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_int),
+    "hvp_2": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_int),
+    "hvp_3": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_int),
 }
 #: The arrays the C functions write their sums into, by length.
 _ACCUMULATORS = {1: ctypes.c_double * 1}
@@ -785,6 +900,7 @@ def sgd_step(W1, W2, X, Y, *, lr):
     _in_place("W2", W2)
     W1, W2, X, Y, N_I, N_H, N_O, M = _arguments(W1, W2, X, Y)
     _apart(("W1", W1), ("W2", W2), ("X", X), ("Y", Y), updated=2)
+
     loss, (grad_W1, grad_W2) = _loss_and_grad(W1, W2, X, Y, N_I, N_H, N_O, M)
     # no overflow warning or error (np.seterr) stops an update half-way
     with np.errstate(all="ignore"):
@@ -815,6 +931,7 @@ def momentum_step(W1, W2, X, Y, *, state, lr, momentum=0.9, nesterov=False):
     _in_place("W2", W2)
     W1, W2, X, Y, N_I, N_H, N_O, M = _arguments(W1, W2, X, Y)
     _apart(("W1", W1), ("W2", W2), ("X", X), ("Y", Y), updated=2)
+
     _check_state("momentum_step", state, (W1, W2), 0, 1)
     loss, (grad_W1, grad_W2) = _loss_and_grad(W1, W2, X, Y, N_I, N_H, N_O, M)
     # no overflow warning or error (np.seterr) stops an update half-way
@@ -864,6 +981,7 @@ def adam_step(W1, W2, X, Y, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-0
     _in_place("W2", W2)
     W1, W2, X, Y, N_I, N_H, N_O, M = _arguments(W1, W2, X, Y)
     _apart(("W1", W1), ("W2", W2), ("X", X), ("Y", Y), updated=2)
+
     _check_state("adam_step", state, (W1, W2), 1, 2)
     loss, (grad_W1, grad_W2) = _loss_and_grad(W1, W2, X, Y, N_I, N_H, N_O, M)
     # no overflow warning or error (np.seterr) stops an update half-way
@@ -895,3 +1013,167 @@ def adam_step(W1, W2, X, Y, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-0
         grad_W2 *= _c1
         W2 -= grad_W2
     return loss, (W1, W2), (_step, (_m_W1, _m_W2), (_s_W1, _s_W2))
+
+
+def hvp(W1, W2, X, Y, *, v):
+    """The Hessian of the loss times directions, H @ v: v holds one direction per
+    parameter, in PARAMS order, each shaped like its parameter; one result per parameter."""
+    W1, W2, X, Y, N_I, N_H, N_O, M = _arguments(W1, W2, X, Y)
+    return _hvp(W1, W2, X, Y, N_I, N_H, N_O, M, *_directions(v, (W1, W2,)))
+
+
+def _hvp(W1, W2, X, Y, N_I, N_H, N_O, M, v_W1, v_W2):
+    """hvp on checked arguments and directions."""
+    # matrix product (BLAS)
+    x0 = X @ W1
+    # matrix product (BLAS)
+    x1 = X @ v_W1
+    # one pass over the elements (M, N_H), compiled C (_SOURCE)
+    x2 = np.empty((M, N_H), dtype=DTYPE)
+    x3 = np.empty((M, N_H), dtype=DTYPE)
+    _lib().hvp_0(_address(x0), _address(x1), _address(x2), _address(x3), M, N_H, _THREADS)
+    # matrix product (BLAS)
+    x4 = x2 @ W2
+    # matrix product (BLAS)
+    x5 = x2 @ v_W2
+    # matrix product (BLAS)
+    x6 = x3 @ W2
+    # one pass over the elements (M, N_O), compiled C (_SOURCE)
+    x7 = 2.0/(M*N_O)
+    x8 = np.empty((M, N_O), dtype=DTYPE)
+    x9 = np.empty((M, N_O), dtype=DTYPE)
+    _lib().hvp_1(_address(Y), _address(x4), _address(x5), _address(x6), _address(x8), _address(x9), x7, M, N_O, _THREADS)
+    # matrix product (BLAS)
+    x10 = x9 @ W2.T
+    # matrix product (BLAS)
+    x11 = v_W2 @ x8.T
+    # matrix product (BLAS)
+    x12 = x2.T @ x9
+    # matrix product (BLAS)
+    x13 = x8.T @ x3
+    # one pass over the elements (M, N_H), compiled C (_SOURCE)
+    x14 = np.empty((M, N_H), dtype=DTYPE)
+    _lib().hvp_2(_address(x0), _address(x10), _address(x11), _address(x14), M, N_H, _THREADS)
+    # one pass over the elements (N_H, N_O), compiled C (_SOURCE)
+    hvp_W2 = np.empty((N_H, N_O), dtype=DTYPE)
+    _lib().hvp_3(_address(x12), _address(x13), _address(hvp_W2), N_H, N_O, _THREADS)
+    # matrix product (BLAS)
+    hvp_W1 = X.T @ x14
+    return (hvp_W1, hvp_W2,)
+
+
+def _directions(directions, params):
+    """The directions of hvp, checked: one per parameter, a real number for a float
+    parameter, else an array of its shape."""
+    if not isinstance(directions, (tuple, list)) or len(directions) != len(params):
+        raise TypeError(
+            f"mlp: hvp: v must be a tuple of {len(params)} directions, one per"
+            f" parameter of {PARAMS}, each shaped like it"
+        )
+    out = []
+    for i, (name, p, d) in enumerate(zip(PARAMS, params, directions)):
+        d = _numbers(f"hvp: v[{i}]", d)
+        if d.shape != p.shape:
+            raise ValueError(
+                f"mlp: hvp: v[{i}], the direction of {name!r}, must have its"
+                f" shape {p.shape}, got {d.shape}"
+            )
+        out.append(d)
+    return out
+
+
+def hessian(W1, W2, X, Y):
+    """The Hessian of the loss: shape (P, P) over the parameters flattened in PARAMS order
+    (P = N_H*N_I + N_H*N_O), symmetric. At most 4096 parameters (ValueError beyond:
+    use hvp)."""
+    return _hessian_of(*_arguments(W1, W2, X, Y))
+
+
+def _hessian_of(W1, W2, X, Y, N_I, N_H, N_O, M):
+    """hessian on checked arguments."""
+    _limit(N_H*N_I + N_H*N_O)
+    # one hvp along each unit vector: a column of the Hessian each
+    _hessian = np.empty((N_H*N_I + N_H*N_O, N_H*N_I + N_H*N_O), dtype=DTYPE)
+    _unit = np.zeros(N_H*N_I + N_H*N_O, dtype=DTYPE)
+    for _j in range(N_H*N_I + N_H*N_O):
+        _unit[_j] = 1.0
+        _hessian[:, _j] = _flat(_hvp(W1, W2, X, Y, N_I, N_H, N_O, M, *_split(_unit, (W1, W2,))))
+        _unit[_j] = 0.0
+    _hessian += _hessian.T
+    _hessian *= 0.5
+    return _hessian
+
+
+def newton_step(W1, W2, X, Y, *, damping=0.0):
+    """One damped Newton step: p -= (H + lam*I)^-1 grad over the parameters flattened in
+    PARAMS order, H the Hessian, lam = damping (>= 0) to begin with. It is solved by
+    Cholesky; when H + lam*I is not positive definite (a saddle, a maximum, a singular H)
+    the Levenberg damping lam is raised, to 1e-10 times the largest |H_ii| (at least
+    1e-10), then tenfold, until the factorization succeeds; far from a minimum, a larger
+    damping makes a shorter step, towards gradient descent. At most 4096 parameters.
+
+    Returns (loss before the step, new parameters); array parameters are
+    updated in place.
+    """
+    _in_place("W1", W1)
+    _in_place("W2", W2)
+    W1, W2, X, Y, N_I, N_H, N_O, M = _arguments(W1, W2, X, Y)
+    _apart(("W1", W1), ("W2", W2), ("X", X), ("Y", Y), updated=2)
+    loss, (grad_W1, grad_W2) = _loss_and_grad(W1, W2, X, Y, N_I, N_H, N_O, M)
+    _hessian = _hessian_of(W1, W2, X, Y, N_I, N_H, N_O, M)
+    _gradient = _flat((grad_W1, grad_W2,))
+    _step = _newton(_hessian, _gradient, damping)
+    W1 -= _step[0:N_H*N_I].reshape(W1.shape)
+    W2 -= _step[N_H*N_I:N_H*N_I + N_H*N_O].reshape(W2.shape)
+    return loss, (W1, W2,)
+
+
+def _flat(values):
+    """Values of the parameters' shapes (floats, arrays) as one vector, in PARAMS order."""
+    return np.concatenate([np.ravel(x) for x in values])
+
+
+def _split(vector, params):
+    """``vector`` cut into pieces shaped like ``params`` (a float for a float)."""
+    out, at = [], 0
+    for p in params:
+        if isinstance(p, float):
+            out.append(float(vector[at]))
+            at += 1
+        else:
+            out.append(vector[at:at + p.size].reshape(p.shape))
+            at += p.size
+    return out
+
+
+def _limit(count):
+    if count > 4096:
+        raise ValueError(
+            f"mlp: the Hessian has P = {count} parameters, a {count} x {count} matrix;"
+            " hessian and newton_step take at most 4096: use hvp (Hessian-vector products)"
+        )
+
+
+def _newton(hessian, gradient, damping):
+    """(H + lam*I)^-1 g in float64 by Cholesky, lam raised from ``damping`` until H + lam*I
+    is positive definite (see newton_step)."""
+    if not damping >= 0:
+        raise ValueError(f"mlp: newton_step: damping must be >= 0, got {damping!r}")
+    hessian = np.asarray(hessian, dtype=np.float64)
+    gradient = np.asarray(gradient, dtype=np.float64)
+    if not (np.isfinite(hessian).all() and np.isfinite(gradient).all()):
+        raise FloatingPointError(
+            "mlp: newton_step: the Hessian or the gradient is not finite here"
+        )
+    eye = np.eye(len(gradient))
+    scale = max(float(np.abs(np.diag(hessian)).max(initial=0.0)), 1.0)
+    lam = float(damping)
+    while True:
+        try:
+            factor = np.linalg.cholesky(hessian + lam*eye if lam else hessian)
+        except np.linalg.LinAlgError:
+            if lam > 1e30*scale:
+                raise
+            lam = max(10.0*lam, 1e-10*scale)
+            continue
+        return np.linalg.solve(factor.T, np.linalg.solve(factor, gradient))

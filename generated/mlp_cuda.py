@@ -12,7 +12,7 @@ dtype: float32. Arrays must be C-contiguous CuPy arrays of this dtype (cupy.asar
 the loss and the partials of scalar parameters are returned as Python floats,
 array gradients as CuPy arrays; array parameters are updated in place by the steps.
 
-Kernels: 5 fused kernels plus cuBLAS products (`@`), compiled once per process.
+Kernels: 9 fused kernels plus cuBLAS products (`@`), compiled once per process.
 """
 
 import functools
@@ -187,6 +187,65 @@ extern "C" __global__ void loss_and_grad_7(const float* __restrict__ x0, const f
         const float _v_x8 = x8[_e];
         const float x9 = _v_x8*sg_heaviside(_v_x0, 0.0F);
         _w_x9[_e] = x9;
+    }
+}
+
+// hvp_2: every element of (M, N_H)
+extern "C" __global__ void hvp_2(const float* __restrict__ x0, const float* __restrict__ x1, float* __restrict__ _w_x2, float* __restrict__ _w_x3, long long M, long long N_H)
+{
+    const long long _n = M*N_H;
+    for (long long _e = (long long)blockIdx.x*blockDim.x + threadIdx.x; _e < _n; _e += (long long)gridDim.x*blockDim.x) {
+        const float _v_x0 = x0[_e];
+        const float _v_x1 = x1[_e];
+        const float x2 = sg_relu(_v_x0);
+        const float x3 = _v_x1*sg_heaviside(_v_x0, 0.0F);
+        _w_x2[_e] = x2;
+        _w_x3[_e] = x3;
+    }
+}
+
+// hvp_6: every element of (M, N_O)
+extern "C" __global__ void hvp_6(const float* __restrict__ Y, const float* __restrict__ x4, const float* __restrict__ x5, const float* __restrict__ x6, float* __restrict__ _w_x8, float* __restrict__ _w_x9, float x7, long long M, long long N_O)
+{
+    const long long _n = M*N_O;
+    for (long long _e = (long long)blockIdx.x*blockDim.x + threadIdx.x; _e < _n; _e += (long long)gridDim.x*blockDim.x) {
+        const float _v_Y = Y[_e];
+        const float _v_x4 = x4[_e];
+        const float _v_x5 = x5[_e];
+        const float _v_x6 = x6[_e];
+        const float x8 = x7*(-_v_Y + _v_x4);
+        const float x9 = x7*(_v_x5 + _v_x6);
+        _w_x8[_e] = x8;
+        _w_x9[_e] = x9;
+    }
+}
+
+// hvp_11: every element of (M, N_H)
+extern "C" __global__ void hvp_11(const float* __restrict__ x0, const float* __restrict__ x10, const float* __restrict__ x11, float* __restrict__ _w_x14, long long M, long long N_H)
+{
+    const long long _n = M*N_H;
+    for (long long _e = (long long)blockIdx.x*blockDim.x + threadIdx.x; _e < _n; _e += (long long)gridDim.x*blockDim.x) {
+        const long long _i = _e / N_H;
+        const long long _j = _e - _i*N_H;
+        const float _v_x11_T = x11[_j*M + _i];
+        const float _v_x0 = x0[_e];
+        const float _v_x10 = x10[_e];
+        const float x14 = (_v_x11_T + _v_x10)*sg_heaviside(_v_x0, 0.0F);
+        _w_x14[_e] = x14;
+    }
+}
+
+// hvp_12: every element of (N_H, N_O)
+extern "C" __global__ void hvp_12(const float* __restrict__ x12, const float* __restrict__ x13, float* __restrict__ _w_hvp_W2, long long N_H, long long N_O)
+{
+    const long long _n = N_H*N_O;
+    for (long long _e = (long long)blockIdx.x*blockDim.x + threadIdx.x; _e < _n; _e += (long long)gridDim.x*blockDim.x) {
+        const long long _i = _e / N_O;
+        const long long _j = _e - _i*N_O;
+        const float _v_x13_T = x13[_j*N_H + _i];
+        const float _v_x12 = x12[_e];
+        const float hvp_W2 = _v_x13_T + _v_x12;
+        _w_hvp_W2[_e] = hvp_W2;
     }
 }
 """
@@ -418,6 +477,7 @@ def sgd_step(W1, W2, X, Y, *, lr):
         lr = _number("sgd_step", "lr", lr)
     W1, W2, X, Y, N_I, N_H, N_O, M = _arguments(W1, W2, X, Y)
     _apart(("W1", W1), ("W2", W2), ("X", X), ("Y", Y), updated=2)
+
     loss, (grad_W1, grad_W2) = _loss_and_grad(W1, W2, X, Y, N_I, N_H, N_O, M)
     _launch('sg_sgd', W1.size, (W1, grad_W1, DTYPE(lr), np.int64(W1.size)))
     _launch('sg_sgd', W2.size, (W2, grad_W2, DTYPE(lr), np.int64(W2.size)))
@@ -444,6 +504,7 @@ def momentum_step(W1, W2, X, Y, *, state, lr, momentum=0.9, nesterov=False):
         nesterov = _flag("momentum_step", "nesterov", nesterov)
     W1, W2, X, Y, N_I, N_H, N_O, M = _arguments(W1, W2, X, Y)
     _apart(("W1", W1), ("W2", W2), ("X", X), ("Y", Y), updated=2)
+
     _check_state("momentum_step", state, (W1, W2), 0, 1)
     loss, (grad_W1, grad_W2) = _loss_and_grad(W1, W2, X, Y, N_I, N_H, N_O, M)
     (_v_W1, _v_W2) = state
@@ -475,6 +536,7 @@ def adam_step(W1, W2, X, Y, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-0
         eps = _number("adam_step", "eps", eps)
     W1, W2, X, Y, N_I, N_H, N_O, M = _arguments(W1, W2, X, Y)
     _apart(("W1", W1), ("W2", W2), ("X", X), ("Y", Y), updated=2)
+
     _check_state("adam_step", state, (W1, W2), 1, 2)
     loss, (grad_W1, grad_W2) = _loss_and_grad(W1, W2, X, Y, N_I, N_H, N_O, M)
     _step, (_m_W1, _m_W2), (_s_W1, _s_W2) = state
@@ -484,3 +546,56 @@ def adam_step(W1, W2, X, Y, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-0
     _launch('sg_adam', W1.size, (W1, _m_W1, _s_W1, grad_W1, DTYPE(beta1), DTYPE(1.0 - beta1), DTYPE(beta2), DTYPE(1.0 - beta2), DTYPE(_c2), DTYPE(eps), DTYPE(_c1), np.int64(W1.size)))
     _launch('sg_adam', W2.size, (W2, _m_W2, _s_W2, grad_W2, DTYPE(beta1), DTYPE(1.0 - beta1), DTYPE(beta2), DTYPE(1.0 - beta2), DTYPE(_c2), DTYPE(eps), DTYPE(_c1), np.int64(W2.size)))
     return loss, (W1, W2), (_step, (_m_W1, _m_W2), (_s_W1, _s_W2))
+
+
+def hvp(W1, W2, X, Y, *, v):
+    """The Hessian of the loss times directions, H @ v: v holds one direction per
+    parameter, in PARAMS order, each shaped like its parameter; one result per parameter."""
+    W1, W2, X, Y, N_I, N_H, N_O, M = _arguments(W1, W2, X, Y)
+    return _hvp(W1, W2, X, Y, N_I, N_H, N_O, M, *_directions(v, (W1, W2,)))
+
+
+def _hvp(W1, W2, X, Y, N_I, N_H, N_O, M, v_W1, v_W2):
+    """hvp on checked arguments and directions."""
+    x0 = X @ W1
+    x1 = X @ v_W1
+    x2 = cp.empty((M, N_H), dtype=DTYPE)
+    x3 = cp.empty((M, N_H), dtype=DTYPE)
+    _launch('hvp_2', M*N_H, (x0, x1, x2, x3, np.int64(M), np.int64(N_H)))
+    x4 = x2 @ W2
+    x5 = x2 @ v_W2
+    x6 = x3 @ W2
+    x7 = 2.0/(M*N_O)
+    x8 = cp.empty((M, N_O), dtype=DTYPE)
+    x9 = cp.empty((M, N_O), dtype=DTYPE)
+    _launch('hvp_6', M*N_O, (Y, x4, x5, x6, x8, x9, DTYPE(x7), np.int64(M), np.int64(N_O)))
+    x10 = x9 @ W2.T
+    x11 = v_W2 @ x8.T
+    x12 = x2.T @ x9
+    x13 = x8.T @ x3
+    x14 = cp.empty((M, N_H), dtype=DTYPE)
+    _launch('hvp_11', M*N_H, (x0, x10, x11, x14, np.int64(M), np.int64(N_H)))
+    hvp_W2 = cp.empty((N_H, N_O), dtype=DTYPE)
+    _launch('hvp_12', N_H*N_O, (x12, x13, hvp_W2, np.int64(N_H), np.int64(N_O)))
+    hvp_W1 = X.T @ x14
+    return (hvp_W1, hvp_W2,)
+
+
+def _directions(directions, params):
+    """The directions of hvp, checked: one per parameter, a real number for a float
+    parameter, else an array of its shape."""
+    if not isinstance(directions, (tuple, list)) or len(directions) != len(params):
+        raise TypeError(
+            f"mlp: hvp: v must be a tuple of {len(params)} directions, one per"
+            f" parameter of {PARAMS}, each shaped like it"
+        )
+    out = []
+    for i, (name, p, d) in enumerate(zip(PARAMS, params, directions)):
+        d = _on_device(f"v[{i}]", d, str(p.shape), p.ndim)
+        if d.shape != p.shape:
+            raise ValueError(
+                f"mlp: hvp: v[{i}], the direction of {name!r}, must have its"
+                f" shape {p.shape}, got {d.shape}"
+            )
+        out.append(d)
+    return out

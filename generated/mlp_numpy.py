@@ -245,6 +245,7 @@ def sgd_step(W1, W2, X, Y, *, lr):
     _in_place("W2", W2)
     W1, W2, X, Y, N_I, N_H, N_O, M = _arguments(W1, W2, X, Y)
     _apart(("W1", W1), ("W2", W2), ("X", X), ("Y", Y), updated=2)
+
     loss, (grad_W1, grad_W2) = _loss_and_grad(W1, W2, X, Y, N_I, N_H, N_O, M)
     # no overflow warning or error (np.seterr) stops an update half-way
     with np.errstate(all="ignore"):
@@ -275,6 +276,7 @@ def momentum_step(W1, W2, X, Y, *, state, lr, momentum=0.9, nesterov=False):
     _in_place("W2", W2)
     W1, W2, X, Y, N_I, N_H, N_O, M = _arguments(W1, W2, X, Y)
     _apart(("W1", W1), ("W2", W2), ("X", X), ("Y", Y), updated=2)
+
     _check_state("momentum_step", state, (W1, W2), 0, 1)
     loss, (grad_W1, grad_W2) = _loss_and_grad(W1, W2, X, Y, N_I, N_H, N_O, M)
     # no overflow warning or error (np.seterr) stops an update half-way
@@ -324,6 +326,7 @@ def adam_step(W1, W2, X, Y, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-0
     _in_place("W2", W2)
     W1, W2, X, Y, N_I, N_H, N_O, M = _arguments(W1, W2, X, Y)
     _apart(("W1", W1), ("W2", W2), ("X", X), ("Y", Y), updated=2)
+
     _check_state("adam_step", state, (W1, W2), 1, 2)
     loss, (grad_W1, grad_W2) = _loss_and_grad(W1, W2, X, Y, N_I, N_H, N_O, M)
     # no overflow warning or error (np.seterr) stops an update half-way
@@ -355,3 +358,170 @@ def adam_step(W1, W2, X, Y, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-0
         grad_W2 *= _c1
         W2 -= grad_W2
     return loss, (W1, W2), (_step, (_m_W1, _m_W2), (_s_W1, _s_W2))
+
+
+def hvp(W1, W2, X, Y, *, v):
+    """The Hessian of the loss times directions, H @ v: v holds one direction per
+    parameter, in PARAMS order, each shaped like its parameter; one result per parameter."""
+    W1, W2, X, Y, N_I, N_H, N_O, M = _arguments(W1, W2, X, Y)
+    return _hvp(W1, W2, X, Y, N_I, N_H, N_O, M, *_directions(v, (W1, W2,)))
+
+
+def _hvp(W1, W2, X, Y, N_I, N_H, N_O, M, v_W1, v_W2):
+    """hvp on checked arguments and directions."""
+    # matrix product (BLAS)
+    x0 = X @ W1
+    # matrix product (BLAS)
+    x1 = X @ v_W1
+    # one pass over the elements (M, N_H)
+    x2 = np.maximum(x0, 0.0)
+    x3 = x1*(x0 > 0)
+    # matrix product (BLAS)
+    x4 = x2 @ W2
+    # matrix product (BLAS)
+    x5 = x2 @ v_W2
+    # matrix product (BLAS)
+    x6 = x3 @ W2
+    # one pass over the elements (M, N_O)
+    x7 = 2.0/(M*N_O)
+    x8 = x7*(x4 - Y)
+    x9 = x7*(x5 + x6)
+    # matrix product (BLAS)
+    x10 = x9 @ W2.T
+    # matrix product (BLAS)
+    x11 = v_W2 @ x8.T
+    # matrix product (BLAS)
+    x12 = x2.T @ x9
+    # matrix product (BLAS)
+    x13 = x8.T @ x3
+    # one pass over the elements (M, N_H), in blocks of rows (8192 elements)
+    _rows = max(1, 8192//max(N_H, 1))
+    x14 = np.empty((M, N_H), dtype=DTYPE)
+    for _start in range(0, M, _rows):
+        _x11_T = x11.T[_start:_start + _rows]
+        _x0 = x0[_start:_start + _rows]
+        _x10 = x10[_start:_start + _rows]
+        _x14 = (_x10 + _x11_T)*(_x0 > 0)
+        x14[_start:_start + _rows] = _x14
+    # one pass over the elements (N_H, N_O)
+    hvp_W2 = x12 + x13.T
+    # matrix product (BLAS)
+    hvp_W1 = X.T @ x14
+    return (hvp_W1, hvp_W2,)
+
+
+def _directions(directions, params):
+    """The directions of hvp, checked: one per parameter, a real number for a float
+    parameter, else an array of its shape."""
+    if not isinstance(directions, (tuple, list)) or len(directions) != len(params):
+        raise TypeError(
+            f"mlp: hvp: v must be a tuple of {len(params)} directions, one per"
+            f" parameter of {PARAMS}, each shaped like it"
+        )
+    out = []
+    for i, (name, p, d) in enumerate(zip(PARAMS, params, directions)):
+        d = _numbers(f"hvp: v[{i}]", d)
+        if d.shape != p.shape:
+            raise ValueError(
+                f"mlp: hvp: v[{i}], the direction of {name!r}, must have its"
+                f" shape {p.shape}, got {d.shape}"
+            )
+        out.append(d)
+    return out
+
+
+def hessian(W1, W2, X, Y):
+    """The Hessian of the loss: shape (P, P) over the parameters flattened in PARAMS order
+    (P = N_H*N_I + N_H*N_O), symmetric. At most 4096 parameters (ValueError beyond:
+    use hvp)."""
+    return _hessian_of(*_arguments(W1, W2, X, Y))
+
+
+def _hessian_of(W1, W2, X, Y, N_I, N_H, N_O, M):
+    """hessian on checked arguments."""
+    _limit(N_H*N_I + N_H*N_O)
+    # one hvp along each unit vector: a column of the Hessian each
+    _hessian = np.empty((N_H*N_I + N_H*N_O, N_H*N_I + N_H*N_O), dtype=DTYPE)
+    _unit = np.zeros(N_H*N_I + N_H*N_O, dtype=DTYPE)
+    for _j in range(N_H*N_I + N_H*N_O):
+        _unit[_j] = 1.0
+        _hessian[:, _j] = _flat(_hvp(W1, W2, X, Y, N_I, N_H, N_O, M, *_split(_unit, (W1, W2,))))
+        _unit[_j] = 0.0
+    _hessian += _hessian.T
+    _hessian *= 0.5
+    return _hessian
+
+
+def newton_step(W1, W2, X, Y, *, damping=0.0):
+    """One damped Newton step: p -= (H + lam*I)^-1 grad over the parameters flattened in
+    PARAMS order, H the Hessian, lam = damping (>= 0) to begin with. It is solved by
+    Cholesky; when H + lam*I is not positive definite (a saddle, a maximum, a singular H)
+    the Levenberg damping lam is raised, to 1e-10 times the largest |H_ii| (at least
+    1e-10), then tenfold, until the factorization succeeds; far from a minimum, a larger
+    damping makes a shorter step, towards gradient descent. At most 4096 parameters.
+
+    Returns (loss before the step, new parameters); array parameters are
+    updated in place.
+    """
+    _in_place("W1", W1)
+    _in_place("W2", W2)
+    W1, W2, X, Y, N_I, N_H, N_O, M = _arguments(W1, W2, X, Y)
+    _apart(("W1", W1), ("W2", W2), ("X", X), ("Y", Y), updated=2)
+    loss, (grad_W1, grad_W2) = _loss_and_grad(W1, W2, X, Y, N_I, N_H, N_O, M)
+    _hessian = _hessian_of(W1, W2, X, Y, N_I, N_H, N_O, M)
+    _gradient = _flat((grad_W1, grad_W2,))
+    _step = _newton(_hessian, _gradient, damping)
+    W1 -= _step[0:N_H*N_I].reshape(W1.shape)
+    W2 -= _step[N_H*N_I:N_H*N_I + N_H*N_O].reshape(W2.shape)
+    return loss, (W1, W2,)
+
+
+def _flat(values):
+    """Values of the parameters' shapes (floats, arrays) as one vector, in PARAMS order."""
+    return np.concatenate([np.ravel(x) for x in values])
+
+
+def _split(vector, params):
+    """``vector`` cut into pieces shaped like ``params`` (a float for a float)."""
+    out, at = [], 0
+    for p in params:
+        if isinstance(p, float):
+            out.append(float(vector[at]))
+            at += 1
+        else:
+            out.append(vector[at:at + p.size].reshape(p.shape))
+            at += p.size
+    return out
+
+
+def _limit(count):
+    if count > 4096:
+        raise ValueError(
+            f"mlp: the Hessian has P = {count} parameters, a {count} x {count} matrix;"
+            " hessian and newton_step take at most 4096: use hvp (Hessian-vector products)"
+        )
+
+
+def _newton(hessian, gradient, damping):
+    """(H + lam*I)^-1 g in float64 by Cholesky, lam raised from ``damping`` until H + lam*I
+    is positive definite (see newton_step)."""
+    if not damping >= 0:
+        raise ValueError(f"mlp: newton_step: damping must be >= 0, got {damping!r}")
+    hessian = np.asarray(hessian, dtype=np.float64)
+    gradient = np.asarray(gradient, dtype=np.float64)
+    if not (np.isfinite(hessian).all() and np.isfinite(gradient).all()):
+        raise FloatingPointError(
+            "mlp: newton_step: the Hessian or the gradient is not finite here"
+        )
+    eye = np.eye(len(gradient))
+    scale = max(float(np.abs(np.diag(hessian)).max(initial=0.0)), 1.0)
+    lam = float(damping)
+    while True:
+        try:
+            factor = np.linalg.cholesky(hessian + lam*eye if lam else hessian)
+        except np.linalg.LinAlgError:
+            if lam > 1e30*scale:
+                raise
+            lam = max(10.0*lam, 1e-10*scale)
+            continue
+        return np.linalg.solve(factor.T, np.linalg.solve(factor, gradient))

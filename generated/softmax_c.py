@@ -317,6 +317,165 @@ int loss_and_grad_4(const double* restrict x13, const double* restrict x4, doubl
     }
     return 0;
 }
+
+// hvp_0: one pass over the elements (N, K), 1 reduction, in tasks of rows shared among _threads threads
+int hvp_0(const double* restrict Y, double* restrict _w_x0, const long long K, const long long N, const int _threads)
+{
+    long long _tasks = N*K / 16384;
+    if (_tasks > 256) _tasks = 256;
+    if (_tasks > N) _tasks = N;
+    if (_tasks < 1) _tasks = 1;
+    const long long _per = (N + _tasks - 1) / _tasks;
+    const int _nt = _threads < _tasks ? _threads : (int)_tasks;
+    #pragma omp parallel for schedule(dynamic, 1) num_threads(_nt) if(_nt > 1)
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        const long long _first = _t*_per;
+        const long long _last = _first + _per < N ? _first + _per : N;
+        for (long long _i = _first; _i < _last; ++_i) {
+            double _line0 = 0.0;
+            #pragma omp simd reduction(+:_line0)
+            for (long long _j = 0; _j < K; ++_j) {
+                const double _v_Y = Y[_i*K + _j];
+                _line0 += (double)_v_Y;
+            }
+            _w_x0[_i] = _line0;
+        }
+    }
+    return 0;
+}
+
+// hvp_1: one pass over the elements (N, K), 1 reduction, in tasks of rows shared among _threads threads
+int hvp_1(const double* restrict b, const double* restrict x3, double* restrict _w_x4, const long long K, const long long N, const int _threads)
+{
+    long long _tasks = N*K / 16384;
+    if (_tasks > 256) _tasks = 256;
+    if (_tasks > N) _tasks = N;
+    if (_tasks < 1) _tasks = 1;
+    const long long _per = (N + _tasks - 1) / _tasks;
+    const int _nt = _threads < _tasks ? _threads : (int)_tasks;
+    #pragma omp parallel for schedule(dynamic, 1) num_threads(_nt) if(_nt > 1)
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        const long long _first = _t*_per;
+        const long long _last = _first + _per < N ? _first + _per : N;
+        for (long long _i = _first; _i < _last; ++_i) {
+            double _line0 = -INFINITY;
+            for (long long _j = 0; _j < K; ++_j) {
+                const double _v_b = b[_j];
+                const double _v_x3 = x3[_i*K + _j];
+                _line0 = sg_max(_line0, (double)(_v_b + _v_x3));
+            }
+            _w_x4[_i] = _line0;
+        }
+    }
+    return 0;
+}
+
+// hvp_2: one pass over the elements (N, K), 2 reductions, in tasks of rows shared among _threads threads
+int hvp_2(const double* restrict b, const double* restrict v_b, const double* restrict x2, const double* restrict x3, const double* restrict x4, double* restrict _w_x6, double* restrict _w_x7, const long long K, const long long N, const int _threads)
+{
+    long long _tasks = N*K / 16384;
+    if (_tasks > 256) _tasks = 256;
+    if (_tasks > N) _tasks = N;
+    if (_tasks < 1) _tasks = 1;
+    const long long _per = (N + _tasks - 1) / _tasks;
+    const int _nt = _threads < _tasks ? _threads : (int)_tasks;
+    #pragma omp parallel for schedule(dynamic, 1) num_threads(_nt) if(_nt > 1)
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        const long long _first = _t*_per;
+        const long long _last = _first + _per < N ? _first + _per : N;
+        for (long long _i = _first; _i < _last; ++_i) {
+            double _line0 = 0.0;
+            double _line1 = 0.0;
+            #pragma omp simd reduction(+:_line0, _line1)
+            for (long long _j = 0; _j < K; ++_j) {
+                const double _v_b = b[_j];
+                const double _v_x3 = x3[_i*K + _j];
+                const double _v_x4 = x4[_i];
+                const double _v_v_b = v_b[_j];
+                const double _v_x2 = x2[_i*K + _j];
+                const double x5 = exp(_v_b + _v_x3 - _v_x4);
+                _line0 += (double)x5;
+                _line1 += (double)(x5*(_v_v_b + _v_x2));
+            }
+            _w_x6[_i] = _line0;
+            _w_x7[_i] = _line1;
+        }
+    }
+    return 0;
+}
+
+// hvp_3: one pass over the elements (N, K), in tasks of rows shared among _threads threads
+int hvp_3(const double* restrict b, const double* restrict v_b, const double* restrict x1, const double* restrict x2, const double* restrict x3, const double* restrict x4, const double* restrict x6, const double* restrict x7, double* restrict _w_x9, const long long K, const long long N, const int _threads)
+{
+    long long _tasks = N*K / 16384;
+    if (_tasks > 256) _tasks = 256;
+    if (_tasks > N) _tasks = N;
+    if (_tasks < 1) _tasks = 1;
+    const long long _per = (N + _tasks - 1) / _tasks;
+    const int _nt = _threads < _tasks ? _threads : (int)_tasks;
+    #pragma omp parallel for schedule(dynamic, 1) num_threads(_nt) if(_nt > 1)
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        const long long _first = _t*_per;
+        const long long _last = _first + _per < N ? _first + _per : N;
+        for (long long _i = _first; _i < _last; ++_i) {
+            #pragma omp simd
+            for (long long _j = 0; _j < K; ++_j) {
+                const double _v_x6 = x6[_i];
+                const double _v_b = b[_j];
+                const double _v_v_b = v_b[_j];
+                const double _v_x1 = x1[_i];
+                const double _v_x2 = x2[_i*K + _j];
+                const double _v_x3 = x3[_i*K + _j];
+                const double _v_x4 = x4[_i];
+                const double _v_x7 = x7[_i];
+                const double x8 = (1.0/_v_x6);
+                const double x9 = _v_x1*x8*(_v_v_b + _v_x2 - _v_x7*x8)*exp(_v_b + _v_x3 - _v_x4);
+                _w_x9[_i*K + _j] = x9;
+            }
+        }
+    }
+    return 0;
+}
+
+// hvp_4: one pass over the elements (N, K), 1 reduction, in tasks of rows shared among _threads threads
+int hvp_4(const double* restrict x9, double* restrict _w_hvp_b, const long long K, const long long N, const int _threads)
+{
+    long long _tasks = N*K / 16384;
+    if (_tasks > 256) _tasks = 256;
+    if (_tasks > N) _tasks = N;
+    if (_tasks < 1) _tasks = 1;
+    const long long _per = (N + _tasks - 1) / _tasks;
+    const int _nt = _threads < _tasks ? _threads : (int)_tasks;
+    const long long _size = (0 + K + 7) / 8*8;
+    double* _part = aligned_alloc(64, sizeof(double)*(_tasks*_size));
+    if (_part == NULL) {
+        return 1;
+    }
+    #pragma omp parallel for schedule(dynamic, 1) num_threads(_nt) if(_nt > 1)
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        const long long _first = _t*_per;
+        const long long _last = _first + _per < N ? _first + _per : N;
+        double* restrict _col0 = _part + _t*_size;
+        for (long long _j = 0; _j < K; ++_j) {
+            _col0[_j] = 0.0;
+        }
+        for (long long _i = _first; _i < _last; ++_i) {
+            #pragma omp simd
+            for (long long _j = 0; _j < K; ++_j) {
+                const double _v_x9 = x9[_i*K + _j];
+                _col0[_j] += (double)_v_x9;
+            }
+        }
+    }
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        #pragma omp simd
+        for (long long _j = 0; _j < K; ++_j) {
+            _w_hvp_b[_j] += _part[_t*_size + _j];
+        }
+    }
+    free(_part);
+    return 0;
+}
 """
 
 #: Argument types of the C functions.
@@ -329,6 +488,11 @@ _SIGNATURES = {
     "loss_and_grad_2": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_int),
     "loss_and_grad_3": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_double, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_int, ctypes.c_void_p),
     "loss_and_grad_4": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_longlong),
+    "hvp_0": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_int),
+    "hvp_1": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_int),
+    "hvp_2": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_int),
+    "hvp_3": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_int),
+    "hvp_4": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_int),
 }
 #: The arrays the C functions write their sums into, by length.
 _ACCUMULATORS = {1: ctypes.c_double * 1}
@@ -912,6 +1076,7 @@ def sgd_step(W, b, X, Y, *, lr):
     _given_b = b
     W, b, X, Y, D, K, N = _arguments(W, b, X, Y)
     _apart(("W", W), ("b", b), ("X", X), ("Y", Y), updated=2)
+
     loss, (grad_W, grad_b) = _loss_and_grad(W, b, X, Y, D, K, N)
     if b is not _given_b:  # given 1-D: updated in its own shape
         b, grad_b = _given_b, grad_b.reshape(-1)
@@ -945,6 +1110,7 @@ def momentum_step(W, b, X, Y, *, state, lr, momentum=0.9, nesterov=False):
     _given_b = b
     W, b, X, Y, D, K, N = _arguments(W, b, X, Y)
     _apart(("W", W), ("b", b), ("X", X), ("Y", Y), updated=2)
+
     _check_state("momentum_step", state, (W, _given_b), 0, 1)
     loss, (grad_W, grad_b) = _loss_and_grad(W, b, X, Y, D, K, N)
     if b is not _given_b:  # given 1-D: updated in its own shape
@@ -997,6 +1163,7 @@ def adam_step(W, b, X, Y, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-08)
     _given_b = b
     W, b, X, Y, D, K, N = _arguments(W, b, X, Y)
     _apart(("W", W), ("b", b), ("X", X), ("Y", Y), updated=2)
+
     _check_state("adam_step", state, (W, _given_b), 1, 2)
     loss, (grad_W, grad_b) = _loss_and_grad(W, b, X, Y, D, K, N)
     if b is not _given_b:  # given 1-D: updated in its own shape
@@ -1030,3 +1197,161 @@ def adam_step(W, b, X, Y, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-08)
         grad_b *= _c1
         b -= grad_b
     return loss, (W, b), (_step, (_m_W, _m_b), (_s_W, _s_b))
+
+
+def hvp(W, b, X, Y, *, v):
+    """The Hessian of the loss times directions, H @ v: v holds one direction per
+    parameter, in PARAMS order, each shaped like its parameter; one result per parameter."""
+    W, b, X, Y, D, K, N = _arguments(W, b, X, Y)
+    return _hvp(W, b, X, Y, D, K, N, *_directions(v, (W, b,)))
+
+
+def _hvp(W, b, X, Y, D, K, N, v_W, v_b):
+    """hvp on checked arguments and directions."""
+    # one pass over the elements (N, K), 1 reduction, compiled C (_SOURCE)
+    _r_x0 = np.zeros((N, 1))
+    _lib().hvp_0(_address(Y), _address(_r_x0), K, N, _THREADS)
+    x0 = _r_x0
+    x1 = x0/N
+    # matrix product (BLAS)
+    x2 = X @ v_W
+    # matrix product (BLAS)
+    x3 = X @ W
+    # one pass over the elements (N, K), 1 reduction, compiled C (_SOURCE)
+    _r_x4 = np.full((N, 1), -np.inf)
+    _lib().hvp_1(_address(b), _address(x3), _address(_r_x4), K, N, _THREADS)
+    x4 = _r_x4
+    # one pass over the elements (N, K), 2 reductions, compiled C (_SOURCE)
+    _r_x6 = np.zeros((N, 1))
+    _r_x7 = np.zeros((N, 1))
+    _lib().hvp_2(_address(b), _address(v_b), _address(x2), _address(x3), _address(x4), _address(_r_x6), _address(_r_x7), K, N, _THREADS)
+    x6 = _r_x6
+    x7 = _r_x7
+    # one pass over the elements (N, K), compiled C (_SOURCE)
+    x9 = np.empty((N, K), dtype=DTYPE)
+    _lib().hvp_3(_address(b), _address(v_b), _address(x1), _address(x2), _address(x3), _address(x4), _address(x6), _address(x7), _address(x9), K, N, _THREADS)
+    # one pass over the elements (N, K), 1 reduction, compiled C (_SOURCE)
+    _r_hvp_b = np.zeros((1, K))
+    if _lib().hvp_4(_address(x9), _address(_r_hvp_b), K, N, _THREADS):
+        _out_of_memory('hvp_4')
+    hvp_b = _r_hvp_b
+    # matrix product (BLAS)
+    hvp_W = X.T @ x9
+    return (hvp_W, hvp_b,)
+
+
+def _directions(directions, params):
+    """The directions of hvp, checked: one per parameter, a real number for a float
+    parameter, else an array of its shape."""
+    if not isinstance(directions, (tuple, list)) or len(directions) != len(params):
+        raise TypeError(
+            f"softmax: hvp: v must be a tuple of {len(params)} directions, one per"
+            f" parameter of {PARAMS}, each shaped like it"
+        )
+    out = []
+    for i, (name, p, d) in enumerate(zip(PARAMS, params, directions)):
+        d = _numbers(f"hvp: v[{i}]", d)
+        if d.shape != p.shape:
+            raise ValueError(
+                f"softmax: hvp: v[{i}], the direction of {name!r}, must have its"
+                f" shape {p.shape}, got {d.shape}"
+            )
+        out.append(d)
+    return out
+
+
+def hessian(W, b, X, Y):
+    """The Hessian of the loss: shape (P, P) over the parameters flattened in PARAMS order
+    (P = D*K + K), symmetric. At most 4096 parameters (ValueError beyond:
+    use hvp)."""
+    return _hessian_of(*_arguments(W, b, X, Y))
+
+
+def _hessian_of(W, b, X, Y, D, K, N):
+    """hessian on checked arguments."""
+    _limit(D*K + K)
+    # one hvp along each unit vector: a column of the Hessian each
+    _hessian = np.empty((D*K + K, D*K + K), dtype=DTYPE)
+    _unit = np.zeros(D*K + K, dtype=DTYPE)
+    for _j in range(D*K + K):
+        _unit[_j] = 1.0
+        _hessian[:, _j] = _flat(_hvp(W, b, X, Y, D, K, N, *_split(_unit, (W, b,))))
+        _unit[_j] = 0.0
+    _hessian += _hessian.T
+    _hessian *= 0.5
+    return _hessian
+
+
+def newton_step(W, b, X, Y, *, damping=0.0):
+    """One damped Newton step: p -= (H + lam*I)^-1 grad over the parameters flattened in
+    PARAMS order, H the Hessian, lam = damping (>= 0) to begin with. It is solved by
+    Cholesky; when H + lam*I is not positive definite (a saddle, a maximum, a singular H)
+    the Levenberg damping lam is raised, to 1e-10 times the largest |H_ii| (at least
+    1e-10), then tenfold, until the factorization succeeds; far from a minimum, a larger
+    damping makes a shorter step, towards gradient descent. At most 4096 parameters.
+
+    Returns (loss before the step, new parameters); array parameters are
+    updated in place.
+    """
+    _in_place("W", W)
+    _in_place("b", b)
+    W, b, X, Y, D, K, N = _arguments(W, b, X, Y)
+    _apart(("W", W), ("b", b), ("X", X), ("Y", Y), updated=2)
+    loss, (grad_W, grad_b) = _loss_and_grad(W, b, X, Y, D, K, N)
+    _hessian = _hessian_of(W, b, X, Y, D, K, N)
+    _gradient = _flat((grad_W, grad_b,))
+    _step = _newton(_hessian, _gradient, damping)
+    W -= _step[0:D*K].reshape(W.shape)
+    b -= _step[D*K:D*K + K].reshape(b.shape)
+    return loss, (W, b,)
+
+
+def _flat(values):
+    """Values of the parameters' shapes (floats, arrays) as one vector, in PARAMS order."""
+    return np.concatenate([np.ravel(x) for x in values])
+
+
+def _split(vector, params):
+    """``vector`` cut into pieces shaped like ``params`` (a float for a float)."""
+    out, at = [], 0
+    for p in params:
+        if isinstance(p, float):
+            out.append(float(vector[at]))
+            at += 1
+        else:
+            out.append(vector[at:at + p.size].reshape(p.shape))
+            at += p.size
+    return out
+
+
+def _limit(count):
+    if count > 4096:
+        raise ValueError(
+            f"softmax: the Hessian has P = {count} parameters, a {count} x {count} matrix;"
+            " hessian and newton_step take at most 4096: use hvp (Hessian-vector products)"
+        )
+
+
+def _newton(hessian, gradient, damping):
+    """(H + lam*I)^-1 g in float64 by Cholesky, lam raised from ``damping`` until H + lam*I
+    is positive definite (see newton_step)."""
+    if not damping >= 0:
+        raise ValueError(f"softmax: newton_step: damping must be >= 0, got {damping!r}")
+    hessian = np.asarray(hessian, dtype=np.float64)
+    gradient = np.asarray(gradient, dtype=np.float64)
+    if not (np.isfinite(hessian).all() and np.isfinite(gradient).all()):
+        raise FloatingPointError(
+            "softmax: newton_step: the Hessian or the gradient is not finite here"
+        )
+    eye = np.eye(len(gradient))
+    scale = max(float(np.abs(np.diag(hessian)).max(initial=0.0)), 1.0)
+    lam = float(damping)
+    while True:
+        try:
+            factor = np.linalg.cholesky(hessian + lam*eye if lam else hessian)
+        except np.linalg.LinAlgError:
+            if lam > 1e30*scale:
+                raise
+            lam = max(10.0*lam, 1e-10*scale)
+            continue
+        return np.linalg.solve(factor.T, np.linalg.solve(factor, gradient))

@@ -14,7 +14,7 @@ array gradients as CuPy arrays; array parameters are updated in place by the ste
 Vectors may be given as 1-D arrays: b (K,); a parameter given
 1-D gets its gradient and optimizer state 1-D and is updated in place as given.
 
-Kernels: 11 fused kernels plus cuBLAS products (`@`), compiled once per process.
+Kernels: 17 fused kernels plus cuBLAS products (`@`), compiled once per process.
 """
 
 import functools
@@ -317,6 +317,118 @@ extern "C" __global__ void loss_and_grad_6(const double* __restrict__ x13, const
         _w_grad_b[_e] = grad_b;
     }
 }
+
+// hvp_0: one thread per row of (N, K), 1 reduction
+extern "C" __global__ void hvp_0(const double* __restrict__ Y, double* __restrict__ _w_x0, double* __restrict__ _w_x1, long long K, long long N)
+{
+    const long long _n = N;
+    for (long long _i = (long long)blockIdx.x*blockDim.x + threadIdx.x; _i < _n; _i += (long long)gridDim.x*blockDim.x) {
+        double _line0 = 0.0;
+        for (long long _j = 0; _j < K; ++_j) {
+            const double _v_Y = Y[_i*K + _j];
+            _line0 += (double)_v_Y;
+        }
+        const double x0 = (double)_line0;
+        _w_x0[_i] = x0;
+        const double x1 = x0/N;
+        _w_x1[_i] = x1;
+    }
+}
+
+// hvp_3: one thread per row of (N, K), 1 reduction
+extern "C" __global__ void hvp_3(const double* __restrict__ b, const double* __restrict__ x3, double* __restrict__ _w_x4, long long K, long long N)
+{
+    const long long _n = N;
+    for (long long _i = (long long)blockIdx.x*blockDim.x + threadIdx.x; _i < _n; _i += (long long)gridDim.x*blockDim.x) {
+        double _line0 = -INFINITY;
+        for (long long _j = 0; _j < K; ++_j) {
+            const double _v_b = b[_j];
+            const double _v_x3 = x3[_i*K + _j];
+            _line0 = sg_max(_line0, (double)(_v_b + _v_x3));
+        }
+        const double x4 = (double)_line0;
+        _w_x4[_i] = x4;
+    }
+}
+
+// hvp_4: one thread per row of (N, K), 2 reductions
+extern "C" __global__ void hvp_4(const double* __restrict__ b, const double* __restrict__ v_b, const double* __restrict__ x2, const double* __restrict__ x3, const double* __restrict__ x4, double* __restrict__ _w_x6, double* __restrict__ _w_x7, long long K, long long N)
+{
+    const long long _n = N;
+    for (long long _i = (long long)blockIdx.x*blockDim.x + threadIdx.x; _i < _n; _i += (long long)gridDim.x*blockDim.x) {
+        double _line0 = 0.0;
+        double _line1 = 0.0;
+        for (long long _j = 0; _j < K; ++_j) {
+            const double _v_b = b[_j];
+            const double _v_x3 = x3[_i*K + _j];
+            const double _v_x4 = x4[_i];
+            const double _v_v_b = v_b[_j];
+            const double _v_x2 = x2[_i*K + _j];
+            const double x5 = exp(_v_b + _v_x3 - _v_x4);
+            _line0 += (double)x5;
+            _line1 += (double)(x5*(_v_v_b + _v_x2));
+        }
+        const double x6 = (double)_line0;
+        _w_x6[_i] = x6;
+        const double x7 = (double)_line1;
+        _w_x7[_i] = x7;
+    }
+}
+
+// hvp_5: every element of (N, K)
+extern "C" __global__ void hvp_5(const double* __restrict__ b, const double* __restrict__ v_b, const double* __restrict__ x1, const double* __restrict__ x2, const double* __restrict__ x3, const double* __restrict__ x4, const double* __restrict__ x6, const double* __restrict__ x7, double* __restrict__ _w_x9, long long K, long long N)
+{
+    const long long _n = N*K;
+    for (long long _e = (long long)blockIdx.x*blockDim.x + threadIdx.x; _e < _n; _e += (long long)gridDim.x*blockDim.x) {
+        const long long _i = _e / K;
+        const long long _j = _e - _i*K;
+        const double _v_x6 = x6[_i];
+        const double _v_b = b[_j];
+        const double _v_v_b = v_b[_j];
+        const double _v_x1 = x1[_i];
+        const double _v_x2 = x2[_e];
+        const double _v_x3 = x3[_e];
+        const double _v_x4 = x4[_i];
+        const double _v_x7 = x7[_i];
+        const double x8 = (1.0/_v_x6);
+        const double x9 = _v_x1*x8*(_v_v_b + _v_x2 - _v_x7*x8)*exp(_v_b + _v_x3 - _v_x4);
+        _w_x9[_e] = x9;
+    }
+}
+
+// hvp_6: threads over slices of the rows of each column of (N, K), 1 reduction
+extern "C" __global__ void hvp_6(const double* __restrict__ x9, long long K, long long N, const long long _slices, double* __restrict__ _lines)
+{
+    const long long _n = K*_slices;
+    for (long long _t = (long long)blockIdx.x*blockDim.x + threadIdx.x; _t < _n; _t += (long long)gridDim.x*blockDim.x) {
+        const long long _j = _t % K;
+        const long long _slice = _t / K;
+        double _line0 = 0.0;
+        for (long long _i = _slice; _i < N; _i += _slices) {
+            const double _v_x9 = x9[_i*K + _j];
+            _line0 += (double)_v_x9;
+        }
+        _lines[(0*_slices + _slice)*K + _j] = _line0;
+    }
+}
+
+// hvp_6_end: adds the column slices of hvp_6
+extern "C" __global__ void hvp_6_end(double* __restrict__ _w_hvp_b, long long K, long long N, const long long _slices, const double* __restrict__ _lines)
+{
+    __shared__ double _shared[256];
+    for (long long _j = blockIdx.x; _j < K; _j += gridDim.x) {
+        double _line0 = 0.0;
+        for (long long _slice = threadIdx.x; _slice < _slices; _slice += blockDim.x) {
+            const double _v = _lines[(0*_slices + _slice)*K + _j];
+            _line0 = _line0 + _v;
+        }
+        _line0 = sg_block_reduce(_line0, _shared, false);
+        if (threadIdx.x == 0) {
+            const double hvp_b = (double)_line0;
+            _w_hvp_b[_j] = hvp_b;
+        }
+    }
+}
 """
 
 
@@ -564,6 +676,7 @@ def sgd_step(W, b, X, Y, *, lr):
     _given_b = b
     W, b, X, Y, D, K, N = _arguments(W, b, X, Y)
     _apart(("W", W), ("b", b), ("X", X), ("Y", Y), updated=2)
+
     loss, (grad_W, grad_b) = _loss_and_grad(W, b, X, Y, D, K, N)
     if b is not _given_b:  # given 1-D: updated in its own shape
         b, grad_b = _given_b, grad_b.reshape(-1)
@@ -593,6 +706,7 @@ def momentum_step(W, b, X, Y, *, state, lr, momentum=0.9, nesterov=False):
     _given_b = b
     W, b, X, Y, D, K, N = _arguments(W, b, X, Y)
     _apart(("W", W), ("b", b), ("X", X), ("Y", Y), updated=2)
+
     _check_state("momentum_step", state, (W, _given_b), 0, 1)
     loss, (grad_W, grad_b) = _loss_and_grad(W, b, X, Y, D, K, N)
     if b is not _given_b:  # given 1-D: updated in its own shape
@@ -627,6 +741,7 @@ def adam_step(W, b, X, Y, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-08)
     _given_b = b
     W, b, X, Y, D, K, N = _arguments(W, b, X, Y)
     _apart(("W", W), ("b", b), ("X", X), ("Y", Y), updated=2)
+
     _check_state("adam_step", state, (W, _given_b), 1, 2)
     loss, (grad_W, grad_b) = _loss_and_grad(W, b, X, Y, D, K, N)
     if b is not _given_b:  # given 1-D: updated in its own shape
@@ -638,3 +753,53 @@ def adam_step(W, b, X, Y, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-08)
     _launch('sg_adam', W.size, (W, _m_W, _s_W, grad_W, DTYPE(beta1), DTYPE(1.0 - beta1), DTYPE(beta2), DTYPE(1.0 - beta2), DTYPE(_c2), DTYPE(eps), DTYPE(_c1), np.int64(W.size)))
     _launch('sg_adam', b.size, (b, _m_b, _s_b, grad_b, DTYPE(beta1), DTYPE(1.0 - beta1), DTYPE(beta2), DTYPE(1.0 - beta2), DTYPE(_c2), DTYPE(eps), DTYPE(_c1), np.int64(b.size)))
     return loss, (W, b), (_step, (_m_W, _m_b), (_s_W, _s_b))
+
+
+def hvp(W, b, X, Y, *, v):
+    """The Hessian of the loss times directions, H @ v: v holds one direction per
+    parameter, in PARAMS order, each shaped like its parameter; one result per parameter."""
+    W, b, X, Y, D, K, N = _arguments(W, b, X, Y)
+    return _hvp(W, b, X, Y, D, K, N, *_directions(v, (W, b,)))
+
+
+def _hvp(W, b, X, Y, D, K, N, v_W, v_b):
+    """hvp on checked arguments and directions."""
+    x0 = cp.empty((N, 1), dtype=DTYPE)
+    x1 = cp.empty((N, 1), dtype=DTYPE)
+    _launch('hvp_0', N, (Y, x0, x1, np.int64(K), np.int64(N)))
+    x2 = X @ v_W
+    x3 = X @ W
+    x4 = cp.empty((N, 1), dtype=DTYPE)
+    _launch('hvp_3', N, (b, x3, x4, np.int64(K), np.int64(N)))
+    x6 = cp.empty((N, 1), dtype=DTYPE)
+    x7 = cp.empty((N, 1), dtype=DTYPE)
+    _launch('hvp_4', N, (b, v_b, x2, x3, x4, x6, x7, np.int64(K), np.int64(N)))
+    x9 = cp.empty((N, K), dtype=DTYPE)
+    _launch('hvp_5', N*K, (b, v_b, x1, x2, x3, x4, x6, x7, x9, np.int64(K), np.int64(N)))
+    hvp_b = cp.empty((1, K), dtype=DTYPE)
+    _slices = _slices_for(K, N)
+    _lines = cp.empty(1*_slices*K, dtype=np.float64)
+    _launch('hvp_6', _slices*K, (x9, np.int64(K), np.int64(N), np.int64(_slices), _lines))
+    _launch_blocks('hvp_6_end', K, (hvp_b, np.int64(K), np.int64(N), np.int64(_slices), _lines))
+    hvp_W = X.T @ x9
+    return (hvp_W, hvp_b,)
+
+
+def _directions(directions, params):
+    """The directions of hvp, checked: one per parameter, a real number for a float
+    parameter, else an array of its shape."""
+    if not isinstance(directions, (tuple, list)) or len(directions) != len(params):
+        raise TypeError(
+            f"softmax: hvp: v must be a tuple of {len(params)} directions, one per"
+            f" parameter of {PARAMS}, each shaped like it"
+        )
+    out = []
+    for i, (name, p, d) in enumerate(zip(PARAMS, params, directions)):
+        d = _on_device(f"v[{i}]", d, str(p.shape), p.ndim)
+        if d.shape != p.shape:
+            raise ValueError(
+                f"softmax: hvp: v[{i}], the direction of {name!r}, must have its"
+                f" shape {p.shape}, got {d.shape}"
+            )
+        out.append(d)
+    return out

@@ -275,6 +275,7 @@ def sgd_step(W, b, X, Y, *, lr):
     _given_b = b
     W, b, X, Y, D, K, N = _arguments(W, b, X, Y)
     _apart(("W", W), ("b", b), ("X", X), ("Y", Y), updated=2)
+
     loss, (grad_W, grad_b) = _loss_and_grad(W, b, X, Y, D, K, N)
     if b is not _given_b:  # given 1-D: updated in its own shape
         b, grad_b = _given_b, grad_b.reshape(-1)
@@ -308,6 +309,7 @@ def momentum_step(W, b, X, Y, *, state, lr, momentum=0.9, nesterov=False):
     _given_b = b
     W, b, X, Y, D, K, N = _arguments(W, b, X, Y)
     _apart(("W", W), ("b", b), ("X", X), ("Y", Y), updated=2)
+
     _check_state("momentum_step", state, (W, _given_b), 0, 1)
     loss, (grad_W, grad_b) = _loss_and_grad(W, b, X, Y, D, K, N)
     if b is not _given_b:  # given 1-D: updated in its own shape
@@ -360,6 +362,7 @@ def adam_step(W, b, X, Y, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-08)
     _given_b = b
     W, b, X, Y, D, K, N = _arguments(W, b, X, Y)
     _apart(("W", W), ("b", b), ("X", X), ("Y", Y), updated=2)
+
     _check_state("adam_step", state, (W, _given_b), 1, 2)
     loss, (grad_W, grad_b) = _loss_and_grad(W, b, X, Y, D, K, N)
     if b is not _given_b:  # given 1-D: updated in its own shape
@@ -393,3 +396,158 @@ def adam_step(W, b, X, Y, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-08)
         grad_b *= _c1
         b -= grad_b
     return loss, (W, b), (_step, (_m_W, _m_b), (_s_W, _s_b))
+
+
+def hvp(W, b, X, Y, *, v):
+    """The Hessian of the loss times directions, H @ v: v holds one direction per
+    parameter, in PARAMS order, each shaped like its parameter; one result per parameter."""
+    W, b, X, Y, D, K, N = _arguments(W, b, X, Y)
+    return _hvp(W, b, X, Y, D, K, N, *_directions(v, (W, b,)))
+
+
+def _hvp(W, b, X, Y, D, K, N, v_W, v_b):
+    """hvp on checked arguments and directions."""
+    # one pass over the elements (N, K), 1 reduction
+    x0 = _row_sums(Y)
+    x1 = x0/N
+    # matrix product (BLAS)
+    x2 = X @ v_W
+    # matrix product (BLAS)
+    x3 = X @ W
+    # 4 passes over the rows of (N, K) in one loop, in blocks of rows (32768 elements)
+    _rows = max(1, 32768//max(K, 1))
+    x9 = np.empty((N, K), dtype=DTYPE)
+    hvp_b = np.zeros((1, K), dtype=DTYPE)
+    for _start in range(0, N, _rows):
+        _x3 = x3[_start:_start + _rows]
+        _x2 = x2[_start:_start + _rows]
+        _x1 = x1[_start:_start + _rows]
+        _x4 = _row_maxima(_x3 + b)
+        _0 = _x3 + b - _x4
+        _1 = np.exp(_0)
+        _x6 = _row_sums(_1)
+        _x7 = _row_sums(_1*(_x2 + v_b))
+        _2 = (1/_x6)
+        _3 = _2*_x1*(_x2 + v_b - _2*_x7)*np.exp(_0)
+        x9[_start:_start + _rows] = _3
+        hvp_b += np.sum(_3, axis=(0,), keepdims=True)
+    # matrix product (BLAS)
+    hvp_W = X.T @ x9
+    return (hvp_W, hvp_b,)
+
+
+def _directions(directions, params):
+    """The directions of hvp, checked: one per parameter, a real number for a float
+    parameter, else an array of its shape."""
+    if not isinstance(directions, (tuple, list)) or len(directions) != len(params):
+        raise TypeError(
+            f"softmax: hvp: v must be a tuple of {len(params)} directions, one per"
+            f" parameter of {PARAMS}, each shaped like it"
+        )
+    out = []
+    for i, (name, p, d) in enumerate(zip(PARAMS, params, directions)):
+        d = _numbers(f"hvp: v[{i}]", d)
+        if d.shape != p.shape:
+            raise ValueError(
+                f"softmax: hvp: v[{i}], the direction of {name!r}, must have its"
+                f" shape {p.shape}, got {d.shape}"
+            )
+        out.append(d)
+    return out
+
+
+def hessian(W, b, X, Y):
+    """The Hessian of the loss: shape (P, P) over the parameters flattened in PARAMS order
+    (P = D*K + K), symmetric. At most 4096 parameters (ValueError beyond:
+    use hvp)."""
+    return _hessian_of(*_arguments(W, b, X, Y))
+
+
+def _hessian_of(W, b, X, Y, D, K, N):
+    """hessian on checked arguments."""
+    _limit(D*K + K)
+    # one hvp along each unit vector: a column of the Hessian each
+    _hessian = np.empty((D*K + K, D*K + K), dtype=DTYPE)
+    _unit = np.zeros(D*K + K, dtype=DTYPE)
+    for _j in range(D*K + K):
+        _unit[_j] = 1.0
+        _hessian[:, _j] = _flat(_hvp(W, b, X, Y, D, K, N, *_split(_unit, (W, b,))))
+        _unit[_j] = 0.0
+    _hessian += _hessian.T
+    _hessian *= 0.5
+    return _hessian
+
+
+def newton_step(W, b, X, Y, *, damping=0.0):
+    """One damped Newton step: p -= (H + lam*I)^-1 grad over the parameters flattened in
+    PARAMS order, H the Hessian, lam = damping (>= 0) to begin with. It is solved by
+    Cholesky; when H + lam*I is not positive definite (a saddle, a maximum, a singular H)
+    the Levenberg damping lam is raised, to 1e-10 times the largest |H_ii| (at least
+    1e-10), then tenfold, until the factorization succeeds; far from a minimum, a larger
+    damping makes a shorter step, towards gradient descent. At most 4096 parameters.
+
+    Returns (loss before the step, new parameters); array parameters are
+    updated in place.
+    """
+    _in_place("W", W)
+    _in_place("b", b)
+    W, b, X, Y, D, K, N = _arguments(W, b, X, Y)
+    _apart(("W", W), ("b", b), ("X", X), ("Y", Y), updated=2)
+    loss, (grad_W, grad_b) = _loss_and_grad(W, b, X, Y, D, K, N)
+    _hessian = _hessian_of(W, b, X, Y, D, K, N)
+    _gradient = _flat((grad_W, grad_b,))
+    _step = _newton(_hessian, _gradient, damping)
+    W -= _step[0:D*K].reshape(W.shape)
+    b -= _step[D*K:D*K + K].reshape(b.shape)
+    return loss, (W, b,)
+
+
+def _flat(values):
+    """Values of the parameters' shapes (floats, arrays) as one vector, in PARAMS order."""
+    return np.concatenate([np.ravel(x) for x in values])
+
+
+def _split(vector, params):
+    """``vector`` cut into pieces shaped like ``params`` (a float for a float)."""
+    out, at = [], 0
+    for p in params:
+        if isinstance(p, float):
+            out.append(float(vector[at]))
+            at += 1
+        else:
+            out.append(vector[at:at + p.size].reshape(p.shape))
+            at += p.size
+    return out
+
+
+def _limit(count):
+    if count > 4096:
+        raise ValueError(
+            f"softmax: the Hessian has P = {count} parameters, a {count} x {count} matrix;"
+            " hessian and newton_step take at most 4096: use hvp (Hessian-vector products)"
+        )
+
+
+def _newton(hessian, gradient, damping):
+    """(H + lam*I)^-1 g in float64 by Cholesky, lam raised from ``damping`` until H + lam*I
+    is positive definite (see newton_step)."""
+    if not damping >= 0:
+        raise ValueError(f"softmax: newton_step: damping must be >= 0, got {damping!r}")
+    hessian = np.asarray(hessian, dtype=np.float64)
+    gradient = np.asarray(gradient, dtype=np.float64)
+    if not (np.isfinite(hessian).all() and np.isfinite(gradient).all()):
+        raise FloatingPointError(
+            "softmax: newton_step: the Hessian or the gradient is not finite here"
+        )
+    eye = np.eye(len(gradient))
+    scale = max(float(np.abs(np.diag(hessian)).max(initial=0.0)), 1.0)
+    lam = float(damping)
+    while True:
+        try:
+            factor = np.linalg.cholesky(hessian + lam*eye if lam else hessian)
+        except np.linalg.LinAlgError:
+            if lam > 1e30*scale:
+                raise
+            lam = max(10.0*lam, 1e-10*scale)
+            continue
+        return np.linalg.solve(factor.T, np.linalg.solve(factor, gradient))

@@ -1,6 +1,6 @@
 """symgen: symbolic gradients from SymPy losses, emitted as standalone source code."""
 
-from symgen.api import compile, generate, gradients
+from symgen.api import compile, generate, gradients, hessians
 from symgen.compiler.functions import (
     abs,
     elementwise,
@@ -37,6 +37,7 @@ __all__ = [
     "fit",
     "generate",
     "gradients",
+    "hessians",
     "least_squares",
     "log",
     "logsumexp",

@@ -1,4 +1,4 @@
-"""The public functions: ``generate``, ``compile`` and ``gradients``."""
+"""The public functions: ``generate``, ``compile``, ``gradients`` and ``hessians``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Literal
 from symgen.backends.c import module as c_backend
 from symgen.backends.cuda import module as cuda_backend
 from symgen.backends.numpy import module as numpy_backend
-from symgen.codegen.formulas import gradients
+from symgen.codegen.formulas import gradients, hessians
 from symgen.codegen.optimizers import bake
 from symgen.compiler.pipeline import run
 from symgen.compiler.problem import Problem
@@ -83,4 +83,4 @@ import builtins  # noqa: E402
 
 builtins_compile = builtins.compile
 
-__all__ = ["BACKENDS", "compile", "generate", "gradients"]
+__all__ = ["BACKENDS", "compile", "generate", "gradients", "hessians"]

@@ -122,7 +122,7 @@ def test_errors_are_one_line_exit_2(capsys, argv, fragment):
         ),
         (
             ["show", SPEC, "--format", "late"],
-            "usage: symgen show SPEC [--format FORMAT] [--program]",
+            "usage: symgen show SPEC [--format FORMAT] [--program] [--hessian]",
             "argument --format: invalid choice 'late' (did you mean 'latex'? "
             "choose from text, latex, markdown)",
         ),

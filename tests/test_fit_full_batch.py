@@ -93,7 +93,6 @@ def test_newton_runs_the_modules_newton_step():
 @pytest.mark.parametrize(
     ("optimizer", "options", "message"),
     [
-        ("newton", {}, "runs the module's newton_step"),
         ("lm", {"lr": 0.1}, "takes no lr"),
         ("lbfgs", {"batch_size": 10}, "takes no batch_size"),
         ("lm", {"callback": print}, "takes no callback"),
@@ -103,6 +102,22 @@ def test_refused(optimizer, options, message, data):
     module = symgen.compile(curve_fit.curve_fit)
     with pytest.raises(TypeError, match=message):
         symgen.fit(module, START, data, optimizer=optimizer, progress=False, **options)
+
+
+def test_newton_needs_the_modules_newton_step(data):
+    module = symgen.compile(curve_fit.curve_fit)
+    names = [n for n in dir(module) if not n.startswith("__") and n != "newton_step"]
+    older = types.SimpleNamespace(**{n: getattr(module, n) for n in names})  # no newton_step
+    with pytest.raises(TypeError, match="runs the module's newton_step"):
+        symgen.fit(older, START, data, optimizer="newton", progress=False)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "c"])
+def test_newton_with_the_generated_step(backend):
+    module = symgen.compile(rosenbrock.rosenbrock, backend)
+    result = symgen.fit(module, (-1.2, 1.0), optimizer="newton", steps=100, progress=False)
+    np.testing.assert_allclose(result.params, (1.0, 1.0), atol=1e-8)
+    assert result.history[0] == pytest.approx(24.2)
 
 
 def test_lm_needs_a_least_squares_loss():

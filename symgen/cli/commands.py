@@ -123,9 +123,9 @@ def _shown(args: argparse.Namespace) -> str:
     """``symgen show``'s answer (the worker's work: see ``budget``)."""
     blocks = []
     for problem in load(args.spec).problems:
-        block = show_module.render(problem, args.format)
+        block = show_module.render(problem, args.format, args.hessian)
         if args.program:
-            block += "\n\n" + show_module.program(problem)
+            block += "\n\n" + show_module.program(problem, args.hessian)
         blocks.append(block)
     return "\n\n".join(blocks)
 
@@ -360,7 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub,
         "show",
         "print the loss and its simplified derivatives",
-        "%(prog)s SPEC [--format FORMAT] [--program]",
+        "%(prog)s SPEC [--format FORMAT] [--program] [--hessian]",
     )
     p.add_argument("spec", metavar="SPEC", help=SPEC_HELP)
     p.add_argument(
@@ -370,6 +370,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="text (the default; formulas as you would type them), latex or markdown",
     )
     p.add_argument("--program", action="store_true", help="also print the CSE'd statements")
+    p.add_argument(
+        "--hessian",
+        action="store_true",
+        help="also print the second derivatives (with --program, the Hessian's statements)",
+    )
     p = _command(
         sub,
         "diff",

@@ -32,10 +32,12 @@ from symgen.compiler.ir import (
     MatMul,
     Reduce,
     ScatterAdd,
+    Stored,
     Transpose,
 )
 from symgen.compiler.problem import Problem
 from symgen.compiler.scalar_functions import BY_CLASS
+from symgen.compiler.second_order import hessian_nodes, hvp_blocks, weighted_product
 
 #: Working precision (decimal digits) up to which ``value_at`` tells a value from zero.
 MAX_DIGITS = 3000
@@ -93,6 +95,14 @@ def derivative(expr: sp.Expr, wrt: sp.Symbol) -> sp.Expr:
     back = {r: s for s, r in real.items()}
     wrt_real = real.get(wrt, sp.Symbol(wrt.name, real=True))
     d = sp.diff(expr.xreplace(real), wrt_real)
+    return _pull_number(readable(d).xreplace(back))
+
+
+def second_derivative(expr: sp.Expr, p: sp.Symbol, q: sp.Symbol) -> sp.Expr:
+    """The readable ``∂²expr/∂p∂q``, over the reals."""
+    real = {s: sp.Symbol(s.name, real=True) for s in expr.free_symbols if isinstance(s, sp.Symbol)}
+    back = {r: s for s, r in real.items()}
+    d = sp.diff(expr.xreplace(real), real.get(p, p), real.get(q, q))
     return _pull_number(readable(d).xreplace(back))
 
 
@@ -164,6 +174,60 @@ def gradients(problem: Problem) -> dict[sp.Symbol, sp.Expr]:
     return {p: derivative(problem.loss, p) for p in problem.params}
 
 
+def hessians(problem: Problem) -> dict[tuple[sp.Basic, sp.Basic], sp.Basic]:
+    """The simplified second derivatives of the loss, one per pair of parameters ``(p, q)``
+    with ``p`` not after ``q`` in ``params`` order (the Hessian is symmetric).
+
+    For a per-sample problem the formula is that of one sample's term. For a matrix
+    problem whose parameters are vectors, block ``(p, q)`` of the Hessian in matrix
+    notation (a GLM's ``X.T*diag(s)*X``); with matrix parameters (a block is then a
+    4-index tensor), the block applied to a direction ``v_q`` shaped like ``q``: the
+    ``p`` part of the Hessian-vector product ``∂/∂p <∂L/∂q, v_q>``.
+    """
+    if problem.kind == "matrix":
+        return matrix_hessians(problem)
+    params = problem.params
+    return {
+        (p, q): second_derivative(problem.loss, p, q)
+        for i, p in enumerate(params)
+        for q in params[i:]
+    }
+
+
+def directions(problem: Problem) -> dict[sp.Basic, sp.MatrixSymbol]:
+    """The direction ``v_<name>`` (a ``MatrixSymbol`` shaped like it) of each parameter, as
+    ``hessians`` names them (``v_<name>_`` if the problem has a symbol of that name)."""
+    taken = {s.name for s in (*problem.params, *problem.data)}
+    out = {}
+    for p in problem.params:
+        name = f"v_{p.name}"
+        while name in taken:
+            name += "_"
+        out[p] = sp.MatrixSymbol(name, *p.shape)
+    return out
+
+
+def matrix_hessians(problem: Problem) -> dict[tuple[sp.Basic, sp.Basic], sp.Basic]:
+    """``hessians`` of a matrix problem, read back from the IR of the second derivatives."""
+    lowered = lower(problem)
+    grads = backprop(lowered.loss, lowered.params)
+    named = directions(problem)
+    pairs = zip(problem.params, lowered.params, strict=True)
+    inputs = tuple(Input(named[p].name, i.shape, "data") for p, i in pairs)
+    form, nodes = hessian_nodes(lowered, grads, inputs, products=False)
+    symbols = {s.name: s for s in (*problem.params, *problem.data)}
+    params = problem.params
+    if form.kind == "blocks":
+        rebuild = _MatrixFormula(symbols)
+        return {
+            (params[p], params[q]): _for_reading(rebuild(n))
+            for (p, q), n in zip(form.pairs, nodes, strict=True)
+        }
+    rebuild = _MatrixFormula({**symbols, **{v.name: v for v in named.values()}})
+    blocks = hvp_blocks(lowered.params, grads, inputs)
+    return {(params[p], params[q]): _for_reading(rebuild(n)) for (p, q), n in blocks.items()}
+
+
 # -- matrix problems: the IR gradient graph read back as matrix notation -------------
 
 
@@ -183,6 +247,13 @@ class _MatrixFormula:
             out = node.value
         elif isinstance(node, Eye):
             out = sp.Identity(node.shape[0])
+        elif isinstance(node, MatMul) and weighted_product(node) is not None:
+            a, weight, _ = weighted_product(node)
+            s = self(weight)
+            if isinstance(s, MatrixExpr):
+                out = sp.MatMul(self(node.a), _Diag(s), self(a))
+            else:  # the same weight for every row: a number
+                out = sp.MatMul(s, self(node.a), self(a)).doit(deep=False)
         elif isinstance(node, MatMul):
             out = sp.MatMul(self(node.a), self(node.b)).doit(deep=False)
             coeff, matrices = out.as_coeff_matrices() if isinstance(out, sp.MatMul) else (1, [])
@@ -196,6 +267,8 @@ class _MatrixFormula:
                 out = arg.T if isinstance(arg, MatrixExpr) else arg
         elif isinstance(node, Reduce):
             out = self._reduce(node)
+        elif isinstance(node, Stored):
+            out = self(node.arg)
         elif isinstance(node, Map):
             env = {v: self(a) for v, a in zip(node.fn.variables, node.args, strict=True)}
             out = _lift(sp.factor_terms(node.fn.expr), env)
@@ -300,6 +373,18 @@ class _Scatter(_Readable, MatrixExpr):
     @property
     def shape(self):
         return tuple(self.args[2:])
+
+
+class _Diag(_Readable, MatrixExpr):
+    """The diagonal matrix of a column, for display: ``diag(s)``."""
+
+    def __new__(cls, column):
+        return MatrixExpr.__new__(cls, column)
+
+    @property
+    def shape(self):
+        n = self.args[0].shape[0]
+        return (n, n)
 
 
 def _shown(call: sp.Function) -> str:
@@ -434,6 +519,9 @@ class MatrixFormulaPrinter(FormulaPrinter):
     def _print__Broadcast(self, expr):
         return self._print(expr.args[0])
 
+    def _print__Diag(self, expr):
+        return f"diag({self._print(expr.args[0])})"
+
     def _print_Transpose(self, expr):
         return f"{self.parenthesize(expr.arg, PRECEDENCE['Pow'])}.T"
 
@@ -494,6 +582,9 @@ class MatrixLatexPrinter(LatexPrinter):
 
     def _print__Broadcast(self, expr):
         return self._print(expr.args[0])
+
+    def _print__Diag(self, expr):
+        return rf"\operatorname{{diag}}\left({self._print(expr.args[0])}\right)"
 
 
 def latex_matrix(expr: sp.Basic) -> str:

@@ -17,6 +17,7 @@ import sympy as sp
 
 from symgen.codegen.formulas import formula_text
 from symgen.codegen.optimizers import Baked
+from symgen.codegen.second_order import SecondOrderPlan
 from symgen.compiler.pipeline import Compiled
 
 
@@ -86,6 +87,8 @@ class ModulePlan:
     #: paragraph after it (why a backend computes as the NumPy module does).
     backend: str = ""
     note: tuple[str, ...] = ()
+    #: ``hvp``, ``hessian`` and ``newton_step`` (``codegen/second_order.py``), or None.
+    second: SecondOrderPlan | None = None
     #: ``residuals`` and ``jacobian`` of a least-squares loss, or None.
     least_squares: LeastSquaresPlan | None = None
 

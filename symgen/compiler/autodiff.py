@@ -28,6 +28,7 @@ from symgen.compiler.ir import (
     Reduce,
     ScatterAdd,
     Shape,
+    Stored,
     Transpose,
     map_,
     topological,
@@ -87,6 +88,10 @@ def _scatter_rule(node: ScatterAdd, g: Node) -> Contribution:
     yield node.value, Gather(g, node.index, node.index.shape)
 
 
+def _stored_rule(node: Stored, g: Node) -> Contribution:
+    yield node.arg, g
+
+
 RULES: dict[type, Callable[[Node, Node], Contribution]] = {
     Map: _map_rule,
     Reduce: _reduce_rule,
@@ -94,6 +99,7 @@ RULES: dict[type, Callable[[Node, Node], Contribution]] = {
     Transpose: _transpose_rule,
     Gather: _gather_rule,
     ScatterAdd: _scatter_rule,
+    Stored: _stored_rule,
 }
 
 

@@ -17,6 +17,8 @@ Kinds:
 - ``Gather``: one entry per row of a matrix, at the column an integer data array (class
   labels) gives; ``ScatterAdd``, its adjoint: a matrix with a value added at those
   entries. No one-hot matrix is ever formed.
+- ``Stored``: its operand, kept in an array of its own rather than inlined into each
+  consumer (a weight column of an (N, D) pass is computed once per row, not per element).
 """
 
 from __future__ import annotations
@@ -130,6 +132,19 @@ class Gather(Node):
 
     arg: Node
     index: Input
+    shape: Shape
+
+    @property
+    def operands(self) -> tuple[Node, ...]:
+        return (self.arg,)
+
+
+@dataclass(frozen=True, eq=False)
+class Stored(Node):
+    """``arg``'s value, computed in a pass of its own and stored: the optimizer does not
+    inline it into its consumers."""
+
+    arg: Node
     shape: Shape
 
     @property

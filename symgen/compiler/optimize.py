@@ -47,6 +47,7 @@ from symgen.compiler.ir import (
     Reduce,
     ScatterAdd,
     Shape,
+    Stored,
     Transpose,
     broadcast_shapes,
 )
@@ -387,6 +388,9 @@ class _Builder:
         if isinstance(node, Gather):
             expr = self.inline[node] = self._gather(node)
             return expr
+        if isinstance(node, Stored):
+            sym = self.leaf[node] = self.materialized(node.arg)
+            return sym
         if isinstance(node, Transpose):
             inner = self.value(node.arg)
             if inner.has(gathered):  # a column of loads, transposed: made an array first
@@ -575,7 +579,8 @@ class _Builder:
                 break
             (f1, f2), _ = best
             for factors in lists:
-                if len(factors) >= 3 and f1 in factors and f2 in factors:
+                has_pair = factors.count(f1) >= 2 if f1 == f2 else f1 in factors and f2 in factors
+                if len(factors) >= 3 and has_pair:
                     factors.remove(f1)
                     factors.remove(f2)
                     factors.append(sp.Mul(f1, f2, evaluate=False))

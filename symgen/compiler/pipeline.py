@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import sympy as sp
 
@@ -11,6 +12,7 @@ from symgen.compiler.frontend import Lowered, lower
 from symgen.compiler.least_squares import detect
 from symgen.compiler.optimize import Namer, Program, build_program
 from symgen.compiler.problem import RESERVED_NAMES, Problem
+from symgen.compiler.second_order import SecondOrder, second_order
 from symgen.version import __version__
 
 
@@ -37,6 +39,13 @@ class Compiled:
     grad_program: Program
     version: str = __version__
     residuals: Residuals | None = None
+
+    @cached_property
+    def second_order(self) -> SecondOrder:
+        """The hvp, Hessian and Newton programs (``compiler/second_order.py``), built when
+        first asked for."""
+        grads = gradients(self.lowered.loss, self.lowered.params)
+        return second_order(self.lowered, grads, _namer)
 
 
 def _namer(lowered: Lowered) -> Namer:

@@ -60,6 +60,7 @@ from symgen.backends.numpy import module as numpy_backend
 from symgen.backends.numpy.module import imports
 from symgen.backends.numpy.steps import Update
 from symgen.codegen import c_ast as c
+from symgen.codegen import second_order
 from symgen.codegen.c_ast import names_used
 from symgen.codegen.c_printer import CudaPrinter, helpers_used
 from symgen.codegen.optimizers import Baked
@@ -680,10 +681,18 @@ def plan(compiled: Compiled, source: str | None, baked: Baked | None = None) -> 
     for u, lines in updates(tuple(p.name for p in params), arrays, results[1:], results[0], baked):
         host = [_HostLine(line.code, line.defines, line.uses) for line in lines]
         steps.append(replace(u, lines=_schedule(host)))  # after _loss_and_grad
+    hvp = _lower(compiled.second_order.hvp_program, "hvp", problem.dtype, names)
+    hvp_body = CudaBody(
+        _schedule(hvp.host), tuple(s.name for s in compiled.second_order.hvp_program.outputs)
+    )
     ctype = "float" if problem.dtype == "float32" else "double"
-    helpers = tuple(h.source for h in python_helpers(loss.scalar.helpers | grad.scalar.helpers))
+    helpers = tuple(
+        h.source
+        for h in python_helpers(loss.scalar.helpers | grad.scalar.helpers | hvp.scalar.helpers)
+    )
     modules = {*loss.scalar.module_imports, *grad.scalar.module_imports}
-    pass_kernels = (*loss.kernels, *grad.kernels)
+    modules |= set(hvp.scalar.module_imports)
+    pass_kernels = (*loss.kernels, *grad.kernels, *hvp.kernels)
     # sg_finish (cuda_kernels.cu.j2), which every module has, calls sg_block_reduce
     calls = frozenset({"sg_block_reduce"}).union(*(k.calls for k in pass_kernels))
     return CudaPlan(
@@ -699,6 +708,7 @@ def plan(compiled: Compiled, source: str | None, baked: Baked | None = None) -> 
         helpers=helpers,
         imports=imports(params, helpers, modules),
         device_helpers=helpers_used(calls),
+        second=second_order.plan(compiled, hvp_body, False),
     )
 
 

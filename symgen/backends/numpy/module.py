@@ -21,6 +21,7 @@ from symgen.backends.numpy import row_groups, row_reductions, sums
 from symgen.backends.numpy.inplace import InPlace
 from symgen.backends.numpy.masked import MaskedPieces
 from symgen.backends.numpy.steps import Update, updates
+from symgen.codegen import second_order
 from symgen.codegen.optimizers import Baked
 from symgen.codegen.plan import Arg, ModulePlan, least_squares_plan, module_fields
 from symgen.codegen.plan import shape_text as _shape_text
@@ -477,6 +478,18 @@ def plan(
         )
         least_squares = least_squares_plan(compiled, residual_body, jacobian_body)
         bodies += [residual_body, jacobian_body]
+    second = compiled.second_order
+    hvp_body = _body(second.hvp_program, problem.dtype, names, problem.kind, native, "hvp")
+    bodies.append(hvp_body)
+    hessian_body = newton_body = None
+    if second.hessian_program is not None:
+        hessian_body = _body(
+            second.hessian_program, problem.dtype, names, problem.kind, native, "hessian"
+        )
+        newton_body = _body(
+            second.newton_program, problem.dtype, names, problem.kind, native, "newton"
+        )
+        bodies += [hessian_body, newton_body]
     steps = updates(
         tuple(p.name for p in params),
         tuple(p.kind != "scalar" for p in params),
@@ -497,6 +510,7 @@ def plan(
         imports=imports(params, helpers, frozenset().union(*(b.modules for b in bodies))),
         native=native.module(problem.name) if native is not None else None,
         least_squares=least_squares,
+        second=second_order.plan(compiled, hvp_body, True, hessian_body, newton_body),
     )
 
 

@@ -1,0 +1,522 @@
+"""Second derivatives over the IR: Hessian-vector products and dense Hessians.
+
+``hvp``: reverse over reverse. The gradient is an IR graph (``autodiff.gradients``); with
+directions ``v_p`` (inputs shaped like the parameters) the scalar
+``s = sum_p sum(grad_p ⊙ v_p)`` is differentiated once more: ``∂s/∂p = (H v)_p``. Its
+graph is the gradient's plus a fixed number of nodes per node, so an hvp costs a small
+constant times ``loss_and_grad``, and it is fused, CSE'd and printed like the gradient.
+
+The dense Hessian over the parameters flattened in ``PARAMS`` order takes one of three
+forms (``HessianForm.kind``):
+
+- ``entries`` (every parameter a scalar, at most ``ENTRY_LIMIT`` of them): each second
+  partial ``∂²L/∂p_i∂p_j`` (i <= j) is a graph of its own, the gradient's graph
+  differentiated once more; for a per-sample loss each is a sum over the samples, and all
+  of them are sums of the one pass over the samples.
+- ``blocks`` (every parameter a vector: a column (n, 1) or a row (1, n), as the weights
+  of a GLM): block (p, q) of H is the hvp of p along the n_q unit vectors of q at once,
+  the hvp graph with the direction ``v_q`` replaced by the identity matrix (``_Batch``:
+  each node that depends on it gains an axis of length n_q). For a GLM the gradient
+  ``X.T @ r(X w)`` gives ``X.T @ (r'(X w) ⊙ X)``, the form an expert writes; a diagonal
+  block ``A.T @ (c ⊙ A)`` whose weight ``c`` is provably >= 0 becomes ``B.T @ B`` with
+  ``B = sqrt(c) ⊙ A`` (``_gram``): a symmetric product, which BLAS computes in half the
+  operations (``syrk``), exactly symmetric.
+- ``directions`` (anything else, e.g. matrix parameters): the module computes the hvp
+  along each unit vector, a column of H per call, and symmetrizes.
+
+Second derivatives keep the stable forms: ``1 - sigmoid(z)`` (the derivative of
+``sigmoid``) is written ``sigmoid(-z)``, exact where the difference would round to 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Literal
+
+import sympy as sp
+
+from symgen.compiler.autodiff import gradients, transpose
+from symgen.compiler.frontend import Lowered
+from symgen.compiler.ir import (
+    Const,
+    Eye,
+    Input,
+    Map,
+    MatMul,
+    Node,
+    Reduce,
+    Stored,
+    Transpose,
+    map_,
+    topological,
+)
+from symgen.compiler.optimize import Namer, Program, build_program
+from symgen.compiler.scalar_functions import sigmoid, softplus
+
+#: The most scalar parameters whose Hessian is written entry by entry (P*(P+1)/2 sums
+#: in one pass); beyond it the module computes it from hvps along unit vectors.
+ENTRY_LIMIT = 16
+
+
+@dataclass(frozen=True)
+class HessianForm:
+    """How the dense Hessian is computed (see the module docstring)."""
+
+    kind: Literal["entries", "blocks", "directions"]
+    #: The (p, q) pairs of parameter indices (p <= q) that the outputs hold, in order: a
+    #: second partial (``entries``) or a block of shape (size of p, size of q) (``blocks``).
+    pairs: tuple[tuple[int, int], ...] = ()
+    #: Per output: whether it is exactly symmetric as computed (a diagonal block that is a
+    #: symmetric product); the module symmetrizes the other diagonal blocks.
+    symmetric: tuple[bool, ...] = ()
+
+
+@dataclass(frozen=True)
+class SecondOrder:
+    """The second-order programs of a problem."""
+
+    #: The direction inputs of ``hvp``, one per parameter, shaped like it.
+    directions: tuple[Input, ...]
+    #: The Hessian times the directions, one output per parameter (``hvp_<name>``).
+    hvp_program: Program
+    hessian: HessianForm
+    #: The Hessian's outputs (``entries`` and ``blocks``), else None.
+    hessian_program: Program | None
+    #: The loss, the gradients and the Hessian's outputs from one program (``newton_step``).
+    newton_program: Program | None
+
+
+def _product(a: Node, b: Node) -> Node:
+    x, y = sp.Dummy("x"), sp.Dummy("y")
+    return map_(sp.Lambda((x, y), x * y), (a, b))
+
+
+def _total(nodes: list[Node]) -> Node:
+    """The sum of scalar nodes."""
+    if len(nodes) == 1:
+        return nodes[0]
+    xs = [sp.Dummy(f"a{i}") for i in range(len(nodes))]
+    return map_(sp.Lambda(tuple(xs), sp.Add(*xs)), tuple(nodes))
+
+
+def _inner(g: Node, v: Node) -> Node:
+    """``sum(g ⊙ v)``, a scalar node."""
+    product = _product(g, v)
+    if not product.shape:
+        return product
+    return Reduce(product, tuple(range(len(product.shape))), ())
+
+
+def hvp(params: tuple[Input, ...], grads: tuple[Node, ...], directions: tuple[Input, ...]):
+    """The nodes of ``H v``, one per parameter: the gradient of ``sum_p <grad_p, v_p>``."""
+    total = _total([_inner(g, v) for g, v in zip(grads, directions, strict=True)])
+    return simplified(stable_second_order(gradients(total, params)))
+
+
+# -- stable forms ---------------------------------------------------------------------
+
+
+def _complements(expr: sp.Expr) -> sp.Expr:
+    """``1 - sigmoid(z)`` → ``sigmoid(-z)`` (the derivative of ``sigmoid``, and of
+    ``softplus`` twice): exact for large z, where the difference rounds to 0."""
+    if not expr.has(sigmoid):
+        return expr
+
+    def subtracted(e: sp.Expr) -> sp.Expr | None:
+        """``s`` when ``e`` is ``1 - s``."""
+        return 1 - e if e.is_Add and len(e.args) == 2 and sp.S.One in e.args else None
+
+    return expr.replace(
+        lambda e: isinstance(subtracted(e), sigmoid),
+        lambda e: sigmoid(-subtracted(e).args[0]),
+    )
+
+
+def _rebuild(outputs: tuple[Node, ...], change: Callable[[Node, tuple[Node, ...]], Node]):
+    """``outputs`` rebuilt bottom up: ``change(node, new_operands)`` makes each node."""
+    made: dict[Node, Node] = {}
+    for node in topological(list(outputs)):
+        made[node] = change(node, tuple(made[o] for o in node.operands))
+    return tuple(made[o] for o in outputs)
+
+
+def _with_operands(node: Node, operands: tuple[Node, ...]) -> Node:
+    if operands == node.operands:
+        return node
+    if isinstance(node, Map):
+        return Map(node.fn, operands, node.shape)
+    if isinstance(node, Reduce):
+        return replace(node, arg=operands[0])
+    if isinstance(node, MatMul):
+        return replace(node, a=operands[0], b=operands[1])
+    if isinstance(node, (Transpose, Stored)):
+        return replace(node, arg=operands[0])
+    raise TypeError(type(node).__name__)  # pragma: no cover - leaves have no operands
+
+
+def _is_one(node: Node) -> bool:
+    """A node of ones: an identity of size 1, the number 1 spread over (1, 1)."""
+    return (isinstance(node, Eye) and node.shape[0] == 1) or _constant(node) == 1
+
+
+def _simpler(node: Node, operands: tuple[Node, ...]) -> Node:
+    """``node`` over ``operands`` without the work that multiplying by an identity or by a
+    seed of ones would cost: ``X @ I`` is ``X``, ``1 * v`` is ``v``."""
+    node = _with_operands(node, operands)
+    if isinstance(node, Map):
+        fn, args = _folded(node)
+        return map_(fn, args, node.shape)
+    if isinstance(node, MatMul):
+        for one, other in ((node.a, node.b), (node.b, node.a)):
+            if (isinstance(one, Eye) or _is_one(one)) and other.shape == node.shape:
+                return other
+    if isinstance(node, Transpose):
+        if isinstance(node.arg, (Eye, Transpose)):
+            return transpose(node.arg) if isinstance(node.arg, Transpose) else node.arg
+        value = _constant(node.arg)
+        if value is not None and value.is_Number:
+            return Map(sp.Lambda((), value), (), node.shape)
+    return node
+
+
+def simplified(outputs: tuple[Node, ...]) -> tuple[Node, ...]:
+    """``outputs`` rebuilt by ``_simpler``."""
+    return _rebuild(outputs, _simpler)
+
+
+def stable_second_order(outputs: tuple[Node, ...]) -> tuple[Node, ...]:
+    """``outputs`` with ``_complements`` applied to every map's body."""
+
+    def change(node: Node, operands: tuple[Node, ...]) -> Node:
+        if isinstance(node, Map):
+            body = _complements(node.fn.expr)
+            if body != node.fn.expr or operands != node.args:
+                return Map(sp.Lambda(node.fn.variables, body), operands, node.shape)
+            return node
+        return _with_operands(node, operands)
+
+    return _rebuild(outputs, change)
+
+
+# -- the dense Hessian: entries --------------------------------------------------------
+
+
+def _entries(params: tuple[Input, ...], grads: tuple[Node, ...]):
+    pairs, nodes = [], []
+    for i, g in enumerate(grads):
+        row = gradients(g, params)
+        for j in range(i, len(params)):
+            pairs.append((i, j))
+            nodes.append(row[j])
+    return tuple(pairs), simplified(stable_second_order(tuple(nodes)))
+
+
+# -- the dense Hessian: blocks of vector parameters ------------------------------------
+
+
+class NotBatched(Exception):
+    """The graph has a node that ``_Batch`` cannot give an axis of directions."""
+
+
+Layout = Literal["col", "row"]
+
+
+def _natural(shape) -> Layout | None:
+    """The layout a node of ``shape`` takes when batched: a column (a, 1) gains columns,
+    a row (1, b) gains rows; a scalar or 1 x 1 either (None)."""
+    if len(shape) != 2 and shape != ():
+        raise NotBatched(f"a node of shape {shape}")
+    if shape == () or (shape[0] == 1 and shape[1] == 1):
+        return None
+    if shape[1] == 1:
+        return "col"
+    if shape[0] == 1:
+        return "row"
+    raise NotBatched(f"a matrix of shape {shape} depends on the direction")
+
+
+def _fits(shape, layout: Layout) -> bool:
+    """Whether a node of ``shape`` that does not depend on the direction broadcasts along
+    the axis of directions of ``layout``."""
+    return shape == () or shape[1 if layout == "col" else 0] == 1
+
+
+def _constant(node: Node) -> sp.Expr | None:
+    """The value of a node that is a number everywhere (a constant, or a map of
+    constants: a constant spread over a shape), else None."""
+    if isinstance(node, Const):
+        return node.value
+    if isinstance(node, Transpose):
+        return _constant(node.arg)
+    if isinstance(node, Map):
+        values = [_constant(a) for a in node.args]
+        if all(v is not None for v in values):
+            return node.fn.expr.xreplace(dict(zip(node.fn.variables, values, strict=True)))
+    return None
+
+
+def _folded(node: Map) -> tuple[sp.Lambda, tuple[Node, ...]]:
+    """``node``'s body and operands with its constant operands put into the body (the
+    adjoint seed ``1`` spread over a shape): ``1*v`` is then ``v`` itself."""
+    values = {v: _constant(a) for v, a in zip(node.fn.variables, node.args, strict=True)}
+    kept = [(v, a) for v, a in zip(node.fn.variables, node.args, strict=True) if values[v] is None]
+    if len(kept) == len(node.args):
+        return node.fn, node.args
+    body = node.fn.expr.xreplace({v: c for v, c in values.items() if c is not None})
+    return sp.Lambda(tuple(v for v, _ in kept), body), tuple(a for _, a in kept)
+
+
+class _Batch:
+    """Nodes evaluated along the ``n`` unit vectors of the direction ``v`` at once: ``v``
+    is the identity matrix, and a node that depends on it, of shape (a, 1) (or (1, b)),
+    becomes (a, n) (or (n, b)): its column (row) k is its value along unit vector k."""
+
+    def __init__(self, v: Input, n) -> None:
+        self.v, self.n = v, n
+        self.made: dict[Node, tuple[Node, Layout]] = {}
+
+    def _shape(self, shape, layout: Layout):
+        if layout == "col":
+            return (shape[0] if shape else sp.S.One, self.n)
+        return (self.n, shape[1] if shape else sp.S.One)
+
+    def _to(self, node: Node, made: tuple[Node, Layout], layout: Layout) -> Node:
+        batched, have = made
+        if have == layout:
+            return batched
+        if _natural(node.shape) is not None:
+            raise NotBatched(f"a node of shape {node.shape} in both layouts")
+        return transpose(batched)
+
+    def __call__(self, outputs: tuple[Node, ...]) -> tuple[tuple[Node, Layout] | None, ...]:
+        """Each output batched with its layout, or None when it does not depend on ``v``."""
+        for node in topological(list(outputs)):
+            if node == self.v:  # the identity; of size 1, the number 1
+                eye = Eye((self.n, self.n)) if self.n != 1 else Map(sp.Lambda((), 1), (), (1, 1))
+                self.made[node] = (eye, _natural(node.shape) or "col")
+            elif any(o in self.made for o in node.operands):
+                self.made[node] = self._node(node)
+        return tuple(self.made.get(o) for o in outputs)
+
+    def _node(self, node: Node) -> tuple[Node, Layout]:
+        made = self.made
+        if isinstance(node, Map):
+            first = next(made[a][1] for a in node.args if a in made)
+            layout = _natural(node.shape) or first
+            fn, args = _folded(node)
+            operands = []
+            for a in args:
+                if a in made:
+                    operands.append(self._to(a, made[a], layout))
+                elif _fits(a.shape, layout):
+                    operands.append(a)
+                else:
+                    raise NotBatched(f"an operand of shape {a.shape}")
+            return map_(fn, tuple(operands), self._shape(node.shape, layout)), layout
+        if isinstance(node, Reduce):
+            if node.op != "sum":
+                raise NotBatched("a maximum of a direction")
+            arg, layout = made[node.arg]
+            axis = 0 if layout == "col" else 1
+            if axis not in node.axes:  # the other axis has length 1: nothing to sum
+                return arg, layout
+            return Reduce(arg, (axis,), self._shape(node.shape, layout)), layout
+        if isinstance(node, Transpose):
+            arg, layout = made[node.arg]
+            return transpose(arg), "row" if layout == "col" else "col"
+        if isinstance(node, MatMul):
+            return self._matmul(node)
+        raise NotBatched(type(node).__name__)  # pragma: no cover - leaves are not batched
+
+    def _matmul(self, node: MatMul) -> tuple[Node, Layout]:
+        made, a, b = self.made, node.a, node.b
+        if a in made and b in made:
+            raise NotBatched("a product of two directions")
+        m, c = node.shape
+        if b in made:
+            layout = made[b][1] if _natural(b.shape) else "col"
+            right = self._to(b, made[b], layout)
+            if layout == "col":
+                if isinstance(right, Eye):
+                    return a, "col"
+                return MatMul(a, right, (m, self.n)), "col"
+            if m == 1:  # (1, 1) @ (n, c): a scalar times rows
+                return _product(a, right), "row"
+            raise NotBatched("a column times a row of directions")
+        layout = made[a][1] if _natural(a.shape) else "row"
+        left = self._to(a, made[a], layout)
+        if layout == "row":
+            if isinstance(left, Eye):
+                return b, "row"
+            return MatMul(left, b, (self.n, c)), "row"
+        if c == 1:  # a column of directions times (1, 1)
+            return _product(left, b), "col"
+        raise NotBatched("a column of directions times a row")
+
+
+def _size(shape):
+    return shape[0] if shape[1] == 1 else shape[1]
+
+
+def _nonnegative(expr: sp.Expr) -> bool:
+    """Whether ``expr`` is >= 0 for every real value of its symbols, by its form: numbers,
+    squares, products and sums of what is, ``exp``, ``sigmoid``, ``softplus``, ``sqrt``."""
+    if expr.is_number:
+        return bool(expr >= 0)
+    if isinstance(expr, (sp.exp, sigmoid, softplus, sp.Abs)):
+        return True
+    if expr.is_Pow:
+        if expr.exp.is_even:
+            return True
+        return _nonnegative(expr.base) and expr.exp.is_real is True
+    if expr.is_Mul or expr.is_Add:
+        return all(_nonnegative(a) for a in expr.args)
+    return expr.is_nonnegative is True
+
+
+def weighted_product(node: Node) -> tuple[Node, Node, bool] | None:
+    """``(A, c, c >= 0)`` when ``node`` is ``A.T @ (c ⊙ A)`` (the Hessian of a GLM:
+    ``A.T @ diag(c) @ A``), the weight ``c`` a node of its own; else None."""
+    if not (isinstance(node, MatMul) and isinstance(node.a, Transpose)):
+        return None
+    a, m = node.a.arg, node.b
+    if not isinstance(m, Map) or a.shape != m.shape or a not in m.args:
+        return None
+    var = m.fn.variables[m.args.index(a)]
+    weight = sp.cancel(m.fn.expr / var)
+    if weight.has(var):
+        return None
+    return a, map_(sp.Lambda(m.fn.variables, weight), m.args), _nonnegative(weight)
+
+
+def _square_root(c: sp.Expr) -> sp.Expr:
+    """``sqrt(c)`` of a weight ``c >= 0``, factor by factor: ``sigmoid(z)*sigmoid(-z)``
+    (the logistic weight, ``1/(4*cosh(z/2)**2)``) has the root
+    ``exp(-|z|/2)/(1 + exp(-|z|))`` (``1/(2*cosh(z/2))`` without its overflow for large
+    |z|); ``exp(z)`` has ``exp(z/2)``."""
+    factors = list(sp.Mul.make_args(c))
+    out = []
+    for f in factors[:]:
+        if isinstance(f, sigmoid) and f in factors and sigmoid(-f.args[0]) in factors:
+            factors.remove(f)
+            factors.remove(sigmoid(-f.args[0]))
+            magnitude = sp.Abs(f.args[0])
+            out.append(sp.exp(-magnitude / 2) / (1 + sp.exp(-magnitude)))
+    for f in factors:
+        out.append(sp.exp(f.args[0] / 2) if isinstance(f, sp.exp) else sp.sqrt(f))
+    return sp.Mul(*out)
+
+
+def _gram(node: Node) -> Node:
+    """``A.T @ (c ⊙ A)`` → ``B.T @ B`` with ``B = sqrt(c) ⊙ A`` when ``c >= 0``; a weight
+    that varies is a column of its own (``Stored``), computed once per row."""
+    found = weighted_product(node)
+    if found is None or not found[2]:
+        return node
+    a, weight, _ = found
+    root = map_(sp.Lambda(weight.fn.variables, _square_root(weight.fn.expr)), weight.args)
+    if root.shape:
+        root = Stored(root, root.shape)
+    r, x = sp.Dummy("r"), sp.Dummy("x")
+    b = map_(sp.Lambda((r, x), r * x), (root, a), a.shape)
+    return MatMul(transpose(b), b, node.shape)
+
+
+def _symmetric(node: Node) -> bool:
+    """Whether ``node`` is exactly symmetric as computed: a symmetric product ``B.T @ B``,
+    an identity, a constant, or an elementwise function of such."""
+    if all(d == 1 for d in node.shape):
+        return True
+    if isinstance(node, MatMul):
+        return isinstance(node.a, Transpose) and node.a.arg == node.b
+    if isinstance(node, (Eye, Const)):
+        return True
+    if isinstance(node, Map):
+        return all(_symmetric(a) or not a.shape or a.shape == (1, 1) for a in node.args)
+    return False
+
+
+def _blocks(params, grads, directions, products: bool = True):
+    """The blocks (p, q), p <= q, of vector parameters; ``products``: diagonal blocks
+    ``A.T @ (c ⊙ A)`` become symmetric products where they can."""
+    pairs, nodes = [], []
+    for q, (g, v) in enumerate(zip(grads, directions, strict=True)):
+        column = stable_second_order(gradients(_inner(g, v), params))
+        n = _size(v.shape)
+        batched = _Batch(v, n)(column[: q + 1])
+        for p, made in enumerate(batched):
+            shape = (_size(params[p].shape), n)
+            if made is None:  # H v of p does not depend on v_q: that block is 0
+                block: Node = Const(sp.S.Zero, shape)
+            else:
+                block = made[0] if made[1] == "col" else transpose(made[0])
+            pairs.append((p, q))
+            nodes.append(block)
+    nodes = list(simplified(tuple(nodes)))
+    if products:
+        nodes = list(_rebuild(tuple(nodes), lambda n, ops: _gram(_with_operands(n, ops))))
+    symmetric = tuple(p != q or _symmetric(n) for (p, q), n in zip(pairs, nodes, strict=True))
+    return tuple(pairs), tuple(nodes), symmetric
+
+
+def hvp_blocks(params: tuple[Input, ...], grads: tuple[Node, ...], directions: tuple[Input, ...]):
+    """For each pair p <= q, the node of block (p, q) of H applied to the direction of q:
+    ``∂/∂p <grad_q, v_q>``."""
+    out = {}
+    for q, (g, v) in enumerate(zip(grads, directions, strict=True)):
+        column = simplified(stable_second_order(gradients(_inner(g, v), params)))
+        for p in range(q + 1):
+            out[p, q] = column[p]
+    return out
+
+
+def _is_vector(p: Input) -> bool:
+    return len(p.shape) == 2 and (p.shape[0] == 1 or p.shape[1] == 1)
+
+
+def hessian_nodes(
+    lowered: Lowered, grads: tuple[Node, ...], directions: tuple[Input, ...], products=True
+):
+    """The Hessian's form and its output nodes (none for ``directions``); ``products``:
+    with symmetric products where they can be (False: the form to read)."""
+    params = lowered.params
+    if all(not p.shape for p in params) and len(params) <= ENTRY_LIMIT:
+        pairs, nodes = _entries(params, grads)
+        return HessianForm("entries", pairs, tuple(True for _ in pairs)), nodes
+    if all(_is_vector(p) for p in params):
+        try:
+            pairs, nodes, symmetric = _blocks(params, grads, directions, products)
+        except NotBatched:
+            pass
+        else:
+            return HessianForm("blocks", pairs, symmetric), nodes
+    return HessianForm("directions"), ()
+
+
+def second_order(
+    lowered: Lowered, grads: tuple[Node, ...], namer: Callable[[Lowered], Namer]
+) -> SecondOrder:
+    """The hvp, Hessian and Newton programs of ``lowered`` (whose gradients are ``grads``);
+    ``namer`` makes the namer of a program."""
+    taken = namer(lowered)
+    directions = tuple(
+        Input(sym.name, p.shape, "data", sym)
+        for p in lowered.params
+        for sym in [taken.fresh(f"v_{p.name}")]
+    )
+    with_directions = replace(lowered, data=lowered.data + directions)
+    hv = hvp(lowered.params, grads, directions)
+    names = [f"hvp_{p.name}" for p in lowered.params]
+    hvp_program = build_program(with_directions, list(hv), names, namer(with_directions))
+    form, nodes = hessian_nodes(lowered, grads, directions)
+    if form.kind == "directions":
+        return SecondOrder(directions, hvp_program, form, None, None)
+    params = lowered.params
+    parts = [f"h_{params[p].name}_{params[q].name}" for p, q in form.pairs]
+    hessian_program = build_program(lowered, list(nodes), parts, namer(lowered))
+    grad_names = ["loss"] + [f"grad_{p.name}" for p in params]
+    newton_program = build_program(
+        lowered, [lowered.loss, *grads, *nodes], grad_names + parts, namer(lowered)
+    )
+    return SecondOrder(directions, hvp_program, form, hessian_program, newton_program)
