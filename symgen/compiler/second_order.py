@@ -41,11 +41,13 @@ from symgen.compiler.frontend import Lowered
 from symgen.compiler.ir import (
     Const,
     Eye,
+    Gather,
     Input,
     Map,
     MatMul,
     Node,
     Reduce,
+    ScatterAdd,
     Stored,
     Transpose,
     map_,
@@ -150,8 +152,12 @@ def _with_operands(node: Node, operands: tuple[Node, ...]) -> Node:
         return replace(node, arg=operands[0])
     if isinstance(node, MatMul):
         return replace(node, a=operands[0], b=operands[1])
-    if isinstance(node, (Transpose, Stored)):
+    if isinstance(node, (Transpose, Stored, Gather)):
         return replace(node, arg=operands[0])
+    if isinstance(node, ScatterAdd):
+        if node.base is None:
+            return replace(node, value=operands[0])
+        return replace(node, base=operands[0], value=operands[1])
     raise TypeError(type(node).__name__)  # pragma: no cover - leaves have no operands
 
 

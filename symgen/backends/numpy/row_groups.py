@@ -26,6 +26,7 @@ from symgen.compiler.optimize import (
     Max,
     Reduction,
     Stmt,
+    gathered,
     transposed,
 )
 
@@ -50,6 +51,8 @@ def parts(kernel: Kernel) -> tuple[list[Stmt], list[Stmt], list[Stmt]] | None:
         return None
     if any(isinstance(s, Max) and s.axes == (0,) for s in middle):
         return None
+    if any(e.has(sp.Piecewise, gathered) for s in middle for e in s.inputs):
+        return None  # a Piecewise's pieces and gathered loads are printed as they stand
     return stmts[: inner[0]], middle, stmts[inner[-1] + 1 :]
 
 
