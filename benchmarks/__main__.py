@@ -61,7 +61,7 @@ PLANS = {
         "hessian-logistic-16": (15, 20, 500),
         "hessian-logistic-64": (15, 20, 500),
         "hessian-logistic-256": (20, 10, 200),
-        "hessian-logistic-1024": (30, 5, 50),
+        "hessian-logistic-1024": (30, 3, 50),
         "hessian-quadratic-64": (10, 20, 500),
         "hessian-quadratic-1024": (15, 10, 200),
         "hvp-factorization": (15, 10, 200),

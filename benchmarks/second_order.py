@@ -268,10 +268,16 @@ def _bound(contenders: list[Contender], data: dict) -> list[Contender]:
     return contenders
 
 
+#: Parameters from which autograd's ``hessian`` (one reverse pass per parameter, in
+#: Python) is not timed: at D = 1024 one call takes minutes.
+AUTOGRAD_LIMIT = 1024
+
+
 def _framework_hessians(loss, names: tuple[str, ...], data: dict) -> list[Contender]:
     """JAX ``jit(hessian)``, ``torch.func.hessian``, autograd ``hessian``, PyTensor
     ``hessian`` of ``loss(np_, param, *data)`` with respect to its first argument."""
     args = ", ".join(names)
+    size = data[names[0]].size
     out = []
     jax = frameworks.load_jax()
     name = "JAX `jit(hessian)`, CPU"
@@ -312,6 +318,9 @@ def _framework_hessians(loss, names: tuple[str, ...], data: dict) -> list[Conten
     name = "autograd `hessian`"
     if isinstance(loaded, str):
         out.append(Contender(name, missing=loaded))
+    elif size >= AUTOGRAD_LIMIT and loss is _logistic_loss:
+        why = f"not run: minutes per call at D = {size} (one reverse pass per parameter)"
+        out.append(Contender(name, missing=why))
     else:
         autograd, anp = loaded
         out.append(

@@ -534,6 +534,14 @@ def test_per_sample_hessian_is_one_pass():
         assert len(sums) >= 10  # equal sums (mean(t**2) in two entries) computed once
 
 
+def test_a_sum_with_its_transpose_is_not_symmetrized_again():
+    """x.T*A*x: the Hessian A + A.T is exactly symmetric as computed: the module returns it."""
+    second = run(CASES["quadratic"].problem).second_order
+    assert second.hessian.symmetric == (True,)
+    (stmt,) = second.hessian_program.stmts
+    assert str(stmt.value) == "A + transposed(A)"
+
+
 def test_glm_hessian_is_a_symmetric_product():
     """logistic: H = B.T @ B with B = sqrt(sigmoid(z)*sigmoid(-z)) ⊙ X (BLAS syrk), nothing
     else of size D x D."""

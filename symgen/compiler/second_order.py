@@ -431,16 +431,27 @@ def _gram(node: Node) -> Node:
 
 def _symmetric(node: Node) -> bool:
     """Whether ``node`` is exactly symmetric as computed: a symmetric product ``B.T @ B``,
-    an identity, a constant, or an elementwise function of such."""
+    an identity, a constant, or an elementwise function that transposing its operands
+    leaves unchanged (``A + A.T``: each element is ``a_ij + a_ji``, in either order)."""
     if all(d == 1 for d in node.shape):
         return True
     if isinstance(node, MatMul):
         return isinstance(node.a, Transpose) and node.a.arg == node.b
     if isinstance(node, (Eye, Const)):
         return True
-    if isinstance(node, Map):
-        return all(_symmetric(a) or not a.shape or a.shape == (1, 1) for a in node.args)
-    return False
+    if isinstance(node, Transpose):
+        return _symmetric(node.arg)
+    if not isinstance(node, Map):
+        return False
+    swap = {}
+    for var, arg in zip(node.fn.variables, node.args, strict=True):
+        if not arg.shape or arg.shape == (1, 1) or _symmetric(arg):
+            continue
+        partner = transpose(arg)
+        if partner not in node.args:
+            return False
+        swap[var] = node.fn.variables[node.args.index(partner)]
+    return node.fn.expr.xreplace(swap) == node.fn.expr
 
 
 def _blocks(params, grads, directions, products: bool = True):
