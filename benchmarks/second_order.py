@@ -125,7 +125,8 @@ def quadratic_contenders(d: int) -> list[Contender]:
             SYMGEN,
             "hessian(x, A)",
             {"hessian": symgen.compile(problem).hessian},
-            note="`symgen.Problem(x.T*A*x, params=[x], data=[A])`: `A + A.T`, symmetrized",
+            note="`symgen.Problem(x.T*A*x, params=[x], data=[A])`: `A + A.T` (exactly "
+            "symmetric as computed)",
         ),
         frameworks.symgen_c_contender(
             SYMGEN_C, problem, "the same problem", "hessian(x, A)", "the same"
