@@ -123,8 +123,8 @@ void loss_and_grad_0(const double* restrict X, const double* restrict t, const d
     _out[0] = _acc0;
 }
 
-// hvp_0: one pass over the rows of X with x0 = X @ v_w and hvp_w = X.T @ x3
-void hvp_0(const double* restrict X, const double* restrict v_w, const double* restrict x1, double* restrict _w_hvp_w, const long long D, const long long N)
+// hvp_0: one pass over the rows of X with x0 = X @ w and hvp_w = X.T @ x3
+void hvp_0(const double* restrict X, const double* restrict w, const double* restrict x1, double* restrict _w_hvp_w, const long long D, const long long N)
 {
     double _a[256];
     double _r[256];
@@ -138,17 +138,17 @@ void hvp_0(const double* restrict X, const double* restrict v_w, const double* r
             double _s = 0.0;
             #pragma omp simd reduction(+:_s)
             for (long long _q = 0; _q < D; ++_q) {
-                _s += (double)_row[_q]*v_w[_q];
+                _s += (double)_row[_q]*w[_q];
             }
             _a[_k] = (double)_s;
         }
         #pragma omp simd
         for (long long _k = 0; _k < _m; ++_k) {
             const long long _i = _c + _k;
-            const double _v_x1 = x1[_i];
             const double _v_x0 = _a[_k];
-            const double x2 = exp(-fabs(_v_x1));
-            const double x3 = _v_x0*sg_sigmoid_e(-_v_x1, x2)*sg_sigmoid_e(_v_x1, x2);
+            const double _v_x1 = x1[_i];
+            const double x2 = exp(-fabs(_v_x0));
+            const double x3 = _v_x1*sg_sigmoid_e(-_v_x0, x2)*sg_sigmoid_e(_v_x0, x2);
             _r[_k] = (double)x3;
         }
         for (long long _k = 0; _k < _m; ++_k) {
@@ -754,10 +754,10 @@ def hvp(w, X, t, *, v):
 def _hvp(w, X, t, D, N, v_w):
     """hvp on checked arguments and directions."""
     # matrix product (BLAS)
-    x1 = X @ w
+    x1 = X @ v_w
     # one pass over the elements (N, 1), compiled C (_SOURCE), with the products by X
     _r_hvp_w = np.zeros((D,))
-    _lib().hvp_0(X.ctypes.data, v_w.ctypes.data, x1.ctypes.data, _r_hvp_w.ctypes.data, D, N)
+    _lib().hvp_0(X.ctypes.data, w.ctypes.data, x1.ctypes.data, _r_hvp_w.ctypes.data, D, N)
     hvp_w = _r_hvp_w.reshape((D, 1))
     return (hvp_w,)
 

@@ -195,14 +195,14 @@ void hvp_0(const double* restrict Y, double* restrict _w_x0, const long long K, 
 }
 
 // hvp_1: one pass over the elements (N, K), 1 reduction
-void hvp_1(const double* restrict b, const double* restrict x3, double* restrict _w_x4, const long long K, const long long N)
+void hvp_1(const double* restrict b, const double* restrict x2, double* restrict _w_x4, const long long K, const long long N)
 {
     for (long long _i = 0; _i < N; ++_i) {
         double _line0 = -INFINITY;
         for (long long _j = 0; _j < K; ++_j) {
             const double _v_b = b[_j];
-            const double _v_x3 = x3[_i*K + _j];
-            _line0 = sg_max(_line0, (double)(_v_b + _v_x3));
+            const double _v_x2 = x2[_i*K + _j];
+            _line0 = sg_max(_line0, (double)(_v_b + _v_x2));
         }
         _w_x4[_i] = _line0;
     }
@@ -217,13 +217,13 @@ void hvp_2(const double* restrict b, const double* restrict v_b, const double* r
         #pragma omp simd reduction(+:_line0, _line1)
         for (long long _j = 0; _j < K; ++_j) {
             const double _v_b = b[_j];
-            const double _v_x3 = x3[_i*K + _j];
+            const double _v_x2 = x2[_i*K + _j];
             const double _v_x4 = x4[_i];
             const double _v_v_b = v_b[_j];
-            const double _v_x2 = x2[_i*K + _j];
-            const double x5 = exp(_v_b + _v_x3 - _v_x4);
+            const double _v_x3 = x3[_i*K + _j];
+            const double x5 = exp(_v_b + _v_x2 - _v_x4);
             _line0 += (double)x5;
-            _line1 += (double)(x5*(_v_v_b + _v_x2));
+            _line1 += (double)(x5*(_v_v_b + _v_x3));
         }
         _w_x6[_i] = _line0;
         _w_x7[_i] = _line1;
@@ -245,7 +245,7 @@ void hvp_3(const double* restrict b, const double* restrict v_b, const double* r
             const double _v_x4 = x4[_i];
             const double _v_x7 = x7[_i];
             const double x8 = (1.0/_v_x6);
-            const double x9 = _v_x1*x8*(_v_v_b + _v_x2 - _v_x7*x8)*exp(_v_b + _v_x3 - _v_x4);
+            const double x9 = _v_x1*x8*(_v_v_b + _v_x3 - _v_x7*x8)*exp(_v_b + _v_x2 - _v_x4);
             _w_x9[_i*K + _j] = x9;
         }
     }
@@ -827,12 +827,12 @@ def _hvp(W, b, X, Y, D, K, N, v_W, v_b):
     x0 = _r_x0
     x1 = x0/N
     # matrix product (BLAS)
-    x2 = X @ v_W
+    x2 = X @ W
     # matrix product (BLAS)
-    x3 = X @ W
+    x3 = X @ v_W
     # one pass over the elements (N, K), 1 reduction, compiled C (_SOURCE)
     _r_x4 = np.full((N, 1), -np.inf)
-    _lib().hvp_1(b.ctypes.data, x3.ctypes.data, _r_x4.ctypes.data, K, N)
+    _lib().hvp_1(b.ctypes.data, x2.ctypes.data, _r_x4.ctypes.data, K, N)
     x4 = _r_x4
     # one pass over the elements (N, K), 2 reductions, compiled C (_SOURCE)
     _r_x6 = np.zeros((N, 1))

@@ -362,28 +362,28 @@ def _hvp(W, b, X, Y, D, K, N, v_W, v_b):
         x0[_start:_start + _rows] = _x0
     x1 = x0/N
     # matrix product (BLAS)
-    x2 = X @ v_W
+    x2 = X @ W
     # matrix product (BLAS)
-    x3 = X @ W
+    x3 = X @ v_W
     # one pass over the elements (N, K), 1 reduction, in blocks of rows (8192 elements)
     _rows = max(1, 8192//max(K, 1))
     x4 = np.empty((N, 1), dtype=DTYPE)
     for _start in range(0, N, _rows):
-        _x3 = x3[_start:_start + _rows]
-        _x4 = np.max(_x3 + b, axis=(1,), keepdims=True)
+        _x2 = x2[_start:_start + _rows]
+        _x4 = np.max(_x2 + b, axis=(1,), keepdims=True)
         x4[_start:_start + _rows] = _x4
     # one pass over the elements (N, K), 2 reductions, in blocks of rows (8192 elements)
     _rows = max(1, 8192//max(K, 1))
     x6 = np.empty((N, 1), dtype=DTYPE)
     x7 = np.empty((N, 1), dtype=DTYPE)
     for _start in range(0, N, _rows):
-        _x3 = x3[_start:_start + _rows]
-        _x4 = x4[_start:_start + _rows]
         _x2 = x2[_start:_start + _rows]
-        x5 = np.exp(_x3 + b - _x4)
+        _x4 = x4[_start:_start + _rows]
+        _x3 = x3[_start:_start + _rows]
+        x5 = np.exp(_x2 + b - _x4)
         _x6 = np.sum(x5, axis=(1,), keepdims=True)
         x6[_start:_start + _rows] = _x6
-        _x7 = np.sum(x5*(_x2 + v_b), axis=(1,), keepdims=True)
+        _x7 = np.sum(x5*(_x3 + v_b), axis=(1,), keepdims=True)
         x7[_start:_start + _rows] = _x7
     # one pass over the elements (N, K), in blocks of rows (8192 elements)
     _rows = max(1, 8192//max(K, 1))
@@ -396,7 +396,7 @@ def _hvp(W, b, X, Y, D, K, N, v_W, v_b):
         _x4 = x4[_start:_start + _rows]
         _x7 = x7[_start:_start + _rows]
         x8 = (1/_x6)
-        _x9 = _x1*x8*(_x2 + v_b - _x7*x8)*np.exp(_x3 + b - _x4)
+        _x9 = _x1*x8*(_x3 + v_b - _x7*x8)*np.exp(_x2 + b - _x4)
         x9[_start:_start + _rows] = _x9
     # one pass over the elements (N, K), 1 reduction, in blocks of rows (8192 elements)
     _rows = max(1, 8192//max(K, 1))
