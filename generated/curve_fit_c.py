@@ -244,8 +244,8 @@ int jacobian_0(const double* restrict t, double* restrict _w_jac_a, double* rest
     return 0;
 }
 
-// hvp_0: one pass over the samples (N,), 17 reductions, in tasks of rows shared among _threads threads
-int hvp_0(const double* restrict t, const double* restrict y, const double a, const double b, const double c, const double d, const double e, const double g, const long long N, const int _threads, double* restrict _out)
+// hvp_0: one pass over the samples (N,), 6 reductions, in tasks of rows shared among _threads threads
+int hvp_0(const double* restrict t, const double* restrict y, const double a, const double b, const double c, const double d, const double e, const double g, const double v_a, const double v_b, const double v_c, const double v_d, const double v_e, const double v_g, const long long N, const int _threads, double* restrict _out)
 {
     long long _tasks = N*1LL / 16384;
     if (_tasks > 256) _tasks = 256;
@@ -253,7 +253,7 @@ int hvp_0(const double* restrict t, const double* restrict y, const double a, co
     if (_tasks < 1) _tasks = 1;
     const long long _per = (N + _tasks - 1) / _tasks;
     const int _nt = _threads < _tasks ? _threads : (int)_tasks;
-    const long long _size = (17 + 7) / 8*8;
+    const long long _size = (6 + 7) / 8*8;
     double* _part = aligned_alloc(64, sizeof(double)*(_tasks*_size));
     if (_part == NULL) {
         return 1;
@@ -268,51 +268,29 @@ int hvp_0(const double* restrict t, const double* restrict y, const double a, co
         double _acc3 = 0.0;
         double _acc4 = 0.0;
         double _acc5 = 0.0;
-        double _acc6 = 0.0;
-        double _acc7 = 0.0;
-        double _acc8 = 0.0;
-        double _acc9 = 0.0;
-        double _acc10 = 0.0;
-        double _acc11 = 0.0;
-        double _acc12 = 0.0;
-        double _acc13 = 0.0;
-        double _acc14 = 0.0;
-        double _acc15 = 0.0;
-        double _acc16 = 0.0;
-        #pragma omp simd reduction(+:_acc0, _acc1, _acc2, _acc3, _acc4, _acc5, _acc6, _acc7, _acc8, _acc9, _acc10, _acc11, _acc12, _acc13, _acc14, _acc15, _acc16)
+        #pragma omp simd reduction(+:_acc0, _acc1, _acc2, _acc3, _acc4, _acc5)
         for (long long _i = _first; _i < _last; ++_i) {
             const double _v_t = t[_i];
             const double _v_y = y[_i];
-            const double x9 = b*_v_t + c;
-            const double x10 = sin(x9);
-            const double x11 = exp(-a*_v_t);
-            const double x12 = _v_t*x11;
-            const double x13 = _v_t*x12;
-            const double x14 = _v_t*x13;
-            const double x15 = cos(x9);
-            const double x16 = x10*x11;
-            const double x17 = d*(_v_t*_v_t) + e*_v_t + g - _v_y;
-            const double x18 = 2.0*x16 + x17;
-            const double x19 = x15*x18;
-            const double x20 = -x10*(x16 + x17) + x11*(x15*x15);
-            const double x21 = (_v_t*_v_t);
-            _acc0 += (double)(x10*x12);
-            _acc1 += (double)(x10*x13);
-            _acc2 += (double)(x10*x14);
-            _acc3 += (double)(x12*x19);
-            _acc4 += (double)(x13*x19);
-            _acc5 += (double)(x13*(x10*x18));
-            _acc6 += (double)(x12*x15);
-            _acc7 += (double)(x13*x15);
-            _acc8 += (double)(x14*x15);
-            _acc9 += (double)(x12*x20);
-            _acc10 += (double)(x13*x20);
-            _acc11 += (double)(x11*x15);
-            _acc12 += (double)(x11*x20);
-            _acc13 += (double)(_v_t*_v_t);
-            _acc14 += (double)(_v_t*x21);
-            _acc15 += (double)(_v_t*(_v_t*_v_t*_v_t));
-            _acc16 += (double)_v_t;
+            const double x1 = b*_v_t + c;
+            const double x2 = sin(x1);
+            const double x3 = _v_t*v_a;
+            const double x4 = _v_t*v_b + v_c;
+            const double x5 = cos(x1);
+            const double x6 = x4*x5;
+            const double x7 = (_v_t*_v_t);
+            const double x8 = exp(-a*_v_t);
+            const double x9 = x2*x8;
+            const double x10 = d*x7 + e*_v_t + g + x9 - _v_y;
+            const double x11 = _v_t*v_e + v_d*x7 + v_g - x3*x9 + x6*x8;
+            const double x12 = _v_t*x8;
+            const double x13 = -x10*(x2*x4 + x3*x5) + x11*x5;
+            _acc0 += (double)(x12*(x10*(x2*x3 - x6) - x11*x2));
+            _acc1 += (double)(x12*x13);
+            _acc2 += (double)(x13*x8);
+            _acc3 += (double)(x11*x7);
+            _acc4 += (double)(_v_t*x11);
+            _acc5 += (double)x11;
         }
         _part[_t*_size] = _acc0;
         _part[_t*_size + 1] = _acc1;
@@ -320,17 +298,6 @@ int hvp_0(const double* restrict t, const double* restrict y, const double a, co
         _part[_t*_size + 3] = _acc3;
         _part[_t*_size + 4] = _acc4;
         _part[_t*_size + 5] = _acc5;
-        _part[_t*_size + 6] = _acc6;
-        _part[_t*_size + 7] = _acc7;
-        _part[_t*_size + 8] = _acc8;
-        _part[_t*_size + 9] = _acc9;
-        _part[_t*_size + 10] = _acc10;
-        _part[_t*_size + 11] = _acc11;
-        _part[_t*_size + 12] = _acc12;
-        _part[_t*_size + 13] = _acc13;
-        _part[_t*_size + 14] = _acc14;
-        _part[_t*_size + 15] = _acc15;
-        _part[_t*_size + 16] = _acc16;
     }
     double _acc0 = 0.0;
     for (long long _t = 0; _t < _tasks; ++_t) {
@@ -356,50 +323,6 @@ int hvp_0(const double* restrict t, const double* restrict y, const double a, co
     for (long long _t = 0; _t < _tasks; ++_t) {
         _acc5 += _part[_t*_size + 5];
     }
-    double _acc6 = 0.0;
-    for (long long _t = 0; _t < _tasks; ++_t) {
-        _acc6 += _part[_t*_size + 6];
-    }
-    double _acc7 = 0.0;
-    for (long long _t = 0; _t < _tasks; ++_t) {
-        _acc7 += _part[_t*_size + 7];
-    }
-    double _acc8 = 0.0;
-    for (long long _t = 0; _t < _tasks; ++_t) {
-        _acc8 += _part[_t*_size + 8];
-    }
-    double _acc9 = 0.0;
-    for (long long _t = 0; _t < _tasks; ++_t) {
-        _acc9 += _part[_t*_size + 9];
-    }
-    double _acc10 = 0.0;
-    for (long long _t = 0; _t < _tasks; ++_t) {
-        _acc10 += _part[_t*_size + 10];
-    }
-    double _acc11 = 0.0;
-    for (long long _t = 0; _t < _tasks; ++_t) {
-        _acc11 += _part[_t*_size + 11];
-    }
-    double _acc12 = 0.0;
-    for (long long _t = 0; _t < _tasks; ++_t) {
-        _acc12 += _part[_t*_size + 12];
-    }
-    double _acc13 = 0.0;
-    for (long long _t = 0; _t < _tasks; ++_t) {
-        _acc13 += _part[_t*_size + 13];
-    }
-    double _acc14 = 0.0;
-    for (long long _t = 0; _t < _tasks; ++_t) {
-        _acc14 += _part[_t*_size + 14];
-    }
-    double _acc15 = 0.0;
-    for (long long _t = 0; _t < _tasks; ++_t) {
-        _acc15 += _part[_t*_size + 15];
-    }
-    double _acc16 = 0.0;
-    for (long long _t = 0; _t < _tasks; ++_t) {
-        _acc16 += _part[_t*_size + 16];
-    }
     free(_part);
     _out[0] = _acc0;
     _out[1] = _acc1;
@@ -407,17 +330,6 @@ int hvp_0(const double* restrict t, const double* restrict y, const double a, co
     _out[3] = _acc3;
     _out[4] = _acc4;
     _out[5] = _acc5;
-    _out[6] = _acc6;
-    _out[7] = _acc7;
-    _out[8] = _acc8;
-    _out[9] = _acc9;
-    _out[10] = _acc10;
-    _out[11] = _acc11;
-    _out[12] = _acc12;
-    _out[13] = _acc13;
-    _out[14] = _acc14;
-    _out[15] = _acc15;
-    _out[16] = _acc16;
     return 0;
 }
 
@@ -841,12 +753,12 @@ _SIGNATURES = {
     "loss_and_grad_0": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_longlong, ctypes.c_int, ctypes.c_void_p),
     "residuals_0": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_longlong, ctypes.c_int),
     "jacobian_0": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_longlong, ctypes.c_int),
-    "hvp_0": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_longlong, ctypes.c_int, ctypes.c_void_p),
+    "hvp_0": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_longlong, ctypes.c_int, ctypes.c_void_p),
     "hessian_0": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_longlong, ctypes.c_int, ctypes.c_void_p),
     "newton_0": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_longlong, ctypes.c_int, ctypes.c_void_p),
 }
 #: The arrays the C functions write their sums into, by length.
-_ACCUMULATORS = {1: ctypes.c_double * 1, 7: ctypes.c_double * 7, 17: ctypes.c_double * 17, 24: ctypes.c_double * 24}
+_ACCUMULATORS = {1: ctypes.c_double * 1, 6: ctypes.c_double * 6, 7: ctypes.c_double * 7, 17: ctypes.c_double * 17, 24: ctypes.c_double * 24}
 #: Compiler flags: optimised for this machine, loops vectorised with the C library's
 #: vector math functions, passes shared among threads with OpenMP; no -ffast-math, so NaN
 #: and infinity behave as in NumPy. sin and cos are not builtins, so that no sincos() call
@@ -1418,63 +1330,18 @@ def hvp(a, b, c, d, e, g, t, y, *, v):
 
 def _hvp(a, b, c, d, e, g, t, y, N, v_a, v_b, v_c, v_d, v_e, v_g):
     """hvp on checked arguments and directions."""
-    # one pass over the samples (N,), 17 reductions, compiled C (_SOURCE)
-    x0 = 2.0*v_g
-    x1 = 1.0/N
-    x2 = x0*x1
-    x3 = 2.0*x1
-    x4 = v_e*x3
-    x5 = v_d*x3
-    x6 = v_c*x3
-    x7 = v_b*x3
-    x8 = v_a*x3
-    _acc = _ACCUMULATORS[17]()
-    if _lib().hvp_0(_address(t), _address(y), a, b, c, d, e, g, N, _THREADS, _acc):
+    # one pass over the samples (N,), 6 reductions, compiled C (_SOURCE)
+    x0 = 2.0/N
+    _acc = _ACCUMULATORS[6]()
+    if _lib().hvp_0(_address(t), _address(y), a, b, c, d, e, g, v_a, v_b, v_c, v_d, v_e, v_g, N, _THREADS, _acc):
         _out_of_memory('hvp_0')
-    x22, x23, x24, x25, x26, x27, x28, x29, x30, x31, x32, x33, x34, x35, x36, x37, x38 = _acc
-    x39 = x0
-    x40 = -x2*x22
-    x41 = -x23*x4
-    x42 = -x24*x5
-    x43 = -x25*x6
-    x44 = -x26*x7
-    x45 = x27*x8
-    x46 = x2*x28
-    x47 = x29*x4
-    x48 = x30*x5
-    x49 = x31*x6
-    x50 = x32*x7
-    x51 = -x26*x8
-    x52 = x2*x33
-    x53 = x28*x4
-    x54 = x29*x5
-    x55 = x34*x6
-    x56 = x31*x7
-    x57 = -x25*x8
-    x58 = x2*x35
-    x59 = x36*x4
-    x60 = x37*x5
-    x61 = x29*x6
-    x62 = x30*x7
-    x63 = -x24*x8
-    x64 = x2*x38
-    x65 = x35*x4
-    x66 = x36*x5
-    x67 = x28*x6
-    x68 = x29*x7
-    x69 = -x23*x8
-    x70 = x38*x4
-    x71 = x35*x5
-    x72 = x33*x6
-    x73 = x28*x7
-    x74 = -x22*x8
-    # scalar arithmetic
-    hvp_a = x40 + x41 + x42 + x43 + x44 + x45
-    hvp_b = x46 + x47 + x48 + x49 + x50 + x51
-    hvp_c = x52 + x53 + x54 + x55 + x56 + x57
-    hvp_d = x58 + x59 + x60 + x61 + x62 + x63
-    hvp_e = x64 + x65 + x66 + x67 + x68 + x69
-    hvp_g = x39 + x70 + x71 + x72 + x73 + x74
+    x14, x15, x16, x17, x18, x19 = _acc
+    hvp_a = x0*x14
+    hvp_b = x0*x15
+    hvp_c = x0*x16
+    hvp_d = x0*x17
+    hvp_e = x0*x18
+    hvp_g = x0*x19
     return (hvp_a, hvp_b, hvp_c, hvp_d, hvp_e, hvp_g,)
 
 

@@ -164,8 +164,8 @@ extern "C" __global__ void loss_and_grad_0(const double* __restrict__ t, const d
     }
 }
 
-// hvp_0: every element of (N,), 17 reductions
-extern "C" __global__ void hvp_0(const double* __restrict__ t, const double* __restrict__ y, double a, double b, double c, double d, double e, double g, long long N, double* __restrict__ _partials)
+// hvp_0: every element of (N,), 6 reductions
+extern "C" __global__ void hvp_0(const double* __restrict__ t, const double* __restrict__ y, double a, double b, double c, double d, double e, double g, double v_a, double v_b, double v_c, double v_d, double v_e, double v_g, long long N, double* __restrict__ _partials)
 {
     double _acc0 = 0.0;
     double _acc1 = 0.0;
@@ -173,51 +173,29 @@ extern "C" __global__ void hvp_0(const double* __restrict__ t, const double* __r
     double _acc3 = 0.0;
     double _acc4 = 0.0;
     double _acc5 = 0.0;
-    double _acc6 = 0.0;
-    double _acc7 = 0.0;
-    double _acc8 = 0.0;
-    double _acc9 = 0.0;
-    double _acc10 = 0.0;
-    double _acc11 = 0.0;
-    double _acc12 = 0.0;
-    double _acc13 = 0.0;
-    double _acc14 = 0.0;
-    double _acc15 = 0.0;
-    double _acc16 = 0.0;
     const long long _n = N;
     for (long long _e = (long long)blockIdx.x*blockDim.x + threadIdx.x; _e < _n; _e += (long long)gridDim.x*blockDim.x) {
         const double _v_t = t[_e];
         const double _v_y = y[_e];
-        const double x9 = b*_v_t + c;
-        const double x10 = sin(x9);
-        const double x11 = exp(-a*_v_t);
-        const double x12 = _v_t*x11;
-        const double x13 = _v_t*x12;
-        const double x14 = _v_t*x13;
-        const double x15 = cos(x9);
-        const double x16 = x10*x11;
-        const double x17 = d*(_v_t*_v_t) + e*_v_t + g - _v_y;
-        const double x18 = 2.0*x16 + x17;
-        const double x19 = x15*x18;
-        const double x20 = -x10*(x16 + x17) + x11*(x15*x15);
-        const double x21 = (_v_t*_v_t);
-        _acc0 += (double)(x10*x12);
-        _acc1 += (double)(x10*x13);
-        _acc2 += (double)(x10*x14);
-        _acc3 += (double)(x12*x19);
-        _acc4 += (double)(x13*x19);
-        _acc5 += (double)(x13*(x10*x18));
-        _acc6 += (double)(x12*x15);
-        _acc7 += (double)(x13*x15);
-        _acc8 += (double)(x14*x15);
-        _acc9 += (double)(x12*x20);
-        _acc10 += (double)(x13*x20);
-        _acc11 += (double)(x11*x15);
-        _acc12 += (double)(x11*x20);
-        _acc13 += (double)(_v_t*_v_t);
-        _acc14 += (double)(_v_t*x21);
-        _acc15 += (double)(_v_t*(_v_t*_v_t*_v_t));
-        _acc16 += (double)_v_t;
+        const double x1 = b*_v_t + c;
+        const double x2 = sin(x1);
+        const double x3 = _v_t*v_a;
+        const double x4 = _v_t*v_b + v_c;
+        const double x5 = cos(x1);
+        const double x6 = x4*x5;
+        const double x7 = (_v_t*_v_t);
+        const double x8 = exp(-a*_v_t);
+        const double x9 = x2*x8;
+        const double x10 = d*x7 + e*_v_t + g + x9 - _v_y;
+        const double x11 = _v_t*v_e + v_d*x7 + v_g - x3*x9 + x6*x8;
+        const double x12 = _v_t*x8;
+        const double x13 = -x10*(x2*x4 + x3*x5) + x11*x5;
+        _acc0 += (double)(x12*(x10*(x2*x3 - x6) - x11*x2));
+        _acc1 += (double)(x12*x13);
+        _acc2 += (double)(x13*x8);
+        _acc3 += (double)(x11*x7);
+        _acc4 += (double)(_v_t*x11);
+        _acc5 += (double)x11;
     }
     __shared__ double _shared[256];
     {
@@ -243,50 +221,6 @@ extern "C" __global__ void hvp_0(const double* __restrict__ t, const double* __r
     {
         const double _r = sg_block_reduce(_acc5, _shared, false);
         if (threadIdx.x == 0) _partials[5*gridDim.x + blockIdx.x] = _r;
-    }
-    {
-        const double _r = sg_block_reduce(_acc6, _shared, false);
-        if (threadIdx.x == 0) _partials[6*gridDim.x + blockIdx.x] = _r;
-    }
-    {
-        const double _r = sg_block_reduce(_acc7, _shared, false);
-        if (threadIdx.x == 0) _partials[7*gridDim.x + blockIdx.x] = _r;
-    }
-    {
-        const double _r = sg_block_reduce(_acc8, _shared, false);
-        if (threadIdx.x == 0) _partials[8*gridDim.x + blockIdx.x] = _r;
-    }
-    {
-        const double _r = sg_block_reduce(_acc9, _shared, false);
-        if (threadIdx.x == 0) _partials[9*gridDim.x + blockIdx.x] = _r;
-    }
-    {
-        const double _r = sg_block_reduce(_acc10, _shared, false);
-        if (threadIdx.x == 0) _partials[10*gridDim.x + blockIdx.x] = _r;
-    }
-    {
-        const double _r = sg_block_reduce(_acc11, _shared, false);
-        if (threadIdx.x == 0) _partials[11*gridDim.x + blockIdx.x] = _r;
-    }
-    {
-        const double _r = sg_block_reduce(_acc12, _shared, false);
-        if (threadIdx.x == 0) _partials[12*gridDim.x + blockIdx.x] = _r;
-    }
-    {
-        const double _r = sg_block_reduce(_acc13, _shared, false);
-        if (threadIdx.x == 0) _partials[13*gridDim.x + blockIdx.x] = _r;
-    }
-    {
-        const double _r = sg_block_reduce(_acc14, _shared, false);
-        if (threadIdx.x == 0) _partials[14*gridDim.x + blockIdx.x] = _r;
-    }
-    {
-        const double _r = sg_block_reduce(_acc15, _shared, false);
-        if (threadIdx.x == 0) _partials[15*gridDim.x + blockIdx.x] = _r;
-    }
-    {
-        const double _r = sg_block_reduce(_acc16, _shared, false);
-        if (threadIdx.x == 0) _partials[16*gridDim.x + blockIdx.x] = _r;
     }
 }
 """
@@ -535,59 +469,15 @@ def hvp(a, b, c, d, e, g, t, y, *, v):
 
 def _hvp(a, b, c, d, e, g, t, y, N, v_a, v_b, v_c, v_d, v_e, v_g):
     """hvp on checked arguments and directions."""
-    x0 = 2.0*v_g
-    x1 = 1.0/N
-    x2 = x0*x1
-    x3 = 2.0*x1
-    x4 = v_e*x3
-    x5 = v_d*x3
-    x6 = v_c*x3
-    x7 = v_b*x3
-    x8 = v_a*x3
-    _red_hvp_0 = _reduce('hvp_0', N, (t, y, DTYPE(a), DTYPE(b), DTYPE(c), DTYPE(d), DTYPE(e), DTYPE(g), np.int64(N)), 17, 0)
-    x39 = x0
-    x22, x23, x24, x25, x26, x27, x28, x29, x30, x31, x32, x33, x34, x35, x36, x37, x38 = _red_hvp_0.get().tolist()
-    x40 = -x2*x22
-    x41 = -x23*x4
-    x42 = -x24*x5
-    x43 = -x25*x6
-    x44 = -x26*x7
-    x45 = x27*x8
-    x46 = x2*x28
-    x47 = x29*x4
-    x48 = x30*x5
-    x49 = x31*x6
-    x50 = x32*x7
-    x51 = -x26*x8
-    x52 = x2*x33
-    x53 = x28*x4
-    x54 = x29*x5
-    x55 = x34*x6
-    x56 = x31*x7
-    x57 = -x25*x8
-    x58 = x2*x35
-    x59 = x36*x4
-    x60 = x37*x5
-    x61 = x29*x6
-    x62 = x30*x7
-    x63 = -x24*x8
-    x64 = x2*x38
-    x65 = x35*x4
-    x66 = x36*x5
-    x67 = x28*x6
-    x68 = x29*x7
-    x69 = -x23*x8
-    x70 = x38*x4
-    x71 = x35*x5
-    x72 = x33*x6
-    x73 = x28*x7
-    x74 = -x22*x8
-    hvp_a = x40 + x41 + x42 + x43 + x44 + x45
-    hvp_b = x46 + x47 + x48 + x49 + x50 + x51
-    hvp_c = x52 + x53 + x54 + x55 + x56 + x57
-    hvp_d = x58 + x59 + x60 + x61 + x62 + x63
-    hvp_e = x64 + x65 + x66 + x67 + x68 + x69
-    hvp_g = x39 + x70 + x71 + x72 + x73 + x74
+    x0 = 2.0/N
+    _red_hvp_0 = _reduce('hvp_0', N, (t, y, DTYPE(a), DTYPE(b), DTYPE(c), DTYPE(d), DTYPE(e), DTYPE(g), DTYPE(v_a), DTYPE(v_b), DTYPE(v_c), DTYPE(v_d), DTYPE(v_e), DTYPE(v_g), np.int64(N)), 6, 0)
+    x14, x15, x16, x17, x18, x19 = _red_hvp_0.get().tolist()
+    hvp_a = x0*x14
+    hvp_b = x0*x15
+    hvp_c = x0*x16
+    hvp_d = x0*x17
+    hvp_e = x0*x18
+    hvp_g = x0*x19
     return (hvp_a, hvp_b, hvp_c, hvp_d, hvp_e, hvp_g,)
 
 

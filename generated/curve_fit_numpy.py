@@ -348,113 +348,69 @@ def hvp(a, b, c, d, e, g, t, y, *, v):
 
 def _hvp(a, b, c, d, e, g, t, y, N, v_a, v_b, v_c, v_d, v_e, v_g):
     """hvp on checked arguments and directions."""
-    # one pass over the samples (N,), 17 reductions, in blocks of 8192
-    x0 = 2.0*v_g
-    x1 = 1.0/N
-    x2 = x0*x1
-    x3 = 2.0*x1
-    x4 = v_e*x3
-    x5 = v_d*x3
-    x6 = v_c*x3
-    x7 = v_b*x3
-    x8 = v_a*x3
-    x22 = x23 = x24 = x25 = x26 = x27 = x28 = x29 = x30 = x31 = x32 = x33 = x34 = x35 = x36 = x37 = x38 = 0.0
-    _work = np.empty((12, min(N, 8192)), dtype=DTYPE)
+    # one pass over the samples (N,), 6 reductions, in blocks of 8192
+    x0 = 2.0/N
+    x14 = x15 = x16 = x17 = x18 = x19 = 0.0
+    _work = np.empty((13, min(N, 8192)), dtype=DTYPE)
     for _start in range(0, N, 8192):
         _t = t[_start:_start + 8192]
         _y = y[_start:_start + 8192]
-        _w0, _w1, _w2, _w3, _w4, _w5, _w6, _w7, _w8, _w9, _w10, _w11 = _work[:, :N - _start]
+        _w0, _w1, _w2, _w3, _w4, _w5, _w6, _w7, _w8, _w9, _w10, _w11, _w12 = _work[:, :N - _start]
         np.multiply(_t, b, out=_w0)
         _w0 += c
-        x9 = _w0
-        x10 = np.sin(x9, out=_w1)
-        np.multiply(_t, -a, out=_w2)
-        x11 = np.exp(_w2, out=_w2)
-        x12 = np.multiply(_t, x11, out=_w3)
-        x13 = np.multiply(_t, x12, out=_w4)
-        x14 = np.multiply(_t, x13, out=_w5)
-        x15 = np.cos(x9, out=_w6)
-        x16 = np.multiply(x10, x11, out=_w0)
-        np.multiply(_t, e, out=_w7)
-        np.multiply(_t, _t, out=_w8)
-        _w8 *= d
-        _w7 += _w8
-        _w7 -= _y
-        _w7 += g
-        x17 = _w7
-        np.multiply(x16, 2.0, out=_w8)
-        _w8 += x17
-        x18 = _w8
-        x19 = np.multiply(x15, x18, out=_w9)
-        np.multiply(x15, x15, out=_w10)
-        _w10 *= x11
-        np.add(x16, x17, out=_w11)
+        x1 = _w0
+        x2 = np.sin(x1, out=_w1)
+        x3 = np.multiply(_t, v_a, out=_w2)
+        np.multiply(_t, v_b, out=_w3)
+        _w3 += v_c
+        x4 = _w3
+        x5 = np.cos(x1, out=_w4)
+        x6 = np.multiply(x4, x5, out=_w0)
+        x7 = np.multiply(_t, _t, out=_w5)
+        np.multiply(_t, -a, out=_w6)
+        x8 = np.exp(_w6, out=_w6)
+        x9 = np.multiply(x2, x8, out=_w7)
+        np.multiply(_t, e, out=_w8)
+        np.multiply(x7, d, out=_w9)
+        _w8 += _w9
+        _w8 += x9
+        _w8 -= _y
+        _w8 += g
+        x10 = _w8
+        np.multiply(_t, v_e, out=_w9)
+        np.multiply(x7, v_d, out=_w10)
+        _w9 += _w10
+        np.multiply(x6, x8, out=_w11)
+        _w9 += _w11
+        np.multiply(x3, x9, out=_w12)
+        _w9 -= _w12
+        _w9 += v_g
+        x11 = _w9
+        x12 = np.multiply(_t, x8, out=_w7)
+        np.multiply(x11, x5, out=_w10)
+        np.multiply(x2, x4, out=_w11)
+        np.multiply(x3, x5, out=_w12)
+        _w11 += _w12
         _w11 *= x10
         _w10 -= _w11
-        x20 = _w10
-        x21 = np.multiply(_t, _t, out=_w0)
-        x22 += float(np.dot(x10, x12))
-        x23 += float(np.dot(x10, x13))
-        x24 += float(np.dot(x14, x10))
-        x25 += float(np.dot(x19, x12))
-        x26 += float(np.dot(x19, x13))
-        np.multiply(x10, x18, out=_w7)
-        x27 += float(np.dot(_w7, x13))
-        x28 += float(np.dot(x12, x15))
-        x29 += float(np.dot(x13, x15))
-        x30 += float(np.dot(x14, x15))
-        x31 += float(np.dot(x20, x12))
-        x32 += float(np.dot(x20, x13))
-        x33 += float(np.dot(x11, x15))
-        x34 += float(np.dot(x11, x20))
-        x35 += float(np.dot(_t, _t))
-        x36 += float(np.dot(x21, _t))
-        np.power(_t, 3.0, out=_w0)
-        x37 += float(np.dot(_w0, _t))
-        x38 += float(np.sum(_t))
-    x39 = x0
-    x40 = -x2*x22
-    x41 = -x23*x4
-    x42 = -x24*x5
-    x43 = -x25*x6
-    x44 = -x26*x7
-    x45 = x27*x8
-    x46 = x2*x28
-    x47 = x29*x4
-    x48 = x30*x5
-    x49 = x31*x6
-    x50 = x32*x7
-    x51 = -x26*x8
-    x52 = x2*x33
-    x53 = x28*x4
-    x54 = x29*x5
-    x55 = x34*x6
-    x56 = x31*x7
-    x57 = -x25*x8
-    x58 = x2*x35
-    x59 = x36*x4
-    x60 = x37*x5
-    x61 = x29*x6
-    x62 = x30*x7
-    x63 = -x24*x8
-    x64 = x2*x38
-    x65 = x35*x4
-    x66 = x36*x5
-    x67 = x28*x6
-    x68 = x29*x7
-    x69 = -x23*x8
-    x70 = x38*x4
-    x71 = x35*x5
-    x72 = x33*x6
-    x73 = x28*x7
-    x74 = -x22*x8
-    # scalar arithmetic
-    hvp_a = x40 + x41 + x42 + x43 + x44 + x45
-    hvp_b = x46 + x47 + x48 + x49 + x50 + x51
-    hvp_c = x52 + x53 + x54 + x55 + x56 + x57
-    hvp_d = x58 + x59 + x60 + x61 + x62 + x63
-    hvp_e = x64 + x65 + x66 + x67 + x68 + x69
-    hvp_g = x39 + x70 + x71 + x72 + x73 + x74
+        x13 = _w10
+        np.multiply(x2, x3, out=_w3)
+        _w3 -= x6
+        _w3 *= x10
+        np.multiply(x11, x2, out=_w4)
+        _w3 -= _w4
+        x14 += float(np.dot(_w3, x12))
+        x15 += float(np.dot(x12, x13))
+        x16 += float(np.dot(x8, x13))
+        x17 += float(np.dot(x7, x11))
+        x18 += float(np.dot(_t, x11))
+        x19 += float(np.sum(x11))
+    hvp_a = x0*x14
+    hvp_b = x0*x15
+    hvp_c = x0*x16
+    hvp_d = x0*x17
+    hvp_e = x0*x18
+    hvp_g = x0*x19
     return (hvp_a, hvp_b, hvp_c, hvp_d, hvp_e, hvp_g,)
 
 

@@ -137,21 +137,19 @@ extern "C" __global__ void loss_and_grad_0(const double* __restrict__ x, const d
     }
 }
 
-// hvp_0: every element of (N,), 3 reductions
-extern "C" __global__ void hvp_0(const double* __restrict__ x, const double* __restrict__ y, double a, double b, long long N, double* __restrict__ _partials)
+// hvp_0: every element of (N,), 2 reductions
+extern "C" __global__ void hvp_0(const double* __restrict__ x, const double* __restrict__ y, double a, double b, double v_a, double v_b, long long N, double* __restrict__ _partials)
 {
     double _acc0 = 0.0;
     double _acc1 = 0.0;
-    double _acc2 = 0.0;
     const long long _n = N;
     for (long long _e = (long long)blockIdx.x*blockDim.x + threadIdx.x; _e < _n; _e += (long long)gridDim.x*blockDim.x) {
         const double _v_x = x[_e];
         const double _v_y = y[_e];
-        const double x3 = fabs(a*_v_x + b - _v_y) <= (27.0/20.0);
-        const double x4 = (x3 ? _v_x : 0.0);
-        _acc0 += (double)x4;
-        _acc1 += (double)((x3 ? (_v_x*_v_x) : 0.0));
-        _acc2 += (double)((x3 ? 1.0 : 0.0));
+        const double x1 = v_a*_v_x + v_b;
+        const double x2 = fabs(a*_v_x + b - _v_y) <= (27.0/20.0);
+        _acc0 += (double)((x2 ? _v_x*x1 : 0.0));
+        _acc1 += (double)((x2 ? x1 : 0.0));
     }
     __shared__ double _shared[256];
     {
@@ -161,10 +159,6 @@ extern "C" __global__ void hvp_0(const double* __restrict__ x, const double* __r
     {
         const double _r = sg_block_reduce(_acc1, _shared, false);
         if (threadIdx.x == 0) _partials[1*gridDim.x + blockIdx.x] = _r;
-    }
-    {
-        const double _r = sg_block_reduce(_acc2, _shared, false);
-        if (threadIdx.x == 0) _partials[2*gridDim.x + blockIdx.x] = _r;
     }
 }
 """
@@ -378,16 +372,10 @@ def hvp(a, b, x, y, *, v):
 def _hvp(a, b, x, y, N, v_a, v_b):
     """hvp on checked arguments and directions."""
     x0 = 1.0/N
-    x1 = v_b*x0
-    x2 = v_a*x0
-    _red_hvp_0 = _reduce('hvp_0', N, (x, y, DTYPE(a), DTYPE(b), np.int64(N)), 3, 0)
-    x5, x6, x7 = _red_hvp_0.get().tolist()
-    x8 = x1*x5
-    x9 = x2*x6
-    x10 = x1*x7
-    x11 = x2*x5
-    hvp_a = x8 + x9
-    hvp_b = x10 + x11
+    _red_hvp_0 = _reduce('hvp_0', N, (x, y, DTYPE(a), DTYPE(b), DTYPE(v_a), DTYPE(v_b), np.int64(N)), 2, 0)
+    x3, x4 = _red_hvp_0.get().tolist()
+    hvp_a = x0*x3
+    hvp_b = x0*x4
     return (hvp_a, hvp_b,)
 
 

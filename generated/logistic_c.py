@@ -317,8 +317,8 @@ int loss_and_grad_1(const double* restrict t, const double* restrict x0, double*
     return 0;
 }
 
-// hvp_0: one pass over the rows of X with x0 = X @ v_w and hvp_w = X.T @ x3, in tasks of rows shared among _threads threads
-int hvp_0(const double* restrict X, const double* restrict v_w, const double* restrict x1, double* restrict _w_hvp_w, const long long D, const long long N, const int _threads)
+// hvp_0: one pass over the rows of X with x0 = X @ w and hvp_w = X.T @ x3, in tasks of rows shared among _threads threads
+int hvp_0(const double* restrict X, const double* restrict w, const double* restrict x1, double* restrict _w_hvp_w, const long long D, const long long N, const int _threads)
 {
     long long _tasks = N*D / 16384;
     if (_tasks > 256) _tasks = 256;
@@ -358,10 +358,10 @@ int hvp_0(const double* restrict X, const double* restrict v_w, const double* re
                 double _s3 = 0.0;
                 #pragma omp simd reduction(+:_s0, _s1, _s2, _s3)
                 for (long long _q = 0; _q < D; ++_q) {
-                    _s0 += (double)_row0[_q]*v_w[_q];
-                    _s1 += (double)_row1[_q]*v_w[_q];
-                    _s2 += (double)_row2[_q]*v_w[_q];
-                    _s3 += (double)_row3[_q]*v_w[_q];
+                    _s0 += (double)_row0[_q]*w[_q];
+                    _s1 += (double)_row1[_q]*w[_q];
+                    _s2 += (double)_row2[_q]*w[_q];
+                    _s3 += (double)_row3[_q]*w[_q];
                 }
                 _a[_k] = (double)_s0;
                 _a[_k + 1] = (double)_s1;
@@ -373,17 +373,17 @@ int hvp_0(const double* restrict X, const double* restrict v_w, const double* re
                 double _s = 0.0;
                 #pragma omp simd reduction(+:_s)
                 for (long long _q = 0; _q < D; ++_q) {
-                    _s += (double)_row[_q]*v_w[_q];
+                    _s += (double)_row[_q]*w[_q];
                 }
                 _a[_k] = (double)_s;
             }
             #pragma omp simd
             for (long long _k = 0; _k < _m; ++_k) {
                 const long long _i = _c + _k;
-                const double _v_x1 = x1[_i];
                 const double _v_x0 = _a[_k];
-                const double x2 = exp(-fabs(_v_x1));
-                const double x3 = _v_x0*sg_sigmoid_e(-_v_x1, x2)*sg_sigmoid_e(_v_x1, x2);
+                const double _v_x1 = x1[_i];
+                const double x2 = exp(-fabs(_v_x0));
+                const double x3 = _v_x1*sg_sigmoid_e(-_v_x0, x2)*sg_sigmoid_e(_v_x0, x2);
                 _r[_k] = (double)x3;
             }
             for (long long _k = 0; _k < _mg; _k += 4) {
@@ -435,10 +435,10 @@ int hvp_1(const double* restrict x0, const double* restrict x1, double* restrict
         const long long _last = _first + _per < N ? _first + _per : N;
         #pragma omp simd
         for (long long _i = _first; _i < _last; ++_i) {
-            const double _v_x1 = x1[_i];
             const double _v_x0 = x0[_i];
-            const double x2 = exp(-fabs(_v_x1));
-            const double x3 = _v_x0*sg_sigmoid_e(-_v_x1, x2)*sg_sigmoid_e(_v_x1, x2);
+            const double _v_x1 = x1[_i];
+            const double x2 = exp(-fabs(_v_x0));
+            const double x3 = _v_x1*sg_sigmoid_e(-_v_x0, x2)*sg_sigmoid_e(_v_x0, x2);
             _w_x3[_i] = x3;
         }
     }
@@ -1429,15 +1429,15 @@ def hvp(w, X, t, *, v):
 def _hvp(w, X, t, D, N, v_w):
     """hvp on checked arguments and directions."""
     # matrix product (BLAS)
-    x1 = X @ w
+    x1 = X @ v_w
     # one pass over the elements (N, 1), compiled C (_SOURCE), with the products by X (or BLAS)
     if X.nbytes <= _FUSED_AT_MOST or X.nbytes >= _FUSED_AT_LEAST:
         _r_hvp_w = np.zeros((D,))
-        if _lib().hvp_0(_address(X), _address(v_w), _address(x1), _address(_r_hvp_w), D, N, _THREADS):
+        if _lib().hvp_0(_address(X), _address(w), _address(x1), _address(_r_hvp_w), D, N, _THREADS):
             _out_of_memory('hvp_0')
         hvp_w = _r_hvp_w.reshape((D, 1))
     else:
-        x0 = X @ v_w
+        x0 = X @ w
         x3 = np.empty((N, 1), dtype=DTYPE)
         _lib().hvp_1(_address(x0), _address(x1), _address(x3), N, _THREADS)
         hvp_w = X.T @ x3

@@ -160,10 +160,10 @@ extern "C" __global__ void hvp_2(const double* __restrict__ x0, const double* __
 {
     const long long _n = N*1LL;
     for (long long _e = (long long)blockIdx.x*blockDim.x + threadIdx.x; _e < _n; _e += (long long)gridDim.x*blockDim.x) {
-        const double _v_x1 = x1[_e];
         const double _v_x0 = x0[_e];
-        const double x2 = exp(-fabs(_v_x1));
-        const double x3 = _v_x0*sg_sigmoid_e(-_v_x1, x2)*sg_sigmoid_e(_v_x1, x2);
+        const double _v_x1 = x1[_e];
+        const double x2 = exp(-fabs(_v_x0));
+        const double x3 = _v_x1*sg_sigmoid_e(-_v_x0, x2)*sg_sigmoid_e(_v_x0, x2);
         _w_x3[_e] = x3;
     }
 }
@@ -470,8 +470,8 @@ def hvp(w, X, t, *, v):
 
 def _hvp(w, X, t, D, N, v_w):
     """hvp on checked arguments and directions."""
-    x0 = X @ v_w
-    x1 = X @ w
+    x0 = X @ w
+    x1 = X @ v_w
     x3 = cp.empty((N, 1), dtype=DTYPE)
     _launch('hvp_2', N*1, (x0, x1, x3, np.int64(N)))
     hvp_w = X.T @ x3

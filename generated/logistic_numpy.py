@@ -341,17 +341,17 @@ def hvp(w, X, t, *, v):
 def _hvp(w, X, t, D, N, v_w):
     """hvp on checked arguments and directions."""
     # matrix product (BLAS)
-    x0 = X @ v_w
+    x0 = X @ w
     # matrix product (BLAS)
-    x1 = X @ w
+    x1 = X @ v_w
     # one pass over the elements (N, 1), in blocks of rows (8192 elements)
     _rows = max(1, 8192//max(1, 1))
     x3 = np.empty((N, 1), dtype=DTYPE)
     for _start in range(0, N, _rows):
-        _x1 = x1[_start:_start + _rows]
         _x0 = x0[_start:_start + _rows]
-        x2 = np.exp(-abs(_x1))
-        _x3 = _x0*(np.where(-_x1 >= 0, 1.0, x2)/(1.0 + x2))*(np.where(_x1 >= 0, 1.0, x2)/(1.0 + x2))
+        _x1 = x1[_start:_start + _rows]
+        x2 = np.exp(-abs(_x0))
+        _x3 = _x1*(np.where(-_x0 >= 0, 1.0, x2)/(1.0 + x2))*(np.where(_x0 >= 0, 1.0, x2)/(1.0 + x2))
         x3[_start:_start + _rows] = _x3
     # matrix product (BLAS)
     hvp_w = X.T @ x3

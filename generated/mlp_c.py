@@ -286,10 +286,10 @@ int hvp_2(const float* restrict x0, const float* restrict x10, const float* rest
         for (long long _i = _first; _i < _last; ++_i) {
             #pragma omp simd
             for (long long _j = 0; _j < N_H; ++_j) {
-                const float _v_x11_T = x11[_j*M + _i];
                 const float _v_x0 = x0[_i*N_H + _j];
                 const float _v_x10 = x10[_i*N_H + _j];
-                const float x14 = (_v_x11_T + _v_x10)*sg_heaviside(_v_x0, 0.0F);
+                const float _v_x11 = x11[_i*N_H + _j];
+                const float x14 = (_v_x10 + _v_x11)*sg_heaviside(_v_x0, 0.0F);
                 _w_x14[_i*N_H + _j] = x14;
             }
         }
@@ -313,9 +313,9 @@ int hvp_3(const float* restrict x12, const float* restrict x13, float* restrict 
         for (long long _i = _first; _i < _last; ++_i) {
             #pragma omp simd
             for (long long _j = 0; _j < N_O; ++_j) {
-                const float _v_x13_T = x13[_j*N_H + _i];
                 const float _v_x12 = x12[_i*N_O + _j];
-                const float hvp_W2 = _v_x13_T + _v_x12;
+                const float _v_x13 = x13[_i*N_O + _j];
+                const float hvp_W2 = _v_x12 + _v_x13;
                 _w_hvp_W2[_i*N_O + _j] = hvp_W2;
             }
         }
@@ -1035,22 +1035,22 @@ def _hvp(W1, W2, X, Y, N_I, N_H, N_O, M, v_W1, v_W2):
     # matrix product (BLAS)
     x4 = x2 @ W2
     # matrix product (BLAS)
-    x5 = x2 @ v_W2
+    x5 = x3 @ W2
     # matrix product (BLAS)
-    x6 = x3 @ W2
+    x6 = x2 @ v_W2
     # one pass over the elements (M, N_O), compiled C (_SOURCE)
     x7 = 2.0/(M*N_O)
     x8 = np.empty((M, N_O), dtype=DTYPE)
     x9 = np.empty((M, N_O), dtype=DTYPE)
     _lib().hvp_1(_address(Y), _address(x4), _address(x5), _address(x6), _address(x8), _address(x9), x7, M, N_O, _THREADS)
     # matrix product (BLAS)
-    x10 = x9 @ W2.T
+    x10 = x8 @ v_W2.T
     # matrix product (BLAS)
-    x11 = v_W2 @ x8.T
+    x11 = x9 @ W2.T
     # matrix product (BLAS)
-    x12 = x2.T @ x9
+    x12 = x3.T @ x8
     # matrix product (BLAS)
-    x13 = x8.T @ x3
+    x13 = x2.T @ x9
     # one pass over the elements (M, N_H), compiled C (_SOURCE)
     x14 = np.empty((M, N_H), dtype=DTYPE)
     _lib().hvp_2(_address(x0), _address(x10), _address(x11), _address(x14), M, N_H, _THREADS)

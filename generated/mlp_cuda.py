@@ -225,12 +225,10 @@ extern "C" __global__ void hvp_11(const float* __restrict__ x0, const float* __r
 {
     const long long _n = M*N_H;
     for (long long _e = (long long)blockIdx.x*blockDim.x + threadIdx.x; _e < _n; _e += (long long)gridDim.x*blockDim.x) {
-        const long long _i = _e / N_H;
-        const long long _j = _e - _i*N_H;
-        const float _v_x11_T = x11[_j*M + _i];
         const float _v_x0 = x0[_e];
         const float _v_x10 = x10[_e];
-        const float x14 = (_v_x11_T + _v_x10)*sg_heaviside(_v_x0, 0.0F);
+        const float _v_x11 = x11[_e];
+        const float x14 = (_v_x10 + _v_x11)*sg_heaviside(_v_x0, 0.0F);
         _w_x14[_e] = x14;
     }
 }
@@ -240,11 +238,9 @@ extern "C" __global__ void hvp_12(const float* __restrict__ x12, const float* __
 {
     const long long _n = N_H*N_O;
     for (long long _e = (long long)blockIdx.x*blockDim.x + threadIdx.x; _e < _n; _e += (long long)gridDim.x*blockDim.x) {
-        const long long _i = _e / N_O;
-        const long long _j = _e - _i*N_O;
-        const float _v_x13_T = x13[_j*N_H + _i];
         const float _v_x12 = x12[_e];
-        const float hvp_W2 = _v_x13_T + _v_x12;
+        const float _v_x13 = x13[_e];
+        const float hvp_W2 = _v_x12 + _v_x13;
         _w_hvp_W2[_e] = hvp_W2;
     }
 }
@@ -563,16 +559,16 @@ def _hvp(W1, W2, X, Y, N_I, N_H, N_O, M, v_W1, v_W2):
     x3 = cp.empty((M, N_H), dtype=DTYPE)
     _launch('hvp_2', M*N_H, (x0, x1, x2, x3, np.int64(M), np.int64(N_H)))
     x4 = x2 @ W2
-    x5 = x2 @ v_W2
-    x6 = x3 @ W2
+    x5 = x3 @ W2
+    x6 = x2 @ v_W2
     x7 = 2.0/(M*N_O)
     x8 = cp.empty((M, N_O), dtype=DTYPE)
     x9 = cp.empty((M, N_O), dtype=DTYPE)
     _launch('hvp_6', M*N_O, (Y, x4, x5, x6, x8, x9, DTYPE(x7), np.int64(M), np.int64(N_O)))
-    x10 = x9 @ W2.T
-    x11 = v_W2 @ x8.T
-    x12 = x2.T @ x9
-    x13 = x8.T @ x3
+    x10 = x8 @ v_W2.T
+    x11 = x9 @ W2.T
+    x12 = x3.T @ x8
+    x13 = x2.T @ x9
     x14 = cp.empty((M, N_H), dtype=DTYPE)
     _launch('hvp_11', M*N_H, (x0, x10, x11, x14, np.int64(M), np.int64(N_H)))
     hvp_W2 = cp.empty((N_H, N_O), dtype=DTYPE)

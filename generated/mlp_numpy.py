@@ -379,32 +379,32 @@ def _hvp(W1, W2, X, Y, N_I, N_H, N_O, M, v_W1, v_W2):
     # matrix product (BLAS)
     x4 = x2 @ W2
     # matrix product (BLAS)
-    x5 = x2 @ v_W2
+    x5 = x3 @ W2
     # matrix product (BLAS)
-    x6 = x3 @ W2
+    x6 = x2 @ v_W2
     # one pass over the elements (M, N_O)
     x7 = 2.0/(M*N_O)
     x8 = x7*(x4 - Y)
     x9 = x7*(x5 + x6)
     # matrix product (BLAS)
-    x10 = x9 @ W2.T
+    x10 = x8 @ v_W2.T
     # matrix product (BLAS)
-    x11 = v_W2 @ x8.T
+    x11 = x9 @ W2.T
     # matrix product (BLAS)
-    x12 = x2.T @ x9
+    x12 = x3.T @ x8
     # matrix product (BLAS)
-    x13 = x8.T @ x3
+    x13 = x2.T @ x9
     # one pass over the elements (M, N_H), in blocks of rows (8192 elements)
     _rows = max(1, 8192//max(N_H, 1))
     x14 = np.empty((M, N_H), dtype=DTYPE)
     for _start in range(0, M, _rows):
-        _x11_T = x11.T[_start:_start + _rows]
         _x0 = x0[_start:_start + _rows]
         _x10 = x10[_start:_start + _rows]
-        _x14 = (_x10 + _x11_T)*(_x0 > 0)
+        _x11 = x11[_start:_start + _rows]
+        _x14 = (_x10 + _x11)*(_x0 > 0)
         x14[_start:_start + _rows] = _x14
     # one pass over the elements (N_H, N_O)
-    hvp_W2 = x12 + x13.T
+    hvp_W2 = x12 + x13
     # matrix product (BLAS)
     hvp_W1 = X.T @ x14
     return (hvp_W1, hvp_W2,)

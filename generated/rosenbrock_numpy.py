@@ -162,8 +162,9 @@ def hvp(x, y, *, v):
 def _hvp(x, y, v_x, v_y):
     """hvp on checked arguments and directions."""
     # scalar arithmetic
-    hvp_x = 2.0*(v_x*(600.0*(x*x) + 1.0 - 200.0*y) - 200.0*v_y*x)
-    hvp_y = 200.0*(v_y - 2.0*v_x*x)
+    x0 = v_y - 2.0*v_x*x
+    hvp_x = 2.0*v_x - 400.0*v_x*(y - (x*x)) - 400.0*x*x0
+    hvp_y = 200.0*x0
     return (hvp_x, hvp_y,)
 
 

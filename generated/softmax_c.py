@@ -345,7 +345,7 @@ int hvp_0(const double* restrict Y, double* restrict _w_x0, const long long K, c
 }
 
 // hvp_1: one pass over the elements (N, K), 1 reduction, in tasks of rows shared among _threads threads
-int hvp_1(const double* restrict b, const double* restrict x3, double* restrict _w_x4, const long long K, const long long N, const int _threads)
+int hvp_1(const double* restrict b, const double* restrict x2, double* restrict _w_x4, const long long K, const long long N, const int _threads)
 {
     long long _tasks = N*K / 16384;
     if (_tasks > 256) _tasks = 256;
@@ -361,8 +361,8 @@ int hvp_1(const double* restrict b, const double* restrict x3, double* restrict 
             double _line0 = -INFINITY;
             for (long long _j = 0; _j < K; ++_j) {
                 const double _v_b = b[_j];
-                const double _v_x3 = x3[_i*K + _j];
-                _line0 = sg_max(_line0, (double)(_v_b + _v_x3));
+                const double _v_x2 = x2[_i*K + _j];
+                _line0 = sg_max(_line0, (double)(_v_b + _v_x2));
             }
             _w_x4[_i] = _line0;
         }
@@ -389,13 +389,13 @@ int hvp_2(const double* restrict b, const double* restrict v_b, const double* re
             #pragma omp simd reduction(+:_line0, _line1)
             for (long long _j = 0; _j < K; ++_j) {
                 const double _v_b = b[_j];
-                const double _v_x3 = x3[_i*K + _j];
+                const double _v_x2 = x2[_i*K + _j];
                 const double _v_x4 = x4[_i];
                 const double _v_v_b = v_b[_j];
-                const double _v_x2 = x2[_i*K + _j];
-                const double x5 = exp(_v_b + _v_x3 - _v_x4);
+                const double _v_x3 = x3[_i*K + _j];
+                const double x5 = exp(_v_b + _v_x2 - _v_x4);
                 _line0 += (double)x5;
-                _line1 += (double)(x5*(_v_v_b + _v_x2));
+                _line1 += (double)(x5*(_v_v_b + _v_x3));
             }
             _w_x6[_i] = _line0;
             _w_x7[_i] = _line1;
@@ -429,7 +429,7 @@ int hvp_3(const double* restrict b, const double* restrict v_b, const double* re
                 const double _v_x4 = x4[_i];
                 const double _v_x7 = x7[_i];
                 const double x8 = (1.0/_v_x6);
-                const double x9 = _v_x1*x8*(_v_v_b + _v_x2 - _v_x7*x8)*exp(_v_b + _v_x3 - _v_x4);
+                const double x9 = _v_x1*x8*(_v_v_b + _v_x3 - _v_x7*x8)*exp(_v_b + _v_x2 - _v_x4);
                 _w_x9[_i*K + _j] = x9;
             }
         }
@@ -1214,12 +1214,12 @@ def _hvp(W, b, X, Y, D, K, N, v_W, v_b):
     x0 = _r_x0
     x1 = x0/N
     # matrix product (BLAS)
-    x2 = X @ v_W
+    x2 = X @ W
     # matrix product (BLAS)
-    x3 = X @ W
+    x3 = X @ v_W
     # one pass over the elements (N, K), 1 reduction, compiled C (_SOURCE)
     _r_x4 = np.full((N, 1), -np.inf)
-    _lib().hvp_1(_address(b), _address(x3), _address(_r_x4), K, N, _THREADS)
+    _lib().hvp_1(_address(b), _address(x2), _address(_r_x4), K, N, _THREADS)
     x4 = _r_x4
     # one pass over the elements (N, K), 2 reductions, compiled C (_SOURCE)
     _r_x6 = np.zeros((N, 1))

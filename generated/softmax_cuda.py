@@ -336,15 +336,15 @@ extern "C" __global__ void hvp_0(const double* __restrict__ Y, double* __restric
 }
 
 // hvp_3: one thread per row of (N, K), 1 reduction
-extern "C" __global__ void hvp_3(const double* __restrict__ b, const double* __restrict__ x3, double* __restrict__ _w_x4, long long K, long long N)
+extern "C" __global__ void hvp_3(const double* __restrict__ b, const double* __restrict__ x2, double* __restrict__ _w_x4, long long K, long long N)
 {
     const long long _n = N;
     for (long long _i = (long long)blockIdx.x*blockDim.x + threadIdx.x; _i < _n; _i += (long long)gridDim.x*blockDim.x) {
         double _line0 = -INFINITY;
         for (long long _j = 0; _j < K; ++_j) {
             const double _v_b = b[_j];
-            const double _v_x3 = x3[_i*K + _j];
-            _line0 = sg_max(_line0, (double)(_v_b + _v_x3));
+            const double _v_x2 = x2[_i*K + _j];
+            _line0 = sg_max(_line0, (double)(_v_b + _v_x2));
         }
         const double x4 = (double)_line0;
         _w_x4[_i] = x4;
@@ -360,13 +360,13 @@ extern "C" __global__ void hvp_4(const double* __restrict__ b, const double* __r
         double _line1 = 0.0;
         for (long long _j = 0; _j < K; ++_j) {
             const double _v_b = b[_j];
-            const double _v_x3 = x3[_i*K + _j];
+            const double _v_x2 = x2[_i*K + _j];
             const double _v_x4 = x4[_i];
             const double _v_v_b = v_b[_j];
-            const double _v_x2 = x2[_i*K + _j];
-            const double x5 = exp(_v_b + _v_x3 - _v_x4);
+            const double _v_x3 = x3[_i*K + _j];
+            const double x5 = exp(_v_b + _v_x2 - _v_x4);
             _line0 += (double)x5;
-            _line1 += (double)(x5*(_v_v_b + _v_x2));
+            _line1 += (double)(x5*(_v_v_b + _v_x3));
         }
         const double x6 = (double)_line0;
         _w_x6[_i] = x6;
@@ -391,7 +391,7 @@ extern "C" __global__ void hvp_5(const double* __restrict__ b, const double* __r
         const double _v_x4 = x4[_i];
         const double _v_x7 = x7[_i];
         const double x8 = (1.0/_v_x6);
-        const double x9 = _v_x1*x8*(_v_v_b + _v_x2 - _v_x7*x8)*exp(_v_b + _v_x3 - _v_x4);
+        const double x9 = _v_x1*x8*(_v_v_b + _v_x3 - _v_x7*x8)*exp(_v_b + _v_x2 - _v_x4);
         _w_x9[_e] = x9;
     }
 }
@@ -767,10 +767,10 @@ def _hvp(W, b, X, Y, D, K, N, v_W, v_b):
     x0 = cp.empty((N, 1), dtype=DTYPE)
     x1 = cp.empty((N, 1), dtype=DTYPE)
     _launch('hvp_0', N, (Y, x0, x1, np.int64(K), np.int64(N)))
-    x2 = X @ v_W
-    x3 = X @ W
+    x2 = X @ W
+    x3 = X @ v_W
     x4 = cp.empty((N, 1), dtype=DTYPE)
-    _launch('hvp_3', N, (b, x3, x4, np.int64(K), np.int64(N)))
+    _launch('hvp_3', N, (b, x2, x4, np.int64(K), np.int64(N)))
     x6 = cp.empty((N, 1), dtype=DTYPE)
     x7 = cp.empty((N, 1), dtype=DTYPE)
     _launch('hvp_4', N, (b, v_b, x2, x3, x4, x6, x7, np.int64(K), np.int64(N)))

@@ -411,24 +411,24 @@ def _hvp(W, b, X, Y, D, K, N, v_W, v_b):
     x0 = _row_sums(Y)
     x1 = x0/N
     # matrix product (BLAS)
-    x2 = X @ v_W
+    x2 = X @ W
     # matrix product (BLAS)
-    x3 = X @ W
+    x3 = X @ v_W
     # 4 passes over the rows of (N, K) in one loop, in blocks of rows (32768 elements)
     _rows = max(1, 32768//max(K, 1))
     x9 = np.empty((N, K), dtype=DTYPE)
     hvp_b = np.zeros((1, K), dtype=DTYPE)
     for _start in range(0, N, _rows):
-        _x3 = x3[_start:_start + _rows]
         _x2 = x2[_start:_start + _rows]
+        _x3 = x3[_start:_start + _rows]
         _x1 = x1[_start:_start + _rows]
-        _x4 = _row_maxima(_x3 + b)
-        _0 = _x3 + b - _x4
+        _x4 = _row_maxima(_x2 + b)
+        _0 = _x2 + b - _x4
         _1 = np.exp(_0)
         _x6 = _row_sums(_1)
-        _x7 = _row_sums(_1*(_x2 + v_b))
+        _x7 = _row_sums(_1*(_x3 + v_b))
         _2 = (1/_x6)
-        _3 = _2*_x1*(_x2 + v_b - _2*_x7)*np.exp(_0)
+        _3 = _2*_x1*(_x3 + v_b - _2*_x7)*np.exp(_0)
         x9[_start:_start + _rows] = _3
         hvp_b += np.sum(_3, axis=(0,), keepdims=True)
     # matrix product (BLAS)

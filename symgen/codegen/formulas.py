@@ -224,7 +224,7 @@ def matrix_hessians(problem: Problem) -> dict[tuple[sp.Basic, sp.Basic], sp.Basi
             for (p, q), n in zip(form.pairs, nodes, strict=True)
         }
     rebuild = _MatrixFormula({**symbols, **{v.name: v for v in named.values()}})
-    blocks = hvp_blocks(lowered.params, grads, inputs)
+    blocks = hvp_blocks(lowered.loss, lowered.params, inputs)
     return {(params[p], params[q]): _for_reading(rebuild(n)) for (p, q), n in blocks.items()}
 
 

@@ -1,7 +1,8 @@
 """Reverse mode over the IR: symbolic backprop.
 
-One table of adjoint rules, one walk. Each rule takes a node and the adjoint
-``g`` of its output and returns ``(operand, contribution)`` pairs. A
+One table of adjoint rules, one walk. Each rule takes a node, the adjoint ``g`` of its
+output and the nodes whose adjoints are needed (those with an input to differentiate
+with respect to below them), and returns ``(operand, contribution)`` pairs. A
 contribution whose shape is larger than its operand's (broadcasting) is summed
 back by ``unbroadcast``; the contributions to a node used several times are
 added. ``Map`` is where symbolic differentiation happens: its contribution to
@@ -49,50 +50,52 @@ def partial(body: sp.Expr, var: sp.Symbol) -> sp.Expr:
     return _diff(body, var)
 
 
-def _map_rule(node: Map, g: Node) -> Contribution:
+def _map_rule(node: Map, g: Node, needed: set[Node]) -> Contribution:
     gv = sp.Dummy("g")
     for var, arg in zip(node.fn.variables, node.args, strict=True):
+        if arg not in needed:  # no parameter below it: its partial is never used
+            continue
         d = _diff(node.fn.expr, var)
         if d == 0:
             continue
         yield arg, map_(sp.Lambda((gv, *node.fn.variables), gv * d), (g, *node.args), node.shape)
 
 
-def _reduce_rule(node: Reduce, g: Node) -> Contribution:
+def _reduce_rule(node: Reduce, g: Node, needed: set[Node]) -> Contribution:
     if node.op == "max":  # a stabilizing shift: the value does not depend on it
         return
     u = sp.Dummy("u")
     yield node.arg, map_(sp.Lambda(u, u), (g,), node.arg.shape)
 
 
-def _matmul_rule(node: MatMul, g: Node) -> Contribution:
+def _matmul_rule(node: MatMul, g: Node, needed: set[Node]) -> Contribution:
     a, b = node.a, node.b
     yield a, MatMul(g, transpose(b), a.shape)
     yield b, MatMul(transpose(a), g, b.shape)
 
 
-def _transpose_rule(node: Transpose, g: Node) -> Contribution:
+def _transpose_rule(node: Transpose, g: Node, needed: set[Node]) -> Contribution:
     yield node.arg, transpose(g)
 
 
-def _gather_rule(node: Gather, g: Node) -> Contribution:
+def _gather_rule(node: Gather, g: Node, needed: set[Node]) -> Contribution:
     """The gradient goes to the one entry per row that was read: a scatter, not a one-hot
     product (an argument with one row gets the scattered rows summed by ``unbroadcast``)."""
     shape = (node.shape[0], node.arg.shape[1])
     yield node.arg, ScatterAdd(None, g, node.index, shape)
 
 
-def _scatter_rule(node: ScatterAdd, g: Node) -> Contribution:
+def _scatter_rule(node: ScatterAdd, g: Node, needed: set[Node]) -> Contribution:
     if node.base is not None:
         yield node.base, g
     yield node.value, Gather(g, node.index, node.index.shape)
 
 
-def _stored_rule(node: Stored, g: Node) -> Contribution:
+def _stored_rule(node: Stored, g: Node, needed: set[Node]) -> Contribution:
     yield node.arg, g
 
 
-RULES: dict[type, Callable[[Node, Node], Contribution]] = {
+RULES: dict[type, Callable[[Node, Node, set[Node]], Contribution]] = {
     Map: _map_rule,
     Reduce: _reduce_rule,
     MatMul: _matmul_rule,
@@ -147,7 +150,13 @@ def gradients(output: Node, wrt: tuple[Input, ...]) -> tuple[Node, ...]:
         raise ValueError("gradients() needs a scalar output")
     pending: dict[Node, list[Node]] = {output: [Const(sp.S.One)]}
     adjoint: dict[Node, Node] = {}
-    for node in reversed(topological([output])):
+    order = topological([output])
+    # The nodes with an input of ``wrt`` below them: only their adjoints are needed.
+    needed: set[Node] = set(wrt)
+    for node in order:
+        if any(o in needed for o in node.operands):
+            needed.add(node)
+    for node in reversed(order):
         contributions = pending.pop(node, None)
         if contributions is None:
             continue
@@ -155,6 +164,7 @@ def gradients(output: Node, wrt: tuple[Input, ...]) -> tuple[Node, ...]:
         rule = RULES.get(type(node))
         if rule is None:
             continue
-        for operand, contribution in rule(node, g):
-            pending.setdefault(operand, []).append(unbroadcast(contribution, operand.shape))
+        for operand, contribution in rule(node, g, needed):
+            if operand in needed:
+                pending.setdefault(operand, []).append(unbroadcast(contribution, operand.shape))
     return tuple(adjoint.get(w, Const(sp.S.Zero, w.shape)) for w in wrt)

@@ -1,10 +1,11 @@
 """Second derivatives over the IR: Hessian-vector products and dense Hessians.
 
-``hvp``: reverse over reverse. The gradient is an IR graph (``autodiff.gradients``); with
-directions ``v_p`` (inputs shaped like the parameters) the scalar
-``s = sum_p sum(grad_p ⊙ v_p)`` is differentiated once more: ``∂s/∂p = (H v)_p``. Its
-graph is the gradient's plus a fixed number of nodes per node, so an hvp costs a small
-constant times ``loss_and_grad``, and it is fused, CSE'd and printed like the gradient.
+``hvp``: reverse over forward. The derivative of the loss along directions ``v_p``
+(inputs shaped like the parameters) is a graph of its own (``jvp``: forward mode over
+the IR, one differentiation per map, however many variables it has), and its gradient
+(``autodiff.gradients``) is ``H v``. Its graph is a small constant times the loss's, so an
+hvp costs a small constant times ``loss_and_grad``, and it is fused, CSE'd and printed
+like the gradient.
 
 The dense Hessian over the parameters flattened in ``PARAMS`` order takes one of three
 forms (``HessianForm.kind``):
@@ -15,7 +16,7 @@ forms (``HessianForm.kind``):
   of them are sums of the one pass over the samples.
 - ``blocks`` (every parameter a vector: a column (n, 1) or a row (1, n), as the weights
   of a GLM): block (p, q) of H is the hvp of p along the n_q unit vectors of q at once,
-  the hvp graph with the direction ``v_q`` replaced by the identity matrix (``_Batch``:
+  the hvp graph along ``v_q`` alone with ``v_q`` replaced by the identity matrix (``_Batch``:
   each node that depends on it gains an axis of length n_q). For a GLM the gradient
   ``X.T @ r(X w)`` gives ``X.T @ (r'(X w) ⊙ X)``, the form an expert writes; a diagonal
   block ``A.T @ (c ⊙ A)`` whose weight ``c`` is provably >= 0 becomes ``B.T @ B`` with
@@ -35,8 +36,10 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 import sympy as sp
+from sympy.functions.elementary.piecewise import ExprCondPair
+from sympy.logic.boolalg import Boolean
 
-from symgen.compiler.autodiff import gradients, transpose
+from symgen.compiler.autodiff import gradients, partial, transpose
 from symgen.compiler.frontend import Lowered
 from symgen.compiler.ir import (
     Const,
@@ -55,6 +58,7 @@ from symgen.compiler.ir import (
 )
 from symgen.compiler.optimize import Namer, Program, build_program
 from symgen.compiler.scalar_functions import sigmoid, softplus
+from symgen.compiler.stable import simplify_derivative
 
 #: The most scalar parameters whose Hessian is written entry by entry (P*(P+1)/2 sums
 #: in one pass); beyond it the module computes it from hvps along unit vectors.
@@ -94,26 +98,115 @@ def _product(a: Node, b: Node) -> Node:
     return map_(sp.Lambda((x, y), x * y), (a, b))
 
 
-def _total(nodes: list[Node]) -> Node:
-    """The sum of scalar nodes."""
-    if len(nodes) == 1:
-        return nodes[0]
-    xs = [sp.Dummy(f"a{i}") for i in range(len(nodes))]
-    return map_(sp.Lambda(tuple(xs), sp.Add(*xs)), tuple(nodes))
+def _directional(body: sp.Expr, moves: dict[sp.Symbol, sp.Symbol]) -> sp.Expr:
+    """The derivative of ``body`` along ``moves`` (variable -> its tangent), ``d/de
+    body(x + e*t)`` at ``e = 0``: forward mode over the expression, each distinct
+    subexpression's tangent made once from its operands' (sums, the product rule, powers,
+    a function's partials), so its cost grows with the size of ``body``, not with the
+    number of variables that move times it."""
+    moving = set(moves)
+    tangent: dict[sp.Basic, sp.Expr] = {}
+    for e in sp.postorder_traversal(body):
+        if e not in tangent:
+            tangent[e] = _tangent(e, moves, moving, tangent)
+    d = simplify_derivative(tangent[body])
+    # Step functions are differentiated almost everywhere, as in reverse mode: their delta is 0.
+    return d.replace(sp.DiracDelta, lambda *args: sp.S.Zero) if d.has(sp.DiracDelta) else d
 
 
-def _inner(g: Node, v: Node) -> Node:
-    """``sum(g ⊙ v)``, a scalar node."""
-    product = _product(g, v)
-    if not product.shape:
-        return product
-    return Reduce(product, tuple(range(len(product.shape))), ())
+def _tangent(e: sp.Basic, moves: dict, moving: set, tangent: dict) -> sp.Expr:
+    """The tangent of ``e``, its operands' already in ``tangent``."""
+    if e in moves:
+        return moves[e]
+    if isinstance(e, (Boolean, ExprCondPair)):  # conditions are not differentiated
+        return sp.S.Zero
+    if not e.args or not (e.free_symbols & moving):
+        return sp.S.Zero
+    if isinstance(e, sp.Piecewise):  # each piece's tangent, where that piece holds
+        return sp.Piecewise(*[(tangent[p.expr], p.cond) for p in e.args])
+    ts = [tangent[a] for a in e.args]
+    if e.is_Add:
+        return sp.Add(*ts)
+    if e.is_Mul:
+        rest = lambda k: sp.Mul(*e.args[:k], *e.args[k + 1 :])  # noqa: E731
+        return sp.Add(*[t * rest(k) for k, t in enumerate(ts) if t != 0])
+    if e.is_Pow:
+        (base, exponent), (tb, te) = e.args, ts
+        out = exponent * base ** (exponent - 1) * tb if tb != 0 else sp.S.Zero
+        return out + e * sp.log(base) * te if te != 0 else out
+    if isinstance(e, sp.Function):
+        partials = [e.fdiff(k + 1) * t for k, t in enumerate(ts) if t != 0]
+        if not any(p.has(sp.Derivative, sp.Subs) for p in partials):
+            return sp.Add(*partials)
+    # anything else (Max, Min with several arguments, ...): each moving variable's
+    # partial as reverse mode takes it, times its tangent
+    return sp.Add(*[partial(e, x) * t for x, t in moves.items() if x in e.free_symbols])
 
 
-def hvp(params: tuple[Input, ...], grads: tuple[Node, ...], directions: tuple[Input, ...]):
-    """The nodes of ``H v``, one per parameter: the gradient of ``sum_p <grad_p, v_p>``."""
-    total = _total([_inner(g, v) for g, v in zip(grads, directions, strict=True)])
-    return simplified(stable_second_order(gradients(total, params)))
+def _sum(a: Node | None, b: Node | None) -> Node | None:
+    if a is None or b is None:
+        return a if b is None else b
+    x, y = sp.Dummy("x"), sp.Dummy("y")
+    return map_(sp.Lambda((x, y), x + y), (a, b))
+
+
+def jvp(outputs: tuple[Node, ...], tangents: dict[Input, Node]) -> tuple[Node | None, ...]:
+    """Forward mode: the derivative of each output along ``tangents`` (an input -> its
+    direction), None where it is 0. Each node gets at most two tangent nodes, and a map
+    one differentiation of its body (``_directional``), so the tangents cost a small
+    constant times the outputs. A maximum (``logsumexp``'s shift) has no tangent: the
+    values it shifts do not depend on it."""
+    made: dict[Node, Node | None] = {}
+    for node in topological(list(outputs)):
+        if isinstance(node, Input):
+            made[node] = tangents.get(node)
+        elif isinstance(node, Map):
+            pairs = zip(node.fn.variables, node.args, strict=True)
+            moving = [(x, made[a]) for x, a in pairs if made[a] is not None]
+            if not moving:
+                made[node] = None
+                continue
+            ts = [sp.Dummy(f"t{i}") for i in range(len(moving))]
+            moves = {x: t for (x, _), t in zip(moving, ts, strict=True)}
+            body = _directional(node.fn.expr, moves)
+            fn = sp.Lambda((*node.fn.variables, *ts), body)
+            made[node] = map_(fn, (*node.args, *(t for _, t in moving)), node.shape)
+        elif isinstance(node, Reduce):
+            arg = made[node.arg]
+            made[node] = None if arg is None or node.op != "sum" else replace(node, arg=arg)
+        elif isinstance(node, MatMul):
+            ta, tb = made[node.a], made[node.b]
+            left = MatMul(ta, node.b, node.shape) if ta is not None else None
+            right = MatMul(node.a, tb, node.shape) if tb is not None else None
+            made[node] = _sum(left, right)
+        elif isinstance(node, Transpose):
+            made[node] = None if made[node.arg] is None else transpose(made[node.arg])
+        elif isinstance(node, Stored):
+            made[node] = made[node.arg]
+        elif isinstance(node, Gather):  # linear: the tangent's entries at the labels
+            made[node] = None if made[node.arg] is None else replace(node, arg=made[node.arg])
+        elif isinstance(node, ScatterAdd):  # linear in its base and its value
+            base = None if node.base is None else made[node.base]
+            value = made[node.value]
+            made[node] = base if value is None else replace(node, base=base, value=value)
+        else:  # constants and identities
+            made[node] = None
+    return tuple(made[o] for o in outputs)
+
+
+def _hv(loss: Node, params: tuple[Input, ...], tangents: dict[Input, Node]):
+    """``H v`` per parameter, ``v`` the ``tangents`` (0 for a parameter not in them):
+    reverse over forward, the gradient of the loss's derivative along ``v``. Forward
+    first keeps the graph small: the loss's derivative along v is one graph, whose
+    subexpressions (``z'`` = X v, a residual's derivative) every part of the gradient
+    shares, rather than one derivative per partial."""
+    (along,) = jvp((loss,), tangents)
+    return simplified(stable_second_order(gradients(along, params)))
+
+
+def hvp(loss: Node, params: tuple[Input, ...], directions: tuple[Input, ...]):
+    """The nodes of ``H v``, one per parameter, ``v`` the ``directions``."""
+    return _hv(loss, params, dict(zip(params, directions, strict=True)))
 
 
 # -- stable forms ---------------------------------------------------------------------
@@ -454,12 +547,12 @@ def _symmetric(node: Node) -> bool:
     return node.fn.expr.xreplace(swap) == node.fn.expr
 
 
-def _blocks(params, grads, directions, products: bool = True):
+def _blocks(loss, params, directions, products: bool = True):
     """The blocks (p, q), p <= q, of vector parameters; ``products``: diagonal blocks
     ``A.T @ (c ⊙ A)`` become symmetric products where they can."""
     pairs, nodes = [], []
-    for q, (g, v) in enumerate(zip(grads, directions, strict=True)):
-        column = stable_second_order(gradients(_inner(g, v), params))
+    for q, v in enumerate(directions):
+        column = _hv(loss, params, {params[q]: v})
         n = _size(v.shape)
         batched = _Batch(v, n)(column[: q + 1])
         for p, made in enumerate(batched):
@@ -477,12 +570,12 @@ def _blocks(params, grads, directions, products: bool = True):
     return tuple(pairs), tuple(nodes), symmetric
 
 
-def hvp_blocks(params: tuple[Input, ...], grads: tuple[Node, ...], directions: tuple[Input, ...]):
+def hvp_blocks(loss: Node, params: tuple[Input, ...], directions: tuple[Input, ...]):
     """For each pair p <= q, the node of block (p, q) of H applied to the direction of q:
     ``∂/∂p <grad_q, v_q>``."""
     out = {}
-    for q, (g, v) in enumerate(zip(grads, directions, strict=True)):
-        column = simplified(stable_second_order(gradients(_inner(g, v), params)))
+    for q, v in enumerate(directions):
+        column = _hv(loss, params, {params[q]: v})
         for p in range(q + 1):
             out[p, q] = column[p]
     return out
@@ -503,7 +596,7 @@ def hessian_nodes(
         return HessianForm("entries", pairs, tuple(True for _ in pairs)), nodes
     if all(_is_vector(p) for p in params):
         try:
-            pairs, nodes, symmetric = _blocks(params, grads, directions, products)
+            pairs, nodes, symmetric = _blocks(lowered.loss, params, directions, products)
         except NotBatched:
             pass
         else:
@@ -523,7 +616,7 @@ def second_order(
         for sym in [taken.fresh(f"v_{p.name}")]
     )
     with_directions = replace(lowered, data=lowered.data + directions)
-    hv = hvp(lowered.params, grads, directions)
+    hv = hvp(lowered.loss, lowered.params, directions)
     names = [f"hvp_{p.name}" for p in lowered.params]
     hvp_program = build_program(with_directions, list(hv), names, namer(with_directions))
     form, nodes = hessian_nodes(lowered, grads, directions)
