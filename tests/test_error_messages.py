@@ -47,7 +47,7 @@ def test_an_unsupported_function_of_an_operand_names_the_operand():
         loss = symgen.sum(symgen.elementwise(lambda u, v: sp.gamma(u * v), X * w, t))
         return symgen.Problem(loss, params=[w], data=[X, t])
 
-    assert "(gamma(X*w*t))" in _message(of_two_operands)
+    assert "(gamma((X*w)*t))" in _message(of_two_operands)
 
     def of_a_reduction():
         return symgen.Problem(sp.gamma(symgen.sum(X * w)), params=[w], data=[X])

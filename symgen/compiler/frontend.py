@@ -279,14 +279,9 @@ class _MatrixLowering:
         return self.elementwise(sp.Lambda((u, k), u**k), [self.matrix(base), self.scalar(exp)])
 
     def _applyfunc(self, expr: ElementwiseApplyFunction) -> Node:
-        (variable,) = expr.function.variables
-        self._check_formula(expr.function.expr, {variable: expr.expr})
         return self.elementwise(expr.function, [self.matrix(expr.expr)], [expr.expr])
 
     def _elementwise(self, expr: ElementwiseMap) -> Node:
-        self._check_formula(
-            expr.function.expr, dict(zip(expr.function.variables, expr.operands, strict=True))
-        )
         nodes = [self.matrix(op) for op in expr.operands]
         return self.elementwise(expr.function, nodes, list(expr.operands))
 
@@ -295,18 +290,6 @@ class _MatrixLowering:
         return frozenset(
             s.name for s in expr.free_symbols if getattr(s, "name", None) in self.param_names
         )
-
-    def _check_formula(self, body: sp.Expr, operands: dict[sp.Symbol, sp.Basic]) -> None:
-        """Check a scalar formula of the user's, shown with each variable replaced by the
-        expression it stands for (``loggamma(Y + 1)``, ``sum(X*w)``), so that a message
-        names the user's symbols, never a variable of symgen's."""
-        shown = {v: sp.Symbol(str(e)) for v, e in operands.items()}
-        params = {shown[v]: self._params_in(e) for v, e in operands.items()}
-        body = body.xreplace(shown)
-        params.update(
-            {s: frozenset({s.name}) for s in body.free_symbols if s.name in self.param_names}
-        )
-        check_scalar_expression(body, params)
 
     def _axis_reduce(self, expr: AxisReduce) -> Node:
         node = self.matrix(expr.arg)
@@ -318,17 +301,18 @@ class _MatrixLowering:
     ) -> Node:
         """A ``Map`` of ``fn`` over ``nodes``; scalar symbols free in its body become operands.
         ``operands``: the SymPy expressions that ``nodes`` lower, which an error names in
-        place of ``fn``'s variables."""
+        place of ``fn``'s variables, and whose parameters a data-only function
+        (``loggamma``) of them must not hold."""
         try:
             shape = broadcast_shapes(*(n.shape for n in nodes))
         except ValueError as exc:
             raise SpecError(f"elementwise operands do not broadcast: {exc}") from None
         dummies = [sp.Dummy() for _ in fn.variables]
         named = dict(zip(dummies, operands or fn.variables, strict=True))
-        check_scalar_expression(
-            fn.expr.xreplace(dict(zip(fn.variables, dummies, strict=True))),
-            shown=lambda e: shown(e, named),
-        )
+        body = fn.expr.xreplace(dict(zip(fn.variables, dummies, strict=True)))
+        params = {d: self._params_in(e) for d, e in named.items()}
+        params |= {s: frozenset({s.name}) for s in body.free_symbols if s.name in self.param_names}
+        check_scalar_expression(body, params, shown=lambda e: shown(e, named))
         fn, nodes = _compose(fn, nodes)
         binary = {b.name for b in self.problem.binary}
         body = stabilize(
@@ -363,7 +347,6 @@ class _MatrixLowering:
         originals: dict[sp.Symbol, sp.Basic] = {}
         body = self._bind_reductions(sp.sympify(expr), bindings, originals)
         us = list(bindings)
-        self._check_formula(body, {u: self.reductions[u] for u in us})
         return self.elementwise(
             sp.Lambda(tuple(us), body), [bindings[u] for u in us], [originals[u] for u in us]
         )

@@ -115,17 +115,19 @@ def check_scalar_expression(
         if SUPPORTED_FUNCTIONS.get(type(node).__name__) is type(node):
             continue
         if DATA_ONLY_FUNCTIONS.get(type(node).__name__) is type(node):
-            _check_data_only(node, params or {})
+            _check_data_only(node, params or {}, shown)
             continue
         _fail_unsupported(node, shown)
 
 
-def _check_data_only(node: sp.Basic, params: Mapping[sp.Symbol, frozenset[str]]) -> None:
+def _check_data_only(
+    node: sp.Basic, params: Mapping[sp.Symbol, frozenset[str]], shown: Callable[[sp.Basic], str]
+) -> None:
     used = sorted(set().union(*(params.get(s, ()) for s in node.free_symbols)))
     if used:
-        name = type(node).__name__
+        name, plural = type(node).__name__, "s" if len(used) > 1 else ""
         raise SpecError(
-            f"{node} depends on the parameter{'s' if len(used) > 1 else ''} {', '.join(used)}: "
+            f"{shown(node)} depends on the parameter{plural} {', '.join(used)}: "
             f"symgen evaluates {name} only in terms constant in the parameters (data-only terms, "
             f"such as log(y!) = loggamma(y + 1) in a Poisson likelihood), as no generated code "
             f"spells its derivative; make {', '.join(used)} data, or write the term without {name}"
