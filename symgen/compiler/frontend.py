@@ -153,8 +153,6 @@ class _MatrixLowering:
                 self.inputs[s.name] = Input(s.name, shape, role, real.get(s))
         self.memo: dict[sp.Basic, Node] = {}
         self.param_names = frozenset(p.name for p in problem.params)
-        #: The SymPy expression of each reduction bound in a scalar formula (for messages).
-        self.reductions: dict[sp.Symbol, sp.Basic] = {}
         #: The labels of ``take``, each with the column counts of the matrices it indexes.
         self.labels: dict[str, list[sp.Expr]] = {}
         self.numbers: set[str] = set()  # inputs read as numbers
@@ -374,7 +372,6 @@ class _MatrixLowering:
         if node is not None:
             u = sp.Dummy("r")
             bindings[u], originals[u] = node, expr
-            self.reductions[u] = expr
             return u
         if not expr.args:
             return expr
