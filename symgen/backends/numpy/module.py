@@ -9,7 +9,8 @@ with transposes passed as views, and fused NumPy expressions around them.
 
 from __future__ import annotations
 
-import re
+import ast
+import sys
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -441,11 +442,23 @@ def _body(
     )
 
 
+def _modules_called(source: str) -> set[str]:
+    """The standard-library modules whose functions ``source`` (a helper's definition)
+    calls as ``module.name``, read from its syntax tree."""
+    tree = ast.parse(source)
+    bases = {
+        node.value.id
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+    }
+    return bases & set(sys.stdlib_module_names)
+
+
 def imports(params: tuple[Arg, ...], helpers: tuple[str, ...], modules: set[str]) -> frozenset[str]:
     """The modules a module imports besides NumPy: ``modules`` (those its statements use),
     those its ``helpers`` (their sources, as the module defines them) call, and ``math``
     when a parameter is a float (the Adam step of a float calls ``math.sqrt``)."""
-    out = set(modules).union(*(re.findall(r"\b(math)\.", h) for h in helpers))
+    out = set(modules).union(*(_modules_called(h) for h in helpers))
     if any(p.kind == "scalar" for p in params):
         out.add("math")
     return frozenset(out - {"np"})  # NumPy is always imported, as np
