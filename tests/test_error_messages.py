@@ -9,6 +9,7 @@ import re
 
 import pytest
 import sympy as sp
+from sympy.codegen.cfunctions import log2, log10
 
 import symgen
 from symgen.compiler.shown import shown
@@ -68,6 +69,10 @@ def test_a_matrix_expression_is_shown_as_written():
         (sp.sec(x) * y, "write it as 1/cos(x)"),
         (sp.cot(x) * y, "write it as 1/tan(x)"),
         (sp.sinc(x) * y, "write it as Piecewise((sin(x)/x, Ne(x, 0)), (1, True))"),
+        # SymPy's C-function spellings: a rewrite that contains another unsupported function
+        # (log2 -> ... -> log2) once recursed without end
+        (log2(1 + x**2) * y, "write it as log(x**2 + 1)/log(2)"),
+        (log10(1 + x**2) * y, "write it as log(x**2 + 1)/log(10)"),
     ],
 )
 def test_an_unsupported_function_says_the_rewrite_sympy_knows(loss, rewrite):

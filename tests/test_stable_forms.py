@@ -229,6 +229,36 @@ CASES: dict[str, Case] = {
         edge=lambda rng: {"x": np.array([1e-9, 0.5, 1000.0, 999.0, 700.0]) / A},
         point=(A,),
     ),
+    # SymPy's own log1p (sympy.codegen.cfunctions), as numerically minded users write the
+    # logistic loss: log1p(exp(z)) - y*z is softplus(z) - y*z
+    "bce_log1p": Case(
+        log1p(sp.exp(a * x + b)) - y * (a * x + b),
+        (a, b),
+        (x, y),
+        value=lambda p, d: _softplus(p[0] * d["x"] + p[1]) - d["y"] * (p[0] * d["x"] + p[1]),
+        grads=lambda p, d: [
+            (special.expit(p[0] * d["x"] + p[1]) - d["y"]) * d["x"],
+            special.expit(p[0] * d["x"] + p[1]) - d["y"],
+        ],
+        naive=lambda a, b, x, y: anp.log1p(anp.exp(a * x + b)) - y * (a * x + b),
+        ordinary=lambda rng: {"x": rng.uniform(-2, 2, 40), "y": _binary(40)(rng)},
+        edge=lambda rng: {"x": _extreme_x(A)(rng), "y": _binary(18)(rng)},
+        point=(A, B),
+    ),
+    # and its expm1: a relative-error loss (exp(z) - 1 - y)**2, exact for small z
+    "expm1": Case(
+        (expm1(a * x) - y) ** 2,
+        (a,),
+        (x, y),
+        value=lambda p, d: (np.expm1(p[0] * d["x"]) - d["y"]) ** 2,
+        grads=lambda p, d: [
+            2 * (np.expm1(p[0] * d["x"]) - d["y"]) * np.exp(p[0] * d["x"]) * d["x"]
+        ],
+        naive=lambda a, x, y: (anp.expm1(a * x) - y) ** 2,
+        ordinary=lambda rng: {"x": rng.uniform(-2, 2, 40), "y": rng.uniform(-1, 1, 40)},
+        edge=lambda rng: {"x": np.array([1e-12, -1e-9, 0.5, -1000.0, 40.0]) / A, "y": np.zeros(5)},
+        point=(A,),
+    ),
     # binary cross-entropy with logits, written with sigmoid (labels not declared binary)
     "bce_sigmoid": Case(
         -(y * sp.log(symgen.sigmoid(a * x + b)) + (1 - y) * sp.log(1 - symgen.sigmoid(a * x + b))),

@@ -415,8 +415,10 @@ FUNCTIONS: tuple[ScalarFunction, ...] = (
     ScalarFunction(sp.asinh, "loss", **_math("asinh", "arcsinh", in_place=False), total=True),
     ScalarFunction(sp.acosh, "loss", **_math("acosh", "arccosh", in_place=False)),
     ScalarFunction(sp.atanh, "loss", **_math("atanh", "arctanh", in_place=False)),
-    ScalarFunction(log1p, "internal", **_math("log1p")),
-    ScalarFunction(expm1, "internal", **_math("expm1")),
+    # SymPy's own spellings (sympy.codegen.cfunctions) of log(1 + x) and exp(x) - 1, which
+    # symgen's stable forms make too
+    ScalarFunction(log1p, "loss", **_math("log1p", parse=True)),
+    ScalarFunction(expm1, "loss", **_math("expm1", parse=True)),
     ScalarFunction(sp.erf, "diff", parse="erf"),  # NumPy has no erf: symgen diff only
     # evaluated in terms constant in the parameters (a Poisson NLL's log(y!) = loggamma(y + 1)):
     # its derivative, digamma, has no NumPy or C spelling

@@ -9,7 +9,7 @@ arguments by an equal one that does not:
   ``u = alpha + beta``, ``v = alpha``, evaluated as
   ``logaddexp(log(u) + z, log(v)) - softplus(z)``; in particular
   ``log(sigmoid(z))`` → ``-softplus(-z)`` and ``log(1 - sigmoid(z))`` → ``-softplus(z)``
-- ``log(1 + exp(z))`` → ``softplus(z)``
+- ``log(1 + exp(z))`` (or ``log1p(exp(z))``) → ``softplus(z)``
 - ``log(exp(z))`` → ``z``
 - ``1/(1 + exp(-z))`` → ``sigmoid(z)``
 - ``a*softplus(-z) + b*softplus(z)`` → ``(a + b)*softplus(z) - a*z`` when shorter
@@ -300,6 +300,8 @@ def stabilize(expr: sp.Expr, binary: frozenset = frozenset()) -> sp.Expr:
         return _expm1(e)
     if isinstance(e, sp.log):
         return _log_of(e.args[0]) or e
+    if isinstance(e, log1p):  # as written by the user: log1p(exp(z)) is softplus(z)
+        return _log_of(1 + e.args[0]) or e
     if isinstance(e, xlogy):  # xlogy(c, sigmoid(z)) = -c*softplus(-z): finite, 0 where c is
         stable = _positive_log(e.args[1]) or _log_linear_in_sigmoid(e.args[1])
         return e if stable is None or stable.has(sp.log, safelog) else e.args[0] * stable

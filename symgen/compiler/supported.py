@@ -52,10 +52,15 @@ def _problem(node: sp.Basic) -> str | None:
 
 
 def _supported(expr: sp.Basic) -> bool:
-    try:
-        check_scalar_expression(expr)
-    except SpecError:
-        return False
+    """Whether ``expr`` is made only of what a loss may contain (no rewrite is looked for:
+    a rewrite of a rewrite could go on forever)."""
+    for node in sp.preorder_traversal(expr):
+        if _problem(node) is not None:
+            return False
+        if isinstance(node, (*_ATOMS, *_OPERATIONS, Boolean)):
+            continue
+        if SUPPORTED_FUNCTIONS.get(type(node).__name__) is not type(node):
+            return False
     return True
 
 
