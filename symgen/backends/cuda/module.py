@@ -230,9 +230,8 @@ class _ProgramLowering:
                 self._place(s)
             elif k.is_step:
                 (s,) = k.stmts  # the identity matrix
-                size = self.scalar.doprint(s.size)
-                uses = {x.name for x in s.size.free_symbols}
-                self.emit(f"{s.target.name} = cp.eye({size}, dtype=DTYPE)", [s.target.name], uses)
+                uses = {x.name for x in s.size.free_symbols}  # the extent as written: 3 or D
+                self.emit(f"{s.target.name} = cp.eye({s.size}, dtype=DTYPE)", [s.target.name], uses)
             elif not k.domain:
                 for s in k.stmts:
                     self.scalar_line(s)

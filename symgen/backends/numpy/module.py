@@ -124,8 +124,8 @@ class _StatementPrinter:
                 return f"np.full({_shape_text(shape)}, {a(e)}, dtype=DTYPE)"
             case MatrixProduct(left=left, right=right):
                 return f"{a(left)} @ {a(right)}"
-            case Identity(size=size):
-                return f"np.eye({self.scalar.doprint(size)}, dtype=DTYPE)"
+            case Identity(size=size):  # an extent as written: 3 or D (not 3.0)
+                return f"np.eye({size}, dtype=DTYPE)"
             case Dot(left=left, right=right):
                 return sums.whole_dot(a(left), a(right), self.dtype, len(kernel.domain) == 1)
             case Sum(value=e) if not stmt.axes:
