@@ -316,3 +316,24 @@ def test_a_product_over_a_symbolic_dimension_written_as_a_sum_says_what_to_write
     mixed = XN * w - yN
     with pytest.raises(SpecError, match=r"pass the 1 x 1 product itself"):
         symgen.Problem((mixed.T * mixed)[0, 0], [w], [XN, yN])
+
+
+@pytest.mark.parametrize("backend", BACKENDS[:2])
+def test_residuals_and_jacobian_of_residuals_that_read_entries(backend):
+    """A least-squares loss whose residuals read entries of the weights: forward mode takes
+    an entry's tangent (a row of the weights' block) and the residuals' Jacobian is exact."""
+    residual = X * w + symgen.ones(5) * (w[0, 0] ** 2 + b * w[2, 0]) - y
+    problem = symgen.Problem(symgen.sum(symgen.square(residual)), [w, b], [X, y], name="lsq")
+    module = symgen.compile(problem, backend)
+    values = _values((w, b, X, y), np.random.default_rng())
+
+    def residuals(flat):
+        weights = anp.reshape(flat[:3], (3, 1))
+        shift = weights[0, 0] ** 2 + flat[3] * weights[2, 0]
+        return anp.ravel(values["X"] @ weights + shift - values["y"])
+
+    flat = np.concatenate([np.ravel(values["w"]), [values["b"]]])
+    args = (values["w"], values["b"], values["X"], values["y"])
+    np.testing.assert_allclose(module.residuals(*args), residuals(flat), rtol=1e-12, atol=1e-14)
+    jacobian = autograd.jacobian(residuals)(flat)
+    np.testing.assert_allclose(module.jacobian(*args), jacobian, rtol=1e-12, atol=1e-14)
