@@ -81,6 +81,11 @@ def _plus(terms: list[Node]) -> Node | None:
     return map_(sp.Lambda(tuple(us), sp.Add(*us)), tuple(terms))
 
 
+def _position(shape: Shape, row: int, col: int) -> int:
+    """The position of entry ``[row, col]`` among the elements of a vector of ``shape``."""
+    return row if shape[1] == 1 else col
+
+
 def _product(a: Node, b: Node, shape: Shape) -> Node:
     """``a @ b``, where a factor that is the seed (an identity) is left out."""
     if isinstance(b, Eye):
@@ -209,16 +214,11 @@ class _Tangents:
                 raise Unsupported(f"{node.shape} product of a matrix depends on the parameter")
         return _plus(terms)
 
-    def _element(self, shape: Shape, row: int, col: int) -> int:
-        """The position of entry ``[row, col]`` among the elements of a vector of ``shape``."""
-        self.stored(Const(sp.S.Zero, shape))  # a vector, or Unsupported
-        return row if shape[1] == 1 else col
-
     def entry(self, node: Entry) -> Node:
         if not self.block:
             return Entry(self.full(node.arg), node.row, node.col)
         length = self.stored(node.arg)[0]
-        k = self._element(node.arg.shape, node.row, node.col)
+        k = _position(node.arg.shape, node.row, node.col)
         unit = PlaceAdd(None, (Const(sp.S.One),), ((0, k),), (sp.S.One, length))
         return _product(unit, self.full(node.arg), (sp.S.One, self.directions))
 
@@ -233,7 +233,7 @@ class _Tangents:
         shape = self.stored(node)
         terms = [self.full(base)] if base is not None else []
         for value, (row, col) in moving:
-            k = self._element(node.shape, row, col)
+            k = _position(node.shape, row, col)
             unit = PlaceAdd(None, (Const(sp.S.One),), ((k, 0),), (shape[0], sp.S.One))
             terms.append(MatMul(unit, self.full(value), shape))
         return _plus(terms)

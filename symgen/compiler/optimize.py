@@ -540,9 +540,11 @@ class _Builder:
     def materialized(self, node: Node) -> sp.Expr:
         """An array symbol (or a transposed view of one) holding ``node``."""
         expr = self.value(node)
-        if expr.is_Symbol and node.shape and expr not in self.shapes:
-            pass  # a scalar spread over an array (the adjoint of a sum): filled below
-        elif expr.is_Symbol or (isinstance(expr, transposed) and expr.args[0].is_Symbol):
+        # a scalar spread over an array (the adjoint of a sum) is filled into one below
+        spread = expr.is_Symbol and node.shape and expr not in self.shapes
+        if not spread and (
+            expr.is_Symbol or (isinstance(expr, transposed) and expr.args[0].is_Symbol)
+        ):
             return expr
         if isinstance(node, Transpose):
             return transposed(self.materialized(node.arg))
