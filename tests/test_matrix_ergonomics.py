@@ -366,14 +366,40 @@ def test_integer_dimensions_are_checked_and_vectors_may_be_one_dimensional():
         module.loss(np.zeros(2), 0.5, x, target)
 
 
-def test_entry_of_a_product_with_integer_dimensions_says_what_to_write():
-    with pytest.raises(
-        SpecError, match=r"integer dimensions out entry by entry.*symgen.sum\(A\*B\)"
-    ):
-        symgen.Problem((R.T * R)[0, 0], [w3, b], [X5, t5])
-    mixed = XN * w3 - sp.MatrixSymbol("t", N, 1)
-    with pytest.raises(SpecError, match=r"pass the 1 x 1 product itself"):
-        symgen.Problem((mixed.T * mixed)[0, 0], [w3], [XN, sp.MatrixSymbol("t", N, 1)])
+# -- a sum scaled by a scalar ---------------------------------------------------------------------
+# The adjoint of a sum is a scalar spread over an array: a product reads it as a filled array
+# (it once went into X.T @ b as a float); in CUDA the kernel filling it waits for the host
+# value, and the product waits for the kernel.
+SCALED = {
+    "parameter_times_a_sum": (
+        b * symgen.sum(X * w) + b**2,
+        [w, b],
+        [X],
+        lambda v: v["b"] * anp.sum(v["X"] @ v["w"]) + v["b"] ** 2,
+    ),
+    "sum_times_a_sum": (
+        symgen.sum(X * w) * symgen.sum(symgen.exp(X * w)) / N,
+        [w],
+        [X],
+        lambda v: anp.sum(v["X"] @ v["w"]) * anp.sum(anp.exp(v["X"] @ v["w"])) / SIZES["N"],
+    ),
+}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name", sorted(SCALED))
+def test_a_sum_scaled_by_a_scalar_against_autograd(name, backend):
+    loss, params, data, reference = SCALED[name]
+    module = Built(symgen.Problem(loss, params=params, data=data, name=name), backend)
+    values = _values((*params, *data), np.random.default_rng())
+    order = [s.name for s in (*params, *data)]
+    value, grads = module.loss_and_grad(
+        *[values[n] if np.ndim(values[n]) == 0 else module.put(values[n]) for n in order]
+    )
+    assert value == pytest.approx(float(reference(values)), rel=1e-12)
+    for p, g in zip(params, grads, strict=True):
+        expected = autograd.grad(lambda x, p=p: reference({**values, p.name: x}))(values[p.name])
+        np.testing.assert_allclose(module.get(g), expected, rtol=1e-7, atol=1e-12)
 
 
 # -- data-only terms ------------------------------------------------------------------------------

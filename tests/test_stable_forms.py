@@ -188,6 +188,40 @@ CASES: dict[str, Case] = {
         edge=lambda rng: {"x": _extreme_x(A - B)(rng)},
         point=(A, B),
     ),
+    # a softmax probability written out with exponentials (no log): exp(a - LSE)
+    "softmax3": Case(
+        sp.exp(a * x) / (sp.exp(a * x) + sp.exp(b * x) + sp.exp(c * x)),
+        (a, b, c),
+        (x,),
+        value=lambda p, d: special.softmax(_lse_terms(p, d), axis=0)[0],
+        grads=lambda p, d: list(
+            special.softmax(_lse_terms(p, d), axis=0)[0]
+            * ([[1], [0], [0]] - special.softmax(_lse_terms(p, d), axis=0))
+            * d["x"]
+        ),
+        naive=lambda a, b, c, x: (
+            anp.exp(a * x) / (anp.exp(a * x) + anp.exp(b * x) + anp.exp(c * x))
+        ),
+        ordinary=lambda rng: {"x": rng.uniform(-2, 2, 40)},
+        edge=lambda rng: {"x": _extreme_x(C)(rng)},
+    ),
+    "softmax2": Case(
+        sp.exp(a * x) / (sp.exp(a * x) + sp.exp(b * x)),
+        (a, b),
+        (x,),
+        value=lambda p, d: special.expit((p[0] - p[1]) * d["x"]),
+        grads=lambda p, d: [
+            special.expit((p[0] - p[1]) * d["x"])
+            * special.expit((p[1] - p[0]) * d["x"])
+            * d["x"]
+            * sign
+            for sign in (1, -1)
+        ],
+        naive=lambda a, b, x: anp.exp(a * x) / (anp.exp(a * x) + anp.exp(b * x)),
+        ordinary=lambda rng: {"x": rng.uniform(-2, 2, 40)},
+        edge=lambda rng: {"x": _extreme_x(A - B)(rng)},
+        point=(A, B),
+    ),
     # the log-cosh loss
     "logcosh": Case(
         sp.log(sp.cosh(a * x + b - y)),
@@ -581,6 +615,11 @@ REWRITES = [
     (sp.log(1 + sp.exp(z)), softplus(z)),
     (sp.log(2 + sp.exp(z)), sp.log(2) + softplus(z - sp.log(2))),
     (sp.log(sp.exp(z) / (1 + sp.exp(z))), z - softplus(z)),
+    # a ratio of exponentials (a softmax written out): exp(a - LSE)
+    (sp.exp(ar) / (sp.exp(ar) + sp.exp(br)), sp.exp(ar - logaddexp(ar, br))),
+    (sp.exp(ar) / (sp.exp(ar) + sp.exp(br) + sp.exp(cr)), sp.exp(ar - _max_shift(ar, br, cr))),
+    (sp.exp(z) / (1 + sp.exp(z)), sp.exp(z - softplus(z))),
+    (1 / (sp.exp(ar) + sp.exp(br)), sp.exp(-logaddexp(ar, br))),
     # log cosh, log1mexp, expm1, log1p
     (sp.log(sp.cosh(r)), logcosh(r)),
     (sp.log(3 * sp.cosh(r)), sp.log(3) + logcosh(r)),
@@ -618,6 +657,8 @@ UNCHANGED = [
     sp.sqrt(1 + xr**2),
     xlogy(tr, p),
     xlogy(tr, tr * S(z)),
+    sp.exp(xr) / (xr + sp.exp(yr)),
+    tr / (2 + sp.exp(xr)),
 ]
 
 
@@ -678,6 +719,32 @@ def test_scalar_problem_at_ordinary_points_and_at_1000():
         assert np.isfinite(loss) and np.all(np.isfinite(grads))
         assert loss == pytest.approx(want_loss, rel=1e-12)
         np.testing.assert_allclose(grads, want, rtol=1e-10, atol=1e-300)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_scalar_softmax_written_out_at_1000(backend):
+    """``exp(a)/(exp(a) + exp(b) + exp(c))`` over scalars: finite and exact at |z| = 1000
+    (the naive form is inf/inf), against scipy's softmax and autograd."""
+    if not _backend_available(backend):
+        pytest.skip(f"no compiler for the {backend} backend")
+    ratio = sp.exp(a) / (sp.exp(a) + sp.exp(b) + sp.exp(c))
+    module = symgen.compile(symgen.Problem(ratio, [a, b, c], name="softmax_ratio"), backend)
+
+    def naive(a, b, c):
+        return anp.exp(a) / (anp.exp(a) + anp.exp(b) + anp.exp(c))
+
+    point = (0.3, -0.8, 1.2)
+    loss, grads = module.loss_and_grad(*point)
+    assert loss == pytest.approx(float(naive(*point)), rel=1e-12)
+    want = [autograd.grad(naive, i)(*point) for i in range(3)]
+    np.testing.assert_allclose(grads, want, rtol=1e-10)
+    np.testing.assert_allclose(grads, central_differences(module.loss, point), rtol=1e-7)
+    for point in [(1000.0, -1000.0, 0.5), (-1000.0, 999.0, 1000.0), (1000.0, 1000.0, -3.0)]:
+        with np.errstate(over="raise", invalid="raise", divide="raise", under="ignore"):
+            loss, grads = module.loss_and_grad(*point)
+        soft = special.softmax(point)
+        assert loss == pytest.approx(soft[0], rel=1e-12, abs=1e-300)
+        np.testing.assert_allclose(grads, soft[0] * (np.eye(3)[0] - soft), rtol=1e-10, atol=1e-300)
 
 
 def test_scalar_xlogy_and_stop_gradient():

@@ -16,6 +16,7 @@ from mpmath import libmp as mlib
 from sympy.core.evalf import PrecisionExhausted
 from sympy.matrices.expressions import MatrixExpr
 from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
+from sympy.matrices.expressions.matexpr import MatrixElement
 from sympy.printing.latex import LatexPrinter
 from sympy.printing.precedence import PRECEDENCE, precedence
 from sympy.printing.str import StrPrinter
@@ -25,11 +26,13 @@ from symgen.compiler.frontend import lower
 from symgen.compiler.functions import AxisReduce, ElementwiseMap, FullReduce, Take
 from symgen.compiler.ir import (
     Const,
+    Entry,
     Eye,
     Gather,
     Input,
     Map,
     MatMul,
+    PlaceAdd,
     Reduce,
     ScatterAdd,
     Stored,
@@ -255,7 +258,7 @@ class _MatrixFormula:
             else:  # the same weight for every row: a number
                 out = sp.MatMul(s, self(node.a), self(a)).doit(deep=False)
         elif isinstance(node, MatMul):
-            out = sp.MatMul(self(node.a), self(node.b)).doit(deep=False)
+            out = sp.MatMul(self._matrix(node.a), self._matrix(node.b)).doit(deep=False)
             coeff, matrices = out.as_coeff_matrices() if isinstance(out, sp.MatMul) else (1, [])
             if matrices and coeff != 1:  # one coefficient in front: 2/(M*N_O) * A*B
                 out = sp.MatMul(coeff, *matrices)
@@ -278,10 +281,28 @@ class _MatrixFormula:
             out = _Scatter(self(node.value), self.symbols[node.index.name], *node.shape)
             if node.base is not None:
                 out = sp.MatAdd(self(node.base), out)
+        elif isinstance(node, Entry):
+            out = MatrixElement(self(node.arg), node.row, node.col)
+        elif isinstance(node, PlaceAdd):  # of integer dimensions: written out, zeros around
+            rows, cols = (int(d) for d in node.shape)
+            entries = [[sp.S.Zero] * cols for _ in range(rows)]
+            for value, (row, col) in zip(node.values, node.positions, strict=True):
+                entries[row][col] = self(value)
+            out = sp.ImmutableMatrix(entries)
+            if node.base is not None:
+                out = sp.MatAdd(self(node.base), out)
         else:  # pragma: no cover
             raise TypeError(type(node).__name__)
         self.memo[node] = out
         return out
+
+    def _matrix(self, node) -> sp.Basic:
+        """``node``'s formula as a matrix of its shape: a scalar spread over it is the scalar
+        times ones (printed as the scalar)."""
+        out = self(node)
+        if isinstance(out, MatrixExpr) or not node.shape:
+            return out
+        return sp.MatMul(out, sp.OneMatrix(*node.shape))
 
     def _reduce(self, node) -> sp.Basic:
         arg = self(node.arg)

@@ -166,6 +166,16 @@ class ScalarPrinter(PythonCodePrinter):
     def _spell(self, spelling: Spelling, expr) -> str:
         return spell(self, spelling, expr.args)
 
+    def _print_Indexed(self, expr):
+        # an item of a list (integer positions: not the float literals of _print_Integer)
+        positions = ", ".join(str(int(i)) for i in expr.indices)
+        return f"{self._print(expr.base.label)}[{positions}]"
+
+    def _print_element(self, expr):
+        # an entry of an array, as a Python float (the scalar arithmetic is on floats)
+        array, row, col = expr.args
+        return f"float({self._print(array)}[{int(row)}, {int(col)}])"
+
     def _print_Piecewise(self, expr):
         # a conditional expression computes only the branch that holds
         self.module_imports["math"].add("nan")
@@ -267,6 +277,10 @@ class ArrayPrinter(NumPyPrinter):
         for value, cond in reversed(pairs):
             text = f"np.where({cond}, {value}, {text})"
         return text
+
+    def _print_element(self, expr):
+        array, row, col = expr.args
+        return f"{self._print(array)}[{int(row)}, {int(col)}]"
 
     def _print_gathered(self, expr):
         array, index = (self._print(a) for a in expr.args)

@@ -21,11 +21,13 @@ import sympy as sp
 
 from symgen.compiler.ir import (
     Const,
+    Entry,
     Gather,
     Input,
     Map,
     MatMul,
     Node,
+    PlaceAdd,
     Reduce,
     ScatterAdd,
     Shape,
@@ -91,6 +93,19 @@ def _scatter_rule(node: ScatterAdd, g: Node, needed: set[Node]) -> Contribution:
     yield node.value, Gather(g, node.index, node.index.shape)
 
 
+def _entry_rule(node: Entry, g: Node, needed: set[Node]) -> Contribution:
+    """The gradient goes to the one entry that was read (``_add`` puts the entries of one
+    matrix into one ``PlaceAdd``)."""
+    yield node.arg, PlaceAdd(None, (g,), ((node.row, node.col),), node.arg.shape)
+
+
+def _place_rule(node: PlaceAdd, g: Node, needed: set[Node]) -> Contribution:
+    if node.base is not None:
+        yield node.base, g
+    for value, (row, col) in zip(node.values, node.positions, strict=True):
+        yield value, Entry(g, row, col)
+
+
 def _stored_rule(node: Stored, g: Node, needed: set[Node]) -> Contribution:
     yield node.arg, g
 
@@ -103,6 +118,8 @@ RULES: dict[type, Callable[[Node, Node, set[Node]], Contribution]] = {
     Gather: _gather_rule,
     ScatterAdd: _scatter_rule,
     Stored: _stored_rule,
+    Entry: _entry_rule,
+    PlaceAdd: _place_rule,
 }
 
 
@@ -130,6 +147,16 @@ def unbroadcast(node: Node, shape: Shape) -> Node:
 def _add(nodes: list[Node]) -> Node:
     if len(nodes) == 1:
         return nodes[0]
+    placed = [n for n in nodes if isinstance(n, PlaceAdd) and n.base is None]
+    if placed:  # the entries add into the sum of the rest, all in one PlaceAdd: no zeros
+        rest = [n for n in nodes if not (isinstance(n, PlaceAdd) and n.base is None)]
+        at: dict[tuple[int, int], list[Node]] = {}
+        for n in placed:
+            for value, position in zip(n.values, n.positions, strict=True):
+                at.setdefault(position, []).append(value)
+        positions = tuple(sorted(at))
+        values = tuple(_add(at[p]) for p in positions)
+        return PlaceAdd(_add(rest) if rest else None, values, positions, placed[0].shape)
     scattered = [n for n in nodes if isinstance(n, ScatterAdd) and n.base is None]
     if scattered:  # the scatters add into the sum of the rest: no zeros, no one-hot
         rest = [n for n in nodes if not (isinstance(n, ScatterAdd) and n.base is None)]

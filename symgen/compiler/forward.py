@@ -21,7 +21,10 @@ The IR is two-dimensional, so a block of directions takes one axis:
 Each rule is the chain rule of one kind of node: a ``Map`` adds ``∂f/∂xᵢ ⊙ ṫᵢ`` over its
 operands (``∂f/∂xᵢ`` by ``autodiff.partial``, as reverse mode takes it), a sum sums the
 tangent over the same elements, a product is ``ȧ @ b + a @ ḃ``; a ``max`` (the shift of a
-``logsumexp``) has no tangent, as it has no adjoint.
+``logsumexp``) has no tangent, as it has no adjoint. An entry ``X[i, j]`` is linear: the
+tangent's entry (along a block, the tangent's row of that element: a unit row times it),
+and so is a ``PlaceAdd`` (the values' tangents placed, along a block each a row put at its
+element's row by a unit column).
 """
 
 from __future__ import annotations
@@ -31,11 +34,13 @@ import sympy as sp
 from symgen.compiler.autodiff import partial, transpose
 from symgen.compiler.ir import (
     Const,
+    Entry,
     Eye,
     Input,
     Map,
     MatMul,
     Node,
+    PlaceAdd,
     Reduce,
     Shape,
     Transpose,
@@ -74,6 +79,11 @@ def _plus(terms: list[Node]) -> Node | None:
         return terms[0] if terms else None
     us = [sp.Dummy(f"t{i}") for i in range(len(terms))]
     return map_(sp.Lambda(tuple(us), sp.Add(*us)), tuple(terms))
+
+
+def _position(shape: Shape, row: int, col: int) -> int:
+    """The position of entry ``[row, col]`` among the elements of a vector of ``shape``."""
+    return row if shape[1] == 1 else col
 
 
 def _product(a: Node, b: Node, shape: Shape) -> Node:
@@ -141,6 +151,10 @@ class _Tangents:
             return self.matmul(node)
         if isinstance(node, Transpose):
             return self.transpose(node)
+        if isinstance(node, Entry):
+            return self.entry(node)
+        if isinstance(node, PlaceAdd):
+            return self.place(node)
         raise Unsupported(f"no forward rule for {type(node).__name__}")
 
     def map(self, node: Map) -> Node | None:
@@ -198,6 +212,30 @@ class _Tangents:
                 terms.append(_times(self.full(a), b))
             else:
                 raise Unsupported(f"{node.shape} product of a matrix depends on the parameter")
+        return _plus(terms)
+
+    def entry(self, node: Entry) -> Node:
+        if not self.block:
+            return Entry(self.full(node.arg), node.row, node.col)
+        length = self.stored(node.arg)[0]
+        k = _position(node.arg.shape, node.row, node.col)
+        unit = PlaceAdd(None, (Const(sp.S.One),), ((0, k),), (sp.S.One, length))
+        return _product(unit, self.full(node.arg), (sp.S.One, self.directions))
+
+    def place(self, node: PlaceAdd) -> Node | None:
+        base = None if node.base is None or self.of.get(node.base) is None else node.base
+        pairs = zip(node.values, node.positions, strict=True)
+        moving = [(v, p) for v, p in pairs if self.of.get(v) is not None]
+        if not self.block:
+            values = tuple(self.full(v) for v, _ in moving)
+            placed = PlaceAdd(None, values, tuple(p for _, p in moving), node.shape)
+            return _plus([self.full(base), placed] if base is not None else [placed])
+        shape = self.stored(node)
+        terms = [self.full(base)] if base is not None else []
+        for value, (row, col) in moving:
+            k = _position(node.shape, row, col)
+            unit = PlaceAdd(None, (Const(sp.S.One),), ((k, 0),), (shape[0], sp.S.One))
+            terms.append(MatMul(unit, self.full(value), shape))
         return _plus(terms)
 
     def transpose(self, node: Transpose) -> Node | None:

@@ -10,7 +10,8 @@ A matrix loss is lowered node by node: ``MatMul``/``Transpose`` as they are,
 every elementwise operation (``MatAdd``, Hadamard products and powers,
 ``applyfunc``, symgen's helpers) as a ``Map``, sums as ``Reduce``, and
 ``logsumexp`` in its stable form ``m + log(sum(exp(z - m)))`` with ``m`` the
-maximum, ``take`` as a ``Gather`` at its integer labels. Anything else raises
+maximum, ``take`` as a ``Gather`` at its integer labels, an entry ``X[0, 1]`` at integer
+indices as an ``Entry``. Anything else raises
 ``SpecError`` naming the node.
 """
 
@@ -33,6 +34,7 @@ from symgen.compiler.functions import (
     refuse_scalar_functions_of_matrices,
 )
 from symgen.compiler.ir import (
+    Entry,
     Eye,
     Gather,
     Input,
@@ -366,8 +368,8 @@ class _MatrixLowering:
             refuse_scalar_functions_of_matrices(expr)
             raise SpecError(
                 f"unsupported matrix operation {type(expr).__name__} ({shown(expr)}); scalars "
-                "come from matrices through symgen.sum/mean/logsumexp, Trace or [0, 0] of a "
-                "1 x 1 product"
+                "come from matrices through symgen.sum/mean/logsumexp, Trace, entries X[i, j] "
+                "at integer indices or [0, 0] of a 1 x 1 product"
             )
         if node is not None:
             u = sp.Dummy("r")
@@ -378,27 +380,49 @@ class _MatrixLowering:
         return expr.func(*[self._bind_reductions(a, bindings, originals) for a in expr.args])
 
     def _element(self, expr: sp.Basic) -> Node:
-        """``A[0, 0]`` of a 1 x 1 matrix (SymPy may have expanded it into a ``Sum``)."""
+        """``A[0, 0]`` of a 1 x 1 matrix (SymPy may have expanded it into a ``Sum``), or the
+        entry ``A[i, j]`` at integer indices of a matrix of integer dimensions (SymPy writes
+        ``(r.T*r)[0, 0]`` of integer dimensions out entry by entry: ``X[0, 1]*w[1, 0] + ...``)."""
         try:
             element = MatrixExpr.from_index_summation(expr) if isinstance(expr, sp.Sum) else expr
         except (ValueError, TypeError, NotImplementedError, IndexError):  # SymPy's own failure
             element = expr
         if isinstance(element, MatrixElement):
-            matrix = element.args[0]
-            if tuple(matrix.shape) == (1, 1) and tuple(element.args[1:]) == (0, 0):
+            matrix, row, col = element.args
+            if tuple(matrix.shape) == (1, 1) and (row, col) == (0, 0):
                 return reduce_sum(self.matrix(matrix), (0, 1), keepdims=False)
-        integer = any(d.is_Integer and d > 1 for m in expr.atoms(sp.MatrixSymbol) for d in m.shape)
+            if row.is_Integer and col.is_Integer:
+                return self._entry(element, matrix, int(row), int(col))
         written_out = (
-            "; SymPy writes [0, 0] of a product with integer dimensions out entry by entry "
-            "before symgen sees it: pass the 1 x 1 product itself as the loss (Problem(A*B, "
-            "...)) or symgen.sum(A*B) (the sum of a 1 x 1 matrix is its entry)"
-            if integer
+            "; SymPy writes [0, 0] of a product over a symbolic dimension out as a Sum before "
+            "symgen sees it: pass the 1 x 1 product itself as the loss (Problem(A*B, ...)) or "
+            "symgen.sum(A*B) (the sum of a 1 x 1 matrix is its entry)"
+            if isinstance(expr, sp.Sum)
             else ""
         )
         raise SpecError(
-            f"unsupported indexing {shown(element)}; only [0, 0] of a 1 x 1 matrix expression is "
-            f"supported (use symgen.sum for sums of elements){written_out}"
+            f"unsupported indexing {shown(element)}; symgen reads entries at integer indices "
+            "(X[0, 1]) of matrices whose dimensions are integers, and [0, 0] of a 1 x 1 matrix "
+            "expression (use symgen.sum for sums of elements, symgen.take for entries at "
+            f"class labels){written_out}"
         )
+
+    def _entry(self, element: MatrixElement, matrix: sp.Basic, row: int, col: int) -> Node:
+        """``Entry`` of the lowered ``matrix``, its indices checked against its dimensions."""
+        rows, cols = (sp.sympify(d) for d in matrix.shape)
+        if not (rows.is_Integer and cols.is_Integer):
+            raise SpecError(
+                f"{shown(element)} reads an entry of {shown(matrix)}, of shape ({rows}, {cols}); "
+                "symgen reads entries at integer indices of matrices whose dimensions are "
+                f"integers: give {shown(matrix)} integer dimensions, or write the loss with "
+                "symgen.sum (a 1 x 1 product itself, or symgen.sum(A*B), is its entry)"
+            )
+        if not (0 <= row < rows and 0 <= col < cols):
+            raise SpecError(
+                f"{shown(element)} is outside {shown(matrix)}, of shape ({rows}, {cols}): "
+                f"rows run from 0 to {rows - 1}, columns from 0 to {cols - 1}"
+            )
+        return Entry(self.matrix(matrix), row, col)
 
     def _trace(self, arg: sp.Basic) -> Node:
         """trace(A B) = sum(A ⊙ Bᵀ), trace(A) = sum(A ⊙ I); linear over sums and scalar

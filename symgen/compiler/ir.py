@@ -19,6 +19,9 @@ Kinds:
   entries. No one-hot matrix is ever formed.
 - ``Stored``: its operand, kept in an array of its own rather than inlined into each
   consumer (a weight column of an (N, D) pass is computed once per row, not per element).
+- ``Entry``: the entry ``[row, col]`` of a matrix at constant (integer) indices, a scalar
+  (``X[0, 1]``: SymPy writes ``(r.T*r)[0, 0]`` of integer dimensions out entry by entry);
+  ``PlaceAdd``, its adjoint: a matrix with scalar values added at constant entries.
 """
 
 from __future__ import annotations
@@ -166,6 +169,37 @@ class ScatterAdd(Node):
     @property
     def operands(self) -> tuple[Node, ...]:
         return (self.value,) if self.base is None else (self.base, self.value)
+
+
+@dataclass(frozen=True, eq=False)
+class Entry(Node):
+    """Entry ``[row, col]`` of ``arg`` (a matrix of integer extents along both axes), a
+    scalar."""
+
+    arg: Node
+    row: int
+    col: int
+    shape: Shape = ()
+
+    @property
+    def operands(self) -> tuple[Node, ...]:
+        return (self.arg,)
+
+
+@dataclass(frozen=True, eq=False)
+class PlaceAdd(Node):
+    """``base`` (zeros when None) with ``values[k]`` (scalars) added at ``positions[k]``
+    (constant ``(row, col)`` pairs, each once): the adjoint of ``Entry``, of ``shape``. The
+    adjoints of all the entries read from one matrix add into one ``PlaceAdd``."""
+
+    base: Node | None
+    values: tuple[Node, ...]
+    positions: tuple[tuple[int, int], ...]
+    shape: Shape
+
+    @property
+    def operands(self) -> tuple[Node, ...]:
+        return self.values if self.base is None else (self.base, *self.values)
 
 
 def broadcast_shapes(*shapes: Shape) -> Shape:

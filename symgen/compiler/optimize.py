@@ -15,6 +15,11 @@ value: elementwise functions commute with the gather), which the backends print 
 indexed load; a ``ScatterAdd`` is a step (``Scatter``), one added value per row, in place
 when nothing else reads the array it adds into.
 
+Entries at integer indices: an ``Entry`` is a scalar of its own, ``element(a, i, j)`` of
+each array ``a`` its operand's value reads (elementwise functions commute with it),
+computed with the scalar arithmetic; a ``PlaceAdd`` is a step (``Place``): its values,
+scalars, added at their entries of its base (or of zeros).
+
 Inside a kernel, ``sympy.cse`` runs once over all its outputs together (the
 loss and every gradient), so each shared subexpression is computed once.
 Subexpressions that do not depend on the arrays are hoisted out of the array
@@ -38,12 +43,14 @@ from symgen.compiler.frontend import Lowered
 from symgen.compiler.guards import guard, total
 from symgen.compiler.ir import (
     Const,
+    Entry,
     Eye,
     Gather,
     Input,
     Map,
     MatMul,
     Node,
+    PlaceAdd,
     Reduce,
     ScatterAdd,
     Shape,
@@ -73,6 +80,19 @@ class gathered(sp.Function):  # noqa: N801 - an indexed load
     by every label."""
 
     nargs = 2
+
+
+class element(sp.Function):  # noqa: N801 - an indexed load
+    """Entry ``[row, col]`` (integers) of an array symbol: a scalar, read by the scalar
+    arithmetic (never by a pass over an array's elements)."""
+
+    nargs = 3
+
+
+def _entries_hidden(e: sp.Expr) -> sp.Expr:
+    """``e`` with its ``element`` loads (scalars) replaced by placeholders."""
+    loads = e.atoms(element)
+    return e.xreplace({x: sp.Dummy() for x in loads}) if loads else e
 
 
 @dataclass(frozen=True)
@@ -206,6 +226,19 @@ class Scatter(Stmt):
 
 
 @dataclass(frozen=True)
+class Place(Stmt):
+    """``target`` = ``base`` (an array of ``shape``, or 0: zeros) with ``values[k]`` (scalars)
+    added at entry ``positions[k]`` (constant ``(row, col)``, each once). ``in_place``:
+    ``base`` is a temporary that nothing else reads, so the target may be it."""
+
+    base: sp.Expr
+    values: tuple[sp.Expr, ...]
+    positions: tuple[tuple[int, int], ...]
+    shape: tuple[sp.Expr, ...]
+    in_place: bool = False
+
+
+@dataclass(frozen=True)
 class Identity(Stmt):
     """The identity matrix of size ``size``."""
 
@@ -226,12 +259,17 @@ class Kernel:
 
     @property
     def is_step(self) -> bool:
-        """A matrix product, an identity matrix or a scatter: one step, not a fused pass."""
-        return any(isinstance(s, (MatrixProduct, Identity, Scatter)) for s in self.stmts)
+        """A matrix product, an identity matrix, a scatter or values placed at entries: one
+        step, not a fused pass."""
+        return any(isinstance(s, (MatrixProduct, Identity, Scatter, Place)) for s in self.stmts)
 
     @property
     def is_scatter(self) -> bool:
         return any(isinstance(s, Scatter) for s in self.stmts)
+
+    @property
+    def is_place(self) -> bool:
+        return any(isinstance(s, Place) for s in self.stmts)
 
 
 @dataclass(frozen=True)
@@ -324,6 +362,8 @@ class _Target:
     reduce_axes: tuple[int, ...] | None = None  # None: no reduction
     op: str = "sum"  # or "max"; "matmul" for a product of exprs
     operands: tuple[sp.Expr, ...] = ()
+    #: The entries a ``place`` step adds its values at.
+    positions: tuple[tuple[int, int], ...] = ()
 
 
 def _expand_factors(expr: sp.Expr) -> list[sp.Expr]:
@@ -359,9 +399,10 @@ class _Builder:
         return set(self.shapes)
 
     def is_array(self, e: sp.Expr) -> bool:
-        return any(s in self.shapes for s in e.free_symbols)
+        return any(s in self.shapes for s in _entries_hidden(e).free_symbols)
 
     def shape_of(self, e: sp.Expr) -> Shape:
+        e = _entries_hidden(e)  # an entry is a scalar
         loads = e.atoms(gathered)  # a gathered load is a column, one entry per label
         shapes = [self.shapes[g.args[1]] for g in loads]
         if loads:
@@ -390,6 +431,10 @@ class _Builder:
             return expr
         if isinstance(node, Stored):
             sym = self.leaf[node] = self.materialized(node.arg)
+            return sym
+        if isinstance(node, Entry):  # a scalar of its own, computed with the scalars
+            sym = self.leaf[node] = next(self.temps)
+            self._add_target(_Target(sym, self._entry(node), ()))
             return sym
         if isinstance(node, Transpose):
             inner = self.value(node.arg)
@@ -423,6 +468,33 @@ class _Builder:
                 loads[sym] = gathered(sym, index)
         return inner.xreplace(loads)
 
+    def _entry(self, node: Entry) -> sp.Expr:
+        """The value of ``node``: its operand's element expression with each array it reads
+        loaded at the entry (``element``; at 0 along an axis the array is broadcast along,
+        at the swapped indices of a transposed view)."""
+        inner = self.value(node.arg)
+        if inner.has(gathered):  # a column of loads at labels: made an array first
+            inner = self.materialized(node.arg)
+
+        def at(symbol: sp.Symbol, row: int, col: int) -> element:
+            rows, cols = self.shapes[symbol]
+            return element(symbol, 0 if rows == 1 else row, 0 if cols == 1 else col)
+
+        views = inner.atoms(transposed)
+        loads = {v: at(v.args[0], node.col, node.row) for v in views}
+        plain = inner.xreplace({v: sp.Dummy() for v in views}).free_symbols
+        loads |= {s: at(s, node.row, node.col) for s in plain if s in self.shapes}
+        return inner.xreplace(loads)
+
+    def _scalar(self, node: Node) -> sp.Expr:
+        """A number or a scalar symbol holding ``node`` (of shape ())."""
+        expr = self.value(node)
+        if expr.is_Symbol or expr.is_Number:
+            return expr
+        sym = self.leaf[node] = next(self.temps)
+        self._add_target(_Target(sym, expr, ()))
+        return sym
+
     def _plain(self, node: Node) -> sp.Symbol:
         """An array symbol holding ``node`` (a copy of a transposed view)."""
         expr = self.materialized(node)
@@ -439,6 +511,19 @@ class _Builder:
             operands = (base, self.leaf[node.index])
             value = self.value(node.value)
             self._add_target(_Target(sym, value, node.shape, op="scatter", operands=operands))
+        elif isinstance(node, PlaceAdd):
+            base = sp.S.Zero if node.base is None else self._plain(node.base)
+            values = tuple(self._scalar(v) for v in node.values)
+            self._add_target(
+                _Target(
+                    sym,
+                    sp.S.Zero,
+                    node.shape,
+                    op="place",
+                    operands=(base, *values),
+                    positions=node.positions,
+                )
+            )
         elif isinstance(node, Reduce):
             self._add_target(_Target(sym, self.value(node.arg), node.arg.shape, node.axes, node.op))
         elif isinstance(node, MatMul):
@@ -455,7 +540,11 @@ class _Builder:
     def materialized(self, node: Node) -> sp.Expr:
         """An array symbol (or a transposed view of one) holding ``node``."""
         expr = self.value(node)
-        if expr.is_Symbol or (isinstance(expr, transposed) and expr.args[0].is_Symbol):
+        # a scalar spread over an array (the adjoint of a sum) is filled into one below
+        spread = expr.is_Symbol and node.shape and expr not in self.shapes
+        if not spread and (
+            expr.is_Symbol or (isinstance(expr, transposed) and expr.args[0].is_Symbol)
+        ):
             return expr
         if isinstance(node, Transpose):
             return transposed(self.materialized(node.arg))
@@ -470,7 +559,7 @@ class _Builder:
         self.targets.append(target)
 
     def output(self, node: Node, sym: sp.Symbol) -> None:
-        if isinstance(node, (Reduce, MatMul, ScatterAdd)) and node not in self.leaf:
+        if isinstance(node, (Reduce, MatMul, ScatterAdd, PlaceAdd)) and node not in self.leaf:
             self.leaf[node] = sym  # the result lands in the output variable directly
             self._add(sym, node)
             return
@@ -609,7 +698,7 @@ class _Builder:
             replacements = [(sym, _collected(e)) for sym, e in replacements]
             reduced = [_collected(e) for e in reduced]
         # what only a Piecewise branch needs is computed only where it holds
-        replacements, reduced = guard(replacements, reduced, leaves=(transposed,))
+        replacements, reduced = guard(replacements, reduced, leaves=(transposed, element))
         prologue, body = [], []
         hoisted: dict[sp.Expr, sp.Symbol] = {}
 
@@ -677,21 +766,26 @@ class _Builder:
 
 
 #: The targets that are steps of their own, not parts of a fused pass.
-STEPS = ("matmul", "eye", "scatter")
+STEPS = ("matmul", "eye", "scatter", "place")
 
 
 def _step(t: _Target) -> Stmt:
-    """The one statement of a step: a matrix product, an identity matrix or a scatter."""
+    """The one statement of a step: a matrix product, an identity matrix, a scatter or
+    values placed at entries."""
     if t.op == "matmul":
         return MatrixProduct(t.symbol, *t.operands)
     if t.op == "scatter":
         base, index = t.operands
         return Scatter(t.symbol, base, t.expr, index, tuple(map(sp.sympify, t.domain)))
+    if t.op == "place":
+        base, *values = t.operands
+        shape = tuple(map(sp.sympify, t.domain))
+        return Place(t.symbol, base, tuple(values), t.positions, shape)
     return Identity(t.symbol, *t.operands)
 
 
 def _scatter_in_place(kernels: list[Kernel], outputs: set[str]) -> list[Kernel]:
-    """Scatters whose base is a temporary read by nothing else add into it."""
+    """Scatters (and places) whose base is a temporary read by nothing else add into it."""
     defined = {s.target.name for k in kernels for s in k.stmts}
     reads: dict[str, int] = defaultdict(int)
     for k in kernels:
@@ -702,7 +796,7 @@ def _scatter_in_place(kernels: list[Kernel], outputs: set[str]) -> list[Kernel]:
     for k in kernels:
         stmts = tuple(
             replace(s, in_place=True)
-            if isinstance(s, Scatter)
+            if isinstance(s, (Scatter, Place))
             and s.base.is_Symbol
             and s.base.name in defined
             and s.base.name not in outputs
@@ -816,12 +910,14 @@ __all__ = [
     "MatrixProduct",
     "Max",
     "Namer",
+    "Place",
     "Program",
     "Reduction",
     "Scatter",
     "Stmt",
     "Sum",
     "build_program",
+    "element",
     "gathered",
     "transposed",
 ]

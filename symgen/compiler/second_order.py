@@ -43,12 +43,14 @@ from symgen.compiler.autodiff import gradients, partial, transpose
 from symgen.compiler.frontend import Lowered
 from symgen.compiler.ir import (
     Const,
+    Entry,
     Eye,
     Gather,
     Input,
     Map,
     MatMul,
     Node,
+    PlaceAdd,
     Reduce,
     ScatterAdd,
     Stored,
@@ -189,6 +191,14 @@ def jvp(outputs: tuple[Node, ...], tangents: dict[Input, Node]) -> tuple[Node | 
             base = None if node.base is None else made[node.base]
             value = made[node.value]
             made[node] = base if value is None else replace(node, base=base, value=value)
+        elif isinstance(node, Entry):  # linear: the tangent's entry
+            made[node] = None if made[node.arg] is None else replace(node, arg=made[node.arg])
+        elif isinstance(node, PlaceAdd):  # linear in its base and its values
+            base = None if node.base is None else made[node.base]
+            moving = [(made[v], p) for v, p in zip(node.values, node.positions, strict=True)]
+            moving = [(t, p) for t, p in moving if t is not None]
+            values, positions = tuple(t for t, _ in moving), tuple(p for _, p in moving)
+            made[node] = PlaceAdd(base, values, positions, node.shape) if moving else base
         else:  # constants and identities
             made[node] = None
     return tuple(made[o] for o in outputs)
@@ -245,8 +255,12 @@ def _with_operands(node: Node, operands: tuple[Node, ...]) -> Node:
         return replace(node, arg=operands[0])
     if isinstance(node, MatMul):
         return replace(node, a=operands[0], b=operands[1])
-    if isinstance(node, (Transpose, Stored, Gather)):
+    if isinstance(node, (Transpose, Stored, Gather, Entry)):
         return replace(node, arg=operands[0])
+    if isinstance(node, PlaceAdd):
+        if node.base is None:
+            return replace(node, values=operands)
+        return replace(node, base=operands[0], values=operands[1:])
     if isinstance(node, ScatterAdd):
         if node.base is None:
             return replace(node, value=operands[0])

@@ -25,6 +25,13 @@ arguments by an equal one that does not:
   stable log (exponentials, sigmoids, ``cosh``, sums of exponentials with positive
   number coefficients, their powers): ``log(exp(a)/(exp(a) + exp(b)))`` →
   ``a - logaddexp(a, b)``, ``log(cosh(r))`` → ``logcosh(r)``
+- a ratio of exponentials, ``exp(a)/sum_i k_i*exp(z_i)`` (a softmax written out, the sum's
+  coefficients positive numbers; a term without an exponential has ``z_i = 0``), is
+  ``exp(a - LSE)`` with ``LSE`` the stable log of the sum above: ``exp(a)/(exp(a) + exp(b)
+  + exp(c))`` → ``exp(a - m)/(exp(a - m) + exp(b - m) + exp(c - m))``, ``m`` the largest
+  exponent (no gradient through it), ``exp(a)/(exp(a) + exp(b))`` →
+  ``exp(a - logaddexp(a, b))``, ``exp(a)/(1 + exp(a))`` → ``exp(a - softplus(a))``; so is
+  ``1/sum_i k_i*exp(z_i)`` when every term has an exponential
 - ``k*exp(z) - k`` → ``k*expm1(z)``, and ``log(1 + x)`` → ``log1p(x)``
 - ``c*log(c**k * r)`` → ``k*xlogy(c, c) + c*log(r)``, with ``xlogy(0, y) = 0``: the
   convention ``0*log(0) = 0`` of entropies (``x*log(x)``), KL divergences
@@ -247,6 +254,45 @@ def _xlogy_form(expr: sp.Expr, binary: frozenset) -> sp.Expr | None:
     return stabilize(expr / (lg * c), binary) * sp.Add(*parts)
 
 
+def _ratio_of_exps(expr: sp.Expr, binary: frozenset) -> sp.Expr | None:
+    """``exp(a)*r/(sum_i k_i*exp(z_i))**p`` → ``r*exp(a - p*LSE)`` (``LSE`` by
+    ``_log_of_sum``), finite where the ratio is; None when ``expr`` has no such sum in its
+    denominator, or neither an exponential over it nor one in each of its terms (``t/(1 +
+    exp(-z))`` is ``t*sigmoid(z)``). A sum already shifted by its maximum is left alone."""
+    factors = sp.Mul.make_args(expr)
+    exps = [f for f in factors if isinstance(f, sp.exp)]
+    sums = {}
+    for f in factors:
+        if not (f.is_Pow and f.exp.is_number and f.exp.is_negative):
+            continue
+        terms = _exp_terms(f.base)
+        if terms is None or any(z.has(stop_gradient) for _, z in terms):
+            continue
+        if all(k.is_number and k.is_positive for k, _ in terms):
+            if exps or not any(z.is_number for _, z in terms):
+                sums[f] = terms
+    if not sums:
+        return None
+    rest = sp.Mul(*[f for f in factors if f not in sums and f not in exps])
+    exponent = sp.Add(*[stabilize(e.args[0], binary) for e in exps])
+    for f, terms in sums.items():
+        stable = [(k, stabilize(z, binary)) for k, z in terms]
+        exponent -= -f.exp * _log_of_sum(stable)
+    return stabilize(rest, binary) * sp.exp(exponent)
+
+
+def _within_log(arg: sp.Expr, binary: frozenset) -> sp.Expr:
+    """The argument of a log, stabilized; a ratio of exponentials is left to the log's own
+    rules (``log(exp(a)/sum) = a - LSE``), its factors stabilized."""
+    if not ((arg.is_Mul or arg.is_Pow) and arg.has(sp.exp) and _ratio_of_exps(arg, binary)):
+        return stabilize(arg, binary)
+
+    def factor(f: sp.Expr) -> sp.Expr:
+        return sp.Pow(stabilize(f.base, binary), f.exp) if f.is_Pow else stabilize(f, binary)
+
+    return factor(arg) if arg.is_Pow else sp.Mul(*[factor(f) for f in arg.args])
+
+
 def _reciprocal(base: sp.Expr) -> sp.Expr | None:
     if base.is_Add and len(base.args) == 2 and sp.S.One in base.args:
         other = base - 1
@@ -288,7 +334,14 @@ def stabilize(expr: sp.Expr, binary: frozenset = frozenset()) -> sp.Expr:
         zero = _xlogy_form(expr, binary)
         if zero is not None:
             return zero
-    args = [stabilize(a, binary) for a in expr.args]
+    if (expr.is_Mul or expr.is_Pow) and expr.has(sp.exp):  # before 1/(1 + exp(x)) is sigmoid
+        ratio = _ratio_of_exps(expr, binary)
+        if ratio is not None:
+            return ratio
+    if isinstance(expr, sp.log):
+        args = [_within_log(expr.args[0], binary)]
+    else:
+        args = [stabilize(a, binary) for a in expr.args]
     e = expr.func(*args) if args != list(expr.args) else expr
     if isinstance(e, sp.log) and binary:
         split = _split_binary(e.args[0], binary)

@@ -57,7 +57,7 @@ from symgen.backends.c.elements import (
 )
 from symgen.backends.cuda.steps import UpdateKernel, kernels, updates
 from symgen.backends.numpy import module as numpy_backend
-from symgen.backends.numpy.module import imports
+from symgen.backends.numpy.module import imports, placed
 from symgen.backends.numpy.steps import Update
 from symgen.codegen import c_ast as c
 from symgen.codegen import second_order
@@ -74,10 +74,12 @@ from symgen.compiler.optimize import (
     Elementwise,
     Fill,
     Kernel,
+    Place,
     Program,
     Reduction,
     Scatter,
     Stmt,
+    element,
     gathered,
     transposed,
 )
@@ -163,6 +165,16 @@ class _ProgramLowering:
             str(d) for shape in self.shapes.values() for d in shape if sp.sympify(d).is_Symbol
         }
         self.used_later = program.used_elsewhere()
+        #: The entries (``element``) the host reads of each array, in order: one copy to
+        #: the host per array (``_host_entries``), the first time a host line reads one.
+        self.entries: dict[str, list[tuple[int, int]]] = {}
+        for s in program.stmts:
+            for e in s.inputs:
+                for x in sorted(e.atoms(element), key=sp.default_sort_key):
+                    at = self.entries.setdefault(x.args[0].name, [])
+                    if (int(x.args[1]), int(x.args[2])) not in at:
+                        at.append((int(x.args[1]), int(x.args[2])))
+        self.copied: set[str] = set()
 
     # which device values must be stored in memory ----------------------------------
     def is_array(self, e: sp.Expr) -> bool:
@@ -172,10 +184,35 @@ class _ProgramLowering:
     def emit(self, code: str, defines: Iterable[str], uses: Iterable[str], late=False) -> None:
         self.host.append(_HostLine(code, frozenset(defines), frozenset(uses), late))
 
+    def _host_entries(self, e: sp.Expr) -> sp.Expr:
+        """``e`` reading its entries (``element``) from host copies: the entries of an array
+        that the host reads are copied in one transfer, ``_h_X = X[[rows], [cols]]``, as a
+        list of floats, by a line scheduled late (it waits for the device)."""
+        loads = e.atoms(element)
+        if not loads:
+            return e
+        change = {}
+        for x in loads:
+            name = x.args[0].name
+            at = self.entries[name]
+            host = sp.IndexedBase(f"_h_{name}")
+            if name not in self.copied:
+                self.copied.add(name)
+                rows = ", ".join(str(r) for r, _ in at)
+                cols = ", ".join(str(c) for _, c in at)
+                self.emit(
+                    f"{host} = {name}[[{rows}], [{cols}]].get().tolist()",
+                    [str(host)],
+                    [name],
+                    late=True,
+                )
+            change[x] = host[at.index((int(x.args[1]), int(x.args[2])))]
+        return e.xreplace(change)
+
     def scalar_line(self, stmt: Assign) -> None:
-        e = stmt.value
+        e = self._host_entries(stmt.value)
         text = repr(float(e)) if e.is_Number else self.scalar.doprint(e)
-        uses = {s.name for s in e.free_symbols}
+        uses = {s.name for s in e.free_symbols} | {str(x.base) for x in e.atoms(sp.Indexed)}
         self.emit(f"{stmt.target.name} = {text}", [stmt.target.name], uses)
 
     def lower(self) -> None:
@@ -188,11 +225,13 @@ class _ProgramLowering:
             elif k.is_scatter:
                 (s,) = k.stmts
                 self._scatter(n, s)
+            elif k.is_place:
+                (s,) = k.stmts
+                self._place(s)
             elif k.is_step:
                 (s,) = k.stmts  # the identity matrix
-                size = self.scalar.doprint(s.size)
-                uses = {x.name for x in s.size.free_symbols}
-                self.emit(f"{s.target.name} = cp.eye({size}, dtype=DTYPE)", [s.target.name], uses)
+                uses = {x.name for x in s.size.free_symbols}  # the extent as written: 3 or D
+                self.emit(f"{s.target.name} = cp.eye({s.size}, dtype=DTYPE)", [s.target.name], uses)
             elif not k.domain:
                 for s in k.stmts:
                     self.scalar_line(s)
@@ -303,7 +342,26 @@ class _ProgramLowering:
             *(f"np.int64({d})" for d in sorted(dims)),
         )
         uses = {*pointers, *labels, target, *scalars, *dims}
-        self.emit(f"_launch({name!r}, {s.shape[0]}, {tuple_text(list(args))})", [], uses)
+        self.emit(f"_launch({name!r}, {s.shape[0]}, {tuple_text(list(args))})", [target], uses)
+
+    def _place(self, s: Place) -> None:
+        """The values (host scalars) put at their entries of a host array of zeros, copied
+        to the device in one transfer, and added to the base (itself in place, or a new
+        array)."""
+        target, host = s.target.name, f"_h_{s.target.name}"
+        values = {x.name for v in s.values for x in v.free_symbols}
+        zeros = f"{host} = np.zeros({_shape_text(s.shape)}, dtype=DTYPE)"
+        self.emit(zeros, [host], [])
+        self.emit(placed(replace(s, base=sp.S.Zero), host, self.scalar), [host], values | {host})
+        if s.base == 0:
+            self.emit(f"{target} = cp.asarray({host})", [target], [host])
+        elif s.in_place:
+            self.emit(f"{s.base.name} += cp.asarray({host})", [], [host, s.base.name])
+            self.emit(f"{target} = {s.base.name}", [target], [s.base.name])
+        else:
+            self.emit(
+                f"{target} = {s.base.name} + cp.asarray({host})", [target], [host, s.base.name]
+            )
 
     def _on_axis_result(self, s: Stmt, axis_results: dict) -> bool:
         return isinstance(s, Assign) and self._axis_of(s, axis_results) is not None
@@ -319,8 +377,9 @@ class _ProgramLowering:
             self.scalar_line(s)
         elif isinstance(s, Fill) and not self.is_array(s.value):
             shape = _shape_text(s.shape)
-            value = self.scalar.doprint(s.value)
-            uses = {x.name for e in s.inputs for x in e.free_symbols}
+            e = self._host_entries(s.value)
+            value = self.scalar.doprint(e)
+            uses = {x.name for x in e.free_symbols} | {str(x.base) for x in e.atoms(sp.Indexed)}
             self.emit(
                 f"{s.target.name} = cp.full({shape}, {value}, dtype=DTYPE)", [s.target.name], uses
             )
@@ -499,7 +558,7 @@ class _ProgramLowering:
                 loop_body = [*declared, *_grid(ROW, outer, rows)]
             kernel(name, comment, params, [*loop_body, *_reduce_block(accs)], bool(accs))
             extent = {"flat": "*".join(py), "rows": py[0]}[loop]
-            self._emit_launch(name, extent, args, whole, accs, uses)
+            self._emit_launch(name, extent, args, whole, accs, uses, written)
             return
         # Columns: threads over (slice of rows, column) accumulate partial column sums in
         # ``_lines``; then one block per column adds its slices in order and finishes.
@@ -570,22 +629,27 @@ class _ProgramLowering:
             ["_lines"],
             ["_slices"],
         )
-        self._emit_launch(name, f"_slices*{py[-1]}", args, whole, accs, uses | {"_lines"})
+        lines_uses = uses | {"_lines"}
+        self._emit_launch(name, f"_slices*{py[-1]}", args, whole, accs, lines_uses, stored)
         self.emit(
             f"_launch_blocks({name + '_end'!r}, {py[-1]}, {tuple_text(list(end_args))})",
-            [],
-            uses | {"_lines"},
+            ended,
+            lines_uses,
         )
 
-    def _emit_launch(self, name, extent, args, whole, accs, uses) -> None:
+    def _emit_launch(self, name, extent, args, whole, accs, uses, writes) -> None:
+        """A launch, which defines the arrays it ``writes`` (for ``_schedule``: a launch
+        that waits for a host value delays the lines that read what it writes)."""
         arg_text = tuple_text(list(args))
         if not accs:
-            self.emit(f"_launch({name!r}, {extent}, {arg_text})", [], uses)
+            self.emit(f"_launch({name!r}, {extent}, {arg_text})", writes, uses)
             return
         nmax = sum(1 for _, op in accs if op == "max")
         red = f"_red_{name}"
         self.emit(
-            f"{red} = _reduce({name!r}, {extent}, {arg_text}, {len(accs)}, {nmax})", [red], uses
+            f"{red} = _reduce({name!r}, {extent}, {arg_text}, {len(accs)}, {nmax})",
+            [red, *writes],
+            uses,
         )
         order = sorted(whole, key=lambda s: s.op != "max")
         targets = ", ".join(s.target.name for s in order) + ("," if len(order) == 1 else "")

@@ -37,6 +37,7 @@ from symgen.compiler.optimize import (
     Kernel,
     MatrixProduct,
     Max,
+    Place,
     Program,
     Reduction,
     Scatter,
@@ -124,8 +125,8 @@ class _StatementPrinter:
                 return f"np.full({_shape_text(shape)}, {a(e)}, dtype=DTYPE)"
             case MatrixProduct(left=left, right=right):
                 return f"{a(left)} @ {a(right)}"
-            case Identity(size=size):
-                return f"np.eye({self.scalar.doprint(size)}, dtype=DTYPE)"
+            case Identity(size=size):  # an extent as written: 3 or D (not 3.0)
+                return f"np.eye({size}, dtype=DTYPE)"
             case Dot(left=left, right=right):
                 return sums.whole_dot(a(left), a(right), self.dtype, len(kernel.domain) == 1)
             case Sum(value=e) if not stmt.axes:
@@ -163,6 +164,17 @@ class _StatementPrinter:
             f" + {value}, 1)",
         ]
 
+    def place_lines(self, stmt: Place) -> list[str]:
+        """The target made from its base (itself when ``in_place``, else a copy, or zeros),
+        then the values added at their entries, in one assignment."""
+        target = stmt.target.name
+        if stmt.base == 0:
+            start = f"np.zeros({_shape_text(stmt.shape)}, dtype=DTYPE)"
+        else:
+            base = self.array.doprint(stmt.base)
+            start = base if stmt.in_place else f"{base}.copy()"
+        return [f"{target} = {start}", placed(stmt, target, self.scalar)]
+
     def line(self, stmt: Stmt, kernel: Kernel, op: str = "=") -> str:
         """``target = value``; ``op="+="``: the value added into the target (a sum across
         blocks)."""
@@ -187,11 +199,27 @@ class _StatementPrinter:
         return set(self.scalar.module_imports) | set(self.array.module_imports)
 
 
+def placed(stmt: Place, target: str, scalar: ScalarPrinter) -> str:
+    """``target[rows, cols] = values`` (``+=`` onto a base): the values of ``stmt`` at their
+    entries of ``target``, an array of NumPy or CuPy."""
+    op = "=" if stmt.base == 0 else "+="
+    values = [scalar.doprint(v) for v in stmt.values]
+    if len(values) == 1:
+        ((row, col),) = stmt.positions
+        return f"{target}[{row}, {col}] {op} {values[0]}"
+    rows = ", ".join(str(r) for r, _ in stmt.positions)
+    cols = ", ".join(str(c) for _, c in stmt.positions)
+    return f"{target}[[{rows}], [{cols}]] {op} ({', '.join(values)})"
+
+
 def _describe(kernel: Kernel) -> str:
     if kernel.is_matmul:
         return "matrix product (BLAS)"
     if kernel.is_scatter:
         return "one value added per row, at its label (no one-hot matrix)"
+    if kernel.is_place:
+        n = sum(len(s.positions) for s in kernel.stmts if isinstance(s, Place))
+        return "1 value added at its entry" if n == 1 else f"{n} values added at their entries"
     if kernel.is_step:
         return "identity matrix"
     if not kernel.domain:
@@ -430,6 +458,9 @@ def _body(
         if lines is None and k.is_scatter:
             (stmt,) = k.stmts
             lines, comment = printer.scatter_lines(stmt), _describe(k)
+        if lines is None and k.is_place:
+            (stmt,) = k.stmts
+            lines, comment = printer.place_lines(stmt), _describe(k)
         if lines is None:
             lines = [line for s in k.stmts for line in printer.lines(s, k)]
             comment = _describe(k)
