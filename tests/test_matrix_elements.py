@@ -99,6 +99,20 @@ LOSSES = {
         ),
         None,
     ),
+    # entries inside an elementwise function: a per-row scale w[0, 0] and shift w[1, 0]
+    "entries_inside_an_elementwise_function": (
+        symgen.sum(
+            (XN * w).applyfunc(lambda u: sp.log(1 + sp.exp(w[0, 0] * u - w[1, 0])))
+            + symgen.elementwise(lambda u: (u - w[2, 0]) ** 2, yN)
+        ),
+        [w],
+        [XN, yN],
+        lambda v: anp.sum(
+            _softplus(v["w"][0, 0] * (v["X"] @ v["w"]) - v["w"][1, 0])
+            + (v["y"] - v["w"][2, 0]) ** 2
+        ),
+        None,
+    ),
 }
 SIZES = {"N": 5, "D": 3}
 

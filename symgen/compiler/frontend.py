@@ -307,6 +307,14 @@ class _MatrixLowering:
             shape = broadcast_shapes(*(n.shape for n in nodes))
         except ValueError as exc:
             raise SpecError(f"elementwise operands do not broadcast: {exc}") from None
+        entries = sorted(fn.expr.atoms(MatrixElement), key=sp.default_sort_key)
+        if entries:  # X.applyfunc(lambda v: v*w[0, 0]): each entry is one more (scalar) operand
+            extra = [sp.Dummy("e") for _ in entries]
+            operands = [*(operands or fn.variables), *entries]
+            nodes = [*nodes, *(self._element(e) for e in entries)]
+            fn = sp.Lambda(
+                (*fn.variables, *extra), fn.expr.xreplace(dict(zip(entries, extra, strict=True)))
+            )
         dummies = [sp.Dummy() for _ in fn.variables]
         named = dict(zip(dummies, operands or fn.variables, strict=True))
         body = fn.expr.xreplace(dict(zip(fn.variables, dummies, strict=True)))
