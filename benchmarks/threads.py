@@ -39,6 +39,10 @@ TRANSCENDENTALS = {
     "softmax": {"exp": SOFTMAX_K, "log": 1},
 }
 SYMGEN_C = "symgen C module"
+#: Seconds each sample waits before it starts, for the thread pools of the contender timed
+#: before it to stop spinning (``timing.measure``'s ``settle``; OpenBLAS's spin longest,
+#: about 2^28 cycles).
+SETTLE = 0.2
 SYMGEN_C_ONE = "symgen C module, 1 thread"
 
 
@@ -317,7 +321,9 @@ def measure_all(quick: bool) -> dict:
                 print(f"  {title}: {c.name}: {c.missing}", flush=True)
         check()
         print(f"  {title}: all contenders agree (rtol {RTOL:g})", flush=True)
-        measured = measure(contenders, budget=budget, min_rounds=low, max_rounds=high, label=title)
+        measured = measure(
+            contenders, budget=budget, min_rounds=low, max_rounds=high, label=title, settle=SETTLE
+        )
         out["workloads"].append(
             {
                 "key": key,
