@@ -39,6 +39,10 @@ TRANSCENDENTALS = {
     "softmax": {"exp": SOFTMAX_K, "log": 1},
 }
 SYMGEN_C = "symgen C module"
+#: Seconds each sample waits before it starts, for the thread pools of the contender timed
+#: before it to stop spinning (``timing.measure``'s ``settle``; OpenBLAS's spin longest,
+#: about 2^28 cycles).
+SETTLE = 0.2
 SYMGEN_C_ONE = "symgen C module, 1 thread"
 
 
@@ -306,7 +310,7 @@ def measure_all(quick: bool) -> dict:
     """Child process (all cores): every workload built, checked, timed; and the rates."""
     count = cores()
     budget, low, high = PLANS["quick" if quick else "full"]
-    out = {"cores": count, "workloads": []}
+    out = {"cores": count, "workloads": [], "load_before": os.getloadavg()[0]}
     for key, build in WORKLOADS.items():
         contenders, check, title = build(count)
         torch = frameworks.load_torch()  # (which asks for one thread: all of them, here)
@@ -317,7 +321,9 @@ def measure_all(quick: bool) -> dict:
                 print(f"  {title}: {c.name}: {c.missing}", flush=True)
         check()
         print(f"  {title}: all contenders agree (rtol {RTOL:g})", flush=True)
-        measured = measure(contenders, budget=budget, min_rounds=low, max_rounds=high, label=title)
+        measured = measure(
+            contenders, budget=budget, min_rounds=low, max_rounds=high, label=title, settle=SETTLE
+        )
         out["workloads"].append(
             {
                 "key": key,
@@ -339,6 +345,7 @@ def measure_all(quick: bool) -> dict:
     out["bandwidth_one"] = _bandwidth(1, n)
     block = np.random.default_rng(0).uniform(0.0, 4.0, floors.BLOCK)
     out["vectorised"] = floors._vectorised(block, 3, number=200)
+    out["load_after"] = os.getloadavg()[0]
     return out
 
 
@@ -365,12 +372,19 @@ def floor(result: dict, key: str) -> tuple[float, float]:
 
 
 def section(result: dict) -> tuple[str, list[str]]:
-    count = result["cores"]
+    count, nan = result["cores"], float("nan")
     lines = [
         f"Every contender on all {count} cores of this machine (see `benchmarks/threads.py`: "
         "OpenBLAS, OpenMP, XLA and PyTorch thread pools on, scikit-learn's `n_threads`, "
         "symgen's C passes on every core; not pinned). Median time per call over interleaved "
-        "rounds; contenders checked against symgen's C module first.",
+        f"rounds, each sample after {SETTLE:g} s without work (for the thread pools of the "
+        "contender timed before it to stop spinning) and one untimed call; contenders checked "
+        "against symgen's C module first.",
+        "",
+        "Load average (1 minute) when the section started and ended: "
+        f"{result.get('load_before', nan):.2f}, {result.get('load_after', nan):.2f} "
+        f"on {count} cores: a second thread only helps when the other core is free, so the "
+        "speedups below mean something only at a load well under 1.",
         "",
         f"Rates: memory read once (a symgen C pass summing {floors.BANDWIDTH_N * 8 / 1e6:,.0f} MB) "
         f"**{result['bandwidth_all'] / 1e9:.1f} GB/s** on {count} cores, "

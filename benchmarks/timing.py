@@ -79,8 +79,15 @@ def measure(
     max_rounds: int,
     target: float = 0.02,
     label: str = "",
+    settle: float = 0.0,
 ) -> list[Measurement]:
-    """Time the runnable contenders round-robin for about ``budget`` seconds in all."""
+    """Time the runnable contenders round-robin for about ``budget`` seconds in all.
+
+    ``settle`` (seconds): before each sample, wait that long, then make one untimed call.
+    For contenders that run thread pools: a pool's threads keep spinning on the CPUs for
+    a while after each call (OpenBLAS's about 0.1 s, GNU OpenMP's a few ms), and would
+    slow whichever contender comes next; after the wait only the contender's own pool,
+    woken by its untimed call, is running, as when a program calls one library."""
     runnable = [c for c in contenders if c.missing is None]
     measurements = {id(c): Measurement(c) for c in contenders}
     timers = {}
@@ -89,7 +96,7 @@ def measure(
         timers[id(c)] = c.timer()
         number, elapsed = calibrate(timers[id(c)], target)
         measurements[id(c)].number = number
-        round_time += elapsed
+        round_time += elapsed + settle + (elapsed / number if settle else 0.0)
     rounds = max(min_rounds, min(max_rounds, int(budget / max(round_time, 1e-9))))
     print(
         f"{label}: {len(runnable)} contenders, {rounds} rounds of ~{round_time:.2f} s "
@@ -101,6 +108,9 @@ def measure(
         k = r % len(runnable) if runnable else 0
         for c in runnable[k:] + runnable[:k]:  # rotate who goes first
             m = measurements[id(c)]
+            if settle:
+                time.sleep(settle)
+                timers[id(c)].timeit(1)
             m.samples.append(timers[id(c)].timeit(m.number) / m.number)
     for c in runnable:
         m = measurements[id(c)]

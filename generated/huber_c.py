@@ -445,9 +445,9 @@ def _lib():
     if _LIBRARY is None:
         path = _build()
         try:
-            library = ctypes.CDLL(str(path))  # an absolute path: no library search path
+            library = _load(path)
         except OSError:  # a cached library this system cannot load: build it again
-            library = ctypes.CDLL(str(_build(again=True)))
+            library = _load(_build(again=True))
         for name, argtypes in _SIGNATURES.items():
             function = getattr(library, name)
             function.argtypes = argtypes
@@ -456,6 +456,28 @@ def _lib():
             os.register_at_fork(after_in_child=_after_fork)
         _LIBRARY = library
     return _LIBRARY
+
+
+#: How many times (GNU OpenMP's GOMP_SPINCOUNT) an idle thread of the C passes checks for
+#: the next pass before it sleeps, unless OMP_WAIT_POLICY or GOMP_SPINCOUNT says otherwise:
+#: about 0.3 ms, where libgomp's default (300,000) keeps it on its CPU for about 8 ms after
+#: every pass, taking that CPU from the matrix products' BLAS threads that run between
+#: passes and from whatever the program does between calls.
+_SPINCOUNT = "10000"
+
+
+def _load(path):
+    """The library at ``path`` (absolute: no library search path). GNU OpenMP reads its
+    settings once, when it is loaded: if this loads it, it reads _SPINCOUNT, set in the
+    environment for that moment only."""
+    spin = "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ
+    if spin:
+        os.environ["GOMP_SPINCOUNT"] = _SPINCOUNT
+    try:
+        return ctypes.CDLL(str(path))
+    finally:
+        if spin:
+            del os.environ["GOMP_SPINCOUNT"]
 
 
 def _build(again=False):

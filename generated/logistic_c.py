@@ -739,6 +739,41 @@ int newton_2(const double* restrict X, const double* restrict x4, double* restri
     }
     return 0;
 }
+
+// not_binary: one pass over the samples (_n,), 1 reduction, in tasks of rows shared among _threads threads
+int not_binary(const double* restrict x, const long long _n, const int _threads, double* restrict _out)
+{
+    long long _tasks = _n*1LL / 16384;
+    if (_tasks > 256) _tasks = 256;
+    if (_tasks > _n) _tasks = _n;
+    if (_tasks < 1) _tasks = 1;
+    const long long _per = (_n + _tasks - 1) / _tasks;
+    const int _nt = _threads < _tasks ? _threads : (int)_tasks;
+    const long long _size = (1 + 7) / 8*8;
+    double* _part = aligned_alloc(64, sizeof(double)*(_tasks*_size));
+    if (_part == NULL) {
+        return 1;
+    }
+    #pragma omp parallel for schedule(dynamic, 1) num_threads(_nt) if(_nt > 1)
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        const long long _first = _t*_per;
+        const long long _last = _first + _per < _n ? _first + _per : _n;
+        double _acc0 = 0.0;
+        #pragma omp simd reduction(+:_acc0)
+        for (long long _i = _first; _i < _last; ++_i) {
+            const double _v_x = x[_i];
+            _acc0 += (double)((_v_x*(_v_x - 1.0) != 0.0 ? 1.0 : 0.0));
+        }
+        _part[_t*_size] = _acc0;
+    }
+    double _acc0 = 0.0;
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        _acc0 += _part[_t*_size];
+    }
+    free(_part);
+    _out[0] = _acc0;
+    return 0;
+}
 """
 
 #: Argument types of the C functions.
@@ -755,6 +790,7 @@ _SIGNATURES = {
     "newton_0": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_int, ctypes.c_void_p),
     "newton_1": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_longlong, ctypes.c_int, ctypes.c_void_p),
     "newton_2": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_int),
+    "not_binary": (ctypes.c_void_p, ctypes.c_longlong, ctypes.c_int, ctypes.c_void_p),
 }
 #: A matrix's products run inside the pass over its rows when it has at most
 #: _FUSED_AT_MOST bytes (in cache: BLAS calls saved) or, when the pass computes both
@@ -863,6 +899,15 @@ def _address(array):
     return _POINTER.from_address(id(array) + _DATA_OFFSET).value
 
 
+def _not_binary(array):
+    """How many entries of ``array`` are neither 0 nor 1: a C pass (not_binary) on the
+    threads of the passes."""
+    count = _ACCUMULATORS[1]()
+    if _lib().not_binary(_address(array), array.size, _THREADS, count):
+        _out_of_memory("not_binary")
+    return count[0]
+
+
 def _out_of_memory(name):
     raise MemoryError(f"logistic: the C pass {name} could not allocate its partial sums")
 
@@ -873,9 +918,9 @@ def _lib():
     if _LIBRARY is None:
         path = _build()
         try:
-            library = ctypes.CDLL(str(path))  # an absolute path: no library search path
+            library = _load(path)
         except OSError:  # a cached library this system cannot load: build it again
-            library = ctypes.CDLL(str(_build(again=True)))
+            library = _load(_build(again=True))
         for name, argtypes in _SIGNATURES.items():
             function = getattr(library, name)
             function.argtypes = argtypes
@@ -884,6 +929,28 @@ def _lib():
             os.register_at_fork(after_in_child=_after_fork)
         _LIBRARY = library
     return _LIBRARY
+
+
+#: How many times (GNU OpenMP's GOMP_SPINCOUNT) an idle thread of the C passes checks for
+#: the next pass before it sleeps, unless OMP_WAIT_POLICY or GOMP_SPINCOUNT says otherwise:
+#: about 0.3 ms, where libgomp's default (300,000) keeps it on its CPU for about 8 ms after
+#: every pass, taking that CPU from the matrix products' BLAS threads that run between
+#: passes and from whatever the program does between calls.
+_SPINCOUNT = "10000"
+
+
+def _load(path):
+    """The library at ``path`` (absolute: no library search path). GNU OpenMP reads its
+    settings once, when it is loaded: if this loads it, it reads _SPINCOUNT, set in the
+    environment for that moment only."""
+    spin = "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ
+    if spin:
+        os.environ["GOMP_SPINCOUNT"] = _SPINCOUNT
+    try:
+        return ctypes.CDLL(str(path))
+    finally:
+        if spin:
+            del os.environ["GOMP_SPINCOUNT"]
 
 
 def _build(again=False):
@@ -1245,7 +1312,7 @@ def _arguments(w, X, t):
         _wrong_dim("t", t, 0, "N", N, "X", 0)
     if t.shape[1] != 1:
         _wrong_dim("t", t, 1, "1", 1, "", 0)
-    if np.count_nonzero(t*(t - 1)):
+    if _not_binary(t):
         raise ValueError("logistic: data 't' is declared binary, but not all its entries are 0 or 1")
     return w, X, t, D, N
 

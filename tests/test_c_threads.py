@@ -160,3 +160,38 @@ def test_a_float32_matrix_module_is_bit_identical_on_1_and_16_threads():
     finally:
         module.set_num_threads()
     assert runs[0] == runs[1]
+
+
+def test_the_check_of_binary_data_runs_on_the_threads_and_finds_one_wrong_entry():
+    problem, params, data = logistic_case(np.random.default_rng(5))
+    module = symgen.compile(problem, "c")
+    try:
+        for threads in (1, 2, 16):
+            module.set_num_threads(threads)
+            module.loss(*params, **data)
+            for at, wrong in ((0, 0.5), (31_337, np.nan), (60_000, 2.0)):  # in different tasks
+                t = data["t"].copy()
+                t[at] = wrong
+                with pytest.raises(ValueError, match="'t' is declared binary"):
+                    module.loss(*params, X=data["X"], t=t)
+    finally:
+        module.set_num_threads()
+
+
+def test_openmp_spins_briefly_unless_told_otherwise(monkeypatch):
+    """The module sets GNU OpenMP's GOMP_SPINCOUNT while it loads its library (libgomp reads
+    it then), leaves the environment as it was, and respects a user's OpenMP settings."""
+    module = symgen.compile(logistic.logistic, "c")
+    seen = []
+    monkeypatch.setattr(module.ctypes, "CDLL", lambda path: seen.append(dict(os.environ)))
+    monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    module._load("/nowhere/library.so")
+    assert seen[-1]["GOMP_SPINCOUNT"] == module._SPINCOUNT
+    assert "GOMP_SPINCOUNT" not in os.environ
+    for variable, value in (("OMP_WAIT_POLICY", "ACTIVE"), ("GOMP_SPINCOUNT", "12")):
+        monkeypatch.setenv(variable, value)
+        module._load("/nowhere/library.so")
+        assert seen[-1].get("GOMP_SPINCOUNT") == os.environ.get("GOMP_SPINCOUNT")
+        assert os.environ[variable] == value
+        monkeypatch.delenv(variable)

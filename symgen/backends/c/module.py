@@ -72,6 +72,7 @@ from symgen.compiler.optimize import (
     Reduction,
     Scatter,
     Stmt,
+    Sum,
     gathered,
     transposed,
 )
@@ -219,6 +220,8 @@ class NativeKernels:
     kernels: list[CKernel] = field(default_factory=list)
     #: Whether a pass chooses between fused products and BLAS (``choose``).
     chooses: bool = False
+    #: Whether the module checks data declared binary (``not_binary``).
+    binary: bool = False
 
     @property
     def ctype(self) -> str:
@@ -249,6 +252,8 @@ class NativeKernels:
         """The compiled part of module ``name``: its C source and the passes' signatures."""
         if not self.kernels:
             return None
+        if self.binary:
+            self.kernels.append(self.not_binary())
         kernels = tuple(self.kernels)
         sizes = sorted({k.sums for k in kernels if k.sums})
         helpers = helpers_used(frozenset().union(*(k.calls for k in kernels)))
@@ -292,6 +297,18 @@ class NativeKernels:
         lines += lowered.python_call(name, compiled.threaded, compiled.allocates)
         lines += [scalar_line(s) for s in stmts[last + 1 :]]
         return lines
+
+    def not_binary(self) -> CKernel:
+        """``not_binary(x, _n, _threads, _out)``: how many of the ``_n`` entries of ``x`` are
+        neither 0 nor 1 (``x*(x - 1) != 0``: NaN and infinities too), into ``_out[0]``; the
+        check of data declared binary, as a pass on the module's threads (the module's
+        ``_not_binary``)."""
+        x, n = sp.Symbol("x", real=True), sp.Symbol("_n", integer=True, positive=True)
+        wrong = sp.Piecewise((sp.S.One, sp.Ne(x * (x - 1), 0)), (sp.S.Zero, True))
+        count = Sum(sp.Symbol("_count"), wrong)
+        lowered = _Pass(replace(self, dims=frozenset({n.name})), Kernel((n,), (count,)),
+                        [count], {x.name: (n,)}, set())  # fmt: skip
+        return lowered.c_kernel("not_binary")
 
     def scatter_lines(self, s: Scatter, prefix: str, shapes: dict[str, tuple]) -> list[str]:
         """A scatter as a C loop over the rows, adding each row's value at its label into
@@ -878,7 +895,7 @@ def generate(compiled: Compiled, source_path: str | None = None, baked: Baked | 
     lowered = compiled.lowered
     dims = frozenset(str(d) for d, _, _ in lowered.dims)
     refuse_reserved([i.name for i in (*lowered.params, *lowered.data)] + sorted(dims), "C")
-    native = NativeKernels(problem.dtype, dims)
+    native = NativeKernels(problem.dtype, dims, binary=bool(problem.binary))
     module = numpy_backend.plan(compiled, source_path, baked, native=native)
     if module.native is not None:
         return render(TEMPLATES, "c_module.py.j2", plan=module)
