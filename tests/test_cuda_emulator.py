@@ -623,3 +623,23 @@ def test_launches_from_several_python_threads(module: cp.RawModule) -> None:
         t.join()
     for i, x in enumerate(inputs):
         assert results[i] == pytest.approx(x.sum(), rel=1e-12)
+
+
+def _mappings() -> int:
+    with open("/proc/self/maps", encoding="ascii") as maps:
+        return sum(1 for _ in maps)
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs /proc/self/maps")
+def test_a_launch_with_barriers_gives_its_fiber_stacks_back() -> None:
+    """Each kernel library has its own fiber stacks (two mappings each, with the guard page);
+    kept after a launch, some thirty libraries of 1024-thread blocks used up the process's
+    map count (vm.max_map_count) and every later launch failed: "cannot map a fiber stack"."""
+    # a library of its own (nothing launched from it yet), loaded before counting
+    fresh = cp.RawModule(code=f"// {uuid.uuid4()}\n" + KERNELS)
+    kernel = fresh.get_function("handoff")
+    out = cp.empty(2 * 1024, dtype=np.int32)
+    before = _mappings()
+    kernel((2,), (1024,), (out,))
+    assert _mappings() <= before + 8  # 2048 more when the stacks stayed mapped
+    np.testing.assert_array_equal(out.get(), 42)
