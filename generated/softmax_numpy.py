@@ -213,9 +213,11 @@ def loss(W, b, X, Y):
     for _start in range(0, N, _rows):
         _x0 = x0[_start:_start + _rows]
         _Y = Y[_start:_start + _rows]
-        _x1 = _row_maxima(_x0 + b)
-        _x2 = _row_sums(np.exp(_x0 + b - _x1))
-        x3 += float(np.vdot(_Y, _x0 + b - _x1 - np.log(_x2)))
+        _0 = _x0 + b
+        _x1 = _row_maxima(_0)
+        _1 = _0 - _x1
+        _x2 = _row_sums(np.exp(_1))
+        x3 += float(np.vdot(_Y, _1 - np.log(_x2)))
     # scalar arithmetic
     loss = -x3/N
     return loss
@@ -249,15 +251,16 @@ def _loss_and_grad(W, b, X, Y, D, K, N):
         _x5 = x5[_start:_start + _rows]
         _x3 = x3[_start:_start + _rows]
         _Y = Y[_start:_start + _rows]
-        _x6 = _row_maxima(_x5 + b)
-        _0 = _x5 + b - _x6
-        _1 = np.exp(_0)
-        _x7 = _row_sums(_1)
-        _2 = _1*_x3/_x7
-        _x11 = _2 - x8*_Y
+        _0 = _x5 + b
+        _x6 = _row_maxima(_0)
+        _1 = _0 - _x6
+        _2 = np.exp(_1)
+        _x7 = _row_sums(_2)
+        _3 = _2*_x3/_x7
+        _x11 = _3 - x8*_Y
         x11[_start:_start + _rows] = _x11
-        x12 += float(np.vdot(_Y, _0 - np.log(_x7)))
-        x13 += np.add.reduce(_2, axis=0, keepdims=True)
+        x12 += float(np.vdot(_Y, _1 - np.log(_x7)))
+        x13 += np.add.reduce(_3, axis=0, keepdims=True)
     # scalar arithmetic
     loss = -x12/N
     # one pass over the elements (1, K)
@@ -432,15 +435,16 @@ def _hvp(W, b, X, Y, D, K, N, v_W, v_b):
         _x2 = x2[_start:_start + _rows]
         _x3 = x3[_start:_start + _rows]
         _x1 = x1[_start:_start + _rows]
-        _x4 = _row_maxima(_x2 + b)
-        _0 = _x2 + b - _x4
-        _1 = np.exp(_0)
-        _x6 = _row_sums(_1)
-        _x7 = _row_sums(_1*(_x3 + v_b))
-        _2 = (1/_x6)
-        _3 = _2*_x1*(_x3 + v_b - _2*_x7)*np.exp(_0)
-        x9[_start:_start + _rows] = _3
-        hvp_b += np.add.reduce(_3, axis=0, keepdims=True)
+        _0 = _x2 + b
+        _x4 = _row_maxima(_0)
+        _1 = _0 - _x4
+        _2 = np.exp(_1)
+        _x6 = _row_sums(_2)
+        _x7 = _row_sums(_2*(_x3 + v_b))
+        _3 = (1/_x6)
+        _4 = _3*_x1*(_x3 + v_b - _3*_x7)*np.exp(_1)
+        x9[_start:_start + _rows] = _4
+        hvp_b += np.add.reduce(_4, axis=0, keepdims=True)
     # matrix product (BLAS)
     hvp_W = X.T @ x9
     return (hvp_W, hvp_b,)

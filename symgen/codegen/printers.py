@@ -176,7 +176,7 @@ class ScalarPrinter(PythonCodePrinter):
 
 
 #: ``f(a) - f(b)`` in one NumPy expression, for the functions whose homes spell it.
-_DIFFERENCES = {fn.sympy: fn.numpy_difference for fn in FUNCTIONS if fn.numpy_difference}
+DIFFERENCES = {fn.sympy: fn.numpy_difference for fn in FUNCTIONS if fn.numpy_difference}
 
 
 @_spells("numpy")
@@ -220,7 +220,7 @@ class ArrayPrinter(NumPyPrinter):
 
     def _print_Add(self, expr, order=None):
         # f(a) - f(b) as one expression where f's home spells it so (sigmoid: the +0.5 cancel)
-        for cls, spelling in _DIFFERENCES.items():
+        for cls, spelling in DIFFERENCES.items():
             plus = [t for t in expr.args if isinstance(t, cls)]
             minus = [t for t in expr.args if isinstance(-t, cls)]
             if plus and minus:

@@ -10,7 +10,11 @@ values that no statement outside the group reads never leave the block. This is 
 expert writes softmax in NumPy, with the block keeping the temporaries in cache.
 
 A pass joins the group before it unless it reads something complete only after the loop
-(a whole or column sum of an earlier pass, or the scalar work after one).
+(a whole or column sum of an earlier pass, or the scalar work after one). Gathered loads
+(``symgen.take``'s entry at each row's label) read the block's rows of the labels, so a
+loss with integer labels computes ``exp(z - max)`` once too. A sum whose first terms (in
+the order its spelling adds them) were computed already reads them by name: ``z + b -
+max`` is ``(z + b) - max``, and ``z + b`` was the maxima's argument.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from dataclasses import fields, replace
 
 import sympy as sp
 
+from symgen.codegen.printers import DIFFERENCES
 from symgen.compiler.optimize import (
     Assign,
     Elementwise,
@@ -26,9 +31,12 @@ from symgen.compiler.optimize import (
     Max,
     Reduction,
     Stmt,
-    gathered,
     transposed,
 )
+
+#: Functions whose NumPy spelling takes ``f(a) - f(b)`` as one pair: sums holding them are
+#: printed pair by pair, not term by term.
+_PAIRED = tuple(DIFFERENCES)
 
 #: Values per block of a group: rows of a softmax's few classes make many small array
 #: operations per block (its row sums and maxima go column by column, ``row_reductions``),
@@ -51,8 +59,8 @@ def parts(kernel: Kernel) -> tuple[list[Stmt], list[Stmt], list[Stmt]] | None:
         return None
     if any(isinstance(s, Max) and s.axes == (0,) for s in middle):
         return None
-    if any(e.has(sp.Piecewise, gathered) for s in middle for e in s.inputs):
-        return None  # a Piecewise's pieces and gathered loads are printed as they stand
+    if any(e.has(sp.Piecewise) for s in middle for e in s.inputs):
+        return None  # a Piecewise's pieces are printed as they stand (``masked``)
     return stmts[: inner[0]], middle, stmts[inner[-1] + 1 :]
 
 
@@ -114,6 +122,28 @@ def _places(e: sp.Expr) -> list[tuple[sp.Expr, str]]:
     return [(x, "fixed") for x in e.args]
 
 
+def _printed_terms(e: sp.Expr, printer) -> list[sp.Expr]:
+    """The terms of the sum ``e`` in the order its NumPy spelling adds them (positive terms
+    first, then the negative ones subtracted: ``printers._print_add_subtracting``)."""
+    terms = printer._as_ordered_terms(e)
+    positive = [t for t in terms if not t.could_extract_minus_sign()]
+    negative = [t for t in terms if t.could_extract_minus_sign()]
+    return positive + negative if positive and negative else terms
+
+
+def _head(e: sp.Expr, printer) -> sp.Expr | None:
+    """The sum of all terms but the last of a sum of three or more, in the order its
+    spelling adds them: ``a + b - c`` adds ``a + b`` first, so a name holding ``a + b``
+    may stand for it (``name - c`` computes the same numbers; a sum of two is the same
+    either way round). None for anything else, or a sum whose spelling pairs terms
+    (``printers._DIFFERENCES``)."""
+    if not e.is_Add or len(e.args) < 3 or any(isinstance(t, _PAIRED) for t in e.args):
+        return None
+    if any(isinstance(-t, _PAIRED) for t in e.args):
+        return None
+    return sp.Add(*_printed_terms(e, printer)[:-1])
+
+
 def _with_inputs(stmt: Stmt, values: list[sp.Expr]) -> Stmt:
     """``stmt`` reading ``values`` (in the order of ``stmt.inputs``)."""
     changes, values = {}, list(values)
@@ -157,7 +187,9 @@ def lines(kernels: list[Kernel], printer, shapes: dict, stored: set[str], size: 
     later: list[set[sp.Expr]] = []
     for s in middle:
         values = [e.xreplace(forms) for e in s.inputs]
-        later.append({x for v in values for x in sp.preorder_traversal(v) if not x.is_Atom})
+        reads = {x for v in values for x in sp.preorder_traversal(v) if not x.is_Atom}
+        heads = {_head(x, printer.array) for x in reads} - {None}
+        later.append(reads | heads)  # a sum's first terms, which it may read by name
         if isinstance(s, Elementwise):
             forms[s.target] = values[0]
         elif s.axes == (1,):
@@ -186,6 +218,9 @@ def lines(kernels: list[Kernel], printer, shapes: dict, stored: set[str], size: 
         if e.is_Atom:
             return e
         new = e.func(*[rebuild(x, after, where) for x, where in _places(e)])
+        head = _head(new, printer.array)
+        if head is not None and head.xreplace(back) in named:  # its first terms: computed
+            new = sp.Add(named[head.xreplace(back)], sp.Add(*new.args) - head)
         if place == "fixed" or (place == "swap" and not e.is_Function):
             return new
         form = new.xreplace(back)
