@@ -210,14 +210,16 @@ def loss(W, b, X, Y):
     # 3 passes over the rows of (N, K) in one loop, in blocks of rows (32768 elements)
     _rows = max(1, 32768//max(K, 1))
     x3 = 0.0
+    _0 = np.broadcast_to(b, (min(N, _rows), K)).copy()
     for _start in range(0, N, _rows):
         _x0 = x0[_start:_start + _rows]
         _Y = Y[_start:_start + _rows]
-        _0 = _x0 + b
-        _x1 = _row_maxima(_0)
-        _1 = _0 - _x1
-        _x2 = _row_sums(np.exp(_1))
-        x3 += float(np.vdot(_Y, _1 - np.log(_x2)))
+        _b = _0[:N - _start]
+        _1 = _x0 + _b
+        _x1 = _row_maxima(_1)
+        _2 = _1 - _x1
+        _x2 = _row_sums(np.exp(_2))
+        x3 += float(np.vdot(_Y, _2 - np.log(_x2)))
     # scalar arithmetic
     loss = -x3/N
     return loss
@@ -247,20 +249,22 @@ def _loss_and_grad(W, b, X, Y, D, K, N):
     x11 = np.empty((N, K), dtype=DTYPE)
     x12 = 0.0
     x13 = np.zeros((1, K), dtype=DTYPE)
+    _0 = np.broadcast_to(b, (min(N, _rows), K)).copy()
     for _start in range(0, N, _rows):
         _x5 = x5[_start:_start + _rows]
         _x3 = x3[_start:_start + _rows]
         _Y = Y[_start:_start + _rows]
-        _0 = _x5 + b
-        _x6 = _row_maxima(_0)
-        _1 = _0 - _x6
-        _2 = np.exp(_1)
-        _x7 = _row_sums(_2)
-        _3 = _2*_x3/_x7
-        _x11 = _3 - x8*_Y
+        _b = _0[:N - _start]
+        _1 = _x5 + _b
+        _x6 = _row_maxima(_1)
+        _2 = _1 - _x6
+        _3 = np.exp(_2)
+        _x7 = _row_sums(_3)
+        _4 = _3*_x3/_x7
+        _x11 = _4 - x8*_Y
         x11[_start:_start + _rows] = _x11
-        x12 += float(np.vdot(_Y, _1 - np.log(_x7)))
-        x13 += np.add.reduce(_3, axis=0, keepdims=True)
+        x12 += float(np.vdot(_Y, _2 - np.log(_x7)))
+        x13 += np.add.reduce(_4, axis=0, keepdims=True)
     # scalar arithmetic
     loss = -x12/N
     # one pass over the elements (1, K)
@@ -431,20 +435,24 @@ def _hvp(W, b, X, Y, D, K, N, v_W, v_b):
     _rows = max(1, 32768//max(K, 1))
     x9 = np.empty((N, K), dtype=DTYPE)
     hvp_b = np.zeros((1, K), dtype=DTYPE)
+    _0 = np.broadcast_to(b, (min(N, _rows), K)).copy()
+    _1 = np.broadcast_to(v_b, (min(N, _rows), K)).copy()
     for _start in range(0, N, _rows):
         _x2 = x2[_start:_start + _rows]
         _x3 = x3[_start:_start + _rows]
         _x1 = x1[_start:_start + _rows]
-        _0 = _x2 + b
-        _x4 = _row_maxima(_0)
-        _1 = _0 - _x4
-        _2 = np.exp(_1)
-        _x6 = _row_sums(_2)
-        _x7 = _row_sums(_2*(_x3 + v_b))
-        _3 = (1/_x6)
-        _4 = _3*_x1*(_x3 + v_b - _3*_x7)*np.exp(_1)
-        x9[_start:_start + _rows] = _4
-        hvp_b += np.add.reduce(_4, axis=0, keepdims=True)
+        _b = _0[:N - _start]
+        _v_b = _1[:N - _start]
+        _2 = _x2 + _b
+        _x4 = _row_maxima(_2)
+        _3 = _2 - _x4
+        _4 = np.exp(_3)
+        _x6 = _row_sums(_4)
+        _x7 = _row_sums(_4*(_x3 + _v_b))
+        _5 = (1/_x6)
+        _6 = _5*_x1*(_x3 + _v_b - _5*_x7)*np.exp(_3)
+        x9[_start:_start + _rows] = _6
+        hvp_b += np.add.reduce(_6, axis=0, keepdims=True)
     # matrix product (BLAS)
     hvp_W = X.T @ x9
     return (hvp_W, hvp_b,)

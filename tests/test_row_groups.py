@@ -155,12 +155,14 @@ def test_gathered_labels_join_the_loop_over_rows():
 
 
 def test_a_sum_reads_its_first_terms_by_name():
-    """``z + b - max`` adds ``z + b`` first: the row maxima's argument, computed once."""
+    """``z + b - max`` adds ``z + b`` first: the row maxima's argument, computed once (with
+    b, a row, tiled to the shape of a block of rows once, before the loop)."""
     from examples.softmax import softmax
 
     body = symgen.generate(softmax).split("def _loss_and_grad(")[1].split("\ndef ")[0]
     loop = body[body.index("for _start") :]
-    assert loop.count(" + b") == 1
+    assert loop.count(" + _b") == 1  # b tiled to a block's rows once, before the loop
+    assert "np.broadcast_to(b, (min(N, _rows), K)).copy()" in body
     module = symgen.compile(softmax)
     rng = np.random.default_rng(6)
     x, w, b = (

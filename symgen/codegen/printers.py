@@ -188,6 +188,12 @@ class ArrayPrinter(NumPyPrinter):
         self.arrays = arrays
         #: The module's helper functions the printed text calls (``_safelog``).
         self.helpers: set[str] = set()
+        #: Symbols printed under another name (a row's tiled copy in a loop over blocks of
+        #: rows): the expressions keep the symbol, and so their order of terms.
+        self.renamed: dict[str, str] = {}
+
+    def _print_Symbol(self, expr):
+        return self.renamed.get(expr.name) or super()._print_Symbol(expr)
 
     def _module_format(self, fqn, register=True):
         if fqn.startswith("numpy."):

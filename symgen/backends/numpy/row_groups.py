@@ -180,6 +180,22 @@ def lines(kernels: list[Kernel], printer, shapes: dict, stored: set[str], size: 
             for sym in sorted(plain, key=str):
                 if sym.name not in inside and sym.name in shapes and shapes[sym.name][0] == rows:
                     views.setdefault(sym, sp.Symbol(f"_{sym.name}", real=True))
+    # A row (1, K) that the block's values are computed with is tiled to a block's shape
+    # once, before the loop: NumPy broadcasts a row over short rows one row at a time (at
+    # K = 10, 1.1 ms per 10^6 values for z + b against 0.3 ms for two arrays of one shape).
+    # The same numbers: each block reads a view of the tiled rows, printed in the row's
+    # place (the row's name stays in the expressions, which keep their order of terms).
+    names = iter(sp.numbered_symbols("_", cls=sp.Symbol, real=True))
+    tiled: dict[str, tuple[str, str]] = {}  # the row: the tiled array, its block's view
+    width = widths[0] if len(widths) == 1 and sp.sympify(rows) != 1 else None
+    for s in middle:
+        for e in s.inputs:
+            for sym in sorted(e.free_symbols, key=str):
+                shape = shapes.get(sym.name)
+                if sym in views or sym.name in inside or sym.name in tiled or shape is None:
+                    continue
+                if width is not None and sp.sympify(shape[0]) == 1 and str(shape[1]) == width:
+                    tiled[sym.name] = (next(names).name, f"_{sym.name}")
     # What each statement reads, in terms of the views and the row reductions (a value
     # computed by several statements has one form here), to know which values a later
     # statement reads again.
@@ -201,7 +217,6 @@ def lines(kernels: list[Kernel], printer, shapes: dict, stored: set[str], size: 
     # Each statement as the optimizer wrote it, reading the block's values; a part that a
     # later statement computes again is named first (_0, _1, ...: no view of a user's
     # array, _name, starts with a digit), and the later one reads the name.
-    names = iter(sp.numbered_symbols("_", cls=sp.Symbol, real=True))
     local: dict[sp.Symbol, sp.Expr] = dict(views)  # each name, as the block reads it
     back: dict[sp.Symbol, sp.Expr] = {}  # each block name, as a form
     named: dict[sp.Expr, sp.Symbol] = {}  # forms computed in the block, by their name
@@ -267,9 +282,14 @@ def lines(kernels: list[Kernel], printer, shapes: dict, stored: set[str], size: 
             out.append(f"{name} = {'-np.inf' if isinstance(s, Max) else '0.0'}")
         elif not row_value:
             out.append(f"{name} = np.zeros((1, {shapes[name][1]}), dtype=DTYPE)")
+    for row, (array, _) in tiled.items():
+        out.append(f"{array} = np.broadcast_to({row}, (min({rows}, _rows), {width})).copy()")
     out.append(f"for _start in range(0, {rows}, _rows):")
     for v, view in views.items():
         out.append(f"    {view} = {printer.array.doprint(v)}[_start:_start + _rows]")
+    for array, view in tiled.values():  # the last block may be shorter
+        out.append(f"    {view} = {array}[:{rows} - _start]")
+    printer.array.renamed = {row: view for row, (_, view) in tiled.items()}
     for kind, target, value in body:
         name = target.name
         if kind == "value":
@@ -284,5 +304,6 @@ def lines(kernels: list[Kernel], printer, shapes: dict, stored: set[str], size: 
             out.append(f"    {name} = max({name}, {printer.value(value, k)})")
         else:  # whole and column sums add this block's part
             out.append(f"    {printer.line(value, k, '+=')}")
+    printer.array.renamed = {}
     out += [printer.line(s, k) for s in after]
     return out
