@@ -412,8 +412,7 @@ def _hessian_of(w, X, t, D, N):
         _4 = -1/2*_0
         _5 = np.exp(_4)
         _x2 = _5/_3
-        _x3 = _X*_x2
-        x3[_start:_start + _rows] = _x3
+        _x3 = np.multiply(_X, _x2, out=x3[_start:_start + _rows])
     # matrix product (BLAS)
     h_w_w = x3.T @ x3
     _hessian = h_w_w

@@ -217,7 +217,7 @@ def loss(W, b, X, Y):
         _b = _0[:N - _start]
         _1 = _x0 + _b
         _x1 = _row_maxima(_1)
-        _2 = _1 - _x1
+        _2 = np.subtract(_1, _x1, out=_1)
         _x2 = _row_sums(np.exp(_2))
         x3 += float(np.vdot(_Y, _2 - np.log(_x2)))
     # scalar arithmetic
@@ -257,12 +257,11 @@ def _loss_and_grad(W, b, X, Y, D, K, N):
         _b = _0[:N - _start]
         _1 = _x5 + _b
         _x6 = _row_maxima(_1)
-        _2 = _1 - _x6
+        _2 = np.subtract(_1, _x6, out=_1)
         _3 = np.exp(_2)
         _x7 = _row_sums(_3)
-        _4 = _3*_x3/_x7
-        _x11 = _4 - x8*_Y
-        x11[_start:_start + _rows] = _x11
+        _4 = np.divide(_3*_x3, _x7, out=_3)
+        _x11 = np.subtract(_4, x8*_Y, out=x11[_start:_start + _rows])
         x12 += float(np.vdot(_Y, _2 - np.log(_x7)))
         x13 += np.add.reduce(_4, axis=0, keepdims=True)
     # scalar arithmetic
@@ -445,7 +444,7 @@ def _hvp(W, b, X, Y, D, K, N, v_W, v_b):
         _v_b = _1[:N - _start]
         _2 = _x2 + _b
         _x4 = _row_maxima(_2)
-        _3 = _2 - _x4
+        _3 = np.subtract(_2, _x4, out=_2)
         _4 = np.exp(_3)
         _x6 = _row_sums(_4)
         _x7 = _row_sums(_4*(_x3 + _v_b))

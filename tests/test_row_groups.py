@@ -179,3 +179,16 @@ def test_a_sum_reads_its_first_terms_by_name():
     assert loss == pytest.approx(float(reference(w, b)), rel=1e-12)
     np.testing.assert_allclose(gw, autograd.grad(reference, 0)(w, b), rtol=1e-10, atol=1e-14)
     np.testing.assert_allclose(gb, autograd.grad(reference, 1)(w, b), rtol=1e-10, atol=1e-14)
+
+
+def test_block_values_are_written_in_place():
+    """A stored value straight into its rows of the whole array, and a value into the
+    block of an operand nothing reads after it: no block allocated or copied for them."""
+    from examples.softmax import softmax
+
+    body = symgen.generate(softmax).split("def _loss_and_grad(")[1].split("\ndef ")[0]
+    assert "out=x11[_start:_start + _rows])" in body  # the gradient of the scores
+    assert "x11[_start:_start + _rows] = " not in body  # no copy
+    assert "np.subtract(_1, _x6, out=_1)" in body  # z + b - max into the block of z + b
+    source = symgen.generate(multinomial())
+    assert "np.exp(_0, out=_0)" in source.split("def _loss_and_grad(")[1]

@@ -14,7 +14,11 @@ A pass joins the group before it unless it reads something complete only after t
 (``symgen.take``'s entry at each row's label) read the block's rows of the labels, so a
 loss with integer labels computes ``exp(z - max)`` once too. A sum whose first terms (in
 the order its spelling adds them) were computed already reads them by name: ``z + b -
-max`` is ``(z + b) - max``, and ``z + b`` was the maxima's argument.
+max`` is ``(z + b) - max``, and ``z + b`` was the maxima's argument. A row (1, K), such
+as a bias, is tiled to a block's shape once (NumPy broadcasts a row over short rows one
+row at a time). Values per element are written in place when their spelling ends in one
+ufunc: a value another pass reads straight into its rows of the whole array, others
+into the block of a value nothing reads after them (``out=``: the same operations).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from dataclasses import fields, replace
 
 import sympy as sp
 
+from symgen.backends.numpy.inplace import UFUNCS
 from symgen.codegen.printers import DIFFERENCES
 from symgen.compiler.optimize import (
     Assign,
@@ -31,6 +36,7 @@ from symgen.compiler.optimize import (
     Max,
     Reduction,
     Stmt,
+    gathered,
     transposed,
 )
 
@@ -92,6 +98,13 @@ def groups(kernels: list[Kernel]) -> list[tuple[int, int]]:
     return out
 
 
+def _width(v: sp.Expr, shapes: dict) -> str:
+    """The number of columns of the array ``v`` (a symbol or a transposed view), as text."""
+    if isinstance(v, transposed):
+        return str(shapes[v.args[0].name][0])
+    return str(shapes[v.name][1])
+
+
 def _reads(stmts: list[Stmt]) -> set[str]:
     return {s.name for st in stmts for e in st.inputs for s in e.free_symbols}
 
@@ -142,6 +155,47 @@ def _head(e: sp.Expr, printer) -> sp.Expr | None:
     if any(isinstance(-t, _PAIRED) for t in e.args):
         return None
     return sp.Add(*_printed_terms(e, printer)[:-1])
+
+
+def _operation(e: sp.Expr, printer) -> tuple[str, tuple[sp.Expr, ...]] | None:
+    """The last operation of ``e``'s NumPy spelling, as an ``out=`` template (``{0}``,
+    ``{1}``: its operands, ``{out}``) and its operands; None when the spelling is not one
+    such operation on operands printed on their own (then ``e`` is printed as it stands).
+    ``a + b``, ``a - b``, ``s*(a*b)`` (scalars times arrays: ``ArrayPrinter._print_Mul``),
+    ``a*b``, ``a*b/c`` and a function of one array that is one ufunc."""
+    if e.is_Add:
+        if len(e.args) != 2 or any(isinstance(t, _PAIRED) for t in (*e.args, *(-e).args)):
+            return None
+        first, second = _printed_terms(e, printer)
+        if second.could_extract_minus_sign():
+            return "np.subtract({0}, {1}, out={out})", (first, -second)
+        return "np.add({0}, {1}, out={out})", (first, second)
+    if e.is_Mul:
+        if any(isinstance(f, sp.Heaviside) for f in e.args):
+            return None
+        scalars = [f for f in e.args if not printer._is_array(f)]
+        arrays = [f for f in e.args if printer._is_array(f)]
+        if arrays and scalars and not all(f.is_Number for f in scalars):
+            return "np.multiply({0}, {1}, out={out})", (sp.Mul(*scalars), sp.Mul(*arrays))
+        if any(f.is_Number or (f.is_Pow and f.exp.is_negative and f.exp != -1) for f in e.args):
+            return None
+        over = [f for f in e.args if f.is_Pow and f.exp == -1]
+        if not over and len(e.args) == 2:
+            return "np.multiply({0}, {1}, out={out})", e.args
+        if len(over) == 1:
+            numerator = sp.Mul(*[f for f in e.args if f is not over[0]])
+            return "np.divide({0}, {1}, out={out})", (numerator, over[0].base)
+        return None
+    if type(e) in UFUNCS and len(e.args) == 1 and printer._is_array(e.args[0]):
+        return UFUNCS[type(e)], e.args
+    return None
+
+
+def _wide(e: sp.Expr, wide: set[str]) -> bool:
+    """Whether ``e`` has a value per element of a block (not one per row): it reads a
+    name in ``wide`` outside a gathered load (a column)."""
+    plain = e.xreplace({g: sp.S.Zero for g in e.atoms(gathered)})
+    return any(s.name in wide for s in plain.free_symbols)
 
 
 def _with_inputs(stmt: Stmt, values: list[sp.Expr]) -> Stmt:
@@ -290,16 +344,67 @@ def lines(kernels: list[Kernel], printer, shapes: dict, stored: set[str], size: 
     for array, view in tiled.values():  # the last block may be shorter
         out.append(f"    {view} = {array}[:{rows} - _start]")
     printer.array.renamed = {row: view for row, (_, view) in tiled.items()}
-    for kind, target, value in body:
+    # Values per element written in place (``out=``), as an expert does: a stored value
+    # straight into its rows of the whole array, any other into the block of an operand
+    # that nothing reads after it. The same operations: no block allocated, none copied.
+    wide = {view.name for v, view in views.items() if _width(v, shapes) == width} | set(tiled)
+    last: dict[str, int] = {}
+    for i, (kind, _, value) in enumerate(body):
+        read = (
+            value.free_symbols
+            if kind != "stmt"
+            else set().union(*(e.free_symbols for e in value.inputs))
+        )
+        last.update({sym.name: i for sym in read})
+    own: set[str] = set()  # the block's own arrays (not views of the arguments or products)
+
+    def written(i: int, block: sp.Symbol, value: sp.Expr, whole: str | None) -> str | None:
+        """The line computing ``value`` into ``block`` in place, or None."""
+        if whole is None and not _wide(value, wide):
+            return None
+        operation = _operation(value, printer.array)
+        if operation is None:
+            return None
+        template, operands = operation
+        if whole is None:
+            # any block the value reads last: the operands are computed before it is written
+            dead = sorted(
+                x.name
+                for x in value.free_symbols
+                if x.name in own and x.name in wide and last.get(x.name) == i
+            )
+            if not dead:
+                return None
+            whole = dead[0]
+        text = [printer.array.doprint(x) for x in operands]
+        return f"{block.name} = {template.format(*text, out=whole)}"
+
+    for i, (kind, target, value) in enumerate(body):
         name = target.name
         if kind == "value":
-            out.append(f"    {name} = {printer.value(Elementwise(target, value), k)}")
+            line = written(i, target, value, None)
+            out.append(f"    {line or f'{name} = ' + printer.value(Elementwise(target, value), k)}")
+            own.add(name)
+            if _wide(value, wide):
+                wide.add(name)
         elif kind == "store":
             out.append(f"    {name}[_start:_start + _rows] = {value.name}")
         elif target in local:  # a value per row (or element): computed into its block
-            out.append(f"    {printer.line(replace(value, target=local[target]), k)}")
-            if name in stored:
-                out.append(f"    {name}[_start:_start + _rows] = {local[target].name}")
+            block = local[target]
+            if isinstance(value, Elementwise) and _wide(value.value, wide):
+                wide.add(block.name)
+            rows_of = f"{name}[_start:_start + _rows]" if name in stored else None
+            line = (
+                written(i, block, value.value, rows_of) if isinstance(value, Elementwise) else None
+            )
+            if line is not None:
+                out.append(f"    {line}")
+            else:
+                out.append(f"    {printer.line(replace(value, target=block), k)}")
+                if name in stored:
+                    out.append(f"    {name}[_start:_start + _rows] = {block.name}")
+            if name not in stored:  # a stored block may be rows of the whole array
+                own.add(block.name)
         elif isinstance(value, Max) and not value.axes:
             out.append(f"    {name} = max({name}, {printer.value(value, k)})")
         else:  # whole and column sums add this block's part
