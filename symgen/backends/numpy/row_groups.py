@@ -27,6 +27,7 @@ from dataclasses import fields, replace
 
 import sympy as sp
 
+from symgen.backends.numpy import sums
 from symgen.backends.numpy.inplace import UFUNCS
 from symgen.codegen.printers import DIFFERENCES
 from symgen.compiler.optimize import (
@@ -335,7 +336,10 @@ def lines(kernels: list[Kernel], printer, shapes: dict, stored: set[str], size: 
         elif not row_value and not s.axes:
             out.append(f"{name} = {'-np.inf' if isinstance(s, Max) else '0.0'}")
         elif not row_value:
-            out.append(f"{name} = np.zeros((1, {shapes[name][1]}), dtype=DTYPE)")
+            # a float32 module's column sums add up across blocks in float64 (``sums``)
+            out.append(
+                f"{name} = {sums.accumulator_zeros(f'(1, {shapes[name][1]})', printer.dtype)}"
+            )
     for row, (array, _) in tiled.items():
         out.append(f"{array} = np.broadcast_to({row}, (min({rows}, _rows), {width})).copy()")
     out.append(f"for _start in range(0, {rows}, _rows):")
@@ -410,5 +414,9 @@ def lines(kernels: list[Kernel], printer, shapes: dict, stored: set[str], size: 
         else:  # whole and column sums add this block's part
             out.append(f"    {printer.line(value, k, '+=')}")
     printer.array.renamed = {}
+    for s in middle:  # the column sums in the module's dtype again
+        if isinstance(s, Reduction) and s.axes == (0,):
+            if (line := sums.accumulator_result(s.target.name, printer.dtype)) is not None:
+                out.append(line)
     out += [printer.line(s, k) for s in after]
     return out
