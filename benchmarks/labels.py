@@ -11,6 +11,15 @@ contender once; the median over rounds counts), and reports the ratio labels / o
 - ``softmax regression``: torch's ``cross_entropy(X @ W + b, y)`` with parameters W, b.
 
 Each pair is checked to agree (loss and gradients, rtol 1e-10) before it is timed.
+
+A second table (issue 18: the NumPy module's row-wise passes) times the NumPy module on
+both problems at N = 100,000 and K = 4, 7, 10 (D = 20; the softmax regression with
+one-hot targets as ``examples/softmax.py`` writes it) against an expert's NumPy (the row
+maxima, one exponential in place, sums along the rows: ``expert_multinomial``,
+``threads._softmax_numpy``) and scikit-learn's ``HalfMultinomialLoss`` with
+``n_threads=1`` (over Z with per-sample weights 1/N; for the softmax regression, its
+``LinearModelLoss(..., fit_intercept=True).loss_gradient``), all checked to agree first.
+
 Results go to ``benchmarks/labels_results.md`` (``--quick``: printed only).
 """
 
@@ -105,17 +114,118 @@ def contenders(kind: str, n: int, d: int, k: int, backend: str):
     ]
 
 
+#: (problem, N, D, K) of the second table: the NumPy module against an expert and sklearn.
+VERSUS = [
+    (kind, 100_000, 20 if kind == "softmax regression" else 0, k)
+    for kind in ("multinomial", "softmax regression")
+    for k in (4, 7, 10)
+]
+
+
+def expert_multinomial(Z, Y=None, y=None):
+    """An expert's mean multinomial loss over the scores Z and its gradient, for one-hot
+    ``Y`` or integer labels ``y``: the row maxima, one exponential in place, sums along the
+    rows (a one-hot row sums to 1)."""
+    import numpy as np
+
+    n = Z.shape[0]
+    E = Z - Z.max(axis=1, keepdims=True)
+    if y is None:
+        target = float(np.vdot(Y, E))
+    else:
+        target = float(np.take_along_axis(E, y[:, None], 1).sum())
+    np.exp(E, out=E)
+    s = E.sum(axis=1, keepdims=True)
+    loss = (float(np.log(s).sum()) - target) / n
+    E /= s
+    if y is None:
+        E -= Y
+    else:
+        E[np.arange(n), y] -= 1.0
+    E /= n
+    return loss, (E,)
+
+
+def versus(kind: str, n: int, d: int, k: int):
+    """The NumPy module (labels, one-hot) against an expert's NumPy and scikit-learn."""
+    import numpy as np
+
+    import symgen
+
+    from .correctness import check_against
+    from .threads import _softmax_numpy
+    from .timing import Contender
+
+    with_labels, one_hot = (symgen.compile(p) for p in problems(kind))
+    if kind != "multinomial":  # one-hot: the spec of examples/softmax.py, as users meet it
+        from examples.softmax import softmax
+
+        one_hot = symgen.compile(softmax)
+    params, data, labels, targets = arrays(kind, n, d, k)
+    names = ["Z"] if kind == "multinomial" else ["W", "b", "X"]
+    values = dict(zip(names, [*params, *data], strict=True))
+    args = ", ".join(names)
+    contenders = [
+        Contender("symgen NumPy, labels", f"f({args}, y)", {"f": with_labels.loss_and_grad}),
+        Contender("symgen NumPy, one-hot", f"f({args}, Y)", {"f": one_hot.loss_and_grad}),
+    ]
+    if kind == "multinomial":
+        contenders += [
+            Contender("expert NumPy, labels", "f(Z, y=y)", {"f": expert_multinomial}),
+            Contender("expert NumPy, one-hot", "f(Z, Y)", {"f": expert_multinomial}),
+        ]
+    else:
+        contenders.append(
+            Contender("expert NumPy, one-hot", "f(W, b, X, Y)", {"f": _softmax_numpy})
+        )
+    sklearn = "scikit-learn, n_threads=1"
+    try:
+        from sklearn._loss.loss import HalfMultinomialLoss
+        from sklearn.linear_model._linear_loss import LinearModelLoss
+    except ImportError as exc:
+        contenders.append(Contender(sklearn, missing=f"not installed ({exc})"))
+    else:
+        base, yf = HalfMultinomialLoss(n_classes=k), labels.astype(np.float64)
+        if kind == "multinomial":
+            weights = np.full(n, 1.0 / n)  # its per-sample losses and gradients, mean
+
+            def sk(Z, y):
+                loss, gradient = base.loss_gradient(yf, Z, sample_weight=weights, n_threads=1)
+                return float(loss.sum()), (gradient,)
+
+        else:
+            model = LinearModelLoss(base_loss=base, fit_intercept=True)
+
+            def sk(W, b, X, y):  # its coefficients: (K, D + 1), the bias last
+                loss, gradient = model.loss_gradient(np.hstack([W.T, b.T]), X, yf, n_threads=1)
+                return loss, (gradient[:, :-1].T, gradient[:, -1:].T)
+
+        contenders.append(Contender(sklearn, f"f({args}, y)", {"f": sk}))
+    for c in contenders:
+        c.namespace.update({**values, "y": labels, "Y": targets})
+    check_against(
+        contenders[0], contenders, {**values, "y": labels, "Y": targets},
+        where=f"{kind}, K = {k}", second="gradient",
+    )  # fmt: skip
+    return contenders
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.labels", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer rounds; print only")
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "labels_results.md")
+    parser.add_argument(
+        "--versus",
+        action="store_true",
+        help="only the second table (expert, scikit-learn); printed only",
+    )
     args = parser.parse_args(argv)
     settings = prepare()  # one BLAS thread, pinned; before NumPy loads
     from .timing import format_seconds, measure
 
     budget, least, most = (3, 5, 40) if args.quick else (30, 31, 301)
     rows = []
-    for kind, n, d, k in CASES:
+    for kind, n, d, k in [] if args.versus else CASES:
         for backend in BACKENDS:
             label = f"{kind} N={n} D={d} K={k} {backend}"
             found = measure(
@@ -134,6 +244,41 @@ def main(argv: list[str] | None = None) -> None:
                 f"**{ratio:.2f}x** | {len(labels.samples)} |"
             )
             print(rows[-1], flush=True)
+    versus_rows = []
+    for kind, n, d, k in VERSUS:
+        found = measure(
+            versus(kind, n, d, k), budget=budget, min_rounds=least, max_rounds=most,
+            label=f"{kind} N={n} D={d} K={k} versus",
+        )  # fmt: skip
+        times = {m.contender.name: m.median for m in found if m.samples}
+        expert = min(t for name, t in times.items() if name.startswith("expert"))
+        sklearn = times.get("scikit-learn, n_threads=1", float("nan"))
+        cells = [
+            f"{format_seconds(m.median)} ± {m.spread:.0%}" if m.samples else "-" for m in found
+        ]
+        if kind != "multinomial":
+            cells[2:2] = ["-"]  # no expert with labels
+        versus_rows.append(
+            f"| {kind} | {d or '-'} | {k} | " + " | ".join(cells) + " | "
+            + " | ".join(f"{times[name] / expert:.2f}x / {times[name] / sklearn:.2f}x"
+                         for name in ("symgen NumPy, labels", "symgen NumPy, one-hot"))
+            + " |"
+        )  # fmt: skip
+        print(versus_rows[-1], flush=True)
+    versus_table = [
+        "## The NumPy module against an expert's NumPy and scikit-learn",
+        "",
+        "N = 100,000; one thread; medians of interleaved rounds (± half the interquartile "
+        "range). The ratios are the NumPy module's time over the fastest expert's and over "
+        "scikit-learn's `HalfMultinomialLoss` (n_threads=1; the softmax regression through "
+        "`LinearModelLoss`). Issue 18 asks for at most 1.1x the expert and below 1x "
+        "scikit-learn.",
+        "",
+        "| problem | D | K | symgen labels | symgen one-hot | expert labels | expert one-hot "
+        "| scikit-learn | labels / expert, / sklearn | one-hot / expert, / sklearn |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        *versus_rows,
+    ]
     report = "\n".join(
         [
             "# Integer labels against one-hot targets",
@@ -148,9 +293,11 @@ def main(argv: list[str] | None = None) -> None:
             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
             *rows,
             "",
+            *versus_table,
+            "",
         ]
     )
-    if args.quick:
+    if args.quick or args.versus:  # a partial run leaves the report as it was
         print(report)
         return
     args.output.write_text(report)

@@ -167,7 +167,7 @@ def _loss_and_grad(a, b, c, d, e, g, t, y, N):
         x12 += float(np.dot(x6, x8))
         x13 += float(np.dot(x1, x5))
         x14 += float(np.dot(_t, x5))
-        x15 += float(np.sum(x5))
+        x15 += float(np.add.reduce(x5, axis=None))
     grad_a = -x0*x10
     grad_b = x0*x11
     grad_c = x0*x12
@@ -404,7 +404,7 @@ def _hvp(a, b, c, d, e, g, t, y, N, v_a, v_b, v_c, v_d, v_e, v_g):
         x16 += float(np.dot(x8, x13))
         x17 += float(np.dot(x7, x11))
         x18 += float(np.dot(_t, x11))
-        x19 += float(np.sum(x11))
+        x19 += float(np.add.reduce(x11, axis=None))
     hvp_a = x0*x14
     hvp_b = x0*x15
     hvp_c = x0*x16
@@ -499,7 +499,7 @@ def _hessian_of(a, b, c, d, e, g, t, y, N):
         np.multiply(_t, _t, out=_w0)
         x27 += float(np.dot(_w0, _t))
         x28 += float(np.dot(_t, _t))
-        x29 += float(np.sum(_t))
+        x29 += float(np.add.reduce(_t, axis=None))
     h_g_g = 2.0
     h_a_a = x0*x13
     h_a_b = -x0*x14
@@ -581,7 +581,7 @@ def newton_step(a, b, c, d, e, g, t, y, *, damping=0.0):
         x21 += float(np.dot(x11, x1))
         x22 += float(np.dot(x12, x7))
         x23 += float(np.dot(x7, _t))
-        x24 += float(np.sum(x7))
+        x24 += float(np.add.reduce(x7, axis=None))
         x25 += float(np.dot(x13, x15))
         x26 += float(np.dot(x16, x14))
         x27 += float(np.dot(x16, x9))
@@ -601,7 +601,7 @@ def newton_step(a, b, c, d, e, g, t, y, *, damping=0.0):
         x38 += float(np.dot(_w0, _t))
         x39 += float(np.dot(x12, _t))
         x40 += float(np.dot(_t, _t))
-        x41 += float(np.sum(_t))
+        x41 += float(np.add.reduce(_t, axis=None))
     h_g_g = 2.0
     grad_a = -x0*x19
     grad_b = x0*x20

@@ -102,7 +102,7 @@ def loss(a, b, x, y):
         _w0 += b
         x0 = _w0
         x1 = np.absolute(x0, out=_w1)
-        x2 += float(np.sum(np.where((x1 <= 27/20), (1/2)*x0**2, (27/20)*x1 - 729/800)))
+        x2 += float(np.add.reduce(np.where((x1 <= 27/20), (1/2)*x0**2, (27/20)*x1 - 729/800), axis=None))
     # scalar arithmetic
     loss = x2/N
     return loss
@@ -130,9 +130,9 @@ def _loss_and_grad(a, b, x, y, N):
         x2 = np.absolute(x1, out=_w1)
         x3 = (x2 <= 27/20)
         x4 = np.where(x3, x1, (27/20)*np.sign(x1))
-        x5 += float(np.sum(np.where(x3, (1/2)*x1**2, (27/20)*x2 - 729/800)))
+        x5 += float(np.add.reduce(np.where(x3, (1/2)*x1**2, (27/20)*x2 - 729/800), axis=None))
         x6 += float(np.dot(_x, x4))
-        x7 += float(np.sum(x4))
+        x7 += float(np.add.reduce(x4, axis=None))
     grad_a = x0*x6
     grad_b = x0*x7
     # scalar arithmetic
@@ -229,8 +229,8 @@ def _hvp(a, b, x, y, N, v_a, v_b):
         _w0 += v_b
         x1 = _w0
         x2 = (abs(a*_x + b - _y) <= 27/20)
-        x3 += float(np.sum(np.where(x2, _x*x1, 0)))
-        x4 += float(np.sum(np.where(x2, x1, 0)))
+        x3 += float(np.add.reduce(np.where(x2, _x*x1, 0), axis=None))
+        x4 += float(np.add.reduce(np.where(x2, x1, 0), axis=None))
     hvp_a = x0*x3
     hvp_b = x0*x4
     return (hvp_a, hvp_b,)
@@ -273,9 +273,9 @@ def _hessian_of(a, b, x, y, N):
         _x = x[_start:_start + 8192]
         _y = y[_start:_start + 8192]
         x1 = (abs(a*_x + b - _y) <= 27/20)
-        x2 += float(np.sum(np.where(x1, _x**2, 0)))
-        x3 += float(np.sum(np.where(x1, _x, 0)))
-        x4 += float(np.sum(np.where(x1, DTYPE(1), 0)))
+        x2 += float(np.add.reduce(np.where(x1, _x**2, 0), axis=None))
+        x3 += float(np.add.reduce(np.where(x1, _x, 0), axis=None))
+        x4 += float(np.add.reduce(np.where(x1, DTYPE(1), 0), axis=None))
     h_a_a = x0*x2
     h_a_b = x0*x3
     h_b_b = x0*x4
@@ -309,12 +309,12 @@ def newton_step(a, b, x, y, *, damping=0.0):
         x2 = np.absolute(x1, out=_w1)
         x3 = (x2 <= 27/20)
         x4 = np.where(x3, x1, (27/20)*np.sign(x1))
-        x5 += float(np.sum(np.where(x3, (1/2)*x1**2, (27/20)*x2 - 729/800)))
+        x5 += float(np.add.reduce(np.where(x3, (1/2)*x1**2, (27/20)*x2 - 729/800), axis=None))
         x6 += float(np.dot(_x, x4))
-        x7 += float(np.sum(x4))
-        x8 += float(np.sum(np.where(x3, _x**2, 0)))
-        x9 += float(np.sum(np.where(x3, _x, 0)))
-        x10 += float(np.sum(np.where(x3, DTYPE(1), 0)))
+        x7 += float(np.add.reduce(x4, axis=None))
+        x8 += float(np.add.reduce(np.where(x3, _x**2, 0), axis=None))
+        x9 += float(np.add.reduce(np.where(x3, _x, 0), axis=None))
+        x10 += float(np.add.reduce(np.where(x3, DTYPE(1), 0), axis=None))
     grad_a = x0*x6
     grad_b = x0*x7
     h_a_a = x0*x8

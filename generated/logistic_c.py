@@ -1162,6 +1162,8 @@ def _remove_stale_builds(folder, prefix, seconds=600):
                 shutil.rmtree(scratch)
         except OSError:  # removed by another process meanwhile
             pass
+#: DTYPE's dtype object: an array of DTYPE has this very object (a test by identity).
+_DTYPE = np.dtype(DTYPE)
 
 
 def _not_real(what, array):
@@ -1271,17 +1273,21 @@ def _in_place(name, value):
         )
 
 
-def _apart(*arrays, updated):
-    """The first ``updated`` arrays (parameters) share no memory with any other argument."""
-    for i, (name, array) in enumerate(arrays[:updated]):
-        for other, array2 in arrays[i + 1:]:
-            if array.flags.owndata and array2.flags.owndata and array is not array2:
+def _apart(names, arrays, updated):
+    """The first ``updated`` arrays (parameters) share no memory with any other argument;
+    ``names``: the arguments' names, for the message."""
+    owned = [a.flags.owndata for a in arrays]  # read once each (a flags object each time)
+    for i in range(updated):
+        array = arrays[i]
+        for j in range(i + 1, len(arrays)):
+            array2 = arrays[j]
+            if owned[i] and owned[j] and array is not array2:
                 continue  # two arrays that own their memory: none of it is shared
             # the bounds first (cheap); the exact answer only when they overlap
             if np.may_share_memory(array, array2) and np.shares_memory(array, array2):
                 raise ValueError(
-                    f"logistic: {name} and {other} share memory; a step updates {name}"
-                    f" in place: pass separate arrays (e.g. {name}.copy())"
+                    f"logistic: {names[i]} and {names[j]} share memory; a step updates"
+                    f" {names[i]} in place: pass separate arrays (e.g. {names[i]}.copy())"
                 )
 
 
@@ -1299,9 +1305,12 @@ def _wrong_dim(name, array, axis, dim, expected, source, source_axis):
 
 def _arguments(w, X, t):
     """The arguments as arrays of DTYPE, and the dimensions, checked against each other."""
-    w = _as_matrix("w", w, "(D, 1) (or 1-D, (D,))", (-1, 1))
-    X = _as_matrix("X", X, "(N, D)")
-    t = _as_matrix("t", t, "(N, 1) (or 1-D, (N,))", (-1, 1))
+    if not (w.__class__ is np.ndarray and w.dtype is _DTYPE and w.ndim == 2 and w.flags.c_contiguous):
+        w = _as_matrix("w", w, "(D, 1) (or 1-D, (D,))", (-1, 1))
+    if not (X.__class__ is np.ndarray and X.dtype is _DTYPE and X.ndim == 2 and X.flags.c_contiguous):
+        X = _as_matrix("X", X, "(N, D)")
+    if not (t.__class__ is np.ndarray and t.dtype is _DTYPE and t.ndim == 2 and t.flags.c_contiguous):
+        t = _as_matrix("t", t, "(N, 1) (or 1-D, (N,))", (-1, 1))
     D = w.shape[0]
     N = X.shape[0]
     if w.shape[1] != 1:
@@ -1384,7 +1393,7 @@ def sgd_step(w, X, t, *, lr):
     _in_place("w", w)
     _given_w = w
     w, X, t, D, N = _arguments(w, X, t)
-    _apart(("w", w), ("X", X), ("t", t), updated=1)
+    _apart(("w", "X", "t", ), (w, X, t, ), 1)
 
     loss, (grad_w, ) = _loss_and_grad(w, X, t, D, N)
     if w is not _given_w:  # given 1-D: updated in its own shape
@@ -1416,7 +1425,7 @@ def momentum_step(w, X, t, *, state, lr, momentum=0.9, nesterov=False):
     _in_place("w", w)
     _given_w = w
     w, X, t, D, N = _arguments(w, X, t)
-    _apart(("w", w), ("X", X), ("t", t), updated=1)
+    _apart(("w", "X", "t", ), (w, X, t, ), 1)
 
     _check_state("momentum_step", state, (_given_w,), 0, 1)
     loss, (grad_w, ) = _loss_and_grad(w, X, t, D, N)
@@ -1460,7 +1469,7 @@ def adam_step(w, X, t, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-08):
     _in_place("w", w)
     _given_w = w
     w, X, t, D, N = _arguments(w, X, t)
-    _apart(("w", w), ("X", X), ("t", t), updated=1)
+    _apart(("w", "X", "t", ), (w, X, t, ), 1)
 
     _check_state("adam_step", state, (_given_w,), 1, 2)
     loss, (grad_w, ) = _loss_and_grad(w, X, t, D, N)
@@ -1571,7 +1580,7 @@ def newton_step(w, X, t, *, damping=0.0):
     """
     _in_place("w", w)
     w, X, t, D, N = _arguments(w, X, t)
-    _apart(("w", w), ("X", X), ("t", t), updated=1)
+    _apart(("w", "X", "t", ), (w, X, t, ), 1)
     _limit(D)
     # one pass over the elements (N, 1), 1 reduction, compiled C (_SOURCE), with the products by X (or BLAS)
     if X.nbytes <= _FUSED_AT_MOST or X.nbytes >= _FUSED_AT_LEAST:

@@ -296,15 +296,18 @@ def _flag(step, name, value):
     )
 
 
-def _apart(*arrays, updated):
-    """The first ``updated`` arrays (parameters) share no memory with any other argument."""
-    for i, (name, array) in enumerate(arrays[:updated]):
-        for other, array2 in arrays[i + 1:]:
+def _apart(names, arrays, updated):
+    """The first ``updated`` arrays (parameters) share no memory with any other argument;
+    ``names``: the arguments' names, for the message."""
+    for i in range(updated):
+        array = arrays[i]
+        for j in range(i + 1, len(arrays)):
+            array2 = arrays[j]
             # both C-contiguous (checked): overlapping bounds are shared memory
             if cp.may_share_memory(array, array2):
                 raise ValueError(
-                    f"logistic: {name} and {other} share memory; a step updates {name}"
-                    f" in place: pass separate arrays (e.g. {name}.copy())"
+                    f"logistic: {names[i]} and {names[j]} share memory; a step updates"
+                    f" {names[i]} in place: pass separate arrays (e.g. {names[i]}.copy())"
                 )
 
 
@@ -384,7 +387,7 @@ def sgd_step(w, X, t, *, lr):
         lr = _number("sgd_step", "lr", lr)
     _given_w = w
     w, X, t, D, N = _arguments(w, X, t)
-    _apart(("w", w), ("X", X), ("t", t), updated=1)
+    _apart(("w", "X", "t", ), (w, X, t, ), 1)
 
     loss, (grad_w, ) = _loss_and_grad(w, X, t, D, N)
     if w is not _given_w:  # given 1-D: updated in its own shape
@@ -413,7 +416,7 @@ def momentum_step(w, X, t, *, state, lr, momentum=0.9, nesterov=False):
         nesterov = _flag("momentum_step", "nesterov", nesterov)
     _given_w = w
     w, X, t, D, N = _arguments(w, X, t)
-    _apart(("w", w), ("X", X), ("t", t), updated=1)
+    _apart(("w", "X", "t", ), (w, X, t, ), 1)
 
     _check_state("momentum_step", state, (_given_w,), 0, 1)
     loss, (grad_w, ) = _loss_and_grad(w, X, t, D, N)
@@ -447,7 +450,7 @@ def adam_step(w, X, t, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-08):
         eps = _number("adam_step", "eps", eps)
     _given_w = w
     w, X, t, D, N = _arguments(w, X, t)
-    _apart(("w", w), ("X", X), ("t", t), updated=1)
+    _apart(("w", "X", "t", ), (w, X, t, ), 1)
 
     _check_state("adam_step", state, (_given_w,), 1, 2)
     loss, (grad_w, ) = _loss_and_grad(w, X, t, D, N)

@@ -18,6 +18,8 @@ import numpy as np
 PARAMS = ('w',)
 DATA = ('X', 't')
 DTYPE = np.float64
+#: DTYPE's dtype object: an array of DTYPE has this very object (a test by identity).
+_DTYPE = np.dtype(DTYPE)
 
 
 def _not_real(what, array):
@@ -120,17 +122,21 @@ def _in_place(name, value):
         raise ValueError(f"logistic: {name} is read-only; a step updates it in place")
 
 
-def _apart(*arrays, updated):
-    """The first ``updated`` arrays (parameters) share no memory with any other argument."""
-    for i, (name, array) in enumerate(arrays[:updated]):
-        for other, array2 in arrays[i + 1:]:
-            if array.flags.owndata and array2.flags.owndata and array is not array2:
+def _apart(names, arrays, updated):
+    """The first ``updated`` arrays (parameters) share no memory with any other argument;
+    ``names``: the arguments' names, for the message."""
+    owned = [a.flags.owndata for a in arrays]  # read once each (a flags object each time)
+    for i in range(updated):
+        array = arrays[i]
+        for j in range(i + 1, len(arrays)):
+            array2 = arrays[j]
+            if owned[i] and owned[j] and array is not array2:
                 continue  # two arrays that own their memory: none of it is shared
             # the bounds first (cheap); the exact answer only when they overlap
             if np.may_share_memory(array, array2) and np.shares_memory(array, array2):
                 raise ValueError(
-                    f"logistic: {name} and {other} share memory; a step updates {name}"
-                    f" in place: pass separate arrays (e.g. {name}.copy())"
+                    f"logistic: {names[i]} and {names[j]} share memory; a step updates"
+                    f" {names[i]} in place: pass separate arrays (e.g. {names[i]}.copy())"
                 )
 
 
@@ -148,9 +154,12 @@ def _wrong_dim(name, array, axis, dim, expected, source, source_axis):
 
 def _arguments(w, X, t):
     """The arguments as arrays of DTYPE, and the dimensions, checked against each other."""
-    w = _as_matrix("w", w, "(D, 1) (or 1-D, (D,))", (-1, 1))
-    X = _as_matrix("X", X, "(N, D)")
-    t = _as_matrix("t", t, "(N, 1) (or 1-D, (N,))", (-1, 1))
+    if not (w.__class__ is np.ndarray and w.dtype is _DTYPE and w.ndim == 2):
+        w = _as_matrix("w", w, "(D, 1) (or 1-D, (D,))", (-1, 1))
+    if not (X.__class__ is np.ndarray and X.dtype is _DTYPE and X.ndim == 2):
+        X = _as_matrix("X", X, "(N, D)")
+    if not (t.__class__ is np.ndarray and t.dtype is _DTYPE and t.ndim == 2):
+        t = _as_matrix("t", t, "(N, 1) (or 1-D, (N,))", (-1, 1))
     D = w.shape[0]
     N = X.shape[0]
     if w.shape[1] != 1:
@@ -177,7 +186,7 @@ def loss(w, X, t):
     for _start in range(0, N, _rows):
         _t = t[_start:_start + _rows]
         _x0 = x0[_start:_start + _rows]
-        x1 += float(np.sum(_t*_x0 - np.logaddexp(0.0, _x0)))
+        x1 += float(np.add.reduce(_t*_x0 - np.logaddexp(0.0, _x0), axis=None))
     # scalar arithmetic
     loss = -x1
     return loss
@@ -205,7 +214,7 @@ def _loss_and_grad(w, X, t, D, N):
         x1 = np.exp(-abs(_x0))
         _x2 = (np.where(_x0 >= 0, 1.0, x1)/(1.0 + x1)) - _t
         x2[_start:_start + _rows] = _x2
-        x3 += float(np.sum(_t*_x0 - np.log1p(x1) - np.maximum(0, _x0)))
+        x3 += float(np.add.reduce(_t*_x0 - np.log1p(x1) - np.maximum(0, _x0), axis=None))
     # scalar arithmetic
     loss = -x3
     # matrix product (BLAS)
@@ -229,7 +238,7 @@ def sgd_step(w, X, t, *, lr):
     _in_place("w", w)
     _given_w = w
     w, X, t, D, N = _arguments(w, X, t)
-    _apart(("w", w), ("X", X), ("t", t), updated=1)
+    _apart(("w", "X", "t", ), (w, X, t, ), 1)
 
     loss, (grad_w, ) = _loss_and_grad(w, X, t, D, N)
     if w is not _given_w:  # given 1-D: updated in its own shape
@@ -261,7 +270,7 @@ def momentum_step(w, X, t, *, state, lr, momentum=0.9, nesterov=False):
     _in_place("w", w)
     _given_w = w
     w, X, t, D, N = _arguments(w, X, t)
-    _apart(("w", w), ("X", X), ("t", t), updated=1)
+    _apart(("w", "X", "t", ), (w, X, t, ), 1)
 
     _check_state("momentum_step", state, (_given_w,), 0, 1)
     loss, (grad_w, ) = _loss_and_grad(w, X, t, D, N)
@@ -305,7 +314,7 @@ def adam_step(w, X, t, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-08):
     _in_place("w", w)
     _given_w = w
     w, X, t, D, N = _arguments(w, X, t)
-    _apart(("w", w), ("X", X), ("t", t), updated=1)
+    _apart(("w", "X", "t", ), (w, X, t, ), 1)
 
     _check_state("adam_step", state, (_given_w,), 1, 2)
     loss, (grad_w, ) = _loss_and_grad(w, X, t, D, N)
@@ -403,8 +412,7 @@ def _hessian_of(w, X, t, D, N):
         _4 = -1/2*_0
         _5 = np.exp(_4)
         _x2 = _5/_3
-        _x3 = _X*_x2
-        x3[_start:_start + _rows] = _x3
+        _x3 = np.multiply(_X, _x2, out=x3[_start:_start + _rows])
     # matrix product (BLAS)
     h_w_w = x3.T @ x3
     _hessian = h_w_w
@@ -424,7 +432,7 @@ def newton_step(w, X, t, *, damping=0.0):
     """
     _in_place("w", w)
     w, X, t, D, N = _arguments(w, X, t)
-    _apart(("w", w), ("X", X), ("t", t), updated=1)
+    _apart(("w", "X", "t", ), (w, X, t, ), 1)
     _limit(D)
     # matrix product (BLAS)
     x0 = X @ w
@@ -442,7 +450,7 @@ def newton_step(w, X, t, *, damping=0.0):
         x3[_start:_start + _rows] = _x3
         _x4 = np.exp(-1/2*x1)/(x2 + 1)
         x4[_start:_start + _rows] = _x4
-        x5 += float(np.sum(_t*_x0 - np.log1p(x2) - np.maximum(0, _x0)))
+        x5 += float(np.add.reduce(_t*_x0 - np.log1p(x2) - np.maximum(0, _x0), axis=None))
     # scalar arithmetic
     loss = -x5
     # one pass over the elements (N, D)

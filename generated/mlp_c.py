@@ -691,6 +691,8 @@ def _remove_stale_builds(folder, prefix, seconds=600):
                 shutil.rmtree(scratch)
         except OSError:  # removed by another process meanwhile
             pass
+#: DTYPE's dtype object: an array of DTYPE has this very object (a test by identity).
+_DTYPE = np.dtype(DTYPE)
 
 
 def _not_real(what, array):
@@ -798,17 +800,21 @@ def _in_place(name, value):
         )
 
 
-def _apart(*arrays, updated):
-    """The first ``updated`` arrays (parameters) share no memory with any other argument."""
-    for i, (name, array) in enumerate(arrays[:updated]):
-        for other, array2 in arrays[i + 1:]:
-            if array.flags.owndata and array2.flags.owndata and array is not array2:
+def _apart(names, arrays, updated):
+    """The first ``updated`` arrays (parameters) share no memory with any other argument;
+    ``names``: the arguments' names, for the message."""
+    owned = [a.flags.owndata for a in arrays]  # read once each (a flags object each time)
+    for i in range(updated):
+        array = arrays[i]
+        for j in range(i + 1, len(arrays)):
+            array2 = arrays[j]
+            if owned[i] and owned[j] and array is not array2:
                 continue  # two arrays that own their memory: none of it is shared
             # the bounds first (cheap); the exact answer only when they overlap
             if np.may_share_memory(array, array2) and np.shares_memory(array, array2):
                 raise ValueError(
-                    f"mlp: {name} and {other} share memory; a step updates {name}"
-                    f" in place: pass separate arrays (e.g. {name}.copy())"
+                    f"mlp: {names[i]} and {names[j]} share memory; a step updates"
+                    f" {names[i]} in place: pass separate arrays (e.g. {names[i]}.copy())"
                 )
 
 
@@ -826,10 +832,14 @@ def _wrong_dim(name, array, axis, dim, expected, source, source_axis):
 
 def _arguments(W1, W2, X, Y):
     """The arguments as arrays of DTYPE, and the dimensions, checked against each other."""
-    W1 = _as_matrix("W1", W1, "(N_I, N_H)")
-    W2 = _as_matrix("W2", W2, "(N_H, N_O)")
-    X = _as_matrix("X", X, "(M, N_I)")
-    Y = _as_matrix("Y", Y, "(M, N_O)")
+    if not (W1.__class__ is np.ndarray and W1.dtype is _DTYPE and W1.ndim == 2 and W1.flags.c_contiguous):
+        W1 = _as_matrix("W1", W1, "(N_I, N_H)")
+    if not (W2.__class__ is np.ndarray and W2.dtype is _DTYPE and W2.ndim == 2 and W2.flags.c_contiguous):
+        W2 = _as_matrix("W2", W2, "(N_H, N_O)")
+    if not (X.__class__ is np.ndarray and X.dtype is _DTYPE and X.ndim == 2 and X.flags.c_contiguous):
+        X = _as_matrix("X", X, "(M, N_I)")
+    if not (Y.__class__ is np.ndarray and Y.dtype is _DTYPE and Y.ndim == 2 and Y.flags.c_contiguous):
+        Y = _as_matrix("Y", Y, "(M, N_O)")
     N_I = W1.shape[0]
     N_H = W1.shape[1]
     N_O = W2.shape[1]
@@ -921,7 +931,7 @@ def sgd_step(W1, W2, X, Y, *, lr):
     _in_place("W1", W1)
     _in_place("W2", W2)
     W1, W2, X, Y, N_I, N_H, N_O, M = _arguments(W1, W2, X, Y)
-    _apart(("W1", W1), ("W2", W2), ("X", X), ("Y", Y), updated=2)
+    _apart(("W1", "W2", "X", "Y", ), (W1, W2, X, Y, ), 2)
 
     loss, (grad_W1, grad_W2) = _loss_and_grad(W1, W2, X, Y, N_I, N_H, N_O, M)
     # no overflow warning or error (np.seterr) stops an update half-way
@@ -952,7 +962,7 @@ def momentum_step(W1, W2, X, Y, *, state, lr, momentum=0.9, nesterov=False):
     _in_place("W1", W1)
     _in_place("W2", W2)
     W1, W2, X, Y, N_I, N_H, N_O, M = _arguments(W1, W2, X, Y)
-    _apart(("W1", W1), ("W2", W2), ("X", X), ("Y", Y), updated=2)
+    _apart(("W1", "W2", "X", "Y", ), (W1, W2, X, Y, ), 2)
 
     _check_state("momentum_step", state, (W1, W2), 0, 1)
     loss, (grad_W1, grad_W2) = _loss_and_grad(W1, W2, X, Y, N_I, N_H, N_O, M)
@@ -1002,7 +1012,7 @@ def adam_step(W1, W2, X, Y, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-0
     _in_place("W1", W1)
     _in_place("W2", W2)
     W1, W2, X, Y, N_I, N_H, N_O, M = _arguments(W1, W2, X, Y)
-    _apart(("W1", W1), ("W2", W2), ("X", X), ("Y", Y), updated=2)
+    _apart(("W1", "W2", "X", "Y", ), (W1, W2, X, Y, ), 2)
 
     _check_state("adam_step", state, (W1, W2), 1, 2)
     loss, (grad_W1, grad_W2) = _loss_and_grad(W1, W2, X, Y, N_I, N_H, N_O, M)
@@ -1140,7 +1150,7 @@ def newton_step(W1, W2, X, Y, *, damping=0.0):
     _in_place("W1", W1)
     _in_place("W2", W2)
     W1, W2, X, Y, N_I, N_H, N_O, M = _arguments(W1, W2, X, Y)
-    _apart(("W1", W1), ("W2", W2), ("X", X), ("Y", Y), updated=2)
+    _apart(("W1", "W2", "X", "Y", ), (W1, W2, X, Y, ), 2)
     loss, (grad_W1, grad_W2) = _loss_and_grad(W1, W2, X, Y, N_I, N_H, N_O, M)
     _hessian = _hessian_of(W1, W2, X, Y, N_I, N_H, N_O, M)
     _gradient = _flat((grad_W1, grad_W2,))

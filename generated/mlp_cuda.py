@@ -371,15 +371,18 @@ def _flag(step, name, value):
     )
 
 
-def _apart(*arrays, updated):
-    """The first ``updated`` arrays (parameters) share no memory with any other argument."""
-    for i, (name, array) in enumerate(arrays[:updated]):
-        for other, array2 in arrays[i + 1:]:
+def _apart(names, arrays, updated):
+    """The first ``updated`` arrays (parameters) share no memory with any other argument;
+    ``names``: the arguments' names, for the message."""
+    for i in range(updated):
+        array = arrays[i]
+        for j in range(i + 1, len(arrays)):
+            array2 = arrays[j]
             # both C-contiguous (checked): overlapping bounds are shared memory
             if cp.may_share_memory(array, array2):
                 raise ValueError(
-                    f"mlp: {name} and {other} share memory; a step updates {name}"
-                    f" in place: pass separate arrays (e.g. {name}.copy())"
+                    f"mlp: {names[i]} and {names[j]} share memory; a step updates"
+                    f" {names[i]} in place: pass separate arrays (e.g. {names[i]}.copy())"
                 )
 
 
@@ -472,7 +475,7 @@ def sgd_step(W1, W2, X, Y, *, lr):
     if lr.__class__ is not float:
         lr = _number("sgd_step", "lr", lr)
     W1, W2, X, Y, N_I, N_H, N_O, M = _arguments(W1, W2, X, Y)
-    _apart(("W1", W1), ("W2", W2), ("X", X), ("Y", Y), updated=2)
+    _apart(("W1", "W2", "X", "Y", ), (W1, W2, X, Y, ), 2)
 
     loss, (grad_W1, grad_W2) = _loss_and_grad(W1, W2, X, Y, N_I, N_H, N_O, M)
     _launch('sg_sgd', W1.size, (W1, grad_W1, DTYPE(lr), np.int64(W1.size)))
@@ -499,7 +502,7 @@ def momentum_step(W1, W2, X, Y, *, state, lr, momentum=0.9, nesterov=False):
     if nesterov.__class__ is not bool:
         nesterov = _flag("momentum_step", "nesterov", nesterov)
     W1, W2, X, Y, N_I, N_H, N_O, M = _arguments(W1, W2, X, Y)
-    _apart(("W1", W1), ("W2", W2), ("X", X), ("Y", Y), updated=2)
+    _apart(("W1", "W2", "X", "Y", ), (W1, W2, X, Y, ), 2)
 
     _check_state("momentum_step", state, (W1, W2), 0, 1)
     loss, (grad_W1, grad_W2) = _loss_and_grad(W1, W2, X, Y, N_I, N_H, N_O, M)
@@ -531,7 +534,7 @@ def adam_step(W1, W2, X, Y, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-0
     if eps.__class__ is not float:
         eps = _number("adam_step", "eps", eps)
     W1, W2, X, Y, N_I, N_H, N_O, M = _arguments(W1, W2, X, Y)
-    _apart(("W1", W1), ("W2", W2), ("X", X), ("Y", Y), updated=2)
+    _apart(("W1", "W2", "X", "Y", ), (W1, W2, X, Y, ), 2)
 
     _check_state("adam_step", state, (W1, W2), 1, 2)
     loss, (grad_W1, grad_W2) = _loss_and_grad(W1, W2, X, Y, N_I, N_H, N_O, M)

@@ -849,6 +849,8 @@ def _remove_stale_builds(folder, prefix, seconds=600):
                 shutil.rmtree(scratch)
         except OSError:  # removed by another process meanwhile
             pass
+#: DTYPE's dtype object: an array of DTYPE has this very object (a test by identity).
+_DTYPE = np.dtype(DTYPE)
 
 
 def _not_real(what, array):
@@ -958,17 +960,21 @@ def _in_place(name, value):
         )
 
 
-def _apart(*arrays, updated):
-    """The first ``updated`` arrays (parameters) share no memory with any other argument."""
-    for i, (name, array) in enumerate(arrays[:updated]):
-        for other, array2 in arrays[i + 1:]:
-            if array.flags.owndata and array2.flags.owndata and array is not array2:
+def _apart(names, arrays, updated):
+    """The first ``updated`` arrays (parameters) share no memory with any other argument;
+    ``names``: the arguments' names, for the message."""
+    owned = [a.flags.owndata for a in arrays]  # read once each (a flags object each time)
+    for i in range(updated):
+        array = arrays[i]
+        for j in range(i + 1, len(arrays)):
+            array2 = arrays[j]
+            if owned[i] and owned[j] and array is not array2:
                 continue  # two arrays that own their memory: none of it is shared
             # the bounds first (cheap); the exact answer only when they overlap
             if np.may_share_memory(array, array2) and np.shares_memory(array, array2):
                 raise ValueError(
-                    f"softmax: {name} and {other} share memory; a step updates {name}"
-                    f" in place: pass separate arrays (e.g. {name}.copy())"
+                    f"softmax: {names[i]} and {names[j]} share memory; a step updates"
+                    f" {names[i]} in place: pass separate arrays (e.g. {names[i]}.copy())"
                 )
 
 
@@ -986,10 +992,14 @@ def _wrong_dim(name, array, axis, dim, expected, source, source_axis):
 
 def _arguments(W, b, X, Y):
     """The arguments as arrays of DTYPE, and the dimensions, checked against each other."""
-    W = _as_matrix("W", W, "(D, K)")
-    b = _as_matrix("b", b, "(1, K) (or 1-D, (K,))", (1, -1))
-    X = _as_matrix("X", X, "(N, D)")
-    Y = _as_matrix("Y", Y, "(N, K)")
+    if not (W.__class__ is np.ndarray and W.dtype is _DTYPE and W.ndim == 2 and W.flags.c_contiguous):
+        W = _as_matrix("W", W, "(D, K)")
+    if not (b.__class__ is np.ndarray and b.dtype is _DTYPE and b.ndim == 2 and b.flags.c_contiguous):
+        b = _as_matrix("b", b, "(1, K) (or 1-D, (K,))", (1, -1))
+    if not (X.__class__ is np.ndarray and X.dtype is _DTYPE and X.ndim == 2 and X.flags.c_contiguous):
+        X = _as_matrix("X", X, "(N, D)")
+    if not (Y.__class__ is np.ndarray and Y.dtype is _DTYPE and Y.ndim == 2 and Y.flags.c_contiguous):
+        Y = _as_matrix("Y", Y, "(N, K)")
     D = W.shape[0]
     K = W.shape[1]
     N = X.shape[0]
@@ -1097,7 +1107,7 @@ def sgd_step(W, b, X, Y, *, lr):
     _in_place("b", b)
     _given_b = b
     W, b, X, Y, D, K, N = _arguments(W, b, X, Y)
-    _apart(("W", W), ("b", b), ("X", X), ("Y", Y), updated=2)
+    _apart(("W", "b", "X", "Y", ), (W, b, X, Y, ), 2)
 
     loss, (grad_W, grad_b) = _loss_and_grad(W, b, X, Y, D, K, N)
     if b is not _given_b:  # given 1-D: updated in its own shape
@@ -1131,7 +1141,7 @@ def momentum_step(W, b, X, Y, *, state, lr, momentum=0.9, nesterov=False):
     _in_place("b", b)
     _given_b = b
     W, b, X, Y, D, K, N = _arguments(W, b, X, Y)
-    _apart(("W", W), ("b", b), ("X", X), ("Y", Y), updated=2)
+    _apart(("W", "b", "X", "Y", ), (W, b, X, Y, ), 2)
 
     _check_state("momentum_step", state, (W, _given_b), 0, 1)
     loss, (grad_W, grad_b) = _loss_and_grad(W, b, X, Y, D, K, N)
@@ -1184,7 +1194,7 @@ def adam_step(W, b, X, Y, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-08)
     _in_place("b", b)
     _given_b = b
     W, b, X, Y, D, K, N = _arguments(W, b, X, Y)
-    _apart(("W", W), ("b", b), ("X", X), ("Y", Y), updated=2)
+    _apart(("W", "b", "X", "Y", ), (W, b, X, Y, ), 2)
 
     _check_state("adam_step", state, (W, _given_b), 1, 2)
     loss, (grad_W, grad_b) = _loss_and_grad(W, b, X, Y, D, K, N)
@@ -1318,7 +1328,7 @@ def newton_step(W, b, X, Y, *, damping=0.0):
     _in_place("W", W)
     _in_place("b", b)
     W, b, X, Y, D, K, N = _arguments(W, b, X, Y)
-    _apart(("W", W), ("b", b), ("X", X), ("Y", Y), updated=2)
+    _apart(("W", "b", "X", "Y", ), (W, b, X, Y, ), 2)
     loss, (grad_W, grad_b) = _loss_and_grad(W, b, X, Y, D, K, N)
     _hessian = _hessian_of(W, b, X, Y, D, K, N)
     _gradient = _flat((grad_W, grad_b,))

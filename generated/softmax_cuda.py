@@ -558,15 +558,18 @@ def _flag(step, name, value):
     )
 
 
-def _apart(*arrays, updated):
-    """The first ``updated`` arrays (parameters) share no memory with any other argument."""
-    for i, (name, array) in enumerate(arrays[:updated]):
-        for other, array2 in arrays[i + 1:]:
+def _apart(names, arrays, updated):
+    """The first ``updated`` arrays (parameters) share no memory with any other argument;
+    ``names``: the arguments' names, for the message."""
+    for i in range(updated):
+        array = arrays[i]
+        for j in range(i + 1, len(arrays)):
+            array2 = arrays[j]
             # both C-contiguous (checked): overlapping bounds are shared memory
             if cp.may_share_memory(array, array2):
                 raise ValueError(
-                    f"softmax: {name} and {other} share memory; a step updates {name}"
-                    f" in place: pass separate arrays (e.g. {name}.copy())"
+                    f"softmax: {names[i]} and {names[j]} share memory; a step updates"
+                    f" {names[i]} in place: pass separate arrays (e.g. {names[i]}.copy())"
                 )
 
 
@@ -675,7 +678,7 @@ def sgd_step(W, b, X, Y, *, lr):
         lr = _number("sgd_step", "lr", lr)
     _given_b = b
     W, b, X, Y, D, K, N = _arguments(W, b, X, Y)
-    _apart(("W", W), ("b", b), ("X", X), ("Y", Y), updated=2)
+    _apart(("W", "b", "X", "Y", ), (W, b, X, Y, ), 2)
 
     loss, (grad_W, grad_b) = _loss_and_grad(W, b, X, Y, D, K, N)
     if b is not _given_b:  # given 1-D: updated in its own shape
@@ -705,7 +708,7 @@ def momentum_step(W, b, X, Y, *, state, lr, momentum=0.9, nesterov=False):
         nesterov = _flag("momentum_step", "nesterov", nesterov)
     _given_b = b
     W, b, X, Y, D, K, N = _arguments(W, b, X, Y)
-    _apart(("W", W), ("b", b), ("X", X), ("Y", Y), updated=2)
+    _apart(("W", "b", "X", "Y", ), (W, b, X, Y, ), 2)
 
     _check_state("momentum_step", state, (W, _given_b), 0, 1)
     loss, (grad_W, grad_b) = _loss_and_grad(W, b, X, Y, D, K, N)
@@ -740,7 +743,7 @@ def adam_step(W, b, X, Y, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-08)
         eps = _number("adam_step", "eps", eps)
     _given_b = b
     W, b, X, Y, D, K, N = _arguments(W, b, X, Y)
-    _apart(("W", W), ("b", b), ("X", X), ("Y", Y), updated=2)
+    _apart(("W", "b", "X", "Y", ), (W, b, X, Y, ), 2)
 
     _check_state("adam_step", state, (W, _given_b), 1, 2)
     loss, (grad_W, grad_b) = _loss_and_grad(W, b, X, Y, D, K, N)

@@ -18,6 +18,8 @@ import numpy as np
 PARAMS = ('W', 'b')
 DATA = ('X', 'Y')
 DTYPE = np.float64
+#: DTYPE's dtype object: an array of DTYPE has this very object (a test by identity).
+_DTYPE = np.dtype(DTYPE)
 
 
 def _not_real(what, array):
@@ -45,7 +47,7 @@ def _row_sums(a):
     """Sums along the rows of a 2-D array, a column (kept 2-D): the columns added in turn
     when the rows are short (NumPy's reduction along them costs more per row)."""
     if not 0 < a.shape[1] <= 16:
-        return np.sum(a, axis=1, keepdims=True)
+        return np.add.reduce(a, axis=1, keepdims=True)
     out = a[:, :1].copy()
     for j in range(1, a.shape[1]):
         out += a[:, j:j + 1]
@@ -56,7 +58,7 @@ def _row_maxima(a):
     """Maxima along the rows of a 2-D array, a column (kept 2-D), NaN kept: the columns
     compared in turn when the rows are short."""
     if not 0 < a.shape[1] <= 16:
-        return np.max(a, axis=1, keepdims=True)
+        return np.maximum.reduce(a, axis=1, keepdims=True)
     out = a[:, :1].copy()
     for j in range(1, a.shape[1]):
         np.maximum(out, a[:, j:j + 1], out=out)
@@ -142,17 +144,21 @@ def _in_place(name, value):
         raise ValueError(f"softmax: {name} is read-only; a step updates it in place")
 
 
-def _apart(*arrays, updated):
-    """The first ``updated`` arrays (parameters) share no memory with any other argument."""
-    for i, (name, array) in enumerate(arrays[:updated]):
-        for other, array2 in arrays[i + 1:]:
-            if array.flags.owndata and array2.flags.owndata and array is not array2:
+def _apart(names, arrays, updated):
+    """The first ``updated`` arrays (parameters) share no memory with any other argument;
+    ``names``: the arguments' names, for the message."""
+    owned = [a.flags.owndata for a in arrays]  # read once each (a flags object each time)
+    for i in range(updated):
+        array = arrays[i]
+        for j in range(i + 1, len(arrays)):
+            array2 = arrays[j]
+            if owned[i] and owned[j] and array is not array2:
                 continue  # two arrays that own their memory: none of it is shared
             # the bounds first (cheap); the exact answer only when they overlap
             if np.may_share_memory(array, array2) and np.shares_memory(array, array2):
                 raise ValueError(
-                    f"softmax: {name} and {other} share memory; a step updates {name}"
-                    f" in place: pass separate arrays (e.g. {name}.copy())"
+                    f"softmax: {names[i]} and {names[j]} share memory; a step updates"
+                    f" {names[i]} in place: pass separate arrays (e.g. {names[i]}.copy())"
                 )
 
 
@@ -170,10 +176,14 @@ def _wrong_dim(name, array, axis, dim, expected, source, source_axis):
 
 def _arguments(W, b, X, Y):
     """The arguments as arrays of DTYPE, and the dimensions, checked against each other."""
-    W = _as_matrix("W", W, "(D, K)")
-    b = _as_matrix("b", b, "(1, K) (or 1-D, (K,))", (1, -1))
-    X = _as_matrix("X", X, "(N, D)")
-    Y = _as_matrix("Y", Y, "(N, K)")
+    if not (W.__class__ is np.ndarray and W.dtype is _DTYPE and W.ndim == 2):
+        W = _as_matrix("W", W, "(D, K)")
+    if not (b.__class__ is np.ndarray and b.dtype is _DTYPE and b.ndim == 2):
+        b = _as_matrix("b", b, "(1, K) (or 1-D, (K,))", (1, -1))
+    if not (X.__class__ is np.ndarray and X.dtype is _DTYPE and X.ndim == 2):
+        X = _as_matrix("X", X, "(N, D)")
+    if not (Y.__class__ is np.ndarray and Y.dtype is _DTYPE and Y.ndim == 2):
+        Y = _as_matrix("Y", Y, "(N, K)")
     D = W.shape[0]
     K = W.shape[1]
     N = X.shape[0]
@@ -200,12 +210,16 @@ def loss(W, b, X, Y):
     # 3 passes over the rows of (N, K) in one loop, in blocks of rows (32768 elements)
     _rows = max(1, 32768//max(K, 1))
     x3 = 0.0
+    _0 = np.broadcast_to(b, (min(N, _rows), K)).copy()
     for _start in range(0, N, _rows):
         _x0 = x0[_start:_start + _rows]
         _Y = Y[_start:_start + _rows]
-        _x1 = _row_maxima(_x0 + b)
-        _x2 = _row_sums(np.exp(_x0 + b - _x1))
-        x3 += float(np.vdot(_Y, _x0 + b - _x1 - np.log(_x2)))
+        _b = _0[:N - _start]
+        _1 = _x0 + _b
+        _x1 = _row_maxima(_1)
+        _2 = np.subtract(_1, _x1, out=_1)
+        _x2 = _row_sums(np.exp(_2))
+        x3 += float(np.vdot(_Y, _2 - np.log(_x2)))
     # scalar arithmetic
     loss = -x3/N
     return loss
@@ -224,7 +238,7 @@ def _loss_and_grad(W, b, X, Y, D, K, N):
     # one pass over the elements (N, K), 2 reductions
     x0 = 1.0/N
     x1 = _row_sums(Y)
-    x2 = np.sum(Y, axis=(0,), keepdims=True)
+    x2 = np.add.reduce(Y, axis=0, keepdims=True)
     x3 = x0*x1
     x4 = -x0*x2
     # matrix product (BLAS)
@@ -235,19 +249,21 @@ def _loss_and_grad(W, b, X, Y, D, K, N):
     x11 = np.empty((N, K), dtype=DTYPE)
     x12 = 0.0
     x13 = np.zeros((1, K), dtype=DTYPE)
+    _0 = np.broadcast_to(b, (min(N, _rows), K)).copy()
     for _start in range(0, N, _rows):
         _x5 = x5[_start:_start + _rows]
         _x3 = x3[_start:_start + _rows]
         _Y = Y[_start:_start + _rows]
-        _x6 = _row_maxima(_x5 + b)
-        _0 = _x5 + b - _x6
-        _1 = np.exp(_0)
-        _x7 = _row_sums(_1)
-        _2 = _1*_x3/_x7
-        _x11 = _2 - x8*_Y
-        x11[_start:_start + _rows] = _x11
-        x12 += float(np.vdot(_Y, _0 - np.log(_x7)))
-        x13 += np.sum(_2, axis=(0,), keepdims=True)
+        _b = _0[:N - _start]
+        _1 = _x5 + _b
+        _x6 = _row_maxima(_1)
+        _2 = np.subtract(_1, _x6, out=_1)
+        _3 = np.exp(_2)
+        _x7 = _row_sums(_3)
+        _4 = np.divide(_3*_x3, _x7, out=_3)
+        _x11 = np.subtract(_4, x8*_Y, out=x11[_start:_start + _rows])
+        x12 += float(np.vdot(_Y, _2 - np.log(_x7)))
+        x13 += np.add.reduce(_4, axis=0, keepdims=True)
     # scalar arithmetic
     loss = -x12/N
     # one pass over the elements (1, K)
@@ -274,7 +290,7 @@ def sgd_step(W, b, X, Y, *, lr):
     _in_place("b", b)
     _given_b = b
     W, b, X, Y, D, K, N = _arguments(W, b, X, Y)
-    _apart(("W", W), ("b", b), ("X", X), ("Y", Y), updated=2)
+    _apart(("W", "b", "X", "Y", ), (W, b, X, Y, ), 2)
 
     loss, (grad_W, grad_b) = _loss_and_grad(W, b, X, Y, D, K, N)
     if b is not _given_b:  # given 1-D: updated in its own shape
@@ -308,7 +324,7 @@ def momentum_step(W, b, X, Y, *, state, lr, momentum=0.9, nesterov=False):
     _in_place("b", b)
     _given_b = b
     W, b, X, Y, D, K, N = _arguments(W, b, X, Y)
-    _apart(("W", W), ("b", b), ("X", X), ("Y", Y), updated=2)
+    _apart(("W", "b", "X", "Y", ), (W, b, X, Y, ), 2)
 
     _check_state("momentum_step", state, (W, _given_b), 0, 1)
     loss, (grad_W, grad_b) = _loss_and_grad(W, b, X, Y, D, K, N)
@@ -361,7 +377,7 @@ def adam_step(W, b, X, Y, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-08)
     _in_place("b", b)
     _given_b = b
     W, b, X, Y, D, K, N = _arguments(W, b, X, Y)
-    _apart(("W", W), ("b", b), ("X", X), ("Y", Y), updated=2)
+    _apart(("W", "b", "X", "Y", ), (W, b, X, Y, ), 2)
 
     _check_state("adam_step", state, (W, _given_b), 1, 2)
     loss, (grad_W, grad_b) = _loss_and_grad(W, b, X, Y, D, K, N)
@@ -418,19 +434,24 @@ def _hvp(W, b, X, Y, D, K, N, v_W, v_b):
     _rows = max(1, 32768//max(K, 1))
     x9 = np.empty((N, K), dtype=DTYPE)
     hvp_b = np.zeros((1, K), dtype=DTYPE)
+    _0 = np.broadcast_to(b, (min(N, _rows), K)).copy()
+    _1 = np.broadcast_to(v_b, (min(N, _rows), K)).copy()
     for _start in range(0, N, _rows):
         _x2 = x2[_start:_start + _rows]
         _x3 = x3[_start:_start + _rows]
         _x1 = x1[_start:_start + _rows]
-        _x4 = _row_maxima(_x2 + b)
-        _0 = _x2 + b - _x4
-        _1 = np.exp(_0)
-        _x6 = _row_sums(_1)
-        _x7 = _row_sums(_1*(_x3 + v_b))
-        _2 = (1/_x6)
-        _3 = _2*_x1*(_x3 + v_b - _2*_x7)*np.exp(_0)
-        x9[_start:_start + _rows] = _3
-        hvp_b += np.sum(_3, axis=(0,), keepdims=True)
+        _b = _0[:N - _start]
+        _v_b = _1[:N - _start]
+        _2 = _x2 + _b
+        _x4 = _row_maxima(_2)
+        _3 = np.subtract(_2, _x4, out=_2)
+        _4 = np.exp(_3)
+        _x6 = _row_sums(_4)
+        _x7 = _row_sums(_4*(_x3 + _v_b))
+        _5 = (1/_x6)
+        _6 = _5*_x1*(_x3 + _v_b - _5*_x7)*np.exp(_3)
+        x9[_start:_start + _rows] = _6
+        hvp_b += np.add.reduce(_6, axis=0, keepdims=True)
     # matrix product (BLAS)
     hvp_W = X.T @ x9
     return (hvp_W, hvp_b,)
@@ -492,7 +513,7 @@ def newton_step(W, b, X, Y, *, damping=0.0):
     _in_place("W", W)
     _in_place("b", b)
     W, b, X, Y, D, K, N = _arguments(W, b, X, Y)
-    _apart(("W", W), ("b", b), ("X", X), ("Y", Y), updated=2)
+    _apart(("W", "b", "X", "Y", ), (W, b, X, Y, ), 2)
     loss, (grad_W, grad_b) = _loss_and_grad(W, b, X, Y, D, K, N)
     _hessian = _hessian_of(W, b, X, Y, D, K, N)
     _gradient = _flat((grad_W, grad_b,))

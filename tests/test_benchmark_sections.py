@@ -37,6 +37,19 @@ def test_the_expert_softmax_regression_is_symgens():
         np.testing.assert_allclose(g, h, rtol=1e-9, atol=1e-15)
 
 
+def test_the_row_wise_contenders_agree():
+    """benchmarks/labels.py's second table: the NumPy module, the expert's NumPy (labels
+    and one-hot) and scikit-learn (when installed) agree before they are timed."""
+    from benchmarks import labels
+
+    for kind, d in (("multinomial", 0), ("softmax regression", 6)):
+        contenders = labels.versus(kind, 300, d, 5)  # exits unless all agree (rtol 1e-10)
+        assert len(contenders) == (5 if kind == "multinomial" else 4)
+    loss, (g,) = labels.expert_multinomial(np.zeros((3, 4)), y=np.array([0, 1, 3]))
+    assert loss == pytest.approx(np.log(4.0))
+    np.testing.assert_allclose(g.sum(axis=1), 0.0, atol=1e-15)
+
+
 def test_the_sections_render():
     rows = [
         {"n": n, "d": d, "step": step, shapes.C_MODULE: 1e-3, shapes.NUMPY_MODULE: 2e-3,

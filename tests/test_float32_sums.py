@@ -193,3 +193,26 @@ def test_backends_agree_to_float32_rounding(problem, make):
         assert loss == pytest.approx(want_loss, rel=1e-6)
         for got, want in zip(grads, want_grads, strict=True):
             np.testing.assert_allclose(got, want, rtol=2e-6, atol=1e-6)
+
+
+def test_column_sums_of_a_loop_over_row_blocks_add_up_in_float64():
+    """The NumPy module's row groups (softmax: the bias gradient is the column sums of a
+    pass after the row maxima and sums) add the blocks' column sums in float64."""
+    from examples.softmax import softmax
+
+    p32 = symgen.Problem(softmax.loss, softmax.params, softmax.data, dtype="float32", name="s")
+    body = symgen.generate(p32).split("def _loss_and_grad(")[1].split("\ndef ")[0]
+    assert "x13 = np.zeros((1, K), dtype=np.float64)" in body  # the accumulator
+    assert "x13 = x13.astype(DTYPE)" in body  # the module's dtype after the loop
+    rng = np.random.default_rng(0)
+    n, d, k = 60000, 3, 5  # 5 blocks of rows
+    x = rng.standard_normal((n, d)).astype(np.float32)
+    y = np.eye(k, dtype=np.float32)[rng.integers(0, k, n)]
+    w = (rng.standard_normal((d, k)) * 0.3).astype(np.float32)
+    b = rng.standard_normal((1, k)).astype(np.float32)
+    _, (_, gb32) = symgen.compile(p32).loss_and_grad(w, b, x, y)
+    _, (_, gb64) = symgen.compile(softmax).loss_and_grad(
+        *(a.astype(np.float64) for a in (w, b, x, y))
+    )
+    assert gb32.dtype == np.float32
+    np.testing.assert_allclose(gb32, gb64, rtol=1e-5, atol=1e-7)

@@ -99,7 +99,7 @@ def test_multinomial_float32_against_float64():
 def test_a_pass_reading_a_whole_sum_starts_a_new_loop():
     module = symgen.compile(centred())
     body = symgen.generate(centred()).split("def _loss_and_grad(")[1].split("\ndef ")[0]
-    assert "np.sum(Z)" in body or "float(np.sum(Z))" in body  # the mean, before the loop
+    assert "np.add.reduce(Z, axis=None)" in body  # the mean, before the loop
     rng = np.random.default_rng(4)
     z = rng.standard_normal((5000, 7)) + 2
     loss, (g,) = module.loss_and_grad(z)
@@ -127,3 +127,68 @@ def test_row_sums_and_maxima(k):
         assert np.isnan(namespace["_row_maxima"](a)[5, 0])
         assert np.isnan(namespace["_row_sums"](a)[5, 0])
         assert not np.isnan(namespace["_row_maxima"](a)[6, 0])
+
+
+def labels_multinomial():
+    """The multinomial loss with integer labels (``symgen.take``): gathered loads."""
+    y = sp.MatrixSymbol("y", N, 1)
+    loss = symgen.sum(symgen.logsumexp(Z, axis=1) - symgen.take(Z, y)) / N
+    return symgen.Problem(loss, params=[Z], data=[y], name="labels")
+
+
+def test_gathered_labels_join_the_loop_over_rows():
+    source = symgen.generate(labels_multinomial())
+    body = source.split("def _loss_and_grad(")[1].split("\ndef ")[0]
+    assert "passes over the rows of (N, K) in one loop" in body
+    assert body.count("np.exp(") == 1  # the loss and the gradient read the same exp(z - max)
+    assert "np.take_along_axis(_Z, _y, 1)" in body  # the labels of the block's rows
+    module = symgen.compile(labels_multinomial())
+    rng = np.random.default_rng(5)
+    z, labels = rng.standard_normal((5000, 7)) * 3, rng.integers(0, 7, 5000)
+
+    def reference(z):
+        return reference_multinomial(z, np.eye(7)[labels]) / len(labels)
+
+    loss, (g,) = module.loss_and_grad(z, labels)
+    assert loss == pytest.approx(float(reference(z)), rel=1e-12)
+    np.testing.assert_allclose(g, autograd.grad(reference)(z), rtol=1e-10, atol=1e-15)
+
+
+def test_a_sum_reads_its_first_terms_by_name():
+    """``z + b - max`` adds ``z + b`` first: the row maxima's argument, computed once (with
+    b, a row, tiled to the shape of a block of rows once, before the loop)."""
+    from examples.softmax import softmax
+
+    body = symgen.generate(softmax).split("def _loss_and_grad(")[1].split("\ndef ")[0]
+    loop = body[body.index("for _start") :]
+    assert loop.count(" + _b") == 1  # b tiled to a block's rows once, before the loop
+    assert "np.broadcast_to(b, (min(N, _rows), K)).copy()" in body
+    module = symgen.compile(softmax)
+    rng = np.random.default_rng(6)
+    x, w, b = (
+        rng.standard_normal((3000, 4)),
+        rng.standard_normal((4, 6)),
+        rng.standard_normal((1, 6)),
+    )
+    y = one_hot(rng, 3000, 6)
+
+    def reference(w, b):
+        return reference_multinomial(x @ w + b, y) / len(y)
+
+    loss, (gw, gb) = module.loss_and_grad(w, b, x, y)
+    assert loss == pytest.approx(float(reference(w, b)), rel=1e-12)
+    np.testing.assert_allclose(gw, autograd.grad(reference, 0)(w, b), rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(gb, autograd.grad(reference, 1)(w, b), rtol=1e-10, atol=1e-14)
+
+
+def test_block_values_are_written_in_place():
+    """A stored value straight into its rows of the whole array, and a value into the
+    block of an operand nothing reads after it: no block allocated or copied for them."""
+    from examples.softmax import softmax
+
+    body = symgen.generate(softmax).split("def _loss_and_grad(")[1].split("\ndef ")[0]
+    assert "out=x11[_start:_start + _rows])" in body  # the gradient of the scores
+    assert "x11[_start:_start + _rows] = " not in body  # no copy
+    assert "np.subtract(_1, _x6, out=_1)" in body  # z + b - max into the block of z + b
+    source = symgen.generate(multinomial())
+    assert "np.exp(_0, out=_0)" in source.split("def _loss_and_grad(")[1]

@@ -186,7 +186,7 @@ class ScalarPrinter(PythonCodePrinter):
 
 
 #: ``f(a) - f(b)`` in one NumPy expression, for the functions whose homes spell it.
-_DIFFERENCES = {fn.sympy: fn.numpy_difference for fn in FUNCTIONS if fn.numpy_difference}
+DIFFERENCES = {fn.sympy: fn.numpy_difference for fn in FUNCTIONS if fn.numpy_difference}
 
 
 @_spells("numpy")
@@ -198,6 +198,12 @@ class ArrayPrinter(NumPyPrinter):
         self.arrays = arrays
         #: The module's helper functions the printed text calls (``_safelog``).
         self.helpers: set[str] = set()
+        #: Symbols printed under another name (a row's tiled copy in a loop over blocks of
+        #: rows): the expressions keep the symbol, and so their order of terms.
+        self.renamed: dict[str, str] = {}
+
+    def _print_Symbol(self, expr):
+        return self.renamed.get(expr.name) or super()._print_Symbol(expr)
 
     def _module_format(self, fqn, register=True):
         if fqn.startswith("numpy."):
@@ -230,7 +236,7 @@ class ArrayPrinter(NumPyPrinter):
 
     def _print_Add(self, expr, order=None):
         # f(a) - f(b) as one expression where f's home spells it so (sigmoid: the +0.5 cancel)
-        for cls, spelling in _DIFFERENCES.items():
+        for cls, spelling in DIFFERENCES.items():
             plus = [t for t in expr.args if isinstance(t, cls)]
             minus = [t for t in expr.args if isinstance(-t, cls)]
             if plus and minus:

@@ -138,13 +138,13 @@ class _StatementPrinter:
                     return f"_row_sums({a(e)})"
                 return sums.axis_sum(a(e), stmt.axes, self.dtype, accumulator)
             case Max(value=e):
-                if not stmt.axes:
-                    return f"float(np.max({a(e)}))"
+                if not stmt.axes:  # np.max's method, without its dispatch (as ``sums``)
+                    return f"float(np.maximum.reduce({a(e)}, axis=None))"
                 if stmt.axes == (1,) and len(kernel.domain) == 2:  # along short rows: faster
                     self.row_helpers.add("_row_maxima")
                     return f"_row_maxima({a(e)})"
-                axes = ", ".join(str(x) for x in stmt.axes)
-                return f"np.max({a(e)}, axis=({axes},), keepdims=True)"
+                axes = sums.axes_text(stmt.axes)
+                return f"np.maximum.reduce({a(e)}, axis={axes}, keepdims=True)"
         raise TypeError(f"no Python spelling for {type(stmt).__name__}")
 
     def scatter_lines(self, stmt: Scatter) -> list[str]:

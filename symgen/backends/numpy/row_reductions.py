@@ -19,7 +19,7 @@ HELPERS = {
     """Sums along the rows of a 2-D array, a column (kept 2-D): the columns added in turn
     when the rows are short (NumPy's reduction along them costs more per row)."""
     if not 0 < a.shape[1] <= {SHORT}:
-        return np.sum(a, axis=1, keepdims=True)
+        return np.add.reduce(a, axis=1, keepdims=True)
     out = a[:, :1].copy()
     for j in range(1, a.shape[1]):
         out += a[:, j:j + 1]
@@ -28,7 +28,7 @@ HELPERS = {
     """Maxima along the rows of a 2-D array, a column (kept 2-D), NaN kept: the columns
     compared in turn when the rows are short."""
     if not 0 < a.shape[1] <= {SHORT}:
-        return np.max(a, axis=1, keepdims=True)
+        return np.maximum.reduce(a, axis=1, keepdims=True)
     out = a[:, :1].copy()
     for j in range(1, a.shape[1]):
         np.maximum(out, a[:, j:j + 1], out=out)

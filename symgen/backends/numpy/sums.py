@@ -8,6 +8,10 @@ the module's dtype, then sums in float64, as ``(double)(a*b)`` does in C. Matrix
 products (``@``) are BLAS's, in the module's dtype (cuBLAS's in the CUDA module).
 
 A float64 module's spellings are NumPy's plain ones (``np.dot`` is BLAS's ``ddot``).
+
+Sums are spelled ``np.add.reduce``, the ufunc method ``np.sum`` calls for an ndarray (the
+same numbers), without ``np.sum``'s Python dispatch: about 1 µs less per call (2.3 µs ->
+1.0 µs for an axis sum of 400 values), which is most of the cost at small sizes.
 """
 
 from __future__ import annotations
@@ -24,14 +28,14 @@ def widened(dtype: str) -> bool:
 def whole_sum(value: str, dtype: str) -> str:
     """The sum of every element of the array ``value``, as a Python float."""
     if widened(dtype):
-        return f"float(np.sum({value}, dtype={WIDE}))"
-    return f"float(np.sum({value}))"
+        return f"float(np.add.reduce({value}, axis=None, dtype={WIDE}))"
+    return f"float(np.add.reduce({value}, axis=None))"
 
 
 def whole_dot(left: str, right: str, dtype: str, flat: bool) -> str:
     """``sum(left*right)`` over every element, as a Python float; ``flat``: 1-D operands."""
     if widened(dtype):
-        return f"float(np.sum(np.multiply({left}, {right}), dtype={WIDE}))"
+        return f"float(np.add.reduce(np.multiply({left}, {right}), axis=None, dtype={WIDE}))"
     return f"float(np.{'dot' if flat else 'vdot'}({left}, {right}))"
 
 
@@ -39,11 +43,17 @@ def axis_sum(value: str, axes: tuple[int, ...], dtype: str, accumulator: bool = 
     """The sum of ``value`` over ``axes``, keeping them as axes of length 1: an array of
     the module's dtype, or of the accumulating dtype when it is added into an
     ``accumulator`` (see ``accumulator_zeros``)."""
-    over = f"axis=({', '.join(str(x) for x in axes)},), keepdims=True"
+    over = f"axis={axes_text(axes)}, keepdims=True"
     if not widened(dtype):
-        return f"np.sum({value}, {over})"
-    wide = f"np.sum({value}, {over}, dtype={WIDE})"
+        return f"np.add.reduce({value}, {over})"
+    wide = f"np.add.reduce({value}, {over}, dtype={WIDE})"
     return wide if accumulator else f"{wide}.astype(DTYPE)"
+
+
+def axes_text(axes: tuple[int, ...]) -> str:
+    """The ``axis=`` argument of a reduction over ``axes``: one axis as an int (a ufunc's
+    reduce takes a tuple too, but parses an int faster), several as a tuple."""
+    return str(axes[0]) if len(axes) == 1 else f"({', '.join(str(x) for x in axes)})"
 
 
 def accumulator_zeros(shape: str, dtype: str) -> str:
