@@ -66,6 +66,8 @@ class PassCompiler(Protocol):
 
     def choose(self, products, fused: list[str], apart: list[str]) -> list[str]: ...
 
+    def choose_gram(self, products, fused: list[str], apart: list[str]) -> list[str]: ...
+
     def module(self, name: str) -> CompiledPasses | None: ...
 
 
@@ -376,7 +378,7 @@ def _body(
     )
     stored = program.used_elsewhere()
     fused = native.fused_products(program, all_shapes) if native is not None else {}
-    absorbed = {i for products in fused.values() for i in products.absorbed}
+    absorbed = {i for products in fused.values() for i in products.taken}
     # NumPy runs consecutive passes over the same rows in one loop (row_groups)
     grouped = (
         row_groups.groups(list(program.kernels)) if kind == "matrix" and native is None else []
@@ -406,15 +408,30 @@ def _body(
             products = fused.get(n)
             keep = stored[n] - ({products.value} if products else set())
             scalar_line = partial(printer.line, kernel=k)
-            lines = native.pass_lines(k, prefix, all_shapes, keep, scalar_line, products)
+            gram = products.gram if products is not None else None
+            summed = keep - {gram.root} if gram is not None else keep  # the root stays in C
+            lines = native.pass_lines(k, prefix, all_shapes, summed, scalar_line, products)
             comment = f"{_describe(k)}, compiled C (_SOURCE)"
             if products is not None:  # or the products by BLAS and the pass: chosen by size
                 comment += f", with the products by {products.matrix} (or BLAS)"
+                if gram is not None:
+                    comment += f" and {gram.target} = B.T @ B summed in it (or BLAS syrk)"
                 kernels = program.kernels
                 apart = [printer.line(kernels[i].stmts[0], kernels[i]) for i in products.absorbed]
                 plain = native.pass_lines(k, prefix, all_shapes, stored[n], scalar_line)
                 apart[1:1] = plain
-                lines = native.choose(products, lines, apart)
+                if gram is None:
+                    lines = native.choose(products, lines, apart)
+                else:  # or B written out, and its product by BLAS
+                    alone = replace(products, gram=None)
+                    without = native.pass_lines(k, prefix, all_shapes, keep, scalar_line, alone)
+                    separate = native.choose(alone, without, apart)
+                    for i in gram.absorbed:
+                        ki = kernels[i]
+                        separate += native.pass_lines(
+                            ki, prefix, all_shapes, stored[i], partial(printer.line, kernel=ki)
+                        ) or [line for s in ki.stmts for line in printer.lines(s, ki)]
+                    lines = native.choose_gram(products, lines, separate)
         if lines is None:
             if (
                 per_sample
