@@ -591,6 +591,23 @@ def test_newton_converges_on_logistic_regression():
     assert np.linalg.norm(mod.grad(w, X, t_)[0]) < 1e-10
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_newton_step_hands_back_its_gradient(backend):
+    """``gradient=``: the gradient at the point before the step, from the step's own pass."""
+    case, rng = CASES["biased"], np.random.default_rng()
+    (w, b_), (X, t_) = case.arguments(rng)
+    mod = module("biased", backend)
+    want = flat(mod.grad(w, b_, X, t_))
+    gradient = np.full(want.size, np.nan)
+    mod.newton_step(w, b_, X, t_, gradient=gradient)
+    assert_close(gradient, want, rtol=1e-12)
+    before = (w.copy(), b_.copy())
+    for wrong in (np.empty(want.size + 1), np.empty(want.size, np.float32), list(want)):
+        with pytest.raises(ValueError, match="gradient must be a float64 array of shape"):
+            mod.newton_step(w, b_, X, t_, gradient=wrong)
+    assert np.array_equal(w, before[0]) and np.array_equal(b_, before[1])  # nothing moved
+
+
 def test_newton_step_on_floats():
     mod = module("rosenbrock", "numpy")
     point = (1.2, 1.3)
