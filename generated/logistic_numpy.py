@@ -390,23 +390,24 @@ def _hessian_of(w, X, t, D, N):
     _limit(D)
     # matrix product (BLAS)
     x0 = X @ w
-    # 2 passes over the rows of (N, 1) in one loop, in blocks of rows (32768 elements)
-    _rows = max(1, 32768//max(D, 1))
-    x3 = np.empty((N, D), dtype=DTYPE)
+    # one pass over the elements (N, 1), in blocks of rows (8192 elements)
+    _rows = max(1, 8192//max(1, 1))
+    x2 = np.empty((N, 1), dtype=DTYPE)
     for _start in range(0, N, _rows):
         _x0 = x0[_start:_start + _rows]
-        _X = X[_start:_start + _rows]
-        _0 = abs(_x0)
-        _1 = -_0
-        _2 = np.exp(_1)
-        _3 = _2 + 1
-        _4 = -1/2*_0
-        _5 = np.exp(_4)
-        _x2 = _5/_3
-        _x3 = _X*_x2
-        x3[_start:_start + _rows] = _x3
-    # matrix product (BLAS)
-    h_w_w = x3.T @ x3
+        x1 = abs(_x0)
+        _x2 = np.exp(-1/2*x1)/(1 + np.exp(-x1))
+        x2[_start:_start + _rows] = _x2
+    # h_w_w = B.T @ B, B = X * x2 a block of rows at a time
+    _rows = max(1, 32768//max(D, 1))
+    if N <= _rows:
+        _b = X*x2
+        h_w_w = _b.T @ _b
+    else:
+        h_w_w = np.zeros((D, D), dtype=DTYPE)
+        for _start in range(0, N, _rows):
+            _b = X[_start:_start + _rows]*x2[_start:_start + _rows]
+            h_w_w += _b.T @ _b
     _hessian = h_w_w
     return _hessian
 
@@ -448,12 +449,18 @@ def newton_step(w, X, t, *, damping=0.0, gradient=None):
         x5 += float(np.sum(_t*_x0 - np.log1p(x2) - np.maximum(0, _x0)))
     # scalar arithmetic
     loss = -x5
-    # one pass over the elements (N, D)
-    x6 = X*x4
+    # h_w_w = B.T @ B, B = X * x4 a block of rows at a time
+    _rows = max(1, 32768//max(D, 1))
+    if N <= _rows:
+        _b = X*x4
+        h_w_w = _b.T @ _b
+    else:
+        h_w_w = np.zeros((D, D), dtype=DTYPE)
+        for _start in range(0, N, _rows):
+            _b = X[_start:_start + _rows]*x4[_start:_start + _rows]
+            h_w_w += _b.T @ _b
     # matrix product (BLAS)
     grad_w = X.T @ x3
-    # matrix product (BLAS)
-    h_w_w = x6.T @ x6
     _hessian = h_w_w
     _gradient = _flat((grad_w,))
     if gradient is not None:

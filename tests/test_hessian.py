@@ -542,6 +542,24 @@ def test_a_sum_with_its_transpose_is_not_symmetrized_again():
     assert str(stmt.value) == "A + transposed(A)"
 
 
+@pytest.mark.parametrize("name", ["logistic", "poisson", "biased"])
+def test_numpy_gram_product_in_blocks_of_rows(name):
+    """The NumPy module forms B = X * sqrt(s) a block of rows at a time and adds the blocks'
+    B.T @ B (backends/numpy/gram.py): N = 5000, D = 13 is two blocks."""
+    case, rng = CASES[name], np.random.default_rng()
+    params, data = case.arguments(rng)
+    X = rng.standard_normal((5000, 13))
+    if name == "poisson":
+        params, data = [0.05 * rng.standard_normal((13, 1))], [X, rng.poisson(2.0, (5000, 1))]
+    else:
+        t_ = (rng.random((5000, 1)) < 0.5).astype(float)
+        params = [rng.standard_normal((13, 1)) / 4, *params[1:]]
+        data = [X, t_]
+    got = module(name, "numpy").hessian(*params, *data)
+    assert np.array_equal(got, got.T)
+    assert_close(got, hessian(reference_function(case, params, data))(flat(params)), rtol=1e-10)
+
+
 def test_glm_hessian_is_a_symmetric_product():
     """logistic: H = B.T @ B with B = sqrt(sigmoid(z)*sigmoid(-z)) ⊙ X (BLAS syrk), nothing
     else of size D x D."""
@@ -714,7 +732,7 @@ def test_show_hessian(capsys, root, monkeypatch):
     assert main(["show", "examples/logistic.py", "--hessian", "--program"]) == 0
     out = capsys.readouterr().out
     assert "∂²L/∂w² = X.T*diag(sigmoid(-X*w) ⊙ sigmoid(X*w))*X" in out
-    assert "# logistic: hessian" in out and "h_w_w = x3.T @ x3" in out
+    assert "# logistic: hessian" in out and "h_w_w = _b.T @ _b" in out
     assert main(["show", "examples/mlp.py", "--hessian", "--format", "latex"]) == 0
     out = capsys.readouterr().out
     assert r"\frac{\partial^2 L}{\partial W_{1} \partial W_{2}} \cdot v_W2 = " in out

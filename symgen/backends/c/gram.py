@@ -25,8 +25,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from symgen.backends.numpy.gram import Gram, products
 from symgen.codegen import c_ast as c
-from symgen.compiler.optimize import Elementwise, MatrixProduct, Program, transposed
+from symgen.compiler.optimize import Elementwise, Program
 
 #: Rows of B formed at a time (a block: ``GRAM_ROWS x _dp`` doubles, in the L1 cache).
 GRAM_ROWS = 32
@@ -42,48 +43,15 @@ _CONST = c.Type("double", const=True)
 _FIXED = c.Type("long long", const=True)
 
 
-@dataclass(frozen=True)
-class Gram:
-    """``target = B.T @ B`` with ``B = matrix ⊙ root``, ``root`` a column of the pass over
-    the rows of ``matrix``: the kernels (by index in the program) computing ``B`` and
-    the product, which the pass takes over."""
-
-    target: str
-    root: str
-    absorbed: tuple[int, ...]
-
-
-def fused_gram(program: Program, p: int, matrix: str, shapes: dict, read_only_by) -> Gram | None:
-    """The Gram product of pass ``p`` over the rows of ``matrix``, if the program has one:
-    an elementwise pass ``B = matrix * r`` (``r`` a column pass ``p`` computes, read by
-    nothing else) and ``B.T @ B`` (``B`` read by nothing else)."""
-    kernels = program.kernels
-    defined = {s.target.name for s in kernels[p].stmts if isinstance(s, Elementwise)}
-    for e in range(p + 1, len(kernels)):
-        ke = kernels[e]
-        if ke.is_step or len(ke.stmts) != 1 or tuple(ke.domain) != tuple(shapes[matrix]):
-            continue
-        (stmt,) = ke.stmts
-        if not isinstance(stmt, Elementwise) or not stmt.value.is_Mul:
-            continue
-        factors = [f.name for f in stmt.value.args if f.is_Symbol]
-        if len(stmt.value.args) != 2 or len(factors) != 2 or matrix not in factors:
-            continue
-        root = factors[1] if factors[0] == matrix else factors[0]
-        b = stmt.target.name
-        if root not in defined or not read_only_by(root, {p, e}):
-            continue
-        for g in range(e + 1, len(kernels)):
-            (product,) = kernels[g].stmts if kernels[g].is_matmul else (None,)
-            if (
-                isinstance(product, MatrixProduct)
-                and isinstance(product.left, transposed)
-                and product.left.args[0].name == b
-                and product.right.is_Symbol
-                and product.right.name == b
-                and read_only_by(b, {e, g})
-            ):
-                return Gram(product.target.name, root, (e, g))
+def fused_gram(program: Program, p: int, matrix: str, read_only_by) -> Gram | None:
+    """The Gram product (``numpy.gram.products``) that pass ``p`` over the rows of
+    ``matrix`` can sum: its root a column that the pass computes and nothing else reads."""
+    defined = {s.target.name for s in program.kernels[p].stmts if isinstance(s, Elementwise)}
+    for gram in products(program):
+        e = gram.absorbed[0]
+        if gram.matrix == matrix and e > p and gram.root in defined:
+            if read_only_by(gram.root, {p, e}):
+                return gram
     return None
 
 

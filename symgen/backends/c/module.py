@@ -192,7 +192,7 @@ def fused_products(program: Program, shapes: dict[str, tuple]) -> dict[int, Prod
                         value.name,
                     )  # fmt: skip
                     break
-            gram = fused_gram(program, p, matrix.name, shapes, read_only_by)
+            gram = fused_gram(program, p, matrix.name, read_only_by)
             if gram is not None and not taken & set(gram.absorbed):
                 products = replace(products, gram=gram)
             found[p] = products

@@ -17,6 +17,7 @@ from typing import Protocol
 
 import sympy as sp
 
+from symgen.backends.numpy import gram as grams
 from symgen.backends.numpy import row_groups, row_reductions, sums
 from symgen.backends.numpy.inplace import InPlace
 from symgen.backends.numpy.masked import MaskedPieces
@@ -354,6 +355,19 @@ def _row_blocked(
     return lines
 
 
+def _cut(runs: list[tuple[int, int]], at: set[int]) -> list[tuple[int, int]]:
+    """``runs`` of kernels (first, last) without the kernels ``at``: each cut in two where
+    it holds one, the parts of two kernels or more kept."""
+    out = []
+    for first, last in runs:
+        start = first
+        for n in sorted(k for k in at if first <= k <= last):
+            out += [(start, n - 1)] if n - 1 > start else []
+            start = n + 1
+        out += [(start, last)] if last > start else []
+    return out
+
+
 def _body(
     program: Program,
     dtype: str,
@@ -383,11 +397,21 @@ def _body(
     grouped = (
         row_groups.groups(list(program.kernels)) if kind == "matrix" and native is None else []
     )
+    # a Gram product B.T @ B, B formed a block of rows at a time (the C backend sums it in
+    # its pass over the rows, or runs these kernels as they stand)
+    gram_at = {g.absorbed[0]: g for g in grams.products(program)} if native is None else {}
+    grouped = _cut(grouped, set(gram_at))  # the pass forming B joins no group
+    absorbed |= {g.absorbed[1] for g in gram_at.values()}
     group_at = {first: last for first, last in grouped}
     in_group = {n for first, last in grouped for n in range(first + 1, last + 1)}
     groups = []
     for n, k in enumerate(program.kernels):
         if n in absorbed:  # a matrix product the C pass over its rows computes
+            continue
+        if n in gram_at:
+            g = gram_at[n]
+            comment = f"{g.target} = B.T @ B, B = {g.matrix} * {g.root} a block of rows at a time"
+            groups.append((comment, tuple(grams.lines(g, all_shapes))))
             continue
         if n in group_at:
             run = list(program.kernels[n : group_at[n] + 1])
