@@ -399,7 +399,7 @@ def _hessian_of(w, X, t, D, N):
         _x2 = np.exp(-1/2*x1)/(1 + np.exp(-x1))
         x2[_start:_start + _rows] = _x2
     # h_w_w = B.T @ B, B = X * x2 a block of rows at a time
-    _rows = max(1, 32768//max(D, 1))
+    _rows = max(131072//max(D, 1), 4*D)
     if N <= _rows:
         _b = X*x2
         h_w_w = _b.T @ _b
@@ -450,7 +450,7 @@ def newton_step(w, X, t, *, damping=0.0, gradient=None):
     # scalar arithmetic
     loss = -x5
     # h_w_w = B.T @ B, B = X * x4 a block of rows at a time
-    _rows = max(1, 32768//max(D, 1))
+    _rows = max(131072//max(D, 1), 4*D)
     if N <= _rows:
         _b = X*x4
         h_w_w = _b.T @ _b

@@ -545,14 +545,14 @@ def test_a_sum_with_its_transpose_is_not_symmetrized_again():
 @pytest.mark.parametrize("name", ["logistic", "poisson", "biased"])
 def test_numpy_gram_product_in_blocks_of_rows(name):
     """The NumPy module forms B = X * sqrt(s) a block of rows at a time and adds the blocks'
-    B.T @ B (backends/numpy/gram.py): N = 5000, D = 13 is two blocks."""
+    B.T @ B (backends/numpy/gram.py): N = 25,000, D = 13 is three blocks."""
     case, rng = CASES[name], np.random.default_rng()
     params, data = case.arguments(rng)
-    X = rng.standard_normal((5000, 13))
+    X = rng.standard_normal((25_000, 13))
     if name == "poisson":
-        params, data = [0.05 * rng.standard_normal((13, 1))], [X, rng.poisson(2.0, (5000, 1))]
+        params, data = [0.05 * rng.standard_normal((13, 1))], [X, rng.poisson(2.0, (25_000, 1))]
     else:
-        t_ = (rng.random((5000, 1)) < 0.5).astype(float)
+        t_ = (rng.random((25_000, 1)) < 0.5).astype(float)
         params = [rng.standard_normal((13, 1)) / 4, *params[1:]]
         data = [X, t_]
     got = module(name, "numpy").hessian(*params, *data)

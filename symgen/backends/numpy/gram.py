@@ -18,9 +18,14 @@ import sympy as sp
 
 from symgen.compiler.optimize import Elementwise, MatrixProduct, Program, transposed
 
-#: Values of ``M`` per block (256 KiB of float64: a block of B stays in the L2 cache, and
-#: BLAS gets rows enough to run at its speed).
-BLOCK = 32768
+#: Values of ``M`` per block (1 MiB of float64: a block of B stays in the L2 cache), and
+#: at least ``DEPTH`` x D rows, so that each block's product (rows x D²/2 operations) is
+#: large against adding its D x D result. Measured (NumPy module, one thread, interleaved
+#: medians): 32,768 values without the floor made D = 256 (N = 2,560) 1.7x slower than B
+#: whole; 131,072 with it equals B whole at D = 64 and 256, is 0.92x at D = 1024 and
+#: 0.69x for W2 large's newton_step (N = 10^6, D = 16).
+BLOCK = 131072
+DEPTH = 4
 
 
 @dataclass(frozen=True)
@@ -76,7 +81,7 @@ def lines(gram: Gram, shapes: dict[str, tuple]) -> list[str]:
     m, r, h = gram.matrix, gram.root, gram.target
     block = f"{m}[_start:_start + _rows]*{r}[_start:_start + _rows]"
     return [
-        f"_rows = max(1, {BLOCK}//max({cols}, 1))",
+        f"_rows = max({BLOCK}//max({cols}, 1), {DEPTH}*{cols})",
         f"if {rows} <= _rows:",
         f"    _b = {m}*{r}",
         f"    {h} = _b.T @ _b",
