@@ -1067,7 +1067,7 @@ _FUSED_AT_MOST = 65536
 _FUSED_AT_LEAST = 16777216
 #: The Gram product B.T @ B of a Hessian (B = M * r) is summed inside the pass over the
 #: rows of M when M has at most _GRAM_AT_MOST columns; beyond, B is written out for BLAS.
-_GRAM_AT_MOST = 192
+_GRAM_AT_MOST = 128
 #: The arrays the C functions write their sums into, by length.
 _ACCUMULATORS = {1: ctypes.c_double * 1}
 #: Compiler flags: optimised for this machine, loops vectorised with the C library's

@@ -34,10 +34,11 @@ GRAM_ROWS = 32
 #: The side of a tile of accumulators (64 doubles: registers on AVX-512, or nearly).
 TILE = 8
 #: The most columns of M for which the pass sums the Gram product (else BLAS ``syrk``
-#: on B written out). Measured (BENCHMARKS.md, "Second order"): the fused sum is faster
-#: than writing B and ``syrk`` from D = 2 to D = 256 (N = 10 D and N = 10^6); at
-#: D = 1024 its partials no longer stay in cache.
-GRAM_AT_MOST = 192
+#: on B written out). Measured (BENCHMARKS.md, "Second order"; the logistic Hessian, one
+#: thread, fused / BLAS): 0.57-0.75 from D = 8 to 128 at N = 10 D, 0.47-0.76 at
+#: N = 200,000; at D = 192 0.95 to 2.8 (a block of B, 32 x 192 doubles, no longer fits
+#: the L1 cache), 1.03-1.07 at 256, 1.3-1.75 at 384 and 512.
+GRAM_AT_MOST = 128
 
 _CONST = c.Type("double", const=True)
 _FIXED = c.Type("long long", const=True)
