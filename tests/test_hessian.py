@@ -6,6 +6,7 @@ through the emulator), in float32 against float64, and where the stable forms ma
 
 from __future__ import annotations
 
+import inspect
 import shutil
 import warnings
 from collections.abc import Callable
@@ -558,6 +559,31 @@ def test_numpy_gram_product_in_blocks_of_rows(name):
     got = module(name, "numpy").hessian(*params, *data)
     assert np.array_equal(got, got.T)
     assert_close(got, hessian(reference_function(case, params, data))(flat(params)), rtol=1e-10)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_factorization_hvp_in_blocks_of_rows(backend, dtype):
+    """H dU of sum((Omega ⊙ (T - U V.T))**2) in U: the product dU @ V.T, the mask's pass
+    and the product by V run a block of rows at a time (backends/numpy/chains.py); M = 300
+    rows of N = 200 are two blocks."""
+    M_, R_ = sp.symbols("M R", integer=True, positive=True)
+    U, V = sp.MatrixSymbol("U", M_, R_), sp.MatrixSymbol("V", N, R_)
+    T, Om = sp.MatrixSymbol("T", M_, N), sp.MatrixSymbol("Omega", M_, N)
+    loss = symgen.sum(symgen.square(sp.HadamardProduct(Om, T - U * V.T)))
+    problem = symgen.Problem(loss, params=[U], data=[V, T, Om], name="fact", dtype=dtype)
+    mod = symgen.compile(problem, backend)
+    assert "by blocks of rows" in inspect.getsource(mod._hvp)
+    rng = np.random.default_rng()
+    u, v, t_ = (rng.standard_normal(s) for s in ((300, 5), (200, 5), (300, 200)))
+    mask, du = (rng.random((300, 200)) < 0.3).astype(float), rng.standard_normal((300, 5))
+    arrays = [a.astype(dtype) for a in (u, v, t_, mask, du)]
+    (got,) = mod.hvp(*arrays[:4], v=(arrays[4],))
+    assert got.dtype == dtype and got.shape == (300, 5)
+    u, v, t_, mask, du = (a.astype(np.float64) for a in arrays)  # the float32 point, in float64
+    want = hessian_vector_product(lambda p: anp.sum((mask * (t_ - p @ v.T)) ** 2))(u, du)
+    assert_close(got, want, rtol=1e-10 if dtype == "float64" else 1e-5)
+    np.testing.assert_allclose(want, 2 * ((mask * mask * (du @ v.T)) @ v), rtol=1e-10)
 
 
 def test_glm_hessian_is_a_symmetric_product():

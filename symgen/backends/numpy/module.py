@@ -17,8 +17,8 @@ from typing import Protocol
 
 import sympy as sp
 
+from symgen.backends.numpy import chains, row_groups, row_reductions, sums
 from symgen.backends.numpy import gram as grams
-from symgen.backends.numpy import row_groups, row_reductions, sums
 from symgen.backends.numpy.inplace import InPlace
 from symgen.backends.numpy.masked import MaskedPieces
 from symgen.backends.numpy.steps import Update, updates
@@ -400,13 +400,25 @@ def _body(
     # a Gram product B.T @ B, B formed a block of rows at a time (the C backend sums it in
     # its pass over the rows, or runs these kernels as they stand)
     gram_at = {g.absorbed[0]: g for g in grams.products(program)} if native is None else {}
-    grouped = _cut(grouped, set(gram_at))  # the pass forming B joins no group
+    # a product, a pass over its rows and a product of the pass's value, in blocks of rows
+    chain_at = {c.last: c for c in chains.chains(program)} if kind == "matrix" else {}
+    grouped = _cut(grouped, set(gram_at) | {c.middle for c in chain_at.values()})
     absorbed |= {g.absorbed[1] for g in gram_at.values()}
+    absorbed |= {n for c in chain_at.values() for n in (c.first, c.middle)}
     group_at = {first: last for first, last in grouped}
     in_group = {n for first, last in grouped for n in range(first + 1, last + 1)}
     groups = []
     for n, k in enumerate(program.kernels):
         if n in absorbed:  # a matrix product the C pass over its rows computes
+            continue
+        if n in chain_at:
+            c = chain_at[n]
+            (product,) = k.stmts
+            right = printer.array.doprint(product.right)
+            comment = (
+                f"{product.target.name} = (a pass over a product) @ {right}, by blocks of rows"
+            )
+            groups.append((comment, tuple(chains.lines(c, program, printer, all_shapes))))
             continue
         if n in gram_at:
             g = gram_at[n]
