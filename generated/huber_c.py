@@ -924,13 +924,16 @@ def _hessian_of(a, b, x, y, N):
     return _hessian
 
 
-def newton_step(a, b, x, y, *, damping=0.0):
+def newton_step(a, b, x, y, *, damping=0.0, gradient=None):
     """One damped Newton step: p -= (H + lam*I)^-1 grad over the parameters flattened in
     PARAMS order, H the Hessian, lam = damping (>= 0) to begin with. It is solved by
     Cholesky; when H + lam*I is not positive definite (a saddle, a maximum, a singular H)
     the Levenberg damping lam is raised, to 1e-10 times the largest |H_ii| (at least
     1e-10), then tenfold, until the factorization succeeds; far from a minimum, a larger
     damping makes a shorter step, towards gradient descent.
+    gradient: None, or a float64 array of shape (P,) that is filled with the gradient at
+    the point before the step (flattened in PARAMS order): a loop can stop on its norm
+    without a pass of its own.
 
     Returns (loss before the step, new parameters).
     """
@@ -950,6 +953,8 @@ def newton_step(a, b, x, y, *, damping=0.0):
     loss = x5/N
     _hessian = np.array([[h_a_a, h_a_b], [h_a_b, h_b_b]], dtype=DTYPE)
     _gradient = _flat((grad_a, grad_b,))
+    if gradient is not None:
+        _gradient_into(gradient, _gradient)
     _step = _newton(_hessian, _gradient, damping)
     a = a - float(_step[0])
     b = b - float(_step[1])
@@ -961,9 +966,21 @@ def _flat(values):
     return np.concatenate([np.ravel(x) for x in values])
 
 
+def _gradient_into(out, gradient):
+    """newton_step's gradient into the caller's array ``out``, checked."""
+    if not (isinstance(out, np.ndarray) and out.shape == gradient.shape and out.dtype == np.float64):
+        raise ValueError(
+            f"huber: newton_step: gradient must be a float64 array of shape"
+            f" {gradient.shape}, got {type(out).__name__} {getattr(out, 'shape', '')}"
+            f" {getattr(out, 'dtype', '')}"
+        )
+    out[...] = gradient
+
+
 def _newton(hessian, gradient, damping):
-    """(H + lam*I)^-1 g in float64 by Cholesky, lam raised from ``damping`` until H + lam*I
-    is positive definite (see newton_step)."""
+    """(H + lam*I)^-1 g in float64: lam raised from ``damping`` until Cholesky finds
+    H + lam*I positive definite (see newton_step), then one solve of that matrix. No copy
+    of H while lam is 0; one, whose diagonal takes each lam in place, when it is not."""
     if not damping >= 0:
         raise ValueError(f"huber: newton_step: damping must be >= 0, got {damping!r}")
     hessian = np.asarray(hessian, dtype=np.float64)
@@ -972,15 +989,20 @@ def _newton(hessian, gradient, damping):
         raise FloatingPointError(
             "huber: newton_step: the Hessian or the gradient is not finite here"
         )
-    eye = np.eye(len(gradient))
-    scale = max(float(np.abs(np.diag(hessian)).max(initial=0.0)), 1.0)
+    diagonal = hessian.diagonal()
+    scale = max(float(np.abs(diagonal).max(initial=0.0)), 1.0)
     lam = float(damping)
+    matrix = hessian
     while True:
+        if lam:
+            if matrix is hessian:
+                matrix = hessian.copy()
+            np.fill_diagonal(matrix, diagonal + lam)
         try:
-            factor = np.linalg.cholesky(hessian + lam*eye if lam else hessian)
+            np.linalg.cholesky(matrix)
         except np.linalg.LinAlgError:
             if lam > 1e30*scale:
                 raise
             lam = max(10.0*lam, 1e-10*scale)
             continue
-        return np.linalg.solve(factor.T, np.linalg.solve(factor, gradient))
+        return np.linalg.solve(matrix, gradient)

@@ -446,7 +446,159 @@ int hvp_1(const double* restrict x0, const double* restrict x1, double* restrict
 }
 
 // hessian_0: one pass over the rows of X with x0 = X @ w, in tasks of rows shared among _threads threads
-int hessian_0(const double* restrict X, const double* restrict w, double* restrict _w_x2, const long long D, const long long N, const int _threads)
+int hessian_0(const double* restrict X, const double* restrict w, double* restrict _w_h_w_w, const long long D, const long long N, const int _threads)
+{
+    long long _tasks = N*D / 16384;
+    if (_tasks > 256) _tasks = 256;
+    if (_tasks > N) _tasks = N;
+    const long long _dp = (D + 7) / 8*8;
+    if (_tasks > N*D / (_dp*_dp)) _tasks = N*D / (_dp*_dp);
+    if (_tasks < 1) _tasks = 1;
+    const long long _per = (N + _tasks - 1) / _tasks;
+    const int _nt = _threads < _tasks ? _threads : (int)_tasks;
+    const long long _size = (0 + _dp*_dp + 7) / 8*8;
+    double* _part = aligned_alloc(64, sizeof(double)*(_tasks*_size));
+    if (_part == NULL) {
+        return 1;
+    }
+    #pragma omp parallel for schedule(dynamic, 1) num_threads(_nt) if(_nt > 1)
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        const long long _first = _t*_per;
+        const long long _last = _first + _per < N ? _first + _per : N;
+        double* restrict _gram = _part + _t*_size;
+        for (long long _e = 0; _e < _dp*_dp; ++_e) {
+            _gram[_e] = 0.0;
+        }
+        double _b[32*_dp];
+        for (long long _e = 0; _e < 32*_dp; ++_e) {
+            _b[_e] = 0.0;
+        }
+        double _a[256];
+        double _g[256];
+        long long _rows = 2048 / (D > 0 ? D : 1);
+        if (_rows < 1) _rows = 1;
+        if (_rows > 256) _rows = 256;
+        for (long long _c = _first; _c < _last; _c += _rows) {
+            const long long _m = _last - _c < _rows ? _last - _c : _rows;
+            const long long _mg = _m - _m % 4;
+            for (long long _k = 0; _k < _mg; _k += 4) {
+                const double* restrict _row0 = X + (_c + _k)*D;
+                const double* restrict _row1 = X + (_c + (_k + 1))*D;
+                const double* restrict _row2 = X + (_c + (_k + 2))*D;
+                const double* restrict _row3 = X + (_c + (_k + 3))*D;
+                double _s0 = 0.0;
+                double _s1 = 0.0;
+                double _s2 = 0.0;
+                double _s3 = 0.0;
+                #pragma omp simd reduction(+:_s0, _s1, _s2, _s3)
+                for (long long _q = 0; _q < D; ++_q) {
+                    _s0 += (double)_row0[_q]*w[_q];
+                    _s1 += (double)_row1[_q]*w[_q];
+                    _s2 += (double)_row2[_q]*w[_q];
+                    _s3 += (double)_row3[_q]*w[_q];
+                }
+                _a[_k] = (double)_s0;
+                _a[_k + 1] = (double)_s1;
+                _a[_k + 2] = (double)_s2;
+                _a[_k + 3] = (double)_s3;
+            }
+            for (long long _k = _mg; _k < _m; ++_k) {
+                const double* restrict _row = X + (_c + _k)*D;
+                double _s = 0.0;
+                #pragma omp simd reduction(+:_s)
+                for (long long _q = 0; _q < D; ++_q) {
+                    _s += (double)_row[_q]*w[_q];
+                }
+                _a[_k] = (double)_s;
+            }
+            #pragma omp simd
+            for (long long _k = 0; _k < _m; ++_k) {
+                const long long _i = _c + _k;
+                const double _v_x0 = _a[_k];
+                const double x1 = fabs(_v_x0);
+                const double x2 = exp(-(1.0/2.0)*x1)/(1.0 + exp(-x1));
+                _g[_k] = (double)x2;
+            }
+            for (long long _gb = 0; _gb < _m; _gb += 32) {
+                const long long _gm = _m - _gb < 32 ? _m - _gb : 32;
+                for (long long _k = 0; _k < _gm; ++_k) {
+                    const double* restrict _row = X + (_c + _gb + _k)*D;
+                    const double _gk = _g[_gb + _k];
+                    #pragma omp simd
+                    for (long long _q = 0; _q < D; ++_q) {
+                        _b[_k*_dp + _q] = _gk*(double)_row[_q];
+                    }
+                }
+                for (long long _p0 = 0; _p0 < _dp; _p0 += 8) {
+                    for (long long _q0 = _p0; _q0 < _dp; _q0 += 8) {
+                        double _h[64];
+                        for (long long _e = 0; _e < 64; ++_e) {
+                            _h[_e] = 0.0;
+                        }
+                        for (long long _k = 0; _k < _gm; ++_k) {
+                            const double* restrict _bk = _b + _k*_dp;
+                            for (long long _u = 0; _u < 8; ++_u) {
+                                const double _bu = _bk[_p0 + _u];
+                                #pragma omp simd
+                                for (long long _v = 0; _v < 8; ++_v) {
+                                    _h[_u*8 + _v] = _h[_u*8 + _v] + _bu*_bk[_q0 + _v];
+                                }
+                            }
+                        }
+                        for (long long _u = 0; _u < 8; ++_u) {
+                            #pragma omp simd
+                            for (long long _v = 0; _v < 8; ++_v) {
+                                _gram[(_p0 + _u)*_dp + _q0 + _v] += _h[_u*8 + _v];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        for (long long _p = 0; _p < D; ++_p) {
+            #pragma omp simd
+            for (long long _q = _p; _q < D; ++_q) {
+                _w_h_w_w[_p*D + _q] += _part[_t*_size + (_p*_dp + _q)];
+            }
+        }
+    }
+    for (long long _p = 0; _p < D; ++_p) {
+        for (long long _q = _p + 1; _q < D; ++_q) {
+            _w_h_w_w[_q*D + _p] = _w_h_w_w[_p*D + _q];
+        }
+    }
+    free(_part);
+    return 0;
+}
+
+// hessian_1: one pass over the elements (N, 1), in tasks of rows shared among _threads threads
+int hessian_1(const double* restrict x0, double* restrict _w_x2, const long long N, const int _threads)
+{
+    long long _tasks = N*1LL / 16384;
+    if (_tasks > 256) _tasks = 256;
+    if (_tasks > N) _tasks = N;
+    if (_tasks < 1) _tasks = 1;
+    const long long _per = (N + _tasks - 1) / _tasks;
+    const int _nt = _threads < _tasks ? _threads : (int)_tasks;
+    #pragma omp parallel for schedule(dynamic, 1) num_threads(_nt) if(_nt > 1)
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        const long long _first = _t*_per;
+        const long long _last = _first + _per < N ? _first + _per : N;
+        #pragma omp simd
+        for (long long _i = _first; _i < _last; ++_i) {
+            const double _v_x0 = x0[_i];
+            const double x1 = fabs(_v_x0);
+            const double x2 = exp(-(1.0/2.0)*x1)/(1.0 + exp(-x1));
+            _w_x2[_i] = x2;
+        }
+    }
+    return 0;
+}
+
+// hessian_2: one pass over the rows of X with x0 = X @ w, in tasks of rows shared among _threads threads
+int hessian_2(const double* restrict X, const double* restrict w, double* restrict _w_x2, const long long D, const long long N, const int _threads)
 {
     long long _tasks = N*D / 16384;
     if (_tasks > 256) _tasks = 256;
@@ -508,32 +660,8 @@ int hessian_0(const double* restrict X, const double* restrict w, double* restri
     return 0;
 }
 
-// hessian_1: one pass over the elements (N, 1), in tasks of rows shared among _threads threads
-int hessian_1(const double* restrict x0, double* restrict _w_x2, const long long N, const int _threads)
-{
-    long long _tasks = N*1LL / 16384;
-    if (_tasks > 256) _tasks = 256;
-    if (_tasks > N) _tasks = N;
-    if (_tasks < 1) _tasks = 1;
-    const long long _per = (N + _tasks - 1) / _tasks;
-    const int _nt = _threads < _tasks ? _threads : (int)_tasks;
-    #pragma omp parallel for schedule(dynamic, 1) num_threads(_nt) if(_nt > 1)
-    for (long long _t = 0; _t < _tasks; ++_t) {
-        const long long _first = _t*_per;
-        const long long _last = _first + _per < N ? _first + _per : N;
-        #pragma omp simd
-        for (long long _i = _first; _i < _last; ++_i) {
-            const double _v_x0 = x0[_i];
-            const double x1 = fabs(_v_x0);
-            const double x2 = exp(-(1.0/2.0)*x1)/(1.0 + exp(-x1));
-            _w_x2[_i] = x2;
-        }
-    }
-    return 0;
-}
-
-// hessian_2: one pass over the elements (N, D), in tasks of rows shared among _threads threads
-int hessian_2(const double* restrict X, const double* restrict x2, double* restrict _w_x3, const long long D, const long long N, const int _threads)
+// hessian_3: one pass over the elements (N, D), in tasks of rows shared among _threads threads
+int hessian_3(const double* restrict X, const double* restrict x2, double* restrict _w_x3, const long long D, const long long N, const int _threads)
 {
     long long _tasks = N*D / 16384;
     if (_tasks > 256) _tasks = 256;
@@ -559,7 +687,222 @@ int hessian_2(const double* restrict X, const double* restrict x2, double* restr
 }
 
 // newton_0: one pass over the rows of X with x0 = X @ w and grad_w = X.T @ x3, 1 reduction, in tasks of rows shared among _threads threads
-int newton_0(const double* restrict X, const double* restrict t, const double* restrict w, double* restrict _w_x4, double* restrict _w_grad_w, const long long D, const long long N, const int _threads, double* restrict _out)
+int newton_0(const double* restrict X, const double* restrict t, const double* restrict w, double* restrict _w_grad_w, double* restrict _w_h_w_w, const long long D, const long long N, const int _threads, double* restrict _out)
+{
+    long long _tasks = N*D / 16384;
+    if (_tasks > 256) _tasks = 256;
+    if (_tasks > N) _tasks = N;
+    const long long _dp = (D + 7) / 8*8;
+    if (_tasks > N*D / (_dp*_dp)) _tasks = N*D / (_dp*_dp);
+    if (_tasks < 1) _tasks = 1;
+    const long long _per = (N + _tasks - 1) / _tasks;
+    const int _nt = _threads < _tasks ? _threads : (int)_tasks;
+    const long long _size = (1 + D + _dp*_dp + 7) / 8*8;
+    double* _part = aligned_alloc(64, sizeof(double)*(_tasks*_size));
+    if (_part == NULL) {
+        return 1;
+    }
+    #pragma omp parallel for schedule(dynamic, 1) num_threads(_nt) if(_nt > 1)
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        const long long _first = _t*_per;
+        const long long _last = _first + _per < N ? _first + _per : N;
+        double* restrict _col0 = _part + (_t*_size + 1);
+        for (long long _q = 0; _q < D; ++_q) {
+            _col0[_q] = 0.0;
+        }
+        double* restrict _gram = _part + (_t*_size + (1 + D));
+        for (long long _e = 0; _e < _dp*_dp; ++_e) {
+            _gram[_e] = 0.0;
+        }
+        double _b[32*_dp];
+        for (long long _e = 0; _e < 32*_dp; ++_e) {
+            _b[_e] = 0.0;
+        }
+        double _acc0 = 0.0;
+        double _a[256];
+        double _r[256];
+        double _g[256];
+        long long _rows = 2048 / (D > 0 ? D : 1);
+        if (_rows < 1) _rows = 1;
+        if (_rows > 256) _rows = 256;
+        for (long long _c = _first; _c < _last; _c += _rows) {
+            const long long _m = _last - _c < _rows ? _last - _c : _rows;
+            const long long _mg = _m - _m % 4;
+            for (long long _k = 0; _k < _mg; _k += 4) {
+                const double* restrict _row0 = X + (_c + _k)*D;
+                const double* restrict _row1 = X + (_c + (_k + 1))*D;
+                const double* restrict _row2 = X + (_c + (_k + 2))*D;
+                const double* restrict _row3 = X + (_c + (_k + 3))*D;
+                double _s0 = 0.0;
+                double _s1 = 0.0;
+                double _s2 = 0.0;
+                double _s3 = 0.0;
+                #pragma omp simd reduction(+:_s0, _s1, _s2, _s3)
+                for (long long _q = 0; _q < D; ++_q) {
+                    _s0 += (double)_row0[_q]*w[_q];
+                    _s1 += (double)_row1[_q]*w[_q];
+                    _s2 += (double)_row2[_q]*w[_q];
+                    _s3 += (double)_row3[_q]*w[_q];
+                }
+                _a[_k] = (double)_s0;
+                _a[_k + 1] = (double)_s1;
+                _a[_k + 2] = (double)_s2;
+                _a[_k + 3] = (double)_s3;
+            }
+            for (long long _k = _mg; _k < _m; ++_k) {
+                const double* restrict _row = X + (_c + _k)*D;
+                double _s = 0.0;
+                #pragma omp simd reduction(+:_s)
+                for (long long _q = 0; _q < D; ++_q) {
+                    _s += (double)_row[_q]*w[_q];
+                }
+                _a[_k] = (double)_s;
+            }
+            #pragma omp simd reduction(+:_acc0)
+            for (long long _k = 0; _k < _m; ++_k) {
+                const long long _i = _c + _k;
+                const double _v_x0 = _a[_k];
+                const double _v_t = t[_i];
+                const double x1 = fabs(_v_x0);
+                const double x2 = exp(-x1);
+                const double x3 = -_v_t + sg_sigmoid_e(_v_x0, x2);
+                const double x4 = exp(-(1.0/2.0)*x1)/(x2 + 1.0);
+                _r[_k] = (double)x3;
+                _g[_k] = (double)x4;
+                _acc0 += (double)(_v_t*_v_x0 - log1p(x2) - sg_maximum(0.0, _v_x0));
+            }
+            for (long long _k = 0; _k < _mg; _k += 4) {
+                const double* restrict _row0 = X + (_c + _k)*D;
+                const double* restrict _row1 = X + (_c + (_k + 1))*D;
+                const double* restrict _row2 = X + (_c + (_k + 2))*D;
+                const double* restrict _row3 = X + (_c + (_k + 3))*D;
+                const double _rk0 = _r[_k];
+                const double _rk1 = _r[_k + 1];
+                const double _rk2 = _r[_k + 2];
+                const double _rk3 = _r[_k + 3];
+                #pragma omp simd
+                for (long long _q = 0; _q < D; ++_q) {
+                    _col0[_q] = _col0[_q] + _rk0*_row0[_q] + _rk1*_row1[_q] + _rk2*_row2[_q] + _rk3*_row3[_q];
+                }
+            }
+            for (long long _k = _mg; _k < _m; ++_k) {
+                const double* restrict _row = X + (_c + _k)*D;
+                const double _rk = _r[_k];
+                #pragma omp simd
+                for (long long _q = 0; _q < D; ++_q) {
+                    _col0[_q] = _col0[_q] + _rk*_row[_q];
+                }
+            }
+            for (long long _gb = 0; _gb < _m; _gb += 32) {
+                const long long _gm = _m - _gb < 32 ? _m - _gb : 32;
+                for (long long _k = 0; _k < _gm; ++_k) {
+                    const double* restrict _row = X + (_c + _gb + _k)*D;
+                    const double _gk = _g[_gb + _k];
+                    #pragma omp simd
+                    for (long long _q = 0; _q < D; ++_q) {
+                        _b[_k*_dp + _q] = _gk*(double)_row[_q];
+                    }
+                }
+                for (long long _p0 = 0; _p0 < _dp; _p0 += 8) {
+                    for (long long _q0 = _p0; _q0 < _dp; _q0 += 8) {
+                        double _h[64];
+                        for (long long _e = 0; _e < 64; ++_e) {
+                            _h[_e] = 0.0;
+                        }
+                        for (long long _k = 0; _k < _gm; ++_k) {
+                            const double* restrict _bk = _b + _k*_dp;
+                            for (long long _u = 0; _u < 8; ++_u) {
+                                const double _bu = _bk[_p0 + _u];
+                                #pragma omp simd
+                                for (long long _v = 0; _v < 8; ++_v) {
+                                    _h[_u*8 + _v] = _h[_u*8 + _v] + _bu*_bk[_q0 + _v];
+                                }
+                            }
+                        }
+                        for (long long _u = 0; _u < 8; ++_u) {
+                            #pragma omp simd
+                            for (long long _v = 0; _v < 8; ++_v) {
+                                _gram[(_p0 + _u)*_dp + _q0 + _v] += _h[_u*8 + _v];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        _part[_t*_size] = _acc0;
+    }
+    double _acc0 = 0.0;
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        _acc0 += _part[_t*_size];
+    }
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        #pragma omp simd
+        for (long long _q = 0; _q < D; ++_q) {
+            _w_grad_w[_q] += _part[_t*_size + 1 + _q];
+        }
+    }
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        for (long long _p = 0; _p < D; ++_p) {
+            #pragma omp simd
+            for (long long _q = _p; _q < D; ++_q) {
+                _w_h_w_w[_p*D + _q] += _part[_t*_size + (1 + D) + (_p*_dp + _q)];
+            }
+        }
+    }
+    for (long long _p = 0; _p < D; ++_p) {
+        for (long long _q = _p + 1; _q < D; ++_q) {
+            _w_h_w_w[_q*D + _p] = _w_h_w_w[_p*D + _q];
+        }
+    }
+    free(_part);
+    _out[0] = _acc0;
+    return 0;
+}
+
+// newton_1: one pass over the elements (N, 1), 1 reduction, in tasks of rows shared among _threads threads
+int newton_1(const double* restrict t, const double* restrict x0, double* restrict _w_x3, double* restrict _w_x4, const long long N, const int _threads, double* restrict _out)
+{
+    long long _tasks = N*1LL / 16384;
+    if (_tasks > 256) _tasks = 256;
+    if (_tasks > N) _tasks = N;
+    if (_tasks < 1) _tasks = 1;
+    const long long _per = (N + _tasks - 1) / _tasks;
+    const int _nt = _threads < _tasks ? _threads : (int)_tasks;
+    const long long _size = (1 + 7) / 8*8;
+    double* _part = aligned_alloc(64, sizeof(double)*(_tasks*_size));
+    if (_part == NULL) {
+        return 1;
+    }
+    #pragma omp parallel for schedule(dynamic, 1) num_threads(_nt) if(_nt > 1)
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        const long long _first = _t*_per;
+        const long long _last = _first + _per < N ? _first + _per : N;
+        double _acc0 = 0.0;
+        #pragma omp simd reduction(+:_acc0)
+        for (long long _i = _first; _i < _last; ++_i) {
+            const double _v_x0 = x0[_i];
+            const double _v_t = t[_i];
+            const double x1 = fabs(_v_x0);
+            const double x2 = exp(-x1);
+            const double x3 = -_v_t + sg_sigmoid_e(_v_x0, x2);
+            const double x4 = exp(-(1.0/2.0)*x1)/(x2 + 1.0);
+            _w_x3[_i] = x3;
+            _w_x4[_i] = x4;
+            _acc0 += (double)(_v_t*_v_x0 - log1p(x2) - sg_maximum(0.0, _v_x0));
+        }
+        _part[_t*_size] = _acc0;
+    }
+    double _acc0 = 0.0;
+    for (long long _t = 0; _t < _tasks; ++_t) {
+        _acc0 += _part[_t*_size];
+    }
+    free(_part);
+    _out[0] = _acc0;
+    return 0;
+}
+
+// newton_2: one pass over the rows of X with x0 = X @ w and grad_w = X.T @ x3, 1 reduction, in tasks of rows shared among _threads threads
+int newton_2(const double* restrict X, const double* restrict t, const double* restrict w, double* restrict _w_x4, double* restrict _w_grad_w, const long long D, const long long N, const int _threads, double* restrict _out)
 {
     long long _tasks = N*D / 16384;
     if (_tasks > 256) _tasks = 256;
@@ -672,50 +1015,8 @@ int newton_0(const double* restrict X, const double* restrict t, const double* r
     return 0;
 }
 
-// newton_1: one pass over the elements (N, 1), 1 reduction, in tasks of rows shared among _threads threads
-int newton_1(const double* restrict t, const double* restrict x0, double* restrict _w_x3, double* restrict _w_x4, const long long N, const int _threads, double* restrict _out)
-{
-    long long _tasks = N*1LL / 16384;
-    if (_tasks > 256) _tasks = 256;
-    if (_tasks > N) _tasks = N;
-    if (_tasks < 1) _tasks = 1;
-    const long long _per = (N + _tasks - 1) / _tasks;
-    const int _nt = _threads < _tasks ? _threads : (int)_tasks;
-    const long long _size = (1 + 7) / 8*8;
-    double* _part = aligned_alloc(64, sizeof(double)*(_tasks*_size));
-    if (_part == NULL) {
-        return 1;
-    }
-    #pragma omp parallel for schedule(dynamic, 1) num_threads(_nt) if(_nt > 1)
-    for (long long _t = 0; _t < _tasks; ++_t) {
-        const long long _first = _t*_per;
-        const long long _last = _first + _per < N ? _first + _per : N;
-        double _acc0 = 0.0;
-        #pragma omp simd reduction(+:_acc0)
-        for (long long _i = _first; _i < _last; ++_i) {
-            const double _v_x0 = x0[_i];
-            const double _v_t = t[_i];
-            const double x1 = fabs(_v_x0);
-            const double x2 = exp(-x1);
-            const double x3 = -_v_t + sg_sigmoid_e(_v_x0, x2);
-            const double x4 = exp(-(1.0/2.0)*x1)/(x2 + 1.0);
-            _w_x3[_i] = x3;
-            _w_x4[_i] = x4;
-            _acc0 += (double)(_v_t*_v_x0 - log1p(x2) - sg_maximum(0.0, _v_x0));
-        }
-        _part[_t*_size] = _acc0;
-    }
-    double _acc0 = 0.0;
-    for (long long _t = 0; _t < _tasks; ++_t) {
-        _acc0 += _part[_t*_size];
-    }
-    free(_part);
-    _out[0] = _acc0;
-    return 0;
-}
-
-// newton_2: one pass over the elements (N, D), in tasks of rows shared among _threads threads
-int newton_2(const double* restrict X, const double* restrict x4, double* restrict _w_x6, const long long D, const long long N, const int _threads)
+// newton_3: one pass over the elements (N, D), in tasks of rows shared among _threads threads
+int newton_3(const double* restrict X, const double* restrict x4, double* restrict _w_x6, const long long D, const long long N, const int _threads)
 {
     long long _tasks = N*D / 16384;
     if (_tasks > 256) _tasks = 256;
@@ -787,9 +1088,11 @@ _SIGNATURES = {
     "hessian_0": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_int),
     "hessian_1": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_longlong, ctypes.c_int),
     "hessian_2": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_int),
+    "hessian_3": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_int),
     "newton_0": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_int, ctypes.c_void_p),
     "newton_1": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_longlong, ctypes.c_int, ctypes.c_void_p),
-    "newton_2": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_int),
+    "newton_2": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_int, ctypes.c_void_p),
+    "newton_3": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_int),
     "not_binary": (ctypes.c_void_p, ctypes.c_longlong, ctypes.c_int, ctypes.c_void_p),
 }
 #: A matrix's products run inside the pass over its rows when it has at most
@@ -798,6 +1101,9 @@ _SIGNATURES = {
 #: not twice); otherwise BLAS's faster products, and the pass without them.
 _FUSED_AT_MOST = 65536
 _FUSED_AT_LEAST = 16777216
+#: The Gram product B.T @ B of a Hessian (B = M * r) is summed inside the pass over the
+#: rows of M when M has at most _GRAM_AT_MOST columns; beyond, B is written out for BLAS.
+_GRAM_AT_MOST = 128
 #: The arrays the C functions write their sums into, by length.
 _ACCUMULATORS = {1: ctypes.c_double * 1}
 #: Compiler flags: optimised for this machine, loops vectorised with the C library's
@@ -1550,30 +1856,36 @@ def hessian(w, X, t):
 def _hessian_of(w, X, t, D, N):
     """hessian on checked arguments."""
     _limit(D)
-    # one pass over the elements (N, 1), compiled C (_SOURCE), with the products by X (or BLAS)
-    if X.nbytes <= _FUSED_AT_MOST:
-        x2 = np.empty((N, 1), dtype=DTYPE)
-        _lib().hessian_0(_address(X), _address(w), _address(x2), D, N, _THREADS)
+    # one pass over the elements (N, 1), compiled C (_SOURCE), with the products by X (or BLAS) and h_w_w = B.T @ B summed in it (or BLAS syrk)
+    if X.shape[1] <= _GRAM_AT_MOST:
+        _r_h_w_w = np.zeros((D, D))
+        _lib().hessian_0(_address(X), _address(w), _address(_r_h_w_w), D, N, _THREADS)
+        h_w_w = _r_h_w_w
     else:
-        x0 = X @ w
-        x2 = np.empty((N, 1), dtype=DTYPE)
-        _lib().hessian_1(_address(x0), _address(x2), N, _THREADS)
-    # one pass over the elements (N, D), compiled C (_SOURCE)
-    x3 = np.empty((N, D), dtype=DTYPE)
-    _lib().hessian_2(_address(X), _address(x2), _address(x3), D, N, _THREADS)
-    # matrix product (BLAS)
-    h_w_w = x3.T @ x3
+        if X.nbytes <= _FUSED_AT_MOST:
+            x2 = np.empty((N, 1), dtype=DTYPE)
+            _lib().hessian_2(_address(X), _address(w), _address(x2), D, N, _THREADS)
+        else:
+            x0 = X @ w
+            x2 = np.empty((N, 1), dtype=DTYPE)
+            _lib().hessian_1(_address(x0), _address(x2), N, _THREADS)
+        x3 = np.empty((N, D), dtype=DTYPE)
+        _lib().hessian_3(_address(X), _address(x2), _address(x3), D, N, _THREADS)
+        h_w_w = x3.T @ x3
     _hessian = h_w_w
     return _hessian
 
 
-def newton_step(w, X, t, *, damping=0.0):
+def newton_step(w, X, t, *, damping=0.0, gradient=None):
     """One damped Newton step: p -= (H + lam*I)^-1 grad over the parameters flattened in
     PARAMS order, H the Hessian, lam = damping (>= 0) to begin with. It is solved by
     Cholesky; when H + lam*I is not positive definite (a saddle, a maximum, a singular H)
     the Levenberg damping lam is raised, to 1e-10 times the largest |H_ii| (at least
     1e-10), then tenfold, until the factorization succeeds; far from a minimum, a larger
     damping makes a shorter step, towards gradient descent. At most 4096 parameters.
+    gradient: None, or a float64 array of shape (P,) that is filled with the gradient at
+    the point before the step (flattened in PARAMS order): a loop can stop on its norm
+    without a pass of its own.
 
     Returns (loss before the step, new parameters); array parameters are
     updated in place.
@@ -1582,33 +1894,43 @@ def newton_step(w, X, t, *, damping=0.0):
     w, X, t, D, N = _arguments(w, X, t)
     _apart(("w", "X", "t", ), (w, X, t, ), 1)
     _limit(D)
-    # one pass over the elements (N, 1), 1 reduction, compiled C (_SOURCE), with the products by X (or BLAS)
-    if X.nbytes <= _FUSED_AT_MOST or X.nbytes >= _FUSED_AT_LEAST:
-        x4 = np.empty((N, 1), dtype=DTYPE)
+    # one pass over the elements (N, 1), 1 reduction, compiled C (_SOURCE), with the products by X (or BLAS) and h_w_w = B.T @ B summed in it (or BLAS syrk)
+    if X.shape[1] <= _GRAM_AT_MOST:
         _r_grad_w = np.zeros((D,))
+        _r_h_w_w = np.zeros((D, D))
         _acc = _ACCUMULATORS[1]()
-        if _lib().newton_0(_address(X), _address(t), _address(w), _address(x4), _address(_r_grad_w), D, N, _THREADS, _acc):
+        if _lib().newton_0(_address(X), _address(t), _address(w), _address(_r_grad_w), _address(_r_h_w_w), D, N, _THREADS, _acc):
             _out_of_memory('newton_0')
         x5, = _acc
         grad_w = _r_grad_w.reshape((D, 1))
+        h_w_w = _r_h_w_w
     else:
-        x0 = X @ w
-        x3 = np.empty((N, 1), dtype=DTYPE)
-        x4 = np.empty((N, 1), dtype=DTYPE)
-        _acc = _ACCUMULATORS[1]()
-        if _lib().newton_1(_address(t), _address(x0), _address(x3), _address(x4), N, _THREADS, _acc):
-            _out_of_memory('newton_1')
-        x5, = _acc
-        grad_w = X.T @ x3
+        if X.nbytes <= _FUSED_AT_MOST or X.nbytes >= _FUSED_AT_LEAST:
+            x4 = np.empty((N, 1), dtype=DTYPE)
+            _r_grad_w = np.zeros((D,))
+            _acc = _ACCUMULATORS[1]()
+            if _lib().newton_2(_address(X), _address(t), _address(w), _address(x4), _address(_r_grad_w), D, N, _THREADS, _acc):
+                _out_of_memory('newton_2')
+            x5, = _acc
+            grad_w = _r_grad_w.reshape((D, 1))
+        else:
+            x0 = X @ w
+            x3 = np.empty((N, 1), dtype=DTYPE)
+            x4 = np.empty((N, 1), dtype=DTYPE)
+            _acc = _ACCUMULATORS[1]()
+            if _lib().newton_1(_address(t), _address(x0), _address(x3), _address(x4), N, _THREADS, _acc):
+                _out_of_memory('newton_1')
+            x5, = _acc
+            grad_w = X.T @ x3
+        x6 = np.empty((N, D), dtype=DTYPE)
+        _lib().newton_3(_address(X), _address(x4), _address(x6), D, N, _THREADS)
+        h_w_w = x6.T @ x6
     # scalar arithmetic
     loss = -x5
-    # one pass over the elements (N, D), compiled C (_SOURCE)
-    x6 = np.empty((N, D), dtype=DTYPE)
-    _lib().newton_2(_address(X), _address(x4), _address(x6), D, N, _THREADS)
-    # matrix product (BLAS)
-    h_w_w = x6.T @ x6
     _hessian = h_w_w
     _gradient = _flat((grad_w,))
+    if gradient is not None:
+        _gradient_into(gradient, _gradient)
     _step = _newton(_hessian, _gradient, damping)
     w -= _step[0:D].reshape(w.shape)
     return loss, (w,)
@@ -1627,9 +1949,21 @@ def _limit(count):
         )
 
 
+def _gradient_into(out, gradient):
+    """newton_step's gradient into the caller's array ``out``, checked."""
+    if not (isinstance(out, np.ndarray) and out.shape == gradient.shape and out.dtype == np.float64):
+        raise ValueError(
+            f"logistic: newton_step: gradient must be a float64 array of shape"
+            f" {gradient.shape}, got {type(out).__name__} {getattr(out, 'shape', '')}"
+            f" {getattr(out, 'dtype', '')}"
+        )
+    out[...] = gradient
+
+
 def _newton(hessian, gradient, damping):
-    """(H + lam*I)^-1 g in float64 by Cholesky, lam raised from ``damping`` until H + lam*I
-    is positive definite (see newton_step)."""
+    """(H + lam*I)^-1 g in float64: lam raised from ``damping`` until Cholesky finds
+    H + lam*I positive definite (see newton_step), then one solve of that matrix. No copy
+    of H while lam is 0; one, whose diagonal takes each lam in place, when it is not."""
     if not damping >= 0:
         raise ValueError(f"logistic: newton_step: damping must be >= 0, got {damping!r}")
     hessian = np.asarray(hessian, dtype=np.float64)
@@ -1638,15 +1972,20 @@ def _newton(hessian, gradient, damping):
         raise FloatingPointError(
             "logistic: newton_step: the Hessian or the gradient is not finite here"
         )
-    eye = np.eye(len(gradient))
-    scale = max(float(np.abs(np.diag(hessian)).max(initial=0.0)), 1.0)
+    diagonal = hessian.diagonal()
+    scale = max(float(np.abs(diagonal).max(initial=0.0)), 1.0)
     lam = float(damping)
+    matrix = hessian
     while True:
+        if lam:
+            if matrix is hessian:
+                matrix = hessian.copy()
+            np.fill_diagonal(matrix, diagonal + lam)
         try:
-            factor = np.linalg.cholesky(hessian + lam*eye if lam else hessian)
+            np.linalg.cholesky(matrix)
         except np.linalg.LinAlgError:
             if lam > 1e30*scale:
                 raise
             lam = max(10.0*lam, 1e-10*scale)
             continue
-        return np.linalg.solve(factor.T, np.linalg.solve(factor, gradient))
+        return np.linalg.solve(matrix, gradient)

@@ -399,33 +399,38 @@ def _hessian_of(w, X, t, D, N):
     _limit(D)
     # matrix product (BLAS)
     x0 = X @ w
-    # 2 passes over the rows of (N, 1) in one loop, in blocks of rows (32768 elements)
-    _rows = max(1, 32768//max(D, 1))
-    x3 = np.empty((N, D), dtype=DTYPE)
+    # one pass over the elements (N, 1), in blocks of rows (8192 elements)
+    _rows = max(1, 8192//max(1, 1))
+    x2 = np.empty((N, 1), dtype=DTYPE)
     for _start in range(0, N, _rows):
         _x0 = x0[_start:_start + _rows]
-        _X = X[_start:_start + _rows]
-        _0 = abs(_x0)
-        _1 = -_0
-        _2 = np.exp(_1)
-        _3 = _2 + 1
-        _4 = -1/2*_0
-        _5 = np.exp(_4)
-        _x2 = _5/_3
-        _x3 = np.multiply(_X, _x2, out=x3[_start:_start + _rows])
-    # matrix product (BLAS)
-    h_w_w = x3.T @ x3
+        x1 = abs(_x0)
+        _x2 = np.exp(-1/2*x1)/(1 + np.exp(-x1))
+        x2[_start:_start + _rows] = _x2
+    # h_w_w = B.T @ B, B = X * x2 a block of rows at a time
+    _rows = max(131072//max(D, 1), 4*D)
+    if N <= _rows:
+        _b = X*x2
+        h_w_w = _b.T @ _b
+    else:
+        h_w_w = np.zeros((D, D), dtype=DTYPE)
+        for _start in range(0, N, _rows):
+            _b = X[_start:_start + _rows]*x2[_start:_start + _rows]
+            h_w_w += _b.T @ _b
     _hessian = h_w_w
     return _hessian
 
 
-def newton_step(w, X, t, *, damping=0.0):
+def newton_step(w, X, t, *, damping=0.0, gradient=None):
     """One damped Newton step: p -= (H + lam*I)^-1 grad over the parameters flattened in
     PARAMS order, H the Hessian, lam = damping (>= 0) to begin with. It is solved by
     Cholesky; when H + lam*I is not positive definite (a saddle, a maximum, a singular H)
     the Levenberg damping lam is raised, to 1e-10 times the largest |H_ii| (at least
     1e-10), then tenfold, until the factorization succeeds; far from a minimum, a larger
     damping makes a shorter step, towards gradient descent. At most 4096 parameters.
+    gradient: None, or a float64 array of shape (P,) that is filled with the gradient at
+    the point before the step (flattened in PARAMS order): a loop can stop on its norm
+    without a pass of its own.
 
     Returns (loss before the step, new parameters); array parameters are
     updated in place.
@@ -453,14 +458,22 @@ def newton_step(w, X, t, *, damping=0.0):
         x5 += float(np.add.reduce(_t*_x0 - np.log1p(x2) - np.maximum(0, _x0), axis=None))
     # scalar arithmetic
     loss = -x5
-    # one pass over the elements (N, D)
-    x6 = X*x4
+    # h_w_w = B.T @ B, B = X * x4 a block of rows at a time
+    _rows = max(131072//max(D, 1), 4*D)
+    if N <= _rows:
+        _b = X*x4
+        h_w_w = _b.T @ _b
+    else:
+        h_w_w = np.zeros((D, D), dtype=DTYPE)
+        for _start in range(0, N, _rows):
+            _b = X[_start:_start + _rows]*x4[_start:_start + _rows]
+            h_w_w += _b.T @ _b
     # matrix product (BLAS)
     grad_w = X.T @ x3
-    # matrix product (BLAS)
-    h_w_w = x6.T @ x6
     _hessian = h_w_w
     _gradient = _flat((grad_w,))
+    if gradient is not None:
+        _gradient_into(gradient, _gradient)
     _step = _newton(_hessian, _gradient, damping)
     w -= _step[0:D].reshape(w.shape)
     return loss, (w,)
@@ -479,9 +492,21 @@ def _limit(count):
         )
 
 
+def _gradient_into(out, gradient):
+    """newton_step's gradient into the caller's array ``out``, checked."""
+    if not (isinstance(out, np.ndarray) and out.shape == gradient.shape and out.dtype == np.float64):
+        raise ValueError(
+            f"logistic: newton_step: gradient must be a float64 array of shape"
+            f" {gradient.shape}, got {type(out).__name__} {getattr(out, 'shape', '')}"
+            f" {getattr(out, 'dtype', '')}"
+        )
+    out[...] = gradient
+
+
 def _newton(hessian, gradient, damping):
-    """(H + lam*I)^-1 g in float64 by Cholesky, lam raised from ``damping`` until H + lam*I
-    is positive definite (see newton_step)."""
+    """(H + lam*I)^-1 g in float64: lam raised from ``damping`` until Cholesky finds
+    H + lam*I positive definite (see newton_step), then one solve of that matrix. No copy
+    of H while lam is 0; one, whose diagonal takes each lam in place, when it is not."""
     if not damping >= 0:
         raise ValueError(f"logistic: newton_step: damping must be >= 0, got {damping!r}")
     hessian = np.asarray(hessian, dtype=np.float64)
@@ -490,15 +515,20 @@ def _newton(hessian, gradient, damping):
         raise FloatingPointError(
             "logistic: newton_step: the Hessian or the gradient is not finite here"
         )
-    eye = np.eye(len(gradient))
-    scale = max(float(np.abs(np.diag(hessian)).max(initial=0.0)), 1.0)
+    diagonal = hessian.diagonal()
+    scale = max(float(np.abs(diagonal).max(initial=0.0)), 1.0)
     lam = float(damping)
+    matrix = hessian
     while True:
+        if lam:
+            if matrix is hessian:
+                matrix = hessian.copy()
+            np.fill_diagonal(matrix, diagonal + lam)
         try:
-            factor = np.linalg.cholesky(hessian + lam*eye if lam else hessian)
+            np.linalg.cholesky(matrix)
         except np.linalg.LinAlgError:
             if lam > 1e30*scale:
                 raise
             lam = max(10.0*lam, 1e-10*scale)
             continue
-        return np.linalg.solve(factor.T, np.linalg.solve(factor, gradient))
+        return np.linalg.solve(matrix, gradient)

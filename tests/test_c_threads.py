@@ -90,6 +90,30 @@ def test_steps_are_bit_identical_on_1_and_16_threads():
     assert after[1] == after[16]
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_hessian_and_newton_step_are_bit_identical_on_1_2_and_16_threads(dtype):
+    """The Gram sum of the Hessian (backends/c/gram.py): a partial per task, added in task
+    order; newton_step's one pass computes the loss, the gradient and the Hessian."""
+    problem, (w,), data = logistic_case(np.random.default_rng(11))
+    if dtype == "float32":
+        problem = symgen.Problem(
+            problem.loss, problem.params, problem.data, dtype=dtype, name=problem.name,
+            binary=problem.binary,
+        )  # fmt: skip
+        w, data = w.astype(np.float32), {k: v.astype(np.float32) for k, v in data.items()}
+    module = symgen.compile(problem, "c")
+    runs = []
+    try:
+        for threads in (1, 2, 16):
+            module.set_num_threads(threads)
+            moved = w.copy()
+            loss, _ = module.newton_step(moved, **data)
+            runs.append((module.hessian(w, **data).tobytes(), loss, moved.tobytes()))
+    finally:
+        module.set_num_threads()
+    assert runs[0] == runs[1] == runs[2]
+
+
 def test_thread_settings(monkeypatch):
     module = symgen.compile(logistic.logistic, "c")
     monkeypatch.setenv("SYMGEN_NUM_THREADS", "3")

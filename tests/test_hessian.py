@@ -6,6 +6,7 @@ through the emulator), in float32 against float64, and where the stable forms ma
 
 from __future__ import annotations
 
+import inspect
 import shutil
 import warnings
 from collections.abc import Callable
@@ -542,6 +543,49 @@ def test_a_sum_with_its_transpose_is_not_symmetrized_again():
     assert str(stmt.value) == "A + transposed(A)"
 
 
+@pytest.mark.parametrize("name", ["logistic", "poisson", "biased"])
+def test_numpy_gram_product_in_blocks_of_rows(name):
+    """The NumPy module forms B = X * sqrt(s) a block of rows at a time and adds the blocks'
+    B.T @ B (backends/numpy/gram.py): N = 25,000, D = 13 is three blocks."""
+    case, rng = CASES[name], np.random.default_rng()
+    params, data = case.arguments(rng)
+    X = rng.standard_normal((25_000, 13))
+    if name == "poisson":
+        params, data = [0.05 * rng.standard_normal((13, 1))], [X, rng.poisson(2.0, (25_000, 1))]
+    else:
+        t_ = (rng.random((25_000, 1)) < 0.5).astype(float)
+        params = [rng.standard_normal((13, 1)) / 4, *params[1:]]
+        data = [X, t_]
+    got = module(name, "numpy").hessian(*params, *data)
+    assert np.array_equal(got, got.T)
+    assert_close(got, hessian(reference_function(case, params, data))(flat(params)), rtol=1e-10)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_factorization_hvp_in_blocks_of_rows(backend, dtype):
+    """H dU of sum((Omega ⊙ (T - U V.T))**2) in U: the product dU @ V.T, the mask's pass
+    and the product by V run a block of rows at a time (backends/numpy/chains.py); M = 300
+    rows of N = 200 are two blocks."""
+    M_, R_ = sp.symbols("M R", integer=True, positive=True)
+    U, V = sp.MatrixSymbol("U", M_, R_), sp.MatrixSymbol("V", N, R_)
+    T, Om = sp.MatrixSymbol("T", M_, N), sp.MatrixSymbol("Omega", M_, N)
+    loss = symgen.sum(symgen.square(sp.HadamardProduct(Om, T - U * V.T)))
+    problem = symgen.Problem(loss, params=[U], data=[V, T, Om], name="fact", dtype=dtype)
+    mod = symgen.compile(problem, backend)
+    assert "by blocks of rows" in inspect.getsource(mod._hvp)
+    rng = np.random.default_rng()
+    u, v, t_ = (rng.standard_normal(s) for s in ((300, 5), (200, 5), (300, 200)))
+    mask, du = (rng.random((300, 200)) < 0.3).astype(float), rng.standard_normal((300, 5))
+    arrays = [a.astype(dtype) for a in (u, v, t_, mask, du)]
+    (got,) = mod.hvp(*arrays[:4], v=(arrays[4],))
+    assert got.dtype == dtype and got.shape == (300, 5)
+    u, v, t_, mask, du = (a.astype(np.float64) for a in arrays)  # the float32 point, in float64
+    want = hessian_vector_product(lambda p: anp.sum((mask * (t_ - p @ v.T)) ** 2))(u, du)
+    assert_close(got, want, rtol=1e-10 if dtype == "float64" else 1e-5)
+    np.testing.assert_allclose(want, 2 * ((mask * mask * (du @ v.T)) @ v), rtol=1e-10)
+
+
 def test_glm_hessian_is_a_symmetric_product():
     """logistic: H = B.T @ B with B = sqrt(sigmoid(z)*sigmoid(-z)) ⊙ X (BLAS syrk), nothing
     else of size D x D."""
@@ -589,6 +633,23 @@ def test_newton_converges_on_logistic_regression():
     for _ in range(8):
         mod.newton_step(w, X, t_)
     assert np.linalg.norm(mod.grad(w, X, t_)[0]) < 1e-10
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_newton_step_hands_back_its_gradient(backend):
+    """``gradient=``: the gradient at the point before the step, from the step's own pass."""
+    case, rng = CASES["biased"], np.random.default_rng()
+    (w, b_), (X, t_) = case.arguments(rng)
+    mod = module("biased", backend)
+    want = flat(mod.grad(w, b_, X, t_))
+    gradient = np.full(want.size, np.nan)
+    mod.newton_step(w, b_, X, t_, gradient=gradient)
+    assert_close(gradient, want, rtol=1e-12)
+    before = (w.copy(), b_.copy())
+    for wrong in (np.empty(want.size + 1), np.empty(want.size, np.float32), list(want)):
+        with pytest.raises(ValueError, match="gradient must be a float64 array of shape"):
+            mod.newton_step(w, b_, X, t_, gradient=wrong)
+    assert np.array_equal(w, before[0]) and np.array_equal(b_, before[1])  # nothing moved
 
 
 def test_newton_step_on_floats():
@@ -697,7 +758,7 @@ def test_show_hessian(capsys, root, monkeypatch):
     assert main(["show", "examples/logistic.py", "--hessian", "--program"]) == 0
     out = capsys.readouterr().out
     assert "∂²L/∂w² = X.T*diag(sigmoid(-X*w) ⊙ sigmoid(X*w))*X" in out
-    assert "# logistic: hessian" in out and "h_w_w = x3.T @ x3" in out
+    assert "# logistic: hessian" in out and "h_w_w = _b.T @ _b" in out
     assert main(["show", "examples/mlp.py", "--hessian", "--format", "latex"]) == 0
     out = capsys.readouterr().out
     assert r"\frac{\partial^2 L}{\partial W_{1} \partial W_{2}} \cdot v_W2 = " in out

@@ -27,10 +27,11 @@ HESSIAN_LIMIT = 4096
 class SecondOrderPlan:
     """The second-order part of a module plan."""
 
-    #: The keyword of ``hvp``'s directions (``v``, or ``v_`` when a symbol is named v) and
-    #: ``newton_step``'s damping keyword.
+    #: The keyword of ``hvp``'s directions (``v``, or ``v_`` when a symbol is named v),
+    #: ``newton_step``'s damping keyword and the one of the array it fills with the gradient.
     keyword: str
     damping: str
+    gradient_keyword: str
     #: The names the hvp body reads the directions under, in PARAMS order.
     directions: tuple[str, ...]
     #: The backend's body of ``H v`` (its results: one per parameter).
@@ -144,6 +145,7 @@ def plan(
     return SecondOrderPlan(
         keyword=_free("v", taken),
         damping=_free("damping", taken),
+        gradient_keyword=_free("gradient", taken),
         directions=tuple(d.name for d in second.directions),
         hvp_body=hvp_body,
         kind=form.kind,

@@ -57,6 +57,7 @@ from symgen.backends.c.elements import (
     store,
     transposed_index,
 )
+from symgen.backends.c.gram import GRAM_AT_MOST, Gram, GramCode, fused_gram
 from symgen.backends.numpy import module as numpy_backend
 from symgen.codegen import c_ast as c
 from symgen.codegen.c_printer import CPrinter, helpers_used
@@ -129,6 +130,13 @@ class Products:
     absorbed: tuple[int, ...]
     out: str | None = None
     value: str | None = None
+    #: ``B.T @ B`` with ``B = matrix ⊙ r``, ``r`` a column of the pass (``backends/c/gram``).
+    gram: Gram | None = None
+
+    @property
+    def taken(self) -> tuple[int, ...]:
+        """The kernels the pass takes over, those of its Gram product included."""
+        return self.absorbed + (self.gram.absorbed if self.gram is not None else ())
 
 
 def fused_products(program: Program, shapes: dict[str, tuple]) -> dict[int, Products]:
@@ -185,8 +193,11 @@ def fused_products(program: Program, shapes: dict[str, tuple]) -> dict[int, Prod
                         value.name,
                     )  # fmt: skip
                     break
+            gram = fused_gram(program, p, matrix.name, read_only_by)
+            if gram is not None and not taken & set(gram.absorbed):
+                products = replace(products, gram=gram)
             found[p] = products
-            taken.update(products.absorbed)
+            taken.update(products.taken)
             break
     return found
 
@@ -204,6 +215,9 @@ class NativeModule:
     #: The sizes of a matrix (bytes) at most and at least which its products run inside
     #: the pass over its rows (``_FUSED_AT_MOST``, ``_FUSED_AT_LEAST``); None: no such pass.
     fusion: tuple[int, int] | None = None
+    #: The most columns of a matrix whose Gram product its pass sums (``_GRAM_AT_MOST``);
+    #: None: no such pass.
+    gram: int | None = None
 
 
 #: The source of the library cache's functions, which each module carries (it is standalone).
@@ -222,6 +236,8 @@ class NativeKernels:
     chooses: bool = False
     #: Whether the module checks data declared binary (``not_binary``).
     binary: bool = False
+    #: Whether a pass chooses between its Gram sum and BLAS (``choose_gram``).
+    chooses_gram: bool = False
 
     @property
     def ctype(self) -> str:
@@ -248,6 +264,17 @@ class NativeKernels:
             *(f"    {line}" for line in apart),
         ]
 
+    def choose_gram(self, products: Products, fused: list[str], apart: list[str]) -> list[str]:
+        """The lines that run a pass with its Gram product inside (``fused``) when its
+        matrix has at most ``GRAM_AT_MOST`` columns, else ``apart`` (B written out, BLAS)."""
+        self.chooses_gram = True
+        return [
+            f"if {products.matrix}.shape[1] <= _GRAM_AT_MOST:",
+            *(f"    {line}" for line in fused),
+            "else:",
+            *(f"    {line}" for line in apart),
+        ]
+
     def module(self, name: str) -> NativeModule | None:
         """The compiled part of module ``name``: its C source and the passes' signatures."""
         if not self.kernels:
@@ -264,6 +291,7 @@ class NativeKernels:
             tuple(sizes),
             cache=CACHE_SOURCE,
             fusion=fusion,
+            gram=GRAM_AT_MOST if self.chooses_gram else None,
         )
 
     def pass_lines(
@@ -476,6 +504,10 @@ class _Pass:
         if fused is not None and fused.value is not None:
             result = c.Cast("double", c.Var(cname(fused.value)))
             element.append(c.Assign(c.Index(c.Var("_r"), c.Var("_k")), result))
+        gram = self.gram_code()
+        if gram is not None:  # the row's root, for the Gram sum after the chunk's pass
+            root = c.Cast("double", c.Var(cname(fused.gram.root)))
+            element.append(c.Assign(c.Index(c.Var("_g"), c.Var("_k")), root))
         for x in self.stores:
             at = element_index(self.shapes[x], self.domain, False, self.names)
             element.append(store(self.out(x, at), c.Var(cname(x)), self.shapes[x], self.domain))
@@ -549,7 +581,7 @@ class _Pass:
             loops.append(c.Loop("_j", zero, dim(k), tuple(element), simd=simd))
         if threaded:
             width = self.shapes[fused.matrix][1] if fused is not None else k
-            body = self.tasks(m, width, before, loops, scalar_parts, column_parts)
+            body = self.tasks(m, width, before, loops, scalar_parts, column_parts, gram)
         else:
             body = [*before, *loops]
         body += [*after, c.Return(zero)]
@@ -567,6 +599,9 @@ class _Pass:
         written = [*self.stores, *(s.target.name for s in (*self.rowwise, *self.colwise))]
         if fused is not None and fused.out is not None:
             written.append(fused.out)
+        if gram is not None:
+            written.append(fused.gram.target)
+            what += f" and {fused.gram.target} = B.T @ B, B = {fused.matrix} ⊙ {fused.gram.root}"
         pointer = {"pointer": True, "restrict": True}
         params = (
             *(c.Param(c.Type(t, const=True, **pointer), cname(x)) for x in self.arrays),
@@ -597,7 +632,18 @@ class _Pass:
             allocates,
         )  # fmt: skip
 
-    def tasks(self, rows, width, before, loops, scalar_parts, column_parts) -> list[c.Stmt]:
+    def gram_code(self) -> GramCode | None:
+        """The Gram sum of this pass (``backends/c/gram``), None when it has none."""
+        fused = self.products
+        if fused is None or fused.gram is None:
+            return None
+        cols = self.names.dim(self.shapes[fused.matrix][1])
+        out = f"_w_{self.names.c(fused.gram.target)}"
+        return GramCode(self.names.c(fused.matrix), self.t, cols, out)
+
+    def tasks(
+        self, rows, width, before, loops, scalar_parts, column_parts, gram=None
+    ) -> list[c.Stmt]:
         """The loops over rows ``_first`` to ``_last`` as tasks of consecutive rows shared
         among the threads, then what the tasks added up, combined task after task.
 
@@ -618,6 +664,9 @@ class _Pass:
         for *_, extent, _ in column_parts:
             offsets.append(size)
             size = c.add(size, dim(extent))
+        gram_at = size  # a task's partial Gram matrix, after its other partial sums
+        if gram is not None:
+            size = c.add(size, gram.values())
 
         def at_most(limit: c.Expr) -> c.Stmt:
             return c.If(c.BinOp(">", tasks, limit), (c.Assign(tasks, limit),))
@@ -626,6 +675,7 @@ class _Pass:
             c.Declare(long, tasks.name, c.BinOp("/", values, c.Literal(str(TASK_VALUES)))),
             at_most(c.Literal(str(MAX_TASKS))),
             at_most(m),
+            *([gram.width(), at_most(gram.task_limit(values))] if gram is not None else []),
             c.If(c.BinOp("<", tasks, one), (c.Assign(tasks, one),)),
             c.Declare(fixed, per.name, c.BinOp("/", c.BinOp("-", c.add(m, tasks), one), tasks)),
             c.Declare(
@@ -634,7 +684,7 @@ class _Pass:
                 c.Ternary(c.BinOp("<", threads, tasks), threads, c.Cast("int", tasks)),
             ),
         ]
-        partials = bool(scalar_parts or column_parts)
+        partials = bool(scalar_parts or column_parts or gram)
         if partials:
             # each task's partial sums on cache lines of their own (64 bytes, 8 doubles):
             # tasks running at once on different threads never write to the same line
@@ -669,6 +719,8 @@ class _Pass:
             start = c.Assign(c.Index(var, c.Var(index)), INITIAL[op])
             in_task.append(c.Declare(array, var.name, c.add(part, slot(offset))))
             in_task.append(c.Loop(index, zero, dim(extent), (start,)))
+        if gram is not None:
+            in_task += gram.in_task(c.add(part, slot(gram_at)))
         in_task += [*before, *loops]
         for r, (acc, _) in enumerate(scalar_parts):
             in_task.append(c.Assign(c.Index(part, slot(c.Literal(str(r)))), acc))
@@ -682,6 +734,8 @@ class _Pass:
             simd = c.Simd() if op == "sum" else None  # each column on its own: same sums
             each = c.Loop(index, zero, dim(extent), (add,), simd=simd)
             body.append(c.Loop(task.name, zero, tasks, (each,)))
+        if gram is not None:
+            body += gram.combined(tasks, lambda at: c.Index(part, slot(gram_at, at)))
         if partials:
             body.append(c.Evaluate(c.Call("free", (part,))))
         return body
@@ -775,12 +829,16 @@ class _Pass:
         ]
         if fused.out is not None:
             chunk += by_groups(added)
+        gram = self.gram_code()
+        if gram is not None:
+            chunk += gram.chunk(first, count)
         per_chunk = c.BinOp(
             "/", c.Literal(str(CHUNK_VALUES)), c.Ternary(c.BinOp(">", cols, zero), cols, one)
         )
         return [
             c.Declare(c.Type(t), "_a", size=limit),
             *([c.Declare(c.Type("double"), "_r", size=limit)] if fused.out is not None else []),
+            *([c.Declare(c.Type("double"), "_g", size=limit)] if gram is not None else []),
             c.Declare(c.Type("long long"), "_rows", per_chunk),
             c.If(c.BinOp("<", chunk_rows, one), (c.Assign(chunk_rows, one),)),
             c.If(c.BinOp(">", chunk_rows, limit), (c.Assign(chunk_rows, limit),)),
@@ -802,11 +860,17 @@ class _Pass:
         if fused is not None and fused.out is not None:
             cols = self.shapes[fused.matrix][1]
             lines.append(f"_r_{fused.out} = np.zeros(({cols},))")
+        gram = fused.gram if fused is not None else None
+        if gram is not None:  # the tasks' partials added into zeros, then mirrored
+            cols = self.shapes[fused.matrix][1]
+            lines.append(f"_r_{gram.target} = np.zeros(({cols}, {cols}))")
         args = [f"_address({x})" for x in (*self.arrays, *self.labels)]
         args += [f"_address({x})" for x in self.stores]
         args += [f"_address(_r_{s.target.name})" for s in axis_sums]
         if fused is not None and fused.out is not None:
             args.append(f"_address(_r_{fused.out})")
+        if gram is not None:
+            args.append(f"_address(_r_{gram.target})")
         args += [*self.scalars, *self.dims]
         if threaded:
             args.append("_THREADS")
@@ -827,6 +891,8 @@ class _Pass:
         if fused is not None and fused.out is not None:
             cols = self.shapes[fused.matrix][1]
             lines.append(f"{fused.out} = _r_{fused.out}.reshape(({cols}, 1)){convert}")
+        if gram is not None:
+            lines.append(f"{gram.target} = _r_{gram.target}{convert}")
         return lines
 
 

@@ -18,7 +18,8 @@ from typing import Protocol
 
 import sympy as sp
 
-from symgen.backends.numpy import row_groups, row_reductions, sums
+from symgen.backends.numpy import chains, row_groups, row_reductions, sums
+from symgen.backends.numpy import gram as grams
 from symgen.backends.numpy.inplace import InPlace
 from symgen.backends.numpy.masked import MaskedPieces
 from symgen.backends.numpy.steps import Update, updates
@@ -67,6 +68,8 @@ class PassCompiler(Protocol):
     def pass_lines(self, kernel, prefix, shapes, stored, scalar_line, products=None): ...
 
     def choose(self, products, fused: list[str], apart: list[str]) -> list[str]: ...
+
+    def choose_gram(self, products, fused: list[str], apart: list[str]) -> list[str]: ...
 
     def module(self, name: str) -> CompiledPasses | None: ...
 
@@ -381,6 +384,19 @@ def _row_blocked(
     return lines
 
 
+def _cut(runs: list[tuple[int, int]], at: set[int]) -> list[tuple[int, int]]:
+    """``runs`` of kernels (first, last) without the kernels ``at``: each cut in two where
+    it holds one, the parts of two kernels or more kept."""
+    out = []
+    for first, last in runs:
+        start = first
+        for n in sorted(k for k in at if first <= k <= last):
+            out += [(start, n - 1)] if n - 1 > start else []
+            start = n + 1
+        out += [(start, last)] if last > start else []
+    return out
+
+
 def _body(
     program: Program,
     dtype: str,
@@ -405,16 +421,38 @@ def _body(
     )
     stored = program.used_elsewhere()
     fused = native.fused_products(program, all_shapes) if native is not None else {}
-    absorbed = {i for products in fused.values() for i in products.absorbed}
+    absorbed = {i for products in fused.values() for i in products.taken}
     # NumPy runs consecutive passes over the same rows in one loop (row_groups)
     grouped = (
         row_groups.groups(list(program.kernels)) if kind == "matrix" and native is None else []
     )
+    # a Gram product B.T @ B, B formed a block of rows at a time (the C backend sums it in
+    # its pass over the rows, or runs these kernels as they stand)
+    gram_at = {g.absorbed[0]: g for g in grams.products(program)} if native is None else {}
+    # a product, a pass over its rows and a product of the pass's value, in blocks of rows
+    chain_at = {c.last: c for c in chains.chains(program)} if kind == "matrix" else {}
+    grouped = _cut(grouped, set(gram_at) | {c.middle for c in chain_at.values()})
+    absorbed |= {g.absorbed[1] for g in gram_at.values()}
+    absorbed |= {n for c in chain_at.values() for n in (c.first, c.middle)}
     group_at = {first: last for first, last in grouped}
     in_group = {n for first, last in grouped for n in range(first + 1, last + 1)}
     groups = []
     for n, k in enumerate(program.kernels):
         if n in absorbed:  # a matrix product the C pass over its rows computes
+            continue
+        if n in chain_at:
+            c = chain_at[n]
+            (product,) = k.stmts
+            right = printer.array.doprint(product.right)
+            comment = (
+                f"{product.target.name} = (a pass over a product) @ {right}, by blocks of rows"
+            )
+            groups.append((comment, tuple(chains.lines(c, program, printer, all_shapes))))
+            continue
+        if n in gram_at:
+            g = gram_at[n]
+            comment = f"{g.target} = B.T @ B, B = {g.matrix} * {g.root} a block of rows at a time"
+            groups.append((comment, tuple(grams.lines(g, all_shapes))))
             continue
         if n in group_at:
             run = list(program.kernels[n : group_at[n] + 1])
@@ -435,15 +473,30 @@ def _body(
             products = fused.get(n)
             keep = stored[n] - ({products.value} if products else set())
             scalar_line = partial(printer.line, kernel=k)
-            lines = native.pass_lines(k, prefix, all_shapes, keep, scalar_line, products)
+            gram = products.gram if products is not None else None
+            summed = keep - {gram.root} if gram is not None else keep  # the root stays in C
+            lines = native.pass_lines(k, prefix, all_shapes, summed, scalar_line, products)
             comment = f"{_describe(k)}, compiled C (_SOURCE)"
             if products is not None:  # or the products by BLAS and the pass: chosen by size
                 comment += f", with the products by {products.matrix} (or BLAS)"
+                if gram is not None:
+                    comment += f" and {gram.target} = B.T @ B summed in it (or BLAS syrk)"
                 kernels = program.kernels
                 apart = [printer.line(kernels[i].stmts[0], kernels[i]) for i in products.absorbed]
                 plain = native.pass_lines(k, prefix, all_shapes, stored[n], scalar_line)
                 apart[1:1] = plain
-                lines = native.choose(products, lines, apart)
+                if gram is None:
+                    lines = native.choose(products, lines, apart)
+                else:  # or B written out, and its product by BLAS
+                    alone = replace(products, gram=None)
+                    without = native.pass_lines(k, prefix, all_shapes, keep, scalar_line, alone)
+                    separate = native.choose(alone, without, apart)
+                    for i in gram.absorbed:
+                        ki = kernels[i]
+                        separate += native.pass_lines(
+                            ki, prefix, all_shapes, stored[i], partial(printer.line, kernel=ki)
+                        ) or [line for s in ki.stmts for line in printer.lines(s, ki)]
+                    lines = native.choose_gram(products, lines, separate)
         if lines is None:
             if (
                 per_sample
