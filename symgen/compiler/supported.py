@@ -52,15 +52,12 @@ def _problem(node: sp.Basic) -> str | None:
 
 
 def _supported(expr: sp.Basic) -> bool:
-    """Whether ``expr`` is made only of what a loss may contain (no rewrite is looked for:
-    a rewrite of a rewrite could go on forever)."""
-    for node in sp.preorder_traversal(expr):
-        if _problem(node) is not None:
-            return False
-        if isinstance(node, (*_ATOMS, *_OPERATIONS, Boolean)):
-            continue
-        if SUPPORTED_FUNCTIONS.get(type(node).__name__) is not type(node):
-            return False
+    """Whether ``expr`` may be a loss; no rewrite is looked for (a rewrite of a rewrite could
+    go on forever: log2 -> ... -> log2)."""
+    try:
+        check_scalar_expression(expr, hints=False)
+    except SpecError:
+        return False
     return True
 
 
@@ -78,9 +75,9 @@ def rewrite_hint(node: sp.Basic) -> sp.Expr | None:
     return min(found, key=lambda e: (sp.count_ops(e), sp.default_sort_key(e)), default=None)
 
 
-def _fail_unsupported(node: sp.Basic, shown: Callable[[sp.Basic], str]) -> None:
+def _fail_unsupported(node: sp.Basic, shown: Callable[[sp.Basic], str], hints: bool) -> None:
     supported = ", ".join(sorted(SUPPORTED_FUNCTIONS))
-    hint = rewrite_hint(node)
+    hint = rewrite_hint(node) if hints else None
     rewrite = f"; write it as {shown(hint)}" if hint is not None else ""
     if isinstance(node, Application):
         name = type(node).__name__
@@ -101,13 +98,15 @@ def check_scalar_expression(
     expr: sp.Basic,
     params: Mapping[sp.Symbol, frozenset[str]] | None = None,
     shown: Callable[[sp.Basic], str] = str,
+    hints: bool = True,
 ) -> None:
     """Raise ``SpecError`` unless ``expr`` uses only what symgen can differentiate and print.
 
     ``params``: its symbols that depend on parameters, each with the names of those (``X*w``:
     ``w``); the arguments of a data-only function (``loggamma``) must hold none. ``shown``
     prints a piece of ``expr`` for the message, in the user's names (the matrix frontend
-    names the operands of an elementwise function)."""
+    names the operands of an elementwise function); ``hints``: say a rewrite SymPy knows into
+    what a loss may contain."""
     for node in sp.preorder_traversal(expr):
         problem = _problem(node)
         if problem is not None:
@@ -122,7 +121,7 @@ def check_scalar_expression(
         if DATA_ONLY_FUNCTIONS.get(type(node).__name__) is type(node):
             _check_data_only(node, params or {}, shown)
             continue
-        _fail_unsupported(node, shown)
+        _fail_unsupported(node, shown, hints)
 
 
 def _check_data_only(
