@@ -3,7 +3,9 @@
 users write ``w[0, 0]`` themselves. Each loss here is checked in the NumPy, C and (emulated)
 CUDA backends against HIPS autograd and central differences on fresh random inputs (value,
 gradient, hvp; the Hessian and a Newton step where the module has them), float32 against
-float64, and against the same loss with symbolic dimensions where one exists."""
+float64, and against the same loss with symbolic dimensions where one exists. Over symbolic
+dimensions SymPy writes ``[0, 0]`` of a product out as a ``Sum`` over dummy indices; those it
+cannot turn back into the product (``(w.T*w)[0, 0]``) are read as index notation."""
 
 from __future__ import annotations
 
@@ -111,6 +113,35 @@ LOSSES = {
             _softplus(v["w"][0, 0] * (v["X"] @ v["w"]) - v["w"][1, 0])
             + (v["y"] - v["w"][2, 0]) ** 2
         ),
+        None,
+    ),
+    # SymPy writes [0, 0] of a product over a symbolic dimension out as a Sum over dummy
+    # indices; these it cannot turn back into the product, so they are read as index
+    # notation: a ridge penalty, a norm inside a function, a norm of a product
+    "ridge_penalty_as_an_entry": (
+        symgen.sum(symgen.softplus(XS * wS))
+        - symgen.sum(sp.HadamardProduct(yS, XS * wS))
+        + sp.Rational(3, 10) * (wS.T * wS)[0, 0] / 2,
+        [wS],
+        [XS, yS],
+        lambda v: (
+            anp.sum(_softplus(v["X"] @ v["w"]) - v["y"] * (v["X"] @ v["w"]))
+            + 0.3 * anp.sum(v["w"] ** 2) / 2
+        ),
+        None,
+    ),
+    "log_of_a_squared_norm": (
+        sp.log(1 + (wS.T * wS)[0, 0]) + symgen.sum(symgen.square(XS * wS - yS)),
+        [wS],
+        [XS, yS],
+        lambda v: anp.log(1 + anp.sum(v["w"] ** 2)) + anp.sum((v["X"] @ v["w"] - v["y"]) ** 2),
+        None,
+    ),
+    "squared_norm_of_a_product": (
+        ((XS * wS).T * (XS * wS))[0, 0] / 2 + symgen.sum(sp.HadamardProduct(yS, XS * wS)),
+        [wS],
+        [XS, yS],
+        lambda v: anp.sum((v["X"] @ v["w"]) ** 2) / 2 + anp.sum(v["y"] * (v["X"] @ v["w"])),
         None,
     ),
 }

@@ -33,6 +33,7 @@ from symgen.compiler.functions import (
     Take,
     refuse_scalar_functions_of_matrices,
 )
+from symgen.compiler.indexed import entry_of_product, summed_entries
 from symgen.compiler.ir import (
     Entry,
     Eye,
@@ -388,19 +389,21 @@ class _MatrixLowering:
         return expr.func(*[self._bind_reductions(a, bindings, originals) for a in expr.args])
 
     def _element(self, expr: sp.Basic) -> Node:
-        """``A[0, 0]`` of a 1 x 1 matrix (SymPy may have expanded it into a ``Sum``), or the
-        entry ``A[i, j]`` at integer indices of a matrix of integer dimensions (SymPy writes
+        """``A[0, 0]`` of a 1 x 1 matrix (SymPy may have expanded it into a ``Sum``; one it
+        cannot turn back into the product, ``(w.T*w)[0, 0]``, is read as index notation), or
+        the entry ``A[i, j]`` at integer indices of a matrix of integer dimensions (SymPy writes
         ``(r.T*r)[0, 0]`` of integer dimensions out entry by entry: ``X[0, 1]*w[1, 0] + ...``)."""
-        try:
-            element = MatrixExpr.from_index_summation(expr) if isinstance(expr, sp.Sum) else expr
-        except (ValueError, TypeError, NotImplementedError, IndexError):  # SymPy's own failure
-            element = expr
+        element = entry_of_product(expr) if isinstance(expr, sp.Sum) else expr
         if isinstance(element, MatrixElement):
             matrix, row, col = element.args
             if tuple(matrix.shape) == (1, 1) and (row, col) == (0, 0):
                 return reduce_sum(self.matrix(matrix), (0, 1), keepdims=False)
             if row.is_Integer and col.is_Integer:
                 return self._entry(element, matrix, int(row), int(col))
+        if isinstance(expr, sp.Sum):
+            summed = summed_entries(expr, self.problem.params, self.problem.data)
+            if summed is not None:
+                return self.scalar(summed)
         written_out = (
             "; SymPy writes [0, 0] of a product over a symbolic dimension out as a Sum before "
             "symgen sees it: pass the 1 x 1 product itself as the loss (Problem(A*B, ...)) or "

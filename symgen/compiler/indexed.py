@@ -54,6 +54,32 @@ def is_index_notation(loss: sp.Basic, symbols: tuple) -> bool:
     return any(not isinstance(limit[0], sp.Dummy) for s in loss.atoms(sp.Sum) for limit in s.limits)
 
 
+def entry_of_product(expr: sp.Sum) -> sp.Basic:
+    """The entry ``(A*B)[0, 0]`` that SymPy wrote out as ``expr``, a ``Sum`` over dummy
+    indices, or ``expr`` itself when SymPy cannot turn it back (``Sum(w[i, 0]**2, ...)``:
+    ``summed_entries`` reads that)."""
+    try:
+        return MatrixExpr.from_index_summation(expr)
+    except (ValueError, TypeError, NotImplementedError, IndexError):  # SymPy's own failure
+        return expr
+
+
+def summed_entries(expr: sp.Sum, params: tuple, data: tuple) -> sp.Expr | None:
+    """A ``Sum`` that SymPy made of an entry of a product over a symbolic dimension, read as
+    index notation over the matrices' entries; None when index notation does not read it.
+
+    SymPy writes ``(w.T*w)[0, 0]``, ``w`` of ``D`` rows, as ``Sum(w[i, 0]**2, (i, 0,
+    D - 1))`` over a dummy index before symgen sees it: that is
+    ``symgen.sum(symgen.square(w))``. (The matrix frontend first asks SymPy for the 1 x 1
+    product back, which works for ``(r.T*r)[0, 0]`` but not for a power of entries.) None
+    for a sum that index notation does not read either (an entry at an integer index
+    beside a symbolic dimension): the frontend then says what to write."""
+    try:
+        return _Matrices(_Arrays(params, data)).translate(expr).loss
+    except SpecError:
+        return None
+
+
 def translate(loss: sp.Basic, params: tuple, data: tuple, reduce: str) -> Translated:
     if reduce != "sum":
         raise SpecError(
@@ -447,10 +473,14 @@ class _Matrices:
             return _Term(operands[body], *target)
         # The operands in a canonical order, named by position: the same expression built
         # twice is the same matrix expression (one node of the IR).
-        order = sorted(operands, key=lambda u: sp.default_sort_key(operands[u]))
-        names = {u: sp.Symbol(f"_u{k}", real=True) for k, u in enumerate(order)}
-        fn = sp.Lambda(tuple(names[u] for u in order), body.xreplace(names))
-        return _Term(functions.elementwise(fn, *(operands[u] for u in order)), *target)
+        # An operand read twice (SymPy's two dummy-indexed copies of one product in
+        # ``(r.T*r)[0, 0]``) is one operand: ``(u0 - u1)*(u0 - u1)`` is ``(u0 - u1)**2``.
+        distinct = sorted(set(operands.values()), key=sp.default_sort_key)
+        position = {operand: k for k, operand in enumerate(distinct)}
+        names = {u: sp.Symbol(f"_u{position[operands[u]]}", real=True) for u in operands}
+        arguments = tuple(sp.Symbol(f"_u{k}", real=True) for k in range(len(distinct)))
+        fn = sp.Lambda(arguments, body.xreplace(names))
+        return _Term(functions.elementwise(fn, *distinct), *target)
 
     def _group(self, body: sp.Expr, parts: dict, labelled: set) -> tuple | None:
         """``body`` with the terms of its sum that read labelled parts taken together (one

@@ -34,6 +34,7 @@ from sympy.matrices.expressions.matexpr import MatrixElement
 from symgen.compiler.forward import Unsupported, tangent
 from symgen.compiler.frontend import Lowered, lower_matrix
 from symgen.compiler.functions import ElementwiseMap, FullReduce
+from symgen.compiler.indexed import entry_of_product
 from symgen.compiler.ir import Node, Transpose, map_
 from symgen.compiler.stable import stabilize
 
@@ -89,7 +90,7 @@ def _gram(expr: sp.Basic) -> tuple[sp.Expr, MatrixExpr] | None:
     """``(k, R)`` when ``expr`` is ``k * R.T*R`` (a 1 x 1 product), or its ``[0, 0]`` (which
     SymPy may have expanded into a ``Sum``)."""
     if isinstance(expr, sp.Sum):
-        expr = MatrixExpr.from_index_summation(expr)
+        expr = entry_of_product(expr)
     if isinstance(expr, MatrixElement) and tuple(expr.args[1:]) == (0, 0):
         expr = expr.args[0]
     if not isinstance(expr, sp.MatMul):
