@@ -214,3 +214,41 @@ def test_missing_scipy_is_a_clear_import_error(monkeypatch):
     module = symgen.compile(rosenbrock.rosenbrock)
     with pytest.raises(ImportError, match=r"pip install 'symgen\[scipy\]'"):
         symgen.minimize(module, (2.0, 2.0))
+
+
+_a, _c, _s, _t, _y = sp.symbols("a c s t y")
+#: A Gaussian likelihood with its scale as a parameter: log(s) is not defined for s <= 0,
+#: where the steps of every method below go on the way to the optimum.
+GAUSSIAN = symgen.Problem(
+    sp.log(_s) + (_y - _a * _t - _c) ** 2 / (2 * _s**2), [_a, _c, _s], [_t, _y], name="gauss"
+)
+
+
+def _gaussian_data():
+    rng = np.random.default_rng(7)
+    t = rng.uniform(0.1, 2, 50)
+    return t, 1.5 * np.exp(-0.7 * t) + 0.01 * rng.normal(size=50)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "c"])
+@pytest.mark.parametrize("method", ["trust-exact", "trust-ncg", "trust-krylov", "Newton-CG"])
+def test_a_trial_point_outside_the_domain_is_an_infinite_loss(backend, method):
+    """The generated scalar arithmetic raises at log(s) for s < 0 (Python's ``math``); a
+    trial point there is an infinite loss to SciPy, which steps back and reaches the
+    maximum likelihood: the least-squares line and the residuals' root mean square."""
+    module = symgen.compile(GAUSSIAN, backend)
+    t, y = _gaussian_data()
+    with pytest.raises(ValueError):
+        module.loss(1.2, 0.5, -0.8, t, y)  # what SciPy's steps meet
+    fit = symgen.minimize(module, (1.2, 0.5, 0.8), (t, y), method=method)
+    slope, intercept = np.polyfit(t, y, 1)
+    scale = np.sqrt(np.mean((y - slope * t - intercept) ** 2))
+    assert fit.success
+    np.testing.assert_allclose(fit.params, (slope, intercept, scale), rtol=1e-5)
+
+
+def test_the_start_outside_the_domain_raises():
+    """At x0 an error is the module's own (bad arguments, or a start it cannot evaluate)."""
+    module = symgen.compile(GAUSSIAN)
+    with pytest.raises(ValueError, match="math domain error"):
+        symgen.minimize(module, (1.2, 0.5, -0.8), _gaussian_data(), method="trust-exact")

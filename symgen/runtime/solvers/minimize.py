@@ -4,6 +4,7 @@ use one, the module's Hessian (``hessian``) or Hessian-vector product (``hvp``).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -84,8 +85,17 @@ def minimize(
     arrays = data_arrays(module, data)
     loss_and_grad = module.loss_and_grad
 
+    loss_and_grad(*place.unflatten(start), **arrays)  # argument errors raise here, at x0
+
     def fun(x: np.ndarray) -> tuple[float, np.ndarray]:
-        loss, grads = loss_and_grad(*place.unflatten(x), **arrays)
+        try:
+            loss, grads = loss_and_grad(*place.unflatten(x), **arrays)
+        except (ArithmeticError, ValueError):
+            # A trial point outside the loss's domain: the arguments were accepted at x0 and
+            # only the parameters' values changed, so this is the scalar arithmetic's
+            # ``log`` of a negative, division by zero or overflow. An infinite loss makes
+            # SciPy's line searches and trust regions step back, as NumPy's NaN would not.
+            return math.inf, np.full(start.shape, math.nan)
         return float(loss), place.flatten(grads)
 
     second = _second_order(module, method, place, arrays)
