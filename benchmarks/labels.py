@@ -19,6 +19,12 @@ maxima, one exponential in place, sums along the rows: ``expert_multinomial``,
 ``threads._softmax_numpy``) and scikit-learn's ``HalfMultinomialLoss`` with
 ``n_threads=1`` (over Z with per-sample weights 1/N; for the softmax regression, its
 ``LinearModelLoss(..., fit_intercept=True).loss_gradient``), all checked to agree first.
+scikit-learn's softmax regression does the same work as symgen's: ``X @ W.T +
+intercept`` (BLAS), its Cython loss and gradient per sample with integer labels, then
+``grad_pointwise.T @ X`` (BLAS) and the column sums for the intercept, and divides by N;
+its coefficients are stacked into one (K, D + 1) array inside the timed call (a few µs).
+Every contender is timed the same way: wall-clock medians of interleaved rounds, in a
+process pinned to one core with one BLAS thread (``process.prepare``).
 
 Results go to ``benchmarks/labels_results.md`` (``--quick``: printed only).
 """

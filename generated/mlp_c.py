@@ -716,6 +716,30 @@ def _numbers(what, value):
     return array.astype(DTYPE, copy=False)
 
 
+def _tall_product(a, b):
+    """a @ b for a of many rows, a block of rows at a time when the blocks' products are
+    small (BLAS's small-matrix kernels are several times faster on thin products)."""
+    rows = 524288 // max(a.shape[1]*b.shape[1], 1)
+    if a.shape[0] <= rows or rows < 64:
+        return a @ b
+    out = np.empty((a.shape[0], b.shape[1]), dtype=np.result_type(a, b))
+    for start in range(0, a.shape[0], rows):
+        np.matmul(a[start:start + rows], b, out=out[start:start + rows])
+    return out
+
+
+def _tall_inner(a, b):
+    """a.T @ b for a and b of many rows, summed a block of rows at a time when the blocks'
+    products are small (BLAS's small-matrix kernels are several times faster on them)."""
+    rows = 524288 // max(a.shape[1]*b.shape[1], 1)
+    if a.shape[0] <= rows or rows < 64:
+        return a.T @ b
+    out = a[:rows].T @ b[:rows]
+    for start in range(rows, a.shape[0], rows):
+        out += a[start:start + rows].T @ b[start:start + rows]
+    return out
+
+
 def _check_state(step, state, params, count, slots):
     """Raise unless ``state`` is what the step's state function makes for ``params``: the
     step count (if any), then one tuple per slot with an entry like each parameter. Checked
@@ -863,12 +887,12 @@ def loss(W1, W2, X, Y):
     """The loss, as a float."""
     W1, W2, X, Y, N_I, N_H, N_O, M = _arguments(W1, W2, X, Y)
     # matrix product (BLAS)
-    x0 = X @ W1
+    x0 = _tall_product(X, W1)
     # one pass over the elements (M, N_H), compiled C (_SOURCE)
     x1 = np.empty((M, N_H), dtype=DTYPE)
     _lib().loss_0(_address(x0), _address(x1), M, N_H, _THREADS)
     # matrix product (BLAS)
-    x2 = x1 @ W2
+    x2 = _tall_product(x1, W2)
     # one pass over the elements (M, N_O), 1 reduction, compiled C (_SOURCE)
     _acc = _ACCUMULATORS[1]()
     if _lib().loss_1(_address(Y), _address(x2), M, N_O, _THREADS, _acc):
@@ -887,12 +911,12 @@ def loss_and_grad(W1, W2, X, Y):
 def _loss_and_grad(W1, W2, X, Y, N_I, N_H, N_O, M):
     """loss_and_grad on arguments that _arguments has checked (the steps call it too)."""
     # matrix product (BLAS)
-    x0 = X @ W1
+    x0 = _tall_product(X, W1)
     # one pass over the elements (M, N_H), compiled C (_SOURCE)
     x1 = np.empty((M, N_H), dtype=DTYPE)
     _lib().loss_and_grad_0(_address(x0), _address(x1), M, N_H, _THREADS)
     # matrix product (BLAS)
-    x2 = x1 @ W2
+    x2 = _tall_product(x1, W2)
     # one pass over the elements (M, N_O), 1 reduction, compiled C (_SOURCE)
     x3 = 1.0/M
     x4 = 1.0/N_O
@@ -904,14 +928,14 @@ def _loss_and_grad(W1, W2, X, Y, N_I, N_H, N_O, M):
     # scalar arithmetic
     loss = x7/(M*N_O)
     # matrix product (BLAS)
-    x8 = x6 @ W2.T
+    x8 = _tall_product(x6, W2.T)
     # matrix product (BLAS)
-    grad_W2 = x1.T @ x6
+    grad_W2 = _tall_inner(x1, x6)
     # one pass over the elements (M, N_H), compiled C (_SOURCE)
     x9 = np.empty((M, N_H), dtype=DTYPE)
     _lib().loss_and_grad_2(_address(x0), _address(x8), _address(x9), M, N_H, _THREADS)
     # matrix product (BLAS)
-    grad_W1 = X.T @ x9
+    grad_W1 = _tall_inner(X, x9)
     return loss, (grad_W1, grad_W2)
 
 
@@ -1057,32 +1081,32 @@ def hvp(W1, W2, X, Y, *, v):
 def _hvp(W1, W2, X, Y, N_I, N_H, N_O, M, v_W1, v_W2):
     """hvp on checked arguments and directions."""
     # matrix product (BLAS)
-    x0 = X @ W1
+    x0 = _tall_product(X, W1)
     # matrix product (BLAS)
-    x1 = X @ v_W1
+    x1 = _tall_product(X, v_W1)
     # one pass over the elements (M, N_H), compiled C (_SOURCE)
     x2 = np.empty((M, N_H), dtype=DTYPE)
     x3 = np.empty((M, N_H), dtype=DTYPE)
     _lib().hvp_0(_address(x0), _address(x1), _address(x2), _address(x3), M, N_H, _THREADS)
     # matrix product (BLAS)
-    x4 = x2 @ W2
+    x4 = _tall_product(x2, W2)
     # matrix product (BLAS)
-    x5 = x3 @ W2
+    x5 = _tall_product(x3, W2)
     # matrix product (BLAS)
-    x6 = x2 @ v_W2
+    x6 = _tall_product(x2, v_W2)
     # one pass over the elements (M, N_O), compiled C (_SOURCE)
     x7 = 2.0/(M*N_O)
     x8 = np.empty((M, N_O), dtype=DTYPE)
     x9 = np.empty((M, N_O), dtype=DTYPE)
     _lib().hvp_1(_address(Y), _address(x4), _address(x5), _address(x6), _address(x8), _address(x9), x7, M, N_O, _THREADS)
     # matrix product (BLAS)
-    x10 = x8 @ v_W2.T
+    x10 = _tall_product(x8, v_W2.T)
     # matrix product (BLAS)
-    x11 = x9 @ W2.T
+    x11 = _tall_product(x9, W2.T)
     # matrix product (BLAS)
-    x12 = x3.T @ x8
+    x12 = _tall_inner(x3, x8)
     # matrix product (BLAS)
-    x13 = x2.T @ x9
+    x13 = _tall_inner(x2, x9)
     # one pass over the elements (M, N_H), compiled C (_SOURCE)
     x14 = np.empty((M, N_H), dtype=DTYPE)
     _lib().hvp_2(_address(x0), _address(x10), _address(x11), _address(x14), M, N_H, _THREADS)
@@ -1090,7 +1114,7 @@ def _hvp(W1, W2, X, Y, N_I, N_H, N_O, M, v_W1, v_W2):
     hvp_W2 = np.empty((N_H, N_O), dtype=DTYPE)
     _lib().hvp_3(_address(x12), _address(x13), _address(hvp_W2), N_H, N_O, _THREADS)
     # matrix product (BLAS)
-    hvp_W1 = X.T @ x14
+    hvp_W1 = _tall_inner(X, x14)
     return (hvp_W1, hvp_W2,)
 
 

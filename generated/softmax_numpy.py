@@ -65,6 +65,38 @@ def _row_maxima(a):
     return out
 
 
+def _column_sums(a):
+    """Sums down the columns of a 2-D array, a row (kept 2-D): by BLAS (a row of ones
+    times the array) when the rows are short (NumPy adds short rows one at a time)."""
+    if not 0 < a.shape[1] <= 16:
+        return np.add.reduce(a, axis=0, keepdims=True)
+    return (np.ones(a.shape[0], dtype=DTYPE) @ a).reshape(1, -1)
+
+
+def _tall_product(a, b):
+    """a @ b for a of many rows, a block of rows at a time when the blocks' products are
+    small (BLAS's small-matrix kernels are several times faster on thin products)."""
+    rows = 524288 // max(a.shape[1]*b.shape[1], 1)
+    if a.shape[0] <= rows or rows < 64:
+        return a @ b
+    out = np.empty((a.shape[0], b.shape[1]), dtype=np.result_type(a, b))
+    for start in range(0, a.shape[0], rows):
+        np.matmul(a[start:start + rows], b, out=out[start:start + rows])
+    return out
+
+
+def _tall_inner(a, b):
+    """a.T @ b for a and b of many rows, summed a block of rows at a time when the blocks'
+    products are small (BLAS's small-matrix kernels are several times faster on them)."""
+    rows = 524288 // max(a.shape[1]*b.shape[1], 1)
+    if a.shape[0] <= rows or rows < 64:
+        return a.T @ b
+    out = a[:rows].T @ b[:rows]
+    for start in range(rows, a.shape[0], rows):
+        out += a[start:start + rows].T @ b[start:start + rows]
+    return out
+
+
 def _check_state(step, state, params, count, slots):
     """Raise unless ``state`` is what the step's state function makes for ``params``: the
     step count (if any), then one tuple per slot with an entry like each parameter. Checked
@@ -206,7 +238,7 @@ def loss(W, b, X, Y):
     """The loss, as a float."""
     W, b, X, Y, D, K, N = _arguments(W, b, X, Y)
     # matrix product (BLAS)
-    x0 = X @ W
+    x0 = _tall_product(X, W)
     # 3 passes over the rows of (N, K) in one loop, in blocks of rows (32768 elements)
     _rows = max(1, 32768//max(K, 1))
     x3 = 0.0
@@ -238,11 +270,11 @@ def _loss_and_grad(W, b, X, Y, D, K, N):
     # one pass over the elements (N, K), 2 reductions
     x0 = 1.0/N
     x1 = _row_sums(Y)
-    x2 = np.add.reduce(Y, axis=0, keepdims=True)
+    x2 = _column_sums(Y)
     x3 = x0*x1
     x4 = -x0*x2
     # matrix product (BLAS)
-    x5 = X @ W
+    x5 = _tall_product(X, W)
     # 3 passes over the rows of (N, K) in one loop, in blocks of rows (32768 elements)
     x8 = 1.0/N
     _rows = max(1, 32768//max(K, 1))
@@ -263,13 +295,13 @@ def _loss_and_grad(W, b, X, Y, D, K, N):
         _4 = np.divide(_3*_x3, _x7, out=_3)
         _x11 = np.subtract(_4, x8*_Y, out=x11[_start:_start + _rows])
         x12 += float(np.vdot(_Y, _2 - np.log(_x7)))
-        x13 += np.add.reduce(_4, axis=0, keepdims=True)
+        x13 += _column_sums(_4)
     # scalar arithmetic
     loss = -x12/N
     # one pass over the elements (1, K)
     grad_b = x13 + x4
     # matrix product (BLAS)
-    grad_W = X.T @ x11
+    grad_W = _tall_inner(X, x11)
     return loss, (grad_W, grad_b)
 
 
@@ -427,9 +459,9 @@ def _hvp(W, b, X, Y, D, K, N, v_W, v_b):
     x0 = _row_sums(Y)
     x1 = x0/N
     # matrix product (BLAS)
-    x2 = X @ W
+    x2 = _tall_product(X, W)
     # matrix product (BLAS)
-    x3 = X @ v_W
+    x3 = _tall_product(X, v_W)
     # 4 passes over the rows of (N, K) in one loop, in blocks of rows (32768 elements)
     _rows = max(1, 32768//max(K, 1))
     x9 = np.empty((N, K), dtype=DTYPE)
@@ -451,9 +483,9 @@ def _hvp(W, b, X, Y, D, K, N, v_W, v_b):
         _5 = (1/_x6)
         _6 = _5*_x1*(_x3 + _v_b - _5*_x7)*np.exp(_3)
         x9[_start:_start + _rows] = _6
-        hvp_b += np.add.reduce(_6, axis=0, keepdims=True)
+        hvp_b += _column_sums(_6)
     # matrix product (BLAS)
-    hvp_W = X.T @ x9
+    hvp_W = _tall_inner(X, x9)
     return (hvp_W, hvp_b,)
 
 

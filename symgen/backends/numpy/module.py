@@ -18,7 +18,7 @@ from typing import Protocol
 
 import sympy as sp
 
-from symgen.backends.numpy import chains, row_groups, row_reductions, sums
+from symgen.backends.numpy import chains, row_groups, row_reductions, sums, tall_products
 from symgen.backends.numpy import gram as grams
 from symgen.backends.numpy.inplace import InPlace
 from symgen.backends.numpy.masked import MaskedPieces
@@ -107,9 +107,11 @@ class _StatementPrinter:
         self.scalar = ScalarPrinter()
         self.array = ArrayPrinter(arrays)
         self.dtype = dtype
+        self.shapes = dict(shapes or {})
         #: The ``Piecewise`` that ``np.where`` must not compute (``shapes``: of each array).
-        self.masked = MaskedPieces(self.array, dict(shapes or {}))
-        #: The row reductions' helpers the printed lines call (``row_reductions``).
+        self.masked = MaskedPieces(self.array, self.shapes)
+        #: The row reductions' and tall products' helpers the printed lines call
+        #: (``row_reductions``, ``tall_products``).
         self.row_helpers: set[str] = set()
 
     def value(self, stmt: Stmt, kernel: Kernel, accumulator: bool = False) -> str:
@@ -127,7 +129,7 @@ class _StatementPrinter:
                     return f"np.broadcast_to({a(e)}, {_shape_text(shape)}).copy()"
                 return f"np.full({_shape_text(shape)}, {a(e)}, dtype=DTYPE)"
             case MatrixProduct(left=left, right=right):
-                return f"{a(left)} @ {a(right)}"
+                return self.product(left, right)
             case Identity(size=size):  # an extent as written: 3 or D (not 3.0)
                 return f"np.eye({size}, dtype=DTYPE)"
             case Dot(left=left, right=right):
@@ -139,6 +141,10 @@ class _StatementPrinter:
                 if short_rows and not accumulator and not sums.widened(self.dtype):
                     self.row_helpers.add("_row_sums")  # along short rows: faster
                     return f"_row_sums({a(e)})"
+                short_columns = stmt.axes == (0,) and len(kernel.domain) == 2
+                if short_columns and not sums.widened(self.dtype):
+                    self.row_helpers.add("_column_sums")  # down short rows: faster
+                    return f"_column_sums({a(e)})"
                 return sums.axis_sum(a(e), stmt.axes, self.dtype, accumulator)
             case Max(value=e):
                 if not stmt.axes:  # np.max's method, without its dispatch (as ``sums``)
@@ -149,6 +155,35 @@ class _StatementPrinter:
                 axes = sums.axes_text(stmt.axes)
                 return f"np.maximum.reduce({a(e)}, axis={axes}, keepdims=True)"
         raise TypeError(f"no Python spelling for {type(stmt).__name__}")
+
+    def product(self, left: sp.Expr, right: sp.Expr) -> str:
+        """``left @ right``, by BLAS; a tall product (``tall_products``) through its helper."""
+        a = self.array.doprint
+        shapes = [self._shape(x) for x in (left, right)]
+        if None in shapes:
+            return f"{a(left)} @ {a(right)}"
+        (rows, inner), (_, cols) = shapes
+        flipped = isinstance(left, transposed)
+        if flipped and left.args[0] == right:  # a Gram product: BLAS's syrk, whole
+            return f"{a(left)} @ {a(right)}"
+        if flipped:
+            rows, inner = inner, rows
+        name = tall_products.helper(rows, inner, cols, flipped)
+        if name is None:
+            return f"{a(left)} @ {a(right)}"
+        self.row_helpers.add(name)
+        return f"{name}({a(left.args[0] if flipped else left)}, {a(right)})"
+
+    def _shape(self, x: sp.Expr) -> tuple | None:
+        """The (symbolic) shape of the array ``x``, a name or a transposed name; None if
+        unknown."""
+        if isinstance(x, transposed):
+            shape = self._shape(x.args[0])
+            return None if shape is None else tuple(reversed(shape))
+        shape = self.shapes.get(x.name) if x.is_Symbol else None
+        if shape is None or len(shape) != 2:
+            return None
+        return tuple(sp.sympify(d) for d in shape)
 
     def scatter_lines(self, stmt: Scatter) -> list[str]:
         """The target made from its base (itself when ``in_place``, else a copy, or zeros),
@@ -596,7 +631,9 @@ def plan(
     )
     used = frozenset().union(*(b.helpers for b in bodies))
     helpers = tuple(h.array_source or h.source for h in python_helpers(used)) + tuple(
-        source for name, source in row_reductions.HELPERS.items() if name in used
+        source
+        for name, source in {**row_reductions.HELPERS, **tall_products.HELPERS}.items()
+        if name in used
     )
     return NumpyPlan(
         **fields,

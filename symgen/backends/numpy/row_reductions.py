@@ -6,6 +6,11 @@ exponentials. Adding (comparing) the columns one after another does the same wor
 few array operations: 4 to 10 times faster on rows of up to ``SHORT`` columns (measured
 on blocks of 8,192 values). The sums add the columns in order, which is the order of
 ``np.sum`` on rows of up to 7 values (pairwise summation starts at 8).
+
+Sums down the columns of such an array (a bias's gradient) are NumPy's row by row too:
+1.6 ms for 10^5 rows of 10 values, against 0.25 ms for BLAS's product of a row of ones
+and the array (``gemv``), which ``_column_sums`` calls instead. BLAS adds in its own order
+(its kernels keep several partial sums): the sums change within rounding.
 """
 
 from __future__ import annotations
@@ -33,4 +38,10 @@ HELPERS = {
     for j in range(1, a.shape[1]):
         np.maximum(out, a[:, j:j + 1], out=out)
     return out''',
+    "_column_sums": f'''def _column_sums(a):
+    """Sums down the columns of a 2-D array, a row (kept 2-D): by BLAS (a row of ones
+    times the array) when the rows are short (NumPy adds short rows one at a time)."""
+    if not 0 < a.shape[1] <= {SHORT}:
+        return np.add.reduce(a, axis=0, keepdims=True)
+    return (np.ones(a.shape[0], dtype=DTYPE) @ a).reshape(1, -1)''',
 }
