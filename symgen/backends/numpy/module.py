@@ -14,6 +14,7 @@ import sys
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
+from collections.abc import Callable
 from typing import Protocol
 
 import sympy as sp
@@ -73,6 +74,11 @@ class PassCompiler(Protocol):
 
     def module(self, name: str) -> CompiledPasses | None: ...
 
+    def product(self, left: str, right: str) -> str:
+        """How the module spells the matrix product ``left @ right`` (``backends.c``: a
+        call that chooses BLAS's thread count)."""
+        ...
+
 
 @dataclass(frozen=True)
 class Body:
@@ -103,8 +109,16 @@ class _StatementPrinter:
     """Python lines of statements: ``ScalarPrinter`` for scalar arithmetic, ``ArrayPrinter``
     for array work; both record the helpers and modules their text uses."""
 
-    def __init__(self, arrays: frozenset[str], dtype: str, shapes: dict | None = None) -> None:
+    def __init__(
+        self,
+        arrays: frozenset[str],
+        dtype: str,
+        shapes: dict | None = None,
+        product: Callable[[str, str], str] | None = None,
+    ) -> None:
         self.scalar = ScalarPrinter()
+        #: How a matrix product is spelled, from its operands' text (None: ``left @ right``).
+        self.product = product
         self.array = ArrayPrinter(arrays)
         self.dtype = dtype
         #: The ``Piecewise`` that ``np.where`` must not compute (``shapes``: of each array).
@@ -127,6 +141,8 @@ class _StatementPrinter:
                     return f"np.broadcast_to({a(e)}, {_shape_text(shape)}).copy()"
                 return f"np.full({_shape_text(shape)}, {a(e)}, dtype=DTYPE)"
             case MatrixProduct(left=left, right=right):
+                if self.product is not None:
+                    return self.product(a(left), a(right))
                 return f"{a(left)} @ {a(right)}"
             case Identity(size=size):  # an extent as written: 3 or D (not 3.0)
                 return f"np.eye({size}, dtype=DTYPE)"
@@ -417,7 +433,10 @@ def _body(
         **{f"_{n}_T": tuple(reversed(shape)) for n, shape in all_shapes.items()},
     }
     printer = _StatementPrinter(
-        program.arrays | frozenset(views.values()) | local, dtype, {**views_shapes, **all_shapes}
+        program.arrays | frozenset(views.values()) | local,
+        dtype,
+        {**views_shapes, **all_shapes},
+        native.product if native is not None else None,
     )
     stored = program.used_elsewhere()
     fused = native.fused_products(program, all_shapes) if native is not None else {}
