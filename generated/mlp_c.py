@@ -437,6 +437,97 @@ def _address(array):
     return _POINTER.from_address(id(array) + _DATA_OFFSET).value
 
 
+#: A matrix product is thin when two of its three dimensions (rows, inner, columns) are at
+#: most _THIN and it has at least _THIN_FROM multiply-adds (X @ W and X.T @ G of a softmax
+#: regression with few features and classes): see _product.
+_THIN = 48
+_THIN_FROM = 1048576
+#: The functions (get, set) of OpenBLAS's thread count, as its builds name them (NumPy's
+#: wheels bundle scipy-openblas, whose names have a prefix and a suffix).
+_BLAS_THREAD_FUNCTIONS = (
+    ("scipy_openblas_get_num_threads64_", "scipy_openblas_set_num_threads64_"),
+    ("scipy_openblas_get_num_threads", "scipy_openblas_set_num_threads"),
+    ("openblas_get_num_threads64_", "openblas_set_num_threads64_"),
+    ("openblas_get_num_threads", "openblas_set_num_threads"),
+)
+
+
+def _product(a, b):
+    """``a @ b`` by NumPy's BLAS; a thin product (_THIN) on one BLAS thread. OpenBLAS's
+    threads gain little on it, and after a product they spin for about 0.1 s, taking the
+    cores that the next pass's threads need. It runs on one BLAS thread whatever the
+    passes' thread count (set_num_threads): OpenBLAS's threads may add in another order,
+    and the results must not depend on that count."""
+    m, k = a.shape if a.ndim == 2 else (1, a.shape[0])
+    n = b.shape[1] if b.ndim == 2 else 1
+    if m*k*n >= _THIN_FROM and m + k + n - max(m, k, n) - min(m, k, n) <= _THIN:
+        return _on_one_blas_thread(a, b)
+    return a @ b
+
+
+def _on_one_blas_thread(a, b):
+    """``a @ b`` with NumPy's OpenBLAS set to one thread, and its thread count put back
+    after; as plain ``a @ b`` where that BLAS is not found (_blas_threads). Calls from
+    several Python threads at once leave the count as they found it: each sets 1 only where
+    it finds more, and puts back what it found. (Products that other threads of the program
+    run meanwhile run on one BLAS thread too.)"""
+    control = _blas_threads()
+    if control is None:
+        return a @ b
+    get, put = control
+    threads = get()
+    if threads <= 1:
+        return a @ b
+    put(1)
+    try:
+        return a @ b
+    finally:
+        put(threads)
+
+
+@functools.cache
+def _blas_threads():
+    """The functions (get, set) of the thread count of the OpenBLAS that this process has
+    loaded (NumPy's), or None: another BLAS, or a system that cannot tell. A library is
+    opened only if it is loaded already (RTLD_NOLOAD): this never loads a second BLAS."""
+    loaded = getattr(os, "RTLD_NOLOAD", None)
+    if loaded is None:
+        return None
+    for path in _openblas_paths():
+        try:
+            library = ctypes.CDLL(path, mode=loaded | os.RTLD_NOW)
+        except OSError:  # not loaded in this process
+            continue
+        for get, put in _BLAS_THREAD_FUNCTIONS:
+            if hasattr(library, get) and hasattr(library, put):
+                getter, setter = getattr(library, get), getattr(library, put)
+                getter.argtypes, getter.restype = (), ctypes.c_int
+                setter.argtypes, setter.restype = (ctypes.c_int,), None
+                return getter, setter
+    return None
+
+
+def _openblas_paths():
+    """Paths of OpenBLAS libraries: those NumPy's wheel bundles (numpy.libs beside it on
+    Linux and Windows, numpy/.dylibs on macOS), then those this process has mapped (Linux's
+    /proc/self/maps: a NumPy built against the system's OpenBLAS)."""
+    package = Path(np.__file__).parent
+    paths = []
+    for folder in (package.parent / "numpy.libs", package / ".dylibs"):
+        if folder.is_dir():
+            paths += sorted(str(p) for p in folder.iterdir() if "openblas" in p.name)
+    try:
+        with open("/proc/self/maps") as maps:
+            fields = [line.split(maxsplit=5) for line in maps]
+    except OSError:  # no /proc
+        fields = []
+    for mapped in fields:
+        if len(mapped) == 6 and "openblas" in Path(mapped[5].strip()).name:
+            if mapped[5].strip() not in paths:
+                paths.append(mapped[5].strip())
+    return paths
+
+
 def _out_of_memory(name):
     raise MemoryError(f"mlp: the C pass {name} could not allocate its partial sums")
 
@@ -863,12 +954,12 @@ def loss(W1, W2, X, Y):
     """The loss, as a float."""
     W1, W2, X, Y, N_I, N_H, N_O, M = _arguments(W1, W2, X, Y)
     # matrix product (BLAS)
-    x0 = X @ W1
+    x0 = _product(X, W1)
     # one pass over the elements (M, N_H), compiled C (_SOURCE)
     x1 = np.empty((M, N_H), dtype=DTYPE)
     _lib().loss_0(_address(x0), _address(x1), M, N_H, _THREADS)
     # matrix product (BLAS)
-    x2 = x1 @ W2
+    x2 = _product(x1, W2)
     # one pass over the elements (M, N_O), 1 reduction, compiled C (_SOURCE)
     _acc = _ACCUMULATORS[1]()
     if _lib().loss_1(_address(Y), _address(x2), M, N_O, _THREADS, _acc):
@@ -887,12 +978,12 @@ def loss_and_grad(W1, W2, X, Y):
 def _loss_and_grad(W1, W2, X, Y, N_I, N_H, N_O, M):
     """loss_and_grad on arguments that _arguments has checked (the steps call it too)."""
     # matrix product (BLAS)
-    x0 = X @ W1
+    x0 = _product(X, W1)
     # one pass over the elements (M, N_H), compiled C (_SOURCE)
     x1 = np.empty((M, N_H), dtype=DTYPE)
     _lib().loss_and_grad_0(_address(x0), _address(x1), M, N_H, _THREADS)
     # matrix product (BLAS)
-    x2 = x1 @ W2
+    x2 = _product(x1, W2)
     # one pass over the elements (M, N_O), 1 reduction, compiled C (_SOURCE)
     x3 = 1.0/M
     x4 = 1.0/N_O
@@ -904,14 +995,14 @@ def _loss_and_grad(W1, W2, X, Y, N_I, N_H, N_O, M):
     # scalar arithmetic
     loss = x7/(M*N_O)
     # matrix product (BLAS)
-    x8 = x6 @ W2.T
+    x8 = _product(x6, W2.T)
     # matrix product (BLAS)
-    grad_W2 = x1.T @ x6
+    grad_W2 = _product(x1.T, x6)
     # one pass over the elements (M, N_H), compiled C (_SOURCE)
     x9 = np.empty((M, N_H), dtype=DTYPE)
     _lib().loss_and_grad_2(_address(x0), _address(x8), _address(x9), M, N_H, _THREADS)
     # matrix product (BLAS)
-    grad_W1 = X.T @ x9
+    grad_W1 = _product(X.T, x9)
     return loss, (grad_W1, grad_W2)
 
 
@@ -1057,32 +1148,32 @@ def hvp(W1, W2, X, Y, *, v):
 def _hvp(W1, W2, X, Y, N_I, N_H, N_O, M, v_W1, v_W2):
     """hvp on checked arguments and directions."""
     # matrix product (BLAS)
-    x0 = X @ W1
+    x0 = _product(X, W1)
     # matrix product (BLAS)
-    x1 = X @ v_W1
+    x1 = _product(X, v_W1)
     # one pass over the elements (M, N_H), compiled C (_SOURCE)
     x2 = np.empty((M, N_H), dtype=DTYPE)
     x3 = np.empty((M, N_H), dtype=DTYPE)
     _lib().hvp_0(_address(x0), _address(x1), _address(x2), _address(x3), M, N_H, _THREADS)
     # matrix product (BLAS)
-    x4 = x2 @ W2
+    x4 = _product(x2, W2)
     # matrix product (BLAS)
-    x5 = x3 @ W2
+    x5 = _product(x3, W2)
     # matrix product (BLAS)
-    x6 = x2 @ v_W2
+    x6 = _product(x2, v_W2)
     # one pass over the elements (M, N_O), compiled C (_SOURCE)
     x7 = 2.0/(M*N_O)
     x8 = np.empty((M, N_O), dtype=DTYPE)
     x9 = np.empty((M, N_O), dtype=DTYPE)
     _lib().hvp_1(_address(Y), _address(x4), _address(x5), _address(x6), _address(x8), _address(x9), x7, M, N_O, _THREADS)
     # matrix product (BLAS)
-    x10 = x8 @ v_W2.T
+    x10 = _product(x8, v_W2.T)
     # matrix product (BLAS)
-    x11 = x9 @ W2.T
+    x11 = _product(x9, W2.T)
     # matrix product (BLAS)
-    x12 = x3.T @ x8
+    x12 = _product(x3.T, x8)
     # matrix product (BLAS)
-    x13 = x2.T @ x9
+    x13 = _product(x2.T, x9)
     # one pass over the elements (M, N_H), compiled C (_SOURCE)
     x14 = np.empty((M, N_H), dtype=DTYPE)
     _lib().hvp_2(_address(x0), _address(x10), _address(x11), _address(x14), M, N_H, _THREADS)
@@ -1090,7 +1181,7 @@ def _hvp(W1, W2, X, Y, N_I, N_H, N_O, M, v_W1, v_W2):
     hvp_W2 = np.empty((N_H, N_O), dtype=DTYPE)
     _lib().hvp_3(_address(x12), _address(x13), _address(hvp_W2), N_H, N_O, _THREADS)
     # matrix product (BLAS)
-    hvp_W1 = X.T @ x14
+    hvp_W1 = _product(X.T, x14)
     return (hvp_W1, hvp_W2,)
 
 

@@ -595,6 +595,97 @@ def _address(array):
     return _POINTER.from_address(id(array) + _DATA_OFFSET).value
 
 
+#: A matrix product is thin when two of its three dimensions (rows, inner, columns) are at
+#: most _THIN and it has at least _THIN_FROM multiply-adds (X @ W and X.T @ G of a softmax
+#: regression with few features and classes): see _product.
+_THIN = 48
+_THIN_FROM = 1048576
+#: The functions (get, set) of OpenBLAS's thread count, as its builds name them (NumPy's
+#: wheels bundle scipy-openblas, whose names have a prefix and a suffix).
+_BLAS_THREAD_FUNCTIONS = (
+    ("scipy_openblas_get_num_threads64_", "scipy_openblas_set_num_threads64_"),
+    ("scipy_openblas_get_num_threads", "scipy_openblas_set_num_threads"),
+    ("openblas_get_num_threads64_", "openblas_set_num_threads64_"),
+    ("openblas_get_num_threads", "openblas_set_num_threads"),
+)
+
+
+def _product(a, b):
+    """``a @ b`` by NumPy's BLAS; a thin product (_THIN) on one BLAS thread. OpenBLAS's
+    threads gain little on it, and after a product they spin for about 0.1 s, taking the
+    cores that the next pass's threads need. It runs on one BLAS thread whatever the
+    passes' thread count (set_num_threads): OpenBLAS's threads may add in another order,
+    and the results must not depend on that count."""
+    m, k = a.shape if a.ndim == 2 else (1, a.shape[0])
+    n = b.shape[1] if b.ndim == 2 else 1
+    if m*k*n >= _THIN_FROM and m + k + n - max(m, k, n) - min(m, k, n) <= _THIN:
+        return _on_one_blas_thread(a, b)
+    return a @ b
+
+
+def _on_one_blas_thread(a, b):
+    """``a @ b`` with NumPy's OpenBLAS set to one thread, and its thread count put back
+    after; as plain ``a @ b`` where that BLAS is not found (_blas_threads). Calls from
+    several Python threads at once leave the count as they found it: each sets 1 only where
+    it finds more, and puts back what it found. (Products that other threads of the program
+    run meanwhile run on one BLAS thread too.)"""
+    control = _blas_threads()
+    if control is None:
+        return a @ b
+    get, put = control
+    threads = get()
+    if threads <= 1:
+        return a @ b
+    put(1)
+    try:
+        return a @ b
+    finally:
+        put(threads)
+
+
+@functools.cache
+def _blas_threads():
+    """The functions (get, set) of the thread count of the OpenBLAS that this process has
+    loaded (NumPy's), or None: another BLAS, or a system that cannot tell. A library is
+    opened only if it is loaded already (RTLD_NOLOAD): this never loads a second BLAS."""
+    loaded = getattr(os, "RTLD_NOLOAD", None)
+    if loaded is None:
+        return None
+    for path in _openblas_paths():
+        try:
+            library = ctypes.CDLL(path, mode=loaded | os.RTLD_NOW)
+        except OSError:  # not loaded in this process
+            continue
+        for get, put in _BLAS_THREAD_FUNCTIONS:
+            if hasattr(library, get) and hasattr(library, put):
+                getter, setter = getattr(library, get), getattr(library, put)
+                getter.argtypes, getter.restype = (), ctypes.c_int
+                setter.argtypes, setter.restype = (ctypes.c_int,), None
+                return getter, setter
+    return None
+
+
+def _openblas_paths():
+    """Paths of OpenBLAS libraries: those NumPy's wheel bundles (numpy.libs beside it on
+    Linux and Windows, numpy/.dylibs on macOS), then those this process has mapped (Linux's
+    /proc/self/maps: a NumPy built against the system's OpenBLAS)."""
+    package = Path(np.__file__).parent
+    paths = []
+    for folder in (package.parent / "numpy.libs", package / ".dylibs"):
+        if folder.is_dir():
+            paths += sorted(str(p) for p in folder.iterdir() if "openblas" in p.name)
+    try:
+        with open("/proc/self/maps") as maps:
+            fields = [line.split(maxsplit=5) for line in maps]
+    except OSError:  # no /proc
+        fields = []
+    for mapped in fields:
+        if len(mapped) == 6 and "openblas" in Path(mapped[5].strip()).name:
+            if mapped[5].strip() not in paths:
+                paths.append(mapped[5].strip())
+    return paths
+
+
 def _out_of_memory(name):
     raise MemoryError(f"softmax: the C pass {name} could not allocate its partial sums")
 
@@ -1022,7 +1113,7 @@ def loss(W, b, X, Y):
     """The loss, as a float."""
     W, b, X, Y, D, K, N = _arguments(W, b, X, Y)
     # matrix product (BLAS)
-    x0 = X @ W
+    x0 = _product(X, W)
     # one pass over the elements (N, K), 1 reduction, compiled C (_SOURCE)
     _r_x1 = np.full((N, 1), -np.inf)
     _lib().loss_0(_address(b), _address(x0), _address(_r_x1), K, N, _THREADS)
@@ -1062,7 +1153,7 @@ def _loss_and_grad(W, b, X, Y, D, K, N):
     x3 = x0*x1
     x4 = -x0*x2
     # matrix product (BLAS)
-    x5 = X @ W
+    x5 = _product(X, W)
     # one pass over the elements (N, K), 1 reduction, compiled C (_SOURCE)
     _r_x6 = np.full((N, 1), -np.inf)
     _lib().loss_and_grad_1(_address(b), _address(x5), _address(_r_x6), K, N, _THREADS)
@@ -1086,7 +1177,7 @@ def _loss_and_grad(W, b, X, Y, D, K, N):
     grad_b = np.empty((1, K), dtype=DTYPE)
     _lib().loss_and_grad_4(_address(x13), _address(x4), _address(grad_b), K)
     # matrix product (BLAS)
-    grad_W = X.T @ x11
+    grad_W = _product(X.T, x11)
     return loss, (grad_W, grad_b)
 
 
@@ -1246,9 +1337,9 @@ def _hvp(W, b, X, Y, D, K, N, v_W, v_b):
     x0 = _r_x0
     x1 = x0/N
     # matrix product (BLAS)
-    x2 = X @ W
+    x2 = _product(X, W)
     # matrix product (BLAS)
-    x3 = X @ v_W
+    x3 = _product(X, v_W)
     # one pass over the elements (N, K), 1 reduction, compiled C (_SOURCE)
     _r_x4 = np.full((N, 1), -np.inf)
     _lib().hvp_1(_address(b), _address(x2), _address(_r_x4), K, N, _THREADS)
@@ -1268,7 +1359,7 @@ def _hvp(W, b, X, Y, D, K, N, v_W, v_b):
         _out_of_memory('hvp_4')
     hvp_b = _r_hvp_b
     # matrix product (BLAS)
-    hvp_W = X.T @ x9
+    hvp_W = _product(X.T, x9)
     return (hvp_W, hvp_b,)
 
 

@@ -254,7 +254,7 @@ class NativeKernels:
 
     def product(self, left: str, right: str) -> str:
         """``left @ right`` by BLAS, through the module's ``_product``: a thin product runs
-        on one BLAS thread while the passes run on several (``THIN``)."""
+        on one BLAS thread (``THIN``)."""
         self.multiplies = True
         return f"_product({left}, {right})"
 
@@ -937,8 +937,9 @@ FUSED_AT_MOST = 64 << 10
 FUSED_AT_LEAST = 16 << 20
 
 #: A matrix product (rows x inner by inner x columns) is thin when two of its three
-#: dimensions are at most THIN and it has at least THIN_FROM multiply-adds: while the
-#: passes run on several threads, the module runs it on one BLAS thread (``_product``).
+#: dimensions are at most THIN and it has at least THIN_FROM multiply-adds: the module runs
+#: it on one BLAS thread (``_product``), whatever the passes' thread count (OpenBLAS's
+#: threads can add in another order: the results would depend on that count).
 #: OpenBLAS's threads gain little on such a product (X.T @ G, 20 x 10^5 by 10^5 x 10:
 #: 2.9 ms on one thread, 3.1 on two), and after each product they spin for about 0.1 s,
 #: taking the cores that the next pass's threads need. Measured on softmax regression

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import ast
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
-from collections.abc import Callable
 from typing import Protocol
 
 import sympy as sp
