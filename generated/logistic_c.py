@@ -1214,6 +1214,97 @@ def _not_binary(array):
     return count[0]
 
 
+#: A matrix product is thin when two of its three dimensions (rows, inner, columns) are at
+#: most _THIN and it has at least _THIN_FROM multiply-adds (X @ W and X.T @ G of a softmax
+#: regression with few features and classes): see _product.
+_THIN = 48
+_THIN_FROM = 1048576
+#: The functions (get, set) of OpenBLAS's thread count, as its builds name them (NumPy's
+#: wheels bundle scipy-openblas, whose names have a prefix and a suffix).
+_BLAS_THREAD_FUNCTIONS = (
+    ("scipy_openblas_get_num_threads64_", "scipy_openblas_set_num_threads64_"),
+    ("scipy_openblas_get_num_threads", "scipy_openblas_set_num_threads"),
+    ("openblas_get_num_threads64_", "openblas_set_num_threads64_"),
+    ("openblas_get_num_threads", "openblas_set_num_threads"),
+)
+
+
+def _product(a, b):
+    """``a @ b`` by NumPy's BLAS; a thin product (_THIN) on one BLAS thread. OpenBLAS's
+    threads gain little on it, and after a product they spin for about 0.1 s, taking the
+    cores that the next pass's threads need. It runs on one BLAS thread whatever the
+    passes' thread count (set_num_threads): OpenBLAS's threads may add in another order,
+    and the results must not depend on that count."""
+    m, k = a.shape if a.ndim == 2 else (1, a.shape[0])
+    n = b.shape[1] if b.ndim == 2 else 1
+    if m*k*n >= _THIN_FROM and m + k + n - max(m, k, n) - min(m, k, n) <= _THIN:
+        return _on_one_blas_thread(a, b)
+    return a @ b
+
+
+def _on_one_blas_thread(a, b):
+    """``a @ b`` with NumPy's OpenBLAS set to one thread, and its thread count put back
+    after; as plain ``a @ b`` where that BLAS is not found (_blas_threads). Calls from
+    several Python threads at once leave the count as they found it: each sets 1 only where
+    it finds more, and puts back what it found. (Products that other threads of the program
+    run meanwhile run on one BLAS thread too.)"""
+    control = _blas_threads()
+    if control is None:
+        return a @ b
+    get, put = control
+    threads = get()
+    if threads <= 1:
+        return a @ b
+    put(1)
+    try:
+        return a @ b
+    finally:
+        put(threads)
+
+
+@functools.cache
+def _blas_threads():
+    """The functions (get, set) of the thread count of the OpenBLAS that this process has
+    loaded (NumPy's), or None: another BLAS, or a system that cannot tell. A library is
+    opened only if it is loaded already (RTLD_NOLOAD): this never loads a second BLAS."""
+    loaded = getattr(os, "RTLD_NOLOAD", None)
+    if loaded is None:
+        return None
+    for path in _openblas_paths():
+        try:
+            library = ctypes.CDLL(path, mode=loaded | os.RTLD_NOW)
+        except OSError:  # not loaded in this process
+            continue
+        for get, put in _BLAS_THREAD_FUNCTIONS:
+            if hasattr(library, get) and hasattr(library, put):
+                getter, setter = getattr(library, get), getattr(library, put)
+                getter.argtypes, getter.restype = (), ctypes.c_int
+                setter.argtypes, setter.restype = (ctypes.c_int,), None
+                return getter, setter
+    return None
+
+
+def _openblas_paths():
+    """Paths of OpenBLAS libraries: those NumPy's wheel bundles (numpy.libs beside it on
+    Linux and Windows, numpy/.dylibs on macOS), then those this process has mapped (Linux's
+    /proc/self/maps: a NumPy built against the system's OpenBLAS)."""
+    package = Path(np.__file__).parent
+    paths = []
+    for folder in (package.parent / "numpy.libs", package / ".dylibs"):
+        if folder.is_dir():
+            paths += sorted(str(p) for p in folder.iterdir() if "openblas" in p.name)
+    try:
+        with open("/proc/self/maps") as maps:
+            fields = [line.split(maxsplit=5) for line in maps]
+    except OSError:  # no /proc
+        fields = []
+    for mapped in fields:
+        if len(mapped) == 6 and "openblas" in Path(mapped[5].strip()).name:
+            if mapped[5].strip() not in paths:
+                paths.append(mapped[5].strip())
+    return paths
+
+
 def _out_of_memory(name):
     raise MemoryError(f"logistic: the C pass {name} could not allocate its partial sums")
 
@@ -1642,7 +1733,7 @@ def loss(w, X, t):
             _out_of_memory('loss_0')
         x1, = _acc
     else:
-        x0 = X @ w
+        x0 = _product(X, w)
         _acc = _ACCUMULATORS[1]()
         if _lib().loss_1(_address(t), _address(x0), N, _THREADS, _acc):
             _out_of_memory('loss_1')
@@ -1671,13 +1762,13 @@ def _loss_and_grad(w, X, t, D, N):
         x3, = _acc
         grad_w = _r_grad_w.reshape((D, 1))
     else:
-        x0 = X @ w
+        x0 = _product(X, w)
         x2 = np.empty((N, 1), dtype=DTYPE)
         _acc = _ACCUMULATORS[1]()
         if _lib().loss_and_grad_1(_address(t), _address(x0), _address(x2), N, _THREADS, _acc):
             _out_of_memory('loss_and_grad_1')
         x3, = _acc
-        grad_w = X.T @ x2
+        grad_w = _product(X.T, x2)
     # scalar arithmetic
     loss = -x3
     return loss, (grad_w, )
@@ -1811,7 +1902,7 @@ def hvp(w, X, t, *, v):
 def _hvp(w, X, t, D, N, v_w):
     """hvp on checked arguments and directions."""
     # matrix product (BLAS)
-    x1 = X @ v_w
+    x1 = _product(X, v_w)
     # one pass over the elements (N, 1), compiled C (_SOURCE), with the products by X (or BLAS)
     if X.nbytes <= _FUSED_AT_MOST or X.nbytes >= _FUSED_AT_LEAST:
         _r_hvp_w = np.zeros((D,))
@@ -1819,10 +1910,10 @@ def _hvp(w, X, t, D, N, v_w):
             _out_of_memory('hvp_0')
         hvp_w = _r_hvp_w.reshape((D, 1))
     else:
-        x0 = X @ w
+        x0 = _product(X, w)
         x3 = np.empty((N, 1), dtype=DTYPE)
         _lib().hvp_1(_address(x0), _address(x1), _address(x3), N, _THREADS)
-        hvp_w = X.T @ x3
+        hvp_w = _product(X.T, x3)
     return (hvp_w,)
 
 
@@ -1866,12 +1957,12 @@ def _hessian_of(w, X, t, D, N):
             x2 = np.empty((N, 1), dtype=DTYPE)
             _lib().hessian_2(_address(X), _address(w), _address(x2), D, N, _THREADS)
         else:
-            x0 = X @ w
+            x0 = _product(X, w)
             x2 = np.empty((N, 1), dtype=DTYPE)
             _lib().hessian_1(_address(x0), _address(x2), N, _THREADS)
         x3 = np.empty((N, D), dtype=DTYPE)
         _lib().hessian_3(_address(X), _address(x2), _address(x3), D, N, _THREADS)
-        h_w_w = x3.T @ x3
+        h_w_w = _product(x3.T, x3)
     _hessian = h_w_w
     return _hessian
 
@@ -1914,17 +2005,17 @@ def newton_step(w, X, t, *, damping=0.0, gradient=None):
             x5, = _acc
             grad_w = _r_grad_w.reshape((D, 1))
         else:
-            x0 = X @ w
+            x0 = _product(X, w)
             x3 = np.empty((N, 1), dtype=DTYPE)
             x4 = np.empty((N, 1), dtype=DTYPE)
             _acc = _ACCUMULATORS[1]()
             if _lib().newton_1(_address(t), _address(x0), _address(x3), _address(x4), N, _THREADS, _acc):
                 _out_of_memory('newton_1')
             x5, = _acc
-            grad_w = X.T @ x3
+            grad_w = _product(X.T, x3)
         x6 = np.empty((N, D), dtype=DTYPE)
         _lib().newton_3(_address(X), _address(x4), _address(x6), D, N, _THREADS)
-        h_w_w = x6.T @ x6
+        h_w_w = _product(x6.T, x6)
     # scalar arithmetic
     loss = -x5
     _hessian = h_w_w

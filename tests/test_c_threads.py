@@ -34,12 +34,23 @@ def softmax_case(rng):  # row maxima and sums, and column sums (the bias gradien
     return softmax.softmax, params, {"X": x, "Y": y}
 
 
+def softmax_thin_case(rng):  # the benchmark's shape class: X @ W and X.T @ G run in blocks
+    x, y, _ = softmax.blobs(n=30_001, d=20, k=10, seed=3)
+    params = [0.2 * rng.standard_normal((20, 10)), 0.1 * rng.standard_normal((1, 10))]
+    return softmax.softmax, params, {"X": x, "Y": y}
+
+
 def mlp_case(rng):  # float32; the ReLU mask pass over (M, N_H)
     x, y, w1, w2 = mlp.seed_data(3000, 64, 48, 4)
     return mlp.mlp, [0.1 * w1, 0.1 * w2], {"X": x, "Y": y}
 
 
-CASES = {"curve_fit": curve_fit_case, "logistic": logistic_case, "softmax": softmax_case}
+CASES = {
+    "curve_fit": curve_fit_case,
+    "logistic": logistic_case,
+    "softmax": softmax_case,
+    "softmax_thin": softmax_thin_case,
+}
 
 
 def results(module, params, data):
@@ -219,3 +230,109 @@ def test_openmp_spins_briefly_unless_told_otherwise(monkeypatch):
         assert seen[-1].get("GOMP_SPINCOUNT") == os.environ.get("GOMP_SPINCOUNT")
         assert os.environ[variable] == value
         monkeypatch.delenv(variable)
+
+
+class _Recorded(np.ndarray):
+    """An array whose products record the BLAS thread count they ran under."""
+
+    counts: list[int] = []
+    get = None
+
+    def __matmul__(self, other):
+        _Recorded.counts.append(_Recorded.get())
+        return np.asarray(self) @ other
+
+
+@pytest.fixture
+def blas():
+    """A C module with matrix products that are not tall ones (the logistic regression's
+    X @ w: a vector product; a softmax regression's go through ``_tall_product``), and
+    its (get, set) of OpenBLAS's thread count at 2 (put back after)."""
+    module = symgen.compile(logistic.logistic, "c")
+    control = module._blas_threads()
+    if control is None:
+        pytest.skip("NumPy's BLAS here is not an OpenBLAS the module can find")
+    get, put = control
+    before = get()
+    put(2)
+    _Recorded.get, _Recorded.counts = get, []
+    yield module, get
+    put(before)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_thin_product_runs_on_one_blas_thread_and_the_count_is_put_back(blas, threads):
+    module, get = blas
+    rng = np.random.default_rng(0)
+    module.set_num_threads(threads)  # whatever the passes' count: the results do not change
+    try:
+        shapes = {
+            (40_000, 20, 10): 1,  # X @ W of a softmax regression: thin
+            (20, 40_000, 10): 1,  # X.T @ G
+            (40_000, 48, 48): 1,  # two dimensions at _THIN: still thin
+            (40_000, 49, 10): 2,  # one dimension past it: BLAS's threads
+            (2000, 64, 64): 2,
+            (100, 20, 10): 2,  # fewer than _THIN_FROM multiply-adds: as it is
+        }
+        for (m, k, n), expected in shapes.items():
+            a, b = rng.standard_normal((m, k)), rng.standard_normal((k, n))
+            _Recorded.counts = []
+            product = module._product(a.view(_Recorded), b)
+            assert _Recorded.counts == [expected], (m, k, n)
+            np.testing.assert_allclose(np.asarray(product), a @ b, rtol=1e-12, atol=1e-12)
+            assert get() == 2  # put back
+    finally:
+        module.set_num_threads()
+
+
+def test_thin_products_from_several_python_threads_leave_the_count_as_it_was(blas):
+    import threading
+
+    module, get = blas
+    rng = np.random.default_rng(1)
+    a, b = rng.standard_normal((30_000, 20)), rng.standard_normal((20, 10))
+    expected = module._product(a, b)
+    wrong = []
+
+    def work():
+        for _ in range(20):
+            if module._product(a, b).tobytes() != expected.tobytes():
+                wrong.append(1)
+
+    workers = [threading.Thread(target=work) for _ in range(6)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert not wrong and get() == 2
+
+
+def test_without_openblas_the_products_are_numpys(monkeypatch):
+    """Where no loaded OpenBLAS is found (none; a library not loaded, which the module never
+    loads; a loaded library without OpenBLAS's functions), _product is ``a @ b``."""
+    import ctypes.util
+
+    module = symgen.compile(logistic.logistic, "c")
+    rng = np.random.default_rng(2)
+    a, b = rng.standard_normal((30_000, 20)), rng.standard_normal((20, 10))
+    libc = ctypes.util.find_library("c") or "libc.so.6"
+    for paths in ([], ["/nowhere/libopenblas.so"], [libc]):
+        monkeypatch.setattr(module, "_openblas_paths", lambda paths=paths: paths)
+        module._blas_threads.cache_clear()
+        try:
+            assert module._blas_threads() is None
+            np.testing.assert_allclose(module._product(a, b), a @ b, rtol=1e-12)
+        finally:
+            module._blas_threads.cache_clear()
+
+
+def test_the_module_finds_numpys_openblas_when_numpy_has_one():
+    module = symgen.compile(logistic.logistic, "c")
+    paths = module._openblas_paths()
+    assert all("openblas" in os.path.basename(p) for p in paths)
+    config = np.show_config(mode="dicts") if np.lib.NumpyVersion(np.__version__) >= "1.26.0" else {}
+    blas_name = config.get("Build Dependencies", {}).get("blas", {}).get("name", "")
+    if "openblas" in blas_name and os.path.exists("/proc/self/maps"):
+        assert paths and module._blas_threads() is not None
+        get, _ = module._blas_threads()
+        assert get() >= 1

@@ -215,6 +215,9 @@ class NativeModule:
     #: The sizes of a matrix (bytes) at most and at least which its products run inside
     #: the pass over its rows (``_FUSED_AT_MOST``, ``_FUSED_AT_LEAST``); None: no such pass.
     fusion: tuple[int, int] | None = None
+    #: The rule of thin products (``_THIN``, ``_THIN_FROM``: ``THIN``, ``THIN_FROM``);
+    #: None: no matrix product.
+    thin: tuple[int, int] | None = None
     #: The most columns of a matrix whose Gram product its pass sums (``_GRAM_AT_MOST``);
     #: None: no such pass.
     gram: int | None = None
@@ -238,6 +241,8 @@ class NativeKernels:
     binary: bool = False
     #: Whether a pass chooses between its Gram sum and BLAS (``choose_gram``).
     chooses_gram: bool = False
+    #: Whether the module has a matrix product by BLAS (``product``).
+    multiplies: bool = False
 
     @property
     def ctype(self) -> str:
@@ -246,6 +251,12 @@ class NativeKernels:
     def fused_products(self, program: Program, shapes: dict[str, tuple]) -> dict[int, Products]:
         """The matrix-vector products this backend runs inside passes (``fused_products``)."""
         return fused_products(program, shapes)
+
+    def product(self, left: str, right: str) -> str:
+        """``left @ right`` by BLAS, through the module's ``_product``: a thin product runs
+        on one BLAS thread (``THIN``)."""
+        self.multiplies = True
+        return f"_product({left}, {right})"
 
     def choose(self, products: Products, fused: list[str], apart: list[str]) -> list[str]:
         """The lines that run a pass with its products inside (``fused``) when its matrix is
@@ -291,6 +302,7 @@ class NativeKernels:
             tuple(sizes),
             cache=CACHE_SOURCE,
             fusion=fusion,
+            thin=(THIN, THIN_FROM) if self.multiplies else None,
             gram=GRAM_AT_MOST if self.chooses_gram else None,
         )
 
@@ -924,6 +936,20 @@ CACHE_LINE = 64
 FUSED_AT_MOST = 64 << 10
 FUSED_AT_LEAST = 16 << 20
 
+#: A matrix product (rows x inner by inner x columns) is thin when two of its three
+#: dimensions are at most THIN and it has at least THIN_FROM multiply-adds: the module runs
+#: it on one BLAS thread (``_product``), whatever the passes' thread count (OpenBLAS's
+#: threads can add in another order: the results would depend on that count).
+#: OpenBLAS's threads gain little on such a product (X.T @ G, 20 x 10^5 by 10^5 x 10:
+#: 2.9 ms on one thread, 3.1 on two), and after each product they spin for about 0.1 s,
+#: taking the cores that the next pass's threads need. Measured on softmax regression
+#: (X @ W and X.T @ G around three passes over N x K; N = 10^5, 2 threads, 2 cores), time
+#: with both products on one BLAS thread / on BLAS's two: D = 20, 32, 48, 64, 128 (K =
+#: 10): 0.59, 0.72, 0.88, 1.01, 1.42; K = 40, 64 (D = 20): 0.77, 0.69; D = K = 64: 1.18.
+#: Products with a long second dimension keep BLAS's threads (docs/API.md, "Threads").
+THIN = 48
+THIN_FROM = 1 << 20
+
 #: Rows per chunk of a pass with fused products at most, and values per chunk of the
 #: matrix (2048 float64 values are 16 KiB: a chunk stays in the L1 cache between the
 #: products, the pass and the transposed products).
@@ -965,6 +991,8 @@ def generate(compiled: Compiled, source_path: str | None = None, baked: Baked | 
     module = numpy_backend.plan(compiled, source_path, baked, native=native)
     if module.native is not None:
         return render(TEMPLATES, "c_module.py.j2", plan=module)
+    if native.multiplies:  # products but no pass: the NumPy module's plain products
+        module = numpy_backend.plan(compiled, source_path, baked)
     # no pass to compile: the NumPy module, saying so
     return numpy_backend.render_module(replace(module, backend="C", note=SCALAR_NOTE))
 

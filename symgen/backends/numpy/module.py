@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -73,6 +74,11 @@ class PassCompiler(Protocol):
 
     def module(self, name: str) -> CompiledPasses | None: ...
 
+    def product(self, left: str, right: str) -> str:
+        """How the module spells the matrix product ``left @ right`` (``backends.c``: a
+        call that chooses BLAS's thread count)."""
+        ...
+
 
 @dataclass(frozen=True)
 class Body:
@@ -103,8 +109,17 @@ class _StatementPrinter:
     """Python lines of statements: ``ScalarPrinter`` for scalar arithmetic, ``ArrayPrinter``
     for array work; both record the helpers and modules their text uses."""
 
-    def __init__(self, arrays: frozenset[str], dtype: str, shapes: dict | None = None) -> None:
+    def __init__(
+        self,
+        arrays: frozenset[str],
+        dtype: str,
+        shapes: dict | None = None,
+        product: Callable[[str, str], str] | None = None,
+    ) -> None:
         self.scalar = ScalarPrinter()
+        #: How a product that is not a tall one is spelled, from its operands' text (the C
+        #: module's ``_product``; None: ``left @ right``).
+        self.whole_product = product
         self.array = ArrayPrinter(arrays)
         self.dtype = dtype
         self.shapes = dict(shapes or {})
@@ -157,22 +172,32 @@ class _StatementPrinter:
         raise TypeError(f"no Python spelling for {type(stmt).__name__}")
 
     def product(self, left: sp.Expr, right: sp.Expr) -> str:
-        """``left @ right``, by BLAS; a tall product (``tall_products``) through its helper."""
+        """``left @ right``, by BLAS; a tall product (``tall_products``) through its helper
+        (its blocks run in OpenBLAS's small-matrix kernels, on the calling thread), any
+        other as the pass compiler spells it (the C module: a thin one on one BLAS
+        thread)."""
         a = self.array.doprint
+        name = self._tall(left, right)
+        if name is not None:
+            self.row_helpers.add(name)
+            flipped = isinstance(left, transposed)
+            return f"{name}({a(left.args[0] if flipped else left)}, {a(right)})"
+        if self.whole_product is not None:
+            return self.whole_product(a(left), a(right))
+        return f"{a(left)} @ {a(right)}"
+
+    def _tall(self, left: sp.Expr, right: sp.Expr) -> str | None:
+        """The ``tall_products`` helper of ``left @ right``, or None (not a tall product)."""
         shapes = [self._shape(x) for x in (left, right)]
         if None in shapes:
-            return f"{a(left)} @ {a(right)}"
+            return None
         (rows, inner), (_, cols) = shapes
         flipped = isinstance(left, transposed)
         if flipped and left.args[0] == right:  # a Gram product: BLAS's syrk, whole
-            return f"{a(left)} @ {a(right)}"
+            return None
         if flipped:
             rows, inner = inner, rows
-        name = tall_products.helper(rows, inner, cols, flipped)
-        if name is None:
-            return f"{a(left)} @ {a(right)}"
-        self.row_helpers.add(name)
-        return f"{name}({a(left.args[0] if flipped else left)}, {a(right)})"
+        return tall_products.helper(rows, inner, cols, flipped)
 
     def _shape(self, x: sp.Expr) -> tuple | None:
         """The (symbolic) shape of the array ``x``, a name or a transposed name; None if
@@ -452,7 +477,10 @@ def _body(
         **{f"_{n}_T": tuple(reversed(shape)) for n, shape in all_shapes.items()},
     }
     printer = _StatementPrinter(
-        program.arrays | frozenset(views.values()) | local, dtype, {**views_shapes, **all_shapes}
+        program.arrays | frozenset(views.values()) | local,
+        dtype,
+        {**views_shapes, **all_shapes},
+        native.product if native is not None else None,
     )
     stored = program.used_elsewhere()
     fused = native.fused_products(program, all_shapes) if native is not None else {}
