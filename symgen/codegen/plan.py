@@ -17,7 +17,7 @@ import sympy as sp
 
 from symgen.codegen.formulas import formula_text
 from symgen.codegen.optimizers import Baked
-from symgen.codegen.second_order import SecondOrderPlan
+from symgen.codegen.second_order import SecondOrderPlan, free_keyword
 from symgen.compiler.pipeline import Compiled
 
 
@@ -102,9 +102,12 @@ class LeastSquaresPlan:
     residual_body: Any
     jacobian_body: Any
     #: The returned expressions: the residuals as a vector; the Jacobian's blocks side by
-    #: side, one column per parameter element in PARAMS order.
+    #: side, one column per parameter element in PARAMS order; the residuals as the
+    #: Jacobian's body computes them (for its ``keyword``: the array to fill with them).
     residual_value: str
     jacobian_value: str
+    jacobian_residual_value: str
+    keyword: str
     scale: str
     reduce: str
     #: The number of residuals and of parameter elements, as text (``N``, ``D + 1``).
@@ -190,12 +193,13 @@ def least_squares_plan(
         return None
     matrix = compiled.problem.kind == "matrix"
     (residual,) = residual_body.results
+    *columns, again = jacobian_body.results
     shapes = dict(found.residual_program.shapes)
     size = sp.Mul(*shapes[residual]) if matrix else compiled.lowered.data[0].shape[0]
     params = compiled.lowered.params
     blocks = [
         f"{name}.ravel()" if matrix and not p.shape else name
-        for name, p in zip(jacobian_body.results, params, strict=True)
+        for name, p in zip(columns, params, strict=True)
     ]
     if len(blocks) == 1 and matrix and params[0].shape:
         jacobian = blocks[0]  # already (residuals, elements)
@@ -206,6 +210,8 @@ def least_squares_plan(
         jacobian_body=jacobian_body,
         residual_value=f"{residual}.ravel()" if matrix else residual,
         jacobian_value=jacobian,
+        jacobian_residual_value=f"{again}.ravel()" if matrix else again,
+        keyword=free_keyword("residuals", {i.name for i in (*params, *compiled.lowered.data)}),
         scale=repr(float(found.scale)),
         reduce=found.reduce,
         size=str(size),
