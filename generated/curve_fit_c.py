@@ -237,13 +237,13 @@ int jacobian_0(const double* restrict t, const double* restrict y, double* restr
             const double jac_e = _v_t;
             const double residual = d*x4 + e*_v_t + g + x2 - _v_y;
             const double jac_g = 1.0;
-            _w_jac_a[_i] = jac_a;
-            _w_jac_b[_i] = jac_b;
-            _w_jac_c[_i] = jac_c;
-            _w_jac_d[_i] = jac_d;
-            _w_jac_e[_i] = jac_e;
+            _w_jac_a[_i*6] = jac_a;
+            _w_jac_b[_i*6] = jac_b;
+            _w_jac_c[_i*6] = jac_c;
+            _w_jac_d[_i*6] = jac_d;
+            _w_jac_e[_i*6] = jac_e;
             _w_residual[_i] = residual;
-            _w_jac_g[_i] = jac_g;
+            _w_jac_g[_i*6] = jac_g;
         }
     }
     return 0;
@@ -1256,18 +1256,19 @@ def jacobian(a, b, c, d, e, g, t, y, *, residuals=None):
     wants both at every point it accepts.
     """
     a, b, c, d, e, g, t, y, N = _arguments(a, b, c, d, e, g, t, y)
+    _jacobian = np.empty((N, 6), dtype=DTYPE)
     # one pass over the samples (N,), compiled C (_SOURCE)
-    jac_a = np.empty((N,), dtype=DTYPE)
-    jac_b = np.empty((N,), dtype=DTYPE)
-    jac_c = np.empty((N,), dtype=DTYPE)
-    jac_d = np.empty((N,), dtype=DTYPE)
-    jac_e = np.empty((N,), dtype=DTYPE)
+    jac_a = _jacobian[:, 0]
+    jac_b = _jacobian[:, 1]
+    jac_c = _jacobian[:, 2]
+    jac_d = _jacobian[:, 3]
+    jac_e = _jacobian[:, 4]
     residual = np.empty((N,), dtype=DTYPE)
-    jac_g = np.empty((N,), dtype=DTYPE)
+    jac_g = _jacobian[:, 5]
     _lib().jacobian_0(_address(t), _address(y), _address(jac_a), _address(jac_b), _address(jac_c), _address(jac_d), _address(jac_e), _address(residual), _address(jac_g), a, b, c, d, e, g, N, _THREADS)
     if residuals is not None:
         _residuals_into(residuals, residual)
-    return np.column_stack((jac_a, jac_b, jac_c, jac_d, jac_e, jac_g))
+    return _jacobian
 
 
 def _residuals_into(out, residual):

@@ -221,12 +221,13 @@ def jacobian(a, b, c, d, e, g, t, y, *, residuals=None):
     wants both at every point it accepts.
     """
     a, b, c, d, e, g, t, y, N = _arguments(a, b, c, d, e, g, t, y)
+    _jacobian = np.empty((N, 6), dtype=DTYPE)
     # one pass over the samples (N,), in blocks of 8192
-    jac_a = np.empty((N,), dtype=DTYPE)
-    jac_b = np.empty((N,), dtype=DTYPE)
-    jac_c = np.empty((N,), dtype=DTYPE)
-    jac_d = np.empty((N,), dtype=DTYPE)
-    jac_e = np.empty((N,), dtype=DTYPE)
+    jac_a = _jacobian[:, 0]
+    jac_b = _jacobian[:, 1]
+    jac_c = _jacobian[:, 2]
+    jac_d = _jacobian[:, 3]
+    jac_e = _jacobian[:, 4]
     residual = np.empty((N,), dtype=DTYPE)
     _work = np.empty((4, min(N, 8192)), dtype=DTYPE)
     for _start in range(0, N, 8192):
@@ -266,9 +267,10 @@ def jacobian(a, b, c, d, e, g, t, y, *, residuals=None):
         _residual = _w1
         residual[_start:_start + 8192] = _residual
     jac_g = np.full((N,), 1, dtype=DTYPE)
+    _jacobian[:, 5] = jac_g
     if residuals is not None:
         _residuals_into(residuals, residual)
-    return np.column_stack((jac_a, jac_b, jac_c, jac_d, jac_e, jac_g))
+    return _jacobian
 
 
 def _residuals_into(out, residual):

@@ -191,14 +191,22 @@ def test_jacobian_residuals_keyword_takes_only_an_array_of_their_shape_and_dtype
 
 
 def test_numpy_and_c_modules_agree_at_many_samples():
-    """Blocks of the NumPy pass (8192 samples) and the C loop: one Jacobian."""
-    ts, ys = curve_fit.synthetic(20_001)
+    """Blocks of the NumPy pass (8192 samples) and the C loop (tasks of 16384 samples on
+    two threads): one Jacobian, its passes writing the columns of one C-ordered array."""
+    ts, ys = curve_fit.synthetic(40_001)
     numpy_module = symgen.compile(curve_fit.curve_fit)
     c_module = symgen.compile(curve_fit.curve_fit, "c")
     start = curve_fit.START
-    np.testing.assert_allclose(
-        numpy_module.jacobian(*start, ts, ys), c_module.jacobian(*start, ts, ys), rtol=1e-14
-    )
+    jac = numpy_module.jacobian(*start, ts, ys)
+    c_module.set_num_threads(2)
+    two = c_module.jacobian(*start, ts, ys)
+    c_module.set_num_threads(1)
+    one = c_module.jacobian(*start, ts, ys)
+    c_module.set_num_threads(None)
+    assert jac.shape == two.shape == (40_001, 6)
+    assert jac.flags.c_contiguous and two.flags.c_contiguous
+    np.testing.assert_allclose(jac, two, rtol=1e-14)
+    np.testing.assert_array_equal(one, two)
     np.testing.assert_allclose(
         numpy_module.residuals(*start, ts, ys), c_module.residuals(*start, ts, ys), rtol=1e-14
     )

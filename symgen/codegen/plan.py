@@ -113,6 +113,10 @@ class LeastSquaresPlan:
     #: The number of residuals and of parameter elements, as text (``N``, ``D + 1``).
     size: str
     parameters: str
+    #: Lines before the Jacobian's body (the array its passes write columns of) and after
+    #: it (the columns they did not write, copied in).
+    jacobian_prologue: tuple[str, ...] = ()
+    jacobian_epilogue: tuple[str, ...] = ()
 
 
 def shape_text(shape: tuple) -> str:
@@ -184,10 +188,13 @@ def baked_fields(baked: Baked | None) -> dict:
 
 
 def least_squares_plan(
-    compiled: Compiled, residual_body: Any, jacobian_body: Any
+    compiled: Compiled, residual_body: Any, jacobian_body: Any, matrix_name: str | None = None
 ) -> LeastSquaresPlan | None:
     """The ``least_squares`` field of a module whose backend wrote ``compiled.residuals``'s
-    programs as ``residual_body`` and ``jacobian_body`` (None without residuals)."""
+    programs as ``residual_body`` and ``jacobian_body`` (None without residuals).
+    ``matrix_name``: the (N, P) array whose columns the body's passes write (its results
+    in ``jacobian_body.placed``; the others are copied into it), else the blocks are
+    stacked side by side."""
     found = compiled.residuals
     if found is None:
         return None
@@ -201,7 +208,17 @@ def least_squares_plan(
         f"{name}.ravel()" if matrix and not p.shape else name
         for name, p in zip(columns, params, strict=True)
     ]
-    if len(blocks) == 1 and matrix and params[0].shape:
+    prologue: tuple[str, ...] = ()
+    epilogue: tuple[str, ...] = ()
+    if matrix_name is not None:
+        jacobian = matrix_name
+        prologue = (f"{matrix_name} = np.empty(({size}, {len(columns)}), dtype=DTYPE)",)
+        epilogue = tuple(
+            f"{matrix_name}[:, {i}] = {name}"
+            for i, name in enumerate(columns)
+            if name not in jacobian_body.placed
+        )
+    elif len(blocks) == 1 and matrix and params[0].shape:
         jacobian = blocks[0]  # already (residuals, elements)
     else:
         jacobian = f"np.column_stack({tuple_text(blocks)})"
@@ -211,6 +228,8 @@ def least_squares_plan(
         residual_value=f"{residual}.ravel()" if matrix else residual,
         jacobian_value=jacobian,
         jacobian_residual_value=f"{again}.ravel()" if matrix else again,
+        jacobian_prologue=prologue,
+        jacobian_epilogue=epilogue,
         keyword=free_keyword("residuals", {i.name for i in (*params, *compiled.lowered.data)}),
         scale=repr(float(found.scale)),
         reduce=found.reduce,
