@@ -266,8 +266,8 @@ def jacobian(a, b, c, d, e, g, t, y, *, residuals=None):
         _w1 += g
         _residual = _w1
         residual[_start:_start + 8192] = _residual
-    jac_g = np.full((N,), 1, dtype=DTYPE)
-    _jacobian[:, 5] = jac_g
+    jac_g = _jacobian[:, 5]
+    jac_g[...] = 1
     if residuals is not None:
         _residuals_into(residuals, residual)
     return _jacobian

@@ -325,7 +325,16 @@ def _blocked(
         comma = "," if inplace.count == 1 else ""
         lines.append(f"    {names}{comma} = _work[:, :{n} - _start]")
     lines += body
-    lines += [printer.line(s, kernel) for s in stmts[last + 1 :]]
+    for s in stmts[last + 1 :]:
+        if isinstance(s, Fill) and s.target.name in columns:  # a constant column, in place
+            lines += [
+                f"{s.target.name} = {columns[s.target.name].view()}",
+                f"{s.target.name}[...] = {printer.array.doprint(s.value)}",
+            ]
+            if placed is not None:
+                placed.add(s.target.name)
+        else:
+            lines.append(printer.line(s, kernel))
     return lines
 
 
