@@ -209,7 +209,7 @@ int residuals_0(const double* restrict t, const double* restrict y, double* rest
 }
 
 // jacobian_0: one pass over the samples (N,), in tasks of rows shared among _threads threads
-int jacobian_0(const double* restrict t, double* restrict _w_jac_a, double* restrict _w_jac_b, double* restrict _w_jac_c, double* restrict _w_jac_d, double* restrict _w_jac_e, double* restrict _w_jac_g, const double a, const double b, const double c, const long long N, const int _threads)
+int jacobian_0(const double* restrict t, const double* restrict y, double* restrict _w_jac_a, double* restrict _w_jac_b, double* restrict _w_jac_c, double* restrict _w_jac_d, double* restrict _w_jac_e, double* restrict _w_residual, double* restrict _w_jac_g, const double a, const double b, const double c, const double d, const double e, const double g, const long long N, const int _threads)
 {
     long long _tasks = N*1LL / 16384;
     if (_tasks > 256) _tasks = 256;
@@ -224,21 +224,26 @@ int jacobian_0(const double* restrict t, double* restrict _w_jac_a, double* rest
         #pragma omp simd
         for (long long _i = _first; _i < _last; ++_i) {
             const double _v_t = t[_i];
+            const double _v_y = y[_i];
             const double x0 = exp(-a*_v_t);
             const double x1 = b*_v_t + c;
-            const double x2 = x0*cos(x1);
-            const double jac_a = -_v_t*x0*sin(x1);
-            const double jac_b = _v_t*x2;
-            const double jac_c = x2;
-            const double jac_d = (_v_t*_v_t);
+            const double x2 = x0*sin(x1);
+            const double x3 = x0*cos(x1);
+            const double x4 = (_v_t*_v_t);
+            const double jac_a = -_v_t*x2;
+            const double jac_b = _v_t*x3;
+            const double jac_c = x3;
+            const double jac_d = x4;
             const double jac_e = _v_t;
+            const double residual = d*x4 + e*_v_t + g + x2 - _v_y;
             const double jac_g = 1.0;
-            _w_jac_a[_i] = jac_a;
-            _w_jac_b[_i] = jac_b;
-            _w_jac_c[_i] = jac_c;
-            _w_jac_d[_i] = jac_d;
-            _w_jac_e[_i] = jac_e;
-            _w_jac_g[_i] = jac_g;
+            _w_jac_a[_i*6] = jac_a;
+            _w_jac_b[_i*6] = jac_b;
+            _w_jac_c[_i*6] = jac_c;
+            _w_jac_d[_i*6] = jac_d;
+            _w_jac_e[_i*6] = jac_e;
+            _w_residual[_i] = residual;
+            _w_jac_g[_i*6] = jac_g;
         }
     }
     return 0;
@@ -752,7 +757,7 @@ _SIGNATURES = {
     "loss_0": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_longlong, ctypes.c_int, ctypes.c_void_p),
     "loss_and_grad_0": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_longlong, ctypes.c_int, ctypes.c_void_p),
     "residuals_0": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_longlong, ctypes.c_int),
-    "jacobian_0": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_longlong, ctypes.c_int),
+    "jacobian_0": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_longlong, ctypes.c_int),
     "hvp_0": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_longlong, ctypes.c_int, ctypes.c_void_p),
     "hessian_0": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_longlong, ctypes.c_int, ctypes.c_void_p),
     "newton_0": (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_longlong, ctypes.c_int, ctypes.c_void_p),
@@ -1242,18 +1247,39 @@ def residuals(a, b, c, d, e, g, t, y):
     return residual
 
 
-def jacobian(a, b, c, d, e, g, t, y):
-    """The Jacobian of residuals(), shape (N, 6): a column per parameter element, in PARAMS order (arrays row-major)."""
+def jacobian(a, b, c, d, e, g, t, y, *, residuals=None):
+    """The Jacobian of residuals(), shape (N, 6): a column per parameter element, in PARAMS order (arrays row-major).
+
+    residuals: None, or an array of the module's dtype and shape (N,) that is filled
+    with the residuals at the same point, computed by the same pass (residuals()'s values,
+    up to rounding: the pass shares their terms with the Jacobian's). Levenberg-Marquardt
+    wants both at every point it accepts.
+    """
     a, b, c, d, e, g, t, y, N = _arguments(a, b, c, d, e, g, t, y)
+    _jacobian = np.empty((N, 6), dtype=DTYPE)
     # one pass over the samples (N,), compiled C (_SOURCE)
-    jac_a = np.empty((N,), dtype=DTYPE)
-    jac_b = np.empty((N,), dtype=DTYPE)
-    jac_c = np.empty((N,), dtype=DTYPE)
-    jac_d = np.empty((N,), dtype=DTYPE)
-    jac_e = np.empty((N,), dtype=DTYPE)
-    jac_g = np.empty((N,), dtype=DTYPE)
-    _lib().jacobian_0(_address(t), _address(jac_a), _address(jac_b), _address(jac_c), _address(jac_d), _address(jac_e), _address(jac_g), a, b, c, N, _THREADS)
-    return np.column_stack((jac_a, jac_b, jac_c, jac_d, jac_e, jac_g))
+    jac_a = _jacobian[:, 0]
+    jac_b = _jacobian[:, 1]
+    jac_c = _jacobian[:, 2]
+    jac_d = _jacobian[:, 3]
+    jac_e = _jacobian[:, 4]
+    residual = np.empty((N,), dtype=DTYPE)
+    jac_g = _jacobian[:, 5]
+    _lib().jacobian_0(_address(t), _address(y), _address(jac_a), _address(jac_b), _address(jac_c), _address(jac_d), _address(jac_e), _address(residual), _address(jac_g), a, b, c, d, e, g, N, _THREADS)
+    if residuals is not None:
+        _residuals_into(residuals, residual)
+    return _jacobian
+
+
+def _residuals_into(out, residual):
+    """jacobian's residuals into the caller's array ``out``, checked."""
+    if not (isinstance(out, np.ndarray) and out.shape == residual.shape and out.dtype == DTYPE):
+        raise ValueError(
+            f"curve_fit: jacobian: residuals must be a {np.dtype(DTYPE).name} array of shape"
+            f" {residual.shape}, got {type(out).__name__} {getattr(out, 'shape', '')}"
+            f" {getattr(out, 'dtype', '')}"
+        )
+    out[...] = residual
 
 
 def sgd_step(a, b, c, d, e, g, t, y, *, lr):

@@ -212,15 +212,23 @@ def residuals(a, b, c, d, e, g, t, y):
     return residual
 
 
-def jacobian(a, b, c, d, e, g, t, y):
-    """The Jacobian of residuals(), shape (N, 6): a column per parameter element, in PARAMS order (arrays row-major)."""
+def jacobian(a, b, c, d, e, g, t, y, *, residuals=None):
+    """The Jacobian of residuals(), shape (N, 6): a column per parameter element, in PARAMS order (arrays row-major).
+
+    residuals: None, or an array of the module's dtype and shape (N,) that is filled
+    with the residuals at the same point, computed by the same pass (residuals()'s values,
+    up to rounding: the pass shares their terms with the Jacobian's). Levenberg-Marquardt
+    wants both at every point it accepts.
+    """
     a, b, c, d, e, g, t, y, N = _arguments(a, b, c, d, e, g, t, y)
+    _jacobian = np.empty((N, 6), dtype=DTYPE)
     # one pass over the samples (N,), in blocks of 8192
-    jac_a = np.empty((N,), dtype=DTYPE)
-    jac_b = np.empty((N,), dtype=DTYPE)
-    jac_c = np.empty((N,), dtype=DTYPE)
-    jac_d = np.empty((N,), dtype=DTYPE)
-    jac_e = np.empty((N,), dtype=DTYPE)
+    jac_a = _jacobian[:, 0]
+    jac_b = _jacobian[:, 1]
+    jac_c = _jacobian[:, 2]
+    jac_d = _jacobian[:, 3]
+    jac_e = _jacobian[:, 4]
+    residual = np.empty((N,), dtype=DTYPE)
     _work = np.empty((4, min(N, 8192)), dtype=DTYPE)
     for _start in range(0, N, 8192):
         _t = t[_start:_start + 8192]
@@ -231,25 +239,49 @@ def jacobian(a, b, c, d, e, g, t, y):
         np.multiply(_t, b, out=_w1)
         _w1 += c
         x1 = _w1
-        np.cos(x1, out=_w2)
+        np.sin(x1, out=_w2)
         _w2 *= x0
         x2 = _w2
-        np.sin(x1, out=_w3)
-        _w3 *= _t
+        np.cos(x1, out=_w3)
         _w3 *= x0
-        _w3 *= -1.0
-        _jac_a = _w3
+        x3 = _w3
+        x4 = np.multiply(_t, _t, out=_w0)
+        np.multiply(_t, x2, out=_w1)
+        _w1 *= -1.0
+        _jac_a = _w1
         jac_a[_start:_start + 8192] = _jac_a
-        _jac_b = np.multiply(_t, x2, out=_w0)
+        _jac_b = np.multiply(_t, x3, out=_w1)
         jac_b[_start:_start + 8192] = _jac_b
-        _jac_c = x2
+        _jac_c = x3
         jac_c[_start:_start + 8192] = _jac_c
-        _jac_d = np.multiply(_t, _t, out=_w0)
+        _jac_d = x4
         jac_d[_start:_start + 8192] = _jac_d
         _jac_e = _t
         jac_e[_start:_start + 8192] = _jac_e
-    jac_g = np.full((N,), 1, dtype=DTYPE)
-    return np.column_stack((jac_a, jac_b, jac_c, jac_d, jac_e, jac_g))
+        np.multiply(_t, e, out=_w1)
+        np.multiply(x4, d, out=_w3)
+        _w1 += _w3
+        _w1 += x2
+        _w1 -= _y
+        _w1 += g
+        _residual = _w1
+        residual[_start:_start + 8192] = _residual
+    jac_g = _jacobian[:, 5]
+    jac_g[...] = 1
+    if residuals is not None:
+        _residuals_into(residuals, residual)
+    return _jacobian
+
+
+def _residuals_into(out, residual):
+    """jacobian's residuals into the caller's array ``out``, checked."""
+    if not (isinstance(out, np.ndarray) and out.shape == residual.shape and out.dtype == DTYPE):
+        raise ValueError(
+            f"curve_fit: jacobian: residuals must be a {np.dtype(DTYPE).name} array of shape"
+            f" {residual.shape}, got {type(out).__name__} {getattr(out, 'shape', '')}"
+            f" {getattr(out, 'dtype', '')}"
+        )
+    out[...] = residual
 
 
 def sgd_step(a, b, c, d, e, g, t, y, *, lr):

@@ -132,6 +132,11 @@ def test_jacobian_against_autograd_and_central_differences(name, backend):
     assert jac.shape == (r.size, flat.size) and jac.dtype == np.float64
     reference = REFERENCES[name]
     np.testing.assert_allclose(r, reference(flat, data), rtol=1e-12, atol=1e-13)
+    # the Jacobian's pass hands back the residuals it evaluates on the way, and the same
+    # Jacobian
+    again = np.full_like(r, np.nan)
+    np.testing.assert_array_equal(module.jacobian(*params, **data, residuals=again), jac)
+    np.testing.assert_allclose(again, r, rtol=1e-14, atol=1e-14)
     expected = autograd.jacobian(reference)(flat, data)
     np.testing.assert_allclose(jac, expected, rtol=1e-7, atol=1e-12)
 
@@ -170,17 +175,38 @@ def test_float32_against_float64(name, backend):
     jac64 = module64.jacobian(*params32, **{k: x.astype(np.float64) for k, x in data32.items()})
     np.testing.assert_allclose(r32, r64, rtol=2e-5, atol=2e-5)
     np.testing.assert_allclose(jac32, jac64, rtol=2e-5, atol=2e-5)
+    again = np.empty_like(r32)
+    module32.jacobian(*params32, **data32, residuals=again)
+    np.testing.assert_allclose(again, r32, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_jacobian_residuals_keyword_takes_only_an_array_of_their_shape_and_dtype(backend):
+    module = symgen.compile(CASES["curve_fit"], backend)
+    params, _, data = values_for(CASES["curve_fit"], RNG)
+    n = data["t"].size
+    for wrong in (np.empty(n + 1), np.empty(n, dtype=np.float32), list(range(n))):
+        with pytest.raises(ValueError, match="residuals must be a float64 array of shape"):
+            module.jacobian(*params, **data, residuals=wrong)
 
 
 def test_numpy_and_c_modules_agree_at_many_samples():
-    """Blocks of the NumPy pass (8192 samples) and the C loop: one Jacobian."""
-    ts, ys = curve_fit.synthetic(20_001)
+    """Blocks of the NumPy pass (8192 samples) and the C loop (tasks of 16384 samples on
+    two threads): one Jacobian, its passes writing the columns of one C-ordered array."""
+    ts, ys = curve_fit.synthetic(40_001)
     numpy_module = symgen.compile(curve_fit.curve_fit)
     c_module = symgen.compile(curve_fit.curve_fit, "c")
     start = curve_fit.START
-    np.testing.assert_allclose(
-        numpy_module.jacobian(*start, ts, ys), c_module.jacobian(*start, ts, ys), rtol=1e-14
-    )
+    jac = numpy_module.jacobian(*start, ts, ys)
+    c_module.set_num_threads(2)
+    two = c_module.jacobian(*start, ts, ys)
+    c_module.set_num_threads(1)
+    one = c_module.jacobian(*start, ts, ys)
+    c_module.set_num_threads(None)
+    assert jac.shape == two.shape == (40_001, 6)
+    assert jac.flags.c_contiguous and two.flags.c_contiguous
+    np.testing.assert_allclose(jac, two, rtol=1e-14)
+    np.testing.assert_array_equal(one, two)
     np.testing.assert_allclose(
         numpy_module.residuals(*start, ts, ys), c_module.residuals(*start, ts, ys), rtol=1e-14
     )

@@ -153,6 +153,46 @@ def test_curve_fit_least_squares(backend, method):
     np.testing.assert_allclose(other.params, result.params, rtol=1e-5)
 
 
+@pytest.mark.parametrize("backend", ["numpy", "c"])
+@pytest.mark.parametrize("method", ["lm", "trf"])
+def test_least_squares_takes_residuals_from_the_jacobians_pass(backend, method):
+    """After the first point, SciPy's residuals come from ``jacobian(..., residuals=r)``, and
+    its Jacobian at that point is the one that pass made: one pass per point, and the same
+    fit as with residuals() and jacobian() called apart."""
+    from scipy.optimize import least_squares as scipy_least_squares
+
+    module = symgen.compile(curve_fit.curve_fit, backend)
+    ts, ys = curve_fit.synthetic(5000, seed=2)
+    passes = []
+
+    def residuals(*args, **data):
+        passes.append("residuals")
+        return module.residuals(*args, **data)
+
+    def jacobian(*args, residuals=None, **data):
+        passes.append("jacobian" if residuals is None else "both")
+        if residuals is None:
+            return module.jacobian(*args, **data)
+        return module.jacobian(*args, **data, residuals=residuals)
+
+    counting = types.SimpleNamespace(**vars(module))
+    counting.residuals, counting.jacobian = residuals, jacobian
+    result = symgen.least_squares(counting, curve_fit.START, {"t": ts, "y": ys}, method=method)
+    assert passes[:2] == ["residuals", "jacobian"]
+    assert passes.count("both") == result.nfev - 1
+    assert len(passes) < result.nfev + result.njev  # SciPy asked for more than it cost
+
+    def fun(p):
+        return module.residuals(*p, ts, ys)
+
+    def jac(p):
+        return module.jacobian(*p, ts, ys)
+
+    apart = scipy_least_squares(fun, np.array(curve_fit.START), jac=jac, method=method)
+    np.testing.assert_allclose(result.params, apart.x, rtol=1e-10)
+    assert result.nfev == apart.nfev
+
+
 def test_linear_least_squares_solution():
     """Residuals of a matrix loss with a vector and a scalar parameter: the normal equations."""
     module = symgen.compile(LINEAR)
@@ -252,3 +292,16 @@ def test_the_start_outside_the_domain_raises():
     module = symgen.compile(GAUSSIAN)
     with pytest.raises(ValueError, match="math domain error"):
         symgen.minimize(module, (1.2, 0.5, -0.8), _gaussian_data(), method="trust-exact")
+
+
+def test_least_squares_when_a_data_array_is_named_residuals():
+    """The keyword is then ``residuals_``, and least_squares calls the functions apart."""
+    a, t, residuals = sp.symbols("a t residuals")
+    problem = symgen.Problem((a * t - residuals) ** 2, [a], [t, residuals], name="named")
+    module = symgen.compile(problem)
+    ts = np.linspace(0, 1, 50)
+    again = np.empty(50)
+    module.jacobian(0.5, ts, 3 * ts, residuals_=again)
+    np.testing.assert_allclose(again, module.residuals(0.5, ts, 3 * ts), rtol=1e-14)
+    result = symgen.least_squares(module, (0.5,), {"t": ts, "residuals": 3 * ts})
+    assert result.params[0] == pytest.approx(3.0, rel=1e-12)

@@ -17,7 +17,7 @@ import sympy as sp
 
 from symgen.codegen.formulas import formula_text
 from symgen.codegen.optimizers import Baked
-from symgen.codegen.second_order import SecondOrderPlan
+from symgen.codegen.second_order import SecondOrderPlan, free_keyword
 from symgen.compiler.pipeline import Compiled
 
 
@@ -102,14 +102,21 @@ class LeastSquaresPlan:
     residual_body: Any
     jacobian_body: Any
     #: The returned expressions: the residuals as a vector; the Jacobian's blocks side by
-    #: side, one column per parameter element in PARAMS order.
+    #: side, one column per parameter element in PARAMS order; the residuals as the
+    #: Jacobian's body computes them (for its ``keyword``: the array to fill with them).
     residual_value: str
     jacobian_value: str
+    jacobian_residual_value: str
+    keyword: str
     scale: str
     reduce: str
     #: The number of residuals and of parameter elements, as text (``N``, ``D + 1``).
     size: str
     parameters: str
+    #: Lines before the Jacobian's body (the array its passes write columns of) and after
+    #: it (the columns they did not write, copied in).
+    jacobian_prologue: tuple[str, ...] = ()
+    jacobian_epilogue: tuple[str, ...] = ()
 
 
 def shape_text(shape: tuple) -> str:
@@ -181,23 +188,37 @@ def baked_fields(baked: Baked | None) -> dict:
 
 
 def least_squares_plan(
-    compiled: Compiled, residual_body: Any, jacobian_body: Any
+    compiled: Compiled, residual_body: Any, jacobian_body: Any, matrix_name: str | None = None
 ) -> LeastSquaresPlan | None:
     """The ``least_squares`` field of a module whose backend wrote ``compiled.residuals``'s
-    programs as ``residual_body`` and ``jacobian_body`` (None without residuals)."""
+    programs as ``residual_body`` and ``jacobian_body`` (None without residuals).
+    ``matrix_name``: the (N, P) array whose columns the body's passes write (its results
+    in ``jacobian_body.placed``; the others are copied into it), else the blocks are
+    stacked side by side."""
     found = compiled.residuals
     if found is None:
         return None
     matrix = compiled.problem.kind == "matrix"
     (residual,) = residual_body.results
+    *columns, again = jacobian_body.results
     shapes = dict(found.residual_program.shapes)
     size = sp.Mul(*shapes[residual]) if matrix else compiled.lowered.data[0].shape[0]
     params = compiled.lowered.params
     blocks = [
         f"{name}.ravel()" if matrix and not p.shape else name
-        for name, p in zip(jacobian_body.results, params, strict=True)
+        for name, p in zip(columns, params, strict=True)
     ]
-    if len(blocks) == 1 and matrix and params[0].shape:
+    prologue: tuple[str, ...] = ()
+    epilogue: tuple[str, ...] = ()
+    if matrix_name is not None:
+        jacobian = matrix_name
+        prologue = (f"{matrix_name} = np.empty(({size}, {len(columns)}), dtype=DTYPE)",)
+        epilogue = tuple(
+            f"{matrix_name}[:, {i}] = {name}"
+            for i, name in enumerate(columns)
+            if name not in jacobian_body.placed
+        )
+    elif len(blocks) == 1 and matrix and params[0].shape:
         jacobian = blocks[0]  # already (residuals, elements)
     else:
         jacobian = f"np.column_stack({tuple_text(blocks)})"
@@ -206,6 +227,10 @@ def least_squares_plan(
         jacobian_body=jacobian_body,
         residual_value=f"{residual}.ravel()" if matrix else residual,
         jacobian_value=jacobian,
+        jacobian_residual_value=f"{again}.ravel()" if matrix else again,
+        jacobian_prologue=prologue,
+        jacobian_epilogue=epilogue,
+        keyword=free_keyword("residuals", {i.name for i in (*params, *compiled.lowered.data)}),
         scale=repr(float(found.scale)),
         reduce=found.reduce,
         size=str(size),

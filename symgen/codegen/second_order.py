@@ -56,7 +56,7 @@ class SecondOrderPlan:
     limit: int = HESSIAN_LIMIT
 
 
-def _free(base: str, taken: set[str]) -> str:
+def free_keyword(base: str, taken: set[str]) -> str:
     """``base``, or ``base_`` (then ``base__`` ...) if a symbol of the problem has that name."""
     while base in taken:
         base += "_"
@@ -143,9 +143,9 @@ def plan(
             "newton_assembly": assembly(form, params, newton_outputs),
         }
     return SecondOrderPlan(
-        keyword=_free("v", taken),
-        damping=_free("damping", taken),
-        gradient_keyword=_free("gradient", taken),
+        keyword=free_keyword("v", taken),
+        damping=free_keyword("damping", taken),
+        gradient_keyword=free_keyword("gradient", taken),
         directions=tuple(d.name for d in second.directions),
         hvp_body=hvp_body,
         kind=form.kind,

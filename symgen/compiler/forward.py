@@ -161,8 +161,10 @@ class _Tangents:
         terms = []
         for var, arg in zip(node.fn.variables, node.args, strict=True):
             t = self.of.get(arg)
+            if t is None:  # does not depend on the parameter: its partial is not needed
+                continue
             d = partial(node.fn.expr, var)
-            if t is None or d == 0:
+            if d == 0:
                 continue
             derivative = map_(sp.Lambda(node.fn.variables, d), node.args, node.shape)
             if self.block:

@@ -366,6 +366,17 @@ class _Target:
     positions: tuple[tuple[int, int], ...] = ()
 
 
+def _most_shared(factors: list[sp.Expr], use: dict[sp.Expr, int]) -> sp.Expr:
+    """The factor a dot product shares: the most used, then the one of most operations,
+    then the last in SymPy's order (the maximum of that key, with ``count_ops`` taken only
+    among the most used: it is the slow part on large factors)."""
+    most = max(use[f] for f in factors)
+    candidates = [f for f in factors if use[f] == most]
+    if len(candidates) == 1:
+        return candidates[0]
+    return max(candidates, key=lambda f: (sp.count_ops(f), sp.default_sort_key(f)))
+
+
 def _expand_factors(expr: sp.Expr) -> list[sp.Expr]:
     """Multiplicative factors, with small positive integer powers spelled out."""
     out: list[sp.Expr] = []
@@ -679,9 +690,7 @@ class _Builder:
                 use[f] += 1
         for t, final, factors, dot in sums:
             if dot:
-                shared = max(
-                    factors, key=lambda f: (use[f], sp.count_ops(f), sp.default_sort_key(f))
-                )
+                shared = _most_shared(factors, use)
                 rest_factors = list(factors)
                 rest_factors.remove(shared)
                 slots.append((t, "dot", final, [len(exprs), len(exprs) + 1]))

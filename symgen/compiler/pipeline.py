@@ -19,8 +19,10 @@ from symgen.version import __version__
 @dataclass(frozen=True)
 class Residuals:
     """The programs of a least-squares loss (``compiler.least_squares``): its residuals, and
-    their Jacobian as one block per parameter; the loss is ``scale`` times the sum
-    (``reduce="sum"``) or the mean (``"mean"``) of the squared residuals."""
+    their Jacobian as one block per parameter followed by the residuals (the pass that makes
+    the Jacobian evaluates most of them on the way: ``jacobian(..., residuals=r)`` hands
+    them back); the loss is ``scale`` times the sum (``reduce="sum"``) or the mean
+    (``"mean"``) of the squared residuals."""
 
     residual_program: Program
     jacobian_program: Program
@@ -59,8 +61,9 @@ def _residuals(problem: Problem, lowered: Lowered) -> Residuals | None:
     if found is None:
         return None
     residual = build_program(lowered, [found.residual], ["residual"], _namer(lowered))
-    names = [f"jac_{p.name}" for p in lowered.params]
-    jacobian = build_program(lowered, list(found.jacobian), names, _namer(lowered))
+    names = [f"jac_{p.name}" for p in lowered.params] + ["residual"]
+    outputs = [*found.jacobian, found.residual]
+    jacobian = build_program(lowered, outputs, names, _namer(lowered))
     return Residuals(residual, jacobian, found.scale, found.reduce)
 
 

@@ -314,11 +314,14 @@ class NativeKernels:
         stored: set[str],
         scalar_line: Callable[[Stmt], str],
         products: Products | None = None,
+        columns: dict[str, numpy_backend.Column] | None = None,
+        placed: set[str] | None = None,
     ) -> list[str] | None:
         """The Python lines running the array part of ``kernel`` (a pass over samples or
         over the elements of a matrix) as one C function; the scalar set-up before it
         and the scalar results after it stay in Python. None when the pass holds a
-        statement the C function does not run (then NumPy runs the pass)."""
+        statement the C function does not run (then NumPy runs the pass). Stored values
+        in ``columns`` are written into their column (their names go into ``placed``)."""
         if kernel.is_scatter:
             (stmt,) = kernel.stmts
             return self.scatter_lines(stmt, prefix, shapes)
@@ -330,7 +333,9 @@ class NativeKernels:
         middle = stmts[first : last + 1]
         numbered = [k.name.removeprefix(f"{prefix}_") for k in self.kernels]
         name = f"{prefix}_{sum(n.isdigit() for n in numbered)}"
-        lowered = _Pass(self, kernel, middle, shapes, stored, products)
+        lowered = _Pass(self, kernel, middle, shapes, stored, products, columns)
+        if placed is not None:
+            placed |= set(lowered.columns)
         compiled = lowered.c_kernel(name)
         self.kernels.append(compiled)
         lines = [scalar_line(s) for s in stmts[:first]]
@@ -428,8 +433,9 @@ class _Pass:
     """
 
     def __init__(
-        self, owner: NativeKernels, kernel: Kernel, middle, shapes, stored, products=None
-    ) -> None:
+        self, owner: NativeKernels, kernel: Kernel, middle, shapes, stored, products=None,
+        columns=None,
+    ) -> None:  # fmt: skip
         self.products: Products | None = products
         self.t = owner.ctype
         self.dtype = owner.dtype
@@ -465,6 +471,11 @@ class _Pass:
             for s in middle
             if isinstance(s, (Elementwise, Fill)) and s.target.name in stored
         ]
+        #: The stores written into a column of a C-ordered matrix (a pass over samples):
+        #: element _i at _i*width of the column's first element.
+        self.columns = {
+            x: columns[x] for x in self.stores if self.flat and columns and x in columns
+        }
         reductions = [s for s in middle if isinstance(s, Reduction)]
         self.whole = [s for s in reductions if not s.axes]
         self.rowwise = [s for s in reductions if s.axes == (1,)]
@@ -522,6 +533,8 @@ class _Pass:
             element.append(c.Assign(c.Index(c.Var("_g"), c.Var("_k")), root))
         for x in self.stores:
             at = element_index(self.shapes[x], self.domain, False, self.names)
+            if x in self.columns:
+                at = c.BinOp("*", at, c.Literal(str(self.columns[x].width)))
             element.append(store(self.out(x, at), c.Var(cname(x)), self.shapes[x], self.domain))
         before: list[c.Stmt] = []  # declarations before the loops (in each task)
         after: list[c.Stmt] = []  # results after them
@@ -861,7 +874,10 @@ class _Pass:
     def python_call(self, name: str, threaded: bool, allocates: bool) -> list[str]:
         lines = []
         for x in self.stores:
-            lines.append(f"{x} = np.empty({_shape(self.shapes[x], self.flat)}, dtype=DTYPE)")
+            if x in self.columns:
+                lines.append(f"{x} = {self.columns[x].view()}")
+            else:
+                lines.append(f"{x} = np.empty({_shape(self.shapes[x], self.flat)}, dtype=DTYPE)")
         axis_sums = [*self.rowwise, *self.colwise]
         for s in axis_sums:  # written in double, then given the module's dtype
             shape = _shape(self.shapes[s.target.name], self.flat)

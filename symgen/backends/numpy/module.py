@@ -66,7 +66,9 @@ class PassCompiler(Protocol):
 
     def fused_products(self, program: Program, shapes: dict[str, tuple]) -> dict: ...
 
-    def pass_lines(self, kernel, prefix, shapes, stored, scalar_line, products=None): ...
+    def pass_lines(
+        self, kernel, prefix, shapes, stored, scalar_line, products=None, columns=None, placed=None
+    ): ...
 
     def choose(self, products, fused: list[str], apart: list[str]) -> list[str]: ...
 
@@ -81,6 +83,20 @@ class PassCompiler(Protocol):
 
 
 @dataclass(frozen=True)
+class Column:
+    """Where a pass writes a per-sample value (N,) that a function returns as a column:
+    column ``index`` of the C-ordered (N, ``width``) array ``matrix`` (the Jacobian), so
+    that no copy puts it there afterwards."""
+
+    matrix: str
+    index: int
+    width: int
+
+    def view(self) -> str:
+        return f"{self.matrix}[:, {self.index}]"
+
+
+@dataclass(frozen=True)
 class Body:
     """Statements of one function, grouped by kernel, each group with a comment."""
 
@@ -90,6 +106,8 @@ class Body:
     #: (``math``) that the lines use, as their printers recorded them.
     helpers: frozenset[str] = frozenset()
     modules: frozenset[str] = frozenset()
+    #: The results its passes wrote into their ``Column`` (the others are copied there).
+    placed: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -293,6 +311,9 @@ def _describe(kernel: Kernel) -> str:
     return f"one pass over {what} {_shape_text(kernel.domain)}{sums}"
 
 
+#: The array ``jacobian`` of a per-sample loss returns, its passes writing its columns.
+JACOBIAN = "_jacobian"
+
 #: Samples per block in a pass over per-sample data: 8192 float64 values are 64 KiB,
 #: so the pass's temporaries stay in cache and come from the allocator's free
 #: lists (below glibc's 128 KiB mmap threshold: no page faults on every call).
@@ -300,14 +321,20 @@ BLOCK = 8192
 
 
 def _blocked(
-    kernel: Kernel, printer: _StatementPrinter, data: dict[str, str], stored: set[str] = frozenset()
+    kernel: Kernel,
+    printer: _StatementPrinter,
+    data: dict[str, str],
+    stored: set[str] = frozenset(),
+    columns: dict[str, Column] | None = None,
+    placed: set[str] | None = None,
 ) -> list[str]:
     """A per-sample pass evaluated block by block, the sums accumulated across blocks.
 
     The statements are scalar set-up, then array work and sums, then scalar
     results (and fills); only the middle runs per block, on views of the data arrays.
     Values in ``stored`` (what other passes or the function's results read: residuals,
-    the columns of a Jacobian) are written block by block into arrays of N samples.
+    the columns of a Jacobian) are written block by block into arrays of N samples, or
+    into their ``columns`` (their names then go into ``placed``).
     """
     stmts = list(kernel.stmts)
     inner = [i for i, s in enumerate(stmts) if isinstance(s, (Elementwise, Reduction))]
@@ -341,7 +368,14 @@ def _blocked(
     lines = [printer.line(s, kernel) for s in stmts[:first]]
     if sums:
         lines.append(" = ".join([*sums, "0.0"]))
-    lines += [f"{t.name} = np.empty(({n},), dtype=DTYPE)" for t in kept]
+    columns = columns or {}
+    for t in kept:
+        if t.name in columns:
+            lines.append(f"{t.name} = {columns[t.name].view()}")
+            if placed is not None:
+                placed.add(t.name)
+        else:
+            lines.append(f"{t.name} = np.empty(({n},), dtype=DTYPE)")
     if inplace.count:  # the buffers every block writes into (the last block: a prefix)
         lines.append(f"_work = np.empty(({inplace.count}, min({n}, {BLOCK})), dtype=DTYPE)")
     lines.append(f"for _start in range(0, {n}, {BLOCK}):")
@@ -351,7 +385,16 @@ def _blocked(
         comma = "," if inplace.count == 1 else ""
         lines.append(f"    {names}{comma} = _work[:, :{n} - _start]")
     lines += body
-    lines += [printer.line(s, kernel) for s in stmts[last + 1 :]]
+    for s in stmts[last + 1 :]:
+        if isinstance(s, Fill) and s.target.name in columns:  # a constant column, in place
+            lines += [
+                f"{s.target.name} = {columns[s.target.name].view()}",
+                f"{s.target.name}[...] = {printer.array.doprint(s.value)}",
+            ]
+            if placed is not None:
+                placed.add(s.target.name)
+        else:
+            lines.append(printer.line(s, kernel))
     return lines
 
 
@@ -464,9 +507,12 @@ def _body(
     kind: str,
     native: PassCompiler | None = None,
     prefix: str = "",
+    columns: dict[str, Column] | None = None,
 ) -> Body:
     """The lines of one function; ``native`` (the C backend) takes the passes it can run,
-    and the matrix-vector products it fuses into them."""
+    and the matrix-vector products it fuses into them; ``columns``: the per-sample results
+    that passes write straight into a column of the array returned (``Column``)."""
+    placed: set[str] = set()
     per_sample = kind == "per_sample"
     views = {name: f"_{name}" for name in data}
     shapes = dict(program.shapes)
@@ -538,7 +584,12 @@ def _body(
             scalar_line = partial(printer.line, kernel=k)
             gram = products.gram if products is not None else None
             summed = keep - {gram.root} if gram is not None else keep  # the root stays in C
-            lines = native.pass_lines(k, prefix, all_shapes, summed, scalar_line, products)
+            if products is None:
+                lines = native.pass_lines(
+                    k, prefix, all_shapes, summed, scalar_line, None, columns, placed
+                )
+            else:
+                lines = native.pass_lines(k, prefix, all_shapes, summed, scalar_line, products)
             comment = f"{_describe(k)}, compiled C (_SOURCE)"
             if products is not None:  # or the products by BLAS and the pass: chosen by size
                 comment += f", with the products by {products.matrix} (or BLAS)"
@@ -566,7 +617,7 @@ def _body(
                 and len(k.domain) == 1
                 and any(not isinstance(s, Assign) for s in k.stmts)
             ):
-                lines = _blocked(k, printer, views, stored[n])
+                lines = _blocked(k, printer, views, stored[n], columns, placed)
                 comment = f"{_describe(k)}, in blocks of {BLOCK}"
             elif kind == "matrix" and len(k.domain) == 2 and not k.is_step:
                 lines = _row_blocked(k, printer, shapes, stored[n])
@@ -586,6 +637,7 @@ def _body(
         tuple(s.name for s in program.outputs),
         frozenset(printer.helpers),
         frozenset(printer.modules),
+        frozenset(placed),
     )
 
 
@@ -629,14 +681,20 @@ def plan(
     bodies = [loss_body, grad_body]
     least_squares = None
     if compiled.residuals is not None:
-        residual_body, jacobian_body = (
-            _body(program, problem.dtype, names, problem.kind, native, prefix)
-            for program, prefix in (
-                (compiled.residuals.residual_program, "residuals"),
-                (compiled.residuals.jacobian_program, "jacobian"),
-            )
+        found = compiled.residuals
+        residual_body = _body(
+            found.residual_program, problem.dtype, names, problem.kind, native, "residuals"
         )
-        least_squares = least_squares_plan(compiled, residual_body, jacobian_body)
+        columns = None
+        if problem.kind == "per_sample":  # every column (N,): written where it is returned
+            outputs = found.jacobian_program.outputs[:-1]  # the last: the residuals again
+            columns = {o.name: Column(JACOBIAN, i, len(outputs)) for i, o in enumerate(outputs)}
+        jacobian_body = _body(
+            found.jacobian_program, problem.dtype, names, problem.kind, native, "jacobian", columns
+        )
+        least_squares = least_squares_plan(
+            compiled, residual_body, jacobian_body, JACOBIAN if columns else None
+        )
         bodies += [residual_body, jacobian_body]
     second = compiled.second_order
     hvp_body = _body(second.hvp_program, problem.dtype, names, problem.kind, native, "hvp")

@@ -3,6 +3,8 @@ that symgen generates for a least-squares loss (``residuals``, ``jacobian``)."""
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -45,13 +47,7 @@ def least_squares(
     optimize = scipy_optimize("least_squares")
     place, start = layout(module, x0)
     arrays = data_arrays(module, data)
-
-    def fun(x: np.ndarray) -> np.ndarray:
-        return np.asarray(module.residuals(*place.unflatten(x), **arrays), dtype=np.float64)
-
-    def jac(x: np.ndarray) -> np.ndarray:
-        return np.asarray(module.jacobian(*place.unflatten(x), **arrays), dtype=np.float64)
-
+    fun, jac = _evaluations(module, place, arrays)
     result = optimize.least_squares(fun, start, jac=jac, method=method, **options)
     result.params = place.returned(place.unflatten(result.x))
     squares = float(np.dot(result.fun, result.fun))
@@ -59,3 +55,50 @@ def least_squares(
         squares /= max(result.fun.size, 1)
     result.loss = module.RESIDUAL_SCALE * squares
     return result
+
+
+def fills_residuals(module: Any) -> bool:
+    """Whether ``module.jacobian`` takes the keyword-only ``residuals=``: not when a
+    parameter or data array has that name (the keyword is then ``residuals_``), nor when
+    the module was generated before symgen wrote it (its functions are then called apart)."""
+    if "residuals" in (*module.PARAMS, *getattr(module, "DATA", ())):
+        return False
+    try:
+        found = inspect.signature(module.jacobian).parameters.get("residuals")
+    except (TypeError, ValueError):  # no signature to read
+        return False
+    return found is not None and found.kind is inspect.Parameter.KEYWORD_ONLY
+
+
+def _evaluations(module: Any, place: Any, arrays: dict) -> tuple[Callable, Callable]:
+    """SciPy's ``fun`` and ``jac`` on the module. SciPy asks for the Jacobian at the points
+    whose residuals it keeps, right after their residuals; so, once the number of residuals
+    is known (the first point: ``residuals`` alone), ``fun`` evaluates both in the one pass
+    of ``jacobian(..., residuals=r)`` and keeps the Jacobian for that point only, keyed by
+    the bytes of x; ``jac`` at exactly that point takes it (once), anywhere else computes
+    it. A point SciPy rejects costs a Jacobian it does not use."""
+    latest: list = []  # [x.tobytes(), its Jacobian] after fun, until jac takes it
+    residual: list[np.ndarray] = []  # one array of the residuals' shape and dtype
+
+    together = fills_residuals(module)
+
+    def fun(x: np.ndarray) -> np.ndarray:
+        latest.clear()
+        if not (residual and together):
+            r = np.asarray(module.residuals(*place.unflatten(x), **arrays))
+            residual.append(np.empty_like(r))
+            return np.asarray(r, dtype=np.float64)
+        r = np.empty_like(residual[0])
+        jacobian = module.jacobian(*place.unflatten(x), **arrays, residuals=r)
+        latest.extend((x.tobytes(), jacobian))
+        return np.asarray(r, dtype=np.float64)
+
+    def jac(x: np.ndarray) -> np.ndarray:
+        if latest and latest[0] == x.tobytes():
+            jacobian = latest.pop()
+            latest.clear()
+        else:
+            jacobian = module.jacobian(*place.unflatten(x), **arrays)
+        return np.asarray(jacobian, dtype=np.float64)
+
+    return fun, jac

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from symgen.runtime.solvers.least_squares import least_squares
+from symgen.runtime.solvers.least_squares import fills_residuals, least_squares
 from symgen.runtime.solvers.minimize import minimize
 from symgen.runtime.training.batches import Rows, batches
 from symgen.runtime.training.loop import Steps
@@ -76,17 +76,31 @@ class _Recorded:
         self.module = module
         self.record = record
         self.count = len(module.PARAMS)
+        if not fills_residuals(module):  # its jacobian alone, as the module has it
+            self.jacobian = module.jacobian  # type: ignore[method-assign]
 
     def __getattr__(self, attr: str) -> Any:
         return getattr(self.module, attr)
 
     def residuals(self, *args: Any, **data: Any) -> np.ndarray:
         r = self.module.residuals(*args, **data)
+        self._record(r, args)
+        return r
+
+    def jacobian(self, *args: Any, residuals: Any = None, **data: Any) -> np.ndarray:
+        """The Jacobian; when it fills ``residuals`` (``least_squares`` asks for both at
+        once), those residuals are an evaluation too."""
+        if residuals is None:
+            return self.module.jacobian(*args, **data)
+        jac = self.module.jacobian(*args, **data, residuals=residuals)
+        self._record(residuals, args)
+        return jac
+
+    def _record(self, r: np.ndarray, args: tuple[Any, ...]) -> None:
         squares = float(np.dot(r, r))
         if self.module.RESIDUAL_REDUCE == "mean":
             squares /= max(r.size, 1)
         self.record(self.module.RESIDUAL_SCALE * squares, tuple(args[: self.count]))
-        return r
 
 
 def solve(
