@@ -305,3 +305,25 @@ def test_least_squares_when_a_data_array_is_named_residuals():
     np.testing.assert_allclose(again, module.residuals(0.5, ts, 3 * ts), rtol=1e-14)
     result = symgen.least_squares(module, (0.5,), {"t": ts, "residuals": 3 * ts})
     assert result.params[0] == pytest.approx(3.0, rel=1e-12)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "c"])
+@pytest.mark.parametrize("method", ["lm", "trf", "dogbox"])
+def test_least_squares_steps_back_from_outside_the_domain(backend, method):
+    """Residuals log(a) + b*t - y: Levenberg-Marquardt's and the trust regions' first steps
+    take a below 0, where the module's math.log raises; they are infinite residuals to
+    SciPy, which shortens the step and reaches the log-linear fit."""
+    a, b, t, y = sp.symbols("a b t y")
+    module = symgen.compile(
+        symgen.Problem((sp.log(a) + b * t - y) ** 2, [a, b], [t, y], name="loglin"), backend
+    )
+    rng = np.random.default_rng(1)
+    ts = rng.uniform(0, 1, 40)
+    ys = np.log(0.05) + 2 * ts + 0.01 * rng.normal(size=40)
+    slope, intercept = np.polyfit(ts, ys, 1)
+    for start in [(1.0, 0.0), (3.0, 0.0), (0.5, 1.0)]:
+        fit = symgen.least_squares(module, start, (ts, ys), method=method)
+        assert fit.success
+        np.testing.assert_allclose(fit.params, (np.exp(intercept), slope), rtol=1e-6)
+    with pytest.raises(ValueError, match="math domain error"):
+        symgen.least_squares(module, (-1.0, 0.0), (ts, ys), method=method)

@@ -4,6 +4,7 @@ that symgen generates for a least-squares loss (``residuals``, ``jacobian``)."""
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -84,12 +85,19 @@ def _evaluations(module: Any, place: Any, arrays: dict) -> tuple[Callable, Calla
 
     def fun(x: np.ndarray) -> np.ndarray:
         latest.clear()
-        if not (residual and together):
+        if not residual:  # x0: its errors are raised as they are
             r = np.asarray(module.residuals(*place.unflatten(x), **arrays))
             residual.append(np.empty_like(r))
             return np.asarray(r, dtype=np.float64)
-        r = np.empty_like(residual[0])
-        jacobian = module.jacobian(*place.unflatten(x), **arrays, residuals=r)
+        try:
+            if not together:
+                return np.asarray(module.residuals(*place.unflatten(x), **arrays), np.float64)
+            r = np.empty_like(residual[0])
+            jacobian = module.jacobian(*place.unflatten(x), **arrays, residuals=r)
+        except (ArithmeticError, ValueError):
+            # a trial point outside the residuals' domain (see minimize): infinite
+            # residuals, a step that every method (MINPACK's too) rejects and shortens
+            return np.full(residual[0].shape, math.inf)
         latest.extend((x.tobytes(), jacobian))
         return np.asarray(r, dtype=np.float64)
 
