@@ -461,15 +461,25 @@ def _hessian_direct(w, X, t, D, N):
     # 2 passes over the rows of (N, 1) in one loop, in blocks of rows (32768 elements)
     _rows = max(1, 32768//max(D, 1))
     x3 = np.empty((N, D), dtype=DTYPE)
-    for _start in range(0, N, _rows):
-        _x0 = x0[_start:_start + _rows]
-        _X = X[_start:_start + _rows]
+    if N <= _rows:
+        _x0 = x0
+        _X = X
         _0 = abs(_x0)
         _1 = -_0
         _2 = np.exp(_1)
         _3 = _2 + 1
         _x2 = _2/_3**2
-        _x3 = np.multiply(_X, _x2, out=x3[_start:_start + _rows])
+        _x3 = np.multiply(_X, _x2, out=x3)
+    else:
+        for _start in range(0, N, _rows):
+            _x0 = x0[_start:_start + _rows]
+            _X = X[_start:_start + _rows]
+            _0 = abs(_x0)
+            _1 = -_0
+            _2 = np.exp(_1)
+            _3 = _2 + 1
+            _x2 = _2/_3**2
+            _x3 = np.multiply(_X, _x2, out=x3[_start:_start + _rows])
     # matrix product (BLAS)
     h_w_w = X.T @ x3
     _hessian = h_w_w + h_w_w.T
