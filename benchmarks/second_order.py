@@ -81,7 +81,9 @@ def logistic_contenders(d: int) -> list[Contender]:
             SYMGEN,
             "hessian(w, X, t)",
             {"hessian": symgen.compile(logistic).hessian},
-            note="`symgen.compile(examples.logistic.logistic)`: z = X @ w, the column "
+            note="`symgen.compile(examples.logistic.logistic)`: z = X @ w; for at most 32 "
+            "columns of one block of rows (N D <= 131,072) s = exp(-|z|)/(1 + exp(-|z|))², "
+            "`X.T @ (s * X)` (BLAS gemm), symmetrized; beyond, the column "
             "exp(-|z|/2)/(1 + exp(-|z|)) = sqrt(s), B = X * it, `B.T @ B` (BLAS syrk)",
         ),
         frameworks.symgen_c_contender(

@@ -43,6 +43,18 @@ def _numbers(what, value):
     return array.astype(DTYPE, copy=False)
 
 
+def _tall_inner(a, b):
+    """a.T @ b for a and b of many rows, summed a block of rows at a time when the blocks'
+    products are small (BLAS's small-matrix kernels are several times faster on them)."""
+    rows = 524288 // max(a.shape[1]*b.shape[1], 1)
+    if a.shape[0] <= rows or rows < 64:
+        return a.T @ b
+    out = a[:rows].T @ b[:rows]
+    for start in range(rows, a.shape[0], rows):
+        out += a[start:start + rows].T @ b[start:start + rows]
+    return out
+
+
 def _check_state(step, state, params, count, slots):
     """Raise unless ``state`` is what the step's state function makes for ``params``: the
     step count (if any), then one tuple per slot with an entry like each parameter. Checked
@@ -170,7 +182,7 @@ def _arguments(w, X, t):
         _wrong_dim("t", t, 0, "N", N, "X", 0)
     if t.shape[1] != 1:
         _wrong_dim("t", t, 1, "1", 1, "", 0)
-    if np.count_nonzero(t*(t - 1)):
+    if np.count_nonzero(t) != np.count_nonzero(t == 1.0):
         raise ValueError("logistic: data 't' is declared binary, but not all its entries are 0 or 1")
     return w, X, t, D, N
 
@@ -182,11 +194,16 @@ def loss(w, X, t):
     x0 = X @ w
     # one pass over the elements (N, 1), 1 reduction, in blocks of rows (8192 elements)
     _rows = max(1, 8192//max(1, 1))
-    x1 = 0.0
-    for _start in range(0, N, _rows):
-        _t = t[_start:_start + _rows]
-        _x0 = x0[_start:_start + _rows]
-        x1 += float(np.add.reduce(_t*_x0 - np.logaddexp(0.0, _x0), axis=None))
+    if N <= _rows:
+        _t = t
+        _x0 = x0
+        x1 = float(np.add.reduce(_t*_x0 - np.logaddexp(0.0, _x0), axis=None))
+    else:
+        x1 = 0.0
+        for _start in range(0, N, _rows):
+            _t = t[_start:_start + _rows]
+            _x0 = x0[_start:_start + _rows]
+            x1 += float(np.add.reduce(_t*_x0 - np.logaddexp(0.0, _x0), axis=None))
     # scalar arithmetic
     loss = -x1
     return loss
@@ -206,15 +223,23 @@ def _loss_and_grad(w, X, t, D, N):
     x0 = X @ w
     # one pass over the elements (N, 1), 1 reduction, in blocks of rows (8192 elements)
     _rows = max(1, 8192//max(1, 1))
-    x2 = np.empty((N, 1), dtype=DTYPE)
-    x3 = 0.0
-    for _start in range(0, N, _rows):
-        _x0 = x0[_start:_start + _rows]
-        _t = t[_start:_start + _rows]
+    if N <= _rows:
+        _x0 = x0
+        _t = t
         x1 = np.exp(-abs(_x0))
-        _x2 = (np.where(_x0 >= 0, 1.0, x1)/(1.0 + x1)) - _t
-        x2[_start:_start + _rows] = _x2
-        x3 += float(np.add.reduce(_t*_x0 - np.log1p(x1) - np.maximum(0, _x0), axis=None))
+        _x2 = (np.where(_x0 >= 0.0, 1.0, x1)/(1.0 + x1)) - _t
+        x2 = _x2
+        x3 = float(np.add.reduce(_t*_x0 - np.log1p(x1) - np.maximum(0.0, _x0), axis=None))
+    else:
+        x2 = np.empty((N, 1), dtype=DTYPE)
+        x3 = 0.0
+        for _start in range(0, N, _rows):
+            _x0 = x0[_start:_start + _rows]
+            _t = t[_start:_start + _rows]
+            x1 = np.exp(-abs(_x0))
+            _x2 = (np.where(_x0 >= 0.0, 1.0, x1)/(1.0 + x1)) - _t
+            x2[_start:_start + _rows] = _x2
+            x3 += float(np.add.reduce(_t*_x0 - np.log1p(x1) - np.maximum(0.0, _x0), axis=None))
     # scalar arithmetic
     loss = -x3
     # matrix product (BLAS)
@@ -355,13 +380,20 @@ def _hvp(w, X, t, D, N, v_w):
     x1 = X @ v_w
     # one pass over the elements (N, 1), in blocks of rows (8192 elements)
     _rows = max(1, 8192//max(1, 1))
-    x3 = np.empty((N, 1), dtype=DTYPE)
-    for _start in range(0, N, _rows):
-        _x0 = x0[_start:_start + _rows]
-        _x1 = x1[_start:_start + _rows]
+    if N <= _rows:
+        _x0 = x0
+        _x1 = x1
         x2 = np.exp(-abs(_x0))
-        _x3 = _x1*(np.where(-_x0 >= 0, 1.0, x2)/(1.0 + x2))*(np.where(_x0 >= 0, 1.0, x2)/(1.0 + x2))
-        x3[_start:_start + _rows] = _x3
+        _x3 = _x1*(np.where(-_x0 >= 0.0, 1.0, x2)/(1.0 + x2))*(np.where(_x0 >= 0.0, 1.0, x2)/(1.0 + x2))
+        x3 = _x3
+    else:
+        x3 = np.empty((N, 1), dtype=DTYPE)
+        for _start in range(0, N, _rows):
+            _x0 = x0[_start:_start + _rows]
+            _x1 = x1[_start:_start + _rows]
+            x2 = np.exp(-abs(_x0))
+            _x3 = _x1*(np.where(-_x0 >= 0.0, 1.0, x2)/(1.0 + x2))*(np.where(_x0 >= 0.0, 1.0, x2)/(1.0 + x2))
+            x3[_start:_start + _rows] = _x3
     # matrix product (BLAS)
     hvp_w = X.T @ x3
     return (hvp_w,)
@@ -397,16 +429,24 @@ def hessian(w, X, t):
 def _hessian_of(w, X, t, D, N):
     """hessian on checked arguments."""
     _limit(D)
+    if D <= _DIRECT_AT_MOST and N*D <= 131072:
+        return _hessian_direct(w, X, t, D, N)
     # matrix product (BLAS)
     x0 = X @ w
     # one pass over the elements (N, 1), in blocks of rows (8192 elements)
     _rows = max(1, 8192//max(1, 1))
-    x2 = np.empty((N, 1), dtype=DTYPE)
-    for _start in range(0, N, _rows):
-        _x0 = x0[_start:_start + _rows]
+    if N <= _rows:
+        _x0 = x0
         x1 = abs(_x0)
         _x2 = np.exp(-1/2*x1)/(1 + np.exp(-x1))
-        x2[_start:_start + _rows] = _x2
+        x2 = _x2
+    else:
+        x2 = np.empty((N, 1), dtype=DTYPE)
+        for _start in range(0, N, _rows):
+            _x0 = x0[_start:_start + _rows]
+            x1 = abs(_x0)
+            _x2 = np.exp(-1/2*x1)/(1 + np.exp(-x1))
+            x2[_start:_start + _rows] = _x2
     # h_w_w = B.T @ B, B = X * x2 a block of rows at a time
     _rows = max(131072//max(D, 1), 4*D)
     if N <= _rows:
@@ -418,6 +458,44 @@ def _hessian_of(w, X, t, D, N):
             _b = X[_start:_start + _rows]*x2[_start:_start + _rows]
             h_w_w += _b.T @ _b
     _hessian = h_w_w
+    return _hessian
+
+
+#: The most columns of a matrix X (of one block of rows) whose Gram product hessian
+#: computes as X.T @ (c*X) (BLAS gemm, then symmetrized) rather than B.T @ B (syrk).
+_DIRECT_AT_MOST = 32
+
+
+def _hessian_direct(w, X, t, D, N):
+    """_hessian_of for few columns: X.T @ (c*X), c a column from one exponential."""
+    # matrix product (BLAS)
+    x0 = X @ w
+    # 2 passes over the rows of (N, 1) in one loop, in blocks of rows (32768 elements)
+    _rows = max(1, 32768//max(D, 1))
+    x3 = np.empty((N, D), dtype=DTYPE)
+    if N <= _rows:
+        _x0 = x0
+        _X = X
+        _0 = abs(_x0)
+        _1 = -_0
+        _2 = np.exp(_1)
+        _3 = _2 + 1
+        _x2 = _2/_3**2
+        _x3 = np.multiply(_X, _x2, out=x3)
+    else:
+        for _start in range(0, N, _rows):
+            _x0 = x0[_start:_start + _rows]
+            _X = X[_start:_start + _rows]
+            _0 = abs(_x0)
+            _1 = -_0
+            _2 = np.exp(_1)
+            _3 = _2 + 1
+            _x2 = _2/_3**2
+            _x3 = np.multiply(_X, _x2, out=x3[_start:_start + _rows])
+    # matrix product (BLAS)
+    h_w_w = _tall_inner(X, x3)
+    _hessian = h_w_w + h_w_w.T
+    _hessian *= 0.5
     return _hessian
 
 
@@ -443,19 +521,30 @@ def newton_step(w, X, t, *, damping=0.0, gradient=None):
     x0 = X @ w
     # one pass over the elements (N, 1), 1 reduction, in blocks of rows (8192 elements)
     _rows = max(1, 8192//max(1, 1))
-    x3 = np.empty((N, 1), dtype=DTYPE)
-    x4 = np.empty((N, 1), dtype=DTYPE)
-    x5 = 0.0
-    for _start in range(0, N, _rows):
-        _x0 = x0[_start:_start + _rows]
-        _t = t[_start:_start + _rows]
+    if N <= _rows:
+        _x0 = x0
+        _t = t
         x1 = abs(_x0)
         x2 = np.exp(-x1)
-        _x3 = (np.where(_x0 >= 0, 1.0, x2)/(1.0 + x2)) - _t
-        x3[_start:_start + _rows] = _x3
+        _x3 = (np.where(_x0 >= 0.0, 1.0, x2)/(1.0 + x2)) - _t
+        x3 = _x3
         _x4 = np.exp(-1/2*x1)/(x2 + 1)
-        x4[_start:_start + _rows] = _x4
-        x5 += float(np.add.reduce(_t*_x0 - np.log1p(x2) - np.maximum(0, _x0), axis=None))
+        x4 = _x4
+        x5 = float(np.add.reduce(_t*_x0 - np.log1p(x2) - np.maximum(0.0, _x0), axis=None))
+    else:
+        x3 = np.empty((N, 1), dtype=DTYPE)
+        x4 = np.empty((N, 1), dtype=DTYPE)
+        x5 = 0.0
+        for _start in range(0, N, _rows):
+            _x0 = x0[_start:_start + _rows]
+            _t = t[_start:_start + _rows]
+            x1 = abs(_x0)
+            x2 = np.exp(-x1)
+            _x3 = (np.where(_x0 >= 0.0, 1.0, x2)/(1.0 + x2)) - _t
+            x3[_start:_start + _rows] = _x3
+            _x4 = np.exp(-1/2*x1)/(x2 + 1)
+            x4[_start:_start + _rows] = _x4
+            x5 += float(np.add.reduce(_t*_x0 - np.log1p(x2) - np.maximum(0.0, _x0), axis=None))
     # scalar arithmetic
     loss = -x5
     # h_w_w = B.T @ B, B = X * x4 a block of rows at a time

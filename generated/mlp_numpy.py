@@ -212,12 +212,18 @@ def loss(W1, W2, X, Y):
     x2 = _tall_product(x1, W2)
     # one pass over the elements (M, N_O), 1 reduction, in blocks of rows (8192 elements)
     _rows = max(1, 8192//max(N_O, 1))
-    x4 = 0.0
-    for _start in range(0, M, _rows):
-        _Y = Y[_start:_start + _rows]
-        _x2 = x2[_start:_start + _rows]
+    if M <= _rows:
+        _Y = Y
+        _x2 = x2
         x3 = _x2 - _Y
-        x4 += float(np.add.reduce(np.multiply(x3, x3), axis=None, dtype=np.float64))
+        x4 = float(np.add.reduce(np.multiply(x3, x3), axis=None, dtype=np.float64))
+    else:
+        x4 = 0.0
+        for _start in range(0, M, _rows):
+            _Y = Y[_start:_start + _rows]
+            _x2 = x2[_start:_start + _rows]
+            x3 = _x2 - _Y
+            x4 += float(np.add.reduce(np.multiply(x3, x3), axis=None, dtype=np.float64))
     # scalar arithmetic
     loss = x4/(M*N_O)
     return loss
@@ -240,15 +246,23 @@ def _loss_and_grad(W1, W2, X, Y, N_I, N_H, N_O, M):
     x3 = 1.0/M
     x4 = 1.0/N_O
     _rows = max(1, 8192//max(N_O, 1))
-    x6 = np.empty((M, N_O), dtype=DTYPE)
-    x7 = 0.0
-    for _start in range(0, M, _rows):
-        _Y = Y[_start:_start + _rows]
-        _x2 = x2[_start:_start + _rows]
+    if M <= _rows:
+        _Y = Y
+        _x2 = x2
         x5 = _x2 - _Y
         _x6 = (2*x3*x4)*x5
-        x6[_start:_start + _rows] = _x6
-        x7 += float(np.add.reduce(np.multiply(x5, x5), axis=None, dtype=np.float64))
+        x6 = _x6
+        x7 = float(np.add.reduce(np.multiply(x5, x5), axis=None, dtype=np.float64))
+    else:
+        x6 = np.empty((M, N_O), dtype=DTYPE)
+        x7 = 0.0
+        for _start in range(0, M, _rows):
+            _Y = Y[_start:_start + _rows]
+            _x2 = x2[_start:_start + _rows]
+            x5 = _x2 - _Y
+            _x6 = (2*x3*x4)*x5
+            x6[_start:_start + _rows] = _x6
+            x7 += float(np.add.reduce(np.multiply(x5, x5), axis=None, dtype=np.float64))
     # scalar arithmetic
     loss = x7/(M*N_O)
     # matrix product (BLAS)
@@ -430,13 +444,20 @@ def _hvp(W1, W2, X, Y, N_I, N_H, N_O, M, v_W1, v_W2):
     x13 = _tall_inner(x2, x9)
     # one pass over the elements (M, N_H), in blocks of rows (8192 elements)
     _rows = max(1, 8192//max(N_H, 1))
-    x14 = np.empty((M, N_H), dtype=DTYPE)
-    for _start in range(0, M, _rows):
-        _x0 = x0[_start:_start + _rows]
-        _x10 = x10[_start:_start + _rows]
-        _x11 = x11[_start:_start + _rows]
+    if M <= _rows:
+        _x0 = x0
+        _x10 = x10
+        _x11 = x11
         _x14 = (_x10 + _x11)*(_x0 > 0)
-        x14[_start:_start + _rows] = _x14
+        x14 = _x14
+    else:
+        x14 = np.empty((M, N_H), dtype=DTYPE)
+        for _start in range(0, M, _rows):
+            _x0 = x0[_start:_start + _rows]
+            _x10 = x10[_start:_start + _rows]
+            _x11 = x11[_start:_start + _rows]
+            _x14 = (_x10 + _x11)*(_x0 > 0)
+            x14[_start:_start + _rows] = _x14
     # one pass over the elements (N_H, N_O)
     hvp_W2 = x12 + x13
     # matrix product (BLAS)

@@ -243,15 +243,25 @@ def loss(W, b, X, Y):
     _rows = max(1, 32768//max(K, 1))
     x3 = 0.0
     _0 = np.broadcast_to(b, (min(N, _rows), K)).copy()
-    for _start in range(0, N, _rows):
-        _x0 = x0[_start:_start + _rows]
-        _Y = Y[_start:_start + _rows]
-        _b = _0[:N - _start]
+    if N <= _rows:
+        _x0 = x0
+        _Y = Y
+        _b = _0
         _1 = _x0 + _b
         _x1 = _row_maxima(_1)
         _2 = np.subtract(_1, _x1, out=_1)
         _x2 = _row_sums(np.exp(_2))
         x3 += float(np.vdot(_Y, _2 - np.log(_x2)))
+    else:
+        for _start in range(0, N, _rows):
+            _x0 = x0[_start:_start + _rows]
+            _Y = Y[_start:_start + _rows]
+            _b = _0[:N - _start]
+            _1 = _x0 + _b
+            _x1 = _row_maxima(_1)
+            _2 = np.subtract(_1, _x1, out=_1)
+            _x2 = _row_sums(np.exp(_2))
+            x3 += float(np.vdot(_Y, _2 - np.log(_x2)))
     # scalar arithmetic
     loss = -x3/N
     return loss
@@ -282,20 +292,35 @@ def _loss_and_grad(W, b, X, Y, D, K, N):
     x12 = 0.0
     x13 = np.zeros((1, K), dtype=DTYPE)
     _0 = np.broadcast_to(b, (min(N, _rows), K)).copy()
-    for _start in range(0, N, _rows):
-        _x5 = x5[_start:_start + _rows]
-        _x3 = x3[_start:_start + _rows]
-        _Y = Y[_start:_start + _rows]
-        _b = _0[:N - _start]
+    if N <= _rows:
+        _x5 = x5
+        _x3 = x3
+        _Y = Y
+        _b = _0
         _1 = _x5 + _b
         _x6 = _row_maxima(_1)
         _2 = np.subtract(_1, _x6, out=_1)
         _3 = np.exp(_2)
         _x7 = _row_sums(_3)
         _4 = np.divide(_3*_x3, _x7, out=_3)
-        _x11 = np.subtract(_4, x8*_Y, out=x11[_start:_start + _rows])
+        _x11 = np.subtract(_4, x8*_Y, out=x11)
         x12 += float(np.vdot(_Y, _2 - np.log(_x7)))
         x13 += _column_sums(_4)
+    else:
+        for _start in range(0, N, _rows):
+            _x5 = x5[_start:_start + _rows]
+            _x3 = x3[_start:_start + _rows]
+            _Y = Y[_start:_start + _rows]
+            _b = _0[:N - _start]
+            _1 = _x5 + _b
+            _x6 = _row_maxima(_1)
+            _2 = np.subtract(_1, _x6, out=_1)
+            _3 = np.exp(_2)
+            _x7 = _row_sums(_3)
+            _4 = np.divide(_3*_x3, _x7, out=_3)
+            _x11 = np.subtract(_4, x8*_Y, out=x11[_start:_start + _rows])
+            x12 += float(np.vdot(_Y, _2 - np.log(_x7)))
+            x13 += _column_sums(_4)
     # scalar arithmetic
     loss = -x12/N
     # one pass over the elements (1, K)
@@ -468,12 +493,12 @@ def _hvp(W, b, X, Y, D, K, N, v_W, v_b):
     hvp_b = np.zeros((1, K), dtype=DTYPE)
     _0 = np.broadcast_to(b, (min(N, _rows), K)).copy()
     _1 = np.broadcast_to(v_b, (min(N, _rows), K)).copy()
-    for _start in range(0, N, _rows):
-        _x2 = x2[_start:_start + _rows]
-        _x3 = x3[_start:_start + _rows]
-        _x1 = x1[_start:_start + _rows]
-        _b = _0[:N - _start]
-        _v_b = _1[:N - _start]
+    if N <= _rows:
+        _x2 = x2
+        _x3 = x3
+        _x1 = x1
+        _b = _0
+        _v_b = _1
         _2 = _x2 + _b
         _x4 = _row_maxima(_2)
         _3 = np.subtract(_2, _x4, out=_2)
@@ -482,8 +507,25 @@ def _hvp(W, b, X, Y, D, K, N, v_W, v_b):
         _x7 = _row_sums(_4*(_x3 + _v_b))
         _5 = (1/_x6)
         _6 = _5*_x1*(_x3 + _v_b - _5*_x7)*np.exp(_3)
-        x9[_start:_start + _rows] = _6
+        x9 = _6
         hvp_b += _column_sums(_6)
+    else:
+        for _start in range(0, N, _rows):
+            _x2 = x2[_start:_start + _rows]
+            _x3 = x3[_start:_start + _rows]
+            _x1 = x1[_start:_start + _rows]
+            _b = _0[:N - _start]
+            _v_b = _1[:N - _start]
+            _2 = _x2 + _b
+            _x4 = _row_maxima(_2)
+            _3 = np.subtract(_2, _x4, out=_2)
+            _4 = np.exp(_3)
+            _x6 = _row_sums(_4)
+            _x7 = _row_sums(_4*(_x3 + _v_b))
+            _5 = (1/_x6)
+            _6 = _5*_x1*(_x3 + _v_b - _5*_x7)*np.exp(_3)
+            x9[_start:_start + _rows] = _6
+            hvp_b += _column_sums(_6)
     # matrix product (BLAS)
     hvp_W = _tall_inner(X, x9)
     return (hvp_W, hvp_b,)

@@ -20,6 +20,7 @@ from autograd import elementwise_grad, hessian, hessian_vector_product
 
 import symgen
 from examples import curve_fit, logistic, mlp, rosenbrock, softmax
+from symgen.backends.numpy.module import BLOCK
 from symgen.compiler.optimize import MatrixProduct, Reduction, transposed
 from symgen.compiler.pipeline import run
 from tests.test_cuda_backend import load
@@ -559,6 +560,81 @@ def test_numpy_gram_product_in_blocks_of_rows(name):
     got = module(name, "numpy").hessian(*params, *data)
     assert np.array_equal(got, got.T)
     assert_close(got, hessian(reference_function(case, params, data))(flat(params)), rtol=1e-10)
+
+
+def gram_path(mod, *arguments):
+    """The NumPy module's Hessian by its ``B.T @ B`` (syrk) path, whatever the size."""
+    at_most = mod._DIRECT_AT_MOST
+    mod._DIRECT_AT_MOST = 0
+    try:
+        return mod._hessian_of(*mod._arguments(*arguments))
+    finally:
+        mod._DIRECT_AT_MOST = at_most
+
+
+@pytest.mark.parametrize(
+    ("name", "extreme"),
+    [("logistic", False), ("biased", False), ("poisson", False), ("lsq", False)]
+    + [("logistic", True), ("biased", True)],  # |z| = 1000: the logistic weight's stable form
+)
+def test_numpy_hessian_direct_and_gram_paths_agree(name, extreme):
+    """Few columns: ``X.T @ (c * X)`` with c from one exponential (gemm, symmetrized);
+    else ``B.T @ B``, B = sqrt(c) ⊙ X (syrk). Both against each other and autograd, exactly
+    symmetric, also with rows at |z| = 1000 (logistic: no overflow, no NaN)."""
+    case, rng = CASES[name], np.random.default_rng()
+    params, data = case.arguments(rng)
+    if extreme:
+        w, X, t_ = extreme_glm(rng, n=40, d=5)
+        params, data = [w, *params[1:]], [X, t_]
+    mod = module(name, "numpy")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        direct = mod._hessian_direct(*mod._arguments(*params, *data))
+        gram = gram_path(mod, *params, *data)
+    assert np.array_equal(direct, direct.T) and np.array_equal(gram, gram.T)
+    assert np.isfinite(direct).all()
+    assert_close(direct, gram, rtol=1e-12)
+    assert_close(direct, hessian(reference_function(case, params, data))(flat(params)))
+
+
+@pytest.mark.parametrize("name", ["logistic", "biased"])
+def test_numpy_hessian_direct_path_float32(name):
+    case, rng = CASES[name], np.random.default_rng()
+    params, data = case.arguments(rng)
+    single = module(name, "numpy", "float32")
+    as32 = [p.astype(np.float32) for p in params]
+    data32 = [d.astype(np.float32) for d in data]
+    got = single._hessian_direct(*single._arguments(*as32, *data32))
+    assert got.dtype == np.float32 and np.array_equal(got, got.T)
+    f = reference_function(case, [p.astype(np.float64) for p in as32], data32)
+    assert_close(got, hessian(f)(flat(as32).astype(np.float64)), rtol=2e-4)
+    assert_close(gram_path(single, *as32, *data32), got, rtol=2e-5)
+
+
+def test_numpy_hessian_path_by_size(monkeypatch):
+    """``hessian`` takes the direct path for at most ``_DIRECT_AT_MOST`` columns of one
+    block of rows (N D <= 131,072), else the Gram product."""
+    mod, rng = module("logistic", "numpy"), np.random.default_rng()
+    calls = []
+    direct = mod._hessian_direct
+    monkeypatch.setattr(mod, "_hessian_direct", lambda *a: calls.append(a) or direct(*a))
+    for n, d, taken in [(40, 5, True), (4096, 32, True), (4097, 32, False), (400, 33, False)]:
+        w, X, t_ = glm_data(rng, n=n, d=d)
+        w /= np.sqrt(d)
+        calls.clear()
+        got = mod.hessian(w, X, t_)
+        assert bool(calls) == taken, (n, d)
+        assert_close(got, gram_path(mod, w, X, t_), rtol=1e-12)
+
+
+def test_numpy_pass_on_one_block_is_the_loop_on_it():
+    """A pass over N <= one block of rows runs on the whole arrays (no loop): the same
+    numbers as the loop, here two blocks that are the same rows (D = 1: X @ w exact)."""
+    mod, rng = module("logistic", "numpy"), np.random.default_rng()
+    assert "if N <= _rows:" in inspect.getsource(mod.loss)
+    w, X, t_ = glm_data(rng, n=BLOCK, d=1)  # a column: BLOCK rows are one block
+    one = mod.loss(w, X, t_)
+    assert mod.loss(w, np.vstack([X, X]), np.vstack([t_, t_])) == 2 * one
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

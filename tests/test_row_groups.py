@@ -9,7 +9,7 @@ import pytest
 import sympy as sp
 
 import symgen
-from symgen.backends.numpy import row_reductions
+from symgen.backends.numpy import row_groups, row_reductions
 from tests.gradcheck import central_differences
 
 N, K = sp.symbols("N K", integer=True, positive=True)
@@ -52,8 +52,27 @@ def test_consecutive_passes_over_rows_share_one_loop_and_one_exp():
     source = symgen.generate(multinomial())
     body = source.split("def _loss_and_grad(")[1].split("\ndef ")[0]
     assert "4 passes over the rows of (N, K) in one loop" in body
-    assert body.count("np.exp(") == 1  # the sums and the gradient read the same values
+    one, loop = body.split("for _start")  # one block of rows (whole), or the loop over blocks
+    assert "if N <= _rows:" in one and "_start" not in one
+    for branch in (one, loop):  # the sums and the gradient read the same values
+        assert branch.count("np.exp(") == 1
     assert "_row_maxima(" in body and "_row_sums(" in body
+
+
+def test_one_block_of_rows_runs_the_loops_body_whole():
+    """Rows that fit one block run the loop's body on the whole arrays: the same numbers as
+    the loop, here over two blocks that are the same rows."""
+    module = symgen.compile(multinomial())
+    rng = np.random.default_rng()
+    k = 8
+    z, y = (
+        rng.standard_normal((row_groups.BLOCK // k, k)) * 3,
+        one_hot(rng, row_groups.BLOCK // k, k),
+    )
+    loss, (g,) = module.loss_and_grad(z, y)
+    twice, (g2,) = module.loss_and_grad(np.vstack([z, z]), np.vstack([y, y]))
+    assert twice == 2 * loss
+    assert np.array_equal(g2, np.vstack([g, g]))
 
 
 @pytest.mark.parametrize("n, k", [(1, 1), (3, 2), (37, 4), (5000, 7), (2000, 10), (700, 40)])
@@ -140,7 +159,8 @@ def test_gathered_labels_join_the_loop_over_rows():
     source = symgen.generate(labels_multinomial())
     body = source.split("def _loss_and_grad(")[1].split("\ndef ")[0]
     assert "passes over the rows of (N, K) in one loop" in body
-    assert body.count("np.exp(") == 1  # the loss and the gradient read the same exp(z - max)
+    for branch in body.split("for _start"):  # one block (whole), or the loop over blocks
+        assert branch.count("np.exp(") == 1  # the loss and the gradient read the same exp(z - max)
     assert "np.take_along_axis(_Z, _y, 1)" in body  # the labels of the block's rows
     module = symgen.compile(labels_multinomial())
     rng = np.random.default_rng(5)

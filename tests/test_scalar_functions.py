@@ -267,6 +267,18 @@ def test_printers_spell_every_printed_function():
             assert method.__qualname__.startswith("_spells"), (printer, fn.name, target)
 
 
+def test_numpy_takes_float_literals_in_max_and_min_of_arrays():
+    """np.maximum(0.0, x): NumPy takes a Python float faster than an int, for the same values
+    (an int stays an int where no operand is an array)."""
+    x = sp.Symbol("x")
+    printer = ArrayPrinter(frozenset({"x"}))
+    assert printer.doprint(sp.Max(0, x)) == "np.maximum(0.0, x)"
+    assert printer.doprint(sp.Min(x, -2)) == "np.minimum(-2.0, x)"
+    values = np.array([-1.5, -0.0, 0.0, 2.0, np.nan, np.inf])
+    assert np.array_equal(np.maximum(0.0, values), np.maximum(0, values), equal_nan=True)
+    assert ArrayPrinter(frozenset()).doprint(sp.Max(0, x)) == "np.maximum(0, x)"
+
+
 def test_in_place_ufuncs_are_the_homes():
     assert UFUNCS == {fn.sympy: fn.ufunc for fn in FUNCTIONS if fn.ufunc}
 

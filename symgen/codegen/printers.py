@@ -293,7 +293,11 @@ class ArrayPrinter(NumPyPrinter):
         return f"np.take_along_axis({array}, {index}, 1)"
 
     def _spell(self, spelling: Spelling, expr) -> str:
-        return spell(self, spelling, expr.args)
+        args = expr.args
+        if isinstance(expr, (sp.Max, sp.Min)) and any(map(self._is_array, args)):
+            # np.maximum(0.0, x): NumPy takes a float faster than an int (the same values)
+            args = tuple(sp.Float(a) if a.is_Integer else a for a in args)
+        return spell(self, spelling, args)
 
     def _print_Pow(self, expr, rational=False):
         base, exp = expr.args

@@ -54,6 +54,13 @@ class SecondOrderPlan:
     gradient: str = ""
     updates: tuple[str, ...] = ()
     limit: int = HESSIAN_LIMIT
+    #: The body of the Hessian with its symmetric products ``A.T @ (c ⊙ A)`` (the
+    #: program ``direct_program``), its assembly, and the condition (of the dimensions)
+    #: under which ``hessian`` runs it; None where the backend has no such choice.
+    direct_body: object | None = None
+    direct_assembly: tuple[str, ...] = ()
+    direct_when: str | None = None
+    direct_at_most: int | None = None
 
 
 def free_keyword(base: str, taken: set[str]) -> str:
@@ -81,8 +88,10 @@ def assembly(form: HessianForm, params: tuple[Input, ...], outputs: tuple[str, .
         n = len(params)
         rows = [f"[{', '.join(value[min(i, j), max(i, j)] for j in range(n))}]" for i in range(n)]
         return (f"_hessian = np.array([{', '.join(rows)}], dtype=DTYPE)",)
-    if len(form.pairs) == 1 and form.symmetric[0]:
-        return (f"_hessian = {outputs[0]}",)
+    if len(form.pairs) == 1:  # a lone block: the output itself, or its symmetric part
+        if form.symmetric[0]:
+            return (f"_hessian = {outputs[0]}",)
+        return (f"_hessian = {outputs[0]} + {outputs[0]}.T", "_hessian *= 0.5")
     starts, at = [], sp.S.Zero
     for p in params:
         starts.append(at)
@@ -121,11 +130,20 @@ def size(compiled: Compiled) -> str:
 
 
 def plan(
-    compiled: Compiled, hvp_body, dense: bool, hessian_body=None, newton_body=None
+    compiled: Compiled,
+    hvp_body,
+    dense: bool,
+    hessian_body=None,
+    newton_body=None,
+    direct_body=None,
+    direct_when: str | None = None,
+    direct_at_most: int | None = None,
 ) -> SecondOrderPlan:
     """The second-order plan of ``compiled`` with the backend's bodies; ``dense``: whether
     the module has ``hessian`` and ``newton_step`` (then with the bodies of the Hessian's
-    programs, unless it is computed from hvps along unit vectors)."""
+    programs, unless it is computed from hvps along unit vectors); ``direct_body``: the
+    body of ``direct_program``, run when ``direct_when`` holds (``direct_at_most``: the
+    module's constant that the condition reads)."""
     second = compiled.second_order
     lowered = compiled.lowered
     params = lowered.params
@@ -142,6 +160,13 @@ def plan(
             "assembly": assembly(form, params, hessian_body.results),
             "newton_assembly": assembly(form, params, newton_outputs),
         }
+    if direct_body is not None:
+        fields.update(
+            direct_body=direct_body,
+            direct_assembly=assembly(second.direct, params, direct_body.results),
+            direct_when=direct_when,
+            direct_at_most=direct_at_most,
+        )
     return SecondOrderPlan(
         keyword=free_keyword("v", taken),
         damping=free_keyword("damping", taken),

@@ -552,7 +552,7 @@ FUNCTIONS: tuple[ScalarFunction, ...] = (
     ScalarFunction(
         sigmoid_from_exp,
         "internal",
-        numpy="(np.where({0} >= 0, 1.0, {1})/(1.0 + {1}))",
+        numpy="(np.where({0} >= 0.0, 1.0, {1})/(1.0 + {1}))",  # 0.0: NumPy compares faster
         python="((1.0 if {0} >= 0 else {1})/(1.0 + {1}))",
         c="sg_sigmoid_e({0}, {1})",
         c_definition=(

@@ -21,7 +21,10 @@ forms (``HessianForm.kind``):
   ``X.T @ r(X w)`` gives ``X.T @ (r'(X w) ⊙ X)``, the form an expert writes; a diagonal
   block ``A.T @ (c ⊙ A)`` whose weight ``c`` is provably >= 0 becomes ``B.T @ B`` with
   ``B = sqrt(c) ⊙ A`` (``_gram``): a symmetric product, which BLAS computes in half the
-  operations (``syrk``), exactly symmetric.
+  operations (``syrk``), exactly symmetric. Where that costs more than it saves (few
+  columns: the cost of a call, not the operations, counts), the same block is also made
+  as ``A.T @ (c ⊙ A)`` with ``c`` a column of its own (``_weighted``): the module chooses
+  between the two by size (``SecondOrder.direct_program``).
 - ``directions`` (anything else, e.g. matrix parameters): the module computes the hvp
   along each unit vector, a column of H per call, and symmetrizes.
 
@@ -93,6 +96,11 @@ class SecondOrder:
     hessian_program: Program | None
     #: The loss, the gradients and the Hessian's outputs from one program (``newton_step``).
     newton_program: Program | None
+    #: The Hessian's outputs with each symmetric product ``B.T @ B`` of ``hessian_program``
+    #: made ``A.T @ (c ⊙ A)`` instead (``_weighted``), and its form (the product is not
+    #: exactly symmetric as computed); None when it has none.
+    direct_program: Program | None = None
+    direct: HessianForm | None = None
 
 
 def _product(a: Node, b: Node) -> Node:
@@ -521,6 +529,37 @@ def _square_root(c: sp.Expr) -> sp.Expr:
     return sp.Mul(*out)
 
 
+def _weight(c: sp.Expr) -> sp.Expr:
+    """A weight ``c >= 0`` as computed once per row for ``A.T @ (c ⊙ A)``: the logistic
+    weight ``sigmoid(z)*sigmoid(-z)`` from one exponential, ``exp(-|z|)/(1 + exp(-|z|))**2``
+    (``_square_root``'s root squared; finite and exact for every z, where the two sigmoids
+    would each select by the sign of z)."""
+    factors = list(sp.Mul.make_args(c))
+    out = []
+    for f in factors[:]:
+        if isinstance(f, sigmoid) and f in factors and sigmoid(-f.args[0]) in factors:
+            factors.remove(f)
+            factors.remove(sigmoid(-f.args[0]))
+            e = sp.exp(-sp.Abs(f.args[0]))
+            out.append(e / (1 + e) ** 2)
+    return sp.Mul(*out, *factors)
+
+
+def _weighted(node: Node) -> Node:
+    """``A.T @ (c ⊙ A)`` of ``_gram``'s kind (``c >= 0``) with its weight ``c`` (``_weight``)
+    a column of its own (``Stored``), computed once per row: the product as an expert
+    writes it, for the sizes where ``syrk`` and the root cost more than they save."""
+    found = weighted_product(node)
+    if found is None or not found[2]:
+        return node
+    a, weight, _ = found
+    column = map_(sp.Lambda(weight.fn.variables, _weight(weight.fn.expr)), weight.args)
+    if column.shape:
+        column = Stored(column, column.shape)
+    r, x = sp.Dummy("r"), sp.Dummy("x")
+    return MatMul(transpose(a), map_(sp.Lambda((r, x), r * x), (column, a), a.shape), node.shape)
+
+
 def _gram(node: Node) -> Node:
     """``A.T @ (c ⊙ A)`` → ``B.T @ B`` with ``B = sqrt(c) ⊙ A`` when ``c >= 0``; a weight
     that varies is a column of its own (``Stored``), computed once per row."""
@@ -561,9 +600,8 @@ def _symmetric(node: Node) -> bool:
     return node.fn.expr.xreplace(swap) == node.fn.expr
 
 
-def _blocks(loss, params, directions, products: bool = True):
-    """The blocks (p, q), p <= q, of vector parameters; ``products``: diagonal blocks
-    ``A.T @ (c ⊙ A)`` become symmetric products where they can."""
+def _blocks(loss, params, directions):
+    """The blocks (p, q), p <= q, of vector parameters, simplified: ``(pairs, nodes)``."""
     pairs, nodes = [], []
     for q, v in enumerate(directions):
         column = _hv(loss, params, {params[q]: v})
@@ -577,11 +615,16 @@ def _blocks(loss, params, directions, products: bool = True):
                 block = made[0] if made[1] == "col" else transpose(made[0])
             pairs.append((p, q))
             nodes.append(block)
-    nodes = list(simplified(tuple(nodes)))
-    if products:
-        nodes = list(_rebuild(tuple(nodes), lambda n, ops: _gram(_with_operands(n, ops))))
+    return tuple(pairs), simplified(tuple(nodes))
+
+
+def _products(pairs, nodes, products: Callable[[Node], Node] | None):
+    """The blocks' form and nodes, each diagonal block ``A.T @ (c ⊙ A)`` rewritten by
+    ``products`` (``_gram``, ``_weighted``; None: as they are)."""
+    if products is not None:
+        nodes = _rebuild(nodes, lambda n, ops: products(_with_operands(n, ops)))
     symmetric = tuple(p != q or _symmetric(n) for (p, q), n in zip(pairs, nodes, strict=True))
-    return tuple(pairs), tuple(nodes), symmetric
+    return HessianForm("blocks", pairs, symmetric), nodes
 
 
 def hvp_blocks(loss: Node, params: tuple[Input, ...], directions: tuple[Input, ...]):
@@ -604,18 +647,28 @@ def hessian_nodes(
 ):
     """The Hessian's form and its output nodes (none for ``directions``); ``products``:
     with symmetric products where they can be (False: the form to read)."""
+    form, nodes, _ = _hessian(lowered, grads, directions, _gram if products else None)
+    return form, nodes
+
+
+def _hessian(lowered, grads, directions, products):
+    """``hessian_nodes``'s form and nodes, and for blocks that ``products`` rewrote, the
+    form and nodes with ``_weighted`` products instead (else None)."""
     params = lowered.params
     if all(not p.shape for p in params) and len(params) <= ENTRY_LIMIT:
         pairs, nodes = _entries(params, grads)
-        return HessianForm("entries", pairs, tuple(True for _ in pairs)), nodes
+        return HessianForm("entries", pairs, tuple(True for _ in pairs)), nodes, None
     if all(_is_vector(p) for p in params):
         try:
-            pairs, nodes, symmetric = _blocks(lowered.loss, params, directions, products)
+            pairs, plain = _blocks(lowered.loss, params, directions)
         except NotBatched:
             pass
         else:
-            return HessianForm("blocks", pairs, symmetric), nodes
-    return HessianForm("directions"), ()
+            form, nodes = _products(pairs, plain, products)
+            if products is None or all(a is b for a, b in zip(nodes, plain, strict=True)):
+                return form, nodes, None
+            return form, nodes, _products(pairs, plain, _weighted)
+    return HessianForm("directions"), (), None
 
 
 def second_order(
@@ -633,7 +686,7 @@ def second_order(
     hv = hvp(lowered.loss, lowered.params, directions)
     names = [f"hvp_{p.name}" for p in lowered.params]
     hvp_program = build_program(with_directions, list(hv), names, namer(with_directions))
-    form, nodes = hessian_nodes(lowered, grads, directions)
+    form, nodes, direct = _hessian(lowered, grads, directions, _gram)
     if form.kind == "directions":
         return SecondOrder(directions, hvp_program, form, None, None)
     params = lowered.params
@@ -643,4 +696,11 @@ def second_order(
     newton_program = build_program(
         lowered, [lowered.loss, *grads, *nodes], grad_names + parts, namer(lowered)
     )
-    return SecondOrder(directions, hvp_program, form, hessian_program, newton_program)
+    direct_program = direct_form = None
+    if direct is not None:
+        direct_form, direct_nodes = direct
+        direct_program = build_program(lowered, list(direct_nodes), parts, namer(lowered))
+    return SecondOrder(
+        directions, hvp_program, form, hessian_program, newton_program, direct_program,
+        direct_form,
+    )  # fmt: skip

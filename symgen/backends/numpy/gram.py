@@ -26,6 +26,14 @@ from symgen.compiler.optimize import Elementwise, MatrixProduct, Program, transp
 #: 0.69x for W2 large's newton_step (N = 10^6, D = 16).
 BLOCK = 131072
 DEPTH = 4
+#: The most columns of ``M`` for which the module's ``hessian`` computes each Gram product
+#: as ``M.T @ (c * M)`` (``c = r²`` a column computed from one exponential: BLAS gemm, no
+#: square root, then the block symmetrized) when ``M`` is one block (at most ``BLOCK``
+#: values): there the cost of a call counts, not the operations, and ``syrk`` (which
+#: also copies its triangle) and the root's second exponential cost more than the half
+#: of the operations they save. Measured (one thread, interleaved medians): see
+#: docs/ARCHITECTURE.md, "Second order".
+DIRECT_AT_MOST = 32
 
 
 @dataclass(frozen=True)
@@ -91,3 +99,16 @@ def lines(gram: Gram, shapes: dict[str, tuple]) -> list[str]:
         f"        _b = {block}",
         f"        {h} += _b.T @ _b",
     ]
+
+
+def direct_when(program: Program) -> str | None:
+    """The condition (a Python expression of the dimensions) under which ``hessian`` runs
+    the program whose Gram products are ``M.T @ (c * M)`` (``DIRECT_AT_MOST``); None when
+    ``program`` has no Gram product."""
+    shapes = program.array_shapes()
+    sizes = sorted({tuple(str(d) for d in shapes[g.matrix]) for g in products(program)})
+    if not sizes:
+        return None
+    return " and ".join(
+        f"{cols} <= _DIRECT_AT_MOST and {rows}*{cols} <= {BLOCK}" for rows, cols in sizes
+    )

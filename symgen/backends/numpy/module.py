@@ -453,18 +453,43 @@ def _row_blocked(
     lines = [printer.line(s, kernel) for s in stmts[:first]]
     k = str(kernel.domain[1])
     lines.append(f"_rows = max(1, {BLOCK}//max({k}, 1))")
+    blocked = []
     for s in keep:
         shape = _shape_text(tuple(shapes[s.target.name]))
-        lines.append(f"{s.target.name} = np.empty({shape}, dtype=DTYPE)")
+        blocked.append(f"{s.target.name} = np.empty({shape}, dtype=DTYPE)")
     for s in whole:
-        lines.append(f"{s.target.name} = {'-np.inf' if isinstance(s, Max) else '0.0'}")
+        blocked.append(f"{s.target.name} = {'-np.inf' if isinstance(s, Max) else '0.0'}")
     for s in column:
-        lines.append(f"{s.target.name} = {sums.accumulator_zeros(f'(1, {k})', printer.dtype)}")
-    lines.append(f"for _start in range(0, {rows}, _rows):")
+        blocked.append(f"{s.target.name} = {sums.accumulator_zeros(f'(1, {k})', printer.dtype)}")
+    blocked.append(f"for _start in range(0, {rows}, _rows):")
     for v, name in names.items():
-        lines.append(f"    {name} = {printer.array.doprint(v)}[_start:_start + _rows]")
+        blocked.append(f"    {name} = {printer.array.doprint(v)}[_start:_start + _rows]")
+    in_block = _block_lines(middle, names, keep, whole, column, printer, kernel)
+    blocked += [f"    {line}" for line in in_block]
+    for s in column:
+        if (line := sums.accumulator_result(s.target.name, printer.dtype)) is not None:
+            blocked.append(line)
+    if any(isinstance(s, Max) for s in whole):  # max() keeps the loop's NaN handling
+        lines += blocked
+    else:
+        # One block: the same statements on the whole arrays (the same names, so the same
+        # order of terms and the same values), without the loop's buffers, views and
+        # copies (~1 us a pass at small sizes).
+        one = [f"{name} = {printer.array.doprint(v)}" for v, name in names.items()]
+        one += _block_lines(middle, names, keep, whole, column, printer, kernel, whole_arrays=True)
+        lines += [f"if {rows} <= _rows:", *(f"    {line}" for line in one), "else:"]
+        lines += [f"    {line}" for line in blocked]
+    lines += [printer.line(s, kernel) for s in stmts[last + 1 :]]
+    return lines
+
+
+def _block_lines(middle, names, keep, whole, column, printer, kernel, whole_arrays=False):
+    """The statements of a pass on one block of rows (the views ``names``); ``whole_arrays``:
+    the block is the whole arrays, so kept values are the arrays themselves and sums are
+    assigned, not added."""
     local = {v: sp.Symbol(n, real=True) for v, n in names.items()}
     kept = {s.target.name for s in keep}
+    lines = []
     for s in middle:
         block = s.substituted(local)
         if s.target.name in kept:
@@ -476,14 +501,14 @@ def _row_blocked(
             printer.masked.release()
             written = [*before, f"{s.target.name} = max({s.target.name}, {value})"]
         else:  # whole and column sums add this block's part
-            written = printer.lines(block, kernel, "+=" if s in whole or s in column else "=")
-        lines += [f"    {line}" for line in written]
+            added = (s in whole or s in column) and not whole_arrays
+            written = printer.lines(block, kernel, "+=" if added else "=")
+        lines += written
         if s.target.name in kept:
-            lines.append(f"    {s.target.name}[_start:_start + _rows] = {block.target.name}")
-    for s in column:
-        if (line := sums.accumulator_result(s.target.name, printer.dtype)) is not None:
-            lines.append(line)
-    lines += [printer.line(s, kernel) for s in stmts[last + 1 :]]
+            if whole_arrays:
+                lines.append(f"{s.target.name} = {block.target.name}")
+            else:
+                lines.append(f"{s.target.name}[_start:_start + _rows] = {block.target.name}")
     return lines
 
 
@@ -708,6 +733,13 @@ def plan(
             second.newton_program, problem.dtype, names, problem.kind, native, "newton"
         )
         bodies += [hessian_body, newton_body]
+    direct_body = direct_when = None
+    if second.direct_program is not None and native is None:  # the C pass sums its own
+        direct_when = grams.direct_when(second.hessian_program)
+        direct_body = _body(
+            second.direct_program, problem.dtype, names, problem.kind, native, "hessian"
+        )
+        bodies.append(direct_body)
     steps = updates(
         tuple(p.name for p in params),
         tuple(p.kind != "scalar" for p in params),
@@ -730,7 +762,16 @@ def plan(
         imports=imports(params, helpers, frozenset().union(*(b.modules for b in bodies))),
         native=native.module(problem.name) if native is not None else None,
         least_squares=least_squares,
-        second=second_order.plan(compiled, hvp_body, True, hessian_body, newton_body),
+        second=second_order.plan(
+            compiled,
+            hvp_body,
+            True,
+            hessian_body,
+            newton_body,
+            direct_body,
+            direct_when,
+            grams.DIRECT_AT_MOST,
+        ),  # fmt: skip
     )
 
 

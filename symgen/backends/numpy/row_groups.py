@@ -342,16 +342,38 @@ def lines(kernels: list[Kernel], printer, shapes: dict, stored: set[str], size: 
             )
     for row, (array, _) in tiled.items():
         out.append(f"{array} = np.broadcast_to({row}, (min({rows}, _rows), {width})).copy()")
-    out.append(f"for _start in range(0, {rows}, _rows):")
-    for v, view in views.items():
-        out.append(f"    {view} = {printer.array.doprint(v)}[_start:_start + _rows]")
-    for array, view in tiled.values():  # the last block may be shorter
-        out.append(f"    {view} = {array}[:{rows} - _start]")
     printer.array.renamed = {row: view for row, (_, view) in tiled.items()}
+
+    wide = {view.name for v, view in views.items() if _width(v, shapes) == width} | set(tiled)
+    loop = _block_lines(body, views, tiled, local, stored, printer, k, rows, wide, False)
+    # One block: the loop's body on the whole arrays (the same operations in the same
+    # order), without the loop and its views (~1 us a pass at small sizes).
+    whole = _block_lines(body, views, tiled, local, stored, printer, k, rows, wide, True)
+    out += [f"if {rows} <= _rows:", *(f"    {x}" for x in whole), "else:"]
+    out += [f"    for _start in range(0, {rows}, _rows):", *(f"        {x}" for x in loop)]
+    printer.array.renamed = {}
+    for s in middle:  # the column sums in the module's dtype again
+        if isinstance(s, Reduction) and s.axes == (0,):
+            if (line := sums.accumulator_result(s.target.name, printer.dtype)) is not None:
+                out.append(line)
+    out += [printer.line(s, k) for s in after]
+    return out
+
+
+def _block_lines(body, views, tiled, local, stored, printer, k, rows, wide, whole):
+    """``lines``' loop body (see there), on the block of rows from ``_start``; ``whole``:
+    the block is every row (the arrays themselves: no views; values stored by name).
+    ``wide``: the names of the block's values as wide as the group."""
+    part = "" if whole else "[_start:_start + _rows]"
+    out = []
+    for v, view in views.items():
+        out.append(f"{view} = {printer.array.doprint(v)}{part}")
+    for array, view in tiled.values():  # the last block may be shorter
+        out.append(f"{view} = {array}" if whole else f"{view} = {array}[:{rows} - _start]")
     # Values per element written in place (``out=``), as an expert does: a stored value
     # straight into its rows of the whole array, any other into the block of an operand
     # that nothing reads after it. The same operations: no block allocated, none copied.
-    wide = {view.name for v, view in views.items() if _width(v, shapes) == width} | set(tiled)
+    wide = set(wide)
     last: dict[str, int] = {}
     for i, (kind, _, value) in enumerate(body):
         read = (
@@ -362,15 +384,15 @@ def lines(kernels: list[Kernel], printer, shapes: dict, stored: set[str], size: 
         last.update({sym.name: i for sym in read})
     own: set[str] = set()  # the block's own arrays (not views of the arguments or products)
 
-    def written(i: int, block: sp.Symbol, value: sp.Expr, whole: str | None) -> str | None:
+    def written(i: int, block: sp.Symbol, value: sp.Expr, into: str | None) -> str | None:
         """The line computing ``value`` into ``block`` in place, or None."""
-        if whole is None and not _wide(value, wide):
+        if into is None and not _wide(value, wide):
             return None
         operation = _operation(value, printer.array)
         if operation is None:
             return None
         template, operands = operation
-        if whole is None:
+        if into is None:
             # any block the value reads last: the operands are computed before it is written
             dead = sorted(
                 x.name
@@ -379,44 +401,41 @@ def lines(kernels: list[Kernel], printer, shapes: dict, stored: set[str], size: 
             )
             if not dead:
                 return None
-            whole = dead[0]
+            into = dead[0]
         text = [printer.array.doprint(x) for x in operands]
-        return f"{block.name} = {template.format(*text, out=whole)}"
+        return f"{block.name} = {template.format(*text, out=into)}"
+
+    def store(name: str, value: str) -> str:
+        return f"{name} = {value}" if whole else f"{name}{part} = {value}"
 
     for i, (kind, target, value) in enumerate(body):
         name = target.name
         if kind == "value":
             line = written(i, target, value, None)
-            out.append(f"    {line or f'{name} = ' + printer.value(Elementwise(target, value), k)}")
+            out.append(line or f"{name} = " + printer.value(Elementwise(target, value), k))
             own.add(name)
             if _wide(value, wide):
                 wide.add(name)
         elif kind == "store":
-            out.append(f"    {name}[_start:_start + _rows] = {value.name}")
+            out.append(store(name, value.name))
         elif target in local:  # a value per row (or element): computed into its block
             block = local[target]
             if isinstance(value, Elementwise) and _wide(value.value, wide):
                 wide.add(block.name)
-            rows_of = f"{name}[_start:_start + _rows]" if name in stored else None
+            rows_of = f"{name}{part}" if name in stored else None
             line = (
                 written(i, block, value.value, rows_of) if isinstance(value, Elementwise) else None
             )
             if line is not None:
-                out.append(f"    {line}")
+                out.append(line)
             else:
-                out.append(f"    {printer.line(replace(value, target=block), k)}")
+                out.append(printer.line(replace(value, target=block), k))
                 if name in stored:
-                    out.append(f"    {name}[_start:_start + _rows] = {block.name}")
+                    out.append(store(name, block.name))
             if name not in stored:  # a stored block may be rows of the whole array
                 own.add(block.name)
         elif isinstance(value, Max) and not value.axes:
-            out.append(f"    {name} = max({name}, {printer.value(value, k)})")
+            out.append(f"{name} = max({name}, {printer.value(value, k)})")
         else:  # whole and column sums add this block's part
-            out.append(f"    {printer.line(value, k, '+=')}")
-    printer.array.renamed = {}
-    for s in middle:  # the column sums in the module's dtype again
-        if isinstance(s, Reduction) and s.axes == (0,):
-            if (line := sums.accumulator_result(s.target.name, printer.dtype)) is not None:
-                out.append(line)
-    out += [printer.line(s, k) for s in after]
+            out.append(printer.line(value, k, "+="))
     return out
