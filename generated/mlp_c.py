@@ -69,7 +69,7 @@ int loss_0(const float* restrict x0, float* restrict _w_x1, const long long M, c
     for (long long _t = 0; _t < _tasks; ++_t) {
         const long long _first = _t*_per;
         const long long _last = _first + _per < M ? _first + _per : M;
-        if (N_H < 16) {
+        if (N_H < 32) {
             for (long long _b = _first; _b < _last; _b += 64) {
                 const long long _bl = _b + 64 < _last ? _b + 64 : _last;
                 for (long long _j = 0; _j < N_H; ++_j) {
@@ -82,7 +82,7 @@ int loss_0(const float* restrict x0, float* restrict _w_x1, const long long M, c
                 }
             }
         }
-        if (N_H >= 16) {
+        if (N_H >= 32) {
             for (long long _i = _first; _i < _last; ++_i) {
                 #pragma omp simd
                 for (long long _j = 0; _j < N_H; ++_j) {
@@ -148,7 +148,7 @@ int loss_and_grad_0(const float* restrict x0, float* restrict _w_x1, const long 
     for (long long _t = 0; _t < _tasks; ++_t) {
         const long long _first = _t*_per;
         const long long _last = _first + _per < M ? _first + _per : M;
-        if (N_H < 16) {
+        if (N_H < 32) {
             for (long long _b = _first; _b < _last; _b += 64) {
                 const long long _bl = _b + 64 < _last ? _b + 64 : _last;
                 for (long long _j = 0; _j < N_H; ++_j) {
@@ -161,7 +161,7 @@ int loss_and_grad_0(const float* restrict x0, float* restrict _w_x1, const long 
                 }
             }
         }
-        if (N_H >= 16) {
+        if (N_H >= 32) {
             for (long long _i = _first; _i < _last; ++_i) {
                 #pragma omp simd
                 for (long long _j = 0; _j < N_H; ++_j) {
@@ -229,7 +229,7 @@ int loss_and_grad_2(const float* restrict x0, const float* restrict x8, float* r
     for (long long _t = 0; _t < _tasks; ++_t) {
         const long long _first = _t*_per;
         const long long _last = _first + _per < M ? _first + _per : M;
-        if (N_H < 16) {
+        if (N_H < 32) {
             for (long long _b = _first; _b < _last; _b += 64) {
                 const long long _bl = _b + 64 < _last ? _b + 64 : _last;
                 for (long long _j = 0; _j < N_H; ++_j) {
@@ -243,7 +243,7 @@ int loss_and_grad_2(const float* restrict x0, const float* restrict x8, float* r
                 }
             }
         }
-        if (N_H >= 16) {
+        if (N_H >= 32) {
             for (long long _i = _first; _i < _last; ++_i) {
                 #pragma omp simd
                 for (long long _j = 0; _j < N_H; ++_j) {
@@ -271,7 +271,7 @@ int hvp_0(const float* restrict x0, const float* restrict x1, float* restrict _w
     for (long long _t = 0; _t < _tasks; ++_t) {
         const long long _first = _t*_per;
         const long long _last = _first + _per < M ? _first + _per : M;
-        if (N_H < 16) {
+        if (N_H < 32) {
             for (long long _b = _first; _b < _last; _b += 64) {
                 const long long _bl = _b + 64 < _last ? _b + 64 : _last;
                 for (long long _j = 0; _j < N_H; ++_j) {
@@ -287,7 +287,7 @@ int hvp_0(const float* restrict x0, const float* restrict x1, float* restrict _w
                 }
             }
         }
-        if (N_H >= 16) {
+        if (N_H >= 32) {
             for (long long _i = _first; _i < _last; ++_i) {
                 #pragma omp simd
                 for (long long _j = 0; _j < N_H; ++_j) {
@@ -347,7 +347,7 @@ int hvp_2(const float* restrict x0, const float* restrict x10, const float* rest
     for (long long _t = 0; _t < _tasks; ++_t) {
         const long long _first = _t*_per;
         const long long _last = _first + _per < M ? _first + _per : M;
-        if (N_H < 16) {
+        if (N_H < 32) {
             for (long long _b = _first; _b < _last; _b += 64) {
                 const long long _bl = _b + 64 < _last ? _b + 64 : _last;
                 for (long long _j = 0; _j < N_H; ++_j) {
@@ -362,7 +362,7 @@ int hvp_2(const float* restrict x0, const float* restrict x10, const float* rest
                 }
             }
         }
-        if (N_H >= 16) {
+        if (N_H >= 32) {
             for (long long _i = _first; _i < _last; ++_i) {
                 #pragma omp simd
                 for (long long _j = 0; _j < N_H; ++_j) {

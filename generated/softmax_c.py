@@ -95,8 +95,8 @@ int loss_1(const double* restrict b, const double* restrict x0, const double* re
     for (long long _t = 0; _t < _tasks; ++_t) {
         const long long _first = _t*_per;
         const long long _last = _first + _per < N ? _first + _per : N;
-        if (K < 8) {
-            double _terms0[512];
+        if (K < 16) {
+            double _terms0[1024];
             for (long long _b = _first; _b < _last; _b += 64) {
                 const long long _bl = _b + 64 < _last ? _b + 64 : _last;
                 for (long long _j = 0; _j < K; ++_j) {
@@ -117,7 +117,7 @@ int loss_1(const double* restrict b, const double* restrict x0, const double* re
                 }
             }
         }
-        if (K >= 8) {
+        if (K >= 16) {
             for (long long _i = _first; _i < _last; ++_i) {
                 double _line0 = 0.0;
                 #pragma omp simd reduction(+:_line0)
@@ -153,8 +153,8 @@ int loss_2(const double* restrict Y, const double* restrict b, const double* res
         const long long _first = _t*_per;
         const long long _last = _first + _per < N ? _first + _per : N;
         double _acc0 = 0.0;
-        if (K < 8) {
-            double _terms0[512];
+        if (K < 16) {
+            double _terms0[1024];
             for (long long _b = _first; _b < _last; _b += 64) {
                 const long long _bl = _b + 64 < _last ? _b + 64 : _last;
                 for (long long _j = 0; _j < K; ++_j) {
@@ -175,7 +175,7 @@ int loss_2(const double* restrict Y, const double* restrict b, const double* res
                 }
             }
         }
-        if (K >= 8) {
+        if (K >= 16) {
             for (long long _i = _first; _i < _last; ++_i) {
                 #pragma omp simd reduction(+:_acc0)
                 for (long long _j = 0; _j < K; ++_j) {
@@ -281,8 +281,8 @@ int loss_and_grad_2(const double* restrict b, const double* restrict x5, const d
     for (long long _t = 0; _t < _tasks; ++_t) {
         const long long _first = _t*_per;
         const long long _last = _first + _per < N ? _first + _per : N;
-        if (K < 8) {
-            double _terms0[512];
+        if (K < 16) {
+            double _terms0[1024];
             for (long long _b = _first; _b < _last; _b += 64) {
                 const long long _bl = _b + 64 < _last ? _b + 64 : _last;
                 for (long long _j = 0; _j < K; ++_j) {
@@ -303,7 +303,7 @@ int loss_and_grad_2(const double* restrict b, const double* restrict x5, const d
                 }
             }
         }
-        if (K >= 8) {
+        if (K >= 16) {
             for (long long _i = _first; _i < _last; ++_i) {
                 double _line0 = 0.0;
                 #pragma omp simd reduction(+:_line0)
@@ -343,9 +343,9 @@ int loss_and_grad_3(const double* restrict Y, const double* restrict b, const do
             _col0[_j] = 0.0;
         }
         double _acc0 = 0.0;
-        if (K < 8) {
-            double _terms0[512];
-            double _terms1[512];
+        if (K < 16) {
+            double _terms0[1024];
+            double _terms1[1024];
             for (long long _b = _first; _b < _last; _b += 64) {
                 const long long _bl = _b + 64 < _last ? _b + 64 : _last;
                 for (long long _j = 0; _j < K; ++_j) {
@@ -373,7 +373,7 @@ int loss_and_grad_3(const double* restrict Y, const double* restrict b, const do
                 }
             }
         }
-        if (K >= 8) {
+        if (K >= 16) {
             for (long long _i = _first; _i < _last; ++_i) {
                 #pragma omp simd reduction(+:_acc0)
                 for (long long _j = 0; _j < K; ++_j) {
@@ -487,9 +487,9 @@ int hvp_2(const double* restrict b, const double* restrict v_b, const double* re
     for (long long _t = 0; _t < _tasks; ++_t) {
         const long long _first = _t*_per;
         const long long _last = _first + _per < N ? _first + _per : N;
-        if (K < 8) {
-            double _terms0[512];
-            double _terms1[512];
+        if (K < 16) {
+            double _terms0[1024];
+            double _terms1[1024];
             for (long long _b = _first; _b < _last; _b += 64) {
                 const long long _bl = _b + 64 < _last ? _b + 64 : _last;
                 for (long long _j = 0; _j < K; ++_j) {
@@ -517,7 +517,7 @@ int hvp_2(const double* restrict b, const double* restrict v_b, const double* re
                 }
             }
         }
-        if (K >= 8) {
+        if (K >= 16) {
             for (long long _i = _first; _i < _last; ++_i) {
                 double _line0 = 0.0;
                 double _line1 = 0.0;
@@ -553,7 +553,7 @@ int hvp_3(const double* restrict b, const double* restrict v_b, const double* re
     for (long long _t = 0; _t < _tasks; ++_t) {
         const long long _first = _t*_per;
         const long long _last = _first + _per < N ? _first + _per : N;
-        if (K < 8) {
+        if (K < 16) {
             for (long long _b = _first; _b < _last; _b += 64) {
                 const long long _bl = _b + 64 < _last ? _b + 64 : _last;
                 for (long long _j = 0; _j < K; ++_j) {
@@ -574,7 +574,7 @@ int hvp_3(const double* restrict b, const double* restrict v_b, const double* re
                 }
             }
         }
-        if (K >= 8) {
+        if (K >= 16) {
             for (long long _i = _first; _i < _last; ++_i) {
                 #pragma omp simd
                 for (long long _j = 0; _j < K; ++_j) {

@@ -663,7 +663,7 @@ class _Pass:
         return any(sp.sympify(e).atoms(sp.Function) for e in exprs)
 
     def short(self) -> c.Expr:
-        """Whether the rows are short (``SHORT_ROW_BYTES``): fewer elements than a vector."""
+        """Whether the rows are short (``SHORT_ROW_BYTES``): fewer elements than two vectors."""
         width = SHORT_ROW_BYTES // (4 if self.t == "float" else 8)
         return c.BinOp("<", self.names.dim(self.domain[1]), c.Literal(str(width)))
 
@@ -682,8 +682,9 @@ class _Pass:
     ) -> list[c.Stmt]:
         """The loop over rows ``first`` to ``last`` for rows shorter than a vector: in
         blocks of ``SHORT_BLOCK`` rows, each column of the block a vectorised loop down
-        the rows (so that the vector forms of exp and log run: a loop along a row of K < 8
-        elements runs their scalar forms), each reduction's terms kept in a block buffer;
+        the rows (so that the vector forms of exp and log run: along a row of K < 16
+        elements most of them take their scalar forms), each reduction's terms kept in a
+        block buffer;
         then the block's terms added row after row, column after column: the order of the
         loop over rows, so that the sums are the same."""
         t, dim = self.t, self.names.dim
@@ -989,11 +990,16 @@ MAX_TASKS = 256
 #: Bytes per cache line: the unit in which tasks' partial sums are kept apart.
 CACHE_LINE = 64
 
-#: A pass over rows of fewer than SHORT_ROW_BYTES (one AVX-512 vector: 8 float64, 16
-#: float32) runs down the columns of blocks of SHORT_BLOCK rows (``_Pass.short_rows``):
-#: along such a row the vectorised loop never runs a whole vector, and every exp and log
-#: takes its scalar form. Measured (multinomial loss, N = 10^5, one thread): ...
-SHORT_ROW_BYTES = 64
+#: A pass over rows of fewer than SHORT_ROW_BYTES (two AVX-512 vectors: 16 float64, 32
+#: float32) that calls functions runs down the columns of blocks of SHORT_BLOCK rows
+#: (``_Pass.short_rows``): along a row shorter than a vector the vectorised loop never runs
+#: a whole vector, and along one of 9-15 float64 most of the row is the scalar remainder;
+#: there every exp and log takes its scalar form. Measured (N = 10^5, one thread, 2 shared
+#: cores; before / after, ms): the multinomial loss at K = 4: 7.9 / 1.7, K = 7: 15.2 / 6.7,
+#: K = 9: 4.3 / 3.6, K = 10: 13.1 / 8.8, K = 15: 20.9 / 16.3, K = 8 and 16 within noise;
+#: 32 to 256 rows a block alike at K = 4 and 7 but 256 (5.8 ms at K = 4: its buffers leave
+#: the L1 cache).
+SHORT_ROW_BYTES = 128
 SHORT_BLOCK = 64
 
 #: Products by a matrix run inside the pass over its rows when the matrix has at most
