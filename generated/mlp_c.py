@@ -69,27 +69,12 @@ int loss_0(const float* restrict x0, float* restrict _w_x1, const long long M, c
     for (long long _t = 0; _t < _tasks; ++_t) {
         const long long _first = _t*_per;
         const long long _last = _first + _per < M ? _first + _per : M;
-        if (N_H < 32) {
-            for (long long _b = _first; _b < _last; _b += 64) {
-                const long long _bl = _b + 64 < _last ? _b + 64 : _last;
-                for (long long _j = 0; _j < N_H; ++_j) {
-                    #pragma omp simd
-                    for (long long _i = _b; _i < _bl; ++_i) {
-                        const float _v_x0 = x0[_i*N_H + _j];
-                        const float x1 = sg_relu(_v_x0);
-                        _w_x1[_i*N_H + _j] = x1;
-                    }
-                }
-            }
-        }
-        if (N_H >= 32) {
-            for (long long _i = _first; _i < _last; ++_i) {
-                #pragma omp simd
-                for (long long _j = 0; _j < N_H; ++_j) {
-                    const float _v_x0 = x0[_i*N_H + _j];
-                    const float x1 = sg_relu(_v_x0);
-                    _w_x1[_i*N_H + _j] = x1;
-                }
+        for (long long _i = _first; _i < _last; ++_i) {
+            #pragma omp simd
+            for (long long _j = 0; _j < N_H; ++_j) {
+                const float _v_x0 = x0[_i*N_H + _j];
+                const float x1 = sg_relu(_v_x0);
+                _w_x1[_i*N_H + _j] = x1;
             }
         }
     }
@@ -148,27 +133,12 @@ int loss_and_grad_0(const float* restrict x0, float* restrict _w_x1, const long 
     for (long long _t = 0; _t < _tasks; ++_t) {
         const long long _first = _t*_per;
         const long long _last = _first + _per < M ? _first + _per : M;
-        if (N_H < 32) {
-            for (long long _b = _first; _b < _last; _b += 64) {
-                const long long _bl = _b + 64 < _last ? _b + 64 : _last;
-                for (long long _j = 0; _j < N_H; ++_j) {
-                    #pragma omp simd
-                    for (long long _i = _b; _i < _bl; ++_i) {
-                        const float _v_x0 = x0[_i*N_H + _j];
-                        const float x1 = sg_relu(_v_x0);
-                        _w_x1[_i*N_H + _j] = x1;
-                    }
-                }
-            }
-        }
-        if (N_H >= 32) {
-            for (long long _i = _first; _i < _last; ++_i) {
-                #pragma omp simd
-                for (long long _j = 0; _j < N_H; ++_j) {
-                    const float _v_x0 = x0[_i*N_H + _j];
-                    const float x1 = sg_relu(_v_x0);
-                    _w_x1[_i*N_H + _j] = x1;
-                }
+        for (long long _i = _first; _i < _last; ++_i) {
+            #pragma omp simd
+            for (long long _j = 0; _j < N_H; ++_j) {
+                const float _v_x0 = x0[_i*N_H + _j];
+                const float x1 = sg_relu(_v_x0);
+                _w_x1[_i*N_H + _j] = x1;
             }
         }
     }
@@ -229,29 +199,13 @@ int loss_and_grad_2(const float* restrict x0, const float* restrict x8, float* r
     for (long long _t = 0; _t < _tasks; ++_t) {
         const long long _first = _t*_per;
         const long long _last = _first + _per < M ? _first + _per : M;
-        if (N_H < 32) {
-            for (long long _b = _first; _b < _last; _b += 64) {
-                const long long _bl = _b + 64 < _last ? _b + 64 : _last;
-                for (long long _j = 0; _j < N_H; ++_j) {
-                    #pragma omp simd
-                    for (long long _i = _b; _i < _bl; ++_i) {
-                        const float _v_x0 = x0[_i*N_H + _j];
-                        const float _v_x8 = x8[_i*N_H + _j];
-                        const float x9 = _v_x8*sg_heaviside(_v_x0, 0.0F);
-                        _w_x9[_i*N_H + _j] = x9;
-                    }
-                }
-            }
-        }
-        if (N_H >= 32) {
-            for (long long _i = _first; _i < _last; ++_i) {
-                #pragma omp simd
-                for (long long _j = 0; _j < N_H; ++_j) {
-                    const float _v_x0 = x0[_i*N_H + _j];
-                    const float _v_x8 = x8[_i*N_H + _j];
-                    const float x9 = _v_x8*sg_heaviside(_v_x0, 0.0F);
-                    _w_x9[_i*N_H + _j] = x9;
-                }
+        for (long long _i = _first; _i < _last; ++_i) {
+            #pragma omp simd
+            for (long long _j = 0; _j < N_H; ++_j) {
+                const float _v_x0 = x0[_i*N_H + _j];
+                const float _v_x8 = x8[_i*N_H + _j];
+                const float x9 = _v_x8*sg_heaviside(_v_x0, 0.0F);
+                _w_x9[_i*N_H + _j] = x9;
             }
         }
     }
@@ -271,33 +225,15 @@ int hvp_0(const float* restrict x0, const float* restrict x1, float* restrict _w
     for (long long _t = 0; _t < _tasks; ++_t) {
         const long long _first = _t*_per;
         const long long _last = _first + _per < M ? _first + _per : M;
-        if (N_H < 32) {
-            for (long long _b = _first; _b < _last; _b += 64) {
-                const long long _bl = _b + 64 < _last ? _b + 64 : _last;
-                for (long long _j = 0; _j < N_H; ++_j) {
-                    #pragma omp simd
-                    for (long long _i = _b; _i < _bl; ++_i) {
-                        const float _v_x0 = x0[_i*N_H + _j];
-                        const float _v_x1 = x1[_i*N_H + _j];
-                        const float x2 = sg_relu(_v_x0);
-                        const float x3 = _v_x1*sg_heaviside(_v_x0, 0.0F);
-                        _w_x2[_i*N_H + _j] = x2;
-                        _w_x3[_i*N_H + _j] = x3;
-                    }
-                }
-            }
-        }
-        if (N_H >= 32) {
-            for (long long _i = _first; _i < _last; ++_i) {
-                #pragma omp simd
-                for (long long _j = 0; _j < N_H; ++_j) {
-                    const float _v_x0 = x0[_i*N_H + _j];
-                    const float _v_x1 = x1[_i*N_H + _j];
-                    const float x2 = sg_relu(_v_x0);
-                    const float x3 = _v_x1*sg_heaviside(_v_x0, 0.0F);
-                    _w_x2[_i*N_H + _j] = x2;
-                    _w_x3[_i*N_H + _j] = x3;
-                }
+        for (long long _i = _first; _i < _last; ++_i) {
+            #pragma omp simd
+            for (long long _j = 0; _j < N_H; ++_j) {
+                const float _v_x0 = x0[_i*N_H + _j];
+                const float _v_x1 = x1[_i*N_H + _j];
+                const float x2 = sg_relu(_v_x0);
+                const float x3 = _v_x1*sg_heaviside(_v_x0, 0.0F);
+                _w_x2[_i*N_H + _j] = x2;
+                _w_x3[_i*N_H + _j] = x3;
             }
         }
     }
@@ -347,31 +283,14 @@ int hvp_2(const float* restrict x0, const float* restrict x10, const float* rest
     for (long long _t = 0; _t < _tasks; ++_t) {
         const long long _first = _t*_per;
         const long long _last = _first + _per < M ? _first + _per : M;
-        if (N_H < 32) {
-            for (long long _b = _first; _b < _last; _b += 64) {
-                const long long _bl = _b + 64 < _last ? _b + 64 : _last;
-                for (long long _j = 0; _j < N_H; ++_j) {
-                    #pragma omp simd
-                    for (long long _i = _b; _i < _bl; ++_i) {
-                        const float _v_x0 = x0[_i*N_H + _j];
-                        const float _v_x10 = x10[_i*N_H + _j];
-                        const float _v_x11 = x11[_i*N_H + _j];
-                        const float x14 = (_v_x10 + _v_x11)*sg_heaviside(_v_x0, 0.0F);
-                        _w_x14[_i*N_H + _j] = x14;
-                    }
-                }
-            }
-        }
-        if (N_H >= 32) {
-            for (long long _i = _first; _i < _last; ++_i) {
-                #pragma omp simd
-                for (long long _j = 0; _j < N_H; ++_j) {
-                    const float _v_x0 = x0[_i*N_H + _j];
-                    const float _v_x10 = x10[_i*N_H + _j];
-                    const float _v_x11 = x11[_i*N_H + _j];
-                    const float x14 = (_v_x10 + _v_x11)*sg_heaviside(_v_x0, 0.0F);
-                    _w_x14[_i*N_H + _j] = x14;
-                }
+        for (long long _i = _first; _i < _last; ++_i) {
+            #pragma omp simd
+            for (long long _j = 0; _j < N_H; ++_j) {
+                const float _v_x0 = x0[_i*N_H + _j];
+                const float _v_x10 = x10[_i*N_H + _j];
+                const float _v_x11 = x11[_i*N_H + _j];
+                const float x14 = (_v_x10 + _v_x11)*sg_heaviside(_v_x0, 0.0F);
+                _w_x14[_i*N_H + _j] = x14;
             }
         }
     }

@@ -78,6 +78,7 @@ from symgen.compiler.optimize import (
     transposed,
 )
 from symgen.compiler.pipeline import Compiled
+from symgen.compiler.scalar_functions import relu
 
 #: Its own templates, then the NumPy backend's (``c_module.py.j2`` extends ``numpy_module.py.j2``).
 TEMPLATES = (Path(__file__).parent / "templates", *numpy_backend.TEMPLATES)
@@ -656,11 +657,14 @@ class _Pass:
         )  # fmt: skip
 
     def calls(self) -> bool:
-        """Whether an element's values call a function (exp, log, ...): those are what a
-        pass over short rows vectorises (``SHORT_ROW_BYTES``)."""
+        """Whether an element's values call a function other than a comparison (exp, log,
+        ...: ``COMPARISONS``): those are what a pass over short rows vectorises
+        (``SHORT_ROW_BYTES``)."""
         exprs = [s.value for s in self.middle if isinstance(s, (Elementwise, Fill))]
         exprs += [s.summand for s in self.middle if isinstance(s, Reduction)]
-        return any(sp.sympify(e).atoms(sp.Function) for e in exprs)
+        return any(
+            not isinstance(f, COMPARISONS) for e in exprs for f in sp.sympify(e).atoms(sp.Function)
+        )
 
     def short(self) -> c.Expr:
         """Whether the rows are short (``SHORT_ROW_BYTES``): fewer elements than two vectors."""
@@ -1001,6 +1005,10 @@ CACHE_LINE = 64
 #: the L1 cache).
 SHORT_ROW_BYTES = 128
 SHORT_BLOCK = 64
+#: Functions that are comparisons in C (no libm call): a pass calling only these keeps its
+#: loop over rows (the ReLU pass of the float32 MLP at N_H = 8, M = 20,000: 0.83 ms along
+#: the rows, 0.94 ms down the columns).
+COMPARISONS = (relu, sp.Piecewise, sp.Heaviside, sp.Abs, sp.sign)
 
 #: Products by a matrix run inside the pass over its rows when the matrix has at most
 #: FUSED_AT_MOST bytes (in cache either way: the pass saves two BLAS calls) or, when the
