@@ -157,9 +157,12 @@ def test_short_rows_are_bit_identical_on_1_2_and_16_threads(modules, name, k):
 
 
 def test_passes_that_call_functions_choose_short_rows_below_one_vector():
-    """Two vectors are 16 float64 or 32 float32; a pass that calls no function keeps its rows."""
+    """Two vectors are 16 float64 or 32 float32; a pass that calls no function, or only a
+    comparison (ReLU), keeps its rows."""
     assert "if (K < 16) {" in symgen.generate(multinomial(), "c")
     assert "if (K < 32) {" in symgen.generate(multinomial("float32"), "c")
     Z = sp.MatrixSymbol("Z", N, K)
     plain = symgen.Problem(symgen.sum(sp.HadamardProduct(Z, Z)) / N, [Z], [], name="plain")
     assert "if (K <" not in symgen.generate(plain, "c")
+    relu = symgen.Problem(symgen.sum(symgen.relu(Z)) / N, [Z], [], name="relu")
+    assert "if (K <" not in symgen.generate(relu, "c")
