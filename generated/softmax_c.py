@@ -95,16 +95,40 @@ int loss_1(const double* restrict b, const double* restrict x0, const double* re
     for (long long _t = 0; _t < _tasks; ++_t) {
         const long long _first = _t*_per;
         const long long _last = _first + _per < N ? _first + _per : N;
-        for (long long _i = _first; _i < _last; ++_i) {
-            double _line0 = 0.0;
-            #pragma omp simd reduction(+:_line0)
-            for (long long _j = 0; _j < K; ++_j) {
-                const double _v_b = b[_j];
-                const double _v_x0 = x0[_i*K + _j];
-                const double _v_x1 = x1[_i];
-                _line0 += (double)(exp(_v_b + _v_x0 - _v_x1));
+        if (K < 16) {
+            double _terms0[1024];
+            for (long long _b = _first; _b < _last; _b += 64) {
+                const long long _bl = _b + 64 < _last ? _b + 64 : _last;
+                for (long long _j = 0; _j < K; ++_j) {
+                    #pragma omp simd
+                    for (long long _i = _b; _i < _bl; ++_i) {
+                        const double _v_b = b[_j];
+                        const double _v_x0 = x0[_i*K + _j];
+                        const double _v_x1 = x1[_i];
+                        _terms0[_j*64 + (_i - _b)] = (double)(exp(_v_b + _v_x0 - _v_x1));
+                    }
+                }
+                for (long long _i = _b; _i < _bl; ++_i) {
+                    double _line0 = 0.0;
+                    for (long long _j = 0; _j < K; ++_j) {
+                        _line0 += (double)_terms0[_j*64 + (_i - _b)];
+                    }
+                    _w_x2[_i] = _line0;
+                }
             }
-            _w_x2[_i] = _line0;
+        }
+        if (K >= 16) {
+            for (long long _i = _first; _i < _last; ++_i) {
+                double _line0 = 0.0;
+                #pragma omp simd reduction(+:_line0)
+                for (long long _j = 0; _j < K; ++_j) {
+                    const double _v_b = b[_j];
+                    const double _v_x0 = x0[_i*K + _j];
+                    const double _v_x1 = x1[_i];
+                    _line0 += (double)(exp(_v_b + _v_x0 - _v_x1));
+                }
+                _w_x2[_i] = _line0;
+            }
         }
     }
     return 0;
@@ -129,15 +153,39 @@ int loss_2(const double* restrict Y, const double* restrict b, const double* res
         const long long _first = _t*_per;
         const long long _last = _first + _per < N ? _first + _per : N;
         double _acc0 = 0.0;
-        for (long long _i = _first; _i < _last; ++_i) {
-            #pragma omp simd reduction(+:_acc0)
-            for (long long _j = 0; _j < K; ++_j) {
-                const double _v_Y = Y[_i*K + _j];
-                const double _v_b = b[_j];
-                const double _v_x0 = x0[_i*K + _j];
-                const double _v_x1 = x1[_i];
-                const double _v_x2 = x2[_i];
-                _acc0 += (double)(_v_Y*(_v_b + _v_x0 - _v_x1 - log(_v_x2)));
+        if (K < 16) {
+            double _terms0[1024];
+            for (long long _b = _first; _b < _last; _b += 64) {
+                const long long _bl = _b + 64 < _last ? _b + 64 : _last;
+                for (long long _j = 0; _j < K; ++_j) {
+                    #pragma omp simd
+                    for (long long _i = _b; _i < _bl; ++_i) {
+                        const double _v_Y = Y[_i*K + _j];
+                        const double _v_b = b[_j];
+                        const double _v_x0 = x0[_i*K + _j];
+                        const double _v_x1 = x1[_i];
+                        const double _v_x2 = x2[_i];
+                        _terms0[_j*64 + (_i - _b)] = (double)(_v_Y*(_v_b + _v_x0 - _v_x1 - log(_v_x2)));
+                    }
+                }
+                for (long long _i = _b; _i < _bl; ++_i) {
+                    for (long long _j = 0; _j < K; ++_j) {
+                        _acc0 += (double)_terms0[_j*64 + (_i - _b)];
+                    }
+                }
+            }
+        }
+        if (K >= 16) {
+            for (long long _i = _first; _i < _last; ++_i) {
+                #pragma omp simd reduction(+:_acc0)
+                for (long long _j = 0; _j < K; ++_j) {
+                    const double _v_Y = Y[_i*K + _j];
+                    const double _v_b = b[_j];
+                    const double _v_x0 = x0[_i*K + _j];
+                    const double _v_x1 = x1[_i];
+                    const double _v_x2 = x2[_i];
+                    _acc0 += (double)(_v_Y*(_v_b + _v_x0 - _v_x1 - log(_v_x2)));
+                }
             }
         }
         _part[_t*_size] = _acc0;
@@ -233,16 +281,40 @@ int loss_and_grad_2(const double* restrict b, const double* restrict x5, const d
     for (long long _t = 0; _t < _tasks; ++_t) {
         const long long _first = _t*_per;
         const long long _last = _first + _per < N ? _first + _per : N;
-        for (long long _i = _first; _i < _last; ++_i) {
-            double _line0 = 0.0;
-            #pragma omp simd reduction(+:_line0)
-            for (long long _j = 0; _j < K; ++_j) {
-                const double _v_b = b[_j];
-                const double _v_x5 = x5[_i*K + _j];
-                const double _v_x6 = x6[_i];
-                _line0 += (double)(exp(_v_b + _v_x5 - _v_x6));
+        if (K < 16) {
+            double _terms0[1024];
+            for (long long _b = _first; _b < _last; _b += 64) {
+                const long long _bl = _b + 64 < _last ? _b + 64 : _last;
+                for (long long _j = 0; _j < K; ++_j) {
+                    #pragma omp simd
+                    for (long long _i = _b; _i < _bl; ++_i) {
+                        const double _v_b = b[_j];
+                        const double _v_x5 = x5[_i*K + _j];
+                        const double _v_x6 = x6[_i];
+                        _terms0[_j*64 + (_i - _b)] = (double)(exp(_v_b + _v_x5 - _v_x6));
+                    }
+                }
+                for (long long _i = _b; _i < _bl; ++_i) {
+                    double _line0 = 0.0;
+                    for (long long _j = 0; _j < K; ++_j) {
+                        _line0 += (double)_terms0[_j*64 + (_i - _b)];
+                    }
+                    _w_x7[_i] = _line0;
+                }
             }
-            _w_x7[_i] = _line0;
+        }
+        if (K >= 16) {
+            for (long long _i = _first; _i < _last; ++_i) {
+                double _line0 = 0.0;
+                #pragma omp simd reduction(+:_line0)
+                for (long long _j = 0; _j < K; ++_j) {
+                    const double _v_b = b[_j];
+                    const double _v_x5 = x5[_i*K + _j];
+                    const double _v_x6 = x6[_i];
+                    _line0 += (double)(exp(_v_b + _v_x5 - _v_x6));
+                }
+                _w_x7[_i] = _line0;
+            }
         }
     }
     return 0;
@@ -271,21 +343,53 @@ int loss_and_grad_3(const double* restrict Y, const double* restrict b, const do
             _col0[_j] = 0.0;
         }
         double _acc0 = 0.0;
-        for (long long _i = _first; _i < _last; ++_i) {
-            #pragma omp simd reduction(+:_acc0)
-            for (long long _j = 0; _j < K; ++_j) {
-                const double _v_b = b[_j];
-                const double _v_x5 = x5[_i*K + _j];
-                const double _v_x6 = x6[_i];
-                const double _v_x3 = x3[_i];
-                const double _v_x7 = x7[_i];
-                const double _v_Y = Y[_i*K + _j];
-                const double x9 = _v_b + _v_x5 - _v_x6;
-                const double x10 = _v_x3*exp(x9)/_v_x7;
-                const double x11 = -_v_Y*x8 + x10;
-                _w_x11[_i*K + _j] = x11;
-                _acc0 += (double)(_v_Y*(x9 - log(_v_x7)));
-                _col0[_j] += (double)x10;
+        if (K < 16) {
+            double _terms0[1024];
+            double _terms1[1024];
+            for (long long _b = _first; _b < _last; _b += 64) {
+                const long long _bl = _b + 64 < _last ? _b + 64 : _last;
+                for (long long _j = 0; _j < K; ++_j) {
+                    #pragma omp simd
+                    for (long long _i = _b; _i < _bl; ++_i) {
+                        const double _v_b = b[_j];
+                        const double _v_x5 = x5[_i*K + _j];
+                        const double _v_x6 = x6[_i];
+                        const double _v_x3 = x3[_i];
+                        const double _v_x7 = x7[_i];
+                        const double _v_Y = Y[_i*K + _j];
+                        const double x9 = _v_b + _v_x5 - _v_x6;
+                        const double x10 = _v_x3*exp(x9)/_v_x7;
+                        const double x11 = -_v_Y*x8 + x10;
+                        _w_x11[_i*K + _j] = x11;
+                        _terms0[_j*64 + (_i - _b)] = (double)(_v_Y*(x9 - log(_v_x7)));
+                        _terms1[_j*64 + (_i - _b)] = (double)x10;
+                    }
+                }
+                for (long long _i = _b; _i < _bl; ++_i) {
+                    for (long long _j = 0; _j < K; ++_j) {
+                        _acc0 += (double)_terms0[_j*64 + (_i - _b)];
+                        _col0[_j] += (double)_terms1[_j*64 + (_i - _b)];
+                    }
+                }
+            }
+        }
+        if (K >= 16) {
+            for (long long _i = _first; _i < _last; ++_i) {
+                #pragma omp simd reduction(+:_acc0)
+                for (long long _j = 0; _j < K; ++_j) {
+                    const double _v_b = b[_j];
+                    const double _v_x5 = x5[_i*K + _j];
+                    const double _v_x6 = x6[_i];
+                    const double _v_x3 = x3[_i];
+                    const double _v_x7 = x7[_i];
+                    const double _v_Y = Y[_i*K + _j];
+                    const double x9 = _v_b + _v_x5 - _v_x6;
+                    const double x10 = _v_x3*exp(x9)/_v_x7;
+                    const double x11 = -_v_Y*x8 + x10;
+                    _w_x11[_i*K + _j] = x11;
+                    _acc0 += (double)(_v_Y*(x9 - log(_v_x7)));
+                    _col0[_j] += (double)x10;
+                }
             }
         }
         _part[_t*_size] = _acc0;
@@ -383,22 +487,54 @@ int hvp_2(const double* restrict b, const double* restrict v_b, const double* re
     for (long long _t = 0; _t < _tasks; ++_t) {
         const long long _first = _t*_per;
         const long long _last = _first + _per < N ? _first + _per : N;
-        for (long long _i = _first; _i < _last; ++_i) {
-            double _line0 = 0.0;
-            double _line1 = 0.0;
-            #pragma omp simd reduction(+:_line0, _line1)
-            for (long long _j = 0; _j < K; ++_j) {
-                const double _v_b = b[_j];
-                const double _v_x2 = x2[_i*K + _j];
-                const double _v_x4 = x4[_i];
-                const double _v_v_b = v_b[_j];
-                const double _v_x3 = x3[_i*K + _j];
-                const double x5 = exp(_v_b + _v_x2 - _v_x4);
-                _line0 += (double)x5;
-                _line1 += (double)(x5*(_v_v_b + _v_x3));
+        if (K < 16) {
+            double _terms0[1024];
+            double _terms1[1024];
+            for (long long _b = _first; _b < _last; _b += 64) {
+                const long long _bl = _b + 64 < _last ? _b + 64 : _last;
+                for (long long _j = 0; _j < K; ++_j) {
+                    #pragma omp simd
+                    for (long long _i = _b; _i < _bl; ++_i) {
+                        const double _v_b = b[_j];
+                        const double _v_x2 = x2[_i*K + _j];
+                        const double _v_x4 = x4[_i];
+                        const double _v_v_b = v_b[_j];
+                        const double _v_x3 = x3[_i*K + _j];
+                        const double x5 = exp(_v_b + _v_x2 - _v_x4);
+                        _terms0[_j*64 + (_i - _b)] = (double)x5;
+                        _terms1[_j*64 + (_i - _b)] = (double)(x5*(_v_v_b + _v_x3));
+                    }
+                }
+                for (long long _i = _b; _i < _bl; ++_i) {
+                    double _line0 = 0.0;
+                    double _line1 = 0.0;
+                    for (long long _j = 0; _j < K; ++_j) {
+                        _line0 += (double)_terms0[_j*64 + (_i - _b)];
+                        _line1 += (double)_terms1[_j*64 + (_i - _b)];
+                    }
+                    _w_x6[_i] = _line0;
+                    _w_x7[_i] = _line1;
+                }
             }
-            _w_x6[_i] = _line0;
-            _w_x7[_i] = _line1;
+        }
+        if (K >= 16) {
+            for (long long _i = _first; _i < _last; ++_i) {
+                double _line0 = 0.0;
+                double _line1 = 0.0;
+                #pragma omp simd reduction(+:_line0, _line1)
+                for (long long _j = 0; _j < K; ++_j) {
+                    const double _v_b = b[_j];
+                    const double _v_x2 = x2[_i*K + _j];
+                    const double _v_x4 = x4[_i];
+                    const double _v_v_b = v_b[_j];
+                    const double _v_x3 = x3[_i*K + _j];
+                    const double x5 = exp(_v_b + _v_x2 - _v_x4);
+                    _line0 += (double)x5;
+                    _line1 += (double)(x5*(_v_v_b + _v_x3));
+                }
+                _w_x6[_i] = _line0;
+                _w_x7[_i] = _line1;
+            }
         }
     }
     return 0;
@@ -417,20 +553,43 @@ int hvp_3(const double* restrict b, const double* restrict v_b, const double* re
     for (long long _t = 0; _t < _tasks; ++_t) {
         const long long _first = _t*_per;
         const long long _last = _first + _per < N ? _first + _per : N;
-        for (long long _i = _first; _i < _last; ++_i) {
-            #pragma omp simd
-            for (long long _j = 0; _j < K; ++_j) {
-                const double _v_x6 = x6[_i];
-                const double _v_b = b[_j];
-                const double _v_v_b = v_b[_j];
-                const double _v_x1 = x1[_i];
-                const double _v_x2 = x2[_i*K + _j];
-                const double _v_x3 = x3[_i*K + _j];
-                const double _v_x4 = x4[_i];
-                const double _v_x7 = x7[_i];
-                const double x8 = (1.0/_v_x6);
-                const double x9 = _v_x1*x8*(_v_v_b + _v_x3 - _v_x7*x8)*exp(_v_b + _v_x2 - _v_x4);
-                _w_x9[_i*K + _j] = x9;
+        if (K < 16) {
+            for (long long _b = _first; _b < _last; _b += 64) {
+                const long long _bl = _b + 64 < _last ? _b + 64 : _last;
+                for (long long _j = 0; _j < K; ++_j) {
+                    #pragma omp simd
+                    for (long long _i = _b; _i < _bl; ++_i) {
+                        const double _v_x6 = x6[_i];
+                        const double _v_b = b[_j];
+                        const double _v_v_b = v_b[_j];
+                        const double _v_x1 = x1[_i];
+                        const double _v_x2 = x2[_i*K + _j];
+                        const double _v_x3 = x3[_i*K + _j];
+                        const double _v_x4 = x4[_i];
+                        const double _v_x7 = x7[_i];
+                        const double x8 = (1.0/_v_x6);
+                        const double x9 = _v_x1*x8*(_v_v_b + _v_x3 - _v_x7*x8)*exp(_v_b + _v_x2 - _v_x4);
+                        _w_x9[_i*K + _j] = x9;
+                    }
+                }
+            }
+        }
+        if (K >= 16) {
+            for (long long _i = _first; _i < _last; ++_i) {
+                #pragma omp simd
+                for (long long _j = 0; _j < K; ++_j) {
+                    const double _v_x6 = x6[_i];
+                    const double _v_b = b[_j];
+                    const double _v_v_b = v_b[_j];
+                    const double _v_x1 = x1[_i];
+                    const double _v_x2 = x2[_i*K + _j];
+                    const double _v_x3 = x3[_i*K + _j];
+                    const double _v_x4 = x4[_i];
+                    const double _v_x7 = x7[_i];
+                    const double x8 = (1.0/_v_x6);
+                    const double x9 = _v_x1*x8*(_v_v_b + _v_x3 - _v_x7*x8)*exp(_v_b + _v_x2 - _v_x4);
+                    _w_x9[_i*K + _j] = x9;
+                }
             }
         }
     }

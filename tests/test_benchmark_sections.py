@@ -39,12 +39,14 @@ def test_the_expert_softmax_regression_is_symgens():
 
 def test_the_row_wise_contenders_agree():
     """benchmarks/labels.py's second table: the NumPy module, the expert's NumPy (labels
-    and one-hot) and scikit-learn (when installed) agree before they are timed."""
+    and one-hot), scikit-learn (when installed) and the C module agree before they are
+    timed."""
     from benchmarks import labels
 
     for kind, d in (("multinomial", 0), ("softmax regression", 6)):
         contenders = labels.versus(kind, 300, d, 5)  # exits unless all agree (rtol 1e-10)
-        assert len(contenders) == (5 if kind == "multinomial" else 4)
+        assert len(contenders) == (7 if kind == "multinomial" else 6)
+        assert [c.name for c in contenders[-2:]] == ["symgen C, labels", "symgen C, one-hot"]
     loss, (g,) = labels.expert_multinomial(np.zeros((3, 4)), y=np.array([0, 1, 3]))
     assert loss == pytest.approx(np.log(4.0))
     np.testing.assert_allclose(g.sum(axis=1), 0.0, atol=1e-15)
