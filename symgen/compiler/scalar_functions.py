@@ -102,6 +102,10 @@ class ScalarFunction:
     #: where its condition does not hold (``compiler/guards.py``); any other is computed
     #: only where it holds.
     total: bool = False
+    #: In C, comparisons and arithmetic only, no call into the math library (``relu``,
+    #: ``Max``): a C pass over short rows that calls nothing else keeps its loop along the
+    #: rows (``backends/c``, ``COMPARISONS``).
+    comparison: bool = False
 
     def __post_init__(self) -> None:
         for target in (*TARGETS, "numpy_difference"):
@@ -475,6 +479,7 @@ FUNCTIONS: tuple[ScalarFunction, ...] = (
     ScalarFunction(
         relu,
         "loss",
+        comparison=True,
         total=True,
         numpy="np.maximum({0}, 0.0)",
         ufunc="np.maximum({0}, 0.0, out={out})",
@@ -488,6 +493,7 @@ FUNCTIONS: tuple[ScalarFunction, ...] = (
     ScalarFunction(
         sp.Heaviside,  # SymPy keeps the value at 0 as the second argument
         "loss",
+        comparison=True,
         total=True,
         numpy="np.heaviside({0}, {1})",
         python="(1.0 if {0} > 0 else ({1} if {0} == 0 else 0.0))",
@@ -501,6 +507,7 @@ FUNCTIONS: tuple[ScalarFunction, ...] = (
     ScalarFunction(
         sp.Max,
         "loss",
+        comparison=True,
         total=True,
         numpy=Spelling("np.maximum({0}, {1})", fold="left"),
         python="max({args})",
@@ -510,6 +517,7 @@ FUNCTIONS: tuple[ScalarFunction, ...] = (
     ScalarFunction(
         sp.Min,
         "loss",
+        comparison=True,
         total=True,
         numpy=Spelling("np.minimum({0}, {1})", fold="left"),
         python="min({args})",
@@ -519,6 +527,7 @@ FUNCTIONS: tuple[ScalarFunction, ...] = (
     ScalarFunction(
         sp.Abs,
         "loss",
+        comparison=True,
         total=True,
         numpy="abs({0})",
         ufunc="np.absolute({0}, out={out})",
@@ -530,6 +539,7 @@ FUNCTIONS: tuple[ScalarFunction, ...] = (
     ScalarFunction(
         sp.sign,
         "loss",
+        comparison=True,
         total=True,
         numpy="np.sign({0})",  # (not yet written with out=, as asinh)
         python="(0.0 if {0} == 0 else math.copysign(1, {0}))",

@@ -78,7 +78,7 @@ from symgen.compiler.optimize import (
     transposed,
 )
 from symgen.compiler.pipeline import Compiled
-from symgen.compiler.scalar_functions import relu
+from symgen.compiler.scalar_functions import FUNCTIONS
 
 #: Its own templates, then the NumPy backend's (``c_module.py.j2`` extends ``numpy_module.py.j2``).
 TEMPLATES = (Path(__file__).parent / "templates", *numpy_backend.TEMPLATES)
@@ -1021,10 +1021,11 @@ CACHE_LINE = 64
 #: the L1 cache).
 SHORT_ROW_BYTES = 128
 SHORT_BLOCK = 64
-#: Functions that are comparisons in C (no libm call): a pass calling only these keeps its
+#: Functions that are comparisons in C (no libm call; their homes say so: ``comparison``), and
+#: ``Piecewise`` (a conditional): a pass calling only these keeps its
 #: loop over rows (the ReLU pass of the float32 MLP at N_H = 8, M = 20,000: 0.83 ms along
 #: the rows, 0.94 ms down the columns).
-COMPARISONS = (relu, sp.Piecewise, sp.Heaviside, sp.Abs, sp.sign)
+COMPARISONS = (sp.Piecewise, *(f.sympy for f in FUNCTIONS if f.comparison))
 
 #: Products by a matrix run inside the pass over its rows when the matrix has at most
 #: FUSED_AT_MOST bytes (in cache either way: the pass saves two BLAS calls) or, when the
