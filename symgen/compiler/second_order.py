@@ -553,11 +553,7 @@ def _weighted(node: Node) -> Node:
     if found is None or not found[2]:
         return node
     a, weight, _ = found
-    column = map_(sp.Lambda(weight.fn.variables, _weight(weight.fn.expr)), weight.args)
-    if column.shape:
-        column = Stored(column, column.shape)
-    r, x = sp.Dummy("r"), sp.Dummy("x")
-    return MatMul(transpose(a), map_(sp.Lambda((r, x), r * x), (column, a), a.shape), node.shape)
+    return MatMul(transpose(a), _rows_scaled(a, weight, _weight), node.shape)
 
 
 def _gram(node: Node) -> Node:
@@ -567,12 +563,18 @@ def _gram(node: Node) -> Node:
     if found is None or not found[2]:
         return node
     a, weight, _ = found
-    root = map_(sp.Lambda(weight.fn.variables, _square_root(weight.fn.expr)), weight.args)
-    if root.shape:
-        root = Stored(root, root.shape)
-    r, x = sp.Dummy("r"), sp.Dummy("x")
-    b = map_(sp.Lambda((r, x), r * x), (root, a), a.shape)
+    b = _rows_scaled(a, weight, _square_root)
     return MatMul(transpose(b), b, node.shape)
+
+
+def _rows_scaled(a: Node, weight: Node, scale) -> Node:
+    """``s ⊙ A``: each row of ``A`` times ``s = scale(c)`` of the weight ``c``, a column of
+    its own (``Stored``) when it varies, computed once per row."""
+    column = map_(sp.Lambda(weight.fn.variables, scale(weight.fn.expr)), weight.args)
+    if column.shape:
+        column = Stored(column, column.shape)
+    r, x = sp.Dummy("r"), sp.Dummy("x")
+    return map_(sp.Lambda((r, x), r * x), (column, a), a.shape)
 
 
 def _symmetric(node: Node) -> bool:
