@@ -243,11 +243,15 @@ def lines(kernels: list[Kernel], printer, shapes: dict, stored: set[str], size: 
     names = iter(sp.numbered_symbols("_", cls=sp.Symbol, real=True))
     tiled: dict[str, tuple[str, str]] = {}  # the row: the tiled array, its block's view
     width = widths[0] if len(widths) == 1 and sp.sympify(rows) != 1 else None
+    # (Not a row that is also read transposed, as a column: its view reads the row itself.)
+    turned = {v.args[0] for s in middle for e in s.inputs for v in e.atoms(transposed)}
     for s in middle:
         for e in s.inputs:
             for sym in sorted(e.free_symbols, key=str):
                 shape = shapes.get(sym.name)
-                if sym in views or sym.name in inside or sym.name in tiled or shape is None:
+                if sym in views or sym in turned or sym.name in inside or sym.name in tiled:
+                    continue
+                if shape is None:
                     continue
                 if width is not None and sp.sympify(shape[0]) == 1 and str(shape[1]) == width:
                     tiled[sym.name] = (next(names).name, f"_{sym.name}")
