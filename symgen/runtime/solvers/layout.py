@@ -10,6 +10,13 @@ from typing import Any
 
 import numpy as np
 
+#: What a module raises at a trial point outside the loss's domain, once x0 has been
+#: evaluated (the arguments were accepted there and only the parameters' values changed):
+#: the scalar arithmetic's ``math.log`` of a negative, division by zero, overflow. The
+#: solvers hand SciPy an infinite loss or infinite residuals instead, which its line
+#: searches, trust regions and MINPACK step back from (NumPy's NaN would not).
+OUTSIDE_DOMAIN = (ArithmeticError, ValueError)
+
 
 def module_name(module: Any) -> str:
     """The name messages use for ``module``: its problem's name."""

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from symgen.runtime.solvers.layout import data_arrays, layout, module_name
+from symgen.runtime.solvers.layout import OUTSIDE_DOMAIN, data_arrays, layout, module_name
 from symgen.runtime.solvers.optional import scipy_optimize
 
 
@@ -94,9 +94,7 @@ def _evaluations(module: Any, place: Any, arrays: dict) -> tuple[Callable, Calla
                 return np.asarray(module.residuals(*place.unflatten(x), **arrays), np.float64)
             r = np.empty_like(residual[0])
             jacobian = module.jacobian(*place.unflatten(x), **arrays, residuals=r)
-        except (ArithmeticError, ValueError):
-            # a trial point outside the residuals' domain (see minimize): infinite
-            # residuals, a step that every method (MINPACK's too) rejects and shortens
+        except OUTSIDE_DOMAIN:  # a trial point outside the domain: infinite residuals
             return np.full(residual[0].shape, math.inf)
         latest.extend((x.tobytes(), jacobian))
         return np.asarray(r, dtype=np.float64)

@@ -10,7 +10,13 @@ from typing import Any
 
 import numpy as np
 
-from symgen.runtime.solvers.layout import Layout, data_arrays, layout, module_name
+from symgen.runtime.solvers.layout import (
+    OUTSIDE_DOMAIN,
+    Layout,
+    data_arrays,
+    layout,
+    module_name,
+)
 from symgen.runtime.solvers.optional import scipy_optimize
 
 #: The methods that take second derivatives, and which: SciPy's ``hess`` (the dense
@@ -90,11 +96,7 @@ def minimize(
     def fun(x: np.ndarray) -> tuple[float, np.ndarray]:
         try:
             loss, grads = loss_and_grad(*place.unflatten(x), **arrays)
-        except (ArithmeticError, ValueError):
-            # A trial point outside the loss's domain: the arguments were accepted at x0 and
-            # only the parameters' values changed, so this is the scalar arithmetic's
-            # ``log`` of a negative, division by zero or overflow. An infinite loss makes
-            # SciPy's line searches and trust regions step back, as NumPy's NaN would not.
+        except OUTSIDE_DOMAIN:  # a trial point outside the loss's domain: infinite
             return math.inf, np.full(start.shape, math.nan)
         return float(loss), place.flatten(grads)
 
