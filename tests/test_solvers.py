@@ -178,8 +178,9 @@ def test_least_squares_takes_residuals_from_the_jacobians_pass(backend, method):
     counting = types.SimpleNamespace(**vars(module))
     counting.residuals, counting.jacobian = residuals, jacobian
     result = symgen.least_squares(counting, curve_fit.START, {"t": ts, "y": ys}, method=method)
-    assert passes[:2] == ["residuals", "jacobian"]
-    assert passes.count("both") == result.nfev - 1
+    # one pass per point: the residuals alone at x0 (their shape), its Jacobian, and both at
+    # once at every further point; nothing more at the solution
+    assert passes == ["residuals", "jacobian"] + ["both"] * (result.nfev - 1)
     assert len(passes) < result.nfev + result.njev  # SciPy asked for more than it cost
 
     def fun(p):
@@ -191,6 +192,73 @@ def test_least_squares_takes_residuals_from_the_jacobians_pass(backend, method):
     apart = scipy_least_squares(fun, np.array(curve_fit.START), jac=jac, method=method)
     np.testing.assert_allclose(result.params, apart.x, rtol=1e-10)
     assert result.nfev == apart.nfev
+    # least_squares's result, field by field (method "lm" runs MINPACK through leastsq)
+    assert (result.njev, result.status, result.success) == (apart.njev, apart.status, True)
+    assert result.cost == pytest.approx(apart.cost, rel=1e-12)
+    np.testing.assert_allclose(result.fun, apart.fun, rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(result.jac, apart.jac, rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(result.grad, apart.grad, atol=1e-9)
+    assert result.optimality == pytest.approx(np.abs(result.grad).max())
+    np.testing.assert_array_equal(result.active_mask, apart.active_mask)
+    assert result.jac.shape == (ts.size, 6) and result.x.dtype == np.float64
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"x_scale": 1.0}, {"loss": "linear"}, {"max_nfev": 400, "ftol": 1e-12}, {"verbose": 0}],
+)
+def test_least_squares_lm_with_any_scipy_option(options):
+    """Method "lm" with options beyond the tolerances, max_nfev and x_scale="jac" is
+    scipy.optimize.least_squares's; the fit is the same."""
+    module = symgen.compile(curve_fit.curve_fit)
+    ts, ys = curve_fit.synthetic(2000, seed=3)
+    result = symgen.least_squares(module, curve_fit.START, {"t": ts, "y": ys}, **options)
+    assert result.success and result.status > 0
+    plain = symgen.least_squares(module, curve_fit.START, {"t": ts, "y": ys})
+    np.testing.assert_allclose(result.params, plain.params, rtol=1e-6)
+
+
+@pytest.mark.filterwarnings("ignore:Setting `ftol` below the machine epsilon")
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"ftol": 1e-20}, "machine epsilon"),
+        ({"xtol": None}, "machine epsilon"),
+        ({"max_nfev": 0}, "max_nfev"),
+        ({"bounds": (0, 1)}, "bounds"),
+    ],
+)
+def test_least_squares_lm_refuses_what_scipy_refuses(options, match):
+    module = symgen.compile(curve_fit.curve_fit)
+    ts, ys = curve_fit.synthetic(100, seed=4)
+    with pytest.raises(ValueError, match=match):
+        symgen.least_squares(module, curve_fit.START, {"t": ts, "y": ys}, **options)
+
+
+def test_least_squares_lm_out_of_evaluations_is_status_0():
+    """max_nfev reached: least_squares's status 0, no success, the latest best point."""
+    from scipy.optimize import least_squares as scipy_least_squares
+
+    module = symgen.compile(curve_fit.curve_fit)
+    ts, ys = curve_fit.synthetic(500, seed=5)
+    result = symgen.least_squares(module, curve_fit.START, {"t": ts, "y": ys}, max_nfev=3)
+    apart = scipy_least_squares(
+        lambda p: module.residuals(*p, ts, ys),
+        np.array(curve_fit.START),
+        jac=lambda p: module.jacobian(*p, ts, ys),
+        method="lm",
+        max_nfev=3,
+    )
+    assert (result.status, result.success, result.nfev) == (0, False, apart.nfev)
+    np.testing.assert_allclose(result.x, apart.x, rtol=1e-10)
+    assert result.loss == pytest.approx(module.loss(*result.params, ts, ys), rel=1e-12)
+
+
+def test_least_squares_lm_needs_as_many_residuals_as_parameters():
+    module = symgen.compile(curve_fit.curve_fit)
+    ts, ys = curve_fit.synthetic(4, seed=4)
+    with pytest.raises(ValueError, match="number of residuals is less than"):
+        symgen.least_squares(module, curve_fit.START, {"t": ts, "y": ys})
 
 
 def test_linear_least_squares_solution():

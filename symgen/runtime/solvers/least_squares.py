@@ -1,10 +1,12 @@
-"""``symgen.least_squares``: ``scipy.optimize.least_squares`` on the residuals and Jacobian
-that symgen generates for a least-squares loss (``residuals``, ``jacobian``)."""
+"""``symgen.least_squares``: SciPy's Levenberg-Marquardt (MINPACK) and trust-region
+least-squares solvers on the residuals and Jacobian that symgen generates for a
+least-squares loss (``residuals``, ``jacobian``)."""
 
 from __future__ import annotations
 
 import inspect
 import math
+import numbers
 from collections.abc import Callable
 from typing import Any
 
@@ -12,6 +14,18 @@ import numpy as np
 
 from symgen.runtime.solvers.layout import OUTSIDE_DOMAIN, data_arrays, layout, module_name
 from symgen.runtime.solvers.optional import scipy_optimize
+
+#: The options of ``scipy.optimize.least_squares(method="lm")`` that mean the same to
+#: ``scipy.optimize.leastsq`` (its keyword for each): with only these, method ``"lm"`` runs
+#: MINPACK's ``lmder`` through ``leastsq``. ``x_scale`` only as ``"jac"`` (``diag=None``).
+_LEASTSQ_KEYWORDS = {"ftol": "ftol", "xtol": "xtol", "gtol": "gtol", "max_nfev": "maxfev"}
+#: ``scipy.optimize.least_squares``'s defaults for method ``"lm"`` (SciPy 1.16 on):
+#: tolerances, and evaluations per parameter element.
+_LM_TOLERANCE = 1e-8
+_LM_EVALUATIONS_PER_PARAMETER = 100
+#: ``least_squares``'s ``status`` for each MINPACK ``info`` (SciPy's table, and the three it
+#: guards against, "no further reduction possible" for a tolerance, as that tolerance met).
+_STATUS = {0: -1, 1: 2, 2: 3, 3: 4, 4: 1, 5: 0, 6: 2, 7: 3, 8: 1}
 
 
 def least_squares(
@@ -21,17 +35,24 @@ def least_squares(
     method: str = "lm",
     **options: Any,
 ) -> Any:
-    """Fit a generated module whose loss is a least-squares loss with
-    ``scipy.optimize.least_squares``, given its residuals and their exact Jacobian.
+    """Fit a generated module whose loss is a least-squares loss with SciPy's
+    Levenberg-Marquardt (MINPACK) or trust-region solvers, given its residuals and their
+    exact Jacobian.
 
     ``x0`` and ``data`` as for ``symgen.minimize``. ``method``: ``"lm"`` (Levenberg-Marquardt,
-    MINPACK; needs at least as many residuals as parameter elements) or ``"trf"`` (trust
-    region, takes ``bounds``) or ``"dogbox"``; ``options`` go to SciPy as they are (``ftol``,
-    ``xtol``, ``gtol``, ``max_nfev``, ``x_scale``, ...). The module must have ``residuals``
-    and ``jacobian``: symgen writes them when the loss is a sum (or mean) of squares it
-    recognises (a ``TypeError`` otherwise).
+    MINPACK's ``lmder``; needs at least as many residuals as parameter elements) or ``"trf"``
+    (trust region, takes ``bounds``) or ``"dogbox"``; ``options`` as
+    ``scipy.optimize.least_squares`` takes them (``ftol``, ``xtol``, ``gtol``, ``max_nfev``,
+    ``x_scale``, ...). ``"lm"`` with no options beyond ``ftol``, ``xtol``, ``gtol``,
+    ``max_nfev`` and ``x_scale="jac"`` calls MINPACK through ``scipy.optimize.leastsq`` (as
+    ``curve_fit`` does), which copies less than ``least_squares``; everything else calls
+    ``scipy.optimize.least_squares``. The module must have ``residuals`` and ``jacobian``:
+    symgen writes them when the loss is a sum (or mean) of squares it recognises (a
+    ``TypeError`` otherwise).
 
-    Returns SciPy's ``OptimizeResult`` with ``params`` (the solution as the parameters were
+    Returns SciPy's ``OptimizeResult`` with ``least_squares``'s fields (``x``, ``cost``,
+    ``fun``, ``jac``, ``grad``, ``optimality``, ``active_mask``, ``nfev``, ``njev``,
+    ``status``, ``message``, ``success``), ``params`` (the solution as the parameters were
     given: a dict by name or a tuple in ``PARAMS`` order) and ``loss``: the module's loss
     there, ``RESIDUAL_SCALE * sum`` (or ``mean``) of the squared residuals (SciPy's ``cost``
     is half their sum).
@@ -49,13 +70,79 @@ def least_squares(
     place, start = layout(module, x0)
     arrays = data_arrays(module, data)
     fun, jac = _evaluations(module, place, arrays)
-    result = optimize.least_squares(fun, start, jac=jac, method=method, **options)
+    keywords = _leastsq_keywords(method, options, start.size)
+    if keywords is not None and _lmder_starts(fun(start), start.size):
+        result = _through_leastsq(optimize, fun, jac, start, keywords)
+    else:  # SciPy checks the options and the residuals and says what is wrong
+        result = optimize.least_squares(fun, start, jac=jac, method=method, **options)
     result.params = place.returned(place.unflatten(result.x))
     squares = float(np.dot(result.fun, result.fun))
     if module.RESIDUAL_REDUCE == "mean":
         squares /= max(result.fun.size, 1)
     result.loss = module.RESIDUAL_SCALE * squares
     return result
+
+
+def _leastsq_keywords(method: str, options: dict, size: int) -> dict | None:
+    """``scipy.optimize.leastsq``'s keywords for method ``"lm"`` with these options, or None
+    when ``least_squares`` must take them: another method, an option ``leastsq`` has not, a
+    tolerance ``least_squares`` refuses for ``"lm"`` (below machine epsilon), a count of
+    evaluations that is not a positive integer, a scaling other than ``"jac"``."""
+    if method != "lm" or not set(options) <= {*_LEASTSQ_KEYWORDS, "x_scale"}:
+        return None
+    if options.get("x_scale", "jac") not in ("jac", None):
+        return None
+    keywords = {"diag": None}
+    for name in ("ftol", "xtol", "gtol"):
+        tolerance = options.get(name, _LM_TOLERANCE)
+        if not _real(tolerance) or not tolerance >= np.finfo(np.float64).eps:
+            return None
+        keywords[name] = float(tolerance)
+    evaluations = options.get("max_nfev")
+    if evaluations is None:
+        evaluations = _LM_EVALUATIONS_PER_PARAMETER * size
+    if not isinstance(evaluations, numbers.Integral) or isinstance(evaluations, bool):
+        return None
+    if evaluations < 1:
+        return None
+    keywords["maxfev"] = int(evaluations)
+    return keywords
+
+
+def _real(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _lmder_starts(residuals: np.ndarray, size: int) -> bool:
+    """Whether MINPACK can start from these residuals: a vector of finite values, at least
+    one per parameter element (``least_squares`` raises otherwise, and says why)."""
+    return residuals.ndim == 1 and residuals.size >= size and bool(np.isfinite(residuals).all())
+
+
+def _through_leastsq(
+    optimize: Any, fun: Callable, jac: Callable, start: np.ndarray, keywords: dict
+) -> Any:
+    """MINPACK's ``lmder`` through ``scipy.optimize.leastsq``, its result in
+    ``least_squares``'s form (``status`` by SciPy's table; ``message`` MINPACK's)."""
+    x, _, info, message, code = optimize.leastsq(fun, start, Dfun=jac, full_output=True, **keywords)
+    residuals = info["fvec"]
+    jacobian = jac(x)
+    grad = jacobian.T @ residuals
+    status = _STATUS[code]
+    return optimize.OptimizeResult(
+        x=x,
+        cost=0.5 * float(np.dot(residuals, residuals)),
+        fun=residuals,
+        jac=jacobian,
+        grad=grad,
+        optimality=float(np.max(np.abs(grad), initial=0.0)),
+        active_mask=np.zeros(x.size, dtype=int),
+        nfev=info["nfev"],
+        njev=info["njev"],
+        status=status,
+        message=message,
+        success=status > 0,
+    )
 
 
 def fills_residuals(module: Any) -> bool:
@@ -73,38 +160,54 @@ def fills_residuals(module: Any) -> bool:
 
 def _evaluations(module: Any, place: Any, arrays: dict) -> tuple[Callable, Callable]:
     """SciPy's ``fun`` and ``jac`` on the module. SciPy asks for the Jacobian at the points
-    whose residuals it keeps, right after their residuals; so, once the number of residuals
-    is known (the first point: ``residuals`` alone), ``fun`` evaluates both in the one pass
-    of ``jacobian(..., residuals=r)`` and keeps the Jacobian for that point only, keyed by
-    the bytes of x; ``jac`` at exactly that point takes it (once), anywhere else computes
-    it. A point SciPy rejects costs a Jacobian it does not use."""
-    latest: list = []  # [x.tobytes(), its Jacobian] after fun, until jac takes it
+    whose residuals it keeps, right after their residuals, and MINPACK asks again at the
+    solution; so, once the number of residuals is known (the first point: ``residuals``
+    alone), every point is one pass of ``jacobian(..., residuals=r)``. The latest point's
+    residuals and Jacobian, and the Jacobian of the latest point ``jac`` was asked at, are
+    kept (keyed by the bytes of x) for SciPy's next questions about them. A point SciPy
+    rejects costs a Jacobian it does not use. Residuals are handed out as copies: MINPACK
+    writes into the ones it is given."""
+    latest: dict = {}  # the latest point evaluated: "x" (bytes), "r", "J" (or None)
+    asked: dict = {}  # the latest point jac was asked at: "x", "J"
     residual: list[np.ndarray] = []  # one array of the residuals' shape and dtype
 
     together = fills_residuals(module)
 
-    def fun(x: np.ndarray) -> np.ndarray:
+    def evaluate(x: np.ndarray, key: bytes) -> None:
+        """One pass at x into ``latest``: its residuals, and its Jacobian when the module
+        makes both at once and the residuals' shape is known."""
         latest.clear()
+        jacobian = None
         if not residual:  # x0: its errors are raised as they are
             r = np.asarray(module.residuals(*place.unflatten(x), **arrays))
             residual.append(np.empty_like(r))
-            return np.asarray(r, dtype=np.float64)
-        try:
-            if not together:
-                return np.asarray(module.residuals(*place.unflatten(x), **arrays), np.float64)
+        elif together:
             r = np.empty_like(residual[0])
             jacobian = module.jacobian(*place.unflatten(x), **arrays, residuals=r)
-        except OUTSIDE_DOMAIN:  # a trial point outside the domain: infinite residuals
-            return np.full(residual[0].shape, math.inf)
-        latest.extend((x.tobytes(), jacobian))
-        return np.asarray(r, dtype=np.float64)
+        else:
+            r = module.residuals(*place.unflatten(x), **arrays)
+        latest.update(x=key, r=np.asarray(r, dtype=np.float64), J=jacobian)
+
+    def fun(x: np.ndarray) -> np.ndarray:
+        key = x.tobytes()
+        if latest.get("x") != key:
+            try:
+                evaluate(x, key)
+            except OUTSIDE_DOMAIN:  # a trial point outside the domain: infinite residuals
+                if not residual:
+                    raise
+                latest.clear()
+                return np.full(residual[0].shape, math.inf)
+        return latest["r"].copy()
 
     def jac(x: np.ndarray) -> np.ndarray:
-        if latest and latest[0] == x.tobytes():
-            jacobian = latest.pop()
-            latest.clear()
-        else:
-            jacobian = module.jacobian(*place.unflatten(x), **arrays)
-        return np.asarray(jacobian, dtype=np.float64)
+        key = x.tobytes()
+        if asked.get("x") != key:
+            if latest.get("x") != key:
+                evaluate(x, key)
+            if latest["J"] is None:
+                latest["J"] = module.jacobian(*place.unflatten(x), **arrays)
+            asked.update(x=key, J=np.asarray(latest["J"], dtype=np.float64))
+        return asked["J"]
 
     return fun, jac
