@@ -117,7 +117,7 @@ def w4_contenders() -> tuple[list[Contender], dict]:
             W4_SYMGEN,
             "least_squares(c_module, start, data).params",
             {**namespace, "c_module": c_module},
-            f"method 'lm' (MINPACK lmder), {scipy_version}",
+            f"method 'lm': MINPACK lmder through `scipy.optimize.leastsq`, {scipy_version}",
         ),
         Contender(
             W4_SYMGEN_NUMPY,

@@ -312,8 +312,12 @@ def _complementary_softplus(expr: sp.Expr) -> sp.Expr:
     )
     if not pairs:
         return expr
-    simpler = sp.expand_mul(expr.xreplace({softplus(-x): softplus(x) - x for x in pairs}))
-    simpler = sp.collect(simpler, [softplus(x) for x in pairs])
+    # each x stands for a symbol of its own while the products are expanded and collected,
+    # so that a*x keeps x whole (t*(x1 + b), not t*x1 + t*b: one product, x computed once)
+    whole = {x: sp.Dummy(f"x{i}") for i, x in enumerate(pairs)}
+    simpler = sp.expand_mul(expr.xreplace({softplus(-x): softplus(x) - whole[x] for x in pairs}))
+    simpler = sp.collect(simpler, [softplus(x) for x in pairs] + list(whole.values()))
+    simpler = simpler.xreplace({d: x for x, d in whole.items()})
     return simpler if sp.count_ops(simpler) < sp.count_ops(expr) else expr
 
 
