@@ -642,6 +642,17 @@ def test_each_form_is_rewritten(written, stable):
     assert sp.expand(stabilize(written) - stable) == 0, stabilize(written)
 
 
+def test_cross_entropy_keeps_its_argument_whole():
+    """softplus(z) - t*z with z a sum (X w + b): t multiplies z itself, so z is computed once
+    and the loss pass has one product, not t*x + t*b."""
+    x, b = sp.symbols("x b", real=True)
+    logit = x + b
+    written = -(tr * sp.log(S(logit)) + (1 - tr) * sp.log(1 - S(logit)))
+    stable = stabilize(written)
+    assert sp.expand(stable - (softplus(logit) - tr * logit)) == 0
+    assert sp.Mul(tr, logit, evaluate=False) in {-t for t in sp.Add.make_args(stable)}
+
+
 UNCHANGED = [
     sp.log(xr),
     sp.log(xr + 2),

@@ -112,12 +112,24 @@ def test_fit_undoes_a_step_cut_short_by_ctrl_c(linreg, linreg_data):
     assert "interrupted" in repr(result)
 
 
+def _default_ctrl_c():
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_during_train_writes_the_parameters_and_exits_130(curve_files):
     out = curve_files / "params.npz"
     command = [sys.executable, "-m", "symgen", "train", CURVE, "--data",
                str(curve_files / "data.npz"), "--init", str(curve_files / "init.npz"),
                "--out", str(out), "--steps", "100000000", "--report-every", "100"]  # fmt: skip
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Ctrl-C's default action in the child, whatever this process inherited: a suite run in
+    # the background of a shell has SIGINT ignored, and Python then installs no handler
+    proc = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_default_ctrl_c,
+    )
     try:
         assert proc.stdout.readline().split()[0] == "step"  # training has begun
         proc.stdout.readline()
