@@ -67,8 +67,9 @@ def _row_maxima(a):
 
 def _column_sums(a):
     """Sums down the columns of a 2-D array, a row (kept 2-D): by BLAS (a row of ones
-    times the array) when the rows are short (NumPy adds short rows one at a time)."""
-    if not 0 < a.shape[1] <= 16:
+    times the array) when the rows are short (NumPy adds short rows one at a time), but
+    not one value long (a column: NumPy's own sum runs down it, faster than BLAS)."""
+    if not 1 < a.shape[1] <= 16:
         return np.add.reduce(a, axis=0, keepdims=True)
     return (np.ones(a.shape[0], dtype=DTYPE) @ a).reshape(1, -1)
 

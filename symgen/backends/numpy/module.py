@@ -175,6 +175,8 @@ class _StatementPrinter:
                     self.row_helpers.add("_row_sums")  # along short rows: faster
                     return f"_row_sums({a(e)})"
                 short_columns = stmt.axes == (0,) and len(kernel.domain) == 2
+                if short_columns and sp.sympify(kernel.domain[1]) == 1:
+                    short_columns = False  # one column: NumPy's sum runs down it
                 if short_columns and not sums.widened(self.dtype):
                     self.row_helpers.add("_column_sums")  # down short rows: faster
                     return f"_column_sums({a(e)})"

@@ -10,7 +10,9 @@ on blocks of 8,192 values). The sums add the columns in order, which is the orde
 Sums down the columns of such an array (a bias's gradient) are NumPy's row by row too:
 1.6 ms for 10^5 rows of 10 values, against 0.25 ms for BLAS's product of a row of ones
 and the array (``gemv``), which ``_column_sums`` calls instead. BLAS adds in its own order
-(its kernels keep several partial sums): the sums change within rounding.
+(its kernels keep several partial sums): the sums change within rounding. Not for rows of
+one value (a bias's column): NumPy sums a column as one contiguous run, 2-5 times faster
+than the product (1.5 against 3.4 us for 400 rows, 19 against 97 us for 10^5).
 """
 
 from __future__ import annotations
@@ -40,8 +42,9 @@ HELPERS = {
     return out''',
     "_column_sums": f'''def _column_sums(a):
     """Sums down the columns of a 2-D array, a row (kept 2-D): by BLAS (a row of ones
-    times the array) when the rows are short (NumPy adds short rows one at a time)."""
-    if not 0 < a.shape[1] <= {SHORT}:
+    times the array) when the rows are short (NumPy adds short rows one at a time), but
+    not one value long (a column: NumPy's own sum runs down it, faster than BLAS)."""
+    if not 1 < a.shape[1] <= {SHORT}:
         return np.add.reduce(a, axis=0, keepdims=True)
     return (np.ones(a.shape[0], dtype=DTYPE) @ a).reshape(1, -1)''',
 }
