@@ -511,37 +511,37 @@ def weighted_product(node: Node) -> tuple[Node, Node, bool] | None:
     return a, map_(sp.Lambda(m.fn.variables, weight), m.args), _nonnegative(weight)
 
 
-def _square_root(c: sp.Expr) -> sp.Expr:
-    """``sqrt(c)`` of a weight ``c >= 0``, factor by factor: ``sigmoid(z)*sigmoid(-z)``
-    (the logistic weight, ``1/(4*cosh(z/2)**2)``) has the root
-    ``exp(-|z|/2)/(1 + exp(-|z|))`` (``1/(2*cosh(z/2))`` without its overflow for large
-    |z|); ``exp(z)`` has ``exp(z/2)``."""
+def _logistic_pairs(c: sp.Expr) -> tuple[list[sp.Expr], list[sp.Expr]]:
+    """The factors of a weight ``c``: ``|z|`` for each pair ``sigmoid(z)*sigmoid(-z)`` (the
+    logistic weight, ``1/(4*cosh(z/2)**2)``), and the other factors."""
     factors = list(sp.Mul.make_args(c))
-    out = []
+    magnitudes = []
     for f in factors[:]:
         if isinstance(f, sigmoid) and f in factors and sigmoid(-f.args[0]) in factors:
             factors.remove(f)
             factors.remove(sigmoid(-f.args[0]))
-            magnitude = sp.Abs(f.args[0])
-            out.append(sp.exp(-magnitude / 2) / (1 + sp.exp(-magnitude)))
+            magnitudes.append(sp.Abs(f.args[0]))
+    return magnitudes, factors
+
+
+def _square_root(c: sp.Expr) -> sp.Expr:
+    """``sqrt(c)`` of a weight ``c >= 0``, factor by factor: a logistic pair
+    ``sigmoid(z)*sigmoid(-z)`` has the root ``exp(-|z|/2)/(1 + exp(-|z|))``
+    (``1/(2*cosh(z/2))`` without its overflow for large |z|); ``exp(z)`` has ``exp(z/2)``."""
+    magnitudes, factors = _logistic_pairs(c)
+    out = [sp.exp(-m / 2) / (1 + sp.exp(-m)) for m in magnitudes]
     for f in factors:
         out.append(sp.exp(f.args[0] / 2) if isinstance(f, sp.exp) else sp.sqrt(f))
     return sp.Mul(*out)
 
 
 def _weight(c: sp.Expr) -> sp.Expr:
-    """A weight ``c >= 0`` as computed once per row for ``A.T @ (c ⊙ A)``: the logistic
-    weight ``sigmoid(z)*sigmoid(-z)`` from one exponential, ``exp(-|z|)/(1 + exp(-|z|))**2``
+    """A weight ``c >= 0`` as computed once per row for ``A.T @ (c ⊙ A)``: a logistic pair
+    ``sigmoid(z)*sigmoid(-z)`` from one exponential, ``exp(-|z|)/(1 + exp(-|z|))**2``
     (``_square_root``'s root squared; finite and exact for every z, where the two sigmoids
     would each select by the sign of z)."""
-    factors = list(sp.Mul.make_args(c))
-    out = []
-    for f in factors[:]:
-        if isinstance(f, sigmoid) and f in factors and sigmoid(-f.args[0]) in factors:
-            factors.remove(f)
-            factors.remove(sigmoid(-f.args[0]))
-            e = sp.exp(-sp.Abs(f.args[0]))
-            out.append(e / (1 + e) ** 2)
+    magnitudes, factors = _logistic_pairs(c)
+    out = [sp.exp(-m) / (1 + sp.exp(-m)) ** 2 for m in magnitudes]
     return sp.Mul(*out, *factors)
 
 
