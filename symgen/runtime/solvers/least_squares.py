@@ -15,10 +15,10 @@ import numpy as np
 from symgen.runtime.solvers.layout import OUTSIDE_DOMAIN, data_arrays, layout, module_name
 from symgen.runtime.solvers.optional import scipy_optimize
 
-#: The options of ``scipy.optimize.least_squares(method="lm")`` that mean the same to
-#: ``scipy.optimize.leastsq`` (its keyword for each): with only these, method ``"lm"`` runs
-#: MINPACK's ``lmder`` through ``leastsq``. ``x_scale`` only as ``"jac"`` (``diag=None``).
-_LEASTSQ_KEYWORDS = {"ftol": "ftol", "xtol": "xtol", "gtol": "gtol", "max_nfev": "maxfev"}
+#: The options of ``scipy.optimize.least_squares(method="lm")`` that ``leastsq`` also
+#: takes (``max_nfev`` as ``maxfev``; ``x_scale`` only as ``"jac"``, its ``diag=None``): with
+#: only these, method ``"lm"`` runs MINPACK's ``lmder`` through ``leastsq``.
+_LEASTSQ_OPTIONS = frozenset({"ftol", "xtol", "gtol", "max_nfev", "x_scale"})
 #: ``scipy.optimize.least_squares``'s defaults for method ``"lm"`` (SciPy 1.16 on):
 #: tolerances, and evaluations per parameter element.
 _LM_TOLERANCE = 1e-8
@@ -88,29 +88,28 @@ def _leastsq_keywords(method: str, options: dict, size: int) -> dict | None:
     when ``least_squares`` must take them: another method, an option ``leastsq`` has not, a
     tolerance ``least_squares`` refuses for ``"lm"`` (below machine epsilon), a count of
     evaluations that is not a positive integer, a scaling other than ``"jac"``."""
-    if method != "lm" or not set(options) <= {*_LEASTSQ_KEYWORDS, "x_scale"}:
+    if method != "lm" or not set(options) <= _LEASTSQ_OPTIONS:
         return None
     if options.get("x_scale", "jac") not in ("jac", None):
         return None
     keywords = {"diag": None}
     for name in ("ftol", "xtol", "gtol"):
         tolerance = options.get(name, _LM_TOLERANCE)
-        if not _real(tolerance) or not tolerance >= np.finfo(np.float64).eps:
+        if not _number(tolerance, numbers.Real) or not tolerance >= np.finfo(np.float64).eps:
             return None
         keywords[name] = float(tolerance)
     evaluations = options.get("max_nfev")
     if evaluations is None:
         evaluations = _LM_EVALUATIONS_PER_PARAMETER * size
-    if not isinstance(evaluations, numbers.Integral) or isinstance(evaluations, bool):
-        return None
-    if evaluations < 1:
+    if not _number(evaluations, numbers.Integral) or evaluations < 1:
         return None
     keywords["maxfev"] = int(evaluations)
     return keywords
 
 
-def _real(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+def _number(value: Any, kind: type) -> bool:
+    """Whether ``value`` is a number of ``kind`` (a ``numbers`` ABC), a bool not counting."""
+    return isinstance(value, kind) and not isinstance(value, bool)
 
 
 def _lmder_starts(residuals: np.ndarray, size: int) -> bool:
@@ -196,7 +195,6 @@ def _evaluations(module: Any, place: Any, arrays: dict) -> tuple[Callable, Calla
             except OUTSIDE_DOMAIN:  # a trial point outside the domain: infinite residuals
                 if not residual:
                     raise
-                latest.clear()
                 return np.full(residual[0].shape, math.inf)
         return latest["r"].copy()
 
