@@ -474,13 +474,9 @@ def _row_blocked(
     if any(isinstance(s, Max) for s in whole):  # max() keeps the loop's NaN handling
         lines += blocked
     else:
-        # One block: the same statements on the whole arrays (the same names, so the same
-        # order of terms and the same values), without the loop's buffers, views and
-        # copies (~1 us a pass at small sizes).
         one = [f"{name} = {printer.array.doprint(v)}" for v, name in names.items()]
         one += _block_lines(middle, names, keep, whole, column, printer, kernel, whole_arrays=True)
-        lines += [f"if {rows} <= _rows:", *(f"    {line}" for line in one), "else:"]
-        lines += [f"    {line}" for line in blocked]
+        lines += row_groups.whole_or_blocks(rows, one, blocked)
     lines += [printer.line(s, kernel) for s in stmts[last + 1 :]]
     return lines
 

@@ -350,11 +350,9 @@ def lines(kernels: list[Kernel], printer, shapes: dict, stored: set[str], size: 
 
     wide = {view.name for v, view in views.items() if _width(v, shapes) == width} | set(tiled)
     loop = _block_lines(body, views, tiled, local, stored, printer, k, rows, wide, False)
-    # One block: the loop's body on the whole arrays (the same operations in the same
-    # order), without the loop and its views (~1 us a pass at small sizes).
     whole = _block_lines(body, views, tiled, local, stored, printer, k, rows, wide, True)
-    out += [f"if {rows} <= _rows:", *(f"    {x}" for x in whole), "else:"]
-    out += [f"    for _start in range(0, {rows}, _rows):", *(f"        {x}" for x in loop)]
+    blocks = [f"for _start in range(0, {rows}, _rows):", *(f"    {x}" for x in loop)]
+    out += whole_or_blocks(rows, whole, blocks)
     printer.array.renamed = {}
     for s in middle:  # the column sums in the module's dtype again
         if isinstance(s, Reduction) and s.axes == (0,):
@@ -362,6 +360,18 @@ def lines(kernels: list[Kernel], printer, shapes: dict, stored: set[str], size: 
                 out.append(line)
     out += [printer.line(s, k) for s in after]
     return out
+
+
+def whole_or_blocks(rows: object, whole: list[str], blocks: list[str]) -> list[str]:
+    """A pass whose ``rows`` fit one block (``_rows``) runs its body once on the whole
+    arrays (``whole``: the same statements, so the same values), without the loop's views,
+    buffers and copies (~1 us a pass at small sizes); otherwise ``blocks``."""
+    return [
+        f"if {rows} <= _rows:",
+        *(f"    {x}" for x in whole),
+        "else:",
+        *(f"    {x}" for x in blocks),
+    ]
 
 
 def _block_lines(body, views, tiled, local, stored, printer, k, rows, wide, whole):
