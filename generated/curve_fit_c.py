@@ -767,10 +767,16 @@ _ACCUMULATORS = {1: ctypes.c_double * 1, 6: ctypes.c_double * 6, 7: ctypes.c_dou
 #: Compiler flags: optimised for this machine, loops vectorised with the C library's
 #: vector math functions, passes shared among threads with OpenMP; no -ffast-math, so NaN
 #: and infinity behave as in NumPy. sin and cos are not builtins, so that no sincos() call
-#: (with no vector variant) replaces a pair of them.
+#: (with no vector variant) replaces a pair of them. -fno-trapping-math in float64 only:
+#: with it, gcc 12.2 miscompiles float branches summed in double accumulators.
 _FLAGS = (
-    "-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math", "-fopenmp",
-    "-fno-builtin-sin", "-fno-builtin-cos",
+    "-O3",
+    "-march=native",
+    "-fno-math-errno",
+    "-fno-trapping-math",
+    "-fopenmp",
+    "-fno-builtin-sin",
+    "-fno-builtin-cos",
 )
 #: The fallback for a compiler that rejects one of _FLAGS (its passes run on one thread).
 _PORTABLE_FLAGS = ("-O2",)
@@ -1267,18 +1273,27 @@ def jacobian(a, b, c, d, e, g, t, y, *, residuals=None):
     jac_g = _jacobian[:, 5]
     _lib().jacobian_0(_address(t), _address(y), _address(jac_a), _address(jac_b), _address(jac_c), _address(jac_d), _address(jac_e), _address(residual), _address(jac_g), a, b, c, d, e, g, N, _THREADS)
     if residuals is not None:
-        _residuals_into(residuals, residual)
+        _residuals_into(residuals, residual, (a, b, c, d, e, g, t, y,))
     return _jacobian
 
 
-def _residuals_into(out, residual):
-    """jacobian's residuals into the caller's array ``out``, checked."""
+def _residuals_into(out, residual, arguments):
+    """jacobian's residuals into the caller's array ``out``, checked: writable, of the
+    residuals' shape and dtype, sharing no memory with an argument."""
     if not (isinstance(out, np.ndarray) and out.shape == residual.shape and out.dtype == DTYPE):
         raise ValueError(
             f"curve_fit: jacobian: residuals must be a {np.dtype(DTYPE).name} array of shape"
             f" {residual.shape}, got {type(out).__name__} {getattr(out, 'shape', '')}"
             f" {getattr(out, 'dtype', '')}"
         )
+    if not out.flags.writeable:
+        raise ValueError(f"curve_fit: jacobian: residuals is read-only; jacobian fills it")
+    for name, array in zip(PARAMS + DATA, arguments):
+        if isinstance(array, np.ndarray) and np.may_share_memory(out, array) and np.shares_memory(out, array):
+            raise ValueError(
+                f"curve_fit: jacobian: residuals shares memory with {name!r}; pass an array of"
+                f" its own (e.g. np.empty({residual.shape[0]}))"
+            )
     out[...] = residual
 
 
@@ -1373,7 +1388,7 @@ def hvp(a, b, c, d, e, g, t, y, *, v):
     """The Hessian of the loss times directions, H @ v: v holds one direction per
     parameter, in PARAMS order, each shaped like its parameter; one result per parameter."""
     a, b, c, d, e, g, t, y, N = _arguments(a, b, c, d, e, g, t, y)
-    return _hvp(a, b, c, d, e, g, t, y, N, *_directions(v, (a, b, c, d, e, g,)))
+    return _hvp(a, b, c, d, e, g, t, y, N, *_directions(v, (a, b, c, d, e, g,), (False, False, False, False, False, False)))
 
 
 def _hvp(a, b, c, d, e, g, t, y, N, v_a, v_b, v_c, v_d, v_e, v_g):
@@ -1393,16 +1408,16 @@ def _hvp(a, b, c, d, e, g, t, y, N, v_a, v_b, v_c, v_d, v_e, v_g):
     return (hvp_a, hvp_b, hvp_c, hvp_d, hvp_e, hvp_g,)
 
 
-def _directions(directions, params):
+def _directions(directions, params, flat):
     """The directions of hvp, checked: one per parameter, a real number for a float
-    parameter, else an array of its shape."""
+    parameter, else an array of its shape (a vector's also 1-D: ``flat``, per parameter)."""
     if not isinstance(directions, (tuple, list)) or len(directions) != len(params):
         raise TypeError(
             f"curve_fit: hvp: v must be a tuple of {len(params)} directions, one per"
             f" parameter of {PARAMS}, each shaped like it"
         )
     out = []
-    for i, (name, p, d) in enumerate(zip(PARAMS, params, directions)):
+    for i, (name, p, d, vector) in enumerate(zip(PARAMS, params, directions, flat)):
         if isinstance(p, float):
             try:
                 out.append(_as_scalar(name, d))
@@ -1466,9 +1481,13 @@ def newton_step(a, b, c, d, e, g, t, y, *, damping=0.0, gradient=None):
     the point before the step (flattened in PARAMS order): a loop can stop on its norm
     without a pass of its own.
 
-    Returns (loss before the step, new parameters).
+    Returns (loss before the step, new parameters). Every argument is checked
+    before anything is computed, and nothing is written unless the step succeeds.
     """
+    damping = _damping(damping)
     a, b, c, d, e, g, t, y, N = _arguments(a, b, c, d, e, g, t, y)
+    if gradient is not None:
+        _gradient_out(gradient, 6, (a, b, c, d, e, g, t, y,))
     # one pass over the samples (N,), 24 reductions, compiled C (_SOURCE)
     x0 = 2.0/N
     _acc = _ACCUMULATORS[24]()
@@ -1506,16 +1525,16 @@ def newton_step(a, b, c, d, e, g, t, y, *, damping=0.0, gradient=None):
     h_e_e = h_d_g
     _hessian = np.array([[h_a_a, h_a_b, h_a_c, h_a_d, h_a_e, h_a_g], [h_a_b, h_b_b, h_b_c, h_b_d, h_b_e, h_b_g], [h_a_c, h_b_c, h_c_c, h_c_d, h_c_e, h_c_g], [h_a_d, h_b_d, h_c_d, h_d_d, h_d_e, h_d_g], [h_a_e, h_b_e, h_c_e, h_d_e, h_e_e, h_e_g], [h_a_g, h_b_g, h_c_g, h_d_g, h_e_g, h_g_g]], dtype=DTYPE)
     _gradient = _flat((grad_a, grad_b, grad_c, grad_d, grad_e, grad_g,))
-    if gradient is not None:
-        _gradient_into(gradient, _gradient)
     _step = _newton(_hessian, _gradient, damping)
+    if gradient is not None:
+        gradient[...] = _gradient
     a = a - float(_step[0])
     b = b - float(_step[1])
     c = c - float(_step[2])
     d = d - float(_step[3])
     e = e - float(_step[4])
     g = g - float(_step[5])
-    return loss, (a, b, c, d, e, g,)
+    return loss, (a, b, c, d, e, g)
 
 
 def _flat(values):
@@ -1523,23 +1542,49 @@ def _flat(values):
     return np.concatenate([np.ravel(x) for x in values])
 
 
-def _gradient_into(out, gradient):
-    """newton_step's gradient into the caller's array ``out``, checked."""
-    if not (isinstance(out, np.ndarray) and out.shape == gradient.shape and out.dtype == np.float64):
+def _damping(value):
+    """newton_step's damping as a float, checked first: a real number >= 0 (not a bool)."""
+    try:
+        number = np.ndim(value) == 0 and np.asarray(value).dtype.kind in "fiu"
+    except (TypeError, ValueError):
+        number = False
+    if not number:
+        shape = getattr(value, "shape", ())
+        raise TypeError(
+            f"curve_fit: newton_step: damping must be a real number >= 0, got"
+            f" {type(value).__name__}" + (f" of shape {shape}" if shape else "")
+        )
+    if not float(value) >= 0:
+        raise ValueError(f"curve_fit: newton_step: damping must be >= 0, got {value!r}")
+    return float(value)
+
+
+def _gradient_out(out, size, arguments):
+    """Check newton_step's gradient, the array the step fills with the gradient: a
+    writable float64 array of shape (size,) that shares no memory with an argument."""
+    if not (isinstance(out, np.ndarray) and out.shape == (size,) and out.dtype == np.float64):
         raise ValueError(
             f"curve_fit: newton_step: gradient must be a float64 array of shape"
-            f" {gradient.shape}, got {type(out).__name__} {getattr(out, 'shape', '')}"
+            f" {(size,)}, got {type(out).__name__} {getattr(out, 'shape', '')}"
             f" {getattr(out, 'dtype', '')}"
         )
-    out[...] = gradient
+    if not out.flags.writeable:
+        raise ValueError(f"curve_fit: newton_step: gradient is read-only; the step fills it")
+    for name, array in zip(PARAMS + DATA, arguments):
+        if isinstance(array, np.ndarray) and np.may_share_memory(out, array) and np.shares_memory(out, array):
+            raise ValueError(
+                f"curve_fit: newton_step: gradient shares memory with {name!r}; pass an"
+                f" array of its own (e.g. np.empty({size}))"
+            )
 
 
 def _newton(hessian, gradient, damping):
-    """(H + lam*I)^-1 g in float64: lam raised from ``damping`` until Cholesky finds
-    H + lam*I positive definite (see newton_step), then one solve of that matrix. No copy
-    of H while lam is 0; one, whose diagonal takes each lam in place, when it is not."""
-    if not damping >= 0:
-        raise ValueError(f"curve_fit: newton_step: damping must be >= 0, got {damping!r}")
+    """(H + lam*I)^-1 g in float64: lam raised from ``damping`` (checked, >= 0) until
+    Cholesky finds H + lam*I positive definite (see newton_step), then one solve of that
+    matrix. Definite means each pivot keeps more than P*eps of its diagonal entry: a
+    singular H can factor by rounding with a last pivot of ~sqrt(eps), and then its solve
+    fails or its step is ~1/eps long. No copy of H while lam is 0; one, whose diagonal
+    takes each lam in place, when it is not."""
     hessian = np.asarray(hessian, dtype=np.float64)
     gradient = np.asarray(gradient, dtype=np.float64)
     if not (np.isfinite(hessian).all() and np.isfinite(gradient).all()):
@@ -1556,10 +1601,15 @@ def _newton(hessian, gradient, damping):
                 matrix = hessian.copy()
             np.fill_diagonal(matrix, diagonal + lam)
         try:
-            np.linalg.cholesky(matrix)
+            pivots = np.linalg.cholesky(matrix).diagonal()
+            if (pivots*pivots <= _ROUNDING*len(pivots)*matrix.diagonal()).any():
+                raise np.linalg.LinAlgError("singular to rounding")
+            return np.linalg.solve(matrix, gradient)
         except np.linalg.LinAlgError:
             if lam > 1e30*scale:
                 raise
             lam = max(10.0*lam, 1e-10*scale)
-            continue
-        return np.linalg.solve(matrix, gradient)
+
+
+#: float64's rounding (machine epsilon), for _newton's test of a singular H.
+_ROUNDING = float(np.finfo(np.float64).eps)

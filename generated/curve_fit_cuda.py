@@ -464,7 +464,7 @@ def hvp(a, b, c, d, e, g, t, y, *, v):
     """The Hessian of the loss times directions, H @ v: v holds one direction per
     parameter, in PARAMS order, each shaped like its parameter; one result per parameter."""
     a, b, c, d, e, g, t, y, N = _arguments(a, b, c, d, e, g, t, y)
-    return _hvp(a, b, c, d, e, g, t, y, N, *_directions(v, (a, b, c, d, e, g,)))
+    return _hvp(a, b, c, d, e, g, t, y, N, *_directions(v, (a, b, c, d, e, g,), (False, False, False, False, False, False)))
 
 
 def _hvp(a, b, c, d, e, g, t, y, N, v_a, v_b, v_c, v_d, v_e, v_g):
@@ -481,16 +481,16 @@ def _hvp(a, b, c, d, e, g, t, y, N, v_a, v_b, v_c, v_d, v_e, v_g):
     return (hvp_a, hvp_b, hvp_c, hvp_d, hvp_e, hvp_g,)
 
 
-def _directions(directions, params):
+def _directions(directions, params, flat):
     """The directions of hvp, checked: one per parameter, a real number for a float
-    parameter, else an array of its shape."""
+    parameter, else an array of its shape (a vector's also 1-D: ``flat``, per parameter)."""
     if not isinstance(directions, (tuple, list)) or len(directions) != len(params):
         raise TypeError(
             f"curve_fit: hvp: v must be a tuple of {len(params)} directions, one per"
             f" parameter of {PARAMS}, each shaped like it"
         )
     out = []
-    for i, (name, p, d) in enumerate(zip(PARAMS, params, directions)):
+    for i, (name, p, d, vector) in enumerate(zip(PARAMS, params, directions, flat)):
         if isinstance(p, float):
             try:
                 out.append(_as_scalar(name, d))

@@ -366,7 +366,7 @@ def hvp(a, b, x, y, *, v):
     """The Hessian of the loss times directions, H @ v: v holds one direction per
     parameter, in PARAMS order, each shaped like its parameter; one result per parameter."""
     a, b, x, y, N = _arguments(a, b, x, y)
-    return _hvp(a, b, x, y, N, *_directions(v, (a, b,)))
+    return _hvp(a, b, x, y, N, *_directions(v, (a, b,), (False, False)))
 
 
 def _hvp(a, b, x, y, N, v_a, v_b):
@@ -379,16 +379,16 @@ def _hvp(a, b, x, y, N, v_a, v_b):
     return (hvp_a, hvp_b,)
 
 
-def _directions(directions, params):
+def _directions(directions, params, flat):
     """The directions of hvp, checked: one per parameter, a real number for a float
-    parameter, else an array of its shape."""
+    parameter, else an array of its shape (a vector's also 1-D: ``flat``, per parameter)."""
     if not isinstance(directions, (tuple, list)) or len(directions) != len(params):
         raise TypeError(
             f"huber: hvp: v must be a tuple of {len(params)} directions, one per"
             f" parameter of {PARAMS}, each shaped like it"
         )
     out = []
-    for i, (name, p, d) in enumerate(zip(PARAMS, params, directions)):
+    for i, (name, p, d, vector) in enumerate(zip(PARAMS, params, directions, flat)):
         if isinstance(p, float):
             try:
                 out.append(_as_scalar(name, d))

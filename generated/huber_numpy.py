@@ -212,7 +212,7 @@ def hvp(a, b, x, y, *, v):
     """The Hessian of the loss times directions, H @ v: v holds one direction per
     parameter, in PARAMS order, each shaped like its parameter; one result per parameter."""
     a, b, x, y, N = _arguments(a, b, x, y)
-    return _hvp(a, b, x, y, N, *_directions(v, (a, b,)))
+    return _hvp(a, b, x, y, N, *_directions(v, (a, b,), (False, False)))
 
 
 def _hvp(a, b, x, y, N, v_a, v_b):
@@ -236,16 +236,16 @@ def _hvp(a, b, x, y, N, v_a, v_b):
     return (hvp_a, hvp_b,)
 
 
-def _directions(directions, params):
+def _directions(directions, params, flat):
     """The directions of hvp, checked: one per parameter, a real number for a float
-    parameter, else an array of its shape."""
+    parameter, else an array of its shape (a vector's also 1-D: ``flat``, per parameter)."""
     if not isinstance(directions, (tuple, list)) or len(directions) != len(params):
         raise TypeError(
             f"huber: hvp: v must be a tuple of {len(params)} directions, one per"
             f" parameter of {PARAMS}, each shaped like it"
         )
     out = []
-    for i, (name, p, d) in enumerate(zip(PARAMS, params, directions)):
+    for i, (name, p, d, vector) in enumerate(zip(PARAMS, params, directions, flat)):
         if isinstance(p, float):
             try:
                 out.append(_as_scalar(name, d))
@@ -294,9 +294,13 @@ def newton_step(a, b, x, y, *, damping=0.0, gradient=None):
     the point before the step (flattened in PARAMS order): a loop can stop on its norm
     without a pass of its own.
 
-    Returns (loss before the step, new parameters).
+    Returns (loss before the step, new parameters). Every argument is checked
+    before anything is computed, and nothing is written unless the step succeeds.
     """
+    damping = _damping(damping)
     a, b, x, y, N = _arguments(a, b, x, y)
+    if gradient is not None:
+        _gradient_out(gradient, 2, (a, b, x, y,))
     # one pass over the samples (N,), 6 reductions, in blocks of 8192
     x0 = 1.0/N
     x5 = x6 = x7 = x8 = x9 = x10 = 0.0
@@ -327,12 +331,12 @@ def newton_step(a, b, x, y, *, damping=0.0, gradient=None):
     loss = x5/N
     _hessian = np.array([[h_a_a, h_a_b], [h_a_b, h_b_b]], dtype=DTYPE)
     _gradient = _flat((grad_a, grad_b,))
-    if gradient is not None:
-        _gradient_into(gradient, _gradient)
     _step = _newton(_hessian, _gradient, damping)
+    if gradient is not None:
+        gradient[...] = _gradient
     a = a - float(_step[0])
     b = b - float(_step[1])
-    return loss, (a, b,)
+    return loss, (a, b)
 
 
 def _flat(values):
@@ -340,23 +344,49 @@ def _flat(values):
     return np.concatenate([np.ravel(x) for x in values])
 
 
-def _gradient_into(out, gradient):
-    """newton_step's gradient into the caller's array ``out``, checked."""
-    if not (isinstance(out, np.ndarray) and out.shape == gradient.shape and out.dtype == np.float64):
+def _damping(value):
+    """newton_step's damping as a float, checked first: a real number >= 0 (not a bool)."""
+    try:
+        number = np.ndim(value) == 0 and np.asarray(value).dtype.kind in "fiu"
+    except (TypeError, ValueError):
+        number = False
+    if not number:
+        shape = getattr(value, "shape", ())
+        raise TypeError(
+            f"huber: newton_step: damping must be a real number >= 0, got"
+            f" {type(value).__name__}" + (f" of shape {shape}" if shape else "")
+        )
+    if not float(value) >= 0:
+        raise ValueError(f"huber: newton_step: damping must be >= 0, got {value!r}")
+    return float(value)
+
+
+def _gradient_out(out, size, arguments):
+    """Check newton_step's gradient, the array the step fills with the gradient: a
+    writable float64 array of shape (size,) that shares no memory with an argument."""
+    if not (isinstance(out, np.ndarray) and out.shape == (size,) and out.dtype == np.float64):
         raise ValueError(
             f"huber: newton_step: gradient must be a float64 array of shape"
-            f" {gradient.shape}, got {type(out).__name__} {getattr(out, 'shape', '')}"
+            f" {(size,)}, got {type(out).__name__} {getattr(out, 'shape', '')}"
             f" {getattr(out, 'dtype', '')}"
         )
-    out[...] = gradient
+    if not out.flags.writeable:
+        raise ValueError(f"huber: newton_step: gradient is read-only; the step fills it")
+    for name, array in zip(PARAMS + DATA, arguments):
+        if isinstance(array, np.ndarray) and np.may_share_memory(out, array) and np.shares_memory(out, array):
+            raise ValueError(
+                f"huber: newton_step: gradient shares memory with {name!r}; pass an"
+                f" array of its own (e.g. np.empty({size}))"
+            )
 
 
 def _newton(hessian, gradient, damping):
-    """(H + lam*I)^-1 g in float64: lam raised from ``damping`` until Cholesky finds
-    H + lam*I positive definite (see newton_step), then one solve of that matrix. No copy
-    of H while lam is 0; one, whose diagonal takes each lam in place, when it is not."""
-    if not damping >= 0:
-        raise ValueError(f"huber: newton_step: damping must be >= 0, got {damping!r}")
+    """(H + lam*I)^-1 g in float64: lam raised from ``damping`` (checked, >= 0) until
+    Cholesky finds H + lam*I positive definite (see newton_step), then one solve of that
+    matrix. Definite means each pivot keeps more than P*eps of its diagonal entry: a
+    singular H can factor by rounding with a last pivot of ~sqrt(eps), and then its solve
+    fails or its step is ~1/eps long. No copy of H while lam is 0; one, whose diagonal
+    takes each lam in place, when it is not."""
     hessian = np.asarray(hessian, dtype=np.float64)
     gradient = np.asarray(gradient, dtype=np.float64)
     if not (np.isfinite(hessian).all() and np.isfinite(gradient).all()):
@@ -373,10 +403,15 @@ def _newton(hessian, gradient, damping):
                 matrix = hessian.copy()
             np.fill_diagonal(matrix, diagonal + lam)
         try:
-            np.linalg.cholesky(matrix)
+            pivots = np.linalg.cholesky(matrix).diagonal()
+            if (pivots*pivots <= _ROUNDING*len(pivots)*matrix.diagonal()).any():
+                raise np.linalg.LinAlgError("singular to rounding")
+            return np.linalg.solve(matrix, gradient)
         except np.linalg.LinAlgError:
             if lam > 1e30*scale:
                 raise
             lam = max(10.0*lam, 1e-10*scale)
-            continue
-        return np.linalg.solve(matrix, gradient)
+
+
+#: float64's rounding (machine epsilon), for _newton's test of a singular H.
+_ROUNDING = float(np.finfo(np.float64).eps)

@@ -451,7 +451,7 @@ int hessian_0(const double* restrict X, const double* restrict w, double* restri
     long long _tasks = N*D / 16384;
     if (_tasks > 256) _tasks = 256;
     if (_tasks > N) _tasks = N;
-    const long long _dp = (D + 7) / 8*8;
+    const long long _dp = D > 0 ? (D + 7) / 8*8 : 8;
     if (_tasks > N*D / (_dp*_dp)) _tasks = N*D / (_dp*_dp);
     if (_tasks < 1) _tasks = 1;
     const long long _per = (N + _tasks - 1) / _tasks;
@@ -692,7 +692,7 @@ int newton_0(const double* restrict X, const double* restrict t, const double* r
     long long _tasks = N*D / 16384;
     if (_tasks > 256) _tasks = 256;
     if (_tasks > N) _tasks = N;
-    const long long _dp = (D + 7) / 8*8;
+    const long long _dp = D > 0 ? (D + 7) / 8*8 : 8;
     if (_tasks > N*D / (_dp*_dp)) _tasks = N*D / (_dp*_dp);
     if (_tasks < 1) _tasks = 1;
     const long long _per = (N + _tasks - 1) / _tasks;
@@ -1109,10 +1109,16 @@ _ACCUMULATORS = {1: ctypes.c_double * 1}
 #: Compiler flags: optimised for this machine, loops vectorised with the C library's
 #: vector math functions, passes shared among threads with OpenMP; no -ffast-math, so NaN
 #: and infinity behave as in NumPy. sin and cos are not builtins, so that no sincos() call
-#: (with no vector variant) replaces a pair of them.
+#: (with no vector variant) replaces a pair of them. -fno-trapping-math in float64 only:
+#: with it, gcc 12.2 miscompiles float branches summed in double accumulators.
 _FLAGS = (
-    "-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math", "-fopenmp",
-    "-fno-builtin-sin", "-fno-builtin-cos",
+    "-O3",
+    "-march=native",
+    "-fno-math-errno",
+    "-fno-trapping-math",
+    "-fopenmp",
+    "-fno-builtin-sin",
+    "-fno-builtin-cos",
 )
 #: The fallback for a compiler that rejects one of _FLAGS (its passes run on one thread).
 _PORTABLE_FLAGS = ("-O2",)
@@ -1894,9 +1900,15 @@ def adam_step(w, X, t, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-08):
 
 def hvp(w, X, t, *, v):
     """The Hessian of the loss times directions, H @ v: v holds one direction per
-    parameter, in PARAMS order, each shaped like its parameter; one result per parameter."""
+    parameter, in PARAMS order, each shaped like its parameter; one result per parameter.
+
+    A vector given 1-D may have its direction 1-D, and gets its product 1-D."""
+    _given_w = w
     w, X, t, D, N = _arguments(w, X, t)
-    return _hvp(w, X, t, D, N, *_directions(v, (w,)))
+    (hvp_w,) = _hvp(w, X, t, D, N, *_directions(v, (w,), (True,)))
+    if np.ndim(_given_w) == 1:  # given 1-D: its product 1-D
+        hvp_w = hvp_w.reshape(-1)
+    return (hvp_w,)
 
 
 def _hvp(w, X, t, D, N, v_w):
@@ -1917,22 +1929,26 @@ def _hvp(w, X, t, D, N, v_w):
     return (hvp_w,)
 
 
-def _directions(directions, params):
+def _directions(directions, params, flat):
     """The directions of hvp, checked: one per parameter, a real number for a float
-    parameter, else an array of its shape."""
+    parameter, else an array of its shape (a vector's also 1-D: ``flat``, per parameter)."""
     if not isinstance(directions, (tuple, list)) or len(directions) != len(params):
         raise TypeError(
             f"logistic: hvp: v must be a tuple of {len(params)} directions, one per"
             f" parameter of {PARAMS}, each shaped like it"
         )
     out = []
-    for i, (name, p, d) in enumerate(zip(PARAMS, params, directions)):
+    for i, (name, p, d, vector) in enumerate(zip(PARAMS, params, directions, flat)):
         d = _numbers(f"hvp: v[{i}]", d)
         if d.shape != p.shape:
-            raise ValueError(
-                f"logistic: hvp: v[{i}], the direction of {name!r}, must have its"
-                f" shape {p.shape}, got {d.shape}"
-            )
+            if not (vector and d.ndim == 1 and d.size == p.size):
+                raise ValueError(
+                    f"logistic: hvp: v[{i}], the direction of {name!r}, must have its"
+                    f" shape {p.shape}{' (or 1-D)' if vector else ''}, got {d.shape}"
+                )
+            d = d.reshape(p.shape)  # a vector's direction given 1-D, as the vector may be
+        if not d.flags.c_contiguous:  # the C passes read a direction's entries in order
+            d = np.ascontiguousarray(d)
         out.append(d)
     return out
 
@@ -1979,12 +1995,17 @@ def newton_step(w, X, t, *, damping=0.0, gradient=None):
     without a pass of its own.
 
     Returns (loss before the step, new parameters); array parameters are
-    updated in place.
+    updated in place (a vector given 1-D as given). Every argument is checked
+    before anything is computed, and nothing is written unless the step succeeds.
     """
+    damping = _damping(damping)
+    _given_w = w
     _in_place("w", w)
     w, X, t, D, N = _arguments(w, X, t)
     _apart(("w", "X", "t", ), (w, X, t, ), 1)
     _limit(D)
+    if gradient is not None:
+        _gradient_out(gradient, D, (w, X, t,))
     # one pass over the elements (N, 1), 1 reduction, compiled C (_SOURCE), with the products by X (or BLAS) and h_w_w = B.T @ B summed in it (or BLAS syrk)
     if X.shape[1] <= _GRAM_AT_MOST:
         _r_grad_w = np.zeros((D,))
@@ -2020,11 +2041,11 @@ def newton_step(w, X, t, *, damping=0.0, gradient=None):
     loss = -x5
     _hessian = h_w_w
     _gradient = _flat((grad_w,))
-    if gradient is not None:
-        _gradient_into(gradient, _gradient)
     _step = _newton(_hessian, _gradient, damping)
+    if gradient is not None:
+        gradient[...] = _gradient
     w -= _step[0:D].reshape(w.shape)
-    return loss, (w,)
+    return loss, (_given_w,)
 
 
 def _flat(values):
@@ -2040,23 +2061,49 @@ def _limit(count):
         )
 
 
-def _gradient_into(out, gradient):
-    """newton_step's gradient into the caller's array ``out``, checked."""
-    if not (isinstance(out, np.ndarray) and out.shape == gradient.shape and out.dtype == np.float64):
+def _damping(value):
+    """newton_step's damping as a float, checked first: a real number >= 0 (not a bool)."""
+    try:
+        number = np.ndim(value) == 0 and np.asarray(value).dtype.kind in "fiu"
+    except (TypeError, ValueError):
+        number = False
+    if not number:
+        shape = getattr(value, "shape", ())
+        raise TypeError(
+            f"logistic: newton_step: damping must be a real number >= 0, got"
+            f" {type(value).__name__}" + (f" of shape {shape}" if shape else "")
+        )
+    if not float(value) >= 0:
+        raise ValueError(f"logistic: newton_step: damping must be >= 0, got {value!r}")
+    return float(value)
+
+
+def _gradient_out(out, size, arguments):
+    """Check newton_step's gradient, the array the step fills with the gradient: a
+    writable float64 array of shape (size,) that shares no memory with an argument."""
+    if not (isinstance(out, np.ndarray) and out.shape == (size,) and out.dtype == np.float64):
         raise ValueError(
             f"logistic: newton_step: gradient must be a float64 array of shape"
-            f" {gradient.shape}, got {type(out).__name__} {getattr(out, 'shape', '')}"
+            f" {(size,)}, got {type(out).__name__} {getattr(out, 'shape', '')}"
             f" {getattr(out, 'dtype', '')}"
         )
-    out[...] = gradient
+    if not out.flags.writeable:
+        raise ValueError(f"logistic: newton_step: gradient is read-only; the step fills it")
+    for name, array in zip(PARAMS + DATA, arguments):
+        if isinstance(array, np.ndarray) and np.may_share_memory(out, array) and np.shares_memory(out, array):
+            raise ValueError(
+                f"logistic: newton_step: gradient shares memory with {name!r}; pass an"
+                f" array of its own (e.g. np.empty({size}))"
+            )
 
 
 def _newton(hessian, gradient, damping):
-    """(H + lam*I)^-1 g in float64: lam raised from ``damping`` until Cholesky finds
-    H + lam*I positive definite (see newton_step), then one solve of that matrix. No copy
-    of H while lam is 0; one, whose diagonal takes each lam in place, when it is not."""
-    if not damping >= 0:
-        raise ValueError(f"logistic: newton_step: damping must be >= 0, got {damping!r}")
+    """(H + lam*I)^-1 g in float64: lam raised from ``damping`` (checked, >= 0) until
+    Cholesky finds H + lam*I positive definite (see newton_step), then one solve of that
+    matrix. Definite means each pivot keeps more than P*eps of its diagonal entry: a
+    singular H can factor by rounding with a last pivot of ~sqrt(eps), and then its solve
+    fails or its step is ~1/eps long. No copy of H while lam is 0; one, whose diagonal
+    takes each lam in place, when it is not."""
     hessian = np.asarray(hessian, dtype=np.float64)
     gradient = np.asarray(gradient, dtype=np.float64)
     if not (np.isfinite(hessian).all() and np.isfinite(gradient).all()):
@@ -2073,10 +2120,15 @@ def _newton(hessian, gradient, damping):
                 matrix = hessian.copy()
             np.fill_diagonal(matrix, diagonal + lam)
         try:
-            np.linalg.cholesky(matrix)
+            pivots = np.linalg.cholesky(matrix).diagonal()
+            if (pivots*pivots <= _ROUNDING*len(pivots)*matrix.diagonal()).any():
+                raise np.linalg.LinAlgError("singular to rounding")
+            return np.linalg.solve(matrix, gradient)
         except np.linalg.LinAlgError:
             if lam > 1e30*scale:
                 raise
             lam = max(10.0*lam, 1e-10*scale)
-            continue
-        return np.linalg.solve(matrix, gradient)
+
+
+#: float64's rounding (machine epsilon), for _newton's test of a singular H.
+_ROUNDING = float(np.finfo(np.float64).eps)

@@ -466,9 +466,15 @@ def adam_step(w, X, t, *, state, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-08):
 
 def hvp(w, X, t, *, v):
     """The Hessian of the loss times directions, H @ v: v holds one direction per
-    parameter, in PARAMS order, each shaped like its parameter; one result per parameter."""
+    parameter, in PARAMS order, each shaped like its parameter; one result per parameter.
+
+    A vector given 1-D may have its direction 1-D, and gets its product 1-D."""
+    _given_w = w
     w, X, t, D, N = _arguments(w, X, t)
-    return _hvp(w, X, t, D, N, *_directions(v, (w,)))
+    (hvp_w,) = _hvp(w, X, t, D, N, *_directions(v, (w,), (True,)))
+    if np.ndim(_given_w) == 1:  # given 1-D: its product 1-D
+        hvp_w = hvp_w.reshape(-1)
+    return (hvp_w,)
 
 
 def _hvp(w, X, t, D, N, v_w):
@@ -481,21 +487,26 @@ def _hvp(w, X, t, D, N, v_w):
     return (hvp_w,)
 
 
-def _directions(directions, params):
+def _directions(directions, params, flat):
     """The directions of hvp, checked: one per parameter, a real number for a float
-    parameter, else an array of its shape."""
+    parameter, else an array of its shape (a vector's also 1-D: ``flat``, per parameter)."""
     if not isinstance(directions, (tuple, list)) or len(directions) != len(params):
         raise TypeError(
             f"logistic: hvp: v must be a tuple of {len(params)} directions, one per"
             f" parameter of {PARAMS}, each shaped like it"
         )
     out = []
-    for i, (name, p, d) in enumerate(zip(PARAMS, params, directions)):
-        d = _on_device(f"v[{i}]", d, str(p.shape), p.ndim)
+    for i, (name, p, d, vector) in enumerate(zip(PARAMS, params, directions, flat)):
+        d = _on_device(
+            f"v[{i}]", d, str(p.shape), p.ndim,
+            ((-1, 1) if p.shape[1] == 1 else (1, -1)) if vector else None,
+        )
         if d.shape != p.shape:
-            raise ValueError(
-                f"logistic: hvp: v[{i}], the direction of {name!r}, must have its"
-                f" shape {p.shape}, got {d.shape}"
-            )
+            if not (vector and d.ndim == 1 and d.size == p.size):
+                raise ValueError(
+                    f"logistic: hvp: v[{i}], the direction of {name!r}, must have its"
+                    f" shape {p.shape}{' (or 1-D)' if vector else ''}, got {d.shape}"
+                )
+            d = d.reshape(p.shape)  # a vector's direction given 1-D, as the vector may be
         out.append(d)
     return out

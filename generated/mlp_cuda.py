@@ -551,7 +551,7 @@ def hvp(W1, W2, X, Y, *, v):
     """The Hessian of the loss times directions, H @ v: v holds one direction per
     parameter, in PARAMS order, each shaped like its parameter; one result per parameter."""
     W1, W2, X, Y, N_I, N_H, N_O, M = _arguments(W1, W2, X, Y)
-    return _hvp(W1, W2, X, Y, N_I, N_H, N_O, M, *_directions(v, (W1, W2,)))
+    return _hvp(W1, W2, X, Y, N_I, N_H, N_O, M, *_directions(v, (W1, W2,), (False, False)))
 
 
 def _hvp(W1, W2, X, Y, N_I, N_H, N_O, M, v_W1, v_W2):
@@ -580,21 +580,23 @@ def _hvp(W1, W2, X, Y, N_I, N_H, N_O, M, v_W1, v_W2):
     return (hvp_W1, hvp_W2,)
 
 
-def _directions(directions, params):
+def _directions(directions, params, flat):
     """The directions of hvp, checked: one per parameter, a real number for a float
-    parameter, else an array of its shape."""
+    parameter, else an array of its shape (a vector's also 1-D: ``flat``, per parameter)."""
     if not isinstance(directions, (tuple, list)) or len(directions) != len(params):
         raise TypeError(
             f"mlp: hvp: v must be a tuple of {len(params)} directions, one per"
             f" parameter of {PARAMS}, each shaped like it"
         )
     out = []
-    for i, (name, p, d) in enumerate(zip(PARAMS, params, directions)):
+    for i, (name, p, d, vector) in enumerate(zip(PARAMS, params, directions, flat)):
         d = _on_device(f"v[{i}]", d, str(p.shape), p.ndim)
         if d.shape != p.shape:
-            raise ValueError(
-                f"mlp: hvp: v[{i}], the direction of {name!r}, must have its"
-                f" shape {p.shape}, got {d.shape}"
-            )
+            if not (vector and d.ndim == 1 and d.size == p.size):
+                raise ValueError(
+                    f"mlp: hvp: v[{i}], the direction of {name!r}, must have its"
+                    f" shape {p.shape}{' (or 1-D)' if vector else ''}, got {d.shape}"
+                )
+            d = d.reshape(p.shape)  # a vector's direction given 1-D, as the vector may be
         out.append(d)
     return out

@@ -129,6 +129,32 @@ def test_float32_against_a_float64_reference(name):
     np.testing.assert_allclose(grads, ref_grads, rtol=1e-4, atol=1e-5 * scale)
 
 
+def test_float32_branches_summed_in_double_against_a_float64_reference():
+    """gcc 12.2 with -fno-trapping-math miscompiled this pass in float32 (the Huber loss's
+    newton_step: six double sums of float branches came out as garbage); float32 modules
+    compile without it (``compiler_flags``)."""
+    a, b, t, y = sp.symbols("a b t y")
+    r = a * t + b - y
+    huber = sp.Piecewise((r**2 / 2, sp.Abs(r) <= 1), (sp.Abs(r) - sp.Rational(1, 2), True))
+    rng = np.random.default_rng()
+    ts, ys = rng.standard_normal(400), 2 * rng.standard_normal(400)
+    problems = {
+        dtype: symgen.Problem(huber, [a, b], [t, y], reduce="mean", dtype=dtype, name="h")
+        for dtype in ("float32", "float64")
+    }
+    want_g = np.empty(2)
+    want = symgen.compile(problems["float64"]).newton_step(0.3, -0.2, ts, ys, gradient=want_g)
+    module = symgen.compile(problems["float32"], "c")
+    assert "-fno-trapping-math" not in module._FLAGS
+    got_g = np.empty(2)
+    got = module.newton_step(
+        0.3, -0.2, ts.astype(np.float32), ys.astype(np.float32), gradient=got_g
+    )
+    assert got[0] == pytest.approx(want[0], rel=1e-5)
+    np.testing.assert_allclose(got_g, want_g, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(got[1], want[1], rtol=1e-3, atol=1e-4)
+
+
 def test_optimizer_steps_match_numpy_module():
     problem = curve_fit.curve_fit
     ts, ys = curve_fit.synthetic(3001)

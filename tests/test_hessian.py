@@ -759,6 +759,116 @@ def test_newton_step_damps_where_the_hessian_is_indefinite():
         mod.newton_step(*point, damping=-1.0)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_newton_step_checks_everything_before_anything_moves(backend):
+    """A bad damping or gradient= array raises before the step computes or writes anything:
+    the parameters and the gradient array keep their values."""
+    case, rng = CASES["biased"], np.random.default_rng()
+    (w, b_), (X, t_) = case.arguments(rng)
+    mod = module("biased", backend)
+    before = (w.copy(), b_.copy())
+    size = w.size + b_.size
+    gradient = np.full(size, np.nan)
+    for bad in ("1", None, [1.0], 1j, np.array([1.0, 2.0]), np.array([[1.0]]), True):
+        with pytest.raises(TypeError, match="damping must be a real number >= 0"):
+            mod.newton_step(w, b_, X, t_, damping=bad, gradient=gradient)
+    for bad in (-1.0, float("nan"), -np.inf):
+        with pytest.raises(ValueError, match="damping must be >= 0"):
+            mod.newton_step(w, b_, X, t_, damping=bad, gradient=gradient)
+    read_only = np.empty(size)
+    read_only.flags.writeable = False
+    with pytest.raises(ValueError, match="gradient is read-only"):
+        mod.newton_step(w, b_, X, t_, gradient=read_only)
+    with pytest.raises(ValueError, match="gradient shares memory with 'X'"):
+        mod.newton_step(w, b_, X, t_, gradient=X.reshape(-1)[:size])
+    assert np.isnan(gradient).all()
+    assert np.array_equal(w, before[0]) and np.array_equal(b_, before[1])
+    wide = np.zeros((size + 1, 1))  # the gradient written into w's memory would move w
+    w2 = wide[:-1][: w.size]
+    w2[...] = w
+    with pytest.raises(ValueError, match="gradient shares memory with 'w'"):
+        mod.newton_step(w2, b_, X, t_, gradient=wide.reshape(-1)[:size])
+    assert np.array_equal(w2, before[0])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_newton_step_damps_a_singular_hessian(backend):
+    """A singular H can factor by rounding (a last pivot of ~1e-8): the step is then damped
+    as for an indefinite one, not a LinAlgError or a step of ~1e16."""
+    problem = symgen.Problem((x + y) ** 2, params=[x, y], name="valley")
+    loss, (x1, y1) = symgen.compile(problem).newton_step(1.0, 2.0)
+    assert loss == 9.0 and abs(x1 + y1) < 1e-8 and abs(x1 - y1 + 1.0) < 1e-8
+    mod = module("logistic", backend)
+    twice = np.array([[1.0, 2.0, 3.0], [1.0, 2.0, 3.0]])  # H = s X.T X of rank 1
+    w = np.full((3, 1), 0.1)
+    mod.newton_step(w, twice, np.array([[1.0], [0.0]]))
+    assert np.isfinite(w).all() and np.abs(w).max() < 10
+    case, rng = CASES["softmax"], np.random.default_rng()
+    params, data = case.arguments(rng)  # a softmax's H is singular: logits shift freely
+    soft = module("softmax", backend)
+    H, g = soft.hessian(*params, *data), flat(soft.grad(*params, *data))
+    assert np.linalg.eigvalsh(H)[0] < 1e-12 * np.abs(H).max()
+    before = flat(params)
+    soft.newton_step(*params, *data)
+    # g lies in H's range: the damped step is H's least-norm solution, up to the bias of
+    # lam (1e-10 of H's scale against H's smallest positive eigenvalues: 7e-5 seen)
+    want = np.linalg.lstsq(H, g, rcond=None)[0]
+    assert_close(before - flat(params), want, rtol=1e-3)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_second_order_of_no_features(backend):
+    mod = module("logistic", backend)
+    w, X, t_ = np.zeros((0, 1)), np.zeros((5, 0)), np.zeros((5, 1))
+    assert mod.hessian(w, X, t_).shape == (0, 0)
+    loss, (w2,) = mod.newton_step(w, X, t_)
+    assert loss == pytest.approx(5 * np.log(2)) and w2.shape == (0, 1)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_hvp_reads_directions_of_any_layout(backend):
+    """Reversed, strided and transposed views as directions: the same product as a copy."""
+    case, rng = CASES["softmax"], np.random.default_rng()
+    (W, b_), data = case.arguments(rng)
+    mod = module("softmax", backend)
+    vW, vb = rng.standard_normal(W.shape), rng.standard_normal(b_.shape)
+    want = mod.hvp(W, b_, *data, v=(vW, vb))
+    views = (
+        (np.asfortranarray(vW), vb[:, ::-1].copy()[:, ::-1]),
+        (np.repeat(vW, 2, axis=1)[:, ::2], np.repeat(vb, 3, axis=1)[:, ::3]),
+        (vW.T.copy().T, vb.T.copy().T),
+    )
+    for dW, db in views:
+        assert not (dW.flags.c_contiguous and db.flags.c_contiguous)
+        got = mod.hvp(W, b_, *data, v=(dW, db))
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_vectors_given_1d_in_the_second_order(backend):
+    """A vector parameter given 1-D: hvp takes its direction 1-D or 2-D and gives its
+    product 1-D (as grad does); newton_step updates and returns the array given."""
+    case, rng = CASES["logistic"], np.random.default_rng()
+    (w,), (X, t_) = case.arguments(rng)
+    mod = module("logistic", backend)
+    v = rng.standard_normal(w.shape)
+    (want,) = mod.hvp(w, X, t_, v=(v,))
+    flat_w = w.ravel().copy()
+    for direction in (v, v.ravel()):
+        (got,) = mod.hvp(flat_w, X, t_, v=(direction,))
+        assert got.shape == flat_w.shape
+        np.testing.assert_array_equal(got, want.ravel())
+    with pytest.raises(ValueError, match=r"must have its shape \(\d+, 1\) \(or 1-D\)"):
+        mod.hvp(flat_w, X, t_, v=(np.ones(w.size + 1),))
+    mod.newton_step(w, X, t_)
+    loss, (same,) = mod.newton_step(flat_w, X, t_)
+    assert same is flat_w and same.shape == (w.size,)
+    np.testing.assert_allclose(flat_w, w.ravel(), rtol=1e-12)
+    result = symgen.minimize(mod, np.zeros(w.size), (X, t_), method="Newton-CG")
+    assert result.params[0].shape == (w.size,) and result.success
+
+
 def test_hessian_refuses_too_many_parameters():
     d = 4097
     w, X, t_ = np.zeros((d, 1)), np.zeros((1, d)), np.zeros((1, 1))

@@ -190,6 +190,20 @@ def test_jacobian_residuals_keyword_takes_only_an_array_of_their_shape_and_dtype
             module.jacobian(*params, **data, residuals=wrong)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_jacobian_writes_no_residuals_into_read_only_or_argument_memory(backend):
+    module = symgen.compile(CASES["curve_fit"], backend)
+    params, _, data = values_for(CASES["curve_fit"], RNG)
+    read_only = np.empty(data["t"].size)
+    read_only.flags.writeable = False
+    with pytest.raises(ValueError, match="residuals is read-only"):
+        module.jacobian(*params, **data, residuals=read_only)
+    t_before = data["t"].copy()
+    with pytest.raises(ValueError, match="residuals shares memory with 't'"):
+        module.jacobian(*params, **data, residuals=data["t"])
+    np.testing.assert_array_equal(data["t"], t_before)
+
+
 def test_numpy_and_c_modules_agree_at_many_samples():
     """Blocks of the NumPy pass (8192 samples) and the C loop (tasks of 16384 samples on
     two threads): one Jacobian, its passes writing the columns of one C-ordered array."""

@@ -72,10 +72,12 @@ class GramCode:
     block = c.Var("_b")
 
     def width(self) -> c.Stmt:
-        """``_dp``: the columns rounded up to a multiple of ``TILE``."""
+        """``_dp``: the columns rounded up to a multiple of ``TILE``, and one tile for a
+        matrix of no columns (``task_limit`` divides by ``_dp``)."""
         tile = c.Literal(str(TILE))
         rounded = c.mul(c.BinOp("/", c.add(self.cols, c.Literal(str(TILE - 1))), tile), tile)
-        return c.Declare(_FIXED, self.dp.name, rounded)
+        some = c.BinOp(">", self.cols, c.Literal("0"))
+        return c.Declare(_FIXED, self.dp.name, c.Ternary(some, rounded, tile))
 
     def values(self) -> c.Expr:
         return c.mul(self.dp, self.dp)
