@@ -144,6 +144,18 @@ LOSSES = {
         lambda v: anp.sum((v["X"] @ v["w"]) ** 2) / 2 + anp.sum(v["y"] * (v["X"] @ v["w"])),
         None,
     ),
+    # the ridge normal equations' quadratic form: SymPy's Sum holds a KroneckerDelta (the
+    # identity) beside a sum over N; its expanded terms turn back into products
+    "ridge_quadratic_form_with_an_identity": (
+        (wS.T * (XS.T * XS + 2 * sp.Identity(D)) * wS)[0, 0] - 2 * (yS.T * XS * wS)[0, 0],
+        [wS],
+        [XS, yS],
+        lambda v: (
+            (v["w"].T @ (v["X"].T @ v["X"] + 2 * anp.eye(3)) @ v["w"])[0, 0]
+            - 2 * (v["y"].T @ v["X"] @ v["w"])[0, 0]
+        ),
+        None,
+    ),
 }
 SIZES = {"N": 5, "D": 3}
 

@@ -394,6 +394,8 @@ class _MatrixLowering:
         the entry ``A[i, j]`` at integer indices of a matrix of integer dimensions (SymPy writes
         ``(r.T*r)[0, 0]`` of integer dimensions out entry by entry: ``X[0, 1]*w[1, 0] + ...``)."""
         element = entry_of_product(expr) if isinstance(expr, sp.Sum) else expr
+        if isinstance(expr, sp.Sum) and element.is_Add:  # entries of products, and numbers
+            return self.scalar(element)
         if isinstance(element, MatrixElement):
             matrix, row, col = element.args
             if tuple(matrix.shape) == (1, 1) and (row, col) == (0, 0):

@@ -56,12 +56,28 @@ def is_index_notation(loss: sp.Basic, symbols: tuple) -> bool:
 
 def entry_of_product(expr: sp.Sum) -> sp.Basic:
     """The entry ``(A*B)[0, 0]`` that SymPy wrote out as ``expr``, a ``Sum`` over dummy
-    indices, or ``expr`` itself when SymPy cannot turn it back (``Sum(w[i, 0]**2, ...)``:
-    ``summed_entries`` reads that)."""
+    indices; a sum of such entries when SymPy turns back only the terms of the expanded
+    ``expr`` (``(w.T*(X.T*X + 2*Identity(D))*w)[0, 0]``, whose identity is a
+    ``KroneckerDelta`` beside a sum: ``(2*w.T*w)[0, 0] + (w.T*X.T*X*w)[0, 0]``); or ``expr``
+    itself when SymPy cannot turn it back (``Sum(w[i, 0]**2, ...)``: ``summed_entries``
+    reads that)."""
     try:
         return MatrixExpr.from_index_summation(expr)
-    except (ValueError, TypeError, NotImplementedError, IndexError):  # SymPy's own failure
+    except _SYMPY_FAILURES:
+        pass
+    terms = sp.Add.make_args(sp.expand(expr))
+    if len(terms) == 1:
         return expr
+    try:
+        return sp.Add(
+            *(MatrixExpr.from_index_summation(t) if isinstance(t, sp.Sum) else t for t in terms)
+        )
+    except _SYMPY_FAILURES:
+        return expr
+
+
+#: What ``MatrixExpr.from_index_summation`` raises on a sum it cannot turn back.
+_SYMPY_FAILURES = (ValueError, TypeError, NotImplementedError, IndexError)
 
 
 def summed_entries(expr: sp.Sum, params: tuple, data: tuple) -> sp.Expr | None:
