@@ -218,6 +218,26 @@ def test_least_squares_lm_with_any_scipy_option(options):
     np.testing.assert_allclose(result.params, plain.params, rtol=1e-6)
 
 
+@pytest.mark.parametrize("scales", [np.ones(6), np.array([1.0, 3.0, 0.5, 0.1, 0.3, 1.0])])
+def test_least_squares_lm_with_an_array_of_scales(scales):
+    """x_scale as an array (one scale per parameter element) is least_squares's, as SciPy
+    runs it with those scales."""
+    from scipy.optimize import least_squares as scipy_least_squares
+
+    module = symgen.compile(curve_fit.curve_fit)
+    ts, ys = curve_fit.synthetic(2000)
+    result = symgen.least_squares(module, curve_fit.START, {"t": ts, "y": ys}, x_scale=scales)
+    apart = scipy_least_squares(
+        lambda p: module.residuals(*p, ts, ys),
+        np.array(curve_fit.START),
+        jac=lambda p: module.jacobian(*p, ts, ys),
+        method="lm",
+        x_scale=scales,
+    )
+    assert result.success and (result.status, result.nfev) == (apart.status, apart.nfev)
+    np.testing.assert_allclose(result.x, apart.x, rtol=1e-10)
+
+
 @pytest.mark.filterwarnings("ignore:Setting `ftol` below the machine epsilon")
 @pytest.mark.parametrize(
     ("options", "match"),

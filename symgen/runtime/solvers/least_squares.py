@@ -90,7 +90,7 @@ def _leastsq_keywords(method: str, options: dict, size: int) -> dict | None:
     evaluations that is not a positive integer, a scaling other than ``"jac"``."""
     if method != "lm" or not set(options) <= _LEASTSQ_OPTIONS:
         return None
-    if options.get("x_scale", "jac") not in ("jac", None):
+    if not _scaled_by_jacobian(options.get("x_scale")):
         return None
     keywords = {"diag": None}
     for name in ("ftol", "xtol", "gtol"):
@@ -105,6 +105,14 @@ def _leastsq_keywords(method: str, options: dict, size: int) -> dict | None:
         return None
     keywords["maxfev"] = int(evaluations)
     return keywords
+
+
+def _scaled_by_jacobian(x_scale: Any) -> bool:
+    """Whether ``x_scale`` is ``"jac"`` (or None, ``"lm"``'s default: the same), MINPACK's
+    own scaling (``diag=None``). Asked by type first: an array of scales (SciPy takes one)
+    compared with a string is an array, whose truth is ambiguous; such scales go to
+    ``least_squares``, which checks them."""
+    return x_scale is None or (isinstance(x_scale, str) and x_scale == "jac")
 
 
 def _number(value: Any, kind: type) -> bool:
