@@ -98,6 +98,42 @@ def test_second_order_methods_need_the_modules_hessian():
             symgen.minimize(older, (2.0, 2.0), method=method)
 
 
+def test_method_none_is_scipys_own_choice():
+    """SciPy picks BFGS, or L-BFGS-B when there are bounds; neither uses the Hessian."""
+    module = symgen.compile(rosenbrock.rosenbrock)
+    for options, picked in (({}, "BFGS"), ({"bounds": [(-2, 2), (-2, 2)]}, "L-BFGS-B")):
+        chosen = symgen.minimize(module, (-1.2, 1.0), method=None, **options)
+        named = symgen.minimize(module, (-1.2, 1.0), method=picked, **options)
+        assert chosen.success and (chosen.nit, chosen.params) == (named.nit, named.params)
+
+
+def test_a_callable_method_is_a_custom_minimizer():
+    """A custom method gets what SciPy gives one from jac=True (fun for the loss, jac for the
+    gradient) and the module's Hessian both ways, hess and hessp."""
+    from scipy.optimize import OptimizeResult
+
+    module = symgen.compile(rosenbrock.rosenbrock)
+
+    def newton(fun, x0, jac, hess, hessp, **_):
+        x = x0.copy()
+        for _ in range(20):
+            np.testing.assert_allclose(hessp(x, x), hess(x) @ x, rtol=1e-12)
+            x = x - np.linalg.solve(hess(x), jac(x))
+        return OptimizeResult(x=x, fun=fun(x), success=True, nit=20)
+
+    result = symgen.minimize(module, (-1.2, 1.0), method=newton)
+    assert result.success and result.nit == 20
+    np.testing.assert_allclose(result.params, (1.0, 1.0), rtol=1e-12)
+    assert result.loss == pytest.approx(0.0, abs=1e-20)
+
+
+@pytest.mark.parametrize("method", [3, b"BFGS", ("BFGS",)])
+def test_a_method_that_is_no_name_nor_callable_is_a_type_error(method):
+    module = symgen.compile(rosenbrock.rosenbrock)
+    with pytest.raises(TypeError, match="method must be the name of one of SciPy's methods"):
+        symgen.minimize(module, (-1.2, 1.0), method=method)
+
+
 def _newton_reference(x, t, steps=50):
     """The maximum-likelihood w by Newton's method, written out here (w = 0 start)."""
     weights = np.zeros((x.shape[1], 1))
