@@ -350,6 +350,25 @@ def test_parameters_and_data_are_checked_by_name():
         symgen.least_squares(module, curve_fit.START, {"t": ts.astype(complex), "y": ys})
 
 
+@pytest.mark.parametrize(
+    ("solver", "given", "match"),
+    [
+        ("minimize", {"args": (1,)}, r"minimize makes args= itself.*data= .*order t, y"),
+        ("minimize", {"jac": False}, r"makes jac= itself.*call scipy.optimize.minimize yourself"),
+        ("minimize", {"hess": None, "hessp": None}, "makes hess=, hessp= itself"),
+        ("minimize", {"fun": len}, "makes fun= itself"),
+        ("least_squares", {"args": (1,)}, r"least_squares makes args= itself.*data="),
+        ("least_squares", {"kwargs": {"t": 1}}, "makes kwargs= itself"),
+        ("least_squares", {"jac": "2-point"}, "makes jac= itself"),
+    ],
+)
+def test_what_symgen_makes_from_the_module_and_data_is_refused(solver, given, match):
+    module = symgen.compile(curve_fit.curve_fit)
+    ts, ys = curve_fit.synthetic(100)
+    with pytest.raises(TypeError, match=match):
+        getattr(symgen, solver)(module, curve_fit.START, {"t": ts, "y": ys}, **given)
+
+
 def test_float32_module_solves_in_float64_and_returns_its_dtype():
     single = symgen.Problem(
         LINEAR.loss, LINEAR.params, LINEAR.data, dtype="float32", name="linear32"

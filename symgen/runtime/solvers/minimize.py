@@ -18,6 +18,7 @@ from symgen.runtime.solvers.layout import (
     module_name,
 )
 from symgen.runtime.solvers.optional import scipy_optimize
+from symgen.runtime.solvers.supplied import refuse_supplied
 
 #: The methods that take second derivatives, and which: SciPy's ``hess`` (the dense
 #: Hessian, the module's ``hessian``) or ``hessp`` (products, the module's ``hvp``).
@@ -31,6 +32,8 @@ SECOND_ORDER = {
 }
 #: The module's function behind each of SciPy's arguments.
 FUNCTIONS = {"hess": "hessian", "hessp": "hvp"}
+#: ``scipy.optimize.minimize``'s arguments that symgen makes from the module and the data.
+SUPPLIED = ("fun", "jac", "hess", "hessp", "args")
 
 
 def _second_order(
@@ -108,13 +111,15 @@ def minimize(
     ``method=None``: SciPy's own choice (BFGS, L-BFGS-B with ``bounds``, SLSQP with
     ``constraints``). A callable: SciPy's custom minimizer, given ``jac`` (as SciPy makes it
     from ``jac=True``) and, those the module has, ``hess`` and ``hessp``.
-    ``options`` go to SciPy as they are (``tol``, ``bounds``, ``options={"maxiter": ...}``);
-    a ``callback(intermediate_result)`` finds the parameters as given in its ``.params``.
+    ``options`` go to SciPy as they are (``tol``, ``bounds``, ``options={"maxiter": ...}``),
+    except ``SUPPLIED``, which symgen makes (a ``TypeError``); a
+    ``callback(intermediate_result)`` finds the parameters as given in its ``.params``.
 
     Returns SciPy's ``OptimizeResult`` (``x`` flat, float64) with ``params``: the solution
     as the parameters were given (a dict by name, or a tuple in ``PARAMS`` order, arrays
     shaped like ``x0``'s in the module's dtype) and ``loss``: the loss there.
     """
+    refuse_supplied(module, "minimize", options, SUPPLIED)
     optimize = scipy_optimize("minimize")
     place, start = layout(module, x0)
     arrays = data_arrays(module, data)
