@@ -369,6 +369,24 @@ def test_what_symgen_makes_from_the_module_and_data_is_refused(solver, given, ma
         getattr(symgen, solver)(module, curve_fit.START, {"t": ts, "y": ys}, **given)
 
 
+@pytest.mark.parametrize("solver", ["minimize", "least_squares"])
+@pytest.mark.parametrize(
+    ("start", "match"),
+    [
+        ({"w": np.zeros((4, 1)), "b": np.nan}, r"x0 'b' is nan; .*give 'b' a finite start"),
+        (
+            {"w": np.array([[0], [np.inf], [0], [0]]), "b": 0.0},
+            r"x0 'w' holds inf at index \(1, 0\)",
+        ),
+    ],
+)
+def test_a_start_that_is_not_finite_is_a_value_error_naming_the_parameter(solver, start, match):
+    module = symgen.compile(LINEAR)
+    x = np.random.default_rng(0).standard_normal((20, 4))
+    with pytest.raises(ValueError, match=match):
+        getattr(symgen, solver)(module, start, {"X": x, "y": x @ np.ones((4, 1))})
+
+
 def test_float32_module_solves_in_float64_and_returns_its_dtype():
     single = symgen.Problem(
         LINEAR.loss, LINEAR.params, LINEAR.data, dtype="float32", name="linear32"
