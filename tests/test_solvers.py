@@ -158,6 +158,36 @@ def test_logistic_reaches_the_maximum_likelihood(backend):
     assert np.abs(module.grad(weights, x, t)[0]).max() < 1e-6
 
 
+def test_callback_and_result_parameters_have_memory_of_their_own():
+    """L-BFGS-B writes every iterate into one array (the callback's ``x``): the parameters a
+    callback finds, and the result's, are copies, so a recorded history keeps each point."""
+    module = symgen.compile(logistic.logistic)
+    x, t = logistic.large(n=200, d=3, seed=1)
+    history = []
+
+    def callback(intermediate_result):  # the point now, and the parameters SciPy's x holds
+        history.append((intermediate_result.params[0], intermediate_result.x.copy()))
+
+    result = symgen.minimize(module, np.zeros((3, 1)), (x, t), callback=callback)
+    assert len(history) > 2
+    for weights, point in history:
+        np.testing.assert_array_equal(weights.ravel(), point)
+    assert not np.shares_memory(result.params[0], result.x)
+    np.testing.assert_array_equal(result.params[0].ravel(), result.x)
+
+
+def test_least_squares_result_parameters_have_memory_of_their_own():
+    module = symgen.compile(LINEAR)
+    x = np.random.default_rng(4).standard_normal((30, 4))
+    for method in ("lm", "trf"):
+        result = symgen.least_squares(
+            module, {"w": np.zeros((4, 1)), "b": 0.0}, {"X": x, "y": x @ np.ones((4, 1))},
+            method=method,
+        )  # fmt: skip
+        assert not np.shares_memory(result.params["w"], result.x)
+        np.testing.assert_array_equal(result.params["w"].ravel(), result.x[:4])
+
+
 def test_logistic_tiny_separable_data_goes_to_zero_loss():
     """W2's tiny data are separable: the likelihood has no finite maximum, the loss tends to 0
     along a direction that classifies every sample."""

@@ -79,7 +79,11 @@ class Layout:
         )
 
     def unflatten(self, x: np.ndarray) -> list[Any]:
-        """The parameters at ``x``: floats, and arrays of the module's dtype and shapes."""
+        """The parameters at ``x``: floats, and arrays of the module's dtype and shapes, each
+        in memory of its own, never a view of ``x``: SciPy reuses its vectors (L-BFGS-B
+        writes every iterate into the one array), so a view handed to a callback or kept in
+        a result would change under the caller. A copy costs the parameters' size, not the
+        data's."""
         out: list[Any] = []
         at = 0
         for shape in self.shapes:
@@ -88,7 +92,7 @@ class Layout:
                 at += 1
                 continue
             size = int(np.prod(shape))
-            out.append(np.ascontiguousarray(x[at : at + size], dtype=self.dtype).reshape(shape))
+            out.append(np.array(x[at : at + size], dtype=self.dtype).reshape(shape))
             at += size
         return out
 
