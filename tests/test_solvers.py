@@ -176,6 +176,17 @@ def test_callback_and_result_parameters_have_memory_of_their_own():
     np.testing.assert_array_equal(result.params[0].ravel(), result.x)
 
 
+def test_tncs_callback_finds_the_parameters_too():
+    """SciPy calls TNC's callback with the point alone; it gets an intermediate result."""
+    module = symgen.compile(rosenbrock.rosenbrock)
+    seen = []
+    result = symgen.minimize(
+        module, {"x": -1.2, "y": 1.0}, method="TNC", callback=lambda r: seen.append(r)
+    )
+    assert len(seen) > 2 and all(r.params == {"x": r.x[0], "y": r.x[1]} for r in seen)
+    assert result.params == {"x": result.x[0], "y": result.x[1]}
+
+
 def test_least_squares_result_parameters_have_memory_of_their_own():
     module = symgen.compile(LINEAR)
     x = np.random.default_rng(4).standard_normal((30, 4))

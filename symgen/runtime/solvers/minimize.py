@@ -92,6 +92,21 @@ def _hessian(
     return hessp
 
 
+def _with_params(optimize: Any, place: Layout, watch: Callable[[Any], Any]) -> Callable:
+    """The caller's ``callback(intermediate_result)`` with the parameters as given in
+    ``intermediate_result.params``. SciPy calls TNC's callback with the point alone, not an
+    intermediate result: that point becomes one, so that every method's callback finds the
+    same."""
+
+    def callback(intermediate_result: Any) -> Any:
+        if isinstance(intermediate_result, np.ndarray):
+            intermediate_result = optimize.OptimizeResult(x=intermediate_result)
+        intermediate_result.params = place.returned(place.unflatten(intermediate_result.x))
+        return watch(intermediate_result)
+
+    return callback
+
+
 def minimize(
     module: Any,
     x0: Any,
@@ -136,13 +151,8 @@ def minimize(
 
     second = _second_order(module, method, place, arrays)
     watch = options.pop("callback", None)
-    if watch is not None:  # SciPy's intermediate result, with the parameters as given
-
-        def callback(intermediate_result: Any) -> Any:
-            intermediate_result.params = place.returned(place.unflatten(intermediate_result.x))
-            return watch(intermediate_result)
-
-        options["callback"] = callback
+    if watch is not None:
+        options["callback"] = _with_params(optimize, place, watch)
     result = optimize.minimize(fun, start, jac=True, method=method, **second, **options)
     values = place.unflatten(result.x)
     result.params = place.returned(values)
