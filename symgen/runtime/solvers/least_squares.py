@@ -27,6 +27,8 @@ _LM_EVALUATIONS_PER_PARAMETER = 100
 #: ``least_squares``'s ``status`` for each MINPACK ``info`` (SciPy's table, and the three it
 #: guards against, "no further reduction possible" for a tolerance, as that tolerance met).
 _STATUS = {0: -1, 1: 2, 2: 3, 3: 4, 4: 1, 5: 0, 6: 2, 7: 3, 8: 1}
+#: SciPy's least-squares methods: Levenberg-Marquardt (MINPACK) and two trust-region ones.
+METHODS = ("lm", "trf", "dogbox")
 #: ``scipy.optimize.least_squares``'s arguments that symgen makes from the module and data.
 SUPPLIED = ("fun", "jac", "args", "kwargs")
 
