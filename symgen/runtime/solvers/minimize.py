@@ -37,7 +37,7 @@ SUPPLIED = ("fun", "jac", "hess", "hessp", "args")
 
 
 def _second_order(
-    module: Any, method: Any, place: Layout, data: dict[str, Any]
+    module: Any, method: str | Callable[..., Any] | None, place: Layout, data: dict[str, Any]
 ) -> dict[str, Callable[..., np.ndarray]]:
     """SciPy's ``hess`` and ``hessp`` for ``method``, from the module's own functions. A
     named method gets the one it uses (nothing, for a method that uses none). None leaves
@@ -111,7 +111,7 @@ def minimize(
     module: Any,
     x0: Any,
     data: Any = None,
-    method: Any = "L-BFGS-B",
+    method: str | Callable[..., Any] | None = "L-BFGS-B",
     **options: Any,
 ) -> Any:
     """Minimise the loss of a generated module with ``scipy.optimize.minimize``.
@@ -138,6 +138,7 @@ def minimize(
     optimize = scipy_optimize("minimize")
     place, start = layout(module, x0)
     arrays = data_arrays(module, data)
+    second = _second_order(module, method, place, arrays)  # the method is checked here
     loss_and_grad = module.loss_and_grad
 
     loss_and_grad(*place.unflatten(start), **arrays)  # argument errors raise here, at x0
@@ -149,7 +150,6 @@ def minimize(
             return math.inf, np.full(start.shape, math.nan)
         return float(loss), place.flatten(grads)
 
-    second = _second_order(module, method, place, arrays)
     watch = options.pop("callback", None)
     if watch is not None:
         options["callback"] = _with_params(optimize, place, watch)
