@@ -98,6 +98,42 @@ def test_second_order_methods_need_the_modules_hessian():
             symgen.minimize(older, (2.0, 2.0), method=method)
 
 
+def test_method_none_is_scipys_own_choice():
+    """SciPy picks BFGS, or L-BFGS-B when there are bounds; neither uses the Hessian."""
+    module = symgen.compile(rosenbrock.rosenbrock)
+    for options, picked in (({}, "BFGS"), ({"bounds": [(-2, 2), (-2, 2)]}, "L-BFGS-B")):
+        chosen = symgen.minimize(module, (-1.2, 1.0), method=None, **options)
+        named = symgen.minimize(module, (-1.2, 1.0), method=picked, **options)
+        assert chosen.success and (chosen.nit, chosen.params) == (named.nit, named.params)
+
+
+def test_a_callable_method_is_a_custom_minimizer():
+    """A custom method gets what SciPy gives one from jac=True (fun for the loss, jac for the
+    gradient) and the module's Hessian both ways, hess and hessp."""
+    from scipy.optimize import OptimizeResult
+
+    module = symgen.compile(rosenbrock.rosenbrock)
+
+    def newton(fun, x0, jac, hess, hessp, **_):
+        x = x0.copy()
+        for _ in range(20):
+            np.testing.assert_allclose(hessp(x, x), hess(x) @ x, rtol=1e-12)
+            x = x - np.linalg.solve(hess(x), jac(x))
+        return OptimizeResult(x=x, fun=fun(x), success=True, nit=20)
+
+    result = symgen.minimize(module, (-1.2, 1.0), method=newton)
+    assert result.success and result.nit == 20
+    np.testing.assert_allclose(result.params, (1.0, 1.0), rtol=1e-12)
+    assert result.loss == pytest.approx(0.0, abs=1e-20)
+
+
+@pytest.mark.parametrize("method", [3, b"BFGS", ("BFGS",)])
+def test_a_method_that_is_no_name_nor_callable_is_a_type_error(method):
+    module = symgen.compile(rosenbrock.rosenbrock)
+    with pytest.raises(TypeError, match="method must be the name of one of SciPy's methods"):
+        symgen.minimize(module, (-1.2, 1.0), method=method)
+
+
 def _newton_reference(x, t, steps=50):
     """The maximum-likelihood w by Newton's method, written out here (w = 0 start)."""
     weights = np.zeros((x.shape[1], 1))
@@ -120,6 +156,47 @@ def test_logistic_reaches_the_maximum_likelihood(backend):
     assert weights.shape == (5, 1) and weights.dtype == np.float64
     np.testing.assert_allclose(weights, expected, rtol=1e-6)
     assert np.abs(module.grad(weights, x, t)[0]).max() < 1e-6
+
+
+def test_callback_and_result_parameters_have_memory_of_their_own():
+    """L-BFGS-B writes every iterate into one array (the callback's ``x``): the parameters a
+    callback finds, and the result's, are copies, so a recorded history keeps each point."""
+    module = symgen.compile(logistic.logistic)
+    x, t = logistic.large(n=200, d=3, seed=1)
+    history = []
+
+    def callback(intermediate_result):  # the point now, and the parameters SciPy's x holds
+        history.append((intermediate_result.params[0], intermediate_result.x.copy()))
+
+    result = symgen.minimize(module, np.zeros((3, 1)), (x, t), callback=callback)
+    assert len(history) > 2
+    for weights, point in history:
+        np.testing.assert_array_equal(weights.ravel(), point)
+    assert not np.shares_memory(result.params[0], result.x)
+    np.testing.assert_array_equal(result.params[0].ravel(), result.x)
+
+
+def test_tncs_callback_finds_the_parameters_too():
+    """SciPy calls TNC's callback with the point alone; it gets an intermediate result."""
+    module = symgen.compile(rosenbrock.rosenbrock)
+    seen = []
+    result = symgen.minimize(
+        module, {"x": -1.2, "y": 1.0}, method="TNC", callback=lambda r: seen.append(r)
+    )
+    assert len(seen) > 2 and all(r.params == {"x": r.x[0], "y": r.x[1]} for r in seen)
+    assert result.params == {"x": result.x[0], "y": result.x[1]}
+
+
+def test_least_squares_result_parameters_have_memory_of_their_own():
+    module = symgen.compile(LINEAR)
+    x = np.random.default_rng(4).standard_normal((30, 4))
+    for method in ("lm", "trf"):
+        result = symgen.least_squares(
+            module, {"w": np.zeros((4, 1)), "b": 0.0}, {"X": x, "y": x @ np.ones((4, 1))},
+            method=method,
+        )  # fmt: skip
+        assert not np.shares_memory(result.params["w"], result.x)
+        np.testing.assert_array_equal(result.params["w"].ravel(), result.x[:4])
 
 
 def test_logistic_tiny_separable_data_goes_to_zero_loss():
@@ -218,6 +295,26 @@ def test_least_squares_lm_with_any_scipy_option(options):
     np.testing.assert_allclose(result.params, plain.params, rtol=1e-6)
 
 
+@pytest.mark.parametrize("scales", [np.ones(6), np.array([1.0, 3.0, 0.5, 0.1, 0.3, 1.0])])
+def test_least_squares_lm_with_an_array_of_scales(scales):
+    """x_scale as an array (one scale per parameter element) is least_squares's, as SciPy
+    runs it with those scales."""
+    from scipy.optimize import least_squares as scipy_least_squares
+
+    module = symgen.compile(curve_fit.curve_fit)
+    ts, ys = curve_fit.synthetic(2000)
+    result = symgen.least_squares(module, curve_fit.START, {"t": ts, "y": ys}, x_scale=scales)
+    apart = scipy_least_squares(
+        lambda p: module.residuals(*p, ts, ys),
+        np.array(curve_fit.START),
+        jac=lambda p: module.jacobian(*p, ts, ys),
+        method="lm",
+        x_scale=scales,
+    )
+    assert result.success and (result.status, result.nfev) == (apart.status, apart.nfev)
+    np.testing.assert_allclose(result.x, apart.x, rtol=1e-10)
+
+
 @pytest.mark.filterwarnings("ignore:Setting `ftol` below the machine epsilon")
 @pytest.mark.parametrize(
     ("options", "match"),
@@ -292,6 +389,43 @@ def test_parameters_and_data_are_checked_by_name():
         symgen.least_squares(module, curve_fit.START, {"t": ts, "y": ys, "z": ys})
     with pytest.raises(TypeError, match="data 't' must be real numbers"):
         symgen.least_squares(module, curve_fit.START, {"t": ts.astype(complex), "y": ys})
+
+
+@pytest.mark.parametrize(
+    ("solver", "given", "match"),
+    [
+        ("minimize", {"args": (1,)}, r"minimize makes args= itself.*data= .*order t, y"),
+        ("minimize", {"jac": False}, r"makes jac= itself.*call scipy.optimize.minimize yourself"),
+        ("minimize", {"hess": None, "hessp": None}, "makes hess=, hessp= itself"),
+        ("minimize", {"fun": len}, "makes fun= itself"),
+        ("least_squares", {"args": (1,)}, r"least_squares makes args= itself.*data="),
+        ("least_squares", {"kwargs": {"t": 1}}, "makes kwargs= itself"),
+        ("least_squares", {"jac": "2-point"}, "makes jac= itself"),
+    ],
+)
+def test_what_symgen_makes_from_the_module_and_data_is_refused(solver, given, match):
+    module = symgen.compile(curve_fit.curve_fit)
+    ts, ys = curve_fit.synthetic(100)
+    with pytest.raises(TypeError, match=match):
+        getattr(symgen, solver)(module, curve_fit.START, {"t": ts, "y": ys}, **given)
+
+
+@pytest.mark.parametrize("solver", ["minimize", "least_squares"])
+@pytest.mark.parametrize(
+    ("start", "match"),
+    [
+        ({"w": np.zeros((4, 1)), "b": np.nan}, r"x0 'b' is nan; .*give 'b' a finite start"),
+        (
+            {"w": np.array([[0], [np.inf], [0], [0]]), "b": 0.0},
+            r"x0 'w' holds inf at index \(1, 0\)",
+        ),
+    ],
+)
+def test_a_start_that_is_not_finite_is_a_value_error_naming_the_parameter(solver, start, match):
+    module = symgen.compile(LINEAR)
+    x = np.random.default_rng(0).standard_normal((20, 4))
+    with pytest.raises(ValueError, match=match):
+        getattr(symgen, solver)(module, start, {"X": x, "y": x @ np.ones((4, 1))})
 
 
 def test_float32_module_solves_in_float64_and_returns_its_dtype():

@@ -188,6 +188,39 @@ def test_per_sample_errors_exit_2(curve_files, capsys, args, fragments):
     assert not out.exists()
 
 
+@pytest.mark.parametrize("method", ["trf", "dogbox"])
+def test_lm_takes_scipys_least_squares_method(curve_files, capsys, method):
+    out = curve_files / "params.npz"
+    args = ["--data", str(curve_files / "data.npz"), "--init", str(curve_files / "init.npz")]
+    args += ["--optimizer", "lm", "--hyper", f"method={method}", "--out", str(out), "-q"]
+    assert main(["train", CURVE, *args]) == 0
+    assert f"{method} evaluations, stopped by tolerance" in capsys.readouterr().out
+    trained = np.load(out)
+    np.testing.assert_allclose([trained[n] for n in "abcdeg"], curve_fit.TRUE, atol=0.05)
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "hyper", "fragments"),
+    [
+        ("lm", "bounds=1", ["--hyper bounds=1", "bounds cannot be given on the command line"]),
+        ("lbfgs", "bounds=0", ["bounds cannot be given", "symgen.minimize(..., bounds="]),
+        ("lm", "method=newton", ["--hyper method=newton", "one of lm, trf or dogbox"]),
+        ("lbfgs", "method=trf", ["only --optimizer lm takes a method (lm, trf or dogbox)"]),
+    ],
+)
+def test_hyper_bounds_and_method_errors_are_one_line(
+    curve_files, capsys, optimizer, hyper, fragments
+):
+    out = curve_files / "params.npz"
+    args = ["--data", str(curve_files / "data.npz"), "--init", str(curve_files / "init.npz")]
+    args += ["--optimizer", optimizer, "--hyper", hyper, "--out", str(out), "-q"]
+    assert main(["train", CURVE, *args]) == 2
+    line = one_error_line(capsys)
+    for fragment in fragments:
+        assert fragment in line
+    assert not out.exists()
+
+
 def test_csv_with_bad_values_and_no_data_problem(tmp_path, capsys):
     csv = tmp_path / "d.csv"
     csv.write_text("t,y\n0.5,1.0\n1.5,oops\n")

@@ -35,6 +35,7 @@ from symgen.runtime.data.lazy import is_lazy
 from symgen.runtime.data.shapes import check_shapes
 from symgen.runtime.distributed.cluster import connect, lost_worker_errors, lost_worker_message
 from symgen.runtime.distributed.sources import problem_module
+from symgen.runtime.solvers.least_squares import METHODS
 from symgen.runtime.training.fitting import fit
 from symgen.runtime.training.result import NonFiniteError
 from symgen.runtime.training.settings import FULL_BATCH
@@ -189,13 +190,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     for flag, path in (("--out", args.out), ("--plot", args.plot)):
         if path and not Path(path).resolve().parent.is_dir():
             raise SpecError(f"{flag} {path}: the folder {Path(path).parent} does not exist")
-    hyper = {}
-    for item in args.hyper or []:
-        name, value = parse_assignment(item)
-        number = float(value)
-        # a solver's counts (lbfgs's maxcor, maxls) are integers
-        integral = args.optimizer in FULL_BATCH and number.is_integer()
-        hyper[name] = int(number) if integral else number
+    hyper = dict(_hyper_setting(item, args.optimizer) for item in args.hyper or [])
     values = read_init(problem, args.init or [])
     data = read_data(problem, args.data)
     check_shapes(problem, {**values, **data})
@@ -268,9 +263,34 @@ def cmd_train(args: argparse.Namespace) -> int:
     why = "" if result.stopped == "steps" else f", stopped by {result.stopped}"
     epochs = f", {result.epochs:.4g} epochs" if args.batch_size else ""
     unit = "evaluations" if args.optimizer == "lm" else "iterations" if full_batch else "steps"
-    ran = f"{result.steps} {args.optimizer} {unit}"
+    ran = f"{result.steps} {hyper.get('method', args.optimizer)} {unit}"
     print(f"loss {first}{result.loss:.6g} after {ran}{epochs}{why}")
     return 0
+
+
+def _hyper_setting(item: str, optimizer: str) -> tuple[str, object]:
+    """``--hyper NAME=VALUE`` as a keyword of ``fit``: a number (a solver's counts, such as
+    lbfgs's ``maxcor``, as integers), or for ``--optimizer lm`` the word ``method=NAME``
+    choosing SciPy's least-squares method. ``bounds`` is refused: a number is no bounds
+    SciPy takes, and a pair of arrays has no ``NAME=VALUE`` form."""
+    name, _, word = (part.strip() for part in item.partition("="))
+    if name == "bounds":
+        raise SpecError(
+            f"--hyper {item}: bounds cannot be given on the command line; fit with bounds "
+            "from Python: symgen.least_squares(module, x0, data, method='trf', "
+            "bounds=(lower, upper)) or symgen.minimize(..., bounds=[(low, high), ...])"
+        )
+    if name == "method":
+        choices = f"{', '.join(METHODS[:-1])} or {METHODS[-1]}"
+        if optimizer != "lm":
+            raise SpecError(f"--hyper {item}: only --optimizer lm takes a method ({choices})")
+        if word not in METHODS:
+            raise SpecError(f"--hyper {item}: the least-squares method is one of {choices}")
+        return name, word
+    name, value = parse_assignment(item)
+    number = float(value)
+    integral = optimizer in FULL_BATCH and number.is_integer()
+    return name, int(number) if integral else number
 
 
 #: The exit status of a command stopped by Ctrl-C (128 + SIGINT, as shells report it).
@@ -444,7 +464,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         metavar="NAME=VALUE",
         help=f"optimizer setting: {', '.join(DEFAULTS)}; for lbfgs and lm SciPy's options "
-        "(gtol, maxcor, xtol, ...) (repeatable)",
+        f"(gtol, maxcor, xtol, ...); for lm method={'|'.join(METHODS)} (repeatable)",
     )
     p.add_argument(
         "--tol", type=float, help="stop when the loss changes by less than this, relatively"

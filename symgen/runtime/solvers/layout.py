@@ -79,7 +79,11 @@ class Layout:
         )
 
     def unflatten(self, x: np.ndarray) -> list[Any]:
-        """The parameters at ``x``: floats, and arrays of the module's dtype and shapes."""
+        """The parameters at ``x``: floats, and arrays of the module's dtype and shapes, each
+        in memory of its own, never a view of ``x``: SciPy reuses its vectors (L-BFGS-B
+        writes every iterate into the one array), so a view handed to a callback or kept in
+        a result would change under the caller. A copy costs the parameters' size, not the
+        data's."""
         out: list[Any] = []
         at = 0
         for shape in self.shapes:
@@ -88,7 +92,7 @@ class Layout:
                 at += 1
                 continue
             size = int(np.prod(shape))
-            out.append(np.ascontiguousarray(x[at : at + size], dtype=self.dtype).reshape(shape))
+            out.append(np.array(x[at : at + size], dtype=self.dtype).reshape(shape))
             at += size
         return out
 
@@ -108,9 +112,28 @@ def layout(module: Any, x0: Any) -> tuple[Layout, np.ndarray]:
         array = np.asarray(value)
         if array.dtype.kind not in "fiu":
             raise TypeError(f"{name}: x0 {param!r} must be real numbers, got {array.dtype}")
+        _check_finite(name, param, array)
         shapes.append(None if array.ndim == 0 else array.shape)
     found = Layout(names, tuple(shapes), np.dtype(module.DTYPE), named)
     return found, found.flatten(values)
+
+
+def _check_finite(name: str, param: str, array: np.ndarray) -> None:
+    """A ``ValueError`` naming a parameter whose start is NaN or infinite: SciPy would start
+    there and fail without saying why (L-BFGS-B's "ABNORMAL: " and a NaN loss,
+    ``least_squares``'s "Initial guess is outside of provided bounds" with no bounds)."""
+    bad = ~np.isfinite(array)
+    if not bad.any():
+        return
+    if array.ndim == 0:
+        found = f"is {array.item()}"
+    else:
+        index = tuple(int(i) for i in np.argwhere(bad)[0])
+        found = f"holds {array[index]} at index {index}"
+    raise ValueError(
+        f"{name}: x0 {param!r} {found}; the solvers start from finite values: "
+        f"give {param!r} a finite start"
+    )
 
 
 def data_arrays(module: Any, data: Any) -> dict[str, Any]:

@@ -14,6 +14,7 @@ import numpy as np
 
 from symgen.runtime.solvers.layout import OUTSIDE_DOMAIN, data_arrays, layout, module_name
 from symgen.runtime.solvers.optional import scipy_optimize
+from symgen.runtime.solvers.supplied import refuse_supplied
 
 #: The options of ``scipy.optimize.least_squares(method="lm")`` that ``leastsq`` also
 #: takes (``max_nfev`` as ``maxfev``; ``x_scale`` only as ``"jac"``, its ``diag=None``): with
@@ -26,6 +27,10 @@ _LM_EVALUATIONS_PER_PARAMETER = 100
 #: ``least_squares``'s ``status`` for each MINPACK ``info`` (SciPy's table, and the three it
 #: guards against, "no further reduction possible" for a tolerance, as that tolerance met).
 _STATUS = {0: -1, 1: 2, 2: 3, 3: 4, 4: 1, 5: 0, 6: 2, 7: 3, 8: 1}
+#: SciPy's least-squares methods: Levenberg-Marquardt (MINPACK) and two trust-region ones.
+METHODS = ("lm", "trf", "dogbox")
+#: ``scipy.optimize.least_squares``'s arguments that symgen makes from the module and data.
+SUPPLIED = ("fun", "jac", "args", "kwargs")
 
 
 def least_squares(
@@ -43,12 +48,12 @@ def least_squares(
     MINPACK's ``lmder``; needs at least as many residuals as parameter elements) or ``"trf"``
     (trust region, takes ``bounds``) or ``"dogbox"``; ``options`` as
     ``scipy.optimize.least_squares`` takes them (``ftol``, ``xtol``, ``gtol``, ``max_nfev``,
-    ``x_scale``, ...). ``"lm"`` with no options beyond ``ftol``, ``xtol``, ``gtol``,
-    ``max_nfev`` and ``x_scale="jac"`` calls MINPACK through ``scipy.optimize.leastsq`` (as
-    ``curve_fit`` does), which copies less than ``least_squares``; everything else calls
-    ``scipy.optimize.least_squares``. The module must have ``residuals`` and ``jacobian``:
-    symgen writes them when the loss is a sum (or mean) of squares it recognises (a
-    ``TypeError`` otherwise).
+    ``x_scale``, ...), except ``SUPPLIED``, which symgen makes (a ``TypeError``). ``"lm"``
+    with no options beyond ``ftol``, ``xtol``, ``gtol``, ``max_nfev`` and ``x_scale="jac"``
+    calls MINPACK through ``scipy.optimize.leastsq`` (as ``curve_fit`` does), which copies
+    less than ``least_squares``; everything else calls ``scipy.optimize.least_squares``.
+    The module must have ``residuals`` and ``jacobian``: symgen writes them when the loss is
+    a sum (or mean) of squares it recognises (a ``TypeError`` otherwise).
 
     Returns SciPy's ``OptimizeResult`` with ``least_squares``'s fields (``x``, ``cost``,
     ``fun``, ``jac``, ``grad``, ``optimality``, ``active_mask``, ``nfev``, ``njev``,
@@ -66,6 +71,7 @@ def least_squares(
             "has none: its loss has another form, or it was generated before symgen wrote "
             "them. symgen.minimize fits any loss"
         )
+    refuse_supplied(module, "least_squares", options, SUPPLIED)
     optimize = scipy_optimize("least_squares")
     place, start = layout(module, x0)
     arrays = data_arrays(module, data)
@@ -90,7 +96,7 @@ def _leastsq_keywords(method: str, options: dict, size: int) -> dict | None:
     evaluations that is not a positive integer, a scaling other than ``"jac"``."""
     if method != "lm" or not set(options) <= _LEASTSQ_OPTIONS:
         return None
-    if options.get("x_scale", "jac") not in ("jac", None):
+    if not _scaled_by_jacobian(options.get("x_scale")):
         return None
     keywords = {"diag": None}
     for name in ("ftol", "xtol", "gtol"):
@@ -105,6 +111,14 @@ def _leastsq_keywords(method: str, options: dict, size: int) -> dict | None:
         return None
     keywords["maxfev"] = int(evaluations)
     return keywords
+
+
+def _scaled_by_jacobian(x_scale: Any) -> bool:
+    """Whether ``x_scale`` is ``"jac"`` (or None, ``"lm"``'s default: the same), MINPACK's
+    own scaling (``diag=None``). Asked by type first: an array of scales (SciPy takes one)
+    compared with a string is an array, whose truth is ambiguous; such scales go to
+    ``least_squares``, which checks them."""
+    return x_scale is None or (isinstance(x_scale, str) and x_scale == "jac")
 
 
 def _number(value: Any, kind: type) -> bool:

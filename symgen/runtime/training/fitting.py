@@ -75,7 +75,8 @@ def fit(
     most, ``tol`` its ``ftol``, ``**hyper`` its options such as ``gtol``, ``maxcor``);
     ``"lm"`` is Levenberg-Marquardt on the module's ``residuals`` and ``jacobian``
     (``symgen.least_squares``, for least-squares losses; ``steps`` evaluations at most,
-    ``tol`` its ``ftol``, ``**hyper`` its keywords; no callback); ``"newton"`` runs the
+    ``tol`` its ``ftol``, ``**hyper`` its keywords, ``method="trf"`` or ``"dogbox"`` for
+    SciPy's trust-region methods instead; no callback); ``"newton"`` runs the
     module's ``newton_step`` in the step loop (``**hyper`` its keywords). For ``"lbfgs"``
     ``history`` holds the loss before each iteration, for ``"lm"`` at each evaluation.
 

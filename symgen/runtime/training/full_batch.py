@@ -108,7 +108,8 @@ def solve(
 ) -> FitResult:
     """A fit by SciPy's L-BFGS-B (``lbfgs``: ``steps`` iterations at most, ``tol`` its
     ``ftol``, ``hyper`` its options) or Levenberg-Marquardt (``lm``: ``steps`` evaluations
-    of the residuals at most, ``tol`` its ``ftol``, ``hyper`` its keywords). ``history``
+    of the residuals at most, ``tol`` its ``ftol``, ``hyper`` its keywords, among them
+    ``method="trf"`` or ``"dogbox"`` for SciPy's trust-region methods). ``history``
     holds the loss before each iteration, as for the step functions (``lm``: at each
     evaluation, the first at the initial parameters)."""
     _, rows = batches(name, arrays, None, 0)
@@ -143,10 +144,10 @@ def solve(
             stopped = "callback" if called_off else "tolerance" if result.success else "steps"
         else:
             solver = _Recorded(module, progress.record) if hasattr(module, "residuals") else module
-            keywords = {"max_nfev": settings.steps, **settings.hyper}
+            keywords = {"method": "lm", "max_nfev": settings.steps, **settings.hyper}
             if settings.tol is not None:
                 keywords["ftol"] = settings.tol
-            result = least_squares(solver, start, arrays, method="lm", **keywords)
+            result = least_squares(solver, start, arrays, **keywords)
             stopped = "tolerance" if result.status > 0 else "steps"
     except KeyboardInterrupt:
         found = progress.last
