@@ -320,6 +320,37 @@ def test_show_matrix_problem_with_a_scalar_parameter(tmp_path, capsys, fmt):
         assert "∂L/∂b = sum(2 * X*w - 2 * y + 2 * b)" in out
 
 
+INTEGER_DIMS_SPEC = """\
+import sympy as sp
+import symgen
+
+N = sp.symbols("N", integer=True, positive=True)
+X, W, Y = sp.MatrixSymbol("X", N, 3), sp.MatrixSymbol("W", 3, 2), sp.MatrixSymbol("Y", N, 2)
+b = sp.MatrixSymbol("b", 1, 2)
+net = symgen.Problem(
+    symgen.sum(symgen.square(symgen.tanh(X * W + symgen.ones(N) * b) - Y)), [W, b], [X, Y]
+)
+"""
+
+
+@pytest.mark.parametrize("fmt", ["text", "latex", "markdown"])
+@pytest.mark.parametrize("hessian", [False, True], ids=["gradient", "hessian"])
+def test_show_matrix_problem_of_integer_dimensions(tmp_path, capsys, fmt, hessian):
+    """Dimensions that are numbers (``W`` 3 x 2, the bias row 1 x 2) print as symbolic ones
+    do: `show` used to end in "symgen: error: Matrices have mismatching shape: (2, 1)"."""
+    spec = tmp_path / "net.py"
+    spec.write_text(INTEGER_DIMS_SPEC)
+    assert main(["show", str(spec), "--format", fmt, *(["--hessian"] if hessian else [])]) == 0
+    out = capsys.readouterr().out
+    assert "W (3, 2), b (1, 2), X (N, 3), Y (N, 2)" in out
+    if fmt == "text":
+        assert "∂L/∂W = 2 * X.T*((-tanh(X*W + b)**2 + 1) ⊙ (tanh(X*W + b) - Y))" in out
+        assert "∂L/∂b = sum(2 * ((-tanh(X*W + b)**2 + 1) ⊙ (tanh(X*W + b) - Y)), axis=0)" in out
+        assert ("∂²L/∂W∂b · v_b = 2 * X.T*(" in out) == hessian
+    if fmt == "latex":
+        assert r"\operatorname{tanh}\left(X W + b\right) - Y" in out
+
+
 UNNAMED = "import sympy as sp\nimport symgen\nx = sp.Symbol('x')\nP = symgen.Problem({}, [x])\n"
 
 

@@ -518,6 +518,87 @@ def test_gradients_print_as_symgen_show_does(problem):
         assert f"\n    {loss_line[4:]}\n" in source.split('"""')[1]
 
 
+# -- formulas of integer dimensions --------------------------------------------------------
+
+DIMS = sp.symbols("n d k", integer=True, positive=True)
+
+
+def _losses_over(n, d, k) -> dict[str, symgen.Problem]:
+    """Losses over X (n x d), W (d x k), Y (n x k): elementwise functions of products, a
+    bias row ``b`` and a bias entry ``c`` broadcast over the rows, a column spread over
+    the columns, a row-wise logsumexp, a row ``r`` spread over the rows of a product.
+    None has a coefficient that holds a dimension, so their formulas read the same
+    whatever the dimensions are."""
+    X, Y = sp.MatrixSymbol("X", n, d), sp.MatrixSymbol("Y", n, k)
+    W, b = sp.MatrixSymbol("W", d, k), sp.MatrixSymbol("b", 1, k)
+    w, t, c = sp.MatrixSymbol("w", d, 1), sp.MatrixSymbol("t", n, 1), sp.MatrixSymbol("c", 1, 1)
+    r = sp.MatrixSymbol("r", 1, d)
+    Z, z = X * W + symgen.ones(n) * b, X * w + symgen.ones(n) * c
+    shifted = symgen.elementwise(lambda u, y: symgen.sigmoid(u) + 1 - y, X * W, Y)
+    spread = sp.HadamardProduct(symgen.sigmoid(X * w) * sp.OneMatrix(1, k), X * W)
+    losses = {
+        "tanh": (symgen.sum(symgen.square(symgen.tanh(X * W) - Y)), [W], [X, Y]),
+        "tanh_bias": (symgen.sum(symgen.square(symgen.tanh(Z) - Y)), [W, b], [X, Y]),
+        "shifted": (symgen.sum(symgen.square(shifted)), [W], [X, Y]),
+        "softmax": (
+            -symgen.sum(sp.HadamardProduct(Y, Z - symgen.logsumexp(Z, axis=1))),
+            [W, b],
+            [X, Y],
+        ),
+        "logistic_bias": (
+            symgen.sum(symgen.softplus(z) - sp.HadamardProduct(t, z)),
+            [w, c],
+            [X, t],
+        ),
+        "column_spread": (symgen.sum(symgen.square(spread - Y)), [w, W], [X, Y]),
+        "row_product": (symgen.sum(symgen.square(symgen.ones(n) * r * W - Y)), [r, W], [Y]),
+    }
+    return {
+        name: symgen.Problem(loss, params=params, data=data, name=name)
+        for name, (loss, params, data) in losses.items()
+    }
+
+
+def _texts(formulas: dict) -> dict[str, tuple[str, str]]:
+    return {str(key): (str(f), sp.latex(f)) for key, f in formulas.items()}
+
+
+INTEGER_DIMS = {
+    "rows": (5, DIMS[1], DIMS[2]),
+    "inner": (DIMS[0], 3, DIMS[2]),
+    "columns": (DIMS[0], DIMS[1], 2),
+    "all": (5, 3, 2),
+}
+
+
+@pytest.mark.parametrize("dims", INTEGER_DIMS.values(), ids=INTEGER_DIMS)
+@pytest.mark.parametrize("name", sorted(_losses_over(*DIMS)))
+def test_formulas_of_integer_dimensions_read_as_those_of_symbolic_ones(name, dims):
+    """SymPy checks the shapes of sums and elementwise products only in the dimensions
+    that are integers: the formulas of a row or column broadcast over a matrix (the
+    bias row of ``tanh(X*W + b)``, the 1 x 1 stand-in for a scalar in ``tanh(X*W) - Y``)
+    raised its ShapeError there, and only there. Each formula has the shape of what it
+    computes (the gradient that of its parameter)."""
+    problem, symbolic = _losses_over(*dims)[name], _losses_over(*DIMS)[name]
+    grads, hessians = symgen.gradients(problem), symgen.hessians(problem)
+    assert _texts(grads) == _texts(symgen.gradients(symbolic))
+    assert _texts(hessians) == _texts(symgen.hessians(symbolic))
+    assert all(g.shape == p.shape for p, g in grads.items())
+    assert all(h.shape[0] == p.shape[0] for (p, _), h in hessians.items())
+
+
+def test_tanh_of_a_product_of_integer_dimensions():
+    """The reported case: ``W`` 3 x 2, ``N`` symbolic."""
+    n = sp.Symbol("N", integer=True, positive=True)
+    X, W, Y = sp.MatrixSymbol("X", n, 3), sp.MatrixSymbol("W", 3, 2), sp.MatrixSymbol("Y", n, 2)
+    problem = symgen.Problem(symgen.sum(symgen.square(symgen.tanh(X * W) - Y)), [W], [X, Y])
+    assert str(symgen.gradients(problem)[W]) == "2 * X.T*((-tanh(X*W)**2 + 1) ⊙ (tanh(X*W) - Y))"
+    assert str(symgen.hessians(problem)[W, W]) == (
+        "2 * X.T*((-tanh(X*W)**2 + 1) ⊙ (-tanh(X*W)**2 - 2 * ((tanh(X*W) - Y) ⊙ tanh(X*W)) + 1)"
+        " ⊙ (X*v_W))"
+    )
+
+
 def test_cross_entropy_spelling_simplifies_to_sigmoid_minus_t():
     p = symgen.sigmoid(logistic.X * logistic.w)
     ce = symgen.Problem(

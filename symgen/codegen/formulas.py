@@ -37,6 +37,7 @@ from symgen.compiler.ir import (
     ScatterAdd,
     Stored,
     Transpose,
+    broadcast_shapes,
 )
 from symgen.compiler.problem import Problem
 from symgen.compiler.scalar_functions import BY_CLASS
@@ -254,7 +255,7 @@ class _MatrixFormula:
             a, weight, _ = weighted_product(node)
             s = self(weight)
             if isinstance(s, MatrixExpr):
-                out = sp.MatMul(self(node.a), _Diag(s), self(a))
+                out = sp.MatMul(self(node.a), _Diag(_unspread(s)), self(a))
             else:  # the same weight for every row: a number
                 out = sp.MatMul(s, self(node.a), self(a)).doit(deep=False)
         elif isinstance(node, MatMul):
@@ -272,9 +273,9 @@ class _MatrixFormula:
             out = self._reduce(node)
         elif isinstance(node, Stored):
             out = self(node.arg)
-        elif isinstance(node, Map):
-            env = {v: self(a) for v, a in zip(node.fn.variables, node.args, strict=True)}
-            out = _lift(sp.factor_terms(node.fn.expr), env)
+        elif isinstance(node, Map):  # operands at their own shapes, the result at the map's
+            env = {v: _unspread(self(a)) for v, a in zip(node.fn.variables, node.args, strict=True)}
+            out = _spread(_lift(sp.factor_terms(node.fn.expr), env), node.shape)
         elif isinstance(node, Gather):
             out = Take(self(node.arg), self.symbols[node.index.name])
         elif isinstance(node, ScatterAdd):
@@ -329,12 +330,18 @@ def _lift(expr: sp.Basic, env: dict) -> sp.Basic:
     if not matrices:
         return expr.func(*args)
     if expr.is_Add:
+        shape = _common_shape(matrices)
         scalars = sp.Add(*[a for a in args if not isinstance(a, MatrixExpr)])
-        terms = matrices + ([_Broadcast(scalars)] if scalars != 0 else [])
+        terms = [_spread(m, shape) for m in matrices]
+        terms += [_Broadcast(scalars, *shape)] if scalars != 0 else []
         return sp.MatAdd(*terms) if len(terms) > 1 else terms[0]
     if expr.is_Mul:
         coeff = sp.Mul(*[a for a in args if not isinstance(a, MatrixExpr)])
-        prod = sp.HadamardProduct(*matrices) if len(matrices) > 1 else matrices[0]
+        if len(matrices) > 1:
+            shape = _common_shape(matrices)
+            prod = sp.HadamardProduct(*[_spread(m, shape) for m in matrices])
+        else:
+            prod = matrices[0]
         return prod if coeff == 1 else sp.MatMul(coeff, prod).doit(deep=False)
     if expr.is_Pow and isinstance(args[0], MatrixExpr) and not isinstance(args[1], MatrixExpr):
         return args[0] if args[1] == 1 else sp.HadamardPower(args[0], args[1])
@@ -345,6 +352,30 @@ def _lift(expr: sp.Basic, env: dict) -> sp.Basic:
         inner[index] = z
         return ElementwiseApplyFunction(sp.Lambda(z, expr.func(*inner)), args[index])
     return ElementwiseMap(sp.Lambda(tuple(env), expr), *env.values())
+
+
+def _common_shape(matrices: list[MatrixExpr]) -> tuple:
+    """The shape that ``matrices`` broadcast to (a 1 x K row and an N x 1 column: N x K)."""
+    return broadcast_shapes(*(tuple(m.shape) for m in matrices))
+
+
+def _spread(expr: sp.Basic, shape: tuple) -> sp.Basic:
+    """``expr`` as a term or factor of a sum or elementwise product of ``shape``: a matrix
+    of another shape (a row or column that broadcasts) wrapped in ``_Broadcast``. SymPy
+    refuses terms that differ in a dimension where both are integers (5 x 2 ``X*W`` plus
+    the 1 x 2 row ``b``) and lets a symbolic one pass (``N`` against 1): without the
+    wrapper only problems of integer dimensions failed. A scalar is left as it is:
+    ``_lift`` makes it a coefficient, or spreads it over a sum itself."""
+    if not isinstance(expr, MatrixExpr) or tuple(expr.shape) == tuple(shape):
+        return expr
+    return _Broadcast(expr, *shape)
+
+
+def _unspread(expr: sp.Basic) -> sp.Basic:
+    """``expr`` at its own shape: the value of a ``_Broadcast``. A map's operands go in as
+    their values (``2 * b``, ``exp(b)`` of a row ``b``, and SymPy folds ``-1 * X*w`` into
+    ``-X*w`` only when no wrapper sits between), and its result is spread again."""
+    return expr.args[0] if isinstance(expr, _Broadcast) else expr
 
 
 def _lift_whole(expr: sp.Basic, env: dict) -> sp.Basic:
@@ -374,14 +405,35 @@ class _Readable:
 
 
 class _Broadcast(_Readable, MatrixExpr):
-    """A scalar spread over a matrix, for display only (printed as the scalar)."""
+    """A scalar, row or column spread over a ``rows`` x ``cols`` matrix, for display only
+    (printed as the value). Its shape is the spread one, not the value's: SymPy checks the
+    integer dimensions of sums and products (see ``_spread``)."""
 
-    def __new__(cls, value):
-        return MatrixExpr.__new__(cls, sp.sympify(value))
+    def __new__(cls, value, rows, cols):
+        return MatrixExpr.__new__(cls, sp.sympify(value), sp.sympify(rows), sp.sympify(cols))
 
     @property
-    def shape(self):  # pragma: no cover - never asked for in printing
-        return (sp.S.One, sp.S.One)
+    def shape(self):
+        return tuple(self.args[1:])
+
+    @property
+    def precedence(self) -> int:
+        """That of the value (parentheses go where the value needs them)."""
+        return precedence(self.args[0])
+
+    def could_extract_minus_sign(self) -> bool:
+        """That of the value: the LaTeX printer writes ``A - max(A)``, not ``A + -max(A)``."""
+        return self.args[0].could_extract_minus_sign()
+
+    def __neg__(self):
+        """The negated value, spread: ``-(-m)`` is ``m``, as the printers of sums need."""
+        return _Broadcast(-self.args[0], *self.shape)
+
+    def _eval_transpose(self):
+        """The transposed value, spread: ``b^{T}``, where LaTeX would bracket a transposed
+        expression that is not a symbol: ``\\left(b\\right)^{T}``."""
+        value, (rows, cols) = self.args[0], self.shape
+        return _Broadcast(value.T if isinstance(value, MatrixExpr) else value, cols, rows)
 
 
 class _Scatter(_Readable, MatrixExpr):
