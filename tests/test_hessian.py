@@ -934,6 +934,18 @@ def test_hessians_of_a_glm_read_as_an_expert_writes_them():
     assert blocks["w", "b"] == "X.T*(sigmoid(-X*w - b) ⊙ sigmoid(X*w + b))"
 
 
+def test_hessians_of_a_matrix_problem_with_a_scalar_parameter():
+    """A scalar parameter beside a matrix one: its direction is a symbol (``v_s0``), the
+    blocks applied to it (an AttributeError on the symbol's shape before)."""
+    s0 = sp.Symbol("s0")
+    loss = symgen.sum(symgen.square(symgen.tanh(Xm * Wm + s0 * sp.OneMatrix(N, K)) - Ym))
+    problem = symgen.Problem(loss, params=[Wm, s0], data=[Xm, Ym])
+    blocks = {(p.name, q.name): e for (p, q), e in symgen.hessians(problem).items()}
+    assert set(blocks) == {("W", "W"), ("W", "s0"), ("s0", "s0")}
+    assert sp.Symbol("v_s0", real=True) in blocks["W", "s0"].free_symbols
+    assert str(blocks["W", "W"]).endswith("⊙ (X*v_W))")
+
+
 def test_show_hessian(capsys, root, monkeypatch):
     from symgen.cli.commands import main
 

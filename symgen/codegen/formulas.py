@@ -199,15 +199,16 @@ def hessians(problem: Problem) -> dict[tuple[sp.Basic, sp.Basic], sp.Basic]:
 
 
 def directions(problem: Problem) -> dict[sp.Basic, sp.MatrixSymbol]:
-    """The direction ``v_<name>`` (a ``MatrixSymbol`` shaped like it) of each parameter, as
-    ``hessians`` names them (``v_<name>_`` if the problem has a symbol of that name)."""
+    """The direction ``v_<name>`` of each parameter (a ``MatrixSymbol`` shaped like it, a
+    symbol for a scalar), as ``hessians`` names them (``v_<name>_`` if the problem has a
+    symbol of that name)."""
     taken = {s.name for s in (*problem.params, *problem.data)}
     out = {}
     for p in problem.params:
         name = f"v_{p.name}"
         while name in taken:
             name += "_"
-        out[p] = sp.MatrixSymbol(name, *p.shape)
+        out[p] = sp.MatrixSymbol(name, *p.shape) if p.is_Matrix else sp.Symbol(name, real=True)
     return out
 
 
