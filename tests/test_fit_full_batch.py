@@ -95,7 +95,8 @@ def test_newton_runs_the_modules_newton_step():
     )
     result = symgen.fit(stand_in, (-1.2, 1.0), optimizer="newton", steps=20, progress=False)
     np.testing.assert_allclose(result.params, (1.0, 1.0), atol=1e-8)
-    assert result.steps == 20 and result.history[0] == pytest.approx(24.2)
+    assert result.history[0] == pytest.approx(24.2)
+    assert result.stopped == "tolerance" and result.history[-1] == 0.0  # at (1, 1) exactly
 
 
 @pytest.mark.parametrize(
@@ -126,6 +127,20 @@ def test_newton_with_the_generated_step(backend):
     result = symgen.fit(module, (-1.2, 1.0), optimizer="newton", steps=100, progress=False)
     np.testing.assert_allclose(result.params, (1.0, 1.0), atol=1e-8)
     assert result.history[0] == pytest.approx(24.2)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "c"])
+def test_newton_stops_by_itself_at_the_minimum(backend):
+    """No tol: newton stops once a step no longer changes the loss (NEWTON_TOL), not after
+    the 1000 steps of the default budget, with the gradient at rounding level."""
+    module = symgen.compile(logistic.logistic, backend)
+    x, t = logistic.large(n=2000, d=4, seed=1)
+    result = symgen.fit(
+        module, (np.zeros((4, 1)),), {"X": x, "t": t}, optimizer="newton", progress=False
+    )
+    assert result.stopped == "tolerance" and result.steps < 20
+    (gradient,) = module.grad(*result.params, x, t)
+    assert np.abs(gradient).max() < 1e-9 * np.abs(x).sum(axis=0).max()
 
 
 def test_lm_needs_a_least_squares_loss():

@@ -130,6 +130,12 @@ def _non_negative(what: str, value: Any) -> float:
 #: least-squares loss (``symgen.least_squares``), and the module's ``newton_step``.
 FULL_BATCH = ("lbfgs", "lm", "newton")
 
+#: The ``tol`` of ``newton`` when none is given: a step that changed the loss by this or
+#: less (relatively, a few roundings) found the minimum to rounding, and the parameters
+#: ``fit`` returns are one Newton step further (quadratic convergence: the step budget,
+#: 1000 by default, is not run out once there is nothing left to gain).
+NEWTON_TOL = 1e-15
+
 
 def resolve_full_batch(
     name: str,
@@ -165,6 +171,8 @@ def resolve_full_batch(
             f"{name}: optimizer 'lm' (MINPACK, through SciPy) takes no callback; use lbfgs"
         )
     tol, report_every = _loop_options(tol, report_every, callback, progress)
+    if tol is None and optimizer == "newton":
+        tol = NEWTON_TOL
     return Settings(
         optimizer=optimizer,
         steps=_count("steps", steps, minimum=0),
