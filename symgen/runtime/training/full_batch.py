@@ -6,6 +6,7 @@ the other step functions (``newton_steps``)."""
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Callable
 from typing import Any
@@ -30,14 +31,53 @@ def newton_steps(module: Any, name: str, settings: Settings, arrays: dict[str, A
             "regenerate it with a symgen that writes it, or use lbfgs (or lm for a "
             "least-squares loss)"
         )
-    options = settings.hyper
+    keyword = "damping_" if "damping_" in inspect.signature(function).parameters else "damping"
+    options = dict(settings.hyper)
+    damping = _Damping(options.pop(keyword, 0.0))
 
     def advance(params: list[Any], batch: dict[str, Any]) -> tuple[float, tuple[Any, ...]]:
-        loss, new = function(*params, **batch, **options)[:2]
-        return loss, new
+        before = [p.copy() if isinstance(p, np.ndarray) else p for p in params]
+        while True:
+            loss, new = function(*params, **batch, **options, **{keyword: damping.value})[:2]
+            after = module.loss(*new, **batch)
+            if after <= loss or not damping.more():
+                damping.lower()
+                return loss, new
+            for array, value in zip(params, before, strict=True):  # taken back, in place
+                if isinstance(value, np.ndarray):  # (floats: the step made new ones)
+                    array[...] = value
 
     batched, rows = batches(name, arrays, None, 0)
     return Steps(advance, batched, rows, lambda p: module.loss(*p, **arrays))
+
+
+class _Damping:
+    """The Levenberg damping of ``fit``'s Newton steps: a full Newton step can raise the
+    loss of a non-convex fit (the curve fit's went to 1e124), where ``newton_step`` damps
+    only an H that is not positive definite. A step that raised the loss is taken back and
+    made again with ``FIRST`` damping, then tenfold until the loss does not rise; each
+    accepted step lowers it tenfold, back to the damping asked for (``floor``) below
+    ``FIRST``. Below ``LAST`` the step is all but none: taken as it is (the loss then
+    rises by rounding only)."""
+
+    FIRST = 1e-3
+    LAST = 1e30
+
+    def __init__(self, floor: Any) -> None:
+        self.floor = floor
+        self.value = floor
+
+    def more(self) -> bool:
+        """Damp more, for a step that raised the loss (and is taken back); False when the
+        damping is at ``LAST`` already."""
+        if self.value >= self.LAST:
+            return False
+        self.value = max(10.0 * self.value, self.FIRST)
+        return True
+
+    def lower(self) -> None:
+        lowered = self.value / 10.0
+        self.value = lowered if lowered >= self.FIRST else self.floor
 
 
 class _Progress:
