@@ -397,3 +397,22 @@ def test_an_unnamed_problem_outside_a_spec_is_called_problem():
     renamed = unnamed.renamed("square")
     assert (renamed.name, renamed.named, unnamed.name) == ("square", True, "problem")
     assert renamed.loss == unnamed.loss and renamed.params == unnamed.params
+
+
+def test_a_module_spec_is_found_from_the_current_folder(tmp_path):
+    """`symgen show package.module:NAME` finds the package in the current folder, as
+    `python -m` would: the console script's path has its own folder first, not it
+    (`-I` runs the CLI with neither the current folder nor PYTHONPATH on the path)."""
+    (tmp_path / "mypkg").mkdir()
+    (tmp_path / "mypkg" / "__init__.py").write_text("")
+    (tmp_path / "mypkg" / "spec.py").write_text(
+        "import sympy as sp\nimport symgen\nx = sp.Symbol('x')\n"
+        "quartic = symgen.Problem((x - 1) ** 4, params=[x], name='quartic')\n"
+    )
+    shown = subprocess.run(
+        [sys.executable, "-I", "-c", "import sys; from symgen.cli import main; sys.exit(main())",
+         "show", "mypkg.spec:quartic"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    assert "∂L/∂x = 4*(x - 1)**3" in shown.stdout

@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import keyword
+import os
 import re
 import sys
 import sysconfig
@@ -20,6 +21,7 @@ import traceback
 import types
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from symgen.compiler.problem import Problem
 from symgen.errors import SpecError
@@ -144,6 +146,21 @@ def _as_problems(value: object, where: str, name: str) -> tuple[Problem, ...]:
     raise SpecError(f"{where} is not a symgen.Problem (nor a list of them)")
 
 
+def _import(target: str) -> Any:
+    """The module ``target`` imported as ``python -m`` finds it, with the current folder
+    first on the path: the ``symgen`` console script has its own folder there instead, so
+    ``symgen show examples.curve_fit:curve_fit`` run from a project failed to import it."""
+    here = os.getcwd()
+    added = here not in sys.path
+    if added:
+        sys.path.insert(0, here)
+    try:
+        return importlib.import_module(target)
+    finally:
+        if added:
+            sys.path.remove(here)
+
+
 def load(spec: str) -> Spec:
     """The problems a SPEC string names."""
     target, _, attr = spec.partition(":")
@@ -156,7 +173,7 @@ def load(spec: str) -> Spec:
         if not attr:
             raise SpecError(f"spec {spec!r}: give a path to a .py file, or package.module:attr")
         try:
-            module = importlib.import_module(target)
+            module = _import(target)
         except ImportError as exc:
             raise SpecError(f"cannot import {target!r}: {exc}") from exc
         source = target
