@@ -194,3 +194,21 @@ def test_train_command_refuses_lr_for_lm(tmp_path, root, monkeypatch, capsys):
     args += ["--init", str(tmp_path / "init.npz"), "--out", str(tmp_path / "p.npz")]
     assert main([*args, "--optimizer", "lm", "--lr", "0.1"]) == 2
     assert "optimizer 'lm' takes no lr" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("backend", ["numpy", "c"])
+def test_newton_steps_back_from_outside_the_domain(backend):
+    """A Gaussian likelihood with its scale s as a parameter: a step to s < 0 makes the
+    generated loss raise (log of a negative); fit takes it as a rise of the loss, damps
+    the step and reaches the maximum likelihood."""
+    from tests.test_solvers import GAUSSIAN, _gaussian_data
+
+    module = symgen.compile(GAUSSIAN, backend)
+    t, y = _gaussian_data()
+    result = symgen.fit(
+        module, (1.2, 0.5, 0.8), {"t": t, "y": y}, optimizer="newton", progress=False
+    )
+    slope, intercept = np.polyfit(t, y, 1)
+    scale = np.sqrt(np.mean((y - slope * t - intercept) ** 2))
+    assert result.stopped == "tolerance"
+    np.testing.assert_allclose(result.params, (slope, intercept, scale), rtol=1e-9)

@@ -7,12 +7,14 @@ the other step functions (``newton_steps``)."""
 from __future__ import annotations
 
 import inspect
+import math
 import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from symgen.runtime.solvers.layout import OUTSIDE_DOMAIN
 from symgen.runtime.solvers.least_squares import fills_residuals, least_squares
 from symgen.runtime.solvers.minimize import minimize
 from symgen.runtime.training.batches import Rows, batches
@@ -39,7 +41,10 @@ def newton_steps(module: Any, name: str, settings: Settings, arrays: dict[str, A
         before = [p.copy() if isinstance(p, np.ndarray) else p for p in params]
         while True:
             loss, new = function(*params, **batch, **options, **{keyword: damping.value})[:2]
-            after = module.loss(*new, **batch)
+            try:
+                after = module.loss(*new, **batch)
+            except OUTSIDE_DOMAIN:  # a step out of the loss's domain (log of a negative)
+                after = math.inf
             if after <= loss or not damping.more():
                 damping.lower()
                 return loss, new

@@ -63,7 +63,11 @@ def non_finite_error(
     return NonFiniteError(
         f"{name}: fit stopped at step {result.steps + 1} of {steps}: {failure}; "
         f"kept the {after(result.steps)}, the last finite ones (in .result); "
-        f"try a smaller lr than {lr:g} ({optimizer})",
+        + (
+            f"try a smaller lr than {lr:g} ({optimizer})"
+            if math.isfinite(lr)
+            else f"{optimizer} takes no lr: try a larger damping, or another optimizer"
+        ),
         result,
         step=result.steps + 1,
         reason=failure,
