@@ -977,7 +977,8 @@ def _flat(values):
 
 
 def _damping(value):
-    """newton_step's damping as a float, checked first: a real number >= 0 (not a bool)."""
+    """newton_step's damping as a float, checked first: a finite real number >= 0 (not a
+    bool)."""
     try:
         number = np.ndim(value) == 0 and np.asarray(value).dtype.kind in "fiu"
     except (TypeError, ValueError):
@@ -988,8 +989,10 @@ def _damping(value):
             f"huber: newton_step: damping must be a real number >= 0, got"
             f" {type(value).__name__}" + (f" of shape {shape}" if shape else "")
         )
-    if not float(value) >= 0:
-        raise ValueError(f"huber: newton_step: damping must be >= 0, got {value!r}")
+    if not 0 <= float(value) < float("inf"):
+        raise ValueError(
+            f"huber: newton_step: damping must be finite and >= 0, got {value!r}"
+        )
     return float(value)
 
 

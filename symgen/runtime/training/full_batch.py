@@ -6,7 +6,6 @@ the other step functions (``newton_steps``)."""
 
 from __future__ import annotations
 
-import inspect
 import math
 import time
 from collections.abc import Callable
@@ -33,56 +32,54 @@ def newton_steps(module: Any, name: str, settings: Settings, arrays: dict[str, A
             "regenerate it with a symgen that writes it, or use lbfgs (or lm for a "
             "least-squares loss)"
         )
-    keyword = "damping_" if "damping_" in inspect.signature(function).parameters else "damping"
-    options = dict(settings.hyper)
-    damping = _Damping(options.pop(keyword, 0.0))
 
     def advance(params: list[Any], batch: dict[str, Any]) -> tuple[float, tuple[Any, ...]]:
         before = [p.copy() if isinstance(p, np.ndarray) else p for p in params]
-        while True:
-            loss, new = function(*params, **batch, **options, **{keyword: damping.value})[:2]
-            try:
-                after = module.loss(*new, **batch)
-            except OUTSIDE_DOMAIN:  # a step out of the loss's domain (log of a negative)
-                after = math.inf
-            if after <= loss or not damping.more():
-                damping.lower()
-                return loss, new
-            for array, value in zip(params, before, strict=True):  # taken back, in place
-                if isinstance(value, np.ndarray):  # (floats: the step made new ones)
-                    array[...] = value
+        loss, new = function(*params, **batch, **settings.hyper)[:2]
+        return loss, _backtracked(module, batch, loss, before, list(new))
 
     batched, rows = batches(name, arrays, None, 0)
     return Steps(advance, batched, rows, lambda p: module.loss(*p, **arrays))
 
 
-class _Damping:
-    """The Levenberg damping of ``fit``'s Newton steps: a full Newton step can raise the
-    loss of a non-convex fit (the curve fit's went to 1e124), where ``newton_step`` damps
-    only an H that is not positive definite. A step that raised the loss is taken back and
-    made again with ``FIRST`` damping, then tenfold until the loss does not rise; each
-    accepted step lowers it tenfold, back to the damping asked for (``floor``) below
-    ``FIRST``. Below ``LAST`` the step is all but none: taken as it is (the loss then
-    rises by rounding only)."""
+#: The shortest fraction of a Newton step ``fit`` tries before it keeps the point it had.
+SHORTEST = 2.0**-30
 
-    FIRST = 1e-3
-    LAST = 1e30
 
-    def __init__(self, floor: Any) -> None:
-        self.floor = floor
-        self.value = floor
-
-    def more(self) -> bool:
-        """Damp more, for a step that raised the loss (and is taken back); False when the
-        damping is at ``LAST`` already."""
-        if self.value >= self.LAST:
-            return False
-        self.value = max(10.0 * self.value, self.FIRST)
-        return True
-
-    def lower(self) -> None:
-        lowered = self.value / 10.0
-        self.value = lowered if lowered >= self.FIRST else self.floor
+def _backtracked(
+    module: Any, batch: dict[str, Any], loss: float, before: list[Any], new: list[Any]
+) -> tuple[Any, ...]:
+    """The parameters after a Newton step from ``before`` (at ``loss``) to ``new``, halved
+    until the loss does not rise. A full Newton step can raise the loss of a non-convex fit
+    (the curve fit's rose to 1e124) or leave its domain (a scale below 0 under a ``log``:
+    the generated scalar arithmetic raises), where ``newton_step`` damps only a Hessian
+    that is not positive definite; its step is a descent direction (``H + lam*I`` positive
+    definite), so a short enough part of it lowers the loss: the fraction 1, 1/2, 1/4, ...
+    (one loss pass each; the first is one pass for a step that lowers the loss), down to
+    ``SHORTEST``, below which the point before the step is kept (nothing left to gain in
+    rounding). Arrays are moved in place, as the step moved them."""
+    step = [b - n for b, n in zip(before, new, strict=True)]
+    fraction = 1.0
+    while fraction >= SHORTEST:
+        if fraction < 1.0:
+            for i, (b, d) in enumerate(zip(before, step, strict=True)):
+                if isinstance(b, np.ndarray):
+                    np.subtract(b, fraction * d, out=new[i])
+                else:
+                    new[i] = b - fraction * d
+        try:
+            after = module.loss(*new, **batch)
+        except OUTSIDE_DOMAIN:
+            after = math.inf
+        if after <= loss:
+            return tuple(new)
+        fraction /= 2.0
+    for i, b in enumerate(before):
+        if isinstance(b, np.ndarray):
+            new[i][...] = b
+        else:
+            new[i] = b
+    return tuple(new)
 
 
 class _Progress:
