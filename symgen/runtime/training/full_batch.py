@@ -58,28 +58,34 @@ def _backtracked(
     (one loss pass each; the first is one pass for a step that lowers the loss), down to
     ``SHORTEST``, below which the point before the step is kept (nothing left to gain in
     rounding). Arrays are moved in place, as the step moved them."""
+    if _loss_at(module, new, batch) <= loss:
+        return tuple(new)
     step = [b - n for b, n in zip(before, new, strict=True)]
-    fraction = 1.0
+    fraction = 0.5
     while fraction >= SHORTEST:
-        if fraction < 1.0:
-            for i, (b, d) in enumerate(zip(before, step, strict=True)):
-                if isinstance(b, np.ndarray):
-                    np.subtract(b, fraction * d, out=new[i])
-                else:
-                    new[i] = b - fraction * d
-        try:
-            after = module.loss(*new, **batch)
-        except OUTSIDE_DOMAIN:
-            after = math.inf
-        if after <= loss:
+        _move(new, before, step, fraction)
+        if _loss_at(module, new, batch) <= loss:
             return tuple(new)
         fraction /= 2.0
-    for i, b in enumerate(before):
-        if isinstance(b, np.ndarray):
-            new[i][...] = b
-        else:
-            new[i] = b
+    _move(new, before, step, 0.0)
     return tuple(new)
+
+
+def _loss_at(module: Any, params: list[Any], batch: dict[str, Any]) -> float:
+    """The loss at ``params``; infinite outside its domain (where the module raises)."""
+    try:
+        return module.loss(*params, **batch)
+    except OUTSIDE_DOMAIN:
+        return math.inf
+
+
+def _move(params: list[Any], before: list[Any], step: list[Any], fraction: float) -> None:
+    """``params`` set to ``before - fraction * step``: arrays in place, floats anew."""
+    for i, (b, d) in enumerate(zip(before, step, strict=True)):
+        if isinstance(b, np.ndarray):
+            np.subtract(b, fraction * d, out=params[i])
+        else:
+            params[i] = b - fraction * d
 
 
 class _Progress:
