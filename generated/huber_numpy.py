@@ -54,6 +54,21 @@ def _numbers(what, value):
     return array.astype(DTYPE, copy=False)
 
 
+def _number(step, name, value):
+    """The hyperparameter ``value`` as a float: a step checks its keywords before it changes
+    anything, so that none fails half-way through its updates."""
+    try:
+        if np.ndim(value) == 0 and np.asarray(value).dtype.kind in "fiu":
+            return float(value)
+    except (TypeError, ValueError):
+        pass
+    shape = getattr(value, "shape", ())
+    raise TypeError(
+        f"huber: {step}: {name} must be a real number, got {type(value).__name__}"
+        + (f" of shape {shape}" if shape else "")
+    )
+
+
 def _as_samples(name, value):
     array = _numbers(f"data {name!r}", value)
     if array.ndim != 1:
@@ -345,23 +360,14 @@ def _flat(values):
 
 
 def _damping(value):
-    """newton_step's damping as a float, checked first: a finite real number >= 0 (not a
-    bool)."""
-    try:
-        number = np.ndim(value) == 0 and np.asarray(value).dtype.kind in "fiu"
-    except (TypeError, ValueError):
-        number = False
-    if not number:
-        shape = getattr(value, "shape", ())
-        raise TypeError(
-            f"huber: newton_step: damping must be a real number >= 0, got"
-            f" {type(value).__name__}" + (f" of shape {shape}" if shape else "")
-        )
-    if not 0 <= float(value) < float("inf"):
+    """newton_step's damping as a float, checked first: a real number (``_number``),
+    finite and >= 0."""
+    damping = _number("newton_step", "damping", value)
+    if not 0 <= damping < float("inf"):
         raise ValueError(
             f"huber: newton_step: damping must be finite and >= 0, got {value!r}"
         )
-    return float(value)
+    return damping
 
 
 def _gradient_out(out, size, arguments):
@@ -373,14 +379,7 @@ def _gradient_out(out, size, arguments):
             f" {(size,)}, got {type(out).__name__} {getattr(out, 'shape', '')}"
             f" {getattr(out, 'dtype', '')}"
         )
-    if not out.flags.writeable:
-        raise ValueError(f"huber: newton_step: gradient is read-only; the step fills it")
-    for name, array in zip(PARAMS + DATA, arguments):
-        if isinstance(array, np.ndarray) and np.may_share_memory(out, array) and np.shares_memory(out, array):
-            raise ValueError(
-                f"huber: newton_step: gradient shares memory with {name!r}; pass an"
-                f" array of its own (e.g. np.empty({size}))"
-            )
+    _fillable("newton_step", "gradient", out, arguments)
 
 
 def _newton(hessian, gradient, damping):
@@ -418,3 +417,17 @@ def _newton(hessian, gradient, damping):
 
 #: float64's rounding (machine epsilon), for _newton's test of a singular H.
 _ROUNDING = float(np.finfo(np.float64).eps)
+
+
+def _fillable(function, keyword, out, arguments):
+    """``out``, the array ``function`` fills when given ``keyword=``, checked before it is
+    written: writable, and sharing no memory with an argument (the gradient written into a
+    parameter would corrupt the step; residuals into the data, the data)."""
+    if not out.flags.writeable:
+        raise ValueError(f"huber: {function}: {keyword} is read-only; {function} fills it")
+    for name, array in zip(PARAMS + DATA, arguments):
+        if isinstance(array, np.ndarray) and np.may_share_memory(out, array) and np.shares_memory(out, array):
+            raise ValueError(
+                f"huber: {function}: {keyword} shares memory with {name!r}; pass an array"
+                f" of its own (e.g. np.empty({out.shape}))"
+            )

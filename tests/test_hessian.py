@@ -770,7 +770,7 @@ def test_newton_step_checks_everything_before_anything_moves(backend):
     size = w.size + b_.size
     gradient = np.full(size, np.nan)
     for bad in ("1", None, [1.0], 1j, np.array([1.0, 2.0]), np.array([[1.0]]), True):
-        with pytest.raises(TypeError, match="damping must be a real number >= 0"):
+        with pytest.raises(TypeError, match="damping must be a real number"):
             mod.newton_step(w, b_, X, t_, damping=bad, gradient=gradient)
     for bad in (-1.0, float("nan"), -np.inf, np.inf):
         with pytest.raises(ValueError, match="damping must be finite and >= 0"):
